@@ -1,0 +1,182 @@
+// The contract between the ring-0 entry code (src/guest/*.S), the monitor and
+// the rest of libdunk: the per-vCPU area's layout, the trap frame, the exit
+// ports and dunk's private system-call numbers. Assembly sees the offsets as
+// macros; C++ sees the structures, and static_asserts below keep the two equal.
+#pragma once
+
+// ---- Shared constants (assembly and C++) ----------------------------------
+
+// Each vCPU owns one area of this size, aligned to it, so that exception
+// entry code finds its area by masking %rsp (the IST stacks live inside).
+#define DUNK_AREA_SIZE 0x10000
+#define DUNK_AREA_MASK (~(DUNK_AREA_SIZE - 1))
+
+// Guest exits to the monitor by `out %al, $port` (KVM_EXIT_IO): unlike
+// vmcall/vmmcall, port I/O reaches user space on Intel and AMD alike, with or
+// without an in-kernel local APIC. The port says why the guest exited.
+#define DUNK_PORT_SYSCALL 0xd0    // frame at area->syscall_frame
+#define DUNK_PORT_EXCEPTION 0xd1  // frame at area->exception_frame
+#define DUNK_PORT_FATAL 0xd2      // double fault / NMI / machine check; frame at area->exception_frame
+
+// Linux's GDT layout (arch/x86/include/asm/segment.h), so that STAR and
+// SYSCALL/SYSRET work as the host's do: SYSCALL loads CS from STAR[47:32]
+// and SS from that + 8.
+#define DUNK_KERNEL_CS 0x10
+#define DUNK_KERNEL_DS 0x18
+#define DUNK_USER_DS 0x2b
+#define DUNK_USER_CS 0x33
+#define DUNK_TSS_SELECTOR 0x40
+
+// The "vector" a system-call frame carries, outside the IDT's 0-255.
+#define DUNK_VECTOR_SYSCALL 0x100
+
+// Offsets in struct VcpuArea.
+#define AREA_SELF 0x00
+#define AREA_SYSCALL_STACK_TOP 0x08
+#define AREA_USER_RSP 0x10
+#define AREA_SYSCALL_FRAME 0x18
+#define AREA_EXCEPTION_FRAME 0x20
+#define AREA_EXCEPTION_DEPTH 0x28
+#define AREA_ORIGIN_CS 0x30
+#define AREA_ORIGIN_SS 0x38
+#define AREA_TSS 0x1080
+#define AREA_TSS_IST1 (AREA_TSS + 0x24)
+
+// Offsets in struct TrapFrame. The layout is what the entry code produces by
+// pushing: the CPU's interrupt frame on top (SDM vol. 3A §6.14.2, "64-Bit
+// Mode Stack Frame"), then the error code and vector, the general registers,
+// and CR2 last (lowest address).
+#define FRAME_CR2 0x00
+#define FRAME_R15 0x08
+#define FRAME_R14 0x10
+#define FRAME_R13 0x18
+#define FRAME_R12 0x20
+#define FRAME_R11 0x28
+#define FRAME_R10 0x30
+#define FRAME_R9 0x38
+#define FRAME_R8 0x40
+#define FRAME_RBP 0x48
+#define FRAME_RDI 0x50
+#define FRAME_RSI 0x58
+#define FRAME_RDX 0x60
+#define FRAME_RCX 0x68
+#define FRAME_RBX 0x70
+#define FRAME_RAX 0x78
+#define FRAME_VECTOR 0x80
+#define FRAME_ERROR_CODE 0x88
+#define FRAME_RIP 0x90
+#define FRAME_CS 0x98
+#define FRAME_RFLAGS 0xa0
+#define FRAME_RSP 0xa8
+#define FRAME_SS 0xb0
+#define FRAME_SIZE 0xb8
+
+// How far each nested exception moves IST1 down, so that a fault inside an
+// exception handler does not overwrite the frame of the one it interrupted.
+#define DUNK_IST_NEST_SHIFT 0x1000
+#define DUNK_MAX_EXCEPTION_DEPTH 3
+
+// dunk's private system calls ("hypercalls"), made with the SYSCALL
+// instruction like any other. Far above Linux's numbers: run outside VM mode
+// they fail with ENOSYS and do no harm.
+#define DUNK_SYSCALL_BASE 0x64756e6b00L  // "dunk" << 8
+#define DUNK_SYSCALL_LEAVE (DUNK_SYSCALL_BASE + 0)
+#define DUNK_SYSCALL_PING (DUNK_SYSCALL_BASE + 1)
+
+#ifndef __ASSEMBLER__
+
+#include <cstddef>
+#include <cstdint>
+
+namespace dunk::guest {
+
+struct TrapFrame {
+  std::uint64_t cr2;
+  std::uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
+  std::uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
+  std::uint64_t vector;
+  std::uint64_t error_code;
+  std::uint64_t rip, cs, rflags, rsp, ss;
+};
+
+// The 64-bit TSS (SDM vol. 3A, "Task Management in 64-bit Mode", figure
+// "64-Bit TSS Format"): only the stack pointers matter in long mode.
+struct __attribute__((packed)) Tss64 {
+  std::uint32_t reserved0;
+  std::uint64_t rsp[3];
+  std::uint64_t reserved1;
+  std::uint64_t ist[7];  // ist[0] is IST1
+  std::uint64_t reserved2;
+  std::uint16_t reserved3;
+  std::uint16_t iomap_base;
+};
+static_assert(sizeof(Tss64) == 104);
+
+// One per vCPU, DUNK_AREA_SIZE bytes, aligned to its size. Guest code reaches
+// it through GS (the SYSCALL path, after SWAPGS; KERNEL_GS_BASE holds its
+// address) or by masking the IST stack pointer (exception paths).
+struct alignas(4096) VcpuArea {
+  // -- page 0: what the entry code and the monitor exchange --
+  std::uint64_t self;
+  std::uint64_t syscall_stack_top;
+  std::uint64_t user_rsp;           // scratch for the SYSCALL entry
+  std::uint64_t syscall_frame;      // TrapFrame* of the system call being served
+  std::uint64_t exception_frame;    // TrapFrame* of the newest exception
+  std::uint64_t exception_depth;    // nesting of exception entries
+  std::uint64_t origin_cs;          // CS/SS a system call returns to
+  std::uint64_t origin_ss;
+  std::uint8_t page0_rest[0x1000 - 8 * 8];
+  // -- page 1: descriptor tables --
+  std::uint64_t gdt[16];
+  Tss64 tss;
+  std::uint8_t page1_rest[0x1000 - 16 * 8 - sizeof(Tss64)];
+  // -- the stacks, each growing down from the end of its region --
+  std::uint8_t reserved[0x2000];
+  std::uint8_t syscall_stack[0x4000];
+  std::uint8_t exception_stack[0x4000];  // IST1: exceptions and interrupts
+  std::uint8_t fatal_stack[0x4000];      // IST2: #DF, NMI, #MC
+};
+
+static_assert(sizeof(VcpuArea) == DUNK_AREA_SIZE);
+static_assert(offsetof(VcpuArea, self) == AREA_SELF);
+static_assert(offsetof(VcpuArea, syscall_stack_top) == AREA_SYSCALL_STACK_TOP);
+static_assert(offsetof(VcpuArea, user_rsp) == AREA_USER_RSP);
+static_assert(offsetof(VcpuArea, syscall_frame) == AREA_SYSCALL_FRAME);
+static_assert(offsetof(VcpuArea, exception_frame) == AREA_EXCEPTION_FRAME);
+static_assert(offsetof(VcpuArea, exception_depth) == AREA_EXCEPTION_DEPTH);
+static_assert(offsetof(VcpuArea, origin_cs) == AREA_ORIGIN_CS);
+static_assert(offsetof(VcpuArea, origin_ss) == AREA_ORIGIN_SS);
+static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
+static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);
+
+static_assert(offsetof(TrapFrame, cr2) == FRAME_CR2);
+static_assert(offsetof(TrapFrame, r15) == FRAME_R15);
+static_assert(offsetof(TrapFrame, r8) == FRAME_R8);
+static_assert(offsetof(TrapFrame, rbp) == FRAME_RBP);
+static_assert(offsetof(TrapFrame, rdi) == FRAME_RDI);
+static_assert(offsetof(TrapFrame, rcx) == FRAME_RCX);
+static_assert(offsetof(TrapFrame, rax) == FRAME_RAX);
+static_assert(offsetof(TrapFrame, vector) == FRAME_VECTOR);
+static_assert(offsetof(TrapFrame, error_code) == FRAME_ERROR_CODE);
+static_assert(offsetof(TrapFrame, rip) == FRAME_RIP);
+static_assert(offsetof(TrapFrame, cs) == FRAME_CS);
+static_assert(offsetof(TrapFrame, rflags) == FRAME_RFLAGS);
+static_assert(offsetof(TrapFrame, rsp) == FRAME_RSP);
+static_assert(offsetof(TrapFrame, ss) == FRAME_SS);
+static_assert(sizeof(TrapFrame) == FRAME_SIZE);
+
+enum class Port : std::uint16_t {
+  kSyscall = DUNK_PORT_SYSCALL,
+  kException = DUNK_PORT_EXCEPTION,
+  kFatal = DUNK_PORT_FATAL,
+};
+
+// Entry points defined in the .S files.
+extern "C" {
+void dunk_syscall_entry();          // LSTAR
+extern const std::uint64_t dunk_idt_stubs[256];  // address of each vector's stub
+}
+
+}  // namespace dunk::guest
+
+#endif  // __ASSEMBLER__

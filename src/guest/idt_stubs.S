@@ -1,0 +1,94 @@
+// The 256 interrupt-descriptor-table entry stubs and their common paths.
+//
+// Every vector enters on an IST stack inside the vCPU's area (IST1, or IST2
+// for the vectors that can strike while IST1 is unusable), never on the
+// interrupted code's stack: ring-0 code keeps data in its red zone, which a
+// frame pushed on its own stack would overwrite (SDM vol. 3A §6.14.5,
+// "Interrupt Stack Table"). Because the IST stacks live inside the area and
+// the area is aligned to its size, masking RSP finds the area; GS is left as
+// the interrupted code had it.
+//
+// Stubs push a zero where the CPU pushes no error code (SDM vol. 3A Table 6-1,
+// "Protected-Mode Exceptions and Interrupts"), then the vector.
+
+#include "guest/abi.h"
+#include "guest/frame_macros.S.inc"
+
+  .text
+
+// Vectors for which the CPU pushes an error code: #DF(8), #TS(10), #NP(11),
+// #SS(12), #GP(13), #PF(14), #AC(17), #CP(21), #VC(29), #SX(30).
+#define HAS_ERROR_CODE(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || (v) == 21 || (v) == 29 || (v) == 30)
+// Vectors that run on IST2 and end the program: NMI(2), #DF(8), #MC(18).
+#define IS_FATAL(v) ((v) == 2 || (v) == 8 || (v) == 18)
+
+  .p2align 4
+dunk_idt_stub_base:
+  .set vector, 0
+  .rept 256
+  // Each stub gets exactly 16 bytes, so the table below can be computed;
+  // .org fails to assemble if a stub outgrew its slot.
+  .org dunk_idt_stub_base + vector * 16, 0xcc
+  .if HAS_ERROR_CODE(vector) == 0
+  pushq $0
+  .endif
+  pushq $vector
+  .if IS_FATAL(vector) != 0
+  jmp dunk_fatal_common
+  .else
+  jmp dunk_exception_common
+  .endif
+  .set vector, vector + 1
+  .endr
+
+  .p2align 4
+  .type dunk_exception_common, @function
+dunk_exception_common:
+  PUSH_GPRS
+  movq %cr2, %rax
+  pushq %rax
+  movq %rsp, %rbx
+  andq $DUNK_AREA_MASK, %rbx       // %rbx = this vCPU's area
+  movq %rsp, AREA_EXCEPTION_FRAME(%rbx)
+  incq AREA_EXCEPTION_DEPTH(%rbx)
+  // A nested exception gets a fresh piece of IST1 below this frame.
+  subq $DUNK_IST_NEST_SHIFT, AREA_TSS_IST1(%rbx)
+
+  outb %al, $DUNK_PORT_EXCEPTION
+
+  addq $DUNK_IST_NEST_SHIFT, AREA_TSS_IST1(%rbx)
+  decq AREA_EXCEPTION_DEPTH(%rbx)
+  addq $8, %rsp                    // CR2
+  POP_GPRS
+  addq $16, %rsp                   // vector, error code
+  iretq
+  .size dunk_exception_common, . - dunk_exception_common
+
+  .p2align 4
+  .type dunk_fatal_common, @function
+dunk_fatal_common:
+  PUSH_GPRS
+  movq %cr2, %rax
+  pushq %rax
+  movq %rsp, %rbx
+  andq $DUNK_AREA_MASK, %rbx
+  movq %rsp, AREA_EXCEPTION_FRAME(%rbx)
+  // The monitor ends the program; there is nothing to return to.
+1:
+  outb %al, $DUNK_PORT_FATAL
+  jmp 1b
+  .size dunk_fatal_common, . - dunk_fatal_common
+
+// The address of each vector's stub, for building the IDT.
+  .section .data.rel.ro, "aw"
+  .p2align 3
+  .globl dunk_idt_stubs
+  .type dunk_idt_stubs, @object
+dunk_idt_stubs:
+  .set vector, 0
+  .rept 256
+  .quad dunk_idt_stub_base + vector * 16
+  .set vector, vector + 1
+  .endr
+  .size dunk_idt_stubs, . - dunk_idt_stubs
+  .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,46 @@
+// The SYSCALL entry point (LSTAR) of every vCPU.
+//
+// SYSCALL made in guest ring 0 (the program) or ring 3 (code the program runs
+// there) lands here with RCX = return RIP, R11 = RFLAGS, IF cleared by
+// SFMASK, and the caller's stack untouched: SYSCALL does not switch stacks
+// (SDM vol. 2B, SYSCALL). The caller may keep live data in the 128-byte red
+// zone below its RSP, so nothing may be pushed there: the first thing this
+// code does is move to the vCPU's own stack, found through GS after SWAPGS.
+//
+// It then builds a TrapFrame describing the caller, tells the monitor with one
+// port write, and returns through the (possibly edited) frame with IRETQ,
+// because SYSRET can only return to ring 3.
+
+#include "guest/abi.h"
+#include "guest/frame_macros.S.inc"
+
+  .text
+  .globl dunk_syscall_entry
+  .type dunk_syscall_entry, @function
+  .p2align 6
+dunk_syscall_entry:
+  swapgs
+  movq %rsp, %gs:AREA_USER_RSP
+  movq %gs:AREA_SYSCALL_STACK_TOP, %rsp
+  // The interrupt-frame half of the TrapFrame, as an exception would push it.
+  pushq %gs:AREA_ORIGIN_SS
+  pushq %gs:AREA_USER_RSP
+  pushq %r11                       // RFLAGS at the SYSCALL
+  pushq %gs:AREA_ORIGIN_CS
+  pushq %rcx                       // return RIP
+  pushq $0                         // error code
+  pushq $DUNK_VECTOR_SYSCALL
+  PUSH_GPRS
+  pushq $0                         // CR2
+  movq %rsp, %gs:AREA_SYSCALL_FRAME
+
+  // The monitor performs the call and writes the result into the frame's RAX.
+  outb %al, $DUNK_PORT_SYSCALL
+
+  addq $8, %rsp                    // CR2
+  POP_GPRS
+  addq $16, %rsp                   // vector, error code
+  swapgs
+  iretq
+  .size dunk_syscall_entry, . - dunk_syscall_entry
+  .section .note.GNU-stack, "", @progbits

@@ -1,0 +1,201 @@
+#include "kvm/kvm.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+
+#include <cstddef>
+#include <cstring>
+
+// The kernel's layouts put the entries right after two 32-bit words. (Do not
+// compare with offsetof on the uapi structs: compiled as C++, their
+// __DECLARE_FLEX_ARRAY adds an empty struct that shifts the array.)
+static_assert(offsetof(dunk::kvm::CpuidBuffer, entries) == 8);
+
+namespace dunk::kvm {
+namespace {
+
+long ioctl_raw(int fd, unsigned long request, const void* arg) noexcept {
+  return sys::call(SYS_ioctl, fd, static_cast<long>(request), reinterpret_cast<long>(arg));
+}
+long ioctl_raw(int fd, unsigned long request, long arg) noexcept {
+  return sys::call(SYS_ioctl, fd, static_cast<long>(request), arg);
+}
+
+Status check(long ret, const char* what) noexcept {
+  if (sys::failed(ret)) return errno_error(what, ret);
+  return {};
+}
+
+}  // namespace
+
+kvm_cpuid_entry2* CpuidBuffer::find(std::uint32_t function, std::uint32_t index) noexcept {
+  for (auto& entry : span()) {
+    bool indexed = (entry.flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX) != 0;
+    if (entry.function == function && (!indexed || entry.index == index)) return &entry;
+  }
+  return nullptr;
+}
+
+Result<System> System::open(const char* path) noexcept {
+  long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
+  if (sys::failed(fd)) return errno_error("open(/dev/kvm) failed", fd);
+  UniqueFd owned(static_cast<int>(fd));
+  long version = ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L);
+  if (version != kApiVersion) return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};
+  return System(std::move(owned));
+}
+
+long System::check_extension(long capability) const noexcept {
+  long ret = ioctl_raw(fd(), KVM_CHECK_EXTENSION, capability);
+  return ret < 0 ? 0 : ret;
+}
+
+Result<std::size_t> System::vcpu_mmap_size() const noexcept {
+  long ret = ioctl_raw(fd(), KVM_GET_VCPU_MMAP_SIZE, 0L);
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_GET_VCPU_MMAP_SIZE) failed", ret);
+  return static_cast<std::size_t>(ret);
+}
+
+Status System::supported_cpuid(CpuidBuffer& out) const noexcept {
+  out.nent = kMaxCpuidEntries;
+  return check(ioctl_raw(fd(), KVM_GET_SUPPORTED_CPUID, &out), "ioctl(KVM_GET_SUPPORTED_CPUID) failed");
+}
+
+Result<Vm> Vm::create(const System& system) noexcept {
+  // Machine type 0: the default x86 VM. The returned descriptor is close-on-exec.
+  long fd = ioctl_raw(system.fd(), KVM_CREATE_VM, 0L);
+  if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VM) failed", fd);
+  return Vm(UniqueFd(static_cast<int>(fd)));
+}
+
+long Vm::check_extension(long capability) const noexcept {
+  long ret = ioctl_raw(fd(), KVM_CHECK_EXTENSION, capability);
+  return ret < 0 ? 0 : ret;
+}
+
+Status Vm::set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept {
+  kvm_userspace_memory_region region{};
+  region.slot = slot;
+  region.guest_phys_addr = gpa.value();
+  region.memory_size = size;
+  region.userspace_addr = hva.value();
+  return check(ioctl_raw(fd(), KVM_SET_USER_MEMORY_REGION, &region),
+               "ioctl(KVM_SET_USER_MEMORY_REGION) failed");
+}
+
+Status Vm::enable_capability(std::uint32_t capability, std::uint64_t arg0) noexcept {
+  kvm_enable_cap cap{};
+  cap.cap = capability;
+  cap.args[0] = arg0;
+  return check(ioctl_raw(fd(), KVM_ENABLE_CAP, &cap), "ioctl(KVM_ENABLE_CAP) failed");
+}
+
+Status Vm::set_tss_addr(std::uint64_t gpa) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_TSS_ADDR, static_cast<long>(gpa)), "ioctl(KVM_SET_TSS_ADDR) failed");
+}
+
+Status Vm::set_identity_map_addr(std::uint64_t gpa) noexcept {
+  std::uint64_t addr = gpa;
+  return check(ioctl_raw(fd(), KVM_SET_IDENTITY_MAP_ADDR, &addr),
+               "ioctl(KVM_SET_IDENTITY_MAP_ADDR) failed");
+}
+
+Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) noexcept {
+  long fd = ioctl_raw(this->fd(), KVM_CREATE_VCPU, static_cast<long>(id));
+  if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VCPU) failed", fd);
+  UniqueFd owned(static_cast<int>(fd));
+  DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(nullptr, mmap_size, PROT_READ | PROT_WRITE,
+                                                  MAP_SHARED, owned.get(), 0));
+  Vcpu vcpu(std::move(owned), std::move(run), id);
+  vcpu.xsave2_ = check_extension(KVM_CAP_XSAVE2) > 0;
+  return vcpu;
+}
+
+long Vcpu::run() noexcept { return sys::call(SYS_ioctl, fd(), KVM_RUN, 0); }
+
+Status Vcpu::get_regs(kvm_regs& regs) noexcept {
+  return check(ioctl_raw(fd(), KVM_GET_REGS, &regs), "ioctl(KVM_GET_REGS) failed");
+}
+Status Vcpu::set_regs(const kvm_regs& regs) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_REGS, &regs), "ioctl(KVM_SET_REGS) failed");
+}
+Status Vcpu::get_sregs(kvm_sregs& sregs) noexcept {
+  return check(ioctl_raw(fd(), KVM_GET_SREGS, &sregs), "ioctl(KVM_GET_SREGS) failed");
+}
+Status Vcpu::set_sregs(const kvm_sregs& sregs) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_SREGS, &sregs), "ioctl(KVM_SET_SREGS) failed");
+}
+Status Vcpu::set_cpuid(const CpuidBuffer& cpuid) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_CPUID2, &cpuid), "ioctl(KVM_SET_CPUID2) failed");
+}
+
+Status Vcpu::get_xsave(void* buffer, std::size_t size) noexcept {
+  if (size < sizeof(kvm_xsave)) return Error{"xsave buffer smaller than struct kvm_xsave", EINVAL};
+  // KVM_GET_XSAVE2 writes as many bytes as KVM_CAP_XSAVE2 reported; the
+  // caller sized the buffer from that.
+  unsigned long request = xsave2_ ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+  return check(ioctl_raw(fd(), request, buffer), "ioctl(KVM_GET_XSAVE) failed");
+}
+Status Vcpu::set_xsave(const void* buffer) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_XSAVE, buffer), "ioctl(KVM_SET_XSAVE) failed");
+}
+
+Status Vcpu::set_xcr0(std::uint64_t value) noexcept {
+  kvm_xcrs xcrs{};
+  xcrs.nr_xcrs = 1;
+  xcrs.xcrs[0].xcr = 0;
+  xcrs.xcrs[0].value = value;
+  return check(ioctl_raw(fd(), KVM_SET_XCRS, &xcrs), "ioctl(KVM_SET_XCRS) failed");
+}
+
+namespace {
+// The layout of struct kvm_msrs with room for its flexible array.
+struct MsrBuffer {
+  std::uint32_t nmsrs;
+  std::uint32_t pad;
+  kvm_msr_entry entries[16];
+};
+static_assert(offsetof(MsrBuffer, entries) == 8);
+}  // namespace
+
+Status Vcpu::set_msrs(std::span<const kvm_msr_entry> msrs) noexcept {
+  MsrBuffer buffer{};
+  if (msrs.size() > std::size(buffer.entries)) return Error{"too many MSRs for one KVM_SET_MSRS", E2BIG};
+  buffer.nmsrs = static_cast<std::uint32_t>(msrs.size());
+  std::memcpy(buffer.entries, msrs.data(), msrs.size_bytes());
+  long ret = ioctl_raw(fd(), KVM_SET_MSRS, &buffer);
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_SET_MSRS) failed", ret);
+  // KVM_SET_MSRS returns how many it set, stopping at the first it rejects.
+  if (static_cast<std::size_t>(ret) != msrs.size()) return Error{"KVM_SET_MSRS rejected an MSR", EINVAL};
+  return {};
+}
+
+Status Vcpu::get_msrs(std::span<kvm_msr_entry> msrs) noexcept {
+  MsrBuffer buffer{};
+  if (msrs.size() > std::size(buffer.entries)) return Error{"too many MSRs for one KVM_GET_MSRS", E2BIG};
+  buffer.nmsrs = static_cast<std::uint32_t>(msrs.size());
+  std::memcpy(buffer.entries, msrs.data(), msrs.size_bytes());
+  long ret = ioctl_raw(fd(), KVM_GET_MSRS, &buffer);
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_GET_MSRS) failed", ret);
+  if (static_cast<std::size_t>(ret) != msrs.size()) return Error{"KVM_GET_MSRS rejected an MSR", EINVAL};
+  std::memcpy(msrs.data(), buffer.entries, msrs.size_bytes());
+  return {};
+}
+
+Status Vcpu::set_tsc_offset(std::int64_t offset) noexcept {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<std::uint64_t>(&offset);
+  return check(ioctl_raw(fd(), KVM_SET_DEVICE_ATTR, &attr),
+               "ioctl(KVM_SET_DEVICE_ATTR, KVM_VCPU_TSC_OFFSET) failed");
+}
+
+Result<UniqueFd> Vcpu::stats_fd() noexcept {
+  long ret = ioctl_raw(fd(), KVM_GET_STATS_FD, 0L);
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_GET_STATS_FD) failed", ret);
+  return UniqueFd(static_cast<int>(ret));
+}
+
+}  // namespace dunk::kvm

@@ -1,0 +1,132 @@
+// RAII wrappers over the KVM API (Linux Documentation/virt/kvm/api.rst):
+// the /dev/kvm system handle, a VM, its vCPUs. Every ioctl goes through a raw
+// system call, so vCPUs can be created and driven from the monitor, where
+// libc must not be entered; failures come back as Errors naming the ioctl.
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "base/unique_fd.h"
+#include "dunk/address.h"
+#include "dunk/result.h"
+
+// Newer than the 6.1 headers this builds against; values from api.rst.
+#ifndef KVM_CAP_MEMORY_FAULT_INFO
+#define KVM_CAP_MEMORY_FAULT_INFO 232
+#endif
+#ifndef KVM_EXIT_MEMORY_FAULT
+#define KVM_EXIT_MEMORY_FAULT 39
+#endif
+
+namespace dunk::kvm {
+
+// The API version every KVM since Linux 2.6.22 reports.
+inline constexpr int kApiVersion = 12;
+
+// Enough for every leaf KVM_GET_SUPPORTED_CPUID returns on current CPUs
+// (it fails with E2BIG when the buffer is too small, and we say so).
+inline constexpr std::size_t kMaxCpuidEntries = 256;
+
+// The layout of struct kvm_cpuid2 with room for its flexible array.
+struct CpuidBuffer {
+  std::uint32_t nent = 0;
+  std::uint32_t padding = 0;
+  kvm_cpuid_entry2 entries[kMaxCpuidEntries];
+
+  std::span<kvm_cpuid_entry2> span() noexcept { return {entries, nent}; }
+  std::span<const kvm_cpuid_entry2> span() const noexcept { return {entries, nent}; }
+  kvm_cpuid_entry2* find(std::uint32_t function, std::uint32_t index = 0) noexcept;
+};
+
+class System {
+ public:
+  // Opens the KVM device and checks the API version. The error's errno tells
+  // ENOENT (no KVM in this kernel) from EACCES (no permission).
+  static Result<System> open(const char* path = "/dev/kvm") noexcept;
+
+  int fd() const noexcept { return fd_.get(); }
+  // KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific value.
+  long check_extension(long capability) const noexcept;
+  Result<std::size_t> vcpu_mmap_size() const noexcept;
+  Status supported_cpuid(CpuidBuffer& out) const noexcept;
+
+ private:
+  explicit System(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+class Vcpu;
+
+class Vm {
+ public:
+  static Result<Vm> create(const System& system) noexcept;
+
+  int fd() const noexcept { return fd_.get(); }
+  long check_extension(long capability) const noexcept;
+
+  // Installs (or, with size 0, deletes) memory slot `slot`: guest-physical
+  // [gpa, gpa+size) is backed by this process's memory at [hva, hva+size).
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept;
+  Status enable_capability(std::uint32_t capability, std::uint64_t arg0 = 0) noexcept;
+  // Intel VMX only: addresses KVM needs for real-mode emulation even though
+  // dunk never runs real mode; harmless and rejected-as-unneeded on AMD.
+  Status set_tss_addr(std::uint64_t gpa) noexcept;
+  Status set_identity_map_addr(std::uint64_t gpa) noexcept;
+
+  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size) noexcept;
+
+ private:
+  explicit Vm(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  UniqueFd fd_;
+};
+
+class Vcpu {
+ public:
+  int fd() const noexcept { return fd_.get(); }
+  unsigned id() const noexcept { return id_; }
+  kvm_run* run_page() const noexcept { return run_.as<kvm_run>(); }
+
+  // One KVM_RUN; returns 0 or the negative errno (EINTR when a host signal
+  // arrived, EFAULT when host memory behind a slot could not be accessed).
+  long run() noexcept;
+
+  Status get_regs(kvm_regs& regs) noexcept;
+  Status set_regs(const kvm_regs& regs) noexcept;
+  Status get_sregs(kvm_sregs& sregs) noexcept;
+  Status set_sregs(const kvm_sregs& sregs) noexcept;
+  Status set_cpuid(const CpuidBuffer& cpuid) noexcept;
+  // The xsave buffer is `size` bytes in the standard (non-compacted) XSAVE
+  // format, at least 4096 bytes (kvm_xsave); larger with KVM_CAP_XSAVE2.
+  Status get_xsave(void* buffer, std::size_t size) noexcept;
+  Status set_xsave(const void* buffer) noexcept;
+  Status set_xcr0(std::uint64_t value) noexcept;
+  Status set_msrs(std::span<const kvm_msr_entry> msrs) noexcept;
+  Status get_msrs(std::span<kvm_msr_entry> msrs) noexcept;
+  // KVM_VCPU_TSC_CTRL/KVM_VCPU_TSC_OFFSET (Linux 5.16+): guest TSC = host TSC + offset.
+  Status set_tsc_offset(std::int64_t offset) noexcept;
+  // A file descriptor for KVM's binary statistics of this vCPU (Linux 5.14+).
+  Result<UniqueFd> stats_fd() noexcept;
+
+  Vcpu(Vcpu&&) noexcept = default;
+  Vcpu& operator=(Vcpu&&) noexcept = default;
+
+ private:
+  friend class Vm;
+  Vcpu(UniqueFd fd, Mapping run, unsigned id) noexcept
+      : fd_(std::move(fd)), run_(std::move(run)), id_(id) {}
+  UniqueFd fd_;
+  Mapping run_;
+  unsigned id_ = 0;
+  bool xsave2_ = false;
+};
+
+// Reads one named 64-bit counter ("exits", "io_exits", ...) from a KVM binary
+// statistics descriptor (api.rst, "KVM_GET_STATS_FD"). Not for the monitor:
+// it allocates.
+Result<std::uint64_t> read_stat(int stats_fd, const char* name) noexcept;
+
+}  // namespace dunk::kvm
