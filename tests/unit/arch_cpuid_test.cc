@@ -115,6 +115,16 @@ TEST(Cpuid, DecodesIntelServer) {
   EXPECT_TRUE(xfeature::valid_xcr0(f.xcr0_supported));
 }
 
+TEST(Cpuid, PagingFeaturesFollowTheCpu) {
+  const PagingFeatures amd = paging_features(decode_cpu_features(amd_without_gib_pages()));
+  EXPECT_FALSE(amd.gib_pages);
+  EXPECT_TRUE(amd.nx);
+  EXPECT_EQ(amd.phys_bits, 39u);
+  const PagingFeatures intel = paging_features(decode_cpu_features(intel_server()));
+  EXPECT_TRUE(intel.gib_pages);
+  EXPECT_EQ(intel.phys_bits, 46u);
+}
+
 TEST(Cpuid, SubLeafIndexIsHonoured) {
   const auto entries = intel_server();
   const CpuidEntry* sub1 = find_cpuid(entries, 7, 1);

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <span>
 
+#include "arch/x86_64/paging.h"
+
 namespace dunk::arch {
 
 // One CPUID result; the same fields as Linux's struct kvm_cpuid_entry2
@@ -144,6 +146,11 @@ const CpuidEntry* find_cpuid(std::span<const CpuidEntry> entries, std::uint32_t 
 bool has_feature(std::span<const CpuidEntry> entries, CpuidBit b) noexcept;
 
 CpuFeatures decode_cpu_features(std::span<const CpuidEntry> entries) noexcept;
+
+// What the page-table builder needs to know about this CPU.
+constexpr PagingFeatures paging_features(const CpuFeatures& f) noexcept {
+  return PagingFeatures{.gib_pages = f.gib_pages, .nx = f.nx, .phys_bits = f.phys_bits};
+}
 
 // --- The host's own CPUID (impure) ------------------------------------------
 

@@ -1,0 +1,319 @@
+#include "arch/x86_64/page_table.h"
+
+#include <algorithm>
+#include <cerrno>
+
+namespace dunk::arch {
+
+// Internally a virtual address is its low 48 bits ("linear offset"), so that
+// ranges in the upper canonical half do not wrap at 2^64; visitors get the
+// sign-extended Gva back.
+namespace {
+
+constexpr std::uint64_t kLinearMask = bit_mask(kLinearBits - 1, 0);
+constexpr std::uint64_t kHalf = std::uint64_t{1} << (kLinearBits - 1);
+
+constexpr std::uint64_t linear(Gva va) noexcept { return va.value() & kLinearMask; }
+constexpr Gva to_gva(std::uint64_t lin) noexcept {
+  return Gva((lin & kHalf) != 0 ? lin | ~kLinearMask : lin);
+}
+
+constexpr unsigned table_index(unsigned level, std::uint64_t lin) noexcept {
+  return static_cast<unsigned>((lin >> level_shift(level)) % kEntriesPerTable);
+}
+
+bool table_empty(const PageTableEntry* table) noexcept {
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    if (load_entry(&table[i]).present()) return false;
+  }
+  return true;
+}
+
+// Fills `child` (a detached table) with the 512 pages that together map
+// exactly what `large`, a leaf at `level`, maps. Only the size and address
+// change; for 4 KiB children the PAT bit moves from bit 12 to bit 7, where
+// the large page had PS.
+void fill_split(PageTableEntry* child, PageTableEntry large, unsigned level) noexcept {
+  const PageSize large_size = leaf_size(level);
+  const PageSize child_size = leaf_size(level - 1);
+  PageTableEntry pattern = large;
+  pattern.set_page_address(Gpa(0), large_size);
+  if (child_size == PageSize::k4K) {
+    pattern.set_pat_large(false).set_pat_4k(large.pat_large());
+  }
+  const Gpa base = large.page_address(large_size);
+  const std::uint64_t step = page_bytes(child_size);
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    child[i] = PageTableEntry(pattern).set_page_address(base + i * step, child_size);
+  }
+}
+
+}  // namespace
+
+struct PageTable::Edit {
+  enum class Kind { kMap, kUnmap, kProtect };
+  Kind kind;
+  std::uint64_t pa_minus_va = 0;  // kMap: pa of linear offset x is x + pa_minus_va
+  PageAttributes attrs{};
+  PageSize largest = PageSize::k1G;
+};
+
+// --- construction -----------------------------------------------------------
+
+Result<PageTable> PageTable::create(TableMemory& memory, PagingFeatures features) noexcept {
+  PageTable table(memory, features, TablePage{});
+  DUNK_ASSIGN_OR_RETURN(TablePage root, table.allocate_table());
+  table.root_ = root;
+  return table;
+}
+
+Result<PageTable> PageTable::adopt(TableMemory& memory, PagingFeatures features, Gpa root) noexcept {
+  if (!root.is_aligned(kTableBytes)) return Error{"PageTable::adopt: root not 4 KiB aligned", EINVAL};
+  PageTableEntry* entries = memory.table_at(root);
+  if (entries == nullptr) return Error{"PageTable::adopt: root is not a table of this memory", EINVAL};
+  return PageTable(memory, features, TablePage{entries, root});
+}
+
+PageTable::PageTable(PageTable&& other) noexcept
+    : memory_(other.memory_), features_(other.features_), root_(std::exchange(other.root_, TablePage{})) {}
+
+PageTable& PageTable::operator=(PageTable&& other) noexcept {
+  if (this != &other) {
+    memory_ = other.memory_;
+    features_ = other.features_;
+    root_ = std::exchange(other.root_, TablePage{});
+  }
+  return *this;
+}
+
+void PageTable::destroy() noexcept {
+  if (root_.entries == nullptr) return;
+  release_tree(std::exchange(root_, TablePage{}), kPagingLevels);
+}
+
+// --- table memory -----------------------------------------------------------
+
+Result<TablePage> PageTable::allocate_table() noexcept {
+  DUNK_ASSIGN_OR_RETURN(TablePage page, memory_->allocate());
+  const std::uint64_t limit = std::uint64_t{1} << features_.phys_bits;
+  if (!page.gpa.is_aligned(kTableBytes) || page.gpa.value() >= limit) {
+    memory_->release(page);
+    return Error{"page table: table memory returned a GPA beyond MAXPHYADDR or unaligned", ERANGE};
+  }
+  return page;
+}
+
+// `old` was an entry at `level` and has just been overwritten.
+void PageTable::release_subtree(PageTableEntry old, unsigned level) noexcept {
+  if (!old.present() || old.is_leaf(level)) return;
+  const Gpa gpa = old.table_address();
+  PageTableEntry* entries = memory_->table_at(gpa);
+  if (entries != nullptr) release_tree(TablePage{entries, gpa}, level - 1);
+}
+
+// Releases `table` (a level-`level` table) and every table below it. Nothing
+// links to any of them any more, so the order does not matter.
+void PageTable::release_tree(TablePage table, unsigned level) noexcept {
+  if (level > 1) {
+    for (unsigned i = 0; i < kEntriesPerTable; ++i) release_subtree(load_entry(&table.entries[i]), level);
+  }
+  memory_->release(table);
+}
+
+// --- editing ----------------------------------------------------------------
+
+Status PageTable::check_range(Gva va, std::uint64_t size) const noexcept {
+  if (!va.is_aligned(kPageSize4K) || size % kPageSize4K != 0) {
+    return Error{"page table: address or size not 4 KiB aligned", EINVAL};
+  }
+  if (!is_canonical(va)) return Error{"page table: non-canonical virtual address", EINVAL};
+  const std::uint64_t lin = linear(va);
+  const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
+  if (size > half_end - lin) return Error{"page table: range leaves its canonical half", EINVAL};
+  return {};
+}
+
+Status PageTable::map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest) noexcept {
+  DUNK_TRY(check_range(va, size));
+  if (!pa.is_aligned(kPageSize4K)) return Error{"page table: physical address not 4 KiB aligned", EINVAL};
+  const std::uint64_t limit = std::uint64_t{1} << features_.phys_bits;
+  if (pa.value() > limit || size > limit - pa.value()) {
+    return Error{"page table: physical address beyond MAXPHYADDR", ERANGE};
+  }
+  return apply(va, size, Edit{Edit::Kind::kMap, pa.value() - linear(va), attrs, largest});
+}
+
+Status PageTable::unmap(Gva va, std::uint64_t size) noexcept {
+  DUNK_TRY(check_range(va, size));
+  return apply(va, size, Edit{Edit::Kind::kUnmap});
+}
+
+Status PageTable::protect(Gva va, std::uint64_t size, PageAttributes attrs) noexcept {
+  DUNK_TRY(check_range(va, size));
+  return apply(va, size, Edit{Edit::Kind::kProtect, 0, attrs});
+}
+
+Status PageTable::apply(Gva va, std::uint64_t size, const Edit& edit) noexcept {
+  if (root_.entries == nullptr) return Error{"page table: no tree (moved from or destroyed)", EINVAL};
+  const std::uint64_t lin = linear(va);
+  return edit_table(root_.entries, kPagingLevels, lin, lin + size, edit);
+}
+
+Status PageTable::edit_table(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+                             const Edit& edit) noexcept {
+  const std::uint64_t span = level_span(level);
+  while (va < end) {
+    const std::uint64_t base = va & ~(span - 1);
+    const std::uint64_t piece_end = std::min(end, base + span);
+    DUNK_TRY(edit_entry(&table[table_index(level, va)], level, base, va, piece_end, edit));
+    va = piece_end;
+  }
+  return {};
+}
+
+// Applies `edit` to [va, end), the part of the range inside entry `e`, which
+// covers [base, base + span) at `level`.
+Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t base, std::uint64_t va,
+                             std::uint64_t end, const Edit& edit) noexcept {
+  const PageTableEntry old = load_entry(e);
+  const bool covers = va == base && end == base + level_span(level);
+  if (covers) {
+    switch (edit.kind) {
+      case Edit::Kind::kMap:
+        if (!can_map_leaf(level, base, edit)) break;
+        store_entry(e, PageTableEntry::leaf(Gpa(base + edit.pa_minus_va), leaf_size(level), edit.attrs, features_.nx));
+        release_subtree(old, level);
+        return {};
+      case Edit::Kind::kUnmap:
+        if (!old.present()) return {};
+        store_entry(e, PageTableEntry());
+        release_subtree(old, level);
+        return {};
+      case Edit::Kind::kProtect:
+        if (!old.present()) return {};
+        if (!old.is_leaf(level)) break;
+        protect_leaf(e, level, edit);
+        return {};
+    }
+  }
+  if (!old.present() && edit.kind != Edit::Kind::kMap) return {};
+  return edit_below(e, old, level, va, end, edit);
+}
+
+// The edit covers part of the entry (or needs smaller pages): descend.
+Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
+                             std::uint64_t end, const Edit& edit) noexcept {
+  if (!old.present() || old.is_leaf(level)) return edit_detached(e, old, level, va, end, edit);
+  const Gpa child_gpa = old.table_address();
+  PageTableEntry* child = memory_->table_at(child_gpa);
+  if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+  DUNK_TRY(edit_table(child, level - 1, va, end, edit));
+  if (edit.kind == Edit::Kind::kUnmap && table_empty(child)) {
+    store_entry(e, PageTableEntry());
+    release_tree(TablePage{child, child_gpa}, level - 1);
+  }
+  return {};
+}
+
+// Builds the new subtable off to the side (empty, or the split of a large
+// page), applies the edit to it, and links it with one store; on failure
+// nothing was linked and the detached tables go back to the memory.
+Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
+                                std::uint64_t end, const Edit& edit) noexcept {
+  DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
+  if (old.present()) fill_split(fresh.entries, old, level);
+  Status status = edit_table(fresh.entries, level - 1, va, end, edit);
+  if (!status) {
+    release_tree(fresh, level - 1);
+    return status;
+  }
+  store_entry(e, PageTableEntry::table(fresh.gpa));
+  return {};
+}
+
+bool PageTable::can_map_leaf(unsigned level, std::uint64_t base, const Edit& edit) const noexcept {
+  const std::uint64_t pa = base + edit.pa_minus_va;
+  switch (level) {
+    case 1: return true;
+    case 2: return edit.largest != PageSize::k4K && pa % kPageSize2M == 0;
+    case 3: return features_.gib_pages && edit.largest == PageSize::k1G && pa % kPageSize1G == 0;
+    default: return false;
+  }
+}
+
+// Rewrites the attributes of a present leaf, keeping its address and the
+// bits the attributes do not describe. Compare-and-exchange, so an
+// accessed/dirty bit the CPU sets meanwhile is not lost.
+void PageTable::protect_leaf(PageTableEntry* e, unsigned level, const Edit& edit) noexcept {
+  const PageSize size = leaf_size(level);
+  PageTableEntry current = load_entry(e);
+  for (;;) {
+    PageTableEntry next = PageTableEntry::leaf(current.page_address(size), size, edit.attrs, features_.nx);
+    next.set_accessed(current.accessed())
+        .set_dirty(current.dirty())
+        .set_protection_key(current.protection_key())
+        .set_software_high(current.software_high());
+    if (size == PageSize::k4K) {
+      next.set_pat_4k(current.pat_4k());
+    } else {
+      next.set_pat_large(current.pat_large());
+    }
+    if (exchange_entry(e, current, next)) return;
+  }
+}
+
+// --- reading ----------------------------------------------------------------
+
+std::optional<Translation> PageTable::lookup(Gva va) const noexcept {
+  if (root_.entries == nullptr || !is_canonical(va)) return std::nullopt;
+  PageTableEntry* table = root_.entries;
+  PageAttributes rights{.writable = true, .user = true, .executable = true};
+  for (unsigned level = kPagingLevels; level >= 1; --level) {
+    PageTableEntry* e = &table[index(level, va)];
+    const PageTableEntry v = load_entry(e);
+    if (!v.present()) return std::nullopt;
+    rights.writable &= v.writable();
+    rights.user &= v.user();
+    rights.executable &= !(features_.nx && v.execute_disable());
+    if (v.is_leaf(level)) {
+      const PageSize size = leaf_size(level);
+      PageAttributes attrs = v.attributes();
+      attrs.writable = rights.writable;
+      attrs.user = rights.user;
+      attrs.executable = rights.executable;
+      const Gpa pa = v.page_address(size) + (va.value() & (page_bytes(size) - 1));
+      return Translation{pa, attrs, size, e};
+    }
+    table = memory_->table_at(v.table_address());
+    if (table == nullptr) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void PageTable::for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {
+  if (root_.entries == nullptr || size == 0 || !is_canonical(va)) return;
+  const std::uint64_t lin = linear(va);
+  const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
+  walk(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), visit);
+}
+
+void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+                     LeafVisitor& visit) const noexcept {
+  const std::uint64_t span = level_span(level);
+  while (va < end) {
+    const std::uint64_t base = va & ~(span - 1);
+    const std::uint64_t piece_end = std::min(end, base + span);
+    PageTableEntry* e = const_cast<PageTableEntry*>(&table[table_index(level, va)]);
+    const PageTableEntry v = load_entry(e);
+    if (v.present() && v.is_leaf(level)) {
+      visit(to_gva(base), leaf_size(level), *e);
+    } else if (v.present()) {
+      if (const PageTableEntry* child = memory_->table_at(v.table_address())) {
+        walk(child, level - 1, va, piece_end, visit);
+      }
+    }
+    va = piece_end;
+  }
+}
+
+}  // namespace dunk::arch

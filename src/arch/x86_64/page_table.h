@@ -1,0 +1,150 @@
+// A 4-level page-table tree that can be edited while vCPUs run on it.
+//
+// The tables live in memory the caller provides (TableMemory): in dunk that
+// is guest-physical memory the monitor can also write through a host
+// pointer; in tests it is posix_memalign'ed pages with made-up GPAs. The CPU
+// features that shape the tree (1 GiB pages, NX, MAXPHYADDR) are injected
+// too, so a test can model a machine the host is not.
+//
+// Concurrency: edits (map/unmap/protect/destroy) must be serialised by the
+// caller; the CPU may walk the tree at any time. Every entry changes with one
+// 64-bit store; a new or split subtable is filled completely before the
+// single store that links it; a table is released only after the store that
+// unlinks it. Flushing TLBs is the caller's business (and TableMemory's, when
+// it defers reuse of released tables until the flush).
+//
+// Failure: an edit that fails part-way (allocation failure) has applied
+// itself to a prefix of the range; the tree is valid, no table is linked
+// half-filled, and no table leaks.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <type_traits>
+#include <utility>
+
+#include "arch/x86_64/paging.h"
+#include "dunk/address.h"
+#include "dunk/result.h"
+
+namespace dunk::arch {
+
+// One 4 KiB table: where the monitor writes it and what entries store.
+struct TablePage {
+  PageTableEntry* entries = nullptr;
+  Gpa gpa;
+};
+
+class TableMemory {
+ public:
+  // A zero-filled, 4 KiB aligned table.
+  virtual Result<TablePage> allocate() noexcept = 0;
+  // A table no longer referenced by the tree; the implementation may defer
+  // its reuse until TLBs are flushed.
+  virtual void release(TablePage page) noexcept = 0;
+  // Host pointer of a table this memory allocated; nullptr if it did not.
+  virtual PageTableEntry* table_at(Gpa gpa) noexcept = 0;
+
+ protected:
+  ~TableMemory() = default;
+};
+
+struct Translation {
+  Gpa pa;  // of the looked-up address itself, page offset included
+  PageAttributes attrs;
+  PageSize size;
+  PageTableEntry* leaf;
+};
+
+// A non-owning reference to a callable (Gva page, PageSize, PageTableEntry&),
+// valid for the duration of the call it is passed to. No allocation.
+class LeafVisitor {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::remove_cvref_t<F>, LeafVisitor>>>
+  LeafVisitor(F&& f) noexcept  // NOLINT: implicit so lambdas pass directly
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, Gva va, PageSize s, PageTableEntry& e) {
+          (*static_cast<std::remove_reference_t<F>*>(o))(va, s, e);
+        }) {}
+
+  void operator()(Gva va, PageSize s, PageTableEntry& e) const { call_(object_, va, s, e); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, Gva, PageSize, PageTableEntry&);
+};
+
+class PageTable {
+ public:
+  // A new, empty tree (allocates the root).
+  static Result<PageTable> create(TableMemory& memory, PagingFeatures features) noexcept;
+  // An existing tree rooted at `root`, whose tables `memory` allocated.
+  static Result<PageTable> adopt(TableMemory& memory, PagingFeatures features, Gpa root) noexcept;
+
+  PageTable(PageTable&& other) noexcept;
+  PageTable& operator=(PageTable&& other) noexcept;
+  PageTable(const PageTable&) = delete;
+  PageTable& operator=(const PageTable&) = delete;
+  // Leaves the tree in place: it may still be some vCPU's CR3. destroy()
+  // releases it.
+  ~PageTable() = default;
+
+  // What CR3 should hold (bits 51:12).
+  Gpa root() const noexcept { return root_.gpa; }
+  const PagingFeatures& features() const noexcept { return features_; }
+
+  // Maps [va, va + size) to [pa, pa + size), replacing whatever was there.
+  // Each piece gets the largest page that the alignment of both va and pa,
+  // the remaining size, `largest` and the CPU allow.
+  Status map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest = PageSize::k1G) noexcept;
+  // Removes every mapping in [va, va + size). Large pages straddling an edge
+  // are split; their part outside the range stays as it was. Tables left
+  // empty are released.
+  Status unmap(Gva va, std::uint64_t size) noexcept;
+  // Sets `attrs` on every present mapping in [va, va + size); holes stay holes.
+  Status protect(Gva va, std::uint64_t size, PageAttributes attrs) noexcept;
+
+  // The translation of `va`. Writable/user/executable are the effective
+  // rights: the AND over every level (SDM §4.6 "Access Rights").
+  std::optional<Translation> lookup(Gva va) const noexcept;
+
+  // Calls `visit(page start, size, leaf entry)` for every present leaf that
+  // overlaps [va, va + size), in address order. The visitor may change the
+  // entry only through store_entry/exchange_entry.
+  void for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
+
+  // Releases every table of the tree, root included. The object is empty
+  // afterwards (root() is Gpa(0); edits fail).
+  void destroy() noexcept;
+
+ private:
+  struct Edit;
+
+  PageTable(TableMemory& memory, PagingFeatures features, TablePage root) noexcept
+      : memory_(&memory), features_(features), root_(root) {}
+
+  Status check_range(Gva va, std::uint64_t size) const noexcept;
+  Status apply(Gva va, std::uint64_t size, const Edit& edit) noexcept;
+  Status edit_table(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+                    const Edit& edit) noexcept;
+  Status edit_entry(PageTableEntry* e, unsigned level, std::uint64_t base, std::uint64_t va,
+                    std::uint64_t end, const Edit& edit) noexcept;
+  Status edit_below(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
+                    std::uint64_t end, const Edit& edit) noexcept;
+  Status edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
+                       std::uint64_t end, const Edit& edit) noexcept;
+  bool can_map_leaf(unsigned level, std::uint64_t base, const Edit& edit) const noexcept;
+  void protect_leaf(PageTableEntry* e, unsigned level, const Edit& edit) noexcept;
+
+  Result<TablePage> allocate_table() noexcept;
+  void release_subtree(PageTableEntry old, unsigned level) noexcept;
+  void release_tree(TablePage table, unsigned level) noexcept;
+  void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+            LeafVisitor& visit) const noexcept;
+
+  TableMemory* memory_;
+  PagingFeatures features_;
+  TablePage root_;
+};
+
+}  // namespace dunk::arch

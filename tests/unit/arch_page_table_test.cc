@@ -1,0 +1,667 @@
+#include "arch/x86_64/page_table.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <vector>
+
+namespace dunk::arch {
+namespace {
+
+constexpr std::uint64_t K4 = kPageSize4K;
+constexpr std::uint64_t M2 = kPageSize2M;
+constexpr std::uint64_t G1 = kPageSize1G;
+
+// Tables in posix_memalign'ed pages with made-up GPAs handed out in order
+// from `gpa_base`. Counts everything, can be told to fail, and frees a table
+// on release so a use after release is caught by table_at() (and ASan).
+class FakeTableMemory final : public TableMemory {
+ public:
+  explicit FakeTableMemory(std::uint64_t gpa_base = 0x10'0000) : next_gpa_(gpa_base) {}
+  ~FakeTableMemory() {
+    for (auto& [gpa, p] : live_) std::free(p);
+  }
+
+  Result<TablePage> allocate() noexcept override {
+    if (remaining_ == 0) return Error{"fake: out of table memory", ENOMEM};
+    if (remaining_ > 0) --remaining_;
+    void* p = nullptr;
+    if (posix_memalign(&p, 4096, 4096) != 0) return Error{"posix_memalign failed", ENOMEM};
+    std::memset(p, 0, 4096);
+    const Gpa gpa(next_gpa_);
+    next_gpa_ += 4096;
+    live_[gpa.value()] = p;
+    ++allocations;
+    return TablePage{static_cast<PageTableEntry*>(p), gpa};
+  }
+
+  void release(TablePage page) noexcept override {
+    auto it = live_.find(page.gpa.value());
+    if (it == live_.end() || it->second != page.entries) {
+      ++bad_releases;
+      return;
+    }
+    std::free(it->second);
+    live_.erase(it);
+    ++releases;
+  }
+
+  PageTableEntry* table_at(Gpa gpa) noexcept override {
+    auto it = live_.find(gpa.value());
+    return it == live_.end() ? nullptr : static_cast<PageTableEntry*>(it->second);
+  }
+
+  // Allow `n` more allocations, then fail; -1 = unlimited.
+  void fail_after(int n) { remaining_ = n; }
+  std::size_t live() const { return live_.size(); }
+  bool is_live(Gpa gpa) const { return live_.count(gpa.value()) != 0; }
+
+  int allocations = 0;
+  int releases = 0;
+  int bad_releases = 0;
+
+ private:
+  std::uint64_t next_gpa_;
+  int remaining_ = -1;
+  std::map<std::uint64_t, void*> live_;
+};
+
+constexpr PagingFeatures kFull{.gib_pages = true, .nx = true, .phys_bits = 46};
+constexpr PagingFeatures kNoGib{.gib_pages = false, .nx = true, .phys_bits = 39};
+
+constexpr PageAttributes kRw{.writable = true};
+constexpr PageAttributes kRx{.executable = true};
+constexpr PageAttributes kUserRwx{.writable = true, .user = true, .executable = true};
+
+struct Leaf {
+  std::uint64_t va;
+  PageSize size;
+  std::uint64_t pa;
+  bool operator==(const Leaf&) const = default;
+};
+
+std::vector<Leaf> leaves(const PageTable& pt, Gva va, std::uint64_t size) {
+  std::vector<Leaf> out;
+  pt.for_each_leaf(va, size, [&](Gva page, PageSize s, PageTableEntry& e) {
+    out.push_back({page.value(), s, e.page_address(s).value()});
+  });
+  return out;
+}
+
+std::map<PageSize, int> count_sizes(const std::vector<Leaf>& ls) {
+  std::map<PageSize, int> n;
+  for (const Leaf& l : ls) ++n[l.size];
+  return n;
+}
+
+// Walks the whole tree: every link must lead to a live table of the fake,
+// no table may be linked twice, and every live table must be reachable (no
+// leak). Returns the number of reachable tables.
+std::size_t check_tree(FakeTableMemory& mem, Gpa table_gpa, unsigned level, std::set<std::uint64_t>& seen) {
+  EXPECT_TRUE(mem.is_live(table_gpa)) << "dangling link to " << std::hex << table_gpa.value();
+  EXPECT_TRUE(seen.insert(table_gpa.value()).second) << "table linked twice";
+  PageTableEntry* t = mem.table_at(table_gpa);
+  if (t == nullptr) return 0;
+  std::size_t n = 1;
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    const PageTableEntry e = t[i];
+    if (!e.present()) {
+      EXPECT_EQ(e.raw(), 0u) << "non-present entry with stale bits";
+      continue;
+    }
+    if (e.is_leaf(level)) continue;
+    // Intermediate entries: P|W|U, XD clear, nothing else.
+    EXPECT_EQ(e.raw() & ~PageTableEntry::kAddressMask4K, 0x7u);
+    n += check_tree(mem, e.table_address(), level - 1, seen);
+  }
+  return n;
+}
+
+void expect_consistent(FakeTableMemory& mem, const PageTable& pt) {
+  std::set<std::uint64_t> seen;
+  EXPECT_EQ(check_tree(mem, pt.root(), kPagingLevels, seen), mem.live());
+  EXPECT_EQ(mem.bad_releases, 0);
+}
+
+// --- PageTableEntry ---------------------------------------------------------
+
+TEST(PageTableEntry, LeafBitsMatchTheSdmFormat) {
+  // 4 KiB PTE (Table 4-20): P(0) W(1) U(2) G(8) XD(63), address 51:12.
+  const PageAttributes a{.writable = true, .user = true, .executable = false, .global = true};
+  EXPECT_EQ(PageTableEntry::leaf(Gpa(0x1234'5000), PageSize::k4K, a, true).raw(), 0x8000'0000'1234'5107u);
+  // Without NX, bit 63 is reserved: never set.
+  EXPECT_EQ(PageTableEntry::leaf(Gpa(0x1234'5000), PageSize::k4K, a, false).raw(), 0x0000'0000'1234'5107u);
+  // 2 MiB PDE (Table 4-18): PS(7), address 51:21.
+  EXPECT_EQ(PageTableEntry::leaf(Gpa(0x4020'0000), PageSize::k2M, {.writable = true, .executable = true}, true).raw(),
+            0x4020'0083u);
+  // 1 GiB PDPTE (Table 4-16): PWT(3) PCD(4) software 11:9.
+  const PageAttributes b{.write_through = true, .cache_disable = true, .software = 5};
+  EXPECT_EQ(PageTableEntry::leaf(Gpa(0x8000'0000), PageSize::k1G, b, true).raw(), 0x8000'0000'8000'0a99u);
+  // A table reference (Tables 4-15/4-17/4-19).
+  EXPECT_EQ(PageTableEntry::table(Gpa(0x12'3456'7000)).raw(), 0x12'3456'7007u);
+}
+
+TEST(PageTableEntry, EachAccessorOwnsItsBits) {
+  EXPECT_EQ(PageTableEntry().set_present(true).raw(), 1u << 0);
+  EXPECT_EQ(PageTableEntry().set_writable(true).raw(), 1u << 1);
+  EXPECT_EQ(PageTableEntry().set_user(true).raw(), 1u << 2);
+  EXPECT_EQ(PageTableEntry().set_write_through(true).raw(), 1u << 3);
+  EXPECT_EQ(PageTableEntry().set_cache_disable(true).raw(), 1u << 4);
+  EXPECT_EQ(PageTableEntry().set_accessed(true).raw(), 1u << 5);
+  EXPECT_EQ(PageTableEntry().set_dirty(true).raw(), 1u << 6);
+  EXPECT_EQ(PageTableEntry().set_page_size(true).raw(), 1u << 7);
+  EXPECT_EQ(PageTableEntry().set_global(true).raw(), 1u << 8);
+  EXPECT_EQ(PageTableEntry().set_software(7).raw(), 0xe00u);
+  EXPECT_EQ(PageTableEntry().set_pat_large(true).raw(), 1u << 12);
+  EXPECT_EQ(PageTableEntry().set_software_high(0x7f).raw(), 0x07f0'0000'0000'0000u);
+  EXPECT_EQ(PageTableEntry().set_protection_key(0xf).raw(), 0x7800'0000'0000'0000u);
+  EXPECT_EQ(PageTableEntry().set_execute_disable(true).raw(), 0x8000'0000'0000'0000u);
+  // Fields do not overflow into neighbours.
+  EXPECT_EQ(PageTableEntry().set_software(0xff).raw(), 0xe00u);
+  EXPECT_EQ(PageTableEntry().set_protection_key(0xff).raw(), 0x7800'0000'0000'0000u);
+  // Address fields by size.
+  const PageTableEntry all(~std::uint64_t{0});
+  EXPECT_EQ(all.page_address(PageSize::k4K).value(), 0x000f'ffff'ffff'f000u);
+  EXPECT_EQ(all.page_address(PageSize::k2M).value(), 0x000f'ffff'ffe0'0000u);
+  EXPECT_EQ(all.page_address(PageSize::k1G).value(), 0x000f'ffff'c000'0000u);
+  EXPECT_EQ(all.table_address().value(), 0x000f'ffff'ffff'f000u);
+}
+
+TEST(PageTableEntry, AttributesRoundTrip) {
+  for (unsigned bits = 0; bits < 64; ++bits) {
+    for (std::uint8_t sw = 0; sw < 8; ++sw) {
+      const PageAttributes a{.writable = (bits & 1) != 0,
+                             .user = (bits & 2) != 0,
+                             .executable = (bits & 4) != 0,
+                             .global = (bits & 8) != 0,
+                             .write_through = (bits & 16) != 0,
+                             .cache_disable = (bits & 32) != 0,
+                             .software = sw};
+      for (PageSize s : {PageSize::k4K, PageSize::k2M, PageSize::k1G}) {
+        const PageTableEntry e = PageTableEntry::leaf(Gpa(0x4000'0000), s, a, true);
+        ASSERT_EQ(e.attributes(), a);
+        ASSERT_EQ(e.page_address(s), Gpa(0x4000'0000));
+        ASSERT_EQ(e.is_leaf(leaf_level(s)), true);
+      }
+    }
+  }
+}
+
+TEST(Paging, IndicesAndCanonicalAddresses) {
+  const Gva va(0x0000'7f12'3456'7000);
+  // 0x7f12_3456_7000: PML4 254, PDPT 72, PD 418, PT 359.
+  EXPECT_EQ(index(4, va), 0xfeu);
+  EXPECT_EQ(index(3, va), 0x48u);
+  EXPECT_EQ(index(2, va), 0x1a2u);
+  EXPECT_EQ(index(1, va), 0x167u);
+  EXPECT_EQ(index(4, Gva(0xffff'8000'0000'0000)), 256u);
+  EXPECT_EQ(index(4, Gva(0xffff'ffff'ffff'ffff)), 511u);
+  EXPECT_TRUE(is_canonical(Gva(0x0000'7fff'ffff'ffff)));
+  EXPECT_FALSE(is_canonical(Gva(0x0000'8000'0000'0000)));
+  EXPECT_TRUE(is_canonical(Gva(0xffff'8000'0000'0000)));
+  EXPECT_FALSE(is_canonical(Gva(0xfffe'ffff'ffff'ffff)));
+  EXPECT_TRUE(is_canonical(Gva(0x00ff'ffff'ffff'ffff), 57));
+  EXPECT_EQ(page_bytes(PageSize::k2M), 2u << 20);
+  EXPECT_EQ(page_bytes(PageSize::k1G), 1u << 30);
+  EXPECT_EQ(level_span(4), 512 * G1);
+}
+
+// --- page size selection ----------------------------------------------------
+
+TEST(PageTable, PicksTheLargestPageBothAddressesAllow) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  // va and pa both 1 GiB aligned: 1 GiB, then 2 MiB, then 4 KiB for the tail.
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(2 * G1), G1 + M2 + K4, kRw));
+  EXPECT_EQ(leaves(*pt, Gva(0), 4 * G1), (std::vector<Leaf>{{G1, PageSize::k1G, 2 * G1},
+                                                            {2 * G1, PageSize::k2M, 3 * G1},
+                                                            {2 * G1 + M2, PageSize::k4K, 3 * G1 + M2}}));
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, PhysicalAlignmentLimitsThePageSize) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  // va 1 GiB aligned, pa only 2 MiB aligned: 2 MiB pages.
+  ASSERT_TRUE(pt->map(Gva(4 * G1), Gpa(G1 + M2), G1, kRw));
+  EXPECT_EQ(count_sizes(leaves(*pt, Gva(4 * G1), G1)), (std::map<PageSize, int>{{PageSize::k2M, 512}}));
+  // va 2 MiB aligned, pa only 4 KiB aligned: 4 KiB pages.
+  ASSERT_TRUE(pt->map(Gva(8 * G1), Gpa(5 * K4), 2 * M2, kRw));
+  EXPECT_EQ(count_sizes(leaves(*pt, Gva(8 * G1), 2 * M2)), (std::map<PageSize, int>{{PageSize::k4K, 1024}}));
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, UnalignedStartUsesSmallPagesUpToTheBoundary) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  // Starts 4 KiB below a 1 GiB boundary, same offset in pa.
+  ASSERT_TRUE(pt->map(Gva(2 * G1 - K4), Gpa(5 * G1 - K4), G1 + K4, kRw));
+  EXPECT_EQ(leaves(*pt, Gva(0), 8 * G1),
+            (std::vector<Leaf>{{2 * G1 - K4, PageSize::k4K, 5 * G1 - K4}, {2 * G1, PageSize::k1G, 5 * G1}}));
+}
+
+TEST(PageTable, LargestCapsThePageSize) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw, PageSize::k2M));
+  EXPECT_EQ(count_sizes(leaves(*pt, Gva(G1), G1)), (std::map<PageSize, int>{{PageSize::k2M, 512}}));
+  ASSERT_TRUE(pt->map(Gva(4 * G1), Gpa(G1), M2, kRw, PageSize::k4K));
+  EXPECT_EQ(count_sizes(leaves(*pt, Gva(4 * G1), M2)), (std::map<PageSize, int>{{PageSize::k4K, 512}}));
+}
+
+TEST(PageTable, MachineWithoutGibPagesGets2MiBPages) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kNoGib);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), 2 * G1, kRw));
+  const auto ls = leaves(*pt, Gva(0), 4 * G1);
+  EXPECT_EQ(count_sizes(ls), (std::map<PageSize, int>{{PageSize::k2M, 1024}}));
+  for (const Leaf& l : ls) EXPECT_EQ(l.pa, l.va);
+  // No entry at the PDPT level is a leaf.
+  pt->for_each_leaf(Gva(0), 4 * G1, [](Gva, PageSize s, PageTableEntry&) { EXPECT_NE(s, PageSize::k1G); });
+  expect_consistent(mem, *pt);
+}
+
+// --- lookup -----------------------------------------------------------------
+
+TEST(PageTable, LookupOfEveryInterestingAddress) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(0x7f00'0000'0000 - M2 - K4);  // a 4 KiB page, a 2 MiB page, then 1 GiB
+  const Gpa pa(0x40'0000'0000 - M2 - K4);
+  const std::uint64_t size = K4 + M2 + G1;
+  ASSERT_TRUE(pt->map(va, pa, size, kUserRwx));
+
+  for (std::uint64_t off : std::initializer_list<std::uint64_t>{0, 1, K4 - 1, K4, K4 + 0x123, K4 + M2 - 1, K4 + M2, K4 + M2 + 0x12345678,
+                            size - K4, size - 1}) {
+    const auto t = pt->lookup(va + off);
+    ASSERT_TRUE(t) << std::hex << off;
+    EXPECT_EQ(t->pa, pa + off) << std::hex << off;
+    EXPECT_EQ(t->attrs, kUserRwx);
+    const PageSize want = off < K4 ? PageSize::k4K : off < K4 + M2 ? PageSize::k2M : PageSize::k1G;
+    EXPECT_EQ(t->size, want) << std::hex << off;
+    EXPECT_TRUE(t->leaf->present());
+  }
+  EXPECT_FALSE(pt->lookup(va - 1));
+  EXPECT_FALSE(pt->lookup(va + size));
+  EXPECT_FALSE(pt->lookup(Gva(0)));
+  EXPECT_FALSE(pt->lookup(Gva(0x0000'8000'0000'0000)));  // non-canonical
+}
+
+TEST(PageTable, UpperHalfAddresses) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(0xffff'ffff'ffe0'0000);  // the last 2 MiB of the address space
+  ASSERT_TRUE(pt->map(va, Gpa(0x20'0000), M2, kRx));
+  const auto t = pt->lookup(Gva(0xffff'ffff'ffff'ffff));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->pa, Gpa(0x3f'ffff));
+  EXPECT_EQ(t->size, PageSize::k2M);
+  EXPECT_EQ(leaves(*pt, va, M2), (std::vector<Leaf>{{va.value(), PageSize::k2M, 0x20'0000}}));
+  ASSERT_TRUE(pt->unmap(va, M2));
+  EXPECT_FALSE(pt->lookup(va));
+  EXPECT_EQ(mem.live(), 1u);
+}
+
+TEST(PageTable, MapReplacesExistingMappings) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  ASSERT_TRUE(pt->map(Gva(G1 + 3 * K4), Gpa(7 * G1), 2 * K4, kRx));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 3 * K4 + 5))->pa, Gpa(7 * G1 + 5));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 4 * K4))->attrs, kRx);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * K4))->pa, Gpa(G1 + 2 * K4));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * K4))->attrs, kRw);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 5 * K4))->pa, Gpa(G1 + 5 * K4));
+  expect_consistent(mem, *pt);
+}
+
+// --- unmap ------------------------------------------------------------------
+
+TEST(PageTable, UnmapMiddlePageOfAGibPageKeepsTheRest) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(G1);
+  const Gpa pa(5 * G1);
+  const PageAttributes attrs{.writable = true, .global = true, .software = 6};
+  ASSERT_TRUE(pt->map(va, pa, G1, attrs));
+  const std::uint64_t hole = 0x1234'5000;
+  ASSERT_TRUE(pt->unmap(va + hole, K4));
+
+  EXPECT_FALSE(pt->lookup(va + hole));
+  EXPECT_FALSE(pt->lookup(va + hole + K4 - 1));
+  for (std::uint64_t off : std::initializer_list<std::uint64_t>{0, hole - M2, hole - K4, hole - 1, hole + K4, hole + K4 + 0x10, hole + M2,
+                            G1 - K4, G1 - 1}) {
+    const auto t = pt->lookup(va + off);
+    ASSERT_TRUE(t) << std::hex << off;
+    EXPECT_EQ(t->pa, pa + off) << std::hex << off;
+    EXPECT_EQ(t->attrs, attrs);
+  }
+  // 511 2 MiB pages and 511 4 KiB pages remain.
+  EXPECT_EQ(count_sizes(leaves(*pt, va, G1)),
+            (std::map<PageSize, int>{{PageSize::k4K, 511}, {PageSize::k2M, 511}}));
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, SplitMovesThePatBit) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  PageTableEntry* big = pt->lookup(Gva(G1))->leaf;
+  store_entry(big, PageTableEntry(*big).set_pat_large(true).set_dirty(true));
+  ASSERT_TRUE(pt->unmap(Gva(G1), K4));
+  // Bit 12 of a PTE is address: a PAT bit left there would move the page.
+  const PageTableEntry small = *pt->lookup(Gva(G1 + 2 * K4))->leaf;
+  EXPECT_TRUE(small.pat_4k());  // bit 7 in a PTE
+  EXPECT_TRUE(small.dirty());
+  EXPECT_EQ(small.page_address(PageSize::k4K), Gpa(G1 + 2 * K4));
+  EXPECT_EQ(pt->lookup(Gva(G1 + K4))->leaf->page_address(PageSize::k4K), Gpa(G1 + K4));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * K4 + 7))->pa, Gpa(G1 + 2 * K4 + 7));
+  const PageTableEntry mid = *pt->lookup(Gva(G1 + M2))->leaf;
+  EXPECT_TRUE(mid.page_size());
+  EXPECT_TRUE(mid.pat_large());
+  EXPECT_EQ(mid.page_address(PageSize::k2M), Gpa(G1 + M2));
+}
+
+TEST(PageTable, UnmapAcrossEdgesOfLargePages) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kNoGib);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), 4 * M2, kRw));
+  // From the middle of the first 2 MiB page to the middle of the third.
+  ASSERT_TRUE(pt->unmap(Gva(G1 + M2 / 2), 2 * M2));
+  EXPECT_TRUE(pt->lookup(Gva(G1 + M2 / 2 - 1)));
+  EXPECT_FALSE(pt->lookup(Gva(G1 + M2 / 2)));
+  EXPECT_FALSE(pt->lookup(Gva(G1 + M2)));
+  EXPECT_FALSE(pt->lookup(Gva(G1 + 2 * M2 + M2 / 2 - 1)));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * M2 + M2 / 2))->pa, Gpa(G1 + 2 * M2 + M2 / 2));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 3 * M2))->size, PageSize::k2M);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, UnmapOfHolesIsANoOp) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->unmap(Gva(0), 512 * G1));
+  EXPECT_EQ(mem.allocations, 1);
+  EXPECT_EQ(mem.live(), 1u);
+}
+
+// --- releases ---------------------------------------------------------------
+
+TEST(PageTable, UnmapReleasesTablesThatBecomeEmpty) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0x7f00'0000'1000), Gpa(0x1000), 2 * K4, kRw));
+  EXPECT_EQ(mem.live(), 4u);  // root, PDPT, PD, PT
+  ASSERT_TRUE(pt->unmap(Gva(0x7f00'0000'1000), K4));
+  EXPECT_EQ(mem.live(), 4u);
+  ASSERT_TRUE(pt->unmap(Gva(0x7f00'0000'2000), K4));
+  EXPECT_EQ(mem.live(), 1u);
+  EXPECT_EQ(mem.releases, 3);
+  EXPECT_EQ(pt->root().value(), 0x10'0000u);  // the root stays
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, MappingALargePageReleasesTheTablesItReplaces) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), 2 * K4, kRw));
+  ASSERT_TRUE(pt->map(Gva(G1 + M2), Gpa(G1), K4, kRw));
+  EXPECT_EQ(mem.live(), 5u);  // root, PDPT, PD, 2 PTs
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), M2, kRw));  // replaces the first PT
+  EXPECT_EQ(mem.releases, 1);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));  // replaces the PD and the second PT
+  EXPECT_EQ(mem.releases, 3);
+  EXPECT_EQ(mem.live(), 2u);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, DestroyReleasesEverything) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0x1000), Gpa(0x1000), 3 * G1, kRw));
+  ASSERT_TRUE(pt->map(Gva(0x7fff'0000'0000), Gpa(0x1000), K4, kRw));
+  pt->destroy();
+  EXPECT_EQ(mem.live(), 0u);
+  EXPECT_EQ(mem.releases, mem.allocations);
+  EXPECT_EQ(mem.bad_releases, 0);
+  EXPECT_FALSE(pt->map(Gva(0), Gpa(0), K4, kRw));
+  EXPECT_FALSE(pt->lookup(Gva(0x1000)));
+}
+
+// --- protect ----------------------------------------------------------------
+
+TEST(PageTable, ProtectChangesPresentPagesAndLeavesHoles) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(0x5555'0000'0000);
+  ASSERT_TRUE(pt->map(va, Gpa(0x100'0000), 8 * K4, kUserRwx));
+  ASSERT_TRUE(pt->unmap(va + 3 * K4, K4));
+  // The CPU set accessed/dirty on a page; protect must keep them.
+  PageTableEntry* e = pt->lookup(va + 2 * K4)->leaf;
+  store_entry(e, PageTableEntry(*e).set_accessed(true).set_dirty(true));
+
+  const PageAttributes ro{.user = true};
+  ASSERT_TRUE(pt->protect(va + K4, 4 * K4, ro));
+  EXPECT_EQ(pt->lookup(va)->attrs, kUserRwx);
+  EXPECT_EQ(pt->lookup(va + K4)->attrs, ro);
+  EXPECT_EQ(pt->lookup(va + 2 * K4)->attrs, ro);
+  EXPECT_TRUE(pt->lookup(va + 2 * K4)->leaf->accessed());
+  EXPECT_TRUE(pt->lookup(va + 2 * K4)->leaf->dirty());
+  EXPECT_FALSE(pt->lookup(va + 3 * K4));  // still a hole
+  EXPECT_EQ(pt->lookup(va + 4 * K4)->attrs, ro);
+  EXPECT_EQ(pt->lookup(va + 4 * K4)->pa, Gpa(0x100'0000 + 4 * K4));
+  EXPECT_EQ(pt->lookup(va + 5 * K4)->attrs, kUserRwx);
+  // Non-executable is XD in the raw entry.
+  EXPECT_TRUE(pt->lookup(va + K4)->leaf->execute_disable());
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, ProtectSplitsLargePagesAtTheEdges) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(3 * G1), G1, kRw));
+  ASSERT_TRUE(pt->protect(Gva(G1 + M2 - K4), M2 + 2 * K4, kRx));
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2 - 2 * K4))->attrs, kRw);
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2 - K4))->attrs, kRx);
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2 - K4))->size, PageSize::k4K);
+  // The 2 MiB page wholly inside the range changes in place.
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2))->attrs, kRx);
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2))->size, PageSize::k2M);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * M2))->attrs, kRx);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * M2 + K4))->attrs, kRw);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * M2 + K4))->pa, Gpa(3 * G1 + 2 * M2 + K4));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 2 * M2 + K4))->size, PageSize::k4K);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 4 * M2))->size, PageSize::k2M);
+  // A whole large page changes in place.
+  ASSERT_TRUE(pt->protect(Gva(G1 + 8 * M2), M2, kRx));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 8 * M2))->size, PageSize::k2M);
+  EXPECT_EQ(pt->lookup(Gva(G1 + 8 * M2))->attrs, kRx);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, WithoutNxEverythingIsExecutable) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, {.gib_pages = true, .nx = false, .phys_bits = 40});
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0x1000), Gpa(0x1000), K4, kRw));
+  const auto t = pt->lookup(Gva(0x1000));
+  ASSERT_TRUE(t);
+  EXPECT_FALSE(t->leaf->execute_disable());
+  EXPECT_TRUE(t->attrs.executable);
+}
+
+// --- errors -----------------------------------------------------------------
+
+TEST(PageTable, RejectsBadArguments) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  EXPECT_FALSE(pt->map(Gva(0x1001), Gpa(0x1000), K4, kRw));
+  EXPECT_FALSE(pt->map(Gva(0x1000), Gpa(0x1800), K4, kRw));
+  EXPECT_FALSE(pt->map(Gva(0x1000), Gpa(0x1000), 100, kRw));
+  EXPECT_FALSE(pt->map(Gva(0x0000'8000'0000'0000), Gpa(0x1000), K4, kRw));
+  EXPECT_FALSE(pt->unmap(Gva(0xfff0'0000'0000'0000), K4));
+  EXPECT_FALSE(pt->protect(Gva(0x1000), 5, kRw));
+  // Crossing the top of the lower canonical half.
+  EXPECT_FALSE(pt->map(Gva(0x7fff'ffff'e000), Gpa(0), 4 * K4, kRw));
+  EXPECT_TRUE(pt->map(Gva(0x7fff'ffff'e000), Gpa(0), 2 * K4, kRw));
+  const auto bad = pt->map(Gva(0x0000'8000'0000'0000), Gpa(0x1000), K4, kRw);
+  EXPECT_STREQ(bad.error().what, "page table: non-canonical virtual address");
+  EXPECT_EQ(bad.error().err, EINVAL);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, EnforcesPhysBits39) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kNoGib);  // 39 bits
+  ASSERT_TRUE(pt);
+  const std::uint64_t top = std::uint64_t{1} << 39;
+  EXPECT_TRUE(pt->map(Gva(G1), Gpa(top - K4), K4, kRw));
+  EXPECT_FALSE(pt->map(Gva(G1), Gpa(top), K4, kRw));
+  EXPECT_FALSE(pt->map(Gva(G1), Gpa(top - K4), 2 * K4, kRw));
+  EXPECT_FALSE(pt->map(Gva(G1), Gpa(0xffff'ffff'ffff'f000), 2 * K4, kRw));  // pa + size wraps
+  EXPECT_EQ(pt->lookup(Gva(G1))->pa, Gpa(top - K4));
+}
+
+TEST(PageTable, EnforcesPhysBits36) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, {.gib_pages = false, .nx = true, .phys_bits = 36});
+  ASSERT_TRUE(pt);
+  EXPECT_TRUE(pt->map(Gva(G1), Gpa(0xf'ffe0'0000), M2, kRw));
+  EXPECT_FALSE(pt->map(Gva(G1), Gpa(0x10'0000'0000), M2, kRw));
+  const auto err = pt->map(Gva(G1), Gpa(0xf'ffe0'0000), 2 * M2, kRw);
+  ASSERT_FALSE(err);
+  EXPECT_STREQ(err.error().what, "page table: physical address beyond MAXPHYADDR");
+}
+
+TEST(PageTable, RejectsTableMemoryBeyondPhysBits) {
+  FakeTableMemory mem(std::uint64_t{1} << 39);
+  EXPECT_FALSE(PageTable::create(mem, kNoGib));
+  EXPECT_EQ(mem.live(), 0u);
+}
+
+TEST(PageTable, AllocationFailureWhileSplittingChangesNothing) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  const auto before = leaves(*pt, Gva(0), 4 * G1);
+  const std::size_t live = mem.live();
+  // Splitting down to a 4 KiB page needs two tables; only one is available.
+  mem.fail_after(1);
+  const Status s = pt->unmap(Gva(G1 + 0x1000), K4);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, ENOMEM);
+  EXPECT_EQ(leaves(*pt, Gva(0), 4 * G1), before);  // still one 1 GiB page
+  EXPECT_EQ(mem.live(), live);                     // the detached PD went back
+  EXPECT_EQ(mem.releases, 1);
+  expect_consistent(mem, *pt);
+  mem.fail_after(-1);
+  EXPECT_TRUE(pt->unmap(Gva(G1 + 0x1000), K4));
+  EXPECT_FALSE(pt->lookup(Gva(G1 + 0x1000)));
+}
+
+TEST(PageTable, AllocationFailureMidwayLeavesAValidPrefix) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(G1);
+  // The PDPT and PD exist already (linked), so each new PT is linked as
+  // soon as it is filled. 4 KiB pages over 8 MiB need four PTs; allow two.
+  ASSERT_TRUE(pt->map(va + 100 * M2, Gpa(0), K4, kRw));
+  mem.fail_after(2);
+  const Status s = pt->map(va, Gpa(G1 + K4), 4 * M2, kRw);
+  ASSERT_FALSE(s);
+  expect_consistent(mem, *pt);
+  std::uint64_t mapped = 0;
+  pt->for_each_leaf(va, 4 * M2, [&](Gva page, PageSize size, PageTableEntry& e) {
+    EXPECT_EQ(size, PageSize::k4K);
+    EXPECT_EQ(page.value(), va.value() + mapped);  // a contiguous prefix
+    EXPECT_EQ(e.page_address(size).value(), page.value() + K4);
+    mapped += K4;
+  });
+  EXPECT_EQ(mapped, 2 * M2);
+  mem.fail_after(-1);
+  ASSERT_TRUE(pt->map(va, Gpa(G1 + K4), 4 * M2, kRw));
+  EXPECT_EQ(leaves(*pt, va, 4 * M2).size(), 4u * 512);
+  expect_consistent(mem, *pt);
+}
+
+// --- adopt / walk -----------------------------------------------------------
+
+TEST(PageTable, AllocationFailureInsideANewSubtreeLinksNothing) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  // A new PDPT, PD and four PTs are built detached; the third PT fails.
+  mem.fail_after(4);
+  ASSERT_FALSE(pt->map(Gva(G1), Gpa(G1 + K4), 4 * M2, kRw));
+  EXPECT_TRUE(leaves(*pt, Gva(0), 512 * G1).empty());
+  EXPECT_EQ(mem.live(), 1u);
+  EXPECT_EQ(mem.releases, 4);
+  EXPECT_EQ(pt->root().value(), 0x10'0000u);
+  EXPECT_EQ(mem.table_at(pt->root())[0].raw(), 0u);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, AdoptSeesTheSameTree) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0x40'0000), Gpa(0x80'0000), M2, kRx));
+  auto other = PageTable::adopt(mem, kFull, pt->root());
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->lookup(Gva(0x40'0123))->pa, Gpa(0x80'0123));
+  ASSERT_TRUE(other->unmap(Gva(0x40'0000), M2));
+  EXPECT_FALSE(pt->lookup(Gva(0x40'0000)));
+  EXPECT_FALSE(PageTable::adopt(mem, kFull, Gpa(0x1234'0000)));
+  EXPECT_FALSE(PageTable::adopt(mem, kFull, Gpa(pt->root().value() + 8)));
+}
+
+TEST(PageTable, MoveTransfersTheTree) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gpa root = pt->root();
+  PageTable moved = std::move(*pt);
+  EXPECT_EQ(moved.root(), root);
+  EXPECT_EQ(pt->root(), Gpa(0));
+  pt->destroy();  // nothing to release
+  EXPECT_EQ(mem.live(), 1u);
+  moved.destroy();
+  EXPECT_EQ(mem.live(), 0u);
+}
+
+TEST(PageTable, WalkReportsPartiallyCoveredLeavesAndSkipsHoles) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(M2), Gpa(M2), M2, kRw));
+  ASSERT_TRUE(pt->map(Gva(3 * M2), Gpa(0), K4, kRw));
+  EXPECT_EQ(leaves(*pt, Gva(M2 + 5 * K4), 2 * M2 + K4),
+            (std::vector<Leaf>{{M2, PageSize::k2M, M2}, {3 * M2, PageSize::k4K, 0}}));
+  EXPECT_TRUE(leaves(*pt, Gva(0), M2).empty());
+}
+
+}  // namespace
+}  // namespace dunk::arch
