@@ -326,6 +326,22 @@ TEST(PageTable, MapReplacesExistingMappings) {
   expect_consistent(mem, *pt);
 }
 
+TEST(PageTable, RemapOfALargePageWithSmallerPages) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), M2, kRw));
+  // The same 2 MiB again, but with a pa that allows only 4 KiB pages.
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(7 * G1 + K4), M2, kRx));
+  const auto ls = leaves(*pt, Gva(G1), M2);
+  ASSERT_EQ(ls.size(), 512u);
+  for (std::size_t i = 0; i < ls.size(); ++i) {
+    EXPECT_EQ(ls[i], (Leaf{G1 + i * K4, PageSize::k4K, 7 * G1 + (i + 1) * K4}));
+  }
+  EXPECT_EQ(pt->lookup(Gva(G1 + M2 - 1))->attrs, kRx);
+  expect_consistent(mem, *pt);
+}
+
 // --- unmap ------------------------------------------------------------------
 
 TEST(PageTable, UnmapMiddlePageOfAGibPageKeepsTheRest) {

@@ -1,8 +1,8 @@
 // Segment descriptors, the 64-bit TSS, IDT gates and the GDTR/IDTR
 // pseudo-descriptor, plus dunk's GDT layout.
 //
-// Intel SDM vol. 3A (2023 numbering; later editions shift chapters 5-8 by
-// one, so each citation also names the section or figure):
+// Intel SDM vol. 3A (section and figure numbers differ between editions,
+// so each citation also names the section or figure by its title):
 //   §3.4.5 "Segment Descriptors", Figure 3-8 "Segment Descriptor";
 //   §3.4.5.1 Table 3-1 "Code- and Data-Segment Types";
 //   §3.5 Table 3-2 "System-Segment and Gate-Descriptor Types";

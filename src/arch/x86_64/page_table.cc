@@ -217,11 +217,12 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
 
 // Builds the new subtable off to the side (empty, or the split of a large
 // page), applies the edit to it, and links it with one store; on failure
-// nothing was linked and the detached tables go back to the memory.
+// nothing was linked and the detached tables go back to the memory. A split
+// is skipped when the edit rewrites the whole entry anyway.
 Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
                                 std::uint64_t end, const Edit& edit) noexcept {
   DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
-  if (old.present()) fill_split(fresh.entries, old, level);
+  if (old.present() && end - va != level_span(level)) fill_split(fresh.entries, old, level);
   Status status = edit_table(fresh.entries, level - 1, va, end, edit);
   if (!status) {
     release_tree(fresh, level - 1);

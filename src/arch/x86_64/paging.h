@@ -7,7 +7,8 @@
 // PDPTE that References a Page Directory", Table 4-18 "... PDE that Maps a
 // 2-MByte Page", Table 4-19 "... PDE that References a Page Table", Table
 // 4-20 "... Page-Table Entry that Maps a 4-KByte Page". AMD APM vol. 2 §5.3
-// "Long-Mode Page Translation". (Table numbers are those of the 2023 SDM.)
+// "Long-Mode Page Translation". (Table numbers differ between SDM editions;
+// the titles do not.)
 #pragma once
 
 #include <atomic>

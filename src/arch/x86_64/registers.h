@@ -2,8 +2,8 @@
 // selectors: the bits dunk sets when it puts a vCPU into 64-bit mode and the
 // MSRs its guest runtime programs for `syscall`.
 //
-// Section numbers follow the Intel SDM of 2023; later editions renumber some
-// chapters, so each citation also gives the section's title.
+// Section numbers differ between editions of the Intel SDM, so each
+// citation also gives the section's title.
 #pragma once
 
 #include <cstdint>

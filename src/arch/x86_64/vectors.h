@@ -1,5 +1,5 @@
 // Exception vectors 0-31 and the error codes the CPU pushes for them.
-// Intel SDM vol. 3A §6.3.1 (§7.3.1 in later editions), Table 6-1
+// Intel SDM vol. 3A §6.3.1 (numbering differs between editions), Table
 // "Protected-Mode Exceptions and Interrupts"; AMD APM vol. 2 §8.2, Table 8-1
 // "Interrupt Vector Source and Cause" (AMD-only vectors 28-30).
 #pragma once
@@ -159,7 +159,7 @@ constexpr std::uint64_t encode_page_fault_error(const PageFaultError& e) noexcep
 }
 
 // Error code of #TS, #NP, #SS and #GP when it names a segment or a gate.
-// Intel SDM vol. 3A §6.13 (§7.13) "Error Code", Figure 6-6 "Error Code".
+// Intel SDM vol. 3A §6.13 "Error Code", Figure "Error Code".
 struct SelectorErrorCode {
   bool external = false;  // EXT: raised while delivering an external event
   bool idt = false;       // IDT: index refers to an IDT gate
