@@ -6,15 +6,10 @@
 // from the captured frame inside the VM; the host face never returns here.
 //
 // dunk_restore_frame is the way back: it loads a TrapFrame and an XSAVE image
-// into the host thread, in user mode, and continues there. It writes nothing
-// below the target RSP (the red zone of the code it resumes may be live):
-// the IRETQ frame is built on the stack the restore runs on.
+// into the host thread, in user mode, and continues there, without touching
+// the red zone below the target RSP (the code it resumes may be using it).
 
 #include "guest/abi.h"
-
-// Linux's user-mode selectors for 64-bit code (arch/x86/include/asm/segment.h).
-#define HOST_USER_CS 0x33
-#define HOST_USER_DS 0x2b
 
   .text
 
@@ -53,6 +48,20 @@ dunk_capture_and_switch:
 
 // [[noreturn]] void dunk_restore_frame(const TrapFrame* frame /*rdi*/,
 //                                      const void* xsave /*rsi, may be null*/);
+//
+// User mode has no instruction that loads RSP, RIP and RFLAGS at once
+// without touching the target stack. IRETQ does (SDM vol. 2A, IRET, "return
+// to same privilege level"), but QEMU's software emulation performs its
+// stack reads with supervisor rights, which SMAP turns into a kernel oops in
+// the nested test VM. So: RFLAGS first, through POPFQ on the current stack;
+// then only flag-neutral MOV and LEA; the target RIP is stored 136 bytes
+// below the target RSP, under the 128-byte red zone the resumed code may be
+// using (SysV ABI §3.2.2; the kernel puts signal frames below it as well),
+// and `ret $128` pops it and lands RSP exactly on the target.
+#define RED_ZONE 128
+#define RFLAGS_TF 0x100
+#define RFLAGS_NT 0x4000
+
   .globl dunk_restore_frame
   .type dunk_restore_frame, @function
   .p2align 4
@@ -63,13 +72,13 @@ dunk_restore_frame:
   movl $-1, %edx
   xrstor64 (%rsi)
 1:
-  // An IRETQ in user mode to user mode restores RIP, RFLAGS and RSP at once
-  // (SDM vol. 2A, IRET: "return to same privilege level" in 64-bit mode).
-  pushq $HOST_USER_DS
-  pushq FRAME_RSP(%rdi)
+  movq FRAME_RSP(%rdi), %rax
+  movq FRAME_RIP(%rdi), %rcx
+  movq %rcx, -(RED_ZONE + 8)(%rax)
   pushq FRAME_RFLAGS(%rdi)
-  pushq $HOST_USER_CS
-  pushq FRAME_RIP(%rdi)
+  andq $~(RFLAGS_TF | RFLAGS_NT), (%rsp)  // TF would trap in here, not in the program
+  popfq
+  // From here on nothing may change the flags.
   movq FRAME_RAX(%rdi), %rax
   movq FRAME_RBX(%rdi), %rbx
   movq FRAME_RCX(%rdi), %rcx
@@ -84,7 +93,83 @@ dunk_restore_frame:
   movq FRAME_R13(%rdi), %r13
   movq FRAME_R14(%rdi), %r14
   movq FRAME_R15(%rdi), %r15
+  movq FRAME_RSP(%rdi), %rsp
+  leaq -(RED_ZONE + 8)(%rsp), %rsp
   movq FRAME_RDI(%rdi), %rdi
-  iretq
+  ret $RED_ZONE
   .size dunk_restore_frame, . - dunk_restore_frame
+
+// long dunk_clone_native(const CloneCall* call /*rdi*/);
+//
+// Performs a clone-family system call (fork, vfork, clone, clone3) for the
+// guest and resumes the child, on the host, in the state the guest would see
+// natively: `call->frame` (RAX = 0, RSP = the child's stack) and the XSAVE
+// image `call->xsave`. The child may share the parent's memory (threads,
+// vfork, posix_spawn) and starts on a stack the parent is still using or that
+// belongs to the guest, so it runs no compiled code there: it copies the
+// frame and XSAVE image below its stack pointer, tells the parent through
+// `call->ready` that `call` may go away, optionally calls
+// `call->child_fixup` (only for children with memory of their own), and
+// restores the copy. Returns the system call's result in the parent.
+#define CALL_NR 0
+#define CALL_ARGS 8
+#define CALL_FRAME 48
+#define CALL_XSAVE 56
+#define CALL_XSAVE_SIZE 64
+#define CALL_READY 72
+#define CALL_CHILD_FIXUP 80
+#define FRAME_COPY_SIZE ((FRAME_SIZE + 63) & ~63)
+#define NR_FUTEX 202
+#define FUTEX_WAKE_PRIVATE 129
+
+  .globl dunk_clone_native
+  .type dunk_clone_native, @function
+  .p2align 4
+dunk_clone_native:
+  pushq %rbx
+  movq %rdi, %rbx
+  movq CALL_NR(%rbx), %rax
+  movq CALL_ARGS + 0(%rbx), %rdi
+  movq CALL_ARGS + 8(%rbx), %rsi
+  movq CALL_ARGS + 16(%rbx), %rdx
+  movq CALL_ARGS + 24(%rbx), %r10
+  movq CALL_ARGS + 32(%rbx), %r8
+  syscall
+  testq %rax, %rax
+  jz 1f
+  popq %rbx
+  ret
+1:
+  // The child: every register is the parent's but RAX and RSP.
+  andq $-64, %rsp
+  subq CALL_XSAVE_SIZE(%rbx), %rsp
+  movq %rsp, %r12                  // the XSAVE copy (64-byte aligned)
+  subq $FRAME_COPY_SIZE, %rsp
+  movq %rsp, %r13                  // the frame copy
+  movq %r12, %rdi
+  movq CALL_XSAVE(%rbx), %rsi
+  movq CALL_XSAVE_SIZE(%rbx), %rcx
+  rep movsb
+  movq %r13, %rdi
+  movq CALL_FRAME(%rbx), %rsi
+  movl $FRAME_SIZE, %ecx
+  rep movsb
+  movq CALL_READY(%rbx), %rdi
+  testq %rdi, %rdi
+  jz 2f
+  movl $1, (%rdi)
+  movl $NR_FUTEX, %eax
+  movl $FUTEX_WAKE_PRIVATE, %esi
+  movl $1, %edx
+  syscall
+2:
+  movq CALL_CHILD_FIXUP(%rbx), %rax
+  testq %rax, %rax
+  jz 3f
+  call *%rax
+3:
+  movq %r13, %rdi
+  movq %r12, %rsi
+  jmp dunk_restore_frame
+  .size dunk_clone_native, . - dunk_clone_native
   .section .note.GNU-stack, "", @progbits

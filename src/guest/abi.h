@@ -88,7 +88,11 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "arch/x86_64/descriptors.h"
+
 namespace dunk::guest {
+
+using arch::Tss64;
 
 struct TrapFrame {
   std::uint64_t cr2;
@@ -98,19 +102,6 @@ struct TrapFrame {
   std::uint64_t error_code;
   std::uint64_t rip, cs, rflags, rsp, ss;
 };
-
-// The 64-bit TSS (SDM vol. 3A, "Task Management in 64-bit Mode", figure
-// "64-Bit TSS Format"): only the stack pointers matter in long mode.
-struct __attribute__((packed)) Tss64 {
-  std::uint32_t reserved0;
-  std::uint64_t rsp[3];
-  std::uint64_t reserved1;
-  std::uint64_t ist[7];  // ist[0] is IST1
-  std::uint64_t reserved2;
-  std::uint16_t reserved3;
-  std::uint16_t iomap_base;
-};
-static_assert(sizeof(Tss64) == 104);
 
 // One per vCPU, DUNK_AREA_SIZE bytes, aligned to its size. Guest code reaches
 // it through GS (the SYSCALL path, after SWAPGS; KERNEL_GS_BASE holds its
@@ -127,9 +118,9 @@ struct alignas(4096) VcpuArea {
   std::uint64_t origin_ss;
   std::uint8_t page0_rest[0x1000 - 8 * 8];
   // -- page 1: descriptor tables --
-  std::uint64_t gdt[16];
+  arch::SegmentDescriptor gdt[arch::gdt::kEntries];
   Tss64 tss;
-  std::uint8_t page1_rest[0x1000 - 16 * 8 - sizeof(Tss64)];
+  std::uint8_t page1_rest[0x1000 - arch::gdt::kBytes - sizeof(Tss64)];
   // -- the stacks, each growing down from the end of its region --
   std::uint8_t reserved[0x2000];
   std::uint8_t syscall_stack[0x4000];

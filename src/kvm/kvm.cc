@@ -1,5 +1,7 @@
 #include "kvm/kvm.h"
 
+#include "kvm/uapi.h"
+
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -10,7 +12,7 @@
 // The kernel's layouts put the entries right after two 32-bit words. (Do not
 // compare with offsetof on the uapi structs: compiled as C++, their
 // __DECLARE_FLEX_ARRAY adds an empty struct that shifts the array.)
-static_assert(offsetof(dunk::kvm::CpuidBuffer, entries) == 8);
+static_assert(offsetof(dunk::kvm::CpuidBuffer, entries) == 8);  // = dunk_kvm_cpuid2_entries_offset
 
 namespace dunk::kvm {
 namespace {
@@ -59,7 +61,7 @@ Result<std::size_t> System::vcpu_mmap_size() const noexcept {
 
 Status System::supported_cpuid(CpuidBuffer& out) const noexcept {
   out.nent = kMaxCpuidEntries;
-  return check(ioctl_raw(fd(), KVM_GET_SUPPORTED_CPUID, &out), "ioctl(KVM_GET_SUPPORTED_CPUID) failed");
+  return check(ioctl_raw(fd(), dunk_kvm_get_supported_cpuid, &out), "ioctl(KVM_GET_SUPPORTED_CPUID) failed");
 }
 
 Result<Vm> Vm::create(const System& system) noexcept {
@@ -127,18 +129,18 @@ Status Vcpu::set_sregs(const kvm_sregs& sregs) noexcept {
   return check(ioctl_raw(fd(), KVM_SET_SREGS, &sregs), "ioctl(KVM_SET_SREGS) failed");
 }
 Status Vcpu::set_cpuid(const CpuidBuffer& cpuid) noexcept {
-  return check(ioctl_raw(fd(), KVM_SET_CPUID2, &cpuid), "ioctl(KVM_SET_CPUID2) failed");
+  return check(ioctl_raw(fd(), dunk_kvm_set_cpuid2, &cpuid), "ioctl(KVM_SET_CPUID2) failed");
 }
 
 Status Vcpu::get_xsave(void* buffer, std::size_t size) noexcept {
-  if (size < sizeof(kvm_xsave)) return Error{"xsave buffer smaller than struct kvm_xsave", EINVAL};
+  if (size < dunk_kvm_xsave_size) return Error{"xsave buffer smaller than struct kvm_xsave", EINVAL};
   // KVM_GET_XSAVE2 writes as many bytes as KVM_CAP_XSAVE2 reported; the
   // caller sized the buffer from that.
-  unsigned long request = xsave2_ ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+  unsigned long request = xsave2_ ? dunk_kvm_get_xsave2 : dunk_kvm_get_xsave;
   return check(ioctl_raw(fd(), request, buffer), "ioctl(KVM_GET_XSAVE) failed");
 }
 Status Vcpu::set_xsave(const void* buffer) noexcept {
-  return check(ioctl_raw(fd(), KVM_SET_XSAVE, buffer), "ioctl(KVM_SET_XSAVE) failed");
+  return check(ioctl_raw(fd(), dunk_kvm_set_xsave, buffer), "ioctl(KVM_SET_XSAVE) failed");
 }
 
 Status Vcpu::set_xcr0(std::uint64_t value) noexcept {
@@ -164,7 +166,7 @@ Status Vcpu::set_msrs(std::span<const kvm_msr_entry> msrs) noexcept {
   if (msrs.size() > std::size(buffer.entries)) return Error{"too many MSRs for one KVM_SET_MSRS", E2BIG};
   buffer.nmsrs = static_cast<std::uint32_t>(msrs.size());
   std::memcpy(buffer.entries, msrs.data(), msrs.size_bytes());
-  long ret = ioctl_raw(fd(), KVM_SET_MSRS, &buffer);
+  long ret = ioctl_raw(fd(), dunk_kvm_set_msrs, &buffer);
   if (sys::failed(ret)) return errno_error("ioctl(KVM_SET_MSRS) failed", ret);
   // KVM_SET_MSRS returns how many it set, stopping at the first it rejects.
   if (static_cast<std::size_t>(ret) != msrs.size()) return Error{"KVM_SET_MSRS rejected an MSR", EINVAL};
@@ -176,7 +178,7 @@ Status Vcpu::get_msrs(std::span<kvm_msr_entry> msrs) noexcept {
   if (msrs.size() > std::size(buffer.entries)) return Error{"too many MSRs for one KVM_GET_MSRS", E2BIG};
   buffer.nmsrs = static_cast<std::uint32_t>(msrs.size());
   std::memcpy(buffer.entries, msrs.data(), msrs.size_bytes());
-  long ret = ioctl_raw(fd(), KVM_GET_MSRS, &buffer);
+  long ret = ioctl_raw(fd(), dunk_kvm_get_msrs, &buffer);
   if (sys::failed(ret)) return errno_error("ioctl(KVM_GET_MSRS) failed", ret);
   if (static_cast<std::size_t>(ret) != msrs.size()) return Error{"KVM_GET_MSRS rejected an MSR", EINVAL};
   std::memcpy(msrs.data(), buffer.entries, msrs.size_bytes());

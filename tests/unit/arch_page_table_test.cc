@@ -433,6 +433,23 @@ TEST(PageTable, UnmapReleasesTablesThatBecomeEmpty) {
   expect_consistent(mem, *pt);
 }
 
+TEST(PageTable, KeepEmptyTablesLeavesThemLinkedForReuse) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  pt->set_keep_empty_tables(true);
+  ASSERT_TRUE(pt->map(Gva(0x7f00'0000'1000), Gpa(0x1000), K4, kRw));
+  ASSERT_TRUE(pt->unmap(Gva(0x7f00'0000'1000), K4));
+  EXPECT_FALSE(pt->lookup(Gva(0x7f00'0000'1000)).has_value());
+  EXPECT_EQ(mem.live(), 4u);
+  EXPECT_EQ(mem.releases, 0);
+  // Mapping there again needs no new table.
+  ASSERT_TRUE(pt->map(Gva(0x7f00'0000'3000), Gpa(0x3000), K4, kRw));
+  EXPECT_EQ(mem.allocations, 4);
+  EXPECT_EQ(pt->lookup(Gva(0x7f00'0000'3000))->pa, Gpa(0x3000));
+  expect_consistent(mem, *pt);
+}
+
 TEST(PageTable, MappingALargePageReleasesTheTablesItReplaces) {
   FakeTableMemory mem;
   auto pt = PageTable::create(mem, kFull);

@@ -75,13 +75,17 @@ Result<PageTable> PageTable::adopt(TableMemory& memory, PagingFeatures features,
 }
 
 PageTable::PageTable(PageTable&& other) noexcept
-    : memory_(other.memory_), features_(other.features_), root_(std::exchange(other.root_, TablePage{})) {}
+    : memory_(other.memory_),
+      features_(other.features_),
+      root_(std::exchange(other.root_, TablePage{})),
+      keep_empty_tables_(other.keep_empty_tables_) {}
 
 PageTable& PageTable::operator=(PageTable&& other) noexcept {
   if (this != &other) {
     memory_ = other.memory_;
     features_ = other.features_;
     root_ = std::exchange(other.root_, TablePage{});
+    keep_empty_tables_ = other.keep_empty_tables_;
   }
   return *this;
 }
@@ -208,7 +212,7 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
   PageTableEntry* child = memory_->table_at(child_gpa);
   if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
   DUNK_TRY(edit_table(child, level - 1, va, end, edit));
-  if (edit.kind == Edit::Kind::kUnmap && table_empty(child)) {
+  if (edit.kind == Edit::Kind::kUnmap && !keep_empty_tables_ && table_empty(child)) {
     store_entry(e, PageTableEntry());
     release_tree(TablePage{child, child_gpa}, level - 1);
   }

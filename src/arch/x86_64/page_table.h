@@ -99,7 +99,7 @@ class PageTable {
   Status map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest = PageSize::k1G) noexcept;
   // Removes every mapping in [va, va + size). Large pages straddling an edge
   // are split; their part outside the range stays as it was. Tables left
-  // empty are released.
+  // empty are released, unless set_keep_empty_tables(true).
   Status unmap(Gva va, std::uint64_t size) noexcept;
   // Sets `attrs` on every present mapping in [va, va + size); holes stay holes.
   Status protect(Gva va, std::uint64_t size, PageAttributes attrs) noexcept;
@@ -112,6 +112,13 @@ class PageTable {
   // overlaps [va, va + size), in address order. The visitor may change the
   // entry only through store_entry/exchange_entry.
   void for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
+
+  // Keep tables that unmap() empties, linked in place. A tree that other
+  // vCPUs walk concurrently cannot hand a table back for reuse before every
+  // vCPU has flushed its paging-structure caches; keeping empty tables
+  // bounds the tree by the address range ever mapped instead, and the next
+  // mapping there reuses them.
+  void set_keep_empty_tables(bool keep) noexcept { keep_empty_tables_ = keep; }
 
   // Releases every table of the tree, root included. The object is empty
   // afterwards (root() is Gpa(0); edits fail).
@@ -145,6 +152,7 @@ class PageTable {
   TableMemory* memory_;
   PagingFeatures features_;
   TablePage root_;
+  bool keep_empty_tables_ = false;
 };
 
 }  // namespace dunk::arch

@@ -1,0 +1,39 @@
+// dunk: a Linux process enters a KVM virtual machine and keeps running there.
+//
+//   if (auto s = dunk::enter(); !s) { /* s.error(): what failed and why */ }
+//   // ... the same program, now in guest ring 0 of its own VM: same memory,
+//   // same file descriptors, every system call forwarded to the host kernel.
+//   dunk::leave();
+//
+// The calling thread moves; the rest of the process is unaffected.
+#pragma once
+
+#include <cstdint>
+
+#include "dunk/result.h"
+
+namespace dunk {
+
+struct EnterOptions {
+  // Reserved for the privileged API (local APIC, inter-processor interrupts).
+  bool interrupts = false;
+};
+
+// Moves the calling thread into guest ring 0 of the process's VM (created on
+// first use) and returns there: same stack, registers, TLS and FPU state.
+// Calling it in VM mode does nothing. Fails, with the thread still on the
+// host, when /dev/kvm is missing or unusable, or KVM lacks what dunk needs.
+Status enter(const EnterOptions& options = {}) noexcept;
+
+// Returns the calling thread to plain host execution. Does nothing when the
+// thread is not in VM mode.
+void leave() noexcept;
+
+// Whether the calling thread runs in VM mode.
+bool in_vm() noexcept;
+
+// A one-line, human-readable explanation of an enter() failure that says
+// what to do about it (e.g. "no /dev/kvm: ..."), written into buf.
+const char* describe(const Error& error, char* buf, std::size_t size) noexcept;
+
+}  // namespace dunk

@@ -1,0 +1,65 @@
+#include "core/arena.h"
+
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "base/syscall.h"
+
+namespace dunk::core {
+
+Status Arena::reserve() noexcept {
+  // Reserve twice the size and trim to an aligned region.
+  long raw = sys::call(SYS_mmap, 0, static_cast<long>(2 * kSize), PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (sys::failed(raw)) return errno_error("mmap(dunk arena reservation) failed", raw);
+  auto start = static_cast<std::uint64_t>(raw);
+  std::uint64_t aligned = (start + kSize - 1) & ~(kSize - 1);
+  if (aligned > start) sys::call(SYS_munmap, static_cast<long>(start), static_cast<long>(aligned - start));
+  std::uint64_t tail = start + 2 * kSize - (aligned + kSize);
+  if (tail > 0) sys::call(SYS_munmap, static_cast<long>(aligned + kSize), static_cast<long>(tail));
+  base_ = aligned;
+  next_ = aligned;
+  return {};
+}
+
+void Arena::reset() noexcept {
+  lock_.reset_after_fork();
+  next_ = base_;
+  free_pages_ = nullptr;
+}
+
+Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, bool guard) noexcept {
+  LockGuard hold(lock_);
+  bytes = (bytes + kPage - 1) & ~(kPage - 1);
+  std::uint64_t start = next_ + (guard ? kPage : 0);
+  start = (start + alignment - 1) & ~(std::uint64_t{alignment} - 1);
+  if (start + bytes > base_ + kSize) return Error{"dunk arena exhausted", ENOMEM};
+  long ret = sys::call(SYS_mprotect, static_cast<long>(start), static_cast<long>(bytes),
+                       PROT_READ | PROT_WRITE);
+  if (sys::failed(ret)) return errno_error("mprotect(dunk arena commit) failed", ret);
+  next_ = start + bytes;
+  return reinterpret_cast<std::byte*>(start);
+}
+
+Result<std::byte*> Arena::allocate_page() noexcept {
+  {
+    LockGuard hold(lock_);
+    if (FreePage* page = free_pages_) {
+      free_pages_ = page->next;
+      std::memset(page, 0, kPage);
+      return reinterpret_cast<std::byte*>(page);
+    }
+  }
+  return allocate(kPage);
+}
+
+void Arena::free_page(std::byte* page) noexcept {
+  LockGuard hold(lock_);
+  auto* node = reinterpret_cast<FreePage*>(page);
+  node->next = free_pages_;
+  free_pages_ = node;
+}
+
+}  // namespace dunk::core

@@ -1,0 +1,55 @@
+// dunk's own memory: page tables, vCPU areas, monitor stacks, the IDT, the
+// GPA directory. It all lives in one reserved, chunk-aligned region of the
+// host address space, so that it needs a single guest-physical chunk and a
+// single memory slot, and so that a table's GPA is a fixed offset from its
+// host address. Pages are committed on demand with raw system calls: the
+// monitor allocates here (a new thread's vCPU, a page table) without libc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "base/lock.h"
+#include "dunk/address.h"
+#include "dunk/result.h"
+
+namespace dunk::core {
+
+class Arena {
+ public:
+  static constexpr std::uint64_t kSize = std::uint64_t{1} << 30;
+  static constexpr std::size_t kPage = 4096;
+
+  // Reserves the region (inaccessible, no memory committed).
+  Status reserve() noexcept;
+  bool reserved() const noexcept { return base_ != 0; }
+  // Forgets everything handed out: the next allocation starts at the bottom
+  // again. Used in a fork child building a VM of its own.
+  void reset() noexcept;
+
+  Hva base() const noexcept { return Hva(base_); }
+  Hva end() const noexcept { return Hva(base_ + kSize); }
+  bool contains(Hva address) const noexcept {
+    return address.value() >= base_ && address.value() < base_ + kSize;
+  }
+
+  // `bytes` of zeroed, readable and writable memory aligned to `alignment`
+  // (a power of two, at least a page). With `guard`, the page below the
+  // allocation stays inaccessible (for stacks).
+  Result<std::byte*> allocate(std::size_t bytes, std::size_t alignment = kPage, bool guard = false) noexcept;
+
+  // 4 KiB pages for page tables, recycled through a free list.
+  Result<std::byte*> allocate_page() noexcept;
+  void free_page(std::byte* page) noexcept;
+
+ private:
+  Lock lock_;
+  std::uint64_t base_ = 0;
+  std::uint64_t next_ = 0;  // first unallocated byte
+  struct FreePage {
+    FreePage* next;
+  };
+  FreePage* free_pages_ = nullptr;
+};
+
+}  // namespace dunk::core

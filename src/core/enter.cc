@@ -1,0 +1,81 @@
+// The public entry points: enter(), leave(), in_vm().
+//
+// enter() captures the calling thread's state, switches to the monitor's
+// stack and lets the monitor resume that state inside the VM, so that
+// enter() "returns" in guest ring 0. leave() is one of dunk's private system
+// calls: the monitor answers it by restoring the guest's state on the host.
+#include <cstdio>
+#include <cstring>
+
+#include "base/syscall.h"
+#include "core/machine.h"
+#include "core/monitor.h"
+#include "dunk/dunk.h"
+#include "guest/abi.h"
+
+namespace dunk {
+namespace {
+
+// Read by guest and host faces alike; initial-exec, because the monitor
+// must not call into the dynamic linker's TLS resolver.
+thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nullptr;
+
+}  // namespace
+
+// Runs in a fork child (no CLONE_VM) before it resumes the program, outside
+// VM mode: the parent's VM is not usable from another address space.
+extern "C" void dunk_fork_child_fixup() {
+  core::Machine::instance().forget_after_fork();
+  tls_cpu = nullptr;
+}
+
+Status enter(const EnterOptions& options) noexcept {
+  if (in_vm()) return {};
+  core::Machine& machine = core::Machine::instance();
+  DUNK_TRY(machine.ensure_created(options));
+  if (tls_cpu == nullptr) {
+    DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.create_cpu());
+    tls_cpu = cpu;
+  }
+  core::Cpu* cpu = tls_cpu;
+  // XSAVE leaves parts of its header alone; KVM_SET_XSAVE wants them zero.
+  std::memset(cpu->xsave, 0, machine.xsave_size());
+  long result = core::dunk_capture_and_switch(&cpu->entry_frame, cpu->xsave, cpu->monitor_stack_top,
+                                              &core::monitor_main, cpu);
+  if (result != 0) return cpu->entry_error;
+  return {};
+}
+
+void leave() noexcept {
+  if (!in_vm()) return;
+  sys::call(DUNK_SYSCALL_LEAVE);
+}
+
+bool in_vm() noexcept { return tls_cpu != nullptr && tls_cpu->in_guest; }
+
+const char* describe(const Error& error, char* buf, std::size_t size) noexcept {
+  if (std::strcmp(error.what, "open(/dev/kvm) failed") == 0) {
+    switch (error.err) {
+      case ENOENT:
+        std::snprintf(buf, size,
+                      "no /dev/kvm: this kernel has no KVM, or its module (kvm_intel or kvm_amd) is not "
+                      "loaded; without hardware virtualization, use the nested test VM (scripts/in-vm)");
+        return buf;
+      case EACCES:
+      case EPERM:
+        std::snprintf(buf, size,
+                      "permission denied opening /dev/kvm: add your user to the 'kvm' group and log in "
+                      "again, or run as root");
+        return buf;
+      default:
+        break;
+    }
+  }
+  if (error.err == ENOTSUP) {
+    std::snprintf(buf, size, "this KVM cannot run dunk: %s", error.what);
+    return buf;
+  }
+  return error.format(buf, size);
+}
+
+}  // namespace dunk

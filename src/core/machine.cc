@@ -1,0 +1,310 @@
+#include "core/machine.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "arch/x86_64/registers.h"
+#include "base/syscall.h"
+#include "core/guest_cpuid.h"
+#include "kvm/uapi.h"
+
+namespace dunk::core {
+namespace {
+
+// KVM_SET_TSS_ADDR / KVM_SET_IDENTITY_MAP_ADDR for Intel: three pages and one
+// page just below the BIOS area, inside the GPA hole GpaSpace never assigns
+// (the addresses QEMU uses).
+constexpr std::uint64_t kIntelTssGpa = 0xfffb'd000;
+constexpr std::uint64_t kIntelIdentityMapGpa = 0xfffb'c000;
+
+constexpr std::size_t kMonitorStackSize = 256 * 1024;
+constexpr unsigned kIdtBytes = arch::kIdtEntries * sizeof(arch::IdtGate);
+
+std::uint64_t host_xcr0() noexcept {
+  std::uint32_t eax, edx;
+  asm volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (std::uint64_t{edx} << 32) | eax;
+}
+
+struct Capability {
+  long id;
+  const char* missing;  // the error when KVM lacks it
+};
+
+constexpr Capability kRequired[] = {
+    {KVM_CAP_USER_MEMORY, "KVM lacks KVM_CAP_USER_MEMORY"},
+    {KVM_CAP_EXT_CPUID, "KVM lacks KVM_CAP_EXT_CPUID (KVM_GET_SUPPORTED_CPUID)"},
+    {KVM_CAP_XSAVE, "KVM lacks KVM_CAP_XSAVE: dunk carries the program's AVX state into the guest"},
+    {KVM_CAP_XCRS, "KVM lacks KVM_CAP_XCRS: dunk sets the guest's XCR0 to the host's"},
+    {KVM_CAP_VCPU_ATTRIBUTES,
+     "KVM lacks KVM_CAP_VCPU_ATTRIBUTES (KVM_VCPU_TSC_OFFSET, Linux 5.16+): without it the guest's "
+     "TSC differs from the host's and every vDSO clock is wrong"},
+    {KVM_CAP_NR_MEMSLOTS, "KVM lacks KVM_CAP_NR_MEMSLOTS"},
+};
+
+kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexcept {
+  kvm_segment s{};
+  s.base = 0;
+  s.limit = 0xffffffff;
+  s.selector = selector;
+  s.type = code ? 0xb : 0x3;  // execute/read accessed, or read/write accessed
+  s.present = 1;
+  s.dpl = static_cast<std::uint8_t>(dpl);
+  s.db = code ? 0 : 1;  // a 64-bit code segment must have D clear (L and D both set is invalid)
+  s.s = 1;
+  s.l = code ? 1 : 0;
+  s.g = 1;
+  return s;
+}
+
+}  // namespace
+
+Machine& Machine::instance() noexcept {
+  // Constructed once, never destroyed: vCPU threads may run until the very
+  // end of the process, after static destructors.
+  alignas(Machine) static std::byte storage[sizeof(Machine)];
+  static Machine* machine = new (storage) Machine();
+  return *machine;
+}
+
+Status Machine::ensure_created(const EnterOptions& options) noexcept {
+  if (created()) return {};
+  LockGuard hold(create_lock_);
+  if (created()) return {};
+  DUNK_TRY(create(options));
+  created_.store(true, std::memory_order_release);
+  return {};
+}
+
+Status Machine::check_capabilities() noexcept {
+  for (const Capability& cap : kRequired) {
+    if (kvm_->check_extension(cap.id) <= 0) return Error{cap.missing, ENOTSUP};
+  }
+  return {};
+}
+
+Status Machine::read_cpu_features() noexcept {
+  DUNK_TRY(kvm_->supported_cpuid(cpuid_));
+  static arch::CpuidEntry entries[kvm::kMaxCpuidEntries];
+  std::size_t n = 0;
+  for (const kvm_cpuid_entry2& e : cpuid_.span()) {
+    entries[n++] = arch::CpuidEntry{e.function, e.index, e.flags, e.eax, e.ebx, e.ecx, e.edx};
+  }
+  auto host_cpuid = [](std::uint32_t function, std::uint32_t index) { return arch::host_cpuid(function, index); };
+  if (MissingFeatures missing = missing_isa_features({entries, n}, host_cpuid)) {
+    static char message[256];
+    std::snprintf(message, sizeof message,
+                  "KVM's CPUID lacks instruction-set features this host's code uses (leaf %#x.%u E%cX bits "
+                  "%#x); is this KVM without hardware virtualization (VT-x/AMD-V)?",
+                  missing.function, missing.index, static_cast<char>(missing.reg - 'a' + 'A'), missing.bits);
+    return Error{message, ENOTSUP};
+  }
+  features_ = arch::decode_cpu_features({entries, n});
+  if (!features_.long_mode || !features_.syscall) {
+    return Error{"KVM's CPUID lacks long mode or SYSCALL", ENOTSUP};
+  }
+  if (!features_.xsave) return Error{"the CPU lacks XSAVE, which dunk needs to carry FPU/AVX state", ENOTSUP};
+  if (features_.phys_bits < 32 || features_.phys_bits > 52) {
+    return Error{"KVM reports an implausible guest physical address width", ENOTSUP};
+  }
+  // The guest must accept every state component the host uses, or code that
+  // glibc chose by the host's CPUID would fault in the guest.
+  std::uint64_t host = host_xcr0();
+  xcr0_ = host & features_.xcr0_supported & ~arch::xfeature::kSupervisorMask;
+  if (!arch::xfeature::valid_xcr0(xcr0_)) return Error{"no valid guest XCR0 for this host", ENOTSUP};
+
+  long xsave2 = kvm_->check_extension(KVM_CAP_XSAVE2);
+  std::size_t size = dunk_kvm_xsave_size;
+  if (xsave2 > 0 && static_cast<std::size_t>(xsave2) > size) size = static_cast<std::size_t>(xsave2);
+  std::size_t host_size = arch::host_cpuid(0xd, 0).ebx;  // for the host's current XCR0
+  if (host_size > size) size = host_size;
+  xsave_size_ = (size + 63) & ~std::size_t{63};
+  return {};
+}
+
+Status Machine::build_idt() noexcept {
+  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(kIdtBytes));
+  idt_ = reinterpret_cast<arch::IdtGate*>(memory);
+  for (unsigned v = 0; v < arch::kIdtEntries; ++v) {
+    // NMI, #DF and #MC can strike when IST1 is unusable: they get IST2.
+    bool fatal = v == 2 || v == 8 || v == 18;
+    // int3 and into are meant to be executed by ring-3 code too.
+    unsigned dpl = (v == 3 || v == 4) ? 3 : 0;
+    idt_[v] = arch::make_gate(arch::GateType::kInterrupt, Gva(guest::dunk_idt_stubs[v]),
+                              arch::gdt::kKernelCode, fatal ? 2 : 1, dpl);
+  }
+  return {};
+}
+
+Status Machine::setup_stats() noexcept {
+  // `dunk exec --stats` names a file every process of the tree adds to.
+  const char* path = std::getenv("DUNK_STATS");
+  if (path != nullptr && *path != '\0') {
+    long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
+    if (!sys::failed(fd)) {
+      long addr = sys::call(SYS_mmap, 0, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      sys::call(SYS_close, fd);
+      if (!sys::failed(addr)) {
+        auto* shared = reinterpret_cast<Stats*>(addr);
+        if (shared->magic == Stats::kMagic && shared->version == Stats::kVersion) {
+          stats_ = shared;
+          stats_->add(stats_->processes);
+          return {};
+        }
+        sys::call(SYS_munmap, addr, sizeof(Stats));
+      }
+    }
+    // A stats file that cannot be used must not stop the program; its
+    // counts go to a private block instead.
+  }
+  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(Stats)));
+  stats_ = reinterpret_cast<Stats*>(memory);
+  stats_->magic = Stats::kMagic;
+  stats_->version = Stats::kVersion;
+  stats_->size = sizeof(Stats);
+  stats_->add(stats_->processes);
+  return {};
+}
+
+Status Machine::create(const EnterOptions&) noexcept {
+  const char* trace = std::getenv("DUNK_TRACE");
+  trace_ = trace != nullptr && *trace != '\0' && *trace != '0';
+  DUNK_ASSIGN_OR_RETURN(kvm::System system, kvm::System::open());
+  kvm_.emplace(std::move(system));
+  DUNK_TRY(check_capabilities());
+  DUNK_TRY(read_cpu_features());
+  DUNK_ASSIGN_OR_RETURN(std::size_t mmap_size, kvm_->vcpu_mmap_size());
+  vcpu_mmap_size_ = mmap_size;
+
+  DUNK_ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::create(*kvm_));
+  vm_.emplace(std::move(vm));
+  if (features_.vendor == arch::Vendor::kIntel) {
+    // VMX-only set-up (api.rst, KVM_SET_TSS_ADDR: "required on Intel-based hosts").
+    DUNK_TRY(vm_->set_identity_map_addr(kIntelIdentityMapGpa));
+    DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
+  }
+
+  if (!arena_.reserved()) DUNK_TRY(arena_.reserve());
+  MirrorConfig config{
+      .gpa = {.phys_bits = features_.phys_bits,
+              .chunk_shift = 30,
+              .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
+              .reserved = default_reserved_gpa_ranges()},
+      .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
+  };
+  DUNK_TRY(mirror_.init(*vm_, arena_, config));
+  DUNK_TRY(build_idt());
+  DUNK_TRY(setup_stats());
+  DUNK_TRY(mirror_.sync_all());
+  brk.store(static_cast<std::uint64_t>(sys::call(SYS_brk, 0)), std::memory_order_relaxed);
+  return {};
+}
+
+void Machine::forget_after_fork() noexcept {
+  // Runs in the child, which has one thread: no lock is held by anyone.
+  create_lock_.reset_after_fork();
+  created_.store(false, std::memory_order_relaxed);
+  vm_.reset();
+  kvm_.reset();
+  // The arena's contents belong to the parent's VM; the next VM starts over.
+  arena_.reset();
+  mirror_.~Mirror();
+  new (&mirror_) Mirror();
+  next_vcpu_id_.store(0, std::memory_order_relaxed);
+}
+
+Result<Cpu*> Machine::create_cpu() noexcept {
+  unsigned id = next_vcpu_id_.fetch_add(1, std::memory_order_relaxed);
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_));
+  DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
+  DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
+  DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(kMonitorStackSize, Arena::kPage, /*guard=*/true));
+  DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
+  Cpu* cpu = new (object) Cpu(std::move(vcpu));
+  cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
+  cpu->monitor_stack_top = stack + kMonitorStackSize;
+  cpu->xsave = xsave;
+  DUNK_TRY(cpu->setup(*this));
+  stats_->add(stats_->vcpus);
+  return cpu;
+}
+
+Status Cpu::setup(Machine& machine) noexcept {
+  const unsigned id = vcpu.id();
+  guest::VcpuArea& a = *area;
+  a.self = reinterpret_cast<std::uint64_t>(&a);
+  a.syscall_stack_top = reinterpret_cast<std::uint64_t>(a.syscall_stack + sizeof a.syscall_stack);
+  a.origin_cs = DUNK_KERNEL_CS;
+  a.origin_ss = DUNK_KERNEL_DS;
+  a.tss.set_ist_stack(1, reinterpret_cast<std::uint64_t>(a.exception_stack + sizeof a.exception_stack));
+  a.tss.set_ist_stack(2, reinterpret_cast<std::uint64_t>(a.fatal_stack + sizeof a.fatal_stack));
+  a.tss.iomap_base = arch::kTssNoIoBitmap;
+  const arch::CpuNode where{id % (arch::kMaxCpuNodeCpu + 1), 0};
+  DUNK_TRY(arch::fill_gdt(a.gdt, Gva(reinterpret_cast<std::uint64_t>(&a.tss)), where));
+
+  // CPUID: what KVM supports, with this vCPU's APIC ID (SDM vol. 2A, CPUID
+  // leaf 01H EBX[31:24] and leaves 0BH/1FH EDX).
+  static kvm::CpuidBuffer cpuid;
+  static Lock cpuid_lock;
+  {
+    LockGuard hold(cpuid_lock);
+    cpuid = machine.cpuid();
+    for (kvm_cpuid_entry2& e : cpuid.span()) {
+      if (e.function == 1) e.ebx = (e.ebx & 0x00ffffff) | (id << 24);
+      if (e.function == 0xb || e.function == 0x1f) e.edx = id;
+    }
+    DUNK_TRY(vcpu.set_cpuid(cpuid));
+  }
+
+  kvm_sregs sregs{};
+  DUNK_TRY(vcpu.get_sregs(sregs));
+  sregs.cs = flat_segment(DUNK_KERNEL_CS, true, 0);
+  sregs.ss = flat_segment(DUNK_KERNEL_DS, false, 0);
+  // Data segment registers hold null selectors, as in a Linux process; in
+  // 64-bit mode only FS and GS bases matter, set at each entry.
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = flat_segment(0, false, 0);
+  sregs.tr = kvm_segment{};
+  sregs.tr.base = reinterpret_cast<std::uint64_t>(&a.tss);
+  sregs.tr.limit = arch::kTssLimit;
+  sregs.tr.selector = DUNK_TSS_SELECTOR;
+  sregs.tr.type = 0xb;  // 64-bit TSS, busy
+  sregs.tr.present = 1;
+  sregs.ldt = kvm_segment{};
+  sregs.ldt.type = 0x2;
+  sregs.ldt.unusable = 1;
+  sregs.gdt.base = reinterpret_cast<std::uint64_t>(a.gdt);
+  sregs.gdt.limit = arch::gdt::kBytes - 1;
+  sregs.idt.base = machine.idt_address();
+  sregs.idt.limit = kIdtBytes - 1;
+  const arch::CpuFeatures& f = machine.features();
+  sregs.cr0 = arch::cr0::kPG | arch::cr0::kWP | arch::cr0::kNE | arch::cr0::kET | arch::cr0::kMP | arch::cr0::kPE;
+  sregs.cr3 = machine.mirror().root().value();
+  sregs.cr4 = arch::cr4::kPAE | arch::cr4::kPGE | arch::cr4::kOSFXSR | arch::cr4::kOSXMMEXCPT |
+              arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0);
+  sregs.efer = arch::efer::kSCE | arch::efer::kLME | arch::efer::kLMA | (f.nx ? arch::efer::kNXE : 0);
+  DUNK_TRY(vcpu.set_sregs(sregs));
+
+  const kvm_msr_entry msrs[] = {
+      {arch::msr::kStar, 0, arch::gdt::kStar},
+      {arch::msr::kLstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_syscall_entry)},
+      {arch::msr::kCstar, 0, 0},
+      {arch::msr::kSfmask, 0, arch::kSyscallFlagMask},
+      {arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&a)},
+      {arch::msr::kTscAux, 0, arch::encode_cpunode_limit(where)},
+      {arch::msr::kPat, 0, arch::kPatPowerOn},
+  };
+  DUNK_TRY(vcpu.set_msrs(msrs));
+  DUNK_TRY(vcpu.set_xcr0(machine.xcr0()));
+  // Guest TSC = host TSC: the vDSO computes time from RDTSC and the host's
+  // clock data, so any offset breaks every clock (DESIGN.md).
+  DUNK_TRY(vcpu.set_tsc_offset(0));
+  return {};
+}
+
+}  // namespace dunk::core

@@ -1,0 +1,54 @@
+#include "support.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "dunk/dunk.h"
+
+namespace dunk::test {
+
+void enter_or_fail() {
+  Status s = enter();
+  if (!s) {
+    char buf[512];
+    FAIL() << "dunk::enter() failed: " << describe(s.error(), buf, sizeof buf);
+  }
+  ASSERT_TRUE(in_vm());
+}
+
+ChildResult run_in_child(const std::function<int()>& body) {
+  int pipefd[2];
+  EXPECT_EQ(pipe(pipefd), 0);
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipefd[0]);
+    dup2(pipefd[1], 1);
+    dup2(pipefd[1], 2);
+    close(pipefd[1]);
+    int code = body();
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  close(pipefd[1]);
+  ChildResult result;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) result.output.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  if (WIFEXITED(status)) {
+    result.exited = true;
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signaled = true;
+    result.signal = WTERMSIG(status);
+  }
+  return result;
+}
+
+}  // namespace dunk::test
