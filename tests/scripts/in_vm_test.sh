@@ -83,6 +83,8 @@ main_pid=$!
 (cd "$tmp" && DUNK_VM_TIMEOUT=300 "$in_vm" sh -c 'echo second; kill -TERM $$') \
 	>"$tmp/signal.out" 2>"$tmp/signal.err" &
 signal_pid=$!
+# If this test is stopped (ctest's timeout), the VMs stop with it.
+trap 'kill -TERM "$main_pid" "$signal_pid" 2>/dev/null; exit 143' TERM INT
 main_rc=0 signal_rc=0
 wait "$main_pid" || main_rc=$?
 wait "$signal_pid" || signal_rc=$?
