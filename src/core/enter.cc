@@ -5,6 +5,7 @@
 // enter() "returns" in guest ring 0. leave() is one of dunk's private system
 // calls: the monitor answers it by restoring the guest's state on the host.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "base/syscall.h"
@@ -12,6 +13,7 @@
 #include "core/monitor.h"
 #include "dunk/dunk.h"
 #include "guest/abi.h"
+#include "kvm/kvm.h"
 
 namespace dunk {
 namespace {
@@ -54,18 +56,22 @@ void leave() noexcept {
 bool in_vm() noexcept { return tls_cpu != nullptr && tls_cpu->in_guest; }
 
 const char* describe(const Error& error, char* buf, std::size_t size) noexcept {
-  if (std::strcmp(error.what, "open(/dev/kvm) failed") == 0) {
+  if (std::strcmp(error.what, kvm::kOpenFailed) == 0) {
+    const char* device = std::getenv("DUNK_KVM_DEVICE");
+    if (device == nullptr || *device == '\0') device = "/dev/kvm";
     switch (error.err) {
       case ENOENT:
         std::snprintf(buf, size,
-                      "no /dev/kvm: this kernel has no KVM, or its module (kvm_intel or kvm_amd) is not "
-                      "loaded; without hardware virtualization, use the nested test VM (scripts/in-vm)");
+                      "no %s: this kernel has no KVM, or its module (kvm_intel or kvm_amd) is not loaded; "
+                      "without hardware virtualization, use the nested test VM (scripts/in-vm)",
+                      device);
         return buf;
       case EACCES:
       case EPERM:
         std::snprintf(buf, size,
-                      "permission denied opening /dev/kvm: add your user to the 'kvm' group and log in "
-                      "again, or run as root");
+                      "permission denied opening %s: add your user to the 'kvm' group and log in again, or "
+                      "run as root",
+                      device);
         return buf;
       default:
         break;

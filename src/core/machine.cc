@@ -86,6 +86,16 @@ Status Machine::check_capabilities() noexcept {
   for (const Capability& cap : kRequired) {
     if (kvm_->check_extension(cap.id) <= 0) return Error{cap.missing, ENOTSUP};
   }
+  // DUNK_REQUIRE_KVM_CAP=N makes capability N required too: a way to ask
+  // whether a kernel offers it, and to exercise this error path in tests.
+  if (const char* extra = std::getenv("DUNK_REQUIRE_KVM_CAP"); extra != nullptr && *extra != '\0') {
+    long id = std::strtol(extra, nullptr, 0);
+    if (kvm_->check_extension(id) <= 0) {
+      static char message[96];
+      std::snprintf(message, sizeof message, "KVM lacks capability %ld (required by DUNK_REQUIRE_KVM_CAP)", id);
+      return Error{message, ENOTSUP};
+    }
+  }
   return {};
 }
 
@@ -175,7 +185,9 @@ Status Machine::setup_stats() noexcept {
 Status Machine::create(const EnterOptions&) noexcept {
   const char* trace = std::getenv("DUNK_TRACE");
   trace_ = trace != nullptr && *trace != '\0' && *trace != '0';
-  DUNK_ASSIGN_OR_RETURN(kvm::System system, kvm::System::open());
+  // DUNK_KVM_DEVICE names another device node than /dev/kvm.
+  const char* device = std::getenv("DUNK_KVM_DEVICE");
+  DUNK_ASSIGN_OR_RETURN(kvm::System system, kvm::System::open(device != nullptr && *device != '\0' ? device : "/dev/kvm"));
   kvm_.emplace(std::move(system));
   DUNK_TRY(check_capabilities());
   DUNK_TRY(read_cpu_features());

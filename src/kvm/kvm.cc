@@ -41,7 +41,7 @@ kvm_cpuid_entry2* CpuidBuffer::find(std::uint32_t function, std::uint32_t index)
 
 Result<System> System::open(const char* path) noexcept {
   long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
-  if (sys::failed(fd)) return errno_error("open(/dev/kvm) failed", fd);
+  if (sys::failed(fd)) return errno_error(kOpenFailed, fd);
   UniqueFd owned(static_cast<int>(fd));
   long version = ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L);
   if (version != kApiVersion) return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};

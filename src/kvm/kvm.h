@@ -24,6 +24,10 @@
 
 namespace dunk::kvm {
 
+// The `what` of the Error System::open returns when the device cannot be
+// opened (its errno tells ENOENT from EACCES).
+inline constexpr const char* kOpenFailed = "open(/dev/kvm) failed";
+
 // The API version every KVM since Linux 2.6.22 reports.
 inline constexpr int kApiVersion = 12;
 
