@@ -24,10 +24,14 @@ Status Arena::reserve() noexcept {
   return {};
 }
 
-void Arena::reset() noexcept {
+Status Arena::recycle() noexcept {
   lock_.reset_after_fork();
+  long ret = sys::call(SYS_mmap, static_cast<long>(base_), static_cast<long>(kSize), PROT_NONE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (sys::failed(ret)) return errno_error("mmap(dunk arena recycle) failed", ret);
   next_ = base_;
   free_pages_ = nullptr;
+  return {};
 }
 
 Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, bool guard) noexcept {

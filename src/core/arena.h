@@ -23,9 +23,11 @@ class Arena {
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
   bool reserved() const noexcept { return base_ != 0; }
-  // Forgets everything handed out: the next allocation starts at the bottom
-  // again. Used in a fork child building a VM of its own.
-  void reset() noexcept;
+  // Replaces the whole region with fresh, inaccessible memory and forgets
+  // everything handed out. For a fork child building a VM of its own: the
+  // copy it inherited describes the parent's VM. Must not run on memory
+  // inside the arena (a monitor stack).
+  Status recycle() noexcept;
 
   Hva base() const noexcept { return Hva(base_); }
   Hva end() const noexcept { return Hva(base_ + kSize); }

@@ -4,6 +4,8 @@
 // stack and lets the monitor resume that state inside the VM, so that
 // enter() "returns" in guest ring 0. leave() is one of dunk's private system
 // calls: the monitor answers it by restoring the guest's state on the host.
+#include <pthread.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,9 +33,15 @@ extern "C" void dunk_fork_child_fixup() {
   tls_cpu = nullptr;
 }
 
+// A fork made outside VM mode (by a thread that never entered, or after
+// leave()) copies a Machine whose VM the child cannot use either.
+void forget_in_fork_child() { dunk_fork_child_fixup(); }
+
 Status enter(const EnterOptions& options) noexcept {
   if (in_vm()) return {};
   core::Machine& machine = core::Machine::instance();
+  static const int atfork_registered = pthread_atfork(nullptr, nullptr, forget_in_fork_child);
+  (void)atfork_registered;
   DUNK_TRY(machine.ensure_created(options));
   if (tls_cpu == nullptr) {
     DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.create_cpu());

@@ -202,7 +202,8 @@ Status Machine::create(const EnterOptions&) noexcept {
     DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
   }
 
-  if (!arena_.reserved()) DUNK_TRY(arena_.reserve());
+  // A fork child's arena still holds its parent's VM: start afresh.
+  DUNK_TRY(arena_.reserved() ? arena_.recycle() : arena_.reserve());
   MirrorConfig config{
       .gpa = {.phys_bits = features_.phys_bits,
               .chunk_shift = 30,
@@ -224,8 +225,8 @@ void Machine::forget_after_fork() noexcept {
   created_.store(false, std::memory_order_relaxed);
   vm_.reset();
   kvm_.reset();
-  // The arena's contents belong to the parent's VM; the next VM starts over.
-  arena_.reset();
+  // The arena's contents belong to the parent's VM; the next create()
+  // recycles it (this may run on a monitor stack inside it).
   mirror_.~Mirror();
   new (&mirror_) Mirror();
   next_vcpu_id_.store(0, std::memory_order_relaxed);

@@ -1,0 +1,144 @@
+// fork, vfork/posix_spawn, execve and threads from VM mode work, with the
+// child outside VM mode (a process tree in VM mode is `dunk exec`'s job).
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "dunk/dunk.h"
+#include "support.h"
+
+extern char** environ;
+
+namespace dunk {
+namespace {
+
+std::string read_all(int fd) {
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  return out;
+}
+
+TEST(Process, ForkChildRunsOutsideVmModeAndParentStaysIn) {
+  test::enter_or_fail();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  volatile int on_stack = 1234;
+  pid_t pid = fork();
+  if (pid == 0) {
+    // The child is a normal process again, with the parent's memory.
+    char line[64];
+    int n = std::snprintf(line, sizeof line, "child in_vm=%d stack=%d", in_vm() ? 1 : 0, on_stack);
+    (void)!write(fds[1], line, static_cast<std::size_t>(n));
+    _exit(7);
+  }
+  ASSERT_GT(pid, 0);
+  close(fds[1]);
+  EXPECT_EQ(read_all(fds[0]), "child in_vm=0 stack=1234");
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+  EXPECT_TRUE(in_vm());
+  leave();
+}
+
+TEST(Process, ForkChildCanEnterAVmOfItsOwn) {
+  test::enter_or_fail();
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (in_vm()) _exit(1);
+    if (!enter()) _exit(2);
+    if (!in_vm()) _exit(3);
+    leave();
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  leave();
+}
+
+TEST(Process, PosixSpawnRunsAProgram) {
+  test::enter_or_fail();
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1);
+  posix_spawn_file_actions_addclose(&actions, fds[0]);
+  const char* argv[] = {"/bin/echo", "spawned", "from", "vm", nullptr};
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, "/bin/echo", &actions, nullptr, const_cast<char**>(argv), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  close(fds[1]);
+  EXPECT_EQ(read_all(fds[0]), "spawned from vm\n");
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  leave();
+}
+
+TEST(Process, VforkAndExec) {
+  test::enter_or_fail();
+  pid_t pid = vfork();
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", "exit 9", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 9);
+  EXPECT_TRUE(in_vm());
+  leave();
+}
+
+TEST(Process, ExecveFromVmModeReplacesTheImage) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    if (!enter()) _exit(100);
+    execl("/bin/sh", "sh", "-c", "echo replaced; exit 5", static_cast<char*>(nullptr));
+    _exit(101);
+  }
+  close(fds[1]);
+  EXPECT_EQ(read_all(fds[0]), "replaced\n");
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 5);
+}
+
+TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {
+  test::enter_or_fail();
+  std::atomic<int> counter{0};
+  std::thread workers[4];
+  for (auto& w : workers) {
+    w = std::thread([&counter] {
+      for (int i = 0; i < 1000; ++i) counter.fetch_add(1);
+    });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(counter.load(), 4000);
+  EXPECT_TRUE(in_vm());
+  leave();
+}
+
+}  // namespace
+}  // namespace dunk
