@@ -63,6 +63,8 @@ void leave() noexcept {
 
 bool in_vm() noexcept { return tls_cpu != nullptr && tls_cpu->in_guest; }
 
+core::Cpu* core::current_cpu() noexcept { return tls_cpu; }
+
 const char* describe(const Error& error, char* buf, std::size_t size) noexcept {
   if (std::strcmp(error.what, kvm::kOpenFailed) == 0) {
     const char* device = std::getenv("DUNK_KVM_DEVICE");

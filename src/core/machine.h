@@ -106,4 +106,7 @@ class Cpu {
   Status setup(Machine& machine) noexcept;
 };
 
+// The calling thread's Cpu, if it ever entered VM mode (null otherwise).
+Cpu* current_cpu() noexcept;
+
 }  // namespace dunk::core

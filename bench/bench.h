@@ -1,0 +1,45 @@
+// `dunk bench`: measurements of VM mode side by side with native execution,
+// in one run, with exact counts of what each operation costs (VM exits, host
+// system calls). Under emulation (the nested test VM) the times mean little;
+// the ratios and the counts are what to read.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dunk::bench {
+
+struct Options {
+  std::uint64_t iterations = 100'000;
+  std::string json_path;  // empty: no JSON
+};
+
+// One operation measured one way (native, or in VM mode).
+struct Result {
+  std::string name;        // e.g. "getpid"
+  std::string mode;        // "native" or "vm"
+  std::uint64_t iterations = 0;
+  double ns_per_op = 0;
+  // Per operation, exact differences of counters over the measured loop
+  // minus an empty loop. Negative: not available (reason in `note`).
+  double userspace_exits_per_op = -1;  // KVM_RUN returns (dunk's count)
+  double kvm_exits_per_op = -1;        // all VM exits KVM saw ("exits" stat)
+  double host_syscalls_per_op = -1;    // raw_syscalls:sys_enter of the thread
+  std::string note;
+};
+
+struct Report {
+  std::vector<Result> results;
+  std::string environment;  // where it ran: kernel, KVM, nested or not
+};
+
+// Runs every benchmark; fills `report`. Returns false (with a message on
+// stderr) when VM mode is not available.
+bool run(const Options& options, Report& report);
+
+// Human-readable table on stdout; JSON to options.json_path if set.
+void print(const Report& report);
+bool write_json(const Report& report, const std::string& path);
+
+}  // namespace dunk::bench
