@@ -1,0 +1,158 @@
+#include "tools/exec.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+#include "base/unique_fd.h"
+#include "tools/check.h"
+#include "tools/program.h"
+#include "tools/stats_file.h"
+#include "tools/stats_report.h"
+#include "tools/supervise.h"
+
+extern char** environ;
+
+namespace dunk::cli {
+namespace {
+
+int fail(int status, std::string_view message) {
+  fmt::print(stderr, "dunk: {}\n", message);
+  return status;
+}
+
+std::string error_text(const Error& error) {
+  char buf[256];
+  return error.format(buf, sizeof buf);
+}
+
+// libdunk-preload.so: $DUNK_PRELOAD (for installs that keep it elsewhere),
+// or the one next to the dunk executable, as the build leaves them.
+std::string preload_candidate() {
+  if (const char* env = std::getenv("DUNK_PRELOAD"); env != nullptr && *env != '\0') return env;
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe);
+  if (n <= 0 || n == sizeof exe) return "libdunk-preload.so";
+  std::string_view path(exe, static_cast<std::size_t>(n));
+  return fmt::format("{}/libdunk-preload.so", path.substr(0, path.rfind('/')));
+}
+
+// The preload library's absolute path (every process of the tree resolves
+// LD_PRELOAD against its own working directory), or why there is none.
+std::string find_preload(std::string& path) {
+  std::string candidate = preload_candidate();
+  char resolved[PATH_MAX];
+  if (realpath(candidate.c_str(), resolved) == nullptr || access(resolved, R_OK) != 0) {
+    return fmt::format("cannot use the preload library {}: {} (DUNK_PRELOAD names another)", candidate,
+                       std::strerror(errno));
+  }
+  path = resolved;
+  if (path.find_first_of(": ") != std::string::npos) {
+    return fmt::format("cannot name {} in LD_PRELOAD, whose entries are separated by ':' and ' '", path);
+  }
+  return {};
+}
+
+// The program's environment: dunk's, with the preload library first in
+// LD_PRELOAD and, with statistics, DUNK_STATS naming the shared block.
+std::vector<std::string> child_environment(const std::string& preload, const std::string& stats_path) {
+  std::vector<std::string> env;
+  std::string ld_preload = "LD_PRELOAD=" + preload;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    if (entry.starts_with("LD_PRELOAD=")) {
+      if (entry.size() > 11) ld_preload += fmt::format(":{}", entry.substr(11));
+    } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty())) {
+      env.emplace_back(entry);
+    }
+  }
+  env.push_back(std::move(ld_preload));
+  if (!stats_path.empty()) env.push_back("DUNK_STATS=" + stats_path);
+  return env;
+}
+
+// Where the reports go, opened before the program starts so that a bad
+// path fails at once rather than after a long run.
+struct ReportOutputs {
+  UniqueFd text;  // -1 with `text_wanted`: stderr
+  bool text_wanted = false;
+  UniqueFd json;
+};
+
+std::string open_output(const std::string& path, UniqueFd& fd) {
+  fd.reset(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666));
+  return fd.valid() ? std::string() : fmt::format("cannot write {}: {}", path, std::strerror(errno));
+}
+
+std::string open_outputs(const ExecOptions& options, ReportOutputs& out) {
+  out.text_wanted = options.stats;
+  if (options.stats && !options.stats_path.empty() && options.stats_path != "-") {
+    if (std::string why = open_output(options.stats_path, out.text); !why.empty()) return why;
+  }
+  if (!options.stats_json_path.empty()) return open_output(options.stats_json_path, out.json);
+  return {};
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+void write_reports(const ReportOutputs& out, const StatsReport& report, const ExecOptions& options) {
+  if (out.text_wanted && !write_all(out.text.valid() ? out.text.get() : 2, format_text(report))) {
+    fail(0, fmt::format("cannot write the statistics to {}: {}", options.stats_path, std::strerror(errno)));
+  }
+  if (out.json.valid() && !write_all(out.json.get(), format_json(report))) {
+    fail(0, fmt::format("cannot write {}: {}", options.stats_json_path, std::strerror(errno)));
+  }
+}
+
+// Runs the program and reports on it; the statistics file exists only for
+// the duration of this call. Returns the wait status, or -1 after an error.
+int run_and_report(const ExecOptions& options, const std::string& path, const std::string& preload) {
+  ReportOutputs out;
+  if (std::string why = open_outputs(options, out); !why.empty()) return fail(-1, why);
+  std::optional<StatsFile> stats;
+  if (options.stats || !options.stats_json_path.empty()) {
+    Result<StatsFile> created = StatsFile::create();
+    if (!created) return fail(-1, fmt::format("cannot create the statistics file: {}", error_text(created.error())));
+    stats.emplace(std::move(created).value());
+  }
+  Result<int> status = run_child(path, options.command, child_environment(preload, stats ? stats->path() : ""));
+  if (!status) return fail(-1, fmt::format("cannot start {}: {}", options.command[0], error_text(status.error())));
+  if (stats) write_reports(out, make_report(stats->stats(), options.command, *status), options);
+  return *status;
+}
+
+}  // namespace
+
+int run_exec(const ExecOptions& options) {
+  if (options.command.empty()) return fail(kExitCannotRun, "exec: no program given");
+  Program program = find_program(options.command[0]);
+  if (!program.ok()) return fail(program.status, program.error);
+  std::string preload;
+  if (std::string why = find_preload(preload); !why.empty()) return fail(kExitCannotRun, why);
+  // Probe VM mode in dunk itself, so that a machine without it gets one
+  // clear line and the program never starts natively.
+  if (std::string why = vm_mode_unavailable(); !why.empty()) return fail(kExitCannotRun, why);
+  int status = run_and_report(options, program.path, preload);
+  if (status == -1) return kExitCannotRun;
+  if (WIFSIGNALED(status)) end_like(status);
+  return WEXITSTATUS(status);
+}
+
+}  // namespace dunk::cli

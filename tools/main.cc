@@ -1,0 +1,109 @@
+// dunk: the command line. Parses with CLI11 and hands over to the command;
+// usage errors exit 2, every other error is one "dunk: " line.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "tools/command.h"
+
+namespace dunk::cli {
+namespace {
+
+constexpr int kExitUsage = 2;
+constexpr int kExitInternal = 125;
+
+bool is_option(const std::string& arg) { return arg.size() > 1 && arg[0] == '-'; }
+
+// Whether `arg`, an option of `app`, takes the next argument as its value.
+bool takes_next_argument(CLI::App& app, const std::string& arg) {
+  if (arg.find('=') != std::string::npos) return false;
+  if (!arg.starts_with("--") && arg.size() != 2) return false;  // -xVALUE
+  const CLI::Option* option = app.get_option_no_throw(arg);
+  return option != nullptr && option->get_items_expected_min() > 0;
+}
+
+// Where the subcommand's name is in `args`: after the global options, none
+// of which takes a value. args.size() if there is none.
+std::size_t command_position(const std::vector<std::string>& args) {
+  std::size_t i = 0;
+  while (i < args.size() && is_option(args[i]) && args[i] != "--") ++i;
+  return i;
+}
+
+// CLI11 would go on parsing dunk's options after PROG (`dunk exec ls
+// --help` would print dunk's help), so a command's own command line is
+// fenced off with "--" where the user has not already done so. `i` is where
+// the command's name is. Returns an unknown option's name, or empty.
+std::string fence_command_line(const Command& command, std::vector<std::string>& args, std::size_t i) {
+  for (++i; i < args.size(); ++i) {
+    if (args[i] == "--") return {};
+    if (!is_option(args[i])) break;
+    std::string name = args[i].substr(0, args[i].find('='));
+    if (command.app->get_option_no_throw(name) == nullptr) return name;
+    if (takes_next_argument(*command.app, args[i])) ++i;
+  }
+  if (i < args.size()) args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "--");
+  return {};
+}
+
+std::string one_line_failure(const CLI::App*, const CLI::Error& error) {
+  return fmt::format("dunk: {} (see dunk --help)\n", error.what());
+}
+
+int run(int argc, char** argv) {
+  CLI::App app("dunk runs Linux programs inside a KVM virtual machine, in guest ring 0, with every "
+               "system call forwarded to the host.",
+               "dunk");
+  app.set_version_flag("--version", "dunk " DUNK_VERSION, "Print dunk's version and exit");
+  app.require_subcommand(1);
+  app.failure_message(one_line_failure);
+
+  const std::vector<Command> commands = {
+      add_exec(app),
+      add_check(app),
+  };
+
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (std::size_t at = command_position(args); at < args.size()) {
+    auto command = std::find_if(commands.begin(), commands.end(),
+                                [&](const Command& c) { return c.app->check_name(args[at]); });
+    if (command == commands.end()) {
+      fmt::print(stderr, "dunk: unknown command '{}' (see dunk --help)\n", args[at]);
+      return kExitUsage;
+    }
+    if (command->takes_command_line) {
+      if (std::string unknown = fence_command_line(*command, args, at); !unknown.empty()) {
+        fmt::print(stderr, "dunk: {}: unknown option {} (see dunk {} --help)\n", args[at], unknown, args[at]);
+        return kExitUsage;
+      }
+    }
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes a vector last argument first
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& error) {
+    int status = app.exit(error);
+    return status == 0 ? 0 : kExitUsage;
+  }
+  for (const Command& command : commands) {
+    if (command.app->parsed()) return command.run();
+  }
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace dunk::cli
+
+int main(int argc, char** argv) {
+  try {
+    return dunk::cli::run(argc, argv);
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "dunk: {}\n", error.what());
+  } catch (...) {
+    fmt::print(stderr, "dunk: unexpected internal error\n");
+  }
+  return dunk::cli::kExitInternal;
+}

@@ -1,0 +1,25 @@
+// Running the program as dunk's child and passing its fate on: dunk's own
+// exit status is the child's, and a child killed by a signal kills dunk with
+// the same signal.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dunk/result.h"
+
+namespace dunk::cli {
+
+// Forks; the child execve()s `path` with `argv` and `envp` (execvp's /bin/sh
+// fallback included). Until the child ends, SIGINT and SIGQUIT are ignored
+// (the terminal sends them to the whole process group: the child decides)
+// and SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to the child.
+// Returns the child's wait status.
+Result<int> run_child(const std::string& path, const std::vector<std::string>& argv,
+                      const std::vector<std::string>& envp);
+
+// Ends dunk the way the child ended: exit(code), or death by the same signal
+// (without a core file of dunk's own).
+[[noreturn]] void end_like(int wait_status);
+
+}  // namespace dunk::cli
