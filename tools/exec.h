@@ -10,7 +10,7 @@ namespace dunk::cli {
 struct ExecOptions {
   std::vector<std::string> command;  // PROG ARGS...
   bool stats = false;                // report the counters when the program ends
-  std::string stats_path;            // where to: a file; empty or "-": stderr
+  std::string stats_path;            // where to: a file; "-" or empty: stderr
   std::string stats_json_path;       // the same as JSON; empty: none
 };
 

@@ -31,12 +31,11 @@ Command add_exec(CLI::App& dunk) {
   auto options = std::make_shared<ExecOptions>();
   CLI::App* app = dunk.add_subcommand("exec", kDescription);
   app->footer(kFooter);
-  // Only ever --stats or --stats=FILE: the program's command line is fenced
-  // off (see main.cc), so a following word is never taken as FILE.
-  CLI::Option* stats = app->add_option("--stats", options->stats_path,
-                                       "After PROG: VM exits, exceptions, system calls on stderr (or into FILE)")
-                           ->expected(0, 1)
-                           ->type_name("[=FILE]");
+  // A flag that can take a value: only ever --stats or --stats=FILE, so a
+  // following word is never taken for FILE.
+  CLI::Option* stats = app->add_flag("--stats{-}", options->stats_path,
+                                     "After PROG: VM exits, exceptions, system calls on stderr (or into FILE)")
+                           ->option_text("[=FILE]");
   app->add_option("--stats-json", options->stats_json_path, "After PROG: the same report as JSON into FILE")
       ->type_name("FILE");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")

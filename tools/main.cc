@@ -49,6 +49,16 @@ std::string fence_command_line(const Command& command, std::vector<std::string>&
   return {};
 }
 
+// CLI11 shows a flag that may take a value ("--stats{-}") with its default
+// in braces; dunk's help shows just the name and the option text ("[=FILE]").
+class Formatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* option, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(option, positional);
+    return name.substr(0, name.find('{'));
+  }
+};
+
 std::string one_line_failure(const CLI::App*, const CLI::Error& error) {
   return fmt::format("dunk: {} (see dunk --help)\n", error.what());
 }
@@ -60,6 +70,7 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "dunk " DUNK_VERSION, "Print dunk's version and exit");
   app.require_subcommand(1);
   app.failure_message(one_line_failure);
+  app.formatter(std::make_shared<Formatter>());  // before the subcommands, which inherit it
 
   const std::vector<Command> commands = {
       add_exec(app),

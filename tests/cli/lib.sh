@@ -82,8 +82,9 @@ same_trees() {
 # compare_native [--setup FUNCTION] CMD...: runs CMD natively and with
 # `dunk exec`, each in a fresh working directory (prepared by FUNCTION DIR),
 # in the same environment otherwise; stdout, stderr, the exit status and the
-# files each run leaves behind must be identical byte for byte. Prints the
-# two wall-clock times.
+# files each run leaves behind must be identical byte for byte; the VM-mode
+# run must have run in VM mode. Prints the two wall-clock times and what the
+# VM-mode run cost.
 compare_native() {
 	local setup=:
 	if [[ $1 == --setup ]]; then
@@ -97,7 +98,7 @@ compare_native() {
 		"$setup" "$dir"
 		local -a prefix=()
 		if [[ $mode == vm ]]; then
-			prefix=("$DUNK" exec --)
+			prefix=("$DUNK" exec --stats-json="$WORK/stats.json" --)
 		fi
 		start=$EPOCHREALTIME
 		(cd "$dir" && exec "${prefix[@]}" "$@") >"$WORK/$mode.stdout" 2>"$WORK/$mode.stderr" &&
@@ -109,6 +110,9 @@ compare_native() {
 	same_files "stdout" "$WORK/native.stdout" "$WORK/vm.stdout"
 	same_files "stderr" "$WORK/native.stderr" "$WORK/vm.stderr"
 	same_trees "$WORK/native" "$WORK/vm"
+	# Equal results prove nothing if the program did not run in VM mode.
+	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 1" "totals.syscalls >= 1" ||
+		fail "$* did not run in VM mode"
 }
 
 main() {

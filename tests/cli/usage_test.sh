@@ -29,6 +29,20 @@ test_bad_usage() {
 	expect_refused 2 "--stats-json" "$DUNK" exec --stats-json
 }
 
+# Every form of dunk exec's options reaches the VM-mode check (which fails
+# here), before any report file is created.
+test_exec_options() {
+	local -a forms=(--stats --stats=- "--stats=$WORK/report" "--stats-json=$WORK/json" "--stats-json $WORK/json"
+		"--stats --stats-json=$WORK/json" "--stats --")
+	local form
+	for form in "${forms[@]}"; do
+		# shellcheck disable=SC2086 # split the form into its words
+		DUNK_KVM_DEVICE=/nonexistent expect_refused 125 "dunk: no /nonexistent" \
+			"$DUNK" exec $form sh -c 'exit 4' -c
+	done
+	[[ ! -e $WORK/report && ! -e $WORK/json ]] || fail "a report file was created before VM mode was checked"
+}
+
 # Options after PROG belong to PROG, dunk's included: dunk must not parse them.
 test_options_after_program_are_the_programs() {
 	expect_refused 127 "dunk: nonexistent-program-4711: command not found" \
