@@ -25,8 +25,10 @@ extern char** environ;
 namespace dunk::cli {
 namespace {
 
+void complain(std::string_view message) { fmt::print(stderr, "dunk: {}\n", message); }
+
 int fail(int status, std::string_view message) {
-  fmt::print(stderr, "dunk: {}\n", message);
+  complain(message);
   return status;
 }
 
@@ -114,10 +116,10 @@ bool write_all(int fd, std::string_view data) {
 
 void write_reports(const ReportOutputs& out, const StatsReport& report, const ExecOptions& options) {
   if (out.text_wanted && !write_all(out.text.valid() ? out.text.get() : 2, format_text(report))) {
-    fail(0, fmt::format("cannot write the statistics to {}: {}", options.stats_path, std::strerror(errno)));
+    complain(fmt::format("cannot write the statistics to {}: {}", options.stats_path, std::strerror(errno)));
   }
   if (out.json.valid() && !write_all(out.json.get(), format_json(report))) {
-    fail(0, fmt::format("cannot write {}: {}", options.stats_json_path, std::strerror(errno)));
+    complain(fmt::format("cannot write {}: {}", options.stats_json_path, std::strerror(errno)));
   }
 }
 

@@ -31,9 +31,14 @@ void forward(int sig) {
 // blocked from before the fork until the child's pid is known, so none is
 // lost or sent nowhere; the child gets back the original mask and, since
 // they are untouched until after the fork, the original dispositions.
+// SIGCHLD is the exception: ignored, it would make the kernel reap the
+// child before dunk can wait for it; the child gets it back (see exec_child).
 class SignalScope {
  public:
   SignalScope() {
+    struct sigaction child_default {};
+    child_default.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &child_default, &original_sigchld_);
     sigset_t managed;
     sigemptyset(&managed);
     for (int sig : kIgnored) sigaddset(&managed, sig);
@@ -45,10 +50,12 @@ class SignalScope {
   ~SignalScope() {
     forward_to = 0;
     for (const Saved& s : saved_) sigaction(s.sig, &s.action, nullptr);
+    sigaction(SIGCHLD, &original_sigchld_, nullptr);
     sigprocmask(SIG_SETMASK, &original_mask_, nullptr);
   }
 
   const sigset_t& original_mask() const { return original_mask_; }
+  const struct sigaction& original_sigchld() const { return original_sigchld_; }
 
   void child_started(pid_t pid) {
     forward_to = pid;
@@ -75,6 +82,7 @@ class SignalScope {
   }
 
   sigset_t original_mask_{};
+  struct sigaction original_sigchld_ {};
   Saved saved_[std::size(kIgnored) + std::size(kForwarded)]{};
   unsigned count_ = 0;
 };
@@ -88,8 +96,9 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
 // The child, between fork and exec: only async-signal-safe calls.
 [[noreturn]] void exec_child(const char* path, char* const* argv, char* const* shell_argv,
-                             char* const* envp, const sigset_t& mask) {
-  sigprocmask(SIG_SETMASK, &mask, nullptr);
+                             char* const* envp, const SignalScope& signals) {
+  sigaction(SIGCHLD, &signals.original_sigchld(), nullptr);
+  sigprocmask(SIG_SETMASK, &signals.original_mask(), nullptr);
   execve(path, argv, envp);
   // execvp's fallback: an executable file the kernel cannot load is a script for /bin/sh.
   if (errno == ENOEXEC) execve(shell_argv[0], shell_argv, envp);
@@ -127,7 +136,7 @@ Result<int> run_child(const std::string& path, const std::vector<std::string>& a
   SignalScope signals;
   pid_t pid = fork();
   if (pid < 0) return Error{"fork failed", errno};
-  if (pid == 0) exec_child(path.c_str(), c_argv.data(), c_shell.data(), c_envp.data(), signals.original_mask());
+  if (pid == 0) exec_child(path.c_str(), c_argv.data(), c_shell.data(), c_envp.data(), signals);
   signals.child_started(pid);
   return wait_for(pid);
 }

@@ -172,4 +172,39 @@ dunk_clone_native:
   movq %r12, %rsi
   jmp dunk_restore_frame
   .size dunk_clone_native, . - dunk_clone_native
+
+// long dunk_clone_thread(const CloneCall* call /*rdi*/, void* cpu /*rsi*/,
+//                        void (*start)(void*) /*rdx*/);
+//
+// Performs a clone-family system call whose child is a thread that gets a
+// vCPU of its own: `call`'s arguments already name the child's monitor stack
+// as its stack, so the child starts there and calls start(cpu), which never
+// returns. Returns the system call's result in the parent.
+  .globl dunk_clone_thread
+  .type dunk_clone_thread, @function
+  .p2align 4
+dunk_clone_thread:
+  pushq %rbx
+  pushq %r12
+  movq %rsi, %rbx                  // callee-saved: the child has them too
+  movq %rdx, %r12
+  movq CALL_NR(%rdi), %rax
+  movq CALL_ARGS + 8(%rdi), %rsi
+  movq CALL_ARGS + 16(%rdi), %rdx
+  movq CALL_ARGS + 24(%rdi), %r10
+  movq CALL_ARGS + 32(%rdi), %r8
+  movq CALL_ARGS + 0(%rdi), %rdi
+  syscall
+  testq %rax, %rax
+  jz 1f
+  popq %r12
+  popq %rbx
+  ret
+1:
+  xorl %ebp, %ebp                  // the outermost frame of this thread
+  andq $-16, %rsp
+  movq %rbx, %rdi
+  call *%r12
+  ud2
+  .size dunk_clone_thread, . - dunk_clone_thread
   .section .note.GNU-stack, "", @progbits

@@ -4,7 +4,9 @@
 // stack and lets the monitor resume that state inside the VM, so that
 // enter() "returns" in guest ring 0. leave() is one of dunk's private system
 // calls: the monitor answers it by restoring the guest's state on the host.
+#include <asm/prctl.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -44,10 +46,13 @@ Status enter(const EnterOptions& options) noexcept {
   (void)atfork_registered;
   DUNK_TRY(machine.ensure_created(options));
   if (tls_cpu == nullptr) {
-    DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.create_cpu());
+    DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
     tls_cpu = cpu;
   }
   core::Cpu* cpu = tls_cpu;
+  cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
+  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu->entry_fs_base));
+  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));
   // XSAVE leaves parts of its header alone; KVM_SET_XSAVE wants them zero.
   std::memset(cpu->xsave, 0, machine.xsave_size());
   long result = core::dunk_capture_and_switch(&cpu->entry_frame, cpu->xsave, cpu->monitor_stack_top,
@@ -64,6 +69,8 @@ void leave() noexcept {
 bool in_vm() noexcept { return tls_cpu != nullptr && tls_cpu->in_guest; }
 
 core::Cpu* core::current_cpu() noexcept { return tls_cpu; }
+
+void core::set_current_cpu(core::Cpu* cpu) noexcept { tls_cpu = cpu; }
 
 const char* describe(const Error& error, char* buf, std::size_t size) noexcept {
   if (std::strcmp(error.what, kvm::kOpenFailed) == 0) {

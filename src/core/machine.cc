@@ -23,7 +23,6 @@ namespace {
 constexpr std::uint64_t kIntelTssGpa = 0xfffb'd000;
 constexpr std::uint64_t kIntelIdentityMapGpa = 0xfffb'c000;
 
-constexpr std::size_t kMonitorStackSize = 256 * 1024;
 constexpr unsigned kIdtBytes = arch::kIdtEntries * sizeof(arch::IdtGate);
 
 std::uint64_t host_xcr0() noexcept {
@@ -230,6 +229,28 @@ void Machine::forget_after_fork() noexcept {
   mirror_.~Mirror();
   new (&mirror_) Mirror();
   next_vcpu_id_.store(0, std::memory_order_relaxed);
+  cpus_lock_.reset_after_fork();
+  cpu_count_ = 0;
+}
+
+Result<Cpu*> Machine::acquire_cpu() noexcept {
+  const long pid = sys::call(SYS_getpid);
+  {
+    LockGuard hold(cpus_lock_);
+    for (unsigned i = 0; i < cpu_count_; ++i) {
+      Cpu* cpu = cpus_[i];
+      if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
+      // The exiting thread ran on this Cpu's monitor stack up to its exit
+      // system call: reuse it only once the kernel reports the thread gone.
+      if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) continue;
+      cpu->owner_exited.store(false, std::memory_order_relaxed);
+      return cpu;
+    }
+  }
+  DUNK_ASSIGN_OR_RETURN(Cpu * cpu, create_cpu());
+  LockGuard hold(cpus_lock_);
+  if (cpu_count_ < kMaxCpus) cpus_[cpu_count_++] = cpu;
+  return cpu;
 }
 
 Result<Cpu*> Machine::create_cpu() noexcept {
@@ -237,11 +258,11 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
-  DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(kMonitorStackSize, Arena::kPage, /*guard=*/true));
+  DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));
   DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
-  cpu->monitor_stack_top = stack + kMonitorStackSize;
+  cpu->monitor_stack_top = stack + Cpu::kMonitorStackSize;
   cpu->xsave = xsave;
   DUNK_TRY(cpu->setup(*this));
   stats_->add(stats_->vcpus);

@@ -35,8 +35,9 @@ class Machine {
   Status ensure_created(const EnterOptions& options) noexcept;
   bool created() const noexcept { return created_.load(std::memory_order_acquire); }
 
-  // A vCPU for the calling thread, set up to run dunk's guest runtime.
-  Result<Cpu*> create_cpu() noexcept;
+  // A vCPU for a thread: one whose previous thread has exited, or a new one.
+  // Monitor-safe (raw system calls, arena memory).
+  Result<Cpu*> acquire_cpu() noexcept;
 
   // In a fork child: the parent's VM is unusable here (KVM refuses ioctls
   // from another address space). Drops it so that enter() builds a new one.
@@ -78,8 +79,16 @@ class Machine {
   std::size_t vcpu_mmap_size_ = 0;
   arch::IdtGate* idt_ = nullptr;
   Stats* stats_ = nullptr;
+  Result<Cpu*> create_cpu() noexcept;
+
   std::atomic<unsigned> next_vcpu_id_{0};
   bool trace_ = false;
+  // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
+  // short of destroying the VM).
+  static constexpr unsigned kMaxCpus = 4096;
+  Lock cpus_lock_;
+  Cpu* cpus_[kMaxCpus] = {};
+  unsigned cpu_count_ = 0;
 };
 
 // Per-thread state. Lives in the arena; never freed while the process runs
@@ -89,11 +98,33 @@ class Cpu {
   kvm::Vcpu vcpu;
   guest::VcpuArea* area = nullptr;
   std::byte* monitor_stack_top = nullptr;
+  static constexpr std::size_t kMonitorStackSize = 256 * 1024;
   // The XSAVE image passed between host and guest (entry, leave, clone),
   // 64-byte aligned, Machine::xsave_size() bytes.
   std::byte* xsave = nullptr;
-  // The host state captured by enter(), resumed in the guest.
+  // The state the next entry resumes in the guest: what enter() captured, or
+  // a new thread's first state. Only RAX (always 0) is not taken from it.
   guest::TrapFrame entry_frame{};
+  std::uint64_t entry_fs_base = 0;
+  std::uint64_t entry_gs_base = 0;
+  // The host thread that owns this vCPU, and whether that thread has exited
+  // (then the Cpu is reused for a new thread once the kernel has reaped it).
+  std::atomic<std::int32_t> owner_tid{0};
+  std::atomic<bool> owner_exited{false};
+  // The last exits this vCPU served (kind, RIP, system call number or
+  // vector), reported when something goes fatally wrong.
+  struct RecentExit {
+    std::uint8_t kind;
+    std::uint64_t rip;
+    std::uint64_t detail;
+  };
+  static constexpr unsigned kRecentExits = 8;
+  RecentExit recent[kRecentExits] = {};
+  unsigned recent_next = 0;
+
+  // Whether the owner thread has TLS of its own (CLONE_SETTLS), where its
+  // monitor can record this Cpu for in_vm().
+  bool own_tls = true;
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;
   // The error that made the first entry fail, reported by enter().
@@ -108,5 +139,8 @@ class Cpu {
 
 // The calling thread's Cpu, if it ever entered VM mode (null otherwise).
 Cpu* current_cpu() noexcept;
+// For a new thread's monitor: the thread's TLS is its own from its first
+// instruction (CLONE_SETTLS), so this records its Cpu there.
+void set_current_cpu(Cpu* cpu) noexcept;
 
 }  // namespace dunk::core

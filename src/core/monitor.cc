@@ -28,18 +28,6 @@ constexpr std::uint64_t page_up(std::uint64_t v) noexcept { return (v + kPage - 
 constexpr std::size_t kXstateBvOffset = 512;
 constexpr std::size_t kXcompBvOffset = 520;
 
-// Segment registers of dunk's ring-0 guest that user code could observe.
-std::uint64_t read_fs_base() noexcept {
-  std::uint64_t value = 0;
-  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&value));
-  return value;
-}
-std::uint64_t read_gs_base() noexcept {
-  std::uint64_t value = 0;
-  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&value));
-  return value;
-}
-
 }  // namespace
 
 void die_by_signal(int signal, const char* message) noexcept {
@@ -67,6 +55,14 @@ void die_by_signal(int signal, const char* message) noexcept {
   monitor.run();
 }
 
+[[noreturn]] void thread_main(void* arg) noexcept {
+  auto* cpu = static_cast<Cpu*>(arg);
+  cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
+  if (cpu->own_tls) set_current_cpu(cpu);
+  Monitor monitor(Machine::instance(), *cpu);
+  monitor.run();
+}
+
 Status Monitor::load_entry_state() noexcept {
   guest::VcpuArea& area = *cpu_.area;
   // A thread may have left from the middle of a stub; start the area afresh.
@@ -79,19 +75,19 @@ Status Monitor::load_entry_state() noexcept {
   kvm_regs regs{};
   regs.rip = f.rip;
   regs.rsp = f.rsp;
-  regs.rbx = f.rbx;
+  regs.rbx = f.rbx, regs.rcx = f.rcx, regs.rdx = f.rdx, regs.rsi = f.rsi, regs.rdi = f.rdi;
   regs.rbp = f.rbp;
-  regs.r12 = f.r12;
-  regs.r13 = f.r13;
-  regs.r14 = f.r14;
-  regs.r15 = f.r15;
-  regs.rax = 0;  // what dunk_capture_and_switch returns in the guest: success
+  regs.r8 = f.r8, regs.r9 = f.r9, regs.r10 = f.r10, regs.r11 = f.r11;
+  regs.r12 = f.r12, regs.r13 = f.r13, regs.r14 = f.r14, regs.r15 = f.r15;
+  // What dunk_capture_and_switch returns in the guest (success), and what a
+  // new thread's clone returns in it.
+  regs.rax = 0;
   regs.rflags = (f.rflags | arch::rflags::kFixed1) & ~(arch::rflags::kTF | arch::rflags::kNT);
 
   kvm_sregs sregs{};
   DUNK_TRY(cpu_.vcpu.get_sregs(sregs));
-  sregs.fs.base = read_fs_base();
-  sregs.gs.base = read_gs_base();
+  sregs.fs.base = cpu_.entry_fs_base;
+  sregs.gs.base = cpu_.entry_gs_base;
   DUNK_TRY(cpu_.vcpu.set_sregs(sregs));
   const kvm_msr_entry kernel_gs{arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&area)};
   DUNK_TRY(cpu_.vcpu.set_msrs({&kernel_gs, 1}));
@@ -123,8 +119,24 @@ void Monitor::run() noexcept {
     long ret = cpu_.vcpu.run();
     Exit exit = decode_exit(ret, *cpu_.vcpu.run_page());
     stats.count_exit(exit.kind);
+    remember(exit);
     if (machine_.trace()) trace(exit);
     handle(exit);
+  }
+}
+
+void Monitor::remember(const Exit& exit) noexcept {
+  Cpu::RecentExit& r = cpu_.recent[cpu_.recent_next++ % Cpu::kRecentExits];
+  r.kind = static_cast<std::uint8_t>(exit.kind);
+  r.rip = 0;
+  r.detail = 0;
+  const guest::VcpuArea& area = *cpu_.area;
+  if (exit.kind == ExitKind::kSyscall) {
+    const auto* f = reinterpret_cast<const TrapFrame*>(area.syscall_frame);
+    r.rip = f->rip, r.detail = f->rax;
+  } else if (exit.kind == ExitKind::kException) {
+    const auto* f = reinterpret_cast<const TrapFrame*>(area.exception_frame);
+    r.rip = f->rip, r.detail = f->vector;
   }
 }
 
@@ -224,6 +236,12 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_clone:
     case SYS_clone3:
       ret = clone_family(nr, f);
+      break;
+    case SYS_exit:
+      // The thread ends here; its vCPU serves a later thread once the kernel
+      // has reaped this one (Machine::acquire_cpu).
+      cpu_.owner_exited.store(true, std::memory_order_release);
+      ret = forward(f);
       break;
     default:
       ret = forward(f);
@@ -363,7 +381,7 @@ extern "C" void dunk_fork_child_fixup();
 long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
   // What the child's registers would be natively: the parent's at the
   // SYSCALL, RAX = 0, RSP = its new stack if it has one.
-  std::uint64_t flags = 0, stack = 0;
+  std::uint64_t flags = 0, stack = 0, clone3_tls = 0;
   switch (nr) {
     case SYS_fork:
       flags = SIGCHLD;
@@ -377,13 +395,23 @@ long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
       break;
     case SYS_clone3: {
       // struct clone_args: flags at 0, stack at 40, stack_size at 48.
-      std::uint64_t args[7];
+      // struct clone_args (include/uapi/linux/sched.h): flags, pidfd,
+      // child_tid, parent_tid, exit_signal, stack, stack_size, tls, ...;
+      // the first version is these 64 bytes.
+      std::uint64_t args[8];
       if (f.rsi < sizeof args) return -EINVAL;
       if (!copy_from_guest(args, f.rdi, sizeof args)) return -EFAULT;
       flags = args[0];
       if (args[5] != 0) stack = args[5] + args[6];
+      clone3_tls = args[7];
       break;
     }
+  }
+  if ((flags & CLONE_VM) != 0 && (flags & CLONE_VFORK) == 0) {
+    // A thread (or another process sharing this memory): same address
+    // space, so it can run on a vCPU of this VM.
+    std::uint64_t tls = nr == SYS_clone ? f.r8 : clone3_tls;
+    return clone_thread(nr, f, flags, stack, tls);
   }
   TrapFrame child = f;
   child.rax = 0;
@@ -413,6 +441,52 @@ long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
       sys::call(SYS_futex, reinterpret_cast<long>(&ready), FUTEX_WAIT_PRIVATE, 0, 0);
     }
   }
+  return ret;
+}
+
+long Monitor::clone_thread(long nr, TrapFrame& f, std::uint64_t flags, std::uint64_t stack,
+                           std::uint64_t tls) noexcept {
+  if (stack == 0) return -EINVAL;  // a thread needs a stack of its own; dunk does not emulate sharing one
+  auto acquired = machine_.acquire_cpu();
+  if (!acquired) {
+    char line[256];
+    TextBuffer text(line, sizeof line);
+    text.append("dunk: cannot give a new thread a vCPU: ").append(acquired.error().what);
+    if (acquired.error().err != 0) text.append(" (errno ").dec(acquired.error().err).append(")");
+    write_stderr(text.append("\n").c_str());
+    return -EAGAIN;
+  }
+  Cpu& child = **acquired;
+  child.entry_frame = f;
+  child.entry_frame.rax = 0;
+  child.entry_frame.rsp = stack;
+  kvm_sregs sregs{};
+  kvm_msr_entry user_gs{arch::msr::kKernelGsBase, 0, 0};  // parked there by the SYSCALL entry's SWAPGS
+  if (!cpu_.vcpu.get_sregs(sregs) || !cpu_.vcpu.get_msrs({&user_gs, 1})) return -EAGAIN;
+  child.own_tls = (flags & CLONE_SETTLS) != 0;
+  child.entry_fs_base = child.own_tls ? tls : sregs.fs.base;
+  child.entry_gs_base = user_gs.data;
+  // The new thread starts with this one's FPU state (MXCSR, x87 control word).
+  if (!cpu_.vcpu.get_xsave(child.xsave, machine_.xsave_size())) return -EAGAIN;
+
+  // The host thread starts on its monitor's stack; the guest's stack is in
+  // the entry frame.
+  const auto monitor_top = reinterpret_cast<std::uint64_t>(child.monitor_stack_top);
+  CloneCall call{.nr = nr,
+                 .args = {static_cast<long>(f.rdi), static_cast<long>(monitor_top), static_cast<long>(f.rdx),
+                          static_cast<long>(f.r10), static_cast<long>(f.r8)},
+                 .frame = nullptr, .xsave = nullptr, .xsave_size = 0, .ready = nullptr, .child_fixup = nullptr};
+  std::uint64_t args3[16] = {};
+  if (nr == SYS_clone3) {
+    const std::size_t size = f.rsi < sizeof args3 ? f.rsi : sizeof args3;
+    if (!copy_from_guest(args3, f.rdi, size)) return -EFAULT;
+    args3[5] = monitor_top - Cpu::kMonitorStackSize;  // stack
+    args3[6] = Cpu::kMonitorStackSize;                // stack_size
+    call.args[0] = reinterpret_cast<long>(args3);
+    call.args[1] = static_cast<long>(size);
+  }
+  long ret = dunk_clone_thread(&call, &child, &thread_main);
+  if (ret < 0) child.owner_exited.store(true, std::memory_order_release);  // never started: reusable
   return ret;
 }
 
@@ -512,7 +586,7 @@ void describe_address(TextBuffer& text, std::uint64_t address) noexcept {
 }
 
 void Monitor::fatal(const char* what, const Exit* exit, const TrapFrame* frame) noexcept {
-  char line[512];
+  char line[1024];
   TextBuffer text(line, sizeof line);
   text.append("dunk: fatal: ").append(what);
   if (exit != nullptr) {
@@ -543,6 +617,13 @@ void Monitor::fatal(const char* what, const Exit* exit, const TrapFrame* frame) 
     text.append(" [internal data:");
     for (unsigned i = 0; i < run.internal.ndata && i < 4; ++i) text.append(" ").hex(run.internal.data[i]);
     text.append("]");
+  }
+  text.append("\n  recent exits of vcpu ").dec(cpu_.vcpu.id()).append(":");
+  for (unsigned i = 0; i < Cpu::kRecentExits; ++i) {
+    const Cpu::RecentExit& r = cpu_.recent[(cpu_.recent_next + i) % Cpu::kRecentExits];
+    if (r.kind == 0 && r.rip == 0) continue;
+    text.append(" ").append(exit_kind_name(static_cast<ExitKind>(r.kind))).append("(").hex(r.detail);
+    text.append("@").hex(r.rip).append(")");
   }
   text.append("\n");
   die_by_signal(SIGABRT, text.c_str());

@@ -36,6 +36,7 @@ long dunk_capture_and_switch(guest::TrapFrame* frame, void* xsave, void* stack_t
                              void* arg);
 [[noreturn]] void dunk_restore_frame(const guest::TrapFrame* frame, const void* xsave);
 long dunk_clone_native(const CloneCall* call);
+long dunk_clone_thread(const CloneCall* call, void* cpu, void (*start)(void*));
 }
 
 class Monitor {
@@ -50,6 +51,7 @@ class Monitor {
   Status load_entry_state() noexcept;
   void handle(const Exit& exit) noexcept;
   void trace(const Exit& exit) noexcept;
+  void remember(const Exit& exit) noexcept;
   void handle_syscall(guest::TrapFrame& frame) noexcept;
   void handle_exception(guest::TrapFrame& frame) noexcept;
   void handle_host_fault(const Exit& exit) noexcept;
@@ -58,6 +60,8 @@ class Monitor {
   long mmap_family(long nr, guest::TrapFrame& frame) noexcept;
   long arch_prctl(guest::TrapFrame& frame) noexcept;
   long clone_family(long nr, guest::TrapFrame& frame) noexcept;
+  long clone_thread(long nr, guest::TrapFrame& frame, std::uint64_t flags, std::uint64_t stack,
+                    std::uint64_t tls) noexcept;
   void mirror_or_warn(Status status, std::uint64_t address) noexcept;
 
   // Resumes `frame` on the host, outside VM mode, with the guest's FPU
@@ -77,6 +81,8 @@ class Monitor {
 
 // The entry point enter() switches to, on the monitor's stack.
 [[noreturn]] void monitor_main(void* cpu) noexcept;
+// The first function of a thread created in VM mode, on its monitor stack.
+[[noreturn]] void thread_main(void* cpu) noexcept;
 
 // Terminates the process as if by `signal` (its default action), after a
 // one-line message on stderr when `message` is not null.

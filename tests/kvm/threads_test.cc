@@ -1,0 +1,159 @@
+// Threads created in VM mode start in VM mode on a vCPU of their own, with
+// their own TLS, and synchronise with each other as natively.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "core/machine.h"
+#include "dunk/dunk.h"
+#include "support.h"
+
+namespace dunk {
+namespace {
+
+thread_local int tls_value = 1;
+
+int open_fds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (readdir(d) != nullptr) ++n;
+  closedir(d);
+  return n;
+}
+
+std::uint64_t vcpus_created() { return core::Machine::instance().stats().vcpus.load(); }
+
+TEST(Threads, NewThreadStartsInVmModeWithItsOwnTls) {
+  test::enter_or_fail();
+  tls_value = 42;
+  bool child_in_vm = false;
+  int child_tls = 0;
+  pid_t child_tid = 0;
+  std::thread t([&] {
+    child_in_vm = in_vm();
+    child_tls = tls_value;
+    tls_value = 7;
+    child_tid = static_cast<pid_t>(syscall(SYS_gettid));
+  });
+  t.join();
+  EXPECT_TRUE(child_in_vm);
+  EXPECT_EQ(child_tls, 1);   // a fresh TLS block, initialised
+  EXPECT_EQ(tls_value, 42);  // ours untouched
+  EXPECT_NE(child_tid, static_cast<pid_t>(syscall(SYS_gettid)));
+  EXPECT_GT(child_tid, 0);
+  leave();
+}
+
+TEST(Threads, ConditionVariablesAndAtomicsAcrossVcpus) {
+  test::enter_or_fail();
+  std::mutex m;
+  std::condition_variable cv;
+  int turn = 0;
+  constexpr int kRounds = 200;
+  std::atomic<long> sum{0};
+  auto player = [&](int me) {
+    for (int i = 0; i < kRounds; ++i) {
+      std::unique_lock lock(m);
+      cv.wait(lock, [&] { return turn % 2 == me; });
+      ++turn;
+      sum.fetch_add(me + 1);
+      cv.notify_all();
+    }
+  };
+  std::thread a(player, 0), b(player, 1);
+  a.join();
+  b.join();
+  EXPECT_EQ(turn, 2 * kRounds);
+  EXPECT_EQ(sum.load(), 3L * kRounds);
+  leave();
+}
+
+long vm_size_kib() {
+  FILE* f = std::fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = -1;
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    if (std::sscanf(line, "VmSize: %ld kB", &kib) == 1) break;
+  }
+  std::fclose(f);
+  return kib;
+}
+
+TEST(Threads, TenThousandInSequenceReuseVcpusAndLeakNothing) {
+  test::enter_or_fail();
+  std::atomic<int> ran{0};
+  auto create_and_join = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      std::thread t([&] {
+        if (in_vm()) ran.fetch_add(1);
+      });
+      t.join();
+    }
+  };
+  // The first threads grow the vCPU pool and glibc's stack cache; after
+  // that, nothing may grow with the number of threads.
+  create_and_join(100);
+  const int fds = open_fds();
+  const long vm_kib = vm_size_kib();
+  const std::uint64_t vcpus = vcpus_created();
+  constexpr int kThreads = 10000;
+  create_and_join(kThreads);
+  EXPECT_EQ(ran.load(), kThreads + 100);
+  // Joined threads hand their vCPU on; the pool grows only when a thread is
+  // started before its predecessor has been reaped, and each vCPU is one fd.
+  const std::uint64_t new_vcpus = vcpus_created() - vcpus;
+  EXPECT_LE(new_vcpus, 2u);
+  EXPECT_EQ(open_fds(), fds + static_cast<int>(new_vcpus));
+  EXPECT_LE(vm_size_kib() - vm_kib, 16 * 1024);
+  leave();
+}
+
+TEST(Threads, SixtyFourAliveAtOnce) {
+  test::enter_or_fail();
+  constexpr int kThreads = 64;
+  std::atomic<int> arrived{0};
+  std::atomic<bool> release{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      if (in_vm()) arrived.fetch_add(1);
+      while (!release.load()) std::this_thread::yield();
+    });
+  }
+  while (arrived.load() < kThreads) std::this_thread::yield();
+  release = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(arrived.load(), kThreads);
+  leave();
+}
+
+TEST(Threads, ExitGroupEndsAllVcpuThreads) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!enter()) _exit(100);
+    for (int i = 0; i < 4; ++i) {
+      std::thread([] {
+        for (;;) std::this_thread::yield();  // busy in the guest
+      }).detach();
+    }
+    usleep(20000);
+    std::exit(23);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 23);
+}
+
+}  // namespace
+}  // namespace dunk
