@@ -24,5 +24,6 @@ struct Command {
 
 Command add_exec(CLI::App& dunk);
 Command add_check(CLI::App& dunk);
+Command add_bench(CLI::App& dunk);
 
 }  // namespace dunk::cli

@@ -75,6 +75,7 @@ int run(int argc, char** argv) {
   const std::vector<Command> commands = {
       add_exec(app),
       add_check(app),
+      add_bench(app),
   };
 
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -131,4 +131,14 @@ test_check_without_kvm() {
 	DUNK_KVM_DEVICE=/nonexistent expect_refused 1 "dunk: no /nonexistent" "$DUNK" check
 }
 
+test_bench_usage() {
+	run_cmd "$DUNK" bench --help
+	expect_eq "exit status of dunk bench --help" 0 "$STATUS"
+	expect_contains "dunk bench --help" "--json FILE" "$OUT"
+	expect_refused 2 "--iterations: Value 10 not in range" "$DUNK" bench --iterations 10
+	expect_refused 2 "not expected: --bogus" "$DUNK" bench --bogus
+	DUNK_KVM_DEVICE=/nonexistent expect_refused 1 "dunk: no /nonexistent" "$DUNK" bench --json "$WORK/b.json"
+	[[ ! -e $WORK/b.json ]] || fail "a JSON report was written although nothing was measured"
+}
+
 main "$@"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `dunk bench` (kvm tier): both ways of every operation measured in one run,
+# and the exact cost of a forwarded system call: one return from KVM_RUN to
+# dunk, two host system calls (KVM_RUN and the call itself).
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+test_json_report() {
+	run_cmd "$DUNK" bench --iterations 2000 --json "$WORK/bench.json"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_contains "table" "getpid: VM mode / native =" "$OUT"
+	"$PYTHON" - "$WORK/bench.json" <<'PY' || fail "the JSON report is not what it should be: $(cat "$WORK/bench.json")"
+import json, sys
+report = json.load(open(sys.argv[1]))
+assert report["environment"], "no environment"
+by_key = {(r["operation"], r["mode"]): r for r in report["results"]}
+native, vm = by_key[("getpid", "native")], by_key[("getpid", "vm")]
+for r in (native, vm):
+    assert r["iterations"] == 2000, r
+    assert r["ns_per_op"] > 0, r
+assert native["userspace_exits_per_op"] == 0, native
+assert native["host_syscalls_per_op"] == 1, native
+assert vm["userspace_exits_per_op"] == 1, vm
+assert vm["host_syscalls_per_op"] == 2, vm
+PY
+}
+
+main "$@"

@@ -1,0 +1,30 @@
+#include <memory>
+
+#include "bench/bench.h"
+#include "tools/command.h"
+
+namespace dunk::cli {
+
+Command add_bench(CLI::App& dunk) {
+  auto options = std::make_shared<bench::Options>();
+  CLI::App* app = dunk.add_subcommand("bench", "Measure VM mode side by side with native execution");
+  app->footer(R"(Each operation runs natively and in VM mode in the same process, one after
+the other. Besides the time per operation it counts exactly, per operation,
+the VM exits that reached dunk, the exits KVM saw and the host system calls
+of the thread. In an emulated machine (the nested test VM) read the ratios
+and the counts, not the times.
+
+Exit status: 0, or 1 when VM mode is unavailable or FILE cannot be written.)");
+  app->add_option("--iterations", options->iterations, "Operations per measurement")
+      ->check(CLI::Range(std::uint64_t{1000}, std::uint64_t{1'000'000'000}));
+  app->add_option("--json", options->json_path, "Write the results as JSON into FILE")->type_name("FILE");
+  return Command{app, [options] {
+                   bench::Report report;
+                   if (!bench::run(*options, report)) return 1;
+                   bench::print(report);
+                   if (!options->json_path.empty() && !bench::write_json(report, options->json_path)) return 1;
+                   return 0;
+                 }};
+}
+
+}  // namespace dunk::cli
