@@ -207,4 +207,41 @@ dunk_clone_thread:
   call *%r12
   ud2
   .size dunk_clone_thread, . - dunk_clone_thread
+
+// long dunk_forward_syscall(const TrapFrame* frame /*rdi*/);
+//
+// The system call the guest asked for, made on the host: number in the
+// frame's RAX, arguments in its RDI, RSI, RDX, R10, R8, R9. Its SYSCALL
+// instruction has a name of its own: when a host signal interrupts the call
+// and the kernel rewinds it for a restart, the host handler finds RIP there
+// (see dunk_host_signal_handler) and makes the guest restart it instead.
+  .globl dunk_forward_syscall
+  .globl dunk_forward_syscall_insn
+  .globl dunk_forward_syscall_done
+  .type dunk_forward_syscall, @function
+  .p2align 4
+dunk_forward_syscall:
+  movq FRAME_RAX(%rdi), %rax
+  movq FRAME_RSI(%rdi), %rsi
+  movq FRAME_RDX(%rdi), %rdx
+  movq FRAME_R10(%rdi), %r10
+  movq FRAME_R8(%rdi), %r8
+  movq FRAME_R9(%rdi), %r9
+  movq FRAME_RDI(%rdi), %rdi
+dunk_forward_syscall_insn:
+  syscall
+dunk_forward_syscall_done:
+  ret
+  .size dunk_forward_syscall, . - dunk_forward_syscall
+
+// The sa_restorer of dunk's host signal handler: rt_sigreturn.
+#define NR_RT_SIGRETURN 15
+  .globl dunk_host_signal_restorer
+  .type dunk_host_signal_restorer, @function
+  .p2align 4
+dunk_host_signal_restorer:
+  movl $NR_RT_SIGRETURN, %eax
+  syscall
+  ud2
+  .size dunk_host_signal_restorer, . - dunk_host_signal_restorer
   .section .note.GNU-stack, "", @progbits

@@ -31,6 +31,12 @@ thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nul
 // Runs in a fork child (no CLONE_VM) before it resumes the program, outside
 // VM mode: the parent's VM is not usable from another address space.
 extern "C" void dunk_fork_child_fixup() {
+  if (tls_cpu != nullptr) {
+    // The child runs on the host: the alternate signal stack the program
+    // set in VM mode becomes the host thread's, as it would have been.
+    const core::KernelStack& alt = tls_cpu->signals.altstack;
+    if (alt.size != 0) sys::call(SYS_sigaltstack, reinterpret_cast<long>(&alt), 0);
+  }
   core::Machine::instance().forget_after_fork();
   tls_cpu = nullptr;
 }
@@ -50,6 +56,9 @@ Status enter(const EnterOptions& options) noexcept {
     tls_cpu = cpu;
   }
   core::Cpu* cpu = tls_cpu;
+  // Signals the program catches reach its handlers in the guest from now on.
+  core::adopt_signal_handlers();
+  core::take_altstack_from_host(*cpu);
   cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
   sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu->entry_fs_base));
   sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));

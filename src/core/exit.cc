@@ -69,6 +69,9 @@ Exit decode_exit(long run_result, const kvm_run& run) noexcept {
     case KVM_EXIT_IRQ_WINDOW_OPEN:
       exit.kind = ExitKind::kIrqWindowOpen;
       break;
+    case KVM_EXIT_DEBUG:
+      exit.kind = ExitKind::kDebug;
+      break;
     case KVM_EXIT_SHUTDOWN:
       exit.kind = ExitKind::kShutdown;
       break;
@@ -100,6 +103,7 @@ const char* exit_kind_name(ExitKind kind) noexcept {
     case ExitKind::kMemoryFault: return "memory-fault";
     case ExitKind::kHalt: return "hlt";
     case ExitKind::kIrqWindowOpen: return "irq-window";
+    case ExitKind::kDebug: return "single-step";
     case ExitKind::kShutdown: return "shutdown";
     case ExitKind::kFailEntry: return "fail-entry";
     case ExitKind::kInternalError: return "internal-error";

@@ -17,6 +17,7 @@ enum class ExitKind : std::uint8_t {
   kMemoryFault,    // the same with the address (KVM_EXIT_MEMORY_FAULT, Linux 6.8+)
   kHalt,           // HLT without an in-kernel local APIC
   kIrqWindowOpen,  // the guest can take an interrupt (requested by the monitor)
+  kDebug,          // a single step the monitor asked for (KVM_GUESTDBG_SINGLESTEP)
   kShutdown,       // triple fault
   kFailEntry,      // the hardware refused to enter the guest
   kInternalError,  // KVM could not emulate something

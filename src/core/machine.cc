@@ -137,6 +137,20 @@ Status Machine::read_cpu_features() noexcept {
   return {};
 }
 
+Status Machine::build_fpu_init_image() noexcept {
+  // The FPU's initial state (SDM vol. 1 §13.6, "Processor Tracking of XSAVE-
+  // Managed State"; Table 10-1 for FXSAVE's layout): FCW 0x37F, MXCSR
+  // 0x1F80, every register zero, x87 and SSE marked as loaded from here.
+  DUNK_ASSIGN_OR_RETURN(fpu_init_, arena_.allocate(xsave_size_, 64));
+  const std::uint16_t fcw = 0x37f;
+  const std::uint32_t mxcsr = 0x1f80;
+  const std::uint64_t xstate_bv = arch::xfeature::kX87 | arch::xfeature::kSSE;
+  std::memcpy(fpu_init_ + 0, &fcw, sizeof fcw);
+  std::memcpy(fpu_init_ + 24, &mxcsr, sizeof mxcsr);
+  std::memcpy(fpu_init_ + 512, &xstate_bv, sizeof xstate_bv);
+  return {};
+}
+
 Status Machine::build_idt() noexcept {
   DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(kIdtBytes));
   idt_ = reinterpret_cast<arch::IdtGate*>(memory);
@@ -213,6 +227,7 @@ Status Machine::create(const EnterOptions&) noexcept {
   DUNK_TRY(mirror_.init(*vm_, arena_, config));
   DUNK_TRY(build_idt());
   DUNK_TRY(setup_stats());
+  DUNK_TRY(build_fpu_init_image());
   DUNK_TRY(mirror_.sync_all());
   brk.store(static_cast<std::uint64_t>(sys::call(SYS_brk, 0)), std::memory_order_relaxed);
   return {};

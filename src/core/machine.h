@@ -17,6 +17,7 @@
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/mirror.h"
+#include "core/signals.h"
 #include "core/stats.h"
 #include "dunk/dunk.h"
 #include "guest/abi.h"
@@ -49,12 +50,18 @@ class Machine {
   const arch::CpuFeatures& features() const noexcept { return features_; }
   std::size_t xsave_size() const noexcept { return xsave_size_; }
   std::uint64_t xcr0() const noexcept { return xcr0_; }
+  // The XSAVE image of the FPU's initial state (what a signal handler
+  // starts with), xsave_size() bytes.
+  const std::byte* fpu_init_image() const noexcept { return fpu_init_; }
   kvm::Vm& vm() noexcept { return *vm_; }
   const kvm::CpuidBuffer& cpuid() const noexcept { return cpuid_; }
   std::uint64_t idt_address() const noexcept { return reinterpret_cast<std::uint64_t>(idt_); }
 
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return trace_; }
+
+  // Serialises changes to the program's signal actions.
+  Lock& signal_lock() noexcept { return signal_lock_; }
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
@@ -64,9 +71,11 @@ class Machine {
   Status check_capabilities() noexcept;
   Status read_cpu_features() noexcept;
   Status build_idt() noexcept;
+  Status build_fpu_init_image() noexcept;
   Status setup_stats() noexcept;
 
   Lock create_lock_;
+  Lock signal_lock_;
   std::atomic<bool> created_{false};
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;
@@ -79,6 +88,7 @@ class Machine {
   std::size_t vcpu_mmap_size_ = 0;
   arch::IdtGate* idt_ = nullptr;
   Stats* stats_ = nullptr;
+  std::byte* fpu_init_ = nullptr;
   Result<Cpu*> create_cpu() noexcept;
 
   std::atomic<unsigned> next_vcpu_id_{0};
@@ -125,6 +135,9 @@ class Cpu {
   // Whether the owner thread has TLS of its own (CLONE_SETTLS), where its
   // monitor can record this Cpu for in_vm().
   bool own_tls = true;
+  // Signals waiting for the guest, and the guest's alternate stack.
+  CpuSignals signals;
+
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;
   // The error that made the first entry fail, reported by enter().

@@ -114,10 +114,16 @@ void Monitor::run() noexcept {
   }
   cpu_.in_guest = true;
   Stats& stats = machine_.stats();
+  kvm_run& run_page = *cpu_.vcpu.run_page();
   for (;;) {
+    // Cleared before looking at the queue: a signal that arrives after the
+    // look sets it again and makes KVM_RUN return at once.
+    run_page.immediate_exit = 0;
+    deliver_pending();
     stats.add(stats.kvm_runs);
     long ret = cpu_.vcpu.run();
-    Exit exit = decode_exit(ret, *cpu_.vcpu.run_page());
+    resume_frame_ = nullptr;
+    Exit exit = decode_exit(ret, run_page);
     stats.count_exit(exit.kind);
     remember(exit);
     if (machine_.trace()) trace(exit);
@@ -162,14 +168,18 @@ void Monitor::handle(const Exit& exit) noexcept {
   guest::VcpuArea& area = *cpu_.area;
   switch (exit.kind) {
     case ExitKind::kSyscall:
-      handle_syscall(*reinterpret_cast<TrapFrame*>(area.syscall_frame));
+      resume_frame_ = reinterpret_cast<TrapFrame*>(area.syscall_frame);
+      handle_syscall(*resume_frame_);
       return;
     case ExitKind::kException:
-      handle_exception(*reinterpret_cast<TrapFrame*>(area.exception_frame));
+      resume_frame_ = reinterpret_cast<TrapFrame*>(area.exception_frame);
+      handle_exception(*resume_frame_);
       return;
     case ExitKind::kInterrupted:
     case ExitKind::kIrqWindowOpen:
-      // The host signal's handler has already run; the guest goes on.
+    case ExitKind::kDebug:
+      // A host signal's handler has run (its signal, if it is the guest's,
+      // is queued), or a step the monitor asked for: the loop delivers.
       return;
     case ExitKind::kHostFault:
     case ExitKind::kMemoryFault:
@@ -178,6 +188,7 @@ void Monitor::handle(const Exit& exit) noexcept {
     case ExitKind::kHalt: {
       // HLT is privileged: natively it raises #GP, i.e. SIGSEGV. Re-execute
       // it on the host to get exactly that.
+      if (deliver_halt_as_signal()) return;
       TrapFrame f{};
       if (!frame_from_vcpu(f)) fatal("cannot read the guest's registers after HLT", &exit);
       f.rip -= 1;
@@ -191,11 +202,7 @@ void Monitor::handle(const Exit& exit) noexcept {
   }
 }
 
-long Monitor::forward(const TrapFrame& f) noexcept {
-  return sys::call(static_cast<long>(f.rax), static_cast<long>(f.rdi), static_cast<long>(f.rsi),
-                   static_cast<long>(f.rdx), static_cast<long>(f.r10), static_cast<long>(f.r8),
-                   static_cast<long>(f.r9));
-}
+long Monitor::forward(const TrapFrame& f) noexcept { return dunk_forward_syscall(&f); }
 
 void Monitor::handle_syscall(TrapFrame& f) noexcept {
   const auto nr = static_cast<long>(f.rax);
@@ -204,6 +211,11 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     stats.add(stats.dunk_calls);
     switch (nr) {
       case DUNK_SYSCALL_LEAVE:
+        if (signals_pending()) {
+          // Their handlers run in VM mode first; then the guest asks again.
+          f.rip -= 2;
+          return;
+        }
         f.rax = 0;
         leave_to_host(f, /*user_gs_in_msr=*/true);
       case DUNK_SYSCALL_PING:
@@ -231,6 +243,15 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_arch_prctl:
       ret = arch_prctl(f);
       break;
+    case SYS_rt_sigaction:
+      ret = rt_sigaction(f);
+      break;
+    case SYS_rt_sigreturn:
+      ret = rt_sigreturn(f);
+      break;
+    case SYS_sigaltstack:
+      ret = sigaltstack(f);
+      break;
     case SYS_fork:
     case SYS_vfork:
     case SYS_clone:
@@ -245,6 +266,13 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
       break;
     default:
       ret = forward(f);
+  }
+  if (ret == kRestartGuestSyscall) {
+    // A signal arrived that the kernel would have delivered before
+    // restarting this call: its handler runs first (the loop delivers it),
+    // then the guest executes the same SYSCALL again, as natively.
+    f.rip -= 2;
+    return;
   }
   f.rax = static_cast<std::uint64_t>(ret);
 }
@@ -311,6 +339,7 @@ long Monitor::mmap_family(long nr, TrapFrame& f) noexcept {
     }
     case SYS_brk: {
       long ret = forward(f);
+      if (ret == kRestartGuestSyscall) return ret;
       auto now = static_cast<std::uint64_t>(ret);
       std::uint64_t before = machine_.brk.exchange(now, std::memory_order_relaxed);
       if (now > before) {
@@ -457,6 +486,7 @@ long Monitor::clone_thread(long nr, TrapFrame& f, std::uint64_t flags, std::uint
     return -EAGAIN;
   }
   Cpu& child = **acquired;
+  child.signals.reset();  // a new thread has no alternate stack and nothing pending
   child.entry_frame = f;
   child.entry_frame.rax = 0;
   child.entry_frame.rsp = stack;
@@ -526,6 +556,7 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
       return;  // IRETQ retries the access
     }
   }
+  if (deliver_exception(f)) return;
   // An exception the program does not handle ends it as it would natively.
   // The surest way to get exactly the native outcome — signal, si_code,
   // si_addr, a core dump with the right registers, or a handler the program
@@ -563,6 +594,7 @@ void Monitor::leave_to_host(const TrapFrame& frame, bool user_gs_in_msr) noexcep
   }
   sys::call(SYS_arch_prctl, ARCH_SET_FS, static_cast<long>(sregs.fs.base));
   sys::call(SYS_arch_prctl, ARCH_SET_GS, static_cast<long>(gs));
+  hand_altstack_to_host();
   cpu_.in_guest = false;
   dunk_restore_frame(&f, cpu_.xsave);
 }

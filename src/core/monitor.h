@@ -10,6 +10,7 @@
 
 #include "core/exit.h"
 #include "core/machine.h"
+#include "core/signals.h"
 #include "guest/abi.h"
 
 namespace dunk::core {
@@ -57,6 +58,27 @@ class Monitor {
   void handle_host_fault(const Exit& exit) noexcept;
 
   long forward(const guest::TrapFrame& frame) noexcept;
+
+  // Signals (monitor_signals.cc).
+  bool signals_pending() const noexcept;
+  // Delivers what the host handler queued, at the state the guest resumes.
+  void deliver_pending() noexcept;
+  // Delivers into a guest that is not stopped in a stub; `synchronous`
+  // first if given, with RIP moved back `rewind` bytes.
+  void deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind) noexcept;
+  void deliver_signals(guest::TrapFrame& frame, const PendingSignal* synchronous) noexcept;
+  void build_signal_frame(guest::TrapFrame& frame, const PendingSignal& signal, const std::byte* fpu) noexcept;
+  void stop_stepping() noexcept;
+  // An exception as the signal Linux would send, to the program's handler.
+  // False when the program has none (or blocks the signal).
+  bool deliver_exception(guest::TrapFrame& frame) noexcept;
+  bool deliver_halt_as_signal() noexcept;
+  bool take_synchronous_signal(PendingSignal& p, int sig, int code, std::uint64_t address) noexcept;
+  long rt_sigaction(guest::TrapFrame& frame) noexcept;
+  long rt_sigreturn(guest::TrapFrame& frame) noexcept;
+  long sigaltstack(guest::TrapFrame& frame) noexcept;
+  // Leaving VM mode: the guest's alternate stack becomes the host thread's.
+  void hand_altstack_to_host() noexcept;
   long mmap_family(long nr, guest::TrapFrame& frame) noexcept;
   long arch_prctl(guest::TrapFrame& frame) noexcept;
   long clone_family(long nr, guest::TrapFrame& frame) noexcept;
@@ -77,12 +99,20 @@ class Monitor {
 
   Machine& machine_;
   Cpu& cpu_;
+  // The frame the guest resumes through when it is stopped in one of dunk's
+  // stubs right after its exit (a system call or exception being served);
+  // null when it is stopped anywhere else.
+  guest::TrapFrame* resume_frame_ = nullptr;
 };
 
 // The entry point enter() switches to, on the monitor's stack.
 [[noreturn]] void monitor_main(void* cpu) noexcept;
 // The first function of a thread created in VM mode, on its monitor stack.
 [[noreturn]] void thread_main(void* cpu) noexcept;
+
+// Entering VM mode: the host thread's alternate signal stack becomes the
+// guest's (a thread in VM mode has none on the host).
+void take_altstack_from_host(Cpu& cpu) noexcept;
 
 // Terminates the process as if by `signal` (its default action), after a
 // one-line message on stderr when `message` is not null.

@@ -151,6 +151,12 @@ Status Vcpu::set_xcr0(std::uint64_t value) noexcept {
   return check(ioctl_raw(fd(), KVM_SET_XCRS, &xcrs), "ioctl(KVM_SET_XCRS) failed");
 }
 
+Status Vcpu::set_single_step(bool on) noexcept {
+  kvm_guest_debug debug{};
+  debug.control = on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP : 0;
+  return check(ioctl_raw(fd(), KVM_SET_GUEST_DEBUG, &debug), "ioctl(KVM_SET_GUEST_DEBUG) failed");
+}
+
 namespace {
 // The layout of struct kvm_msrs with room for its flexible array.
 struct MsrBuffer {

@@ -108,6 +108,8 @@ class Vcpu {
   Status get_xsave(void* buffer, std::size_t size) noexcept;
   Status set_xsave(const void* buffer) noexcept;
   Status set_xcr0(std::uint64_t value) noexcept;
+  // Single-stepping the guest: each instruction ends in KVM_EXIT_DEBUG.
+  Status set_single_step(bool on) noexcept;
   Status set_msrs(std::span<const kvm_msr_entry> msrs) noexcept;
   Status get_msrs(std::span<kvm_msr_entry> msrs) noexcept;
   // KVM_VCPU_TSC_CTRL/KVM_VCPU_TSC_OFFSET (Linux 5.16+): guest TSC = host TSC + offset.

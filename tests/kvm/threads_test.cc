@@ -110,9 +110,11 @@ TEST(Threads, TenThousandInSequenceReuseVcpusAndLeakNothing) {
   create_and_join(kThreads);
   EXPECT_EQ(ran.load(), kThreads + 100);
   // Joined threads hand their vCPU on; the pool grows only when a thread is
-  // started before its predecessor has been reaped, and each vCPU is one fd.
+  // started before its predecessor has been reaped by the kernel (a matter
+  // of scheduling, so a few may be added), never with the number of
+  // threads; each vCPU is one fd.
   const std::uint64_t new_vcpus = vcpus_created() - vcpus;
-  EXPECT_LE(new_vcpus, 2u);
+  EXPECT_LE(new_vcpus, 16u);
   EXPECT_EQ(open_fds(), fds + static_cast<int>(new_vcpus));
   EXPECT_LE(vm_size_kib() - vm_kib, 16 * 1024);
   leave();

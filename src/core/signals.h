@@ -1,0 +1,163 @@
+// Signals in VM mode: the program's handlers run in the guest, in ring 0, on
+// the program's own stack (or its alternate stack), in a signal frame laid
+// out exactly as the host kernel lays it out, and return through
+// rt_sigreturn like natively.
+//
+// How a signal reaches the guest:
+//
+//   host kernel ──> dunk's host handler (on the monitor's stack)
+//                     records siginfo + the action in the Cpu's queue,
+//                     applies the handler's mask to the thread,
+//                     kicks KVM_RUN (immediate_exit), marks a system call
+//                     the kernel wants restarted
+//                   monitor, at the next exit ──> builds the frame on the
+//                     guest's stack, points the guest at the handler
+//
+// dunk owns the host-side disposition of every signal the program catches
+// (with the program's flags and mask, so the kernel makes the native
+// restart and nesting decisions); signals the program leaves at SIG_DFL or
+// SIG_IGN keep that disposition on the host, so default actions (stop,
+// terminate, core dump, ignore) are the kernel's own.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace dunk::core {
+
+inline constexpr int kMaxSignal = 64;
+
+// The kernel's struct sigaction for rt_sigaction on x86-64
+// (arch/x86/include/asm/signal.h): handler, flags, restorer, one 64-bit mask.
+struct KernelSigaction {
+  std::uint64_t handler = 0;
+  std::uint64_t flags = 0;
+  std::uint64_t restorer = 0;
+  std::uint64_t mask = 0;
+};
+
+// The kernel's stack_t (include/uapi/asm-generic/signal.h).
+struct KernelStack {
+  std::uint64_t sp;
+  std::int32_t flags;
+  std::int32_t pad;
+  std::uint64_t size;
+};
+static_assert(sizeof(KernelStack) == 24);
+
+// struct sigcontext, 64-bit (arch/x86/include/uapi/asm/sigcontext.h).
+struct KernelSigcontext {
+  std::uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+  std::uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip;
+  std::uint64_t eflags;
+  std::uint16_t cs, gs, fs, ss;
+  std::uint64_t err, trapno, oldmask, cr2;
+  std::uint64_t fpstate;  // pointer to the XSAVE image, or 0
+  std::uint64_t reserved1[8];
+};
+static_assert(sizeof(KernelSigcontext) == 256);
+
+// struct ucontext (arch/x86/include/uapi/asm/ucontext.h, with the uc_flags
+// bits UC_FP_XSTATE, UC_SIGCONTEXT_SS and UC_STRICT_RESTORE_SS).
+struct KernelUcontext {
+  std::uint64_t flags;
+  std::uint64_t link;
+  KernelStack stack;
+  KernelSigcontext mcontext;
+  std::uint64_t sigmask;
+};
+static_assert(sizeof(KernelUcontext) == 304);
+
+// struct rt_sigframe, 64-bit (arch/x86/include/asm/sigframe.h): the return
+// address the handler's RET pops (sa_restorer), the context, the siginfo.
+// The XSAVE image lies above it, 64-byte aligned.
+struct KernelSigframe {
+  std::uint64_t pretcode;
+  KernelUcontext uc;
+  std::uint8_t info[128];
+};
+static_assert(sizeof(KernelSigframe) == 440);
+
+// The per-signal actions the program set, read by the host handler at any
+// moment: each entry is guarded by a sequence counter (odd while written).
+class SignalTable {
+ public:
+  KernelSigaction get(int sig) const noexcept;
+  void set(int sig, const KernelSigaction& action) noexcept;
+
+ private:
+  struct Entry {
+    std::atomic<std::uint32_t> sequence{0};
+    std::atomic<std::uint64_t> handler{0}, flags{0}, restorer{0}, mask{0};
+  };
+  Entry entries_[kMaxSignal + 1];
+};
+
+// One signal the host handler took for the guest, waiting to be delivered.
+struct PendingSignal {
+  std::uint8_t info[128];   // the siginfo, as the kernel gave it
+  KernelSigaction action;   // the action at the moment the signal arrived
+  std::uint64_t mask_before;  // the thread's mask before the handler's
+  // For a signal from an exception: what the kernel puts into sigcontext.
+  std::uint64_t trapno = 0, error_code = 0, cr2 = 0;
+};
+
+// A Cpu's signal state. The queue has one producer (the host handler) and
+// one consumer (the monitor), both on the Cpu's own host thread: the handler
+// can interrupt the monitor, never the other way round.
+struct CpuSignals {
+  static constexpr unsigned kQueue = 32;
+  PendingSignal queue[kQueue];
+  std::atomic<std::uint32_t> head{0};  // next to deliver (monitor)
+  std::atomic<std::uint32_t> tail{0};  // next free (host handler)
+  // Signals the host handler could not queue (queue full): it blocked them
+  // on the thread, so the kernel keeps them pending; the monitor unblocks
+  // them once it has drained the queue.
+  std::atomic<std::uint64_t> deferred{0};
+  // The guest's alternate signal stack (sigaltstack is served here: the
+  // host thread's own is the monitor's business).
+  KernelStack altstack{0, 2 /*SS_DISABLE*/, 0, 0};
+  // The monitor is single-stepping the guest out of dunk's entry code to
+  // deliver a signal at an instruction boundary of the program.
+  bool stepping = false;
+
+  bool empty() const noexcept {
+    return head.load(std::memory_order_acquire) == tail.load(std::memory_order_acquire);
+  }
+  // For a thread starting on this Cpu: nothing pending, no alternate stack.
+  void reset() noexcept;
+};
+
+// The process's table. Actions are process-wide, like the kernel's.
+SignalTable& signal_table() noexcept;
+
+// Takes over the host dispositions of the signals the program has handlers
+// for (those installed before entering VM mode). Idempotent.
+void adopt_signal_handlers() noexcept;
+
+// The host-side action dunk installs for a program action.
+KernelSigaction host_action_for(const KernelSigaction& program) noexcept;
+
+// rt_sigaction(2) without libc.
+long raw_sigaction(int sig, const KernelSigaction* action, KernelSigaction* old) noexcept;
+
+extern "C" {
+// The host handler and its restorer (signals.cc, context_switch.S).
+void dunk_host_signal_handler(int sig, void* info, void* ucontext);
+void dunk_host_signal_restorer();
+// A forwarded system call: the frame's RAX is the number, RDI..R9 the
+// arguments. The SYSCALL instruction is at dunk_forward_syscall_insn, the
+// instruction after it at dunk_forward_syscall_done, so the host handler can
+// tell a call the kernel has rewound for a restart.
+long dunk_forward_syscall(const void* frame);
+extern const char dunk_forward_syscall_insn[];
+extern const char dunk_forward_syscall_done[];
+}
+
+// What dunk_forward_syscall returns when the host handler took a signal for
+// a call the kernel would restart: ERESTARTSYS, which never reaches user
+// space natively.
+inline constexpr long kRestartGuestSyscall = -512;
+
+}  // namespace dunk::core

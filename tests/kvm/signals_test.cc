@@ -1,0 +1,523 @@
+// Signals in VM mode behave as natively, and their handlers run in VM mode
+// (in_vm() inside a handler is the proof): siginfo, ucontext registers a
+// handler changes, SA_RESTART/EINTR, SA_NODEFER, SA_RESETHAND, masks,
+// alternate stacks, siglongjmp, sigsuspend, signalfd, timers, signals to one
+// thread and from another process, stop/continue, SIGKILL, SIGCHLD, SIGPIPE.
+#include <gtest/gtest.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+
+#include "dunk/dunk.h"
+#include "support.h"
+
+namespace dunk {
+namespace {
+
+// What handlers saw.
+std::atomic<int> calls{0};
+std::atomic<int> handler_in_vm{-1};
+std::atomic<int> last_signal{0};
+std::atomic<int> last_code{0};
+std::atomic<pid_t> last_pid{0};
+std::atomic<pid_t> handler_tid{0};
+std::atomic<std::uintptr_t> last_address{0};
+std::atomic<std::uintptr_t> handler_stack{0};
+
+// In VM mode code runs in guest ring 0: CS's low bits (the CPL) are 0,
+// where on the host they are 3.
+bool in_guest_ring0() {
+  std::uint16_t cs;
+  asm volatile("mov %%cs, %0" : "=r"(cs));
+  return (cs & 3) == 0 && in_vm();
+}
+
+void record(int sig, siginfo_t* info, void*) {
+  calls.fetch_add(1);
+  handler_in_vm.store(in_guest_ring0() ? 1 : 0);
+  last_signal.store(sig);
+  last_code.store(info->si_code);
+  last_pid.store(info->si_pid);
+  last_address.store(reinterpret_cast<std::uintptr_t>(info->si_addr));
+  handler_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+  int local = 0;
+  handler_stack.store(reinterpret_cast<std::uintptr_t>(&local));
+}
+
+void install(int sig, void (*handler)(int, siginfo_t*, void*), int flags = 0, const sigset_t* mask = nullptr) {
+  struct sigaction sa {};
+  sa.sa_sigaction = handler;
+  sa.sa_flags = SA_SIGINFO | flags;
+  if (mask != nullptr) sa.sa_mask = *mask;
+  ASSERT_EQ(sigaction(sig, &sa, nullptr), 0);
+}
+
+void expect_handled_in_vm(int sig, int count = 1) {
+  EXPECT_EQ(calls.load(), count);
+  EXPECT_EQ(last_signal.load(), sig);
+  EXPECT_EQ(handler_in_vm.load(), 1) << "the handler ran outside VM mode";
+}
+
+TEST(Signals, HandlerRunsInVmModeWithSiginfo) {
+  install(SIGUSR1, record);
+  test::enter_or_fail();
+  ASSERT_EQ(kill(getpid(), SIGUSR1), 0);
+  expect_handled_in_vm(SIGUSR1);
+  EXPECT_EQ(last_code.load(), SI_USER);
+  EXPECT_EQ(last_pid.load(), getpid());
+  EXPECT_TRUE(in_guest_ring0());
+}
+
+TEST(Signals, HandlerInstalledInVmModeWithPlainSignalFunction) {
+  test::enter_or_fail();
+  static std::atomic<int> got{0};
+  ASSERT_NE(signal(SIGUSR2, [](int sig) { got.store(in_guest_ring0() ? sig : -1); }), SIG_ERR);
+  raise(SIGUSR2);
+  EXPECT_EQ(got.load(), SIGUSR2);
+  // The program reads back its own handler, not dunk's.
+  struct sigaction old {};
+  ASSERT_EQ(sigaction(SIGUSR2, nullptr, &old), 0);
+  EXPECT_NE(old.sa_handler, SIG_DFL);
+  EXPECT_NE(reinterpret_cast<void*>(old.sa_handler), nullptr);
+  ASSERT_EQ(signal(SIGUSR2, SIG_IGN), reinterpret_cast<sighandler_t>(old.sa_handler));
+  raise(SIGUSR2);  // ignored
+  EXPECT_EQ(got.load(), SIGUSR2);
+}
+
+// SIGSEGV at a PROT_NONE page: the handler gets the address and SEGV_ACCERR,
+// makes the page writable, and the store is retried.
+std::atomic<char*> guarded_page{nullptr};
+void unprotect(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  mprotect(guarded_page.load(), 4096, PROT_READ | PROT_WRITE);
+}
+
+TEST(Signals, SegvHandlerGetsTheAddressAndFixesTheFault) {
+  char* page = static_cast<char*>(mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(page, MAP_FAILED);
+  guarded_page = page;
+  install(SIGSEGV, unprotect);
+  test::enter_or_fail();
+  static_cast<volatile char*>(page)[123] = 7;
+  expect_handled_in_vm(SIGSEGV);
+  EXPECT_EQ(last_code.load(), SEGV_ACCERR);
+  EXPECT_EQ(last_address.load(), reinterpret_cast<std::uintptr_t>(page + 123));
+  EXPECT_EQ(page[123], 7);
+}
+
+sigjmp_buf jump_back;
+void jump_out(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  siglongjmp(jump_back, sig);
+}
+
+TEST(Signals, SiglongjmpOutOfAHandlerForAnUnmappedAddress) {
+  install(SIGSEGV, jump_out);
+  test::enter_or_fail();
+  sigset_t before;
+  sigprocmask(SIG_BLOCK, nullptr, &before);
+  if (int sig = sigsetjmp(jump_back, 1); sig == 0) {
+    *reinterpret_cast<volatile int*>(0x1000) = 1;
+    FAIL() << "the store to an unmapped address went through";
+  } else {
+    EXPECT_EQ(sig, SIGSEGV);
+  }
+  expect_handled_in_vm(SIGSEGV);
+  EXPECT_EQ(last_code.load(), SEGV_MAPERR);
+  EXPECT_EQ(last_address.load(), 0x1000u);
+  // siglongjmp restored the mask: SIGSEGV is deliverable again.
+  sigset_t after;
+  sigprocmask(SIG_BLOCK, nullptr, &after);
+  EXPECT_EQ(sigismember(&after, SIGSEGV), sigismember(&before, SIGSEGV));
+  EXPECT_TRUE(in_vm());
+}
+
+// A handler that skips the faulting ud2 and changes a register.
+void skip_ud2(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  auto* uc = static_cast<ucontext_t*>(context);
+  uc->uc_mcontext.gregs[REG_RIP] += 2;
+  uc->uc_mcontext.gregs[REG_RAX] = 0x1234;
+}
+
+TEST(Signals, HandlerChangesUcontextRegisters) {
+  install(SIGILL, skip_ud2);
+  test::enter_or_fail();
+  std::uint64_t rax = 0;
+  asm volatile("xor %%eax, %%eax\n\tud2" : "=a"(rax)::"memory");
+  expect_handled_in_vm(SIGILL);
+  EXPECT_EQ(last_code.load(), ILL_ILLOPN);
+  EXPECT_EQ(rax, 0x1234u);
+}
+
+// Floating-point and vector state: the handler clobbers it; the
+// interrupted code finds its own again.
+void clobber_fpu(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  volatile double x = 1e300;
+  x = x * x;  // overflow sets MXCSR flags
+  asm volatile("pxor %%xmm7, %%xmm7" ::: "xmm7");
+}
+
+TEST(Signals, FpuStateSurvivesAHandler) {
+  install(SIGUSR1, clobber_fpu);
+  test::enter_or_fail();
+  double value = 2.5;
+  double out = 0;
+  asm volatile(
+      "movsd %[in], %%xmm7\n\t"
+      "mov $62, %%eax\n\t"  // kill(getpid(), SIGUSR1) without touching xmm7
+      "mov %[pid], %%edi\n\t"
+      "mov $10, %%esi\n\t"
+      "syscall\n\t"
+      "movsd %%xmm7, %[out]"
+      : [out] "=m"(out)
+      : [in] "m"(value), [pid] "r"(getpid())
+      : "rax", "rdi", "rsi", "rcx", "r11", "xmm7", "memory");
+  expect_handled_in_vm(SIGUSR1);
+  EXPECT_EQ(out, 2.5);
+}
+
+// SA_RESTART: a read interrupted by a handler resumes (and here returns
+// the byte the handler wrote); without it, the read fails with EINTR.
+int restart_pipe[2];
+void write_a_byte(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  char c = 'x';
+  (void)!write(restart_pipe[1], &c, 1);
+}
+
+TEST(Signals, SaRestartResumesAnInterruptedRead) {
+  ASSERT_EQ(pipe(restart_pipe), 0);
+  install(SIGALRM, write_a_byte, SA_RESTART);
+  test::enter_or_fail();
+  itimerval t{{0, 0}, {0, 50'000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+  char c = 0;
+  ssize_t n = read(restart_pipe[0], &c, 1);
+  EXPECT_EQ(n, 1) << strerror(errno);
+  EXPECT_EQ(c, 'x');
+  expect_handled_in_vm(SIGALRM);
+}
+
+TEST(Signals, WithoutSaRestartAReadFailsWithEintr) {
+  ASSERT_EQ(pipe(restart_pipe), 0);
+  install(SIGALRM, record);
+  test::enter_or_fail();
+  itimerval t{{0, 0}, {0, 50'000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+  char c = 0;
+  errno = 0;
+  EXPECT_EQ(read(restart_pipe[0], &c, 1), -1);
+  EXPECT_EQ(errno, EINTR);
+  expect_handled_in_vm(SIGALRM);
+}
+
+// A busy loop with no system call in it: only the host signal can stop it.
+std::atomic<bool> stop_flag{false};
+void set_stop(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  stop_flag.store(true, std::memory_order_relaxed);
+}
+
+TEST(Signals, TimerInterruptsABusyLoop) {
+  install(SIGALRM, set_stop);
+  test::enter_or_fail();
+  itimerval t{{0, 0}, {0, 20'000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+  while (!stop_flag.load(std::memory_order_relaxed)) {
+  }
+  expect_handled_in_vm(SIGALRM);
+}
+
+TEST(Signals, PosixTimerInterruptsABusyLoopRepeatedly) {
+  install(SIGRTMIN, record);
+  test::enter_or_fail();
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_SIGNAL;
+  ev.sigev_signo = SIGRTMIN;
+  timer_t timer;
+  ASSERT_EQ(timer_create(CLOCK_MONOTONIC, &ev, &timer), 0);
+  itimerspec spec{{0, 5'000'000}, {0, 5'000'000}};
+  ASSERT_EQ(timer_settime(timer, 0, &spec, nullptr), 0);
+  while (calls.load() < 5) {
+  }
+  timer_delete(timer);
+  EXPECT_GE(calls.load(), 5);
+  EXPECT_EQ(last_code.load(), SI_TIMER);
+  EXPECT_EQ(handler_in_vm.load(), 1);
+}
+
+// Handler nesting: without SA_NODEFER, a signal raised inside its own
+// handler waits for the handler to return; with it, it nests.
+std::atomic<int> depth{0};
+std::atomic<int> max_depth{0};
+void reraise_once(int sig, siginfo_t* info, void* context) {
+  int d = depth.fetch_add(1) + 1;
+  if (d > max_depth.load()) max_depth.store(d);
+  record(sig, info, context);
+  if (calls.load() == 1) raise(sig);
+  depth.fetch_sub(1);
+}
+
+TEST(Signals, SameSignalWaitsForItsHandlerToReturn) {
+  install(SIGUSR1, reraise_once);
+  test::enter_or_fail();
+  raise(SIGUSR1);
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(max_depth.load(), 1);
+  EXPECT_EQ(handler_in_vm.load(), 1);
+}
+
+TEST(Signals, SaNodeferNests) {
+  install(SIGUSR1, reraise_once, SA_NODEFER);
+  test::enter_or_fail();
+  raise(SIGUSR1);
+  EXPECT_EQ(calls.load(), 2);
+  EXPECT_EQ(max_depth.load(), 2);
+}
+
+TEST(Signals, SaResethandRunsOnceThenDefault) {
+  install(SIGUSR1, record, SA_RESETHAND);
+  test::enter_or_fail();
+  raise(SIGUSR1);
+  expect_handled_in_vm(SIGUSR1);
+  struct sigaction now {};
+  ASSERT_EQ(sigaction(SIGUSR1, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+  test::ChildResult r = test::run_in_child([] {
+    raise(SIGUSR1);  // the default action now: termination
+    return 0;
+  });
+  EXPECT_TRUE(r.signaled);
+  EXPECT_EQ(r.signal, SIGUSR1);
+}
+
+// sa_mask and the handler's own signal are blocked while it runs.
+std::atomic<bool> usr2_blocked_in_handler{false};
+void check_mask(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  sigset_t now;
+  pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  usr2_blocked_in_handler.store(sigismember(&now, SIGUSR2) == 1 && sigismember(&now, SIGUSR1) == 1);
+}
+
+TEST(Signals, HandlerMaskAndBlockedSignals) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGUSR2);
+  install(SIGUSR1, check_mask, 0, &mask);
+  test::enter_or_fail();
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, nullptr), 0);
+  raise(SIGUSR1);
+  EXPECT_EQ(calls.load(), 0) << "a blocked signal was delivered";
+  sigset_t pending;
+  sigpending(&pending);
+  EXPECT_EQ(sigismember(&pending, SIGUSR1), 1);
+  ASSERT_EQ(pthread_sigmask(SIG_UNBLOCK, &block, nullptr), 0);
+  expect_handled_in_vm(SIGUSR1);
+  EXPECT_TRUE(usr2_blocked_in_handler.load());
+  sigset_t after;
+  pthread_sigmask(SIG_BLOCK, nullptr, &after);
+  EXPECT_EQ(sigismember(&after, SIGUSR2), 0) << "the handler's mask outlived it";
+}
+
+// Stack overflow, handled on an alternate stack.
+alignas(16) char altstack_memory[64 * 1024];
+void overflow_handler(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  siglongjmp(jump_back, 1);
+}
+__attribute__((noinline)) int recurse(int n) {
+  char pad[1024];
+  pad[0] = static_cast<char>(n);
+  asm volatile("" : : "r"(pad) : "memory");  // keep the frame
+  if (n == -1) return 0;                      // never: the stack runs out first
+  return recurse(n + 1) + pad[0];
+}
+
+TEST(Signals, StackOverflowHandledOnTheAlternateStack) {
+  stack_t ss{};
+  ss.ss_sp = altstack_memory;
+  ss.ss_size = sizeof altstack_memory;
+  ASSERT_EQ(sigaltstack(&ss, nullptr), 0);
+  install(SIGSEGV, overflow_handler, SA_ONSTACK);
+  test::enter_or_fail();
+  if (sigsetjmp(jump_back, 1) == 0) {
+    recurse(0);
+    FAIL() << "infinite recursion returned";
+  }
+  expect_handled_in_vm(SIGSEGV);
+  auto sp = handler_stack.load();
+  EXPECT_GT(sp, reinterpret_cast<std::uintptr_t>(altstack_memory));
+  EXPECT_LT(sp, reinterpret_cast<std::uintptr_t>(altstack_memory + sizeof altstack_memory));
+  // The program's view of its alternate stack, set before entering VM mode.
+  stack_t now{};
+  ASSERT_EQ(sigaltstack(nullptr, &now), 0);
+  EXPECT_EQ(now.ss_sp, altstack_memory);
+  EXPECT_EQ(now.ss_flags, 0);
+}
+
+TEST(Signals, SigsuspendWaitsForAHandler) {
+  install(SIGUSR1, record);
+  test::enter_or_fail();
+  sigset_t block, empty;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR1);
+  sigemptyset(&empty);
+  pthread_sigmask(SIG_BLOCK, &block, nullptr);
+  pid_t self = getpid();
+  std::thread sender([self] {
+    usleep(20'000);
+    kill(self, SIGUSR1);
+  });
+  errno = 0;
+  EXPECT_EQ(sigsuspend(&empty), -1);
+  EXPECT_EQ(errno, EINTR);
+  sender.join();
+  expect_handled_in_vm(SIGUSR1);
+  sigset_t now;
+  pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  EXPECT_EQ(sigismember(&now, SIGUSR1), 1) << "sigsuspend did not restore the mask";
+}
+
+TEST(Signals, SignalfdReadsABlockedSignal) {
+  test::enter_or_fail();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  int fd = signalfd(-1, &set, 0);
+  ASSERT_GE(fd, 0);
+  raise(SIGUSR2);
+  signalfd_siginfo info{};
+  ASSERT_EQ(read(fd, &info, sizeof info), static_cast<ssize_t>(sizeof info));
+  EXPECT_EQ(info.ssi_signo, static_cast<unsigned>(SIGUSR2));
+  close(fd);
+}
+
+TEST(Signals, PthreadKillReachesTheChosenThread) {
+  install(SIGUSR1, record);
+  test::enter_or_fail();
+  std::atomic<pid_t> target_tid{0};
+  std::atomic<bool> done{false};
+  std::thread target([&] {
+    target_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+    while (!done.load()) {
+    }
+  });
+  while (target_tid.load() == 0) {
+  }
+  ASSERT_EQ(pthread_kill(target.native_handle(), SIGUSR1), 0);
+  while (calls.load() == 0) {
+  }
+  done.store(true);
+  target.join();
+  expect_handled_in_vm(SIGUSR1);
+  EXPECT_EQ(handler_tid.load(), target_tid.load());
+  EXPECT_EQ(last_code.load(), SI_TKILL);
+}
+
+TEST(Signals, SignalFromAnotherProcess) {
+  install(SIGUSR2, record);
+  test::enter_or_fail();
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &block, nullptr);
+  pid_t parent = getpid();
+  pid_t child = fork();
+  if (child == 0) {
+    kill(parent, SIGUSR2);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  pthread_sigmask(SIG_UNBLOCK, &block, nullptr);
+  expect_handled_in_vm(SIGUSR2);
+  EXPECT_EQ(last_pid.load(), child);
+}
+
+TEST(Signals, SigchldHandlerSeesTheChildExit) {
+  install(SIGCHLD, record);
+  test::enter_or_fail();
+  pid_t child = fork();
+  if (child == 0) _exit(3);
+  while (calls.load() == 0) pause();
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  expect_handled_in_vm(SIGCHLD);
+  EXPECT_EQ(last_code.load(), CLD_EXITED);
+  EXPECT_EQ(last_pid.load(), child);
+}
+
+TEST(Signals, SigpipeKillsByDefaultAndReachesAHandler) {
+  test::ChildResult killed = test::run_in_child([] {
+    if (!enter()) return 100;
+    int p[2];
+    if (pipe(p) != 0) return 101;
+    close(p[0]);
+    (void)!write(p[1], "x", 1);
+    return 102;
+  });
+  EXPECT_TRUE(killed.signaled) << killed.output;
+  EXPECT_EQ(killed.signal, SIGPIPE);
+
+  install(SIGPIPE, record);
+  test::enter_or_fail();
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  close(p[0]);
+  errno = 0;
+  EXPECT_EQ(write(p[1], "x", 1), -1);
+  EXPECT_EQ(errno, EPIPE);
+  expect_handled_in_vm(SIGPIPE);
+}
+
+// A process in VM mode really stops on SIGSTOP and resumes on SIGCONT, and
+// SIGKILL ends it.
+TEST(Signals, StopContinueAndKill) {
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    if (!enter()) _exit(100);
+    (void)!write(ready[1], "r", 1);
+    for (std::uint64_t n = 0;; ++n) asm volatile("" : "+r"(n));
+  }
+  char c;
+  ASSERT_EQ(read(ready[0], &c, 1), 1);
+  int status = 0;
+  ASSERT_EQ(kill(child, SIGSTOP), 0);
+  ASSERT_EQ(waitpid(child, &status, WUNTRACED), child);
+  EXPECT_TRUE(WIFSTOPPED(status));
+  EXPECT_EQ(WSTOPSIG(status), SIGSTOP);
+  ASSERT_EQ(kill(child, SIGCONT), 0);
+  ASSERT_EQ(waitpid(child, &status, WCONTINUED), child);
+  EXPECT_TRUE(WIFCONTINUED(status));
+  ASSERT_EQ(kill(child, SIGKILL), 0);
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+}  // namespace
+}  // namespace dunk
