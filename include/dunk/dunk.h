@@ -17,6 +17,11 @@ namespace dunk {
 struct EnterOptions {
   // Reserved for the privileged API (local APIC, inter-processor interrupts).
   bool interrupts = false;
+  // A child forked in VM mode enters a VM of its own before its first
+  // instruction (KVM serves a VM only to the process that created it), so
+  // that a whole process tree runs in VM mode; `dunk exec` sets this.
+  // Otherwise the child continues outside VM mode.
+  bool follow_fork = false;
 };
 
 // Moves the calling thread into guest ring 0 of the process's VM (created on

@@ -109,8 +109,9 @@ dunk_restore_frame:
 // belongs to the guest, so it runs no compiled code there: it copies the
 // frame and XSAVE image below its stack pointer, tells the parent through
 // `call->ready` that `call` may go away, optionally calls
-// `call->child_fixup` (only for children with memory of their own), and
-// restores the copy. Returns the system call's result in the parent.
+// `call->child_fixup(frame, xsave)` (only for children with memory of their
+// own; it does not return if it resumes the child elsewhere), and restores
+// the copy. Returns the system call's result in the parent.
 #define CALL_NR 0
 #define CALL_ARGS 8
 #define CALL_FRAME 48
@@ -166,6 +167,8 @@ dunk_clone_native:
   movq CALL_CHILD_FIXUP(%rbx), %rax
   testq %rax, %rax
   jz 3f
+  movq %r13, %rdi                  // child_fixup(frame copy, XSAVE copy); RSP is 64-byte aligned
+  movq %r12, %rsi
   call *%rax
 3:
   movq %r13, %rdi
@@ -207,6 +210,20 @@ dunk_clone_thread:
   call *%r12
   ud2
   .size dunk_clone_thread, . - dunk_clone_thread
+
+// [[noreturn]] void dunk_run_on_stack(void* stack_top /*rdi*/, void (*run)(void*) /*rsi*/,
+//                                     void* arg /*rdx*/);
+// Calls run(arg) on another stack, never to come back.
+  .globl dunk_run_on_stack
+  .type dunk_run_on_stack, @function
+  .p2align 4
+dunk_run_on_stack:
+  movq %rdi, %rsp
+  movq %rdx, %rdi
+  xorl %ebp, %ebp
+  call *%rsi
+  ud2
+  .size dunk_run_on_stack, . - dunk_run_on_stack
 
 // long dunk_forward_syscall(const TrapFrame* frame /*rdi*/);
 //

@@ -5,6 +5,8 @@
 // enter() "returns" in guest ring 0. leave() is one of dunk's private system
 // calls: the monitor answers it by restoring the guest's state on the host.
 #include <asm/prctl.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <sys/syscall.h>
 
@@ -28,22 +30,92 @@ thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nul
 
 }  // namespace
 
-// Runs in a fork child (no CLONE_VM) before it resumes the program, outside
-// VM mode: the parent's VM is not usable from another address space.
-extern "C" void dunk_fork_child_fixup() {
-  if (tls_cpu != nullptr) {
-    // The child runs on the host: the alternate signal stack the program
-    // set in VM mode becomes the host thread's, as it would have been.
-    const core::KernelStack& alt = tls_cpu->signals.altstack;
-    if (alt.size != 0) sys::call(SYS_sigaltstack, reinterpret_cast<long>(&alt), 0);
-  }
+// The parent's VM is unusable in a fork child: KVM serves a VM only to the
+// address space that created it. Drops it, so that enter() builds another.
+void forget_parent_vm() {
   core::Machine::instance().forget_after_fork();
   tls_cpu = nullptr;
 }
 
 // A fork made outside VM mode (by a thread that never entered, or after
-// leave()) copies a Machine whose VM the child cannot use either.
-void forget_in_fork_child() { dunk_fork_child_fixup(); }
+// leave()) copies a Machine whose VM the child cannot use either. (A child
+// forked in VM mode has dropped it already, and may have a VM of its own by
+// the time libc runs this.)
+void forget_in_fork_child() {
+  if (!core::Machine::instance().created_here()) forget_parent_vm();
+}
+
+// Moves a fork child into a VM of its own and resumes `frame` there (does
+// not return), or says why not.
+Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const core::KernelStack& altstack) {
+  core::Machine& machine = core::Machine::instance();
+  DUNK_TRY(machine.ensure_created(EnterOptions{.follow_fork = true}));
+  DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
+  tls_cpu = cpu;
+  cpu->signals.reset();
+  cpu->signals.altstack = altstack;
+  cpu->entering_fork_child = true;
+  cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
+  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu->entry_fs_base));
+  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));
+  cpu->entry_frame = frame;
+  std::memcpy(cpu->xsave, xsave, machine.xsave_size());
+  core::dunk_run_on_stack(cpu->monitor_stack_top, &core::monitor_main, cpu);
+}
+
+// What a fork child needs to resume the program, on a stack outside dunk's
+// arena (which building its own VM replaces).
+struct ForkChild {
+  guest::TrapFrame frame;
+  core::KernelStack altstack;
+  alignas(64) std::byte xsave[];  // Machine::xsave_size() bytes
+};
+
+void hand_altstack_to_host(const core::KernelStack& altstack) {
+  if (altstack.size != 0) sys::call(SYS_sigaltstack, reinterpret_cast<long>(&altstack), 0);
+}
+
+[[noreturn]] void resume_fork_child(void* arg) {
+  auto* child = static_cast<ForkChild*>(arg);
+  Status s = enter_fork_child(child->frame, child->xsave, child->altstack);
+  char why[256];
+  char line[400];
+  int n = std::snprintf(line, sizeof line, "dunk: a fork child cannot enter VM mode (%s); it runs outside VM mode\n",
+                        describe(s.error(), why, sizeof why));
+  if (n > 0) sys::call(SYS_write, 2, reinterpret_cast<long>(line), n);
+  tls_cpu = nullptr;
+  hand_altstack_to_host(child->altstack);
+  core::dunk_restore_frame(&child->frame, child->xsave);
+}
+
+// Runs in a fork child (no CLONE_VM) of a thread in VM mode, on the copy of
+// its monitor's stack, before the child resumes the program: in a VM of its
+// own when the process follows forks, otherwise on the host (by returning).
+extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave) {
+  const core::KernelStack altstack =
+      tls_cpu != nullptr ? tls_cpu->signals.altstack : core::KernelStack{0, SS_DISABLE, 0, 0};
+  core::Machine& machine = core::Machine::instance();
+  const bool follow = machine.follow_fork();
+  forget_parent_vm();
+  if (follow) {
+    // This stack lies in the arena, which the new VM recycles: move to a
+    // stack of the child's own first (it stays, 256 KiB, for the child's
+    // life; the child's monitor runs on a stack of the new arena).
+    constexpr std::size_t kStack = 256 * 1024;
+    const std::size_t size = kStack + sizeof(ForkChild) + machine.xsave_size();
+    long memory = sys::call(SYS_mmap, 0, static_cast<long>(size), PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (!sys::failed(memory)) {
+      auto* child = reinterpret_cast<ForkChild*>(memory + static_cast<long>(kStack));
+      child->frame = *frame;
+      child->altstack = altstack;
+      std::memcpy(child->xsave, xsave, machine.xsave_size());
+      core::dunk_run_on_stack(child, &resume_fork_child, child);
+    }
+    sys::call(SYS_write, 2, reinterpret_cast<long>("dunk: a fork child has no memory to enter VM mode; it runs outside VM mode\n"), 75);
+  }
+  hand_altstack_to_host(altstack);
+}
 
 Status enter(const EnterOptions& options) noexcept {
   if (in_vm()) return {};

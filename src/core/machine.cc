@@ -72,11 +72,15 @@ Machine& Machine::instance() noexcept {
   return *machine;
 }
 
+bool Machine::created_here() const noexcept { return created() && owner_pid_ == sys::call(SYS_getpid); }
+
 Status Machine::ensure_created(const EnterOptions& options) noexcept {
+  if (options.follow_fork) follow_fork_ = true;
   if (created()) return {};
   LockGuard hold(create_lock_);
   if (created()) return {};
   DUNK_TRY(create(options));
+  owner_pid_ = sys::call(SYS_getpid);
   created_.store(true, std::memory_order_release);
   return {};
 }

@@ -35,6 +35,8 @@ class Machine {
   // Creates the VM on first use; later calls return at once.
   Status ensure_created(const EnterOptions& options) noexcept;
   bool created() const noexcept { return created_.load(std::memory_order_acquire); }
+  // Whether the VM was created by this process (not inherited by fork).
+  bool created_here() const noexcept;
 
   // A vCPU for a thread: one whose previous thread has exited, or a new one.
   // Monitor-safe (raw system calls, arena memory).
@@ -56,6 +58,9 @@ class Machine {
   kvm::Vm& vm() noexcept { return *vm_; }
   const kvm::CpuidBuffer& cpuid() const noexcept { return cpuid_; }
   std::uint64_t idt_address() const noexcept { return reinterpret_cast<std::uint64_t>(idt_); }
+
+  // Whether fork children enter VM mode too (EnterOptions::follow_fork).
+  bool follow_fork() const noexcept { return follow_fork_; }
 
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return trace_; }
@@ -93,6 +98,8 @@ class Machine {
 
   std::atomic<unsigned> next_vcpu_id_{0};
   bool trace_ = false;
+  bool follow_fork_ = false;
+  long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
   // short of destroying the VM).
   static constexpr unsigned kMaxCpus = 4096;
@@ -140,6 +147,8 @@ class Cpu {
 
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;
+  // This entry resumes a fork child, which has nowhere to report a failure.
+  bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().
   Error entry_error{};
 

@@ -106,6 +106,12 @@ Status Monitor::load_entry_state() noexcept {
 
 void Monitor::run() noexcept {
   if (Status s = load_entry_state(); !s) {
+    if (cpu_.entering_fork_child) {
+      char line[256];
+      TextBuffer text(line, sizeof line);
+      text.append("dunk: a fork child cannot enter VM mode: ").append(s.error().what).append("\n");
+      die_by_signal(SIGABRT, text.c_str());
+    }
     // Back to the host face, where enter() reports the failure.
     cpu_.entry_error = s.error();
     TrapFrame f = cpu_.entry_frame;
@@ -405,7 +411,7 @@ long Monitor::arch_prctl(TrapFrame& f) noexcept {
   return -EINVAL;
 }
 
-extern "C" void dunk_fork_child_fixup();
+extern "C" void dunk_fork_child_fixup(const TrapFrame* frame, const void* xsave);
 
 long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
   // What the child's registers would be natively: the parent's at the

@@ -23,7 +23,7 @@ struct CloneCall {
   const void* xsave;
   std::uint64_t xsave_size;
   volatile std::uint32_t* ready;
-  void (*child_fixup)();
+  void (*child_fixup)(const guest::TrapFrame* frame, const void* xsave);
 };
 static_assert(offsetof(CloneCall, args) == 8);
 static_assert(offsetof(CloneCall, frame) == 48);
@@ -38,6 +38,7 @@ long dunk_capture_and_switch(guest::TrapFrame* frame, void* xsave, void* stack_t
 [[noreturn]] void dunk_restore_frame(const guest::TrapFrame* frame, const void* xsave);
 long dunk_clone_native(const CloneCall* call);
 long dunk_clone_thread(const CloneCall* call, void* cpu, void (*start)(void*));
+[[noreturn]] void dunk_run_on_stack(void* stack_top, void (*run)(void*), void* arg);
 }
 
 class Monitor {

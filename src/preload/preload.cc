@@ -2,7 +2,8 @@
 // moves the main thread into VM mode before the program's main() runs (after
 // libc and the libraries it needs have initialised, since the dynamic linker
 // runs a preloaded object's constructors after those of its dependencies).
-// LD_PRELOAD is inherited, so programs the process executes enter too.
+// LD_PRELOAD is inherited, so programs the process executes enter too, and
+// fork children enter VMs of their own (EnterOptions::follow_fork).
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,7 +14,7 @@
 namespace {
 
 __attribute__((constructor)) void dunk_preload_enter() {
-  dunk::Status status = dunk::enter();
+  dunk::Status status = dunk::enter(dunk::EnterOptions{.follow_fork = true});
   if (status) return;
   // The user asked for VM mode; running natively instead would be a lie.
   char reason[512];

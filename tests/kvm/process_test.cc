@@ -1,5 +1,6 @@
-// fork, vfork/posix_spawn, execve and threads from VM mode work, with the
-// child outside VM mode (a process tree in VM mode is `dunk exec`'s job).
+// fork, vfork/posix_spawn, execve and threads from VM mode work: a fork
+// child continues outside VM mode, or, with EnterOptions::follow_fork (what
+// `dunk exec` uses), in a VM of its own.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <spawn.h>
@@ -67,6 +68,67 @@ TEST(Process, ForkChildCanEnterAVmOfItsOwn) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   leave();
+}
+
+// Guest ring 0 has CPL 0 in CS; the host runs user code at CPL 3.
+bool in_guest_ring0() {
+  std::uint16_t cs;
+  asm volatile("mov %%cs, %0" : "=r"(cs));
+  return (cs & 3) == 0 && in_vm();
+}
+
+TEST(Process, ForkChildFollowsIntoAVmOfItsOwn) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  volatile int on_stack = 4321;
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Memory, stack and registers as the parent left them; a thread and a
+    // grandchild of its own, all in VM mode.
+    std::atomic<bool> thread_in_vm{false};
+    std::thread t([&] { thread_in_vm = in_guest_ring0(); });
+    t.join();
+    int grandchild_status = -1;
+    pid_t grandchild = fork();
+    if (grandchild == 0) _exit(in_guest_ring0() ? 9 : 8);
+    waitpid(grandchild, &grandchild_status, 0);
+    char line[96];
+    int n = std::snprintf(line, sizeof line, "child vm=%d stack=%d thread=%d grandchild=%d",
+                          in_guest_ring0() ? 1 : 0, on_stack, thread_in_vm ? 1 : 0,
+                          WIFEXITED(grandchild_status) ? WEXITSTATUS(grandchild_status) : -1);
+    (void)!write(fds[1], line, static_cast<std::size_t>(n));
+    _exit(7);
+  }
+  ASSERT_GT(pid, 0);
+  close(fds[1]);
+  EXPECT_EQ(read_all(fds[0]), "child vm=1 stack=4321 thread=1 grandchild=9");
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 7);
+  EXPECT_TRUE(in_guest_ring0());
+}
+
+TEST(Process, ForkChildInVmModeDiesOfItsFault) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (!in_guest_ring0()) _exit(1);
+    (void)!write(fds[1], "in the guest", 12);
+    *static_cast<volatile int*>(nullptr) = 1;
+    _exit(2);
+  }
+  close(fds[1]);
+  EXPECT_EQ(read_all(fds[0]), "in the guest");
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  EXPECT_EQ(WTERMSIG(status), SIGSEGV);
 }
 
 TEST(Process, PosixSpawnRunsAProgram) {
