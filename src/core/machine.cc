@@ -249,14 +249,21 @@ void Machine::forget_after_fork() noexcept {
   new (&mirror_) Mirror();
   next_vcpu_id_.store(0, std::memory_order_relaxed);
   cpus_lock_.reset_after_fork();
-  cpu_count_ = 0;
+  cpu_count_.store(0, std::memory_order_relaxed);
+}
+
+Cpu* Machine::cpu_of_thread(std::int32_t tid) noexcept {
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
+    if (cpus_[i]->owner_tid.load(std::memory_order_relaxed) == tid) return cpus_[i];
+  }
+  return nullptr;
 }
 
 Result<Cpu*> Machine::acquire_cpu() noexcept {
   const long pid = sys::call(SYS_getpid);
   {
     LockGuard hold(cpus_lock_);
-    for (unsigned i = 0; i < cpu_count_; ++i) {
+    for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
       Cpu* cpu = cpus_[i];
       if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
       // The exiting thread ran on this Cpu's monitor stack up to its exit
@@ -268,7 +275,10 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
   }
   DUNK_ASSIGN_OR_RETURN(Cpu * cpu, create_cpu());
   LockGuard hold(cpus_lock_);
-  if (cpu_count_ < kMaxCpus) cpus_[cpu_count_++] = cpu;
+  if (unsigned n = cpu_count_.load(std::memory_order_relaxed); n < kMaxCpus) {
+    cpus_[n] = cpu;
+    cpu_count_.store(n + 1, std::memory_order_release);
+  }
   return cpu;
 }
 

@@ -41,6 +41,8 @@ class Machine {
   // A vCPU for a thread: one whose previous thread has exited, or a new one.
   // Monitor-safe (raw system calls, arena memory).
   Result<Cpu*> acquire_cpu() noexcept;
+  // The Cpu whose owner is host thread `tid`, or null. Async-signal-safe.
+  Cpu* cpu_of_thread(std::int32_t tid) noexcept;
 
   // In a fork child: the parent's VM is unusable here (KVM refuses ioctls
   // from another address space). Drops it so that enter() builds a new one.
@@ -105,7 +107,7 @@ class Machine {
   static constexpr unsigned kMaxCpus = 4096;
   Lock cpus_lock_;
   Cpu* cpus_[kMaxCpus] = {};
-  unsigned cpu_count_ = 0;
+  std::atomic<unsigned> cpu_count_{0};  // written under cpus_lock_; read by signal handlers
 };
 
 // Per-thread state. Lives in the arena; never freed while the process runs

@@ -122,6 +122,12 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     return;
   }
   Cpu* cpu = current_cpu();
+  if (cpu != nullptr) {
+    // A thread made without TLS of its own (no CLONE_SETTLS) finds its
+    // creator's Cpu there.
+    const auto tid = static_cast<std::int32_t>(sys::call(SYS_gettid));
+    if (cpu->owner_tid.load(std::memory_order_relaxed) != tid) cpu = Machine::instance().cpu_of_thread(tid);
+  }
   if (cpu == nullptr || !cpu->in_guest) {
     // A thread outside VM mode: the program's handler, right here, as the
     // kernel would have called it.

@@ -67,13 +67,25 @@ test_text_and_json_to_files() {
 }
 
 # Every process of the tree counts into the same file: sh, and each echo it
-# forks and executes (LD_PRELOAD is inherited; a fork child leaves VM mode
-# and its execve() is not forwarded, the new image enters anew).
+# forks and executes (a fork child enters a VM of its own; after execve()
+# the new image enters anew, through the inherited LD_PRELOAD).
 test_process_tree() {
 	private_tmpdir
 	run_cmd "$DUNK" exec --stats-json="$WORK/stats.json" sh -c '/bin/echo one; /bin/echo two'
 	expect_eq "stdout" "$(printf 'one\ntwo')" "$OUT"
 	check "$WORK/stats.json" "processes >= 3" "syscalls.write >= 2"
+	expect_no_leftovers
+}
+
+# Subshells are forks that execute nothing: each is in VM mode with a VM of
+# its own (three processes entered: sh and two subshells), and its system
+# calls are counted (the subshells' exit_group calls).
+test_forked_subshells_are_in_vm_mode() {
+	private_tmpdir
+	run_cmd "$DUNK" exec --stats-json="$WORK/stats.json" sh -c '(exit 3); echo $?; (exit 4); echo $?'
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "stdout" "$(printf '3\n4')" "$OUT"
+	check "$WORK/stats.json" "processes == 3" "syscalls.exit_group >= 3"
 	expect_no_leftovers
 }
 
