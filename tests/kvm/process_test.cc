@@ -70,13 +70,6 @@ TEST(Process, ForkChildCanEnterAVmOfItsOwn) {
   leave();
 }
 
-// Guest ring 0 has CPL 0 in CS; the host runs user code at CPL 3.
-bool in_guest_ring0() {
-  std::uint16_t cs;
-  asm volatile("mov %%cs, %0" : "=r"(cs));
-  return (cs & 3) == 0 && in_vm();
-}
-
 TEST(Process, ForkChildFollowsIntoAVmOfItsOwn) {
   ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
   int fds[2];
@@ -87,15 +80,15 @@ TEST(Process, ForkChildFollowsIntoAVmOfItsOwn) {
     // Memory, stack and registers as the parent left them; a thread and a
     // grandchild of its own, all in VM mode.
     std::atomic<bool> thread_in_vm{false};
-    std::thread t([&] { thread_in_vm = in_guest_ring0(); });
+    std::thread t([&] { thread_in_vm = test::in_guest_ring0(); });
     t.join();
     int grandchild_status = -1;
     pid_t grandchild = fork();
-    if (grandchild == 0) _exit(in_guest_ring0() ? 9 : 8);
+    if (grandchild == 0) _exit(test::in_guest_ring0() ? 9 : 8);
     waitpid(grandchild, &grandchild_status, 0);
     char line[96];
     int n = std::snprintf(line, sizeof line, "child vm=%d stack=%d thread=%d grandchild=%d",
-                          in_guest_ring0() ? 1 : 0, on_stack, thread_in_vm ? 1 : 0,
+                          test::in_guest_ring0() ? 1 : 0, on_stack, thread_in_vm ? 1 : 0,
                           WIFEXITED(grandchild_status) ? WEXITSTATUS(grandchild_status) : -1);
     (void)!write(fds[1], line, static_cast<std::size_t>(n));
     _exit(7);
@@ -108,7 +101,7 @@ TEST(Process, ForkChildFollowsIntoAVmOfItsOwn) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 7);
-  EXPECT_TRUE(in_guest_ring0());
+  EXPECT_TRUE(test::in_guest_ring0());
 }
 
 TEST(Process, ForkChildInVmModeDiesOfItsFault) {
@@ -117,7 +110,7 @@ TEST(Process, ForkChildInVmModeDiesOfItsFault) {
   ASSERT_EQ(pipe(fds), 0);
   pid_t pid = fork();
   if (pid == 0) {
-    if (!in_guest_ring0()) _exit(1);
+    if (!test::in_guest_ring0()) _exit(1);
     (void)!write(fds[1], "in the guest", 12);
     *static_cast<volatile int*>(nullptr) = 1;
     _exit(2);

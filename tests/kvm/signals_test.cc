@@ -38,17 +38,9 @@ std::atomic<pid_t> handler_tid{0};
 std::atomic<std::uintptr_t> last_address{0};
 std::atomic<std::uintptr_t> handler_stack{0};
 
-// In VM mode code runs in guest ring 0: CS's low bits (the CPL) are 0,
-// where on the host they are 3.
-bool in_guest_ring0() {
-  std::uint16_t cs;
-  asm volatile("mov %%cs, %0" : "=r"(cs));
-  return (cs & 3) == 0 && in_vm();
-}
-
 void record(int sig, siginfo_t* info, void*) {
   calls.fetch_add(1);
-  handler_in_vm.store(in_guest_ring0() ? 1 : 0);
+  handler_in_vm.store(test::in_guest_ring0() ? 1 : 0);
   last_signal.store(sig);
   last_code.store(info->si_code);
   last_pid.store(info->si_pid);
@@ -79,13 +71,13 @@ TEST(Signals, HandlerRunsInVmModeWithSiginfo) {
   expect_handled_in_vm(SIGUSR1);
   EXPECT_EQ(last_code.load(), SI_USER);
   EXPECT_EQ(last_pid.load(), getpid());
-  EXPECT_TRUE(in_guest_ring0());
+  EXPECT_TRUE(test::in_guest_ring0());
 }
 
 TEST(Signals, HandlerInstalledInVmModeWithPlainSignalFunction) {
   test::enter_or_fail();
   static std::atomic<int> got{0};
-  ASSERT_NE(signal(SIGUSR2, [](int sig) { got.store(in_guest_ring0() ? sig : -1); }), SIG_ERR);
+  ASSERT_NE(signal(SIGUSR2, [](int sig) { got.store(test::in_guest_ring0() ? sig : -1); }), SIG_ERR);
   raise(SIGUSR2);
   EXPECT_EQ(got.load(), SIGUSR2);
   // The program reads back its own handler, not dunk's.

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 
 #include "dunk/dunk.h"
@@ -17,6 +18,12 @@ void enter_or_fail() {
     FAIL() << "dunk::enter() failed: " << describe(s.error(), buf, sizeof buf);
   }
   ASSERT_TRUE(in_vm());
+}
+
+bool in_guest_ring0() {
+  std::uint16_t cs;
+  asm volatile("mov %%cs, %0" : "=r"(cs));
+  return (cs & 3) == 0 && in_vm();
 }
 
 ChildResult run_in_child(const std::function<int()>& body) {

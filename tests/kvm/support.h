@@ -11,6 +11,10 @@ namespace dunk::test {
 // Enters VM mode or fails the current test with dunk's explanation.
 void enter_or_fail();
 
+// Whether the calling code runs in VM mode, by the hardware's word: guest
+// ring 0 has CPL 0 in CS, where the host runs user code at CPL 3.
+bool in_guest_ring0();
+
 // The outcome of running `body` in a forked child: how it ended.
 struct ChildResult {
   bool exited = false;

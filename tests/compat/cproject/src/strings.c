@@ -1,0 +1,26 @@
+#include <string.h>
+
+#include "calc.h"
+
+size_t reverse_words(const char *in, char *out, size_t cap) {
+  size_t len = strlen(in), o = 0;
+  size_t end = len;
+  while (end > 0 && o + 1 < cap) {
+    size_t start = end;
+    while (start > 0 && in[start - 1] != ' ') start--;
+    for (size_t i = start; i < end && o + 1 < cap; i++) out[o++] = in[i];
+    if (start > 0 && o + 1 < cap) out[o++] = ' ';
+    end = start > 0 ? start - 1 : 0;
+  }
+  out[o] = '\0';
+  return o;
+}
+
+uint64_t fnv1a(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) {
+    h ^= (unsigned char)*s;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
