@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <linux/perf_event.h>
 #include <sys/syscall.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -88,6 +92,39 @@ using Operation = void (*)();
 
 void getpid_op() { syscall(SYS_getpid); }
 
+// A signal sent to this thread and handled: raise(), the handler, and the
+// return through rt_sigreturn.
+volatile sig_atomic_t signals_handled = 0;
+void count_signal(int) { signals_handled = signals_handled + 1; }
+void signal_op() { raise(SIGUSR1); }
+
+void* thread_body(void*) { return nullptr; }
+void thread_op() {
+  pthread_t t;
+  if (pthread_create(&t, nullptr, thread_body, nullptr) == 0) pthread_join(t, nullptr);
+}
+
+// In VM mode the child enters a VM of its own (EnterOptions::follow_fork,
+// as under dunk exec); it exits at once.
+void fork_op() {
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid(pid, nullptr, 0);
+}
+
+struct Benchmark {
+  const char* name;
+  Operation op;
+  std::uint64_t divisor;  // of --iterations: the costly operations run fewer times
+};
+
+constexpr Benchmark kBenchmarks[] = {
+    {"getpid", getpid_op, 1},
+    {"signal", signal_op, 10},
+    {"thread", thread_op, 100},
+    {"fork", fork_op, 1000},
+};
+
 // Times `iterations` runs of `op` on this thread, in VM mode or not.
 std::uint64_t timed_loop(Operation op, std::uint64_t iterations) {
   std::uint64_t t0 = now_ns();
@@ -124,7 +161,7 @@ Result measure_vm(const char* name, Operation op, std::uint64_t iterations, cons
   r.name = name, r.mode = "vm", r.iterations = iterations;
   auto run = [&](std::uint64_t n, std::uint64_t& ns) {
     Counters before = probes.read();
-    if (!enter()) return Counters{};
+    if (!enter(EnterOptions{.follow_fork = true})) return Counters{};
     ns = timed_loop(op, n);
     leave();
     Counters after = probes.read();
@@ -185,9 +222,14 @@ bool run(const Options& options, Report& report) {
     }
   }
 
-  const std::uint64_t n = options.iterations;
-  report.results.push_back(measure_native("getpid", getpid_op, n, probes));
-  report.results.push_back(measure_vm("getpid", getpid_op, n, probes));
+  struct sigaction sa {};
+  sa.sa_handler = count_signal;
+  sigaction(SIGUSR1, &sa, nullptr);
+  for (const Benchmark& b : kBenchmarks) {
+    const std::uint64_t n = std::max<std::uint64_t>(options.iterations / b.divisor, 20);
+    report.results.push_back(measure_native(b.name, b.op, n, probes));
+    report.results.push_back(measure_vm(b.name, b.op, n, probes));
+  }
   return true;
 }
 
@@ -222,8 +264,10 @@ void print(const Report& report) {
     if (!r.note.empty()) fmt::print("{} ({}): {}\n", r.name, r.mode, r.note);
   }
   fmt::print(
-      "\nuser exits: KVM_RUN returns to dunk's monitor; VM exits: every exit KVM counted, host interrupts\n"
-      "included; host calls: system calls the thread made on the host (KVM_RUN and the forwarded call).\n");
+      "\nuser exits: KVM_RUN returns to dunk's monitors (all threads of this process); VM exits: every exit\n"
+      "KVM counted on this thread's vCPU, host interrupts included; host calls: system calls this thread made\n"
+      "on the host (KVM_RUN and the forwarded call). A new thread's or a fork child's own exits and calls\n"
+      "count only where they land in this process's vCPUs or this thread: read those rows for times.\n");
 }
 
 bool write_json(const Report& report, const std::string& path) {

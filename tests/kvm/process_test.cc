@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <spawn.h>
+#include <sched.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "dunk/dunk.h"
 #include "support.h"
@@ -178,6 +181,48 @@ TEST(Process, ExecveFromVmModeReplacesTheImage) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 5);
+}
+
+TEST(Process, ExecveFromAMultithreadedProcess) {
+  test::ChildResult r = test::run_in_child([] {
+    if (!enter()) return 100;
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 3; ++i) {
+      threads.emplace_back([&] {
+        while (!stop.load()) sched_yield();
+      });
+    }
+    char sh[] = "/bin/sh", dash_c[] = "-c", script[] = "echo exec-ok; exit 6";
+    char* argv[] = {sh, dash_c, script, nullptr};
+    execve(sh, argv, environ);
+    return 101;  // the other threads die with the old image; nothing joins them
+  });
+  EXPECT_TRUE(r.exited) << r.output;
+  EXPECT_EQ(r.exit_code, 6);
+  EXPECT_EQ(r.output, "exec-ok\n");
+}
+
+TEST(Process, WaitFamilySeesExitStatusesAndSignals) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  pid_t exits = fork();
+  if (exits == 0) _exit(5);
+  pid_t killed = fork();
+  if (killed == 0) {
+    for (;;) pause();
+  }
+  siginfo_t info{};
+  ASSERT_EQ(waitid(P_PID, static_cast<id_t>(exits), &info, WEXITED), 0);
+  EXPECT_EQ(info.si_pid, exits);
+  EXPECT_EQ(info.si_code, CLD_EXITED);
+  EXPECT_EQ(info.si_status, 5);
+  ASSERT_EQ(kill(killed, SIGTERM), 0);
+  int status = 0;
+  ASSERT_EQ(wait4(killed, &status, 0, nullptr), killed);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGTERM);
+  EXPECT_EQ(waitpid(-1, &status, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
 }
 
 TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {

@@ -1,6 +1,9 @@
 // Threads created in VM mode start in VM mode on a vCPU of their own, with
 // their own TLS, and synchronise with each other as natively.
 #include <dirent.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -9,6 +12,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -118,6 +122,49 @@ TEST(Threads, TenThousandInSequenceReuseVcpusAndLeakNothing) {
   EXPECT_EQ(open_fds(), fds + static_cast<int>(new_vcpus));
   EXPECT_LE(vm_size_kib() - vm_kib, 16 * 1024);
   leave();
+}
+
+// A thread made by the raw clone system call, without TLS of its own
+// (no CLONE_SETTLS): in VM mode too, and signals sent to it reach it there.
+std::atomic<int> raw_thread_in_guest{-1};
+std::atomic<pid_t> raw_thread_tid{0};
+std::atomic<pid_t> raw_signal_tid{0};
+std::atomic<bool> raw_thread_release{false};
+
+int raw_thread(void*) {
+  raw_thread_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+  raw_thread_in_guest.store(test::in_guest_ring0() ? 1 : 0);
+  while (!raw_thread_release.load()) {
+  }
+  return 0;
+}
+
+TEST(Threads, RawCloneWithoutTlsRunsInVmModeAndGetsItsSignals) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) {
+    if (test::in_guest_ring0()) raw_signal_tid.store(static_cast<pid_t>(syscall(SYS_gettid)));
+  };
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  test::enter_or_fail();
+  constexpr std::size_t kStack = 256 * 1024;
+  static char stack[kStack] __attribute__((aligned(16)));
+  static pid_t child_tid = 1;  // cleared by the kernel when the thread exits
+  const int flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+                    CLONE_CHILD_CLEARTID;
+  int tid = clone(raw_thread, stack + kStack, flags, nullptr, nullptr, nullptr, &child_tid);
+  ASSERT_GT(tid, 0) << strerror(errno);
+  while (raw_thread_tid.load() == 0) {
+  }
+  EXPECT_EQ(raw_thread_tid.load(), tid);
+  EXPECT_EQ(raw_thread_in_guest.load(), 1);
+  ASSERT_EQ(syscall(SYS_tgkill, getpid(), tid, SIGUSR1), 0);
+  while (raw_signal_tid.load() == 0) {
+  }
+  EXPECT_EQ(raw_signal_tid.load(), tid);
+  raw_thread_release.store(true);
+  while (__atomic_load_n(&child_tid, __ATOMIC_ACQUIRE) != 0) {
+    syscall(SYS_futex, &child_tid, FUTEX_WAIT, tid, nullptr, nullptr, 0);
+  }
 }
 
 TEST(Threads, SixtyFourAliveAtOnce) {
