@@ -136,6 +136,7 @@ Status enter(const EnterOptions& options) noexcept {
   sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));
   // XSAVE leaves parts of its header alone; KVM_SET_XSAVE wants them zero.
   std::memset(cpu->xsave, 0, machine.xsave_size());
+  cpu->entry_frame.rax = 0;  // what enter() returns in the guest
   long result = core::dunk_capture_and_switch(&cpu->entry_frame, cpu->xsave, cpu->monitor_stack_top,
                                               &core::monitor_main, cpu);
   if (result != 0) return cpu->entry_error;

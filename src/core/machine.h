@@ -149,6 +149,10 @@ class Cpu {
 
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;
+  // The guest's state was resumed on the host to let the CPU repeat a
+  // faulting access natively (a host fault KVM reports without an
+  // address): the signal that comes of it goes back to VM mode.
+  volatile bool refaulting = false;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().

@@ -79,9 +79,9 @@ Status Monitor::load_entry_state() noexcept {
   regs.rbp = f.rbp;
   regs.r8 = f.r8, regs.r9 = f.r9, regs.r10 = f.r10, regs.r11 = f.r11;
   regs.r12 = f.r12, regs.r13 = f.r13, regs.r14 = f.r14, regs.r15 = f.r15;
-  // What dunk_capture_and_switch returns in the guest (success), and what a
-  // new thread's clone returns in it.
-  regs.rax = 0;
+  // 0 for enter() (what dunk_capture_and_switch returns in the guest) and
+  // for a new thread's or fork child's clone.
+  regs.rax = f.rax;
   regs.rflags = (f.rflags | arch::rflags::kFixed1) & ~(arch::rflags::kTF | arch::rflags::kNT);
 
   kvm_sregs sregs{};
@@ -573,6 +573,7 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
     f.rip -= (code[-1] == 0xcc) ? 1 : 2;  // int3, or int $3 (cd 03)
   }
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kDebug)) die_by_signal(SIGTRAP, nullptr);
+  cpu_.refaulting = true;  // a handler for what comes of it runs in VM mode
   leave_to_host(f, false);
 }
 
@@ -584,6 +585,7 @@ void Monitor::handle_host_fault(const Exit& exit) noexcept {
   TrapFrame f{};
   if (!frame_from_vcpu(f)) fatal("cannot read the guest's registers after a host fault", &exit);
   if (in_dunk_code(f.rip)) fatal("host memory fault in dunk's ring-0 entry code", &exit, &f);
+  cpu_.refaulting = true;  // a handler for the signal runs in VM mode (dunk_host_signal_handler)
   leave_to_host(f, false);
 }
 

@@ -1,5 +1,6 @@
 #include "core/signals.h"
 
+#include <asm/prctl.h>
 #include <signal.h>
 #include <sys/syscall.h>
 
@@ -101,6 +102,44 @@ void adopt_signal_handlers() noexcept {
   }
 }
 
+namespace {
+
+[[noreturn]] void resume_in_vm(void* arg) noexcept {
+  // Off the stack the kernel delivered on (maybe the alternate stack,
+  // handed to the host when the thread left): VM mode takes it back.
+  take_altstack_from_host(*static_cast<Cpu*>(arg));
+  monitor_main(arg);
+}
+
+// The native repetition of a faulting access (see Monitor::handle_host_fault)
+// raised `sig` with the kernel's own siginfo: resume the faulting state in
+// VM mode and deliver the signal there. The kernel's frame is abandoned; the
+// mask it set (the handler's) is the one the guest handler needs.
+[[noreturn]] void back_to_vm_with(Cpu& cpu, int sig, const void* info, const KernelUcontext& uc,
+                                  const KernelSigaction& action) noexcept {
+  const KernelSigcontext& sc = uc.mcontext;
+  guest::TrapFrame& f = cpu.entry_frame;
+  f.r8 = sc.r8, f.r9 = sc.r9, f.r10 = sc.r10, f.r11 = sc.r11, f.r12 = sc.r12, f.r13 = sc.r13;
+  f.r14 = sc.r14, f.r15 = sc.r15, f.rdi = sc.rdi, f.rsi = sc.rsi, f.rbp = sc.rbp, f.rbx = sc.rbx;
+  f.rdx = sc.rdx, f.rax = sc.rax, f.rcx = sc.rcx, f.rsp = sc.rsp, f.rip = sc.rip, f.rflags = sc.eflags;
+  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu.entry_fs_base));
+  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu.entry_gs_base));
+  const std::size_t size = Machine::instance().xsave_size();
+  if (sc.fpstate != 0) std::memcpy(cpu.xsave, reinterpret_cast<const void*>(sc.fpstate), size);
+  CpuSignals& s = cpu.signals;
+  const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
+  PendingSignal& p = s.queue[tail % CpuSignals::kQueue];
+  std::memcpy(p.info, info, sizeof p.info);
+  p.action = action;
+  p.mask_before = uc.sigmask;
+  p.trapno = sc.trapno, p.error_code = sc.err, p.cr2 = sc.cr2;
+  s.tail.store(tail + 1, std::memory_order_release);
+  (void)sig;
+  dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
+}
+
+}  // namespace
+
 // The host side of every signal the program catches. Runs on whatever stack
 // the host thread is on: the monitor's for a thread in VM mode.
 extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
@@ -128,6 +167,11 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     const auto tid = static_cast<std::int32_t>(sys::call(SYS_gettid));
     if (cpu->owner_tid.load(std::memory_order_relaxed) != tid) cpu = Machine::instance().cpu_of_thread(tid);
   }
+  if (cpu != nullptr && cpu->refaulting && is_monitor_fault(sig, info)) {
+    cpu->refaulting = false;
+    back_to_vm_with(*cpu, sig, info, *uc, action);
+  }
+  if (cpu != nullptr) cpu->refaulting = false;
   if (cpu == nullptr || !cpu->in_guest) {
     // A thread outside VM mode: the program's handler, right here, as the
     // kernel would have called it.

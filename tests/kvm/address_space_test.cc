@@ -156,12 +156,13 @@ struct FaultReport {
   int signal;
   int code;
   std::uintptr_t address;
+  bool in_guest;  // the handler ran in VM mode
 };
 
 int report_fd = -1;
 
 void report_fault(int sig, siginfo_t* info, void*) {
-  FaultReport r{sig, info->si_code, reinterpret_cast<std::uintptr_t>(info->si_addr)};
+  FaultReport r{sig, info->si_code, reinterpret_cast<std::uintptr_t>(info->si_addr), test::in_guest_ring0()};
   (void)!write(report_fd, &r, sizeof r);
   _exit(0);
 }
@@ -191,6 +192,7 @@ FaultReport fault_in_child(void (*touch)()) {
   int status = 0;
   EXPECT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_TRUE(r.in_guest) << "the handler ran outside VM mode";
   return r;
 }
 
