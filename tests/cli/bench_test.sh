@@ -20,7 +20,13 @@ for r in (native, vm):
 assert native["userspace_exits_per_op"] == 0, native
 assert native["host_syscalls_per_op"] == 1, native
 assert vm["userspace_exits_per_op"] == 1, vm
-assert vm["host_syscalls_per_op"] == 2, vm
+# The thread's host system calls over the whole measurement (enter, loop,
+# leave): now and then one more than the loop accounts for, in a run of
+# thousands; tests/kvm/cost_test.cc checks the exact count per call.
+assert abs(vm["host_syscalls_per_op"] - 2) < 0.01, vm
+for op in ("signal", "thread", "fork"):
+    assert by_key[(op, "native")]["iterations"] >= 20, op
+    assert by_key[(op, "vm")]["ns_per_op"] > 0, op
 PY
 }
 

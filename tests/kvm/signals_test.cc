@@ -450,9 +450,16 @@ TEST(Signals, SignalFromAnotherProcess) {
 TEST(Signals, SigchldHandlerSeesTheChildExit) {
   install(SIGCHLD, record);
   test::enter_or_fail();
+  // Blocked until sigsuspend, so that it cannot slip in before the wait.
+  sigset_t chld, waiting;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, &chld, &waiting), 0);
+  sigdelset(&waiting, SIGCHLD);
   pid_t child = fork();
   if (child == 0) _exit(3);
-  while (calls.load() == 0) pause();
+  while (calls.load() == 0) sigsuspend(&waiting);
+  sigprocmask(SIG_UNBLOCK, &chld, nullptr);
   int status = 0;
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_EQ(WEXITSTATUS(status), 3);
