@@ -12,6 +12,7 @@
 #include "arch/x86_64/registers.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "guest/dispatch.h"
 #include "kvm/uapi.h"
 
 namespace dunk::core {
@@ -260,8 +261,12 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));
   DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
+  // Where the program's exception handlers run (src/guest/dispatch.h).
+  DUNK_ASSIGN_OR_RETURN(std::byte* trap_stack, arena_.allocate(DUNK_TRAP_STACK_SIZE, Arena::kPage, /*guard=*/true));
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
+  guest::init_trap_area(*cpu->area, trap_stack, DUNK_TRAP_STACK_SIZE, xsave_size_, features_.fsgsbase,
+                        mirror_.root().value());
   cpu->monitor_stack_top = stack + Cpu::kMonitorStackSize;
   cpu->xsave = xsave;
   DUNK_TRY(cpu->setup(*this));
