@@ -325,7 +325,8 @@ Status Cpu::setup(Machine& machine) noexcept {
   sregs.cr0 = arch::cr0::kPG | arch::cr0::kWP | arch::cr0::kNE | arch::cr0::kET | arch::cr0::kMP | arch::cr0::kPE;
   sregs.cr3 = machine.mirror().root().value();
   sregs.cr4 = arch::cr4::kPAE | arch::cr4::kPGE | arch::cr4::kOSFXSR | arch::cr4::kOSXMMEXCPT |
-              arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0);
+              arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0) |
+              (f.pcid ? arch::cr4::kPCIDE : 0);  // address-space tags for dunk/paging.h
   sregs.efer = arch::efer::kSCE | arch::efer::kLME | arch::efer::kLMA | (f.nx ? arch::efer::kNXE : 0);
   DUNK_TRY(vcpu.set_sregs(sregs));
 

@@ -526,9 +526,19 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
 
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
     const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
-    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch)) {
+    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, cpu_.area->root)) {
       stats.add(stats.faults_resolved);
       return;  // IRETQ retries the access
+    }
+    // A page the program itself unmapped or protected (dunk/paging.h) may
+    // well be accessible on the host: re-running the access there would
+    // succeed. It is the program's own fault; end it as one.
+    if (machine_.mirror().program_owned(Hva(f.cr2), cpu_.area->root)) {
+      char line[160];
+      TextBuffer text(line, sizeof line);
+      text.append("dunk: page fault at ").hex(f.cr2).append(" (rip ").hex(f.rip);
+      text.append(") on a page the program mapped itself, and no handler took it\n");
+      die_by_signal(SIGSEGV, text.c_str());
     }
   }
   // An exception the program does not handle ends it as it would natively.
@@ -549,7 +559,7 @@ void Monitor::fault_in_handler(TrapFrame& f) noexcept {
   // handler as anywhere; anything else ends the program (dunk/traps.h).
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
     const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
-    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch)) {
+    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, cpu_.area->root)) {
       machine_.stats().add(machine_.stats().faults_resolved);
       return;
     }
