@@ -346,6 +346,34 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
   return trees_[id]->protect(va, size, attrs);
 }
 
+Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
+  DUNK_TRY(stock_tables(size));
+  UserEdit edit(lock_, reserve_only_, user_edits_);
+  for (std::optional<arch::PageTable>& tree : trees_) {
+    if (!tree) continue;
+    // Collect first, edit after: the walk must not see its own splits.
+    struct Large {
+      Gva va;
+      Gpa pa;
+      std::uint64_t size;
+      arch::PageAttributes attrs;
+    } large[64];
+    for (;;) {
+      unsigned n = 0;
+      tree->for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
+        const arch::PageTableEntry v = arch::load_entry(&e);
+        if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
+        large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
+      });
+      if (n == 0) break;
+      for (unsigned i = 0; i < n; ++i) {
+        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
+      }
+    }
+  }
+  return {};
+}
+
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {
   DUNK_TRY(stock_tables(size));
   UserEdit edit(lock_, reserve_only_, user_edits_);

@@ -105,6 +105,9 @@ class Mirror final : private arch::TableMemory {
   Status user_protect(unsigned tree, Gva va, std::uint64_t size, arch::PageAttributes attrs, bool present) noexcept;
   // Gives [va, va + size) back to the monitor: mirrored from the host again.
   Status user_release(unsigned tree, Gva va, std::uint64_t size) noexcept;
+  // Remaps the monitor's own (kHost) large pages in [start, start + size)
+  // with 4 KiB pages, in every tree: same memory, rights and owner.
+  Status split_host_pages(Hva start, std::uint64_t size) noexcept;
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
