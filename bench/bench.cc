@@ -192,14 +192,13 @@ bool write_chart(const Report& report, const std::string& path) {
   const std::string data = std::string(dir) + "/data.tsv", script = std::string(dir) + "/chart.gp";
   {
     std::ofstream out(data);
-    int group = 0;
-    std::string last;
     for (const Result& r : report.results) {
       if (r.ns_per_op <= 0) continue;
-      if (r.name != last) ++group, last = r.name;
       std::string ratio = ratio_text(report, r);
+      // Colour: dunk's way (blue) or a native one (grey).
+      const bool dunk = r.mode == "vm" || r.mode.rfind("dunk", 0) == 0;
       out << '"' << r.name << ": " << r.mode << "\"\t\"" << (ratio.empty() ? "1x" : ratio) << "\"\t" << r.ns_per_op
-          << '\t' << group << '\n';
+          << '\t' << (dunk ? 0x3070c0 : 0x909090) << '\n';
     }
   }
   {
@@ -211,8 +210,11 @@ bool write_chart(const Report& report, const std::string& path) {
         << report.environment << "\"\n"
         << "set logscale y\nset ylabel 'ns per operation'\nset grid ytics\n"
         << "set style fill solid 0.85 border -1\nset boxwidth 0.8\nset xtics rotate by -40 left\n"
-        << "set bmargin 12\nset yrange [*:*]\n"
-        << "plot '" << data << "' using 0:3:4:xtic(1) with boxes lc variable notitle, \\\n"
+        << "set bmargin 13\nset rmargin 12\nset yrange [*:*]\n"
+        << "set key top left\n"
+        << "plot '" << data << "' using 0:3:4:xtic(1) with boxes lc rgb variable notitle, \\\n"
+        << "     NaN with boxes lc rgb '#3070c0' title 'dunk (VM mode, privileged API)', \\\n"
+        << "     NaN with boxes lc rgb '#909090' title 'native Linux', \\\n"
         << "     '' using 0:($3*1.35):2 with labels notitle\n";
   }
   const std::string command = "gnuplot '" + script + "' 2>&1";
