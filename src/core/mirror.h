@@ -74,6 +74,8 @@ class Mirror final : private arch::TableMemory {
   // nullopt when it is not present.
   std::optional<int> protection(Hva address) noexcept;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The host address behind a guest-physical one (nullopt: no chunk there).
+  std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 
   // A guest page fault at `address`: brings the mirror up to date with the
   // host if the host allows the access (stack growth, mappings made behind
@@ -91,6 +93,9 @@ class Mirror final : private arch::TableMemory {
   // the others are the program's clones of it. Hold lock() while using one.
   static constexpr unsigned kMaxTrees = 64;
   Lock& lock() noexcept { return lock_; }
+  // For edits made outside the calls below (raw entry writes, ptedit.h):
+  // from now on the monitor's edits keep kUser entries.
+  void note_user_edits() noexcept { user_edits_ = true; }
   arch::PageTable* tree(unsigned id) noexcept;
   std::optional<unsigned> tree_of_root(std::uint64_t root) noexcept;
   // These take the lock themselves.

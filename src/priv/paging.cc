@@ -8,6 +8,7 @@
 #include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "priv/internal.h"
 
 namespace dunk {
 
@@ -24,12 +25,16 @@ class AddressSpaces {
   }
 };
 
-namespace {
-
-core::Mirror* mirror() noexcept {
+core::Mirror* priv::mirror() noexcept {
   core::Machine& machine = core::Machine::instance();
   return machine.created() ? &machine.mirror() : nullptr;
 }
+
+AddressSpace& priv::address_space(unsigned id) noexcept { return AddressSpaces::get(id); }
+
+namespace {
+
+using priv::mirror;
 
 constexpr Error kNoMachine{"the page tables exist once the process has entered VM mode (dunk::enter)", ENXIO};
 

@@ -349,14 +349,22 @@ std::optional<Translation> PageTable::lookup(Gva va) const noexcept {
 }
 
 std::optional<EntryRef> PageTable::find(Gva va) const noexcept {
-  if (root_.entries == nullptr || !is_canonical(va)) return std::nullopt;
+  PageTableEntry* entries[kPagingLevels];
+  const unsigned n = path(va, entries);
+  if (n == 0) return std::nullopt;
+  return EntryRef{entries[n - 1], kPagingLevels + 1 - n};
+}
+
+unsigned PageTable::path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept {
+  if (root_.entries == nullptr || !is_canonical(va)) return 0;
   PageTableEntry* table = root_.entries;
-  for (unsigned level = kPagingLevels;; --level) {
+  for (unsigned level = kPagingLevels, n = 1;; --level, ++n) {
     PageTableEntry* e = &table[index(level, va)];
+    out[n - 1] = e;
     const PageTableEntry v = load_entry(e);
-    if (!v.present() || v.is_leaf(level)) return EntryRef{e, level};
+    if (!v.present() || v.is_leaf(level)) return n;
     table = memory_->table_at(v.table_address());
-    if (table == nullptr) return EntryRef{e, level};
+    if (table == nullptr) return n;
   }
 }
 

@@ -137,6 +137,10 @@ class PageTable {
 
   // The entry that decides `va` (nullopt: no tree, or non-canonical).
   std::optional<EntryRef> find(Gva va) const noexcept;
+  // The entries a walk of `va` reads, top level first: path[0] is the PML4
+  // entry, path[n - 1] the one that decides (as find()). Returns n (0: no
+  // tree, or non-canonical).
+  unsigned path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept;
 
   // The translation of `va`. Writable/user/executable are the effective
   // rights: the AND over every level (SDM §4.6 "Access Rights").
