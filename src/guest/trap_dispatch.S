@@ -8,6 +8,7 @@
 // Also here: the way into the same path for system calls made in ring 3.
 
 #include "guest/abi.h"
+#include "guest/fsgs_macros.S.inc"
 
   .text
 
@@ -51,16 +52,8 @@ dunk_trap_hook:
   // From ring 3: the supervisor's FS/GS bases (its TLS, the stack
   // protector's canary) in case ring 3 changed them with WRFSBASE.
   movq $0, AREA_USER_MODE(%rbx)
-  cmpq $0, AREA_FSGSBASE(%rbx)
-  je 1f
-  rdfsbase %rax
-  movq %rax, AREA_USER_FS(%rbx)
-  rdgsbase %rax
-  movq %rax, AREA_USER_GS(%rbx)
-  movq AREA_KERNEL_FS(%rbx), %rax
-  wrfsbase %rax
-  movq AREA_KERNEL_GS(%rbx), %rax
-  wrgsbase %rax
+  SAVE_FSGS %rbx, AREA_USER_FS, AREA_USER_GS
+  LOAD_FSGS %rbx, AREA_KERNEL_FS, AREA_KERNEL_GS
 1:
   cld                              // the ABI's requirement at a call; the frame keeps the interrupted DF
   movq %r13, %rdi
@@ -70,12 +63,7 @@ dunk_trap_hook:
   jz 2f
   // Back to ring 3 (a stopped run never returns here: dunk_user_exit).
   movq $1, AREA_USER_MODE(%rbx)
-  cmpq $0, AREA_FSGSBASE(%rbx)
-  je 2f
-  movq AREA_USER_FS(%rbx), %rax
-  wrfsbase %rax
-  movq AREA_USER_GS(%rbx), %rax
-  wrgsbase %rax
+  LOAD_FSGS %rbx, AREA_USER_FS, AREA_USER_GS
 2:
   movl $-1, %eax
   movl $-1, %edx

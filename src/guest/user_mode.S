@@ -2,6 +2,7 @@
 
 #include "guest/abi.h"
 #include "guest/frame_macros.S.inc"
+#include "guest/fsgs_macros.S.inc"
 #include "guest/user_mode.h"
 
 // The standard-form XSAVE image dunk_user_enter loads so that ring 3 starts
@@ -48,13 +49,7 @@ dunk_user_enter:
   movq AREA_TSS_IST1(%rsi), %rax
   movq %rax, UCTX_IST1(%rdi)
   movq %rdi, AREA_USER_CONTEXT(%rsi)
-  cmpq $0, AREA_FSGSBASE(%rsi)
-  je 1f
-  rdfsbase %rax
-  movq %rax, AREA_KERNEL_FS(%rsi)
-  rdgsbase %rax
-  movq %rax, AREA_KERNEL_GS(%rsi)
-1:
+  SAVE_FSGS %rsi, AREA_KERNEL_FS, AREA_KERNEL_GS
   movq %rdi, %rbx
   movl $-1, %eax
   movl $-1, %edx

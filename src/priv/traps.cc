@@ -9,6 +9,16 @@
 
 namespace dunk {
 
+// The public names are the hardware's numbers (arch/x86_64/vectors.h).
+static_assert(kDivideError == static_cast<unsigned>(arch::Vector::kDivideError));
+static_assert(kNmi == static_cast<unsigned>(arch::Vector::kNmi));
+static_assert(kInvalidOpcode == static_cast<unsigned>(arch::Vector::kInvalidOpcode));
+static_assert(kDoubleFault == static_cast<unsigned>(arch::Vector::kDoubleFault));
+static_assert(kGeneralProtection == static_cast<unsigned>(arch::Vector::kGeneralProtection));
+static_assert(kPageFault == static_cast<unsigned>(arch::Vector::kPageFault));
+static_assert(kMachineCheck == static_cast<unsigned>(arch::Vector::kMachineCheck));
+static_assert(kControlProtection == static_cast<unsigned>(arch::Vector::kControlProtection));
+
 Status set_trap_handler(unsigned vector, TrapHandler handler) noexcept {
   if (vector >= arch::kExceptionVectors) return Error{"set_trap_handler: not an exception vector (0-31)", EINVAL};
   if (vector == kNmi || vector == kDoubleFault || vector == kMachineCheck) {
