@@ -566,6 +566,10 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
       stats.add(stats.faults_resolved);
       return;  // IRETQ retries the access
     }
+  }
+  // The program's signal handler, if it has one, in VM mode.
+  if (deliver_exception(f)) return;
+  if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
     // A page the program itself unmapped or protected (dunk/paging.h) may
     // well be accessible on the host: re-running the access there would
     // succeed. It is the program's own fault; end it as one.
@@ -577,7 +581,6 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
       die_by_signal(SIGSEGV, text.c_str());
     }
   }
-  if (deliver_exception(f)) return;
   // An exception the program does not handle ends it as it would natively.
   // The surest way to get exactly the native outcome — signal, si_code,
   // si_addr, a core dump with the right registers, or a handler the program
