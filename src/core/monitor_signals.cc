@@ -116,6 +116,9 @@ void Monitor::deliver_pending() noexcept {
   }
   if (resume_frame_ != nullptr) {
     if (s.stepping) stop_stepping();
+    // Code the program runs in ring 3 (the privileged API) is not where its
+    // handlers run: the signal waits until the guest is in ring 0 again.
+    if ((resume_frame_->cs & 3) != 0) return;
     deliver_signals(*resume_frame_, nullptr);
     return;
   }
@@ -131,6 +134,11 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
   kvm_regs r{};
   kvm_sregs sr{};
   if (!cpu_.vcpu.get_regs(r) || !cpu_.vcpu.get_sregs(sr)) fatal("cannot read the guest's registers for a signal");
+  if (synchronous == nullptr && (sr.cs.selector & 3) != 0) {
+    // Ring 3 (see deliver_pending): wait for the next exit from ring 0.
+    if (cpu_.signals.stepping) stop_stepping();
+    return;
+  }
   if (synchronous == nullptr && in_dunk_code(r.rip)) {
     // Between instructions of dunk's entry code, which is on its way to an
     // exit or back to the program: step until either happens, so that the
