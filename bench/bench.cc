@@ -14,23 +14,27 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "arch/x86_64/cpuid.h"
+#include "bench/privileged.h"
+#include "bench/probes.h"
 #include "base/unique_fd.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
 #include "kvm/kvm.h"
 
 namespace dunk::bench {
-namespace {
 
 std::uint64_t now_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
+
+namespace {
 
 // Counts the system calls this thread makes, via the raw_syscalls:sys_enter
 // tracepoint (perf_event_open(2), PERF_TYPE_TRACEPOINT). Needs tracefs and
@@ -62,132 +66,48 @@ UniqueFd open_syscall_counter(std::string& why) {
   return UniqueFd(static_cast<int>(fd));
 }
 
-struct Counters {
-  std::uint64_t userspace_exits = 0;
-  std::uint64_t kvm_exits = 0;
-  std::uint64_t host_syscalls = 0;
-};
-
-struct Probes {
-  UniqueFd syscalls;  // invalid when unavailable
-  UniqueFd kvm_stats;
-  std::string syscalls_note;
-  std::string kvm_note;
-
-  Counters read() const {
-    Counters c;
-    c.userspace_exits = core::Machine::instance().created() ? core::Machine::instance().stats().kvm_runs.load() : 0;
-    if (kvm_stats.valid()) {
-      if (auto v = kvm::read_stat(kvm_stats.get(), "exits")) c.kvm_exits = *v;
-    }
-    if (syscalls.valid()) {
-      std::uint64_t n = 0;
-      if (::read(syscalls.get(), &n, sizeof n) == sizeof n) c.host_syscalls = n;
-    }
-    return c;
-  }
-};
-
-using Operation = void (*)();
-
-void getpid_op() { syscall(SYS_getpid); }
+void getpid_op(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) syscall(SYS_getpid);
+}
 
 // A signal sent to this thread and handled: raise(), the handler, and the
 // return through rt_sigreturn.
 volatile sig_atomic_t signals_handled = 0;
 void count_signal(int) { signals_handled = signals_handled + 1; }
-void signal_op() { raise(SIGUSR1); }
+void signal_op(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) raise(SIGUSR1);
+}
 
 void* thread_body(void*) { return nullptr; }
-void thread_op() {
-  pthread_t t;
-  if (pthread_create(&t, nullptr, thread_body, nullptr) == 0) pthread_join(t, nullptr);
+void thread_op(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    pthread_t t;
+    if (pthread_create(&t, nullptr, thread_body, nullptr) == 0) pthread_join(t, nullptr);
+  }
 }
 
 // In VM mode the child enters a VM of its own (EnterOptions::follow_fork,
 // as under dunk exec); it exits at once.
-void fork_op() {
-  pid_t pid = fork();
-  if (pid == 0) _exit(0);
-  if (pid > 0) waitpid(pid, nullptr, 0);
+void fork_op(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (pid > 0) waitpid(pid, nullptr, 0);
+  }
 }
 
-struct Benchmark {
+struct ProcessBenchmark {
   const char* name;
-  Operation op;
+  void (*loop)(std::uint64_t);
   std::uint64_t divisor;  // of --iterations: the costly operations run fewer times
 };
 
-constexpr Benchmark kBenchmarks[] = {
+constexpr ProcessBenchmark kProcessBenchmarks[] = {
     {"getpid", getpid_op, 1},
     {"signal", signal_op, 10},
     {"thread", thread_op, 100},
     {"fork", fork_op, 1000},
 };
-
-// Times `iterations` runs of `op` on this thread, in VM mode or not.
-std::uint64_t timed_loop(Operation op, std::uint64_t iterations) {
-  std::uint64_t t0 = now_ns();
-  for (std::uint64_t i = 0; i < iterations; ++i) op();
-  return now_ns() - t0;
-}
-
-Result measure_native(const char* name, Operation op, std::uint64_t iterations, const Probes& probes) {
-  Result r;
-  r.name = name, r.mode = "native", r.iterations = iterations;
-  Counters before = probes.read();
-  std::uint64_t ns = timed_loop(op, iterations);
-  Counters after = probes.read();
-  Counters empty_before = probes.read();
-  timed_loop(op, 0);
-  Counters empty_after = probes.read();
-  r.ns_per_op = static_cast<double>(ns) / static_cast<double>(iterations);
-  if (probes.syscalls.valid()) {
-    double loop = static_cast<double>(after.host_syscalls - before.host_syscalls);
-    double empty = static_cast<double>(empty_after.host_syscalls - empty_before.host_syscalls);
-    r.host_syscalls_per_op = (loop - empty) / static_cast<double>(iterations);
-  } else {
-    r.note = probes.syscalls_note;
-  }
-  r.userspace_exits_per_op = 0;
-  r.kvm_exits_per_op = 0;
-  return r;
-}
-
-// Enter, loop, leave; the same with an empty loop; the difference of the
-// counters over the two is what the operations cost.
-Result measure_vm(const char* name, Operation op, std::uint64_t iterations, const Probes& probes) {
-  Result r;
-  r.name = name, r.mode = "vm", r.iterations = iterations;
-  auto run = [&](std::uint64_t n, std::uint64_t& ns) {
-    Counters before = probes.read();
-    if (!enter(EnterOptions{.follow_fork = true})) return Counters{};
-    ns = timed_loop(op, n);
-    leave();
-    Counters after = probes.read();
-    return Counters{after.userspace_exits - before.userspace_exits, after.kvm_exits - before.kvm_exits,
-                    after.host_syscalls - before.host_syscalls};
-  };
-  std::uint64_t ns = 0, empty_ns = 0;
-  Counters loop = run(iterations, ns);
-  Counters empty = run(0, empty_ns);
-  auto per_op = [&](std::uint64_t a, std::uint64_t b) {
-    return (static_cast<double>(a) - static_cast<double>(b)) / static_cast<double>(iterations);
-  };
-  r.ns_per_op = static_cast<double>(ns) / static_cast<double>(iterations);
-  r.userspace_exits_per_op = per_op(loop.userspace_exits, empty.userspace_exits);
-  if (probes.kvm_stats.valid()) {
-    r.kvm_exits_per_op = per_op(loop.kvm_exits, empty.kvm_exits);
-  } else {
-    r.note = probes.kvm_note;
-  }
-  if (probes.syscalls.valid()) {
-    r.host_syscalls_per_op = per_op(loop.host_syscalls, empty.host_syscalls);
-  } else {
-    r.note += (r.note.empty() ? "" : "; ") + probes.syscalls_note;
-  }
-  return r;
-}
 
 std::string describe_environment() {
   utsname u{};
@@ -204,8 +124,9 @@ std::string describe_environment() {
 
 bool run(const Options& options, Report& report) {
   report.environment = describe_environment();
-  // Create the VM and this thread's vCPU before measuring anything.
-  if (Status s = enter(); !s) {
+  // Create the VM and this thread's vCPU before measuring anything; fork
+  // children follow into VMs of their own from now on, as under dunk exec.
+  if (Status s = enter(EnterOptions{.follow_fork = true}); !s) {
     char buf[512];
     std::fprintf(stderr, "dunk: %s\n", describe(s.error(), buf, sizeof buf));
     return false;
@@ -222,14 +143,16 @@ bool run(const Options& options, Report& report) {
     }
   }
 
+  const std::uint64_t n = options.iterations;
   struct sigaction sa {};
   sa.sa_handler = count_signal;
   sigaction(SIGUSR1, &sa, nullptr);
-  for (const Benchmark& b : kBenchmarks) {
-    const std::uint64_t n = std::max<std::uint64_t>(options.iterations / b.divisor, 20);
-    report.results.push_back(measure_native(b.name, b.op, n, probes));
-    report.results.push_back(measure_vm(b.name, b.op, n, probes));
+  for (const ProcessBenchmark& b : kProcessBenchmarks) {
+    const std::uint64_t k = std::max<std::uint64_t>(n / b.divisor, 20);
+    report.results.push_back(measure(b.name, "native", k, false, probes, b.loop));
+    report.results.push_back(measure(b.name, "vm", k, true, probes, b.loop));
   }
+  if (options.privileged) run_privileged(n, probes, report.results);
   return true;
 }
 
@@ -237,44 +160,62 @@ namespace {
 
 std::string count_text(double v) { return v < 0 ? "n/a" : fmt::format("{:.3f}", v); }
 
-const Result* find(const Report& report, const std::string& name, const char* mode) {
-  for (const Result& r : report.results) {
-    if (r.name == name && r.mode == mode) return &r;
+// What each result is compared with: the operation's native way if it has
+// one, else its first (dunk's).
+const Result* baseline(const Report& report, const Result& r) {
+  const Result* first = nullptr;
+  for (const Result& b : report.results) {
+    if (b.name != r.name || b.ns_per_op <= 0) continue;
+    if (b.mode == "native") return &b;
+    if (first == nullptr) first = &b;
   }
-  return nullptr;
+  return first;
+}
+
+std::string ratio_text(const Report& report, const Result& r) {
+  const Result* base = baseline(report, r);
+  if (base == nullptr || base == &r || r.ns_per_op <= 0) return "";
+  return fmt::format("{:.1f}x", r.ns_per_op / base->ns_per_op);
 }
 
 }  // namespace
 
 void print(const Report& report) {
   fmt::print("dunk bench — {}\n\n", report.environment);
-  fmt::print("{:<12} {:<7} {:>12} {:>13} {:>14} {:>12} {:>14}\n", "operation", "mode", "iterations", "ns/op",
-             "user exits/op", "VM exits/op", "host calls/op");
+  fmt::print("{:<15} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", "operation", "mode", "iterations", "ns/op",
+             "ratio", "user exits/op", "VM exits/op", "host calls/op");
   for (const Result& r : report.results) {
-    fmt::print("{:<12} {:<7} {:>12} {:>13.1f} {:>14} {:>12} {:>14}\n", r.name, r.mode, r.iterations, r.ns_per_op,
+    fmt::print("{:<15} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", r.name, r.mode, r.iterations,
+               r.ns_per_op < 0 ? "n/a" : fmt::format("{:.1f}", r.ns_per_op), ratio_text(report, r),
                count_text(r.userspace_exits_per_op), count_text(r.kvm_exits_per_op),
                count_text(r.host_syscalls_per_op));
   }
   fmt::print("\n");
   for (const Result& r : report.results) {
-    if (r.mode != "vm") continue;
-    if (const Result* native = find(report, r.name, "native")) {
-      fmt::print("{}: VM mode / native = {:.1f}x\n", r.name, r.ns_per_op / native->ns_per_op);
+    const Result* base = baseline(report, r);
+    if (base != nullptr && base != &r && r.ns_per_op > 0) {
+      if (r.mode == "vm" && base->mode == "native") {
+        fmt::print("{}: VM mode / native = {:.1f}x\n", r.name, r.ns_per_op / base->ns_per_op);
+      } else {
+        fmt::print("{}: {} / {} = {:.1f}x\n", r.name, r.mode, base->mode, r.ns_per_op / base->ns_per_op);
+      }
     }
     if (!r.note.empty()) fmt::print("{} ({}): {}\n", r.name, r.mode, r.note);
   }
   fmt::print(
-      "\nuser exits: KVM_RUN returns to dunk's monitors (all threads of this process); VM exits: every exit\n"
-      "KVM counted on this thread's vCPU, host interrupts included; host calls: system calls this thread made\n"
-      "on the host (KVM_RUN and the forwarded call). A new thread's or a fork child's own exits and calls\n"
-      "count only where they land in this process's vCPUs or this thread: read those rows for times.\n");
+      "\nratio: time per operation over the operation's native way (or, with none, dunk's).\n"
+      "user exits: KVM_RUN returns to dunk's monitors (all threads of this process); VM exits: every exit\n"
+      "KVM counted on this thread's vCPU, host interrupts included; host calls: system calls this thread\n"
+      "made on the host (KVM_RUN and the forwarded call). A new thread's or fork child's own exits and calls\n"
+      "count only where they land on this process's vCPUs or this thread: read those rows for times.\n"
+      "In a nested or emulated VM (see above) times are emulated: read the ratios and the exact counts.\n");
 }
 
 bool write_json(const Report& report, const std::string& path) {
   nlohmann::json results = nlohmann::json::array();
   for (const Result& r : report.results) {
     nlohmann::json j = {{"operation", r.name}, {"mode", r.mode}, {"iterations", r.iterations},
-                        {"ns_per_op", r.ns_per_op}};
+                        {"ns_per_op", r.ns_per_op < 0 ? nlohmann::json(nullptr) : nlohmann::json(r.ns_per_op)}};
     auto count = [&](const char* key, double v) { j[key] = v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
     count("userspace_exits_per_op", r.userspace_exits_per_op);
     count("kvm_exits_per_op", r.kvm_exits_per_op);
@@ -283,9 +224,61 @@ bool write_json(const Report& report, const std::string& path) {
     results.push_back(std::move(j));
   }
   nlohmann::json doc = {{"environment", report.environment}, {"results", std::move(results)}};
+  for (std::size_t i = 0; i < report.results.size(); ++i) {
+    const Result& r = report.results[i];
+    if (const Result* base = baseline(report, r); base != nullptr && base != &r && r.ns_per_op > 0) {
+      doc["results"][i]["ratio"] = r.ns_per_op / base->ns_per_op;
+      doc["results"][i]["ratio_to"] = base->mode;
+    }
+  }
   std::ofstream out(path);
   out << doc.dump(2) << '\n';
   return static_cast<bool>(out);
+}
+
+bool write_chart(const Report& report, const std::string& path) {
+  // gnuplot (Debian: gnuplot-nox) draws it: one bar per way of each
+  // operation, on a log scale, labelled with its ratio.
+  char dir[] = "/tmp/dunk-chart-XXXXXX";
+  if (mkdtemp(dir) == nullptr) return false;
+  const std::string data = std::string(dir) + "/data.tsv", script = std::string(dir) + "/chart.gp";
+  {
+    std::ofstream out(data);
+    for (const Result& r : report.results) {
+      if (r.ns_per_op <= 0) continue;
+      std::string ratio = ratio_text(report, r);
+      // Colour: dunk's way (blue) or a native one (grey).
+      const bool dunk = r.mode == "vm" || r.mode.rfind("dunk", 0) == 0;
+      out << '"' << r.name << ": " << r.mode << "\"\t\"" << (ratio.empty() ? "1x" : ratio) << "\"\t" << r.ns_per_op
+          << '\t' << (dunk ? 0x3070c0 : 0x909090) << '\n';
+    }
+  }
+  {
+    std::ofstream out(script);
+    out << "set terminal pngcairo size 1600,900 noenhanced font ',10'\n"
+        << "set output '" << path << "'\n"
+        << "set title \"dunk bench: time per operation, native and dunk side by side (log scale; label = ratio to the "
+           "operation's native way)\\n"
+        << report.environment << "\"\n"
+        << "set logscale y\nset ylabel 'ns per operation'\nset grid ytics\n"
+        << "set style fill solid 0.85 border -1\nset boxwidth 0.8\nset xtics rotate by -40 left\n"
+        << "set bmargin 13\nset rmargin 12\nset yrange [*:*]\n"
+        << "set key top left\n"
+        << "plot '" << data << "' using 0:3:4:xtic(1) with boxes lc rgb variable notitle, \\\n"
+        << "     NaN with boxes lc rgb '#3070c0' title 'dunk (VM mode, privileged API)', \\\n"
+        << "     NaN with boxes lc rgb '#909090' title 'native Linux', \\\n"
+        << "     '' using 0:($3*1.35):2 with labels notitle\n";
+  }
+  const std::string command = "gnuplot '" + script + "' 2>&1";
+  int status = std::system(command.c_str());
+  std::remove(data.c_str());
+  std::remove(script.c_str());
+  rmdir(dir);
+  if (status != 0) {
+    std::fprintf(stderr, "dunk bench: gnuplot failed (is gnuplot installed? scripts/setup installs gnuplot-nox)\n");
+    return false;
+  }
+  return true;
 }
 
 }  // namespace dunk::bench

@@ -12,7 +12,9 @@ namespace dunk::bench {
 
 struct Options {
   std::uint64_t iterations = 100'000;
-  std::string json_path;  // empty: no JSON
+  std::string json_path;   // empty: no JSON
+  std::string chart_path;  // empty: no chart (PNG)
+  bool privileged = true;  // also the privileged-API benchmarks (bench/privileged.h)
 };
 
 // One operation measured one way (native, or in VM mode).
@@ -41,5 +43,11 @@ bool run(const Options& options, Report& report);
 // Human-readable table on stdout; JSON to options.json_path if set.
 void print(const Report& report);
 bool write_json(const Report& report, const std::string& path);
+// A PNG bar chart of the times, with the ratios, drawn by gnuplot; false
+// (and why on stderr) when it cannot be drawn.
+bool write_chart(const Report& report, const std::string& path);
+
+// CLOCK_MONOTONIC in nanoseconds.
+std::uint64_t now_ns();
 
 }  // namespace dunk::bench

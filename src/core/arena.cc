@@ -31,6 +31,7 @@ Status Arena::recycle() noexcept {
   if (sys::failed(ret)) return errno_error("mmap(dunk arena recycle) failed", ret);
   next_ = base_;
   free_pages_ = nullptr;
+  free_count_ = 0;
   return {};
 }
 
@@ -48,15 +49,18 @@ Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, boo
 }
 
 Result<std::byte*> Arena::allocate_page() noexcept {
-  {
-    LockGuard hold(lock_);
-    if (FreePage* page = free_pages_) {
-      free_pages_ = page->next;
-      std::memset(page, 0, kPage);
-      return reinterpret_cast<std::byte*>(page);
-    }
-  }
+  if (auto page = take_free_page()) return page;
   return allocate(kPage);
+}
+
+Result<std::byte*> Arena::take_free_page() noexcept {
+  LockGuard hold(lock_);
+  FreePage* page = free_pages_;
+  if (page == nullptr) return Error{"dunk arena: no committed page-table page in reserve", ENOMEM};
+  free_pages_ = page->next;
+  --free_count_;
+  std::memset(page, 0, kPage);
+  return reinterpret_cast<std::byte*>(page);
 }
 
 void Arena::free_page(std::byte* page) noexcept {
@@ -64,6 +68,19 @@ void Arena::free_page(std::byte* page) noexcept {
   auto* node = reinterpret_cast<FreePage*>(page);
   node->next = free_pages_;
   free_pages_ = node;
+  ++free_count_;
+}
+
+Status Arena::stock_pages(std::size_t count) noexcept {
+  std::size_t missing;
+  {
+    LockGuard hold(lock_);
+    if (free_count_ >= count) return {};
+    missing = count - free_count_;
+  }
+  DUNK_ASSIGN_OR_RETURN(std::byte* pages, allocate(missing * kPage));
+  for (std::size_t i = 0; i < missing; ++i) free_page(pages + i * kPage);
+  return {};
 }
 
 }  // namespace dunk::core

@@ -43,6 +43,12 @@ class Arena {
   // 4 KiB pages for page tables, recycled through a free list.
   Result<std::byte*> allocate_page() noexcept;
   void free_page(std::byte* page) noexcept;
+  // A page from the free list only: never a system call (which, from guest
+  // code holding the mirror's lock, would deadlock on the monitor's side).
+  Result<std::byte*> take_free_page() noexcept;
+  // Commits pages so that at least `count` wait on the free list (one
+  // mprotect at most).
+  Status stock_pages(std::size_t count) noexcept;
 
  private:
   Lock lock_;
@@ -52,6 +58,7 @@ class Arena {
     FreePage* next;
   };
   FreePage* free_pages_ = nullptr;
+  std::size_t free_count_ = 0;
 };
 
 }  // namespace dunk::core

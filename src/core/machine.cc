@@ -12,6 +12,7 @@
 #include "arch/x86_64/registers.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "guest/dispatch.h"
 #include "kvm/uapi.h"
 
 namespace dunk::core {
@@ -289,8 +290,12 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));
   DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
+  // Where the program's exception handlers run (src/guest/dispatch.h).
+  DUNK_ASSIGN_OR_RETURN(std::byte* trap_stack, arena_.allocate(DUNK_TRAP_STACK_SIZE, Arena::kPage, /*guard=*/true));
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
+  guest::init_trap_area(*cpu->area, trap_stack, DUNK_TRAP_STACK_SIZE, xsave_size_, features_.fsgsbase,
+                        mirror_.root().value());
   cpu->monitor_stack_top = stack + Cpu::kMonitorStackSize;
   cpu->xsave = xsave;
   DUNK_TRY(cpu->setup(*this));
@@ -349,7 +354,8 @@ Status Cpu::setup(Machine& machine) noexcept {
   sregs.cr0 = arch::cr0::kPG | arch::cr0::kWP | arch::cr0::kNE | arch::cr0::kET | arch::cr0::kMP | arch::cr0::kPE;
   sregs.cr3 = machine.mirror().root().value();
   sregs.cr4 = arch::cr4::kPAE | arch::cr4::kPGE | arch::cr4::kOSFXSR | arch::cr4::kOSXMMEXCPT |
-              arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0);
+              arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0) |
+              (f.pcid ? arch::cr4::kPCIDE : 0);  // address-space tags for dunk/paging.h
   sregs.efer = arch::efer::kSCE | arch::efer::kLME | arch::efer::kLMA | (f.nx ? arch::efer::kNXE : 0);
   DUNK_TRY(vcpu.set_sregs(sregs));
 

@@ -30,6 +30,14 @@
 namespace dunk::core {
 
 // What a page-table leaf's software bits say about who put it there.
+//
+// The rule between the monitor and the program (dunk/paging.h): an entry
+// the program set through the privileged API — a leaf, a hidden leaf, or the
+// marker an unmap leaves — carries kUser, and the monitor never changes it:
+// mmap, munmap, mprotect and the lazy fault path skip it, in every tree.
+// The program gets the range back with AddressSpace::release(). The other
+// way round, the program may not edit kDunk entries (dunk's arena: page
+// tables, vCPU areas, IDT, stacks), which the API refuses.
 enum class Owner : std::uint8_t {
   kHost = 0,   // mirrors a host mapping
   kDunk = 1,   // dunk's own structures (areas, tables, IDT)
@@ -52,7 +60,7 @@ class Mirror final : private arch::TableMemory {
   Status init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexcept;
 
   Gpa root() const noexcept { return Gpa(root_gpa_); }
-  arch::PageTable& page_table() noexcept { return *table_; }
+  arch::PageTable& page_table() noexcept { return *trees_[0]; }
 
   // Makes the guest mapping of [start, end) mirror host protection `prot`
   // (PROT_NONE: not present). Page-aligned.
@@ -66,12 +74,48 @@ class Mirror final : private arch::TableMemory {
   // nullopt when it is not present.
   std::optional<int> protection(Hva address) noexcept;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The host address behind a guest-physical one (nullopt: no chunk there).
+  std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 
   // A guest page fault at `address`: brings the mirror up to date with the
   // host if the host allows the access (stack growth, mappings made behind
   // the monitor's back, a stale TLB entry). True if the access should now
   // succeed.
-  bool resolve_fault(Hva address, bool write, bool fetch) noexcept;
+  // `root`: the tree the vCPU ran on (the area's root; 0: the process's).
+  bool resolve_fault(Hva address, bool write, bool fetch, std::uint64_t root = 0) noexcept;
+
+  // Whether the entry that decides `address` in the tree of `root` was set
+  // by the program (Owner::kUser).
+  bool program_owned(Hva address, std::uint64_t root) noexcept;
+
+  // ---- The privileged API's side (src/priv/paging.cc) ----
+  // Every tree the monitor keeps current: tree 0 is the process's (root());
+  // the others are the program's clones of it. Hold lock() while using one.
+  static constexpr unsigned kMaxTrees = 64;
+  Lock& lock() noexcept { return lock_; }
+  // For edits made outside the calls below (raw entry writes, ptedit.h):
+  // from now on the monitor's edits keep kUser entries.
+  void note_user_edits() noexcept { user_edits_ = true; }
+  arch::PageTable* tree(unsigned id) noexcept;
+  std::optional<unsigned> tree_of_root(std::uint64_t root) noexcept;
+  // These take the lock themselves.
+  Result<unsigned> clone_tree(unsigned from, bool share_leaf_tables) noexcept;
+  Status destroy_tree(unsigned id) noexcept;
+  // The program's edits (entries marked kUser). `memory` is the host
+  // memory that backs `va` (its GPA chunk is assigned on demand).
+  Status user_map(unsigned tree, Gva va, Hva memory, std::uint64_t size, arch::PageAttributes attrs,
+                  arch::PageSize largest) noexcept;
+  Status user_unmap(unsigned tree, Gva va, std::uint64_t size) noexcept;
+  // `present` false: hidden (not present, frame kept for a later protect).
+  Status user_protect(unsigned tree, Gva va, std::uint64_t size, arch::PageAttributes attrs, bool present) noexcept;
+  // Gives [va, va + size) back to the monitor: mirrored from the host again.
+  Status user_release(unsigned tree, Gva va, std::uint64_t size) noexcept;
+  // Remaps the monitor's own (kHost) large pages in [start, start + size)
+  // with 4 KiB pages, in every tree: same memory, rights and owner.
+  Status split_host_pages(Hva start, std::uint64_t size) noexcept;
+  // Commits enough page-table pages for an edit of `size` bytes, before the
+  // lock is taken (see Arena::take_free_page).
+  Status stock_tables(std::uint64_t size) noexcept;
 
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
@@ -83,6 +127,10 @@ class Mirror final : private arch::TableMemory {
   arch::PageTableEntry* table_at(Gpa gpa) noexcept override;
 
   Status set_locked(Hva start, Hva end, int prot, Owner owner) noexcept;
+  Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner) noexcept;
+  std::optional<int> protection_in(arch::PageTable& tree, Hva address) noexcept;
+  Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
+  bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
   Status sync_locked(Hva start, Hva end) noexcept;
   Status ensure_chunk(Hva address) noexcept;
   bool host_allows(Hva address, bool write, bool fetch) noexcept;
@@ -92,7 +140,13 @@ class Mirror final : private arch::TableMemory {
   Arena* arena_ = nullptr;
   MirrorConfig config_;
   std::optional<GpaSpace> gpa_;
-  std::optional<arch::PageTable> table_;
+  std::optional<arch::PageTable> trees_[kMaxTrees];
+  // Set once the program has made an edit: from then on the monitor's
+  // edits keep kUser entries (which costs them a walk of existing tables).
+  bool user_edits_ = false;
+  // While guest code edits under lock_: tables come from the arena's
+  // reserve only (no system call).
+  bool reserve_only_ = false;
   std::uint64_t root_gpa_ = 0;
   std::uint64_t arena_gpa_ = 0;
   std::uint64_t tables_allocated_ = 0;

@@ -14,6 +14,7 @@
 #include "base/syscall.h"
 #include "core/text.h"
 #include "base/proc_maps.h"
+#include "guest/dispatch.h"
 
 namespace dunk::core {
 namespace {
@@ -67,6 +68,7 @@ Status Monitor::load_entry_state() noexcept {
   guest::VcpuArea& area = *cpu_.area;
   // A thread may have left from the middle of a stub; start the area afresh.
   area.exception_depth = 0;
+  guest::reset_trap_state(area);
   area.tss.set_ist_stack(1, reinterpret_cast<std::uint64_t>(area.exception_stack + sizeof area.exception_stack));
   area.origin_cs = DUNK_KERNEL_CS;
   area.origin_ss = DUNK_KERNEL_DS;
@@ -551,18 +553,34 @@ bool Monitor::in_dunk_code(std::uint64_t rip) const noexcept {
 void Monitor::handle_exception(TrapFrame& f) noexcept {
   Stats& stats = machine_.stats();
   if (f.vector < Stats::kVectors) stats.add(stats.exceptions[f.vector]);
-  if (cpu_.area->exception_depth > 1) fatal("exception inside dunk's exception path", nullptr, &f);
+  if (cpu_.area->exception_depth > 1) {
+    if (cpu_.area->dispatching != 0) return fault_in_handler(f);
+    fatal("exception inside dunk's exception path", nullptr, &f);
+  }
   if (f.vector >= 32) return;  // a stray interrupt: nothing is wired to deliver one yet
   if (in_dunk_code(f.rip)) fatal("exception in dunk's ring-0 entry code", nullptr, &f);
 
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
     const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
-    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch)) {
+    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, cpu_.area->root)) {
       stats.add(stats.faults_resolved);
       return;  // IRETQ retries the access
     }
   }
+  // The program's signal handler, if it has one, in VM mode.
   if (deliver_exception(f)) return;
+  if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
+    // A page the program itself unmapped or protected (dunk/paging.h) may
+    // well be accessible on the host: re-running the access there would
+    // succeed. It is the program's own fault; end it as one.
+    if (machine_.mirror().program_owned(Hva(f.cr2), cpu_.area->root)) {
+      char line[160];
+      TextBuffer text(line, sizeof line);
+      text.append("dunk: page fault at ").hex(f.cr2).append(" (rip ").hex(f.rip);
+      text.append(") on a page the program mapped itself, and no handler took it\n");
+      die_by_signal(SIGSEGV, text.c_str());
+    }
+  }
   // An exception the program does not handle ends it as it would natively.
   // The surest way to get exactly the native outcome — signal, si_code,
   // si_addr, a core dump with the right registers, or a handler the program
@@ -575,6 +593,31 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kDebug)) die_by_signal(SIGTRAP, nullptr);
   cpu_.refaulting = true;  // a handler for what comes of it runs in VM mode
   leave_to_host(f, false);
+}
+
+void Monitor::fault_in_handler(TrapFrame& f) noexcept {
+  // A page fault the mirror resolves is invisible to the program, inside a
+  // handler as anywhere; anything else ends the program (dunk/traps.h).
+  if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {
+    const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
+    if (machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, cpu_.area->root)) {
+      machine_.stats().add(machine_.stats().faults_resolved);
+      return;
+    }
+  }
+  // The event the handler serves: its frame is the first on IST1.
+  const guest::VcpuArea& area = *cpu_.area;
+  const auto* outer = reinterpret_cast<const TrapFrame*>(area.exception_stack + sizeof area.exception_stack) - 1;
+  char what[160];
+  TextBuffer text(what, sizeof what);
+  text.append("exception in the program's handler for ");
+  if (outer->vector == DUNK_VECTOR_SYSCALL) {
+    text.append("a ring-3 system call");
+  } else {
+    text.append("vector ").dec(static_cast<std::int64_t>(outer->vector));
+  }
+  text.append(" (interrupted rip=").hex(outer->rip).append(")");
+  fatal(text.c_str(), nullptr, &f);
 }
 
 void Monitor::handle_host_fault(const Exit& exit) noexcept {

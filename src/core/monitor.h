@@ -57,6 +57,7 @@ class Monitor {
   void handle_syscall(guest::TrapFrame& frame) noexcept;
   void handle_exception(guest::TrapFrame& frame) noexcept;
   void handle_host_fault(const Exit& exit) noexcept;
+  void fault_in_handler(guest::TrapFrame& frame) noexcept;
 
   long forward(const guest::TrapFrame& frame) noexcept;
 

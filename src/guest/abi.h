@@ -39,6 +39,18 @@
 #define AREA_EXCEPTION_DEPTH 0x28
 #define AREA_ORIGIN_CS 0x30
 #define AREA_ORIGIN_SS 0x38
+// The privileged API's fields (src/guest/trap_dispatch.S, src/priv/).
+#define AREA_TRAP_XSAVE 0x40      // XSAVE image of the code a program handler interrupted; the trap stack grows down below it
+#define AREA_DISPATCHING 0x48     // nonzero while a program handler runs on this vCPU
+#define AREA_USER_MODE 0x50       // nonzero while ring-3 code runs on this vCPU
+#define AREA_USER_CONTEXT 0x58    // the UserContext of the ring-3 run in progress (src/guest/user_mode.S)
+#define AREA_FSGSBASE 0x60        // nonzero when CR4.FSGSBASE is set: ring 3 can change its FS/GS base
+#define AREA_KERNEL_FS 0x68       // FS/GS bases of the ring-0 code that started the ring-3 run
+#define AREA_KERNEL_GS 0x70
+#define AREA_USER_FS 0x78         // FS/GS bases of ring 3 while a handler runs
+#define AREA_USER_GS 0x80
+#define AREA_ROOT 0x88            // the page-table root (CR3) this vCPU runs on, as the privileged API set it
+#define AREA_FIELDS_END 0x90
 #define AREA_TSS 0x1080
 #define AREA_TSS_IST1 (AREA_TSS + 0x24)
 
@@ -82,6 +94,12 @@
 #define DUNK_SYSCALL_BASE 0x64756e6b00L  // "dunk" << 8
 #define DUNK_SYSCALL_LEAVE (DUNK_SYSCALL_BASE + 0)
 #define DUNK_SYSCALL_PING (DUNK_SYSCALL_BASE + 1)
+// Made by ring-3 code (the return trampoline) to end its run; never reaches
+// the monitor (the ring-0 dispatcher takes it).
+#define DUNK_SYSCALL_USER_EXIT (DUNK_SYSCALL_BASE + 2)
+
+// Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
+#define DUNK_TRAP_STACK_SIZE 0x10000
 
 #ifndef __ASSEMBLER__
 
@@ -89,19 +107,14 @@
 #include <cstdint>
 
 #include "arch/x86_64/descriptors.h"
+#include "dunk/traps.h"
 
 namespace dunk::guest {
 
 using arch::Tss64;
 
-struct TrapFrame {
-  std::uint64_t cr2;
-  std::uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
-  std::uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
-  std::uint64_t vector;
-  std::uint64_t error_code;
-  std::uint64_t rip, cs, rflags, rsp, ss;
-};
+// The program's exception handlers see the frame as it is (dunk/traps.h).
+using TrapFrame = dunk::TrapFrame;
 
 // One per vCPU, DUNK_AREA_SIZE bytes, aligned to its size. Guest code reaches
 // it through GS (the SYSCALL path, after SWAPGS; KERNEL_GS_BASE holds its
@@ -116,7 +129,15 @@ struct alignas(4096) VcpuArea {
   std::uint64_t exception_depth;    // nesting of exception entries
   std::uint64_t origin_cs;          // CS/SS a system call returns to
   std::uint64_t origin_ss;
-  std::uint8_t page0_rest[0x1000 - 8 * 8];
+  std::uint64_t trap_xsave;         // see AREA_TRAP_XSAVE
+  std::uint64_t dispatching;
+  std::uint64_t user_mode;
+  std::uint64_t user_context;
+  std::uint64_t fsgsbase;
+  std::uint64_t kernel_fs, kernel_gs;
+  std::uint64_t user_fs, user_gs;
+  std::uint64_t root;
+  std::uint8_t page0_rest[0x1000 - AREA_FIELDS_END];
   // -- page 1: descriptor tables --
   arch::SegmentDescriptor gdt[arch::gdt::kEntries];
   Tss64 tss;
@@ -137,6 +158,17 @@ static_assert(offsetof(VcpuArea, exception_frame) == AREA_EXCEPTION_FRAME);
 static_assert(offsetof(VcpuArea, exception_depth) == AREA_EXCEPTION_DEPTH);
 static_assert(offsetof(VcpuArea, origin_cs) == AREA_ORIGIN_CS);
 static_assert(offsetof(VcpuArea, origin_ss) == AREA_ORIGIN_SS);
+static_assert(offsetof(VcpuArea, trap_xsave) == AREA_TRAP_XSAVE);
+static_assert(offsetof(VcpuArea, dispatching) == AREA_DISPATCHING);
+static_assert(offsetof(VcpuArea, user_mode) == AREA_USER_MODE);
+static_assert(offsetof(VcpuArea, user_context) == AREA_USER_CONTEXT);
+static_assert(offsetof(VcpuArea, fsgsbase) == AREA_FSGSBASE);
+static_assert(offsetof(VcpuArea, kernel_fs) == AREA_KERNEL_FS);
+static_assert(offsetof(VcpuArea, kernel_gs) == AREA_KERNEL_GS);
+static_assert(offsetof(VcpuArea, user_fs) == AREA_USER_FS);
+static_assert(offsetof(VcpuArea, user_gs) == AREA_USER_GS);
+static_assert(offsetof(VcpuArea, root) == AREA_ROOT);
+static_assert(offsetof(VcpuArea, page0_rest) == AREA_FIELDS_END);
 static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
 static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);
 

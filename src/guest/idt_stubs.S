@@ -42,6 +42,9 @@ dunk_idt_stub_base:
   .endr
 
   .p2align 4
+  // Also the way in for system calls made in ring 3 (trap_dispatch.S).
+  .globl dunk_exception_common
+  .hidden dunk_exception_common
   .type dunk_exception_common, @function
 dunk_exception_common:
   PUSH_GPRS
@@ -54,8 +57,13 @@ dunk_exception_common:
   // A nested exception gets a fresh piece of IST1 below this frame.
   subq $DUNK_IST_NEST_SHIFT, AREA_TSS_IST1(%rbx)
 
+  // A handler the program registered takes it in the guest, without an
+  // exit (trap_dispatch.S); what it declines goes to the monitor.
+  call dunk_trap_hook
+  testl %eax, %eax
+  jnz 1f
   outb %al, $DUNK_PORT_EXCEPTION
-
+1:
   addq $DUNK_IST_NEST_SHIFT, AREA_TSS_IST1(%rbx)
   decq AREA_EXCEPTION_DEPTH(%rbx)
   addq $8, %rsp                    // CR2

@@ -20,6 +20,10 @@
   .p2align 6
 dunk_syscall_entry:
   swapgs
+  // Ring 3 runs under a ring-0 supervisor: its calls go to the supervisor's
+  // handler (trap_dispatch.S), not to the monitor.
+  cmpq $0, %gs:AREA_USER_MODE
+  jne dunk_user_syscall
   movq %rsp, %gs:AREA_USER_RSP
   movq %gs:AREA_SYSCALL_STACK_TOP, %rsp
   // The interrupt-frame half of the TrapFrame, as an exception would push it.

@@ -696,5 +696,150 @@ TEST(PageTable, WalkReportsPartiallyCoveredLeavesAndSkipsHoles) {
   EXPECT_TRUE(leaves(*pt, Gva(0), M2).empty());
 }
 
+// --- markers, hidden leaves, kept entries, clones -----------------------------
+
+constexpr std::uint8_t kOwn = 2;
+constexpr PageAttributes kOwnRw{.writable = true, .software = kOwn};
+
+TEST(PageTable, UnmapLeavesAMarkerThatSplitsWithItsEntry) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->unmap(Gva(G1), G1, PageTableEntry::marker(kOwn)));
+  auto whole = pt->find(Gva(G1 + 5 * K4));
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->level, 3u);  // one PDPT entry marks the whole GiB
+  EXPECT_EQ(load_entry(whole->entry), PageTableEntry::marker(kOwn));
+  // Mapping one page inside splits the marker: the rest stays marked.
+  ASSERT_TRUE(pt->map(Gva(G1 + M2), Gpa(0x4000'0000), K4, kRw));
+  auto rest = pt->find(Gva(G1 + M2 + K4));
+  ASSERT_TRUE(rest);
+  EXPECT_EQ(rest->level, 1u);
+  EXPECT_EQ(load_entry(rest->entry), PageTableEntry::marker(kOwn));
+  auto far = pt->find(Gva(G1 + 7 * M2));
+  ASSERT_TRUE(far);
+  EXPECT_EQ(load_entry(far->entry), PageTableEntry::marker(kOwn));
+  EXPECT_TRUE(pt->lookup(Gva(G1 + M2)));
+  EXPECT_FALSE(pt->lookup(Gva(G1 + M2 + K4)));
+}
+
+TEST(PageTable, HideKeepsTheFrameAndProtectBringsItBack) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(M2), Gpa(4 * M2), M2, kRw));
+  ASSERT_TRUE(pt->hide(Gva(M2 + K4), K4, kOwn));  // splits the 2 MiB page
+  EXPECT_FALSE(pt->lookup(Gva(M2 + K4)));
+  EXPECT_TRUE(pt->lookup(Gva(M2)));
+  auto hidden = pt->find(Gva(M2 + K4));
+  ASSERT_TRUE(hidden);
+  const PageTableEntry h = load_entry(hidden->entry);
+  EXPECT_TRUE(h.hidden());
+  EXPECT_FALSE(h.present());
+  EXPECT_EQ(h.software(), kOwn);
+  EXPECT_EQ(h.page_address(PageSize::k4K), Gpa(4 * M2 + K4));
+  ASSERT_TRUE(pt->protect(Gva(M2 + K4), K4, kRx));
+  auto back = pt->lookup(Gva(M2 + K4 + 9));
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->pa, Gpa(4 * M2 + K4 + 9));
+  EXPECT_TRUE(back->attrs.executable);
+  EXPECT_FALSE(back->attrs.writable);
+  EXPECT_FALSE(load_entry(back->leaf).hidden());
+}
+
+TEST(PageTable, KeptEntriesSurviveEditsOfTheRangeAroundThem) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const EditOptions keep{.keep_software = kOwn};
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), G1, kRw));
+  ASSERT_TRUE(pt->map(Gva(5 * K4), Gpa(0x7000'0000), K4, kOwnRw));  // the program's page
+  ASSERT_TRUE(pt->unmap(Gva(7 * K4), K4, PageTableEntry::marker(kOwn)));  // and its hole
+  // The owner's edits over the whole GiB leave both alone...
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), G1, kRx, PageSize::k1G, keep));
+  auto own = pt->lookup(Gva(5 * K4));
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->pa, Gpa(0x7000'0000));
+  EXPECT_TRUE(own->attrs.writable);
+  EXPECT_FALSE(pt->lookup(Gva(7 * K4)));
+  auto other = pt->lookup(Gva(6 * K4));
+  ASSERT_TRUE(other);
+  EXPECT_TRUE(other->attrs.executable);
+  EXPECT_EQ(other->pa, Gpa(6 * K4));
+  ASSERT_TRUE(pt->unmap(Gva(0), G1, PageTableEntry(), keep));
+  EXPECT_TRUE(pt->lookup(Gva(5 * K4)));
+  EXPECT_FALSE(pt->lookup(Gva(6 * K4)));
+  // ...and without the option they go like anything else.
+  ASSERT_TRUE(pt->unmap(Gva(0), G1));
+  EXPECT_FALSE(pt->lookup(Gva(5 * K4)));
+  EXPECT_EQ(load_entry(pt->find(Gva(7 * K4))->entry), PageTableEntry());
+}
+
+TEST(PageTable, RemapOfTheSameFrameKeepsAccessedAndDirty) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(K4), Gpa(K4), 2 * K4, kRw));
+  for (std::uint64_t va : {K4, 2 * K4}) {
+    PageTableEntry* e = pt->lookup(Gva(va))->leaf;
+    store_entry(e, PageTableEntry(load_entry(e)).set_accessed(true).set_dirty(true));
+  }
+  ASSERT_TRUE(pt->map(Gva(K4), Gpa(K4), K4, kRx));           // same frame: kept
+  ASSERT_TRUE(pt->map(Gva(2 * K4), Gpa(9 * K4), K4, kRw));   // another frame: clean
+  EXPECT_TRUE(load_entry(pt->lookup(Gva(K4))->leaf).dirty());
+  EXPECT_TRUE(load_entry(pt->lookup(Gva(K4))->leaf).accessed());
+  EXPECT_FALSE(load_entry(pt->lookup(Gva(2 * K4))->leaf).dirty());
+}
+
+TEST(PageTable, CloneCopiesTablesAndEditsStayApart) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), 4 * M2 + 3 * K4, kRw));
+  const std::size_t before = mem.live();
+  auto copy = pt->clone(false);
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(mem.live(), 2 * before);
+  EXPECT_EQ(leaves(*copy, Gva(0), G1), leaves(*pt, Gva(0), G1));
+  ASSERT_TRUE(copy->unmap(Gva(4 * M2), K4));
+  EXPECT_FALSE(copy->lookup(Gva(4 * M2)));
+  EXPECT_TRUE(pt->lookup(Gva(4 * M2)));
+  copy->destroy();
+  EXPECT_EQ(mem.live(), before);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, CloneSharingLeafTablesSeesLeafEditsAndFreesOnlyItsOwn) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), M2 + 3 * K4, kRw));  // one 2 MiB page, one page table
+  const std::size_t before = mem.live();  // PML4, PDPT, PD, PT
+  auto shared = pt->clone(true);
+  ASSERT_TRUE(shared);
+  EXPECT_EQ(mem.live(), before + 3);  // the page table is not copied
+  ASSERT_TRUE(shared->protect(Gva(M2 + K4), K4, kRx));
+  EXPECT_TRUE(pt->lookup(Gva(M2 + K4))->attrs.executable);  // one leaf, two trees
+  // Replacing the shared table in the clone leaves the source's in place.
+  ASSERT_TRUE(shared->map(Gva(M2), Gpa(M2), M2, kRw));
+  EXPECT_EQ(pt->lookup(Gva(M2 + K4))->size, PageSize::k4K);
+  shared->destroy();
+  EXPECT_EQ(mem.live(), before);
+  EXPECT_EQ(mem.bad_releases, 0);
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, FindReportsTheDecidingEntryAndItsLevel) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  ASSERT_TRUE(pt->map(Gva(K4), Gpa(K4), K4, kRw));
+  EXPECT_EQ(pt->find(Gva(G1 + 77))->level, 3u);
+  EXPECT_EQ(pt->find(Gva(K4))->level, 1u);
+  EXPECT_EQ(pt->find(Gva(4 * G1))->level, 3u);  // an empty PDPT entry under a present PML4 entry
+  EXPECT_FALSE(pt->find(Gva(0x8000'0000'0000)));
+}
+
 }  // namespace
 }  // namespace dunk::arch

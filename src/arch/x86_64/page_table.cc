@@ -51,11 +51,18 @@ void fill_split(PageTableEntry* child, PageTableEntry large, unsigned level) noe
 }  // namespace
 
 struct PageTable::Edit {
-  enum class Kind { kMap, kUnmap, kProtect };
+  enum class Kind { kMap, kUnmap, kProtect, kHide };
   Kind kind;
   std::uint64_t pa_minus_va = 0;  // kMap: pa of linear offset x is x + pa_minus_va
   PageAttributes attrs{};
   PageSize largest = PageSize::k1G;
+  PageTableEntry marker{};  // kUnmap: what replaces a mapping
+  EditOptions options{};
+  std::uint8_t software = 0;  // kHide
+
+  bool keeps(PageTableEntry e) const noexcept {
+    return options.keep_software >= 0 && e.raw() != 0 && e.software() == options.keep_software;
+  }
 };
 
 // --- construction -----------------------------------------------------------
@@ -97,7 +104,7 @@ void PageTable::destroy() noexcept {
 
 // --- table memory -----------------------------------------------------------
 
-Result<TablePage> PageTable::allocate_table() noexcept {
+Result<TablePage> PageTable::allocate_table() const noexcept {
   DUNK_ASSIGN_OR_RETURN(TablePage page, memory_->allocate());
   const std::uint64_t limit = std::uint64_t{1} << features_.phys_bits;
   if (!page.gpa.is_aligned(kTableBytes) || page.gpa.value() >= limit) {
@@ -108,8 +115,8 @@ Result<TablePage> PageTable::allocate_table() noexcept {
 }
 
 // `old` was an entry at `level` and has just been overwritten.
-void PageTable::release_subtree(PageTableEntry old, unsigned level) noexcept {
-  if (!old.present() || old.is_leaf(level)) return;
+void PageTable::release_subtree(PageTableEntry old, unsigned level) const noexcept {
+  if (!old.present() || old.is_leaf(level) || old.software() == kBorrowedTable) return;
   const Gpa gpa = old.table_address();
   PageTableEntry* entries = memory_->table_at(gpa);
   if (entries != nullptr) release_tree(TablePage{entries, gpa}, level - 1);
@@ -117,7 +124,7 @@ void PageTable::release_subtree(PageTableEntry old, unsigned level) noexcept {
 
 // Releases `table` (a level-`level` table) and every table below it. Nothing
 // links to any of them any more, so the order does not matter.
-void PageTable::release_tree(TablePage table, unsigned level) noexcept {
+void PageTable::release_tree(TablePage table, unsigned level) const noexcept {
   if (level > 1) {
     for (unsigned i = 0; i < kEntriesPerTable; ++i) release_subtree(load_entry(&table.entries[i]), level);
   }
@@ -137,24 +144,32 @@ Status PageTable::check_range(Gva va, std::uint64_t size) const noexcept {
   return {};
 }
 
-Status PageTable::map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest) noexcept {
+Status PageTable::map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest,
+                      EditOptions options) noexcept {
   DUNK_TRY(check_range(va, size));
   if (!pa.is_aligned(kPageSize4K)) return Error{"page table: physical address not 4 KiB aligned", EINVAL};
   const std::uint64_t limit = std::uint64_t{1} << features_.phys_bits;
   if (pa.value() > limit || size > limit - pa.value()) {
     return Error{"page table: physical address beyond MAXPHYADDR", ERANGE};
   }
-  return apply(va, size, Edit{Edit::Kind::kMap, pa.value() - linear(va), attrs, largest});
+  return apply(va, size, Edit{.kind = Edit::Kind::kMap, .pa_minus_va = pa.value() - linear(va), .attrs = attrs,
+                               .largest = largest, .options = options});
 }
 
-Status PageTable::unmap(Gva va, std::uint64_t size) noexcept {
+Status PageTable::unmap(Gva va, std::uint64_t size, PageTableEntry marker, EditOptions options) noexcept {
   DUNK_TRY(check_range(va, size));
-  return apply(va, size, Edit{Edit::Kind::kUnmap});
+  if (marker.present()) return Error{"page table: an unmap marker must be a not-present entry", EINVAL};
+  return apply(va, size, Edit{.kind = Edit::Kind::kUnmap, .marker = marker, .options = options});
 }
 
-Status PageTable::protect(Gva va, std::uint64_t size, PageAttributes attrs) noexcept {
+Status PageTable::protect(Gva va, std::uint64_t size, PageAttributes attrs, EditOptions options) noexcept {
   DUNK_TRY(check_range(va, size));
-  return apply(va, size, Edit{Edit::Kind::kProtect, 0, attrs});
+  return apply(va, size, Edit{.kind = Edit::Kind::kProtect, .attrs = attrs, .options = options});
+}
+
+Status PageTable::hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept {
+  DUNK_TRY(check_range(va, size));
+  return apply(va, size, Edit{.kind = Edit::Kind::kHide, .software = software});
 }
 
 Status PageTable::apply(Gva va, std::uint64_t size, const Edit& edit) noexcept {
@@ -180,27 +195,52 @@ Status PageTable::edit_table(PageTableEntry* table, unsigned level, std::uint64_
 Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t base, std::uint64_t va,
                              std::uint64_t end, const Edit& edit) noexcept {
   const PageTableEntry old = load_entry(e);
+  const bool table = old.present() && !old.is_leaf(level);
+  if (!table && edit.keeps(old)) return {};
   const bool covers = va == base && end == base + level_span(level);
-  if (covers) {
+  // A table that may hold kept entries is edited inside, never replaced.
+  if (covers && !(table && edit.options.keep_software >= 0)) {
     switch (edit.kind) {
-      case Edit::Kind::kMap:
+      case Edit::Kind::kMap: {
         if (!can_map_leaf(level, base, edit)) break;
-        store_entry(e, PageTableEntry::leaf(Gpa(base + edit.pa_minus_va), leaf_size(level), edit.attrs, features_.nx));
+        const Gpa pa(base + edit.pa_minus_va);
+        PageTableEntry leaf = PageTableEntry::leaf(pa, leaf_size(level), edit.attrs, features_.nx);
+        if (old.maps_page(level) && old.page_address(leaf_size(level)) == pa) {
+          leaf.set_accessed(old.accessed()).set_dirty(old.dirty());
+        }
+        store_entry(e, leaf);
         release_subtree(old, level);
         return {};
+      }
       case Edit::Kind::kUnmap:
-        if (!old.present()) return {};
-        store_entry(e, PageTableEntry());
+        if (old == edit.marker) return {};
+        store_entry(e, edit.marker);
         release_subtree(old, level);
         return {};
       case Edit::Kind::kProtect:
-        if (!old.present()) return {};
-        if (!old.is_leaf(level)) break;
+      case Edit::Kind::kHide:
+        if (table) break;
+        if (!old.maps_page(level)) return {};
         protect_leaf(e, level, edit);
         return {};
     }
   }
-  if (!old.present() && edit.kind != Edit::Kind::kMap) return {};
+  if (!table) {
+    // Nothing below to edit, unless a large page (or a marker, for an
+    // unmap leaving another marker) has to be split first.
+    switch (edit.kind) {
+      case Edit::Kind::kMap: break;
+      case Edit::Kind::kUnmap:
+        if (old == edit.marker) return {};
+        break;
+      case Edit::Kind::kProtect:
+        if (!old.maps_page(level)) return {};
+        break;
+      case Edit::Kind::kHide:
+        if (!old.present()) return {};
+        break;
+    }
+  }
   return edit_below(e, old, level, va, end, edit);
 }
 
@@ -212,7 +252,8 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
   PageTableEntry* child = memory_->table_at(child_gpa);
   if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
   DUNK_TRY(edit_table(child, level - 1, va, end, edit));
-  if (edit.kind == Edit::Kind::kUnmap && !keep_empty_tables_ && table_empty(child)) {
+  if (edit.kind == Edit::Kind::kUnmap && !keep_empty_tables_ && old.software() != kBorrowedTable &&
+      table_empty(child)) {
     store_entry(e, PageTableEntry());
     release_tree(TablePage{child, child_gpa}, level - 1);
   }
@@ -226,7 +267,13 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
 Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
                                 std::uint64_t end, const Edit& edit) noexcept {
   DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
-  if (old.present() && end - va != level_span(level)) fill_split(fresh.entries, old, level);
+  if (end - va != level_span(level)) {
+    if (old.maps_page(level)) {
+      fill_split(fresh.entries, old, level);
+    } else if (old.raw() != 0) {
+      for (unsigned i = 0; i < kEntriesPerTable; ++i) fresh.entries[i] = old;  // a marker covers its part
+    }
+  }
   Status status = edit_table(fresh.entries, level - 1, va, end, edit);
   if (!status) {
     release_tree(fresh, level - 1);
@@ -253,11 +300,17 @@ void PageTable::protect_leaf(PageTableEntry* e, unsigned level, const Edit& edit
   const PageSize size = leaf_size(level);
   PageTableEntry current = load_entry(e);
   for (;;) {
+    if (edit.kind == Edit::Kind::kHide) {
+      PageTableEntry hidden = current.as_hidden();
+      hidden.set_software(edit.software);
+      if (exchange_entry(e, current, hidden)) return;
+      continue;
+    }
     PageTableEntry next = PageTableEntry::leaf(current.page_address(size), size, edit.attrs, features_.nx);
     next.set_accessed(current.accessed())
         .set_dirty(current.dirty())
         .set_protection_key(current.protection_key())
-        .set_software_high(current.software_high());
+        .set_software_high(current.software_high() & ~std::uint8_t{1});  // no longer hidden
     if (size == PageSize::k4K) {
       next.set_pat_4k(current.pat_4k());
     } else {
@@ -293,6 +346,63 @@ std::optional<Translation> PageTable::lookup(Gva va) const noexcept {
     if (table == nullptr) return std::nullopt;
   }
   return std::nullopt;
+}
+
+std::optional<EntryRef> PageTable::find(Gva va) const noexcept {
+  PageTableEntry* entries[kPagingLevels];
+  const unsigned n = path(va, entries);
+  if (n == 0) return std::nullopt;
+  return EntryRef{entries[n - 1], kPagingLevels + 1 - n};
+}
+
+unsigned PageTable::path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept {
+  if (root_.entries == nullptr || !is_canonical(va)) return 0;
+  PageTableEntry* table = root_.entries;
+  for (unsigned level = kPagingLevels, n = 1;; --level, ++n) {
+    PageTableEntry* e = &table[index(level, va)];
+    out[n - 1] = e;
+    const PageTableEntry v = load_entry(e);
+    if (!v.present() || v.is_leaf(level)) return n;
+    table = memory_->table_at(v.table_address());
+    if (table == nullptr) return n;
+  }
+}
+
+Result<PageTable> PageTable::clone(bool share_leaf_tables) const noexcept {
+  if (root_.entries == nullptr) return Error{"page table: no tree to clone", EINVAL};
+  DUNK_ASSIGN_OR_RETURN(TablePage root, allocate_table());
+  PageTable copy(*memory_, features_, root);
+  copy.keep_empty_tables_ = keep_empty_tables_;
+  Status status = clone_table(root_.entries, root.entries, kPagingLevels, share_leaf_tables);
+  if (!status) {
+    copy.destroy();
+    return status.error();
+  }
+  return copy;
+}
+
+// Fills `to` (a fresh level-`level` table) from `from`. On failure `to`
+// holds what was copied so far, all of it releasable.
+Status PageTable::clone_table(const PageTableEntry* from, PageTableEntry* to, unsigned level,
+                              bool share) const noexcept {
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    const PageTableEntry v = load_entry(&from[i]);
+    if (!v.present() || v.is_leaf(level)) {
+      to[i] = v;
+      continue;
+    }
+    const PageTableEntry* child = memory_->table_at(v.table_address());
+    if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+    if (share && level == 2) {
+      to[i] = PageTableEntry(v).set_software(kBorrowedTable);
+      continue;
+    }
+    DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
+    Status status = clone_table(child, fresh.entries, level - 1, share);
+    to[i] = PageTableEntry::table(fresh.gpa);
+    DUNK_TRY(status);
+  }
+  return {};
 }
 
 void PageTable::for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {

@@ -74,6 +74,22 @@ class LeafVisitor {
   void (*call_)(void*, Gva, PageSize, PageTableEntry&);
 };
 
+// How an edit treats what is already there, beyond its range.
+struct EditOptions {
+  // Entries whose software bits (11:9) hold this value are left as they are:
+  // leaves, hidden leaves and markers alike; a table in the range is then
+  // descended rather than replaced or dropped wholesale, so that such
+  // entries inside it survive. -1: nothing is kept.
+  int keep_software = -1;
+};
+
+// The entry that decides a virtual address: a leaf, a hidden leaf, a marker
+// or an empty entry, and its level.
+struct EntryRef {
+  PageTableEntry* entry;
+  unsigned level;
+};
+
 class PageTable {
  public:
   // A new, empty tree (allocates the root).
@@ -96,13 +112,35 @@ class PageTable {
   // Maps [va, va + size) to [pa, pa + size), replacing whatever was there.
   // Each piece gets the largest page that the alignment of both va and pa,
   // the remaining size, `largest` and the CPU allow.
-  Status map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest = PageSize::k1G) noexcept;
-  // Removes every mapping in [va, va + size). Large pages straddling an edge
-  // are split; their part outside the range stays as it was. Tables left
-  // empty are released, unless set_keep_empty_tables(true).
-  Status unmap(Gva va, std::uint64_t size) noexcept;
-  // Sets `attrs` on every present mapping in [va, va + size); holes stay holes.
-  Status protect(Gva va, std::uint64_t size, PageAttributes attrs) noexcept;
+  // A leaf that keeps the frame and size it had keeps its accessed and dirty
+  // bits too (a mapping re-made with new rights has not been cleaned).
+  Status map(Gva va, Gpa pa, std::uint64_t size, PageAttributes attrs, PageSize largest = PageSize::k1G,
+             EditOptions options = {}) noexcept;
+  // Removes every mapping in [va, va + size), leaving `marker` (a
+  // not-present entry, PageTableEntry::marker) in its place. Large pages
+  // straddling an edge are split; their part outside the range stays as it
+  // was. Tables left empty are released, unless set_keep_empty_tables(true).
+  Status unmap(Gva va, std::uint64_t size, PageTableEntry marker = {}, EditOptions options = {}) noexcept;
+  // Sets `attrs` on every present or hidden mapping in [va, va + size)
+  // (a hidden one comes back present); holes stay holes.
+  Status protect(Gva va, std::uint64_t size, PageAttributes attrs, EditOptions options = {}) noexcept;
+  // Takes every present mapping in [va, va + size) out of service (hidden,
+  // PageTableEntry::as_hidden) with software bits `software`; protect()
+  // brings it back with the same frame.
+  Status hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept;
+
+  // A copy of this tree: new tables, the same entries. With
+  // `share_leaf_tables`, the 4 KiB-page tables themselves are shared, linked
+  // with kBorrowedTable: an edit of a 4 KiB leaf shows in both trees, and
+  // destroy() of the copy leaves them to this tree.
+  Result<PageTable> clone(bool share_leaf_tables) const noexcept;
+
+  // The entry that decides `va` (nullopt: no tree, or non-canonical).
+  std::optional<EntryRef> find(Gva va) const noexcept;
+  // The entries a walk of `va` reads, top level first: path[0] is the PML4
+  // entry, path[n - 1] the one that decides (as find()). Returns n (0: no
+  // tree, or non-canonical).
+  unsigned path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept;
 
   // The translation of `va`. Writable/user/executable are the effective
   // rights: the AND over every level (SDM §4.6 "Access Rights").
@@ -142,10 +180,11 @@ class PageTable {
                        std::uint64_t end, const Edit& edit) noexcept;
   bool can_map_leaf(unsigned level, std::uint64_t base, const Edit& edit) const noexcept;
   void protect_leaf(PageTableEntry* e, unsigned level, const Edit& edit) noexcept;
+  Status clone_table(const PageTableEntry* from, PageTableEntry* to, unsigned level, bool share) const noexcept;
 
-  Result<TablePage> allocate_table() noexcept;
-  void release_subtree(PageTableEntry old, unsigned level) noexcept;
-  void release_tree(TablePage table, unsigned level) noexcept;
+  Result<TablePage> allocate_table() const noexcept;
+  void release_subtree(PageTableEntry old, unsigned level) const noexcept;
+  void release_tree(TablePage table, unsigned level) const noexcept;
   void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
             LeafVisitor& visit) const noexcept;
 

@@ -143,6 +143,23 @@ class alignas(8) PageTableEntry {
   // (PS is reserved in a PML4E).
   constexpr bool is_leaf(unsigned level) const noexcept { return level == 1 || (level <= 3 && page_size()); }
 
+  // A leaf taken out of service: not present, so the CPU ignores every
+  // other bit (SDM §4.5 "If the P flag is 0 ... the entry is not used ... and
+  // the other bits are ignored"; AMD APM vol. 2 §5.4.1), which keep what the
+  // leaf mapped, plus kHiddenBit to say so. A later protect brings it back.
+  static constexpr unsigned kHiddenBit = 52;
+  constexpr bool hidden() const noexcept { return !present() && get_bit(raw_, kHiddenBit); }
+  constexpr PageTableEntry as_hidden() const noexcept {
+    return PageTableEntry(with_bit(with_bit(raw_, 0, false), kHiddenBit, true));
+  }
+  // A present leaf or a hidden one, at `level`.
+  constexpr bool maps_page(unsigned level) const noexcept { return (present() || hidden()) && is_leaf(level); }
+  // A not-present entry that carries nothing but software bits (a marker
+  // left by an unmap; 0 is the plain empty entry).
+  static constexpr PageTableEntry marker(std::uint8_t software) noexcept {
+    return PageTableEntry().set_software(software);
+  }
+
   // Physical address of the referenced table or 4 KiB page: bits 51:12.
   constexpr Gpa table_address() const noexcept { return Gpa(raw_ & kAddressMask4K); }
   // Physical address of a leaf of `size`: bits 51:12, 51:21 or 51:30.
@@ -202,6 +219,10 @@ constexpr PageTableEntry PageTableEntry::leaf(Gpa pa, PageSize size, const PageA
       .set_page_address(pa, size);
   return e;
 }
+
+// The software bits (11:9) of an entry that links a table another tree owns
+// (a clone sharing its source's page tables): the tree never releases it.
+inline constexpr std::uint8_t kBorrowedTable = 7;
 
 // Entries of live tables are read and written only through these: the CPU
 // walks the tables of running vCPUs while the monitor edits them, so each

@@ -1,0 +1,156 @@
+// Page tables and the TLB: the program edits its own guest page tables with
+// plain stores and flushes what it asks to, in guest ring 0 — no system
+// call, no VM exit (each edit below is a few stores into tables the guest
+// can reach; the flushes are INVLPG and a CR3 reload).
+//
+//   dunk::AddressSpace& as = dunk::AddressSpace::process();
+//   as.protect(page, 4096, dunk::kRead);          // read-only from now on...
+//   dunk::flush_tlb(page);                        // ...once the TLB agrees
+//   as.map(alias, page, 4096, dunk::kRead | dunk::kWrite);  // a second view
+//   auto info = as.lookup(page);                  // rights, size, A/D bits
+//
+// Switching between address spaces (CR3):
+//
+//   auto sandbox = dunk::AddressSpace::process().clone(dunk::CloneMode::kCopy);
+//   (*sandbox)->unmap(secret, secret_size);      // invisible from there only
+//   (*sandbox)->activate();  ...  dunk::AddressSpace::process().activate();
+//
+// Who owns what (the coexistence rule). dunk's monitor keeps every address
+// space current with the host's mappings: mmap, munmap, mprotect, brk...
+// pass through it. A page whose entry the program set through this API (map,
+// unmap, protect) is the program's from then on, in that address space: the
+// monitor leaves it alone — a later mprotect of the host mapping does not
+// change it, a fault on it is not "resolved" behind the program's back but
+// goes to its handler or ends the program. release() hands a range back.
+// The other way round, dunk's own memory (page tables, vCPU areas, IDT,
+// stacks) cannot be remapped: such edits fail with EPERM.
+//
+// Rules:
+// - Every call here works in VM mode and outside it (before enter(), edits
+//   prepare the tables). activate() and the flushes need VM mode.
+// - Edits change tables that other vCPUs may be using; flush_tlb() flushes
+//   only the calling vCPU's TLB. Coordinate other threads yourself.
+// - x86 cannot express write-only or execute-only pages: without kRead a
+//   page is not present (kNone); protect() back to kRead brings it back with
+//   the same memory.
+// - The memory given to map() must stay mapped on the host for as long as
+//   the mapping is used; an access to memory the host no longer has ends the
+//   program with SIGSEGV, as natively.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+
+#include "dunk/result.h"
+
+namespace dunk {
+
+// Access rights and attributes of a mapping; combine with |.
+enum Access : unsigned {
+  kNone = 0,            // not present
+  kRead = 1u << 0,      // present (and readable)
+  kWrite = 1u << 1,
+  kExec = 1u << 2,
+  kUser = 1u << 3,      // reachable from ring 3 (dunk/ring3.h); else supervisor only
+  kNoCache = 1u << 4,   // PCD: uncached
+  kWriteThrough = 1u << 5,  // PWT
+};
+
+enum class PageSize : std::uint8_t { k4K, k2M, k1G };
+constexpr std::size_t page_bytes(PageSize s) noexcept {
+  return s == PageSize::k4K ? 4096 : s == PageSize::k2M ? 2u << 20 : 1u << 30;
+}
+
+// What a lookup or walk reports about one page.
+struct PageInfo {
+  void* page = nullptr;       // the first address of the page
+  PageSize size = PageSize::k4K;
+  unsigned access = kNone;    // kRead|kWrite|kExec|kUser|kNoCache|kWriteThrough
+  bool accessed = false;      // A: the CPU used the page since the bit was cleared
+  bool dirty = false;         // D: the CPU wrote to it since the bit was cleared
+  bool program_owned = false; // set through this API: the monitor leaves it alone
+  std::uint64_t physical = 0; // guest-physical address of the looked-up byte
+};
+
+// A reference to one page-table leaf, for walks that read or change it.
+// Changes are single atomic stores (the CPU may set A/D at any moment).
+class PageRef {
+ public:
+  explicit PageRef(std::uint64_t* entry) noexcept : entry_(entry) {}
+  std::uint64_t raw() const noexcept;          // the entry (Intel SDM vol. 3A §4.5)
+  bool accessed() const noexcept;
+  bool dirty() const noexcept;
+  // Clears A and D, returning whether D was set (compare-and-exchange).
+  bool test_and_clean() noexcept;
+  std::uint64_t* entry() const noexcept { return entry_; }
+
+ private:
+  std::uint64_t* entry_;
+};
+
+enum class CloneMode {
+  kCopy,             // every table copied: edits of one tree never show in the other
+  kShareLeafTables,  // 4 KiB-page tables shared: an edit of a 4 KiB page shows in both
+};
+
+class AddressSpace {
+ public:
+  // The process's address space, the one every vCPU starts on.
+  static AddressSpace& process() noexcept;
+  // The one the calling vCPU runs on (process() outside VM mode).
+  static AddressSpace& current() noexcept;
+
+  // Maps [va, va + size) to the memory that backs the host address `memory`
+  // (identity: memory == va), with `access`, using pages up to `largest`
+  // where both addresses are aligned for them. Page-aligned arguments.
+  Status map(void* va, const void* memory, std::size_t size, unsigned access,
+             PageSize largest = PageSize::k1G) noexcept;
+  Status unmap(void* va, std::size_t size) noexcept;
+  // Changes the rights of every mapped page in the range (holes stay holes);
+  // large pages at the edges are split. kNone hides pages (see above).
+  Status protect(void* va, std::size_t size, unsigned access) noexcept;
+  // The page that maps `va`, if present.
+  std::optional<PageInfo> lookup(const void* va) const noexcept;
+  // Calls visit(info, ref) for every present page overlapping the range, in
+  // address order; returns how many. The visitor may use `ref` to read or
+  // clean the entry.
+  template <class F>
+  std::size_t walk(const void* va, std::size_t size, F&& visit) const noexcept {
+    return walk_impl(va, size, [](void* f, const PageInfo& info, PageRef& ref) { (*static_cast<F*>(f))(info, ref); },
+                     &visit);
+  }
+  // Hands the range back to dunk's monitor: mirrored from the host again.
+  Status release(void* va, std::size_t size) noexcept;
+
+  // A new address space with the same mappings (and the same program-owned
+  // entries), kept current by the monitor like this one.
+  Result<AddressSpace*> clone(CloneMode mode) const noexcept;
+  // Frees a clone (not process(), not one a vCPU runs on).
+  Status destroy() noexcept;
+
+  // Makes the calling vCPU run on this address space (MOV to CR3; with PCID
+  // the TLB entries of other address spaces are kept). VM mode only.
+  Status activate() noexcept;
+  // The root table's guest-physical address, what CR3 holds.
+  std::uint64_t root() const noexcept;
+  // 0 for process(), 1.. for clones.
+  unsigned id() const noexcept { return id_; }
+
+ private:
+  friend class AddressSpaces;
+  explicit AddressSpace(unsigned id) noexcept : id_(id) {}
+  std::size_t walk_impl(const void* va, std::size_t size, void (*call)(void*, const PageInfo&, PageRef&),
+                        void* f) const noexcept;
+  unsigned id_;
+};
+
+// INVLPG: drops the calling vCPU's TLB entries for the page of `va`.
+void flush_tlb(const void* va) noexcept;
+// Drops every non-global TLB entry of the calling vCPU (CR3 reload).
+void flush_tlb() noexcept;
+// Whether the CPU tags TLB entries with address-space IDs (CR4.PCIDE), so
+// that activate() keeps other spaces' entries.
+bool pcid_enabled() noexcept;
+
+}  // namespace dunk

@@ -1,0 +1,33 @@
+// The ring-0 side of the privileged API: the table of the program's
+// exception handlers and the dispatcher the IDT stubs reach without an exit
+// (trap_dispatch.S).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dunk/traps.h"
+#include "guest/abi.h"
+
+namespace dunk::guest {
+
+// Read by trap_dispatch.S: a vector with a non-null entry is dispatched in
+// the guest. Process-wide, like the IDT.
+extern "C" TrapHandler dunk_trap_handlers[256] __attribute__((visibility("hidden")));
+
+// The C++ half of dunk_trap_hook: 1 when the frame should be resumed, 0 when
+// the monitor should handle the exception.
+extern "C" int dunk_guest_trap(TrapFrame* frame) noexcept __attribute__((visibility("hidden")));
+
+// Sets up an area's fields for trap dispatch: the trap stack (`stack_size`
+// bytes at `stack`, arena memory, zeroed) with room for an XSAVE image of
+// `xsave_size` bytes on top; whether ring 3 can change FS/GS bases; the
+// page-table root the vCPU starts on.
+void init_trap_area(VcpuArea& area, std::byte* stack, std::size_t stack_size, std::size_t xsave_size,
+                    bool fsgsbase, std::uint64_t root) noexcept;
+
+// Clears what a thread may have left in the area when it left VM mode from
+// the middle of a handler or a ring-3 run.
+void reset_trap_state(VcpuArea& area) noexcept;
+
+}  // namespace dunk::guest

@@ -1,0 +1,120 @@
+// Ring 3 runs (dunk/ring3.h) over the guest runtime's entry and exit
+// (src/guest/user_mode.S) and its dispatcher (src/guest/dispatch.cc).
+#include "dunk/ring3.h"
+
+#include "arch/x86_64/registers.h"
+#include "core/machine.h"
+#include "dunk/dunk.h"
+#include "dunk/paging.h"
+#include "guest/user_mode.h"
+
+namespace dunk {
+namespace {
+
+static_assert(kRing3ExitSyscall == DUNK_SYSCALL_USER_EXIT);
+
+struct RunState {
+  const Ring3Options* options;
+  Ring3Exit::Reason reason = Ring3Exit::kReturned;
+  std::uint64_t value = 0;
+};
+
+// Ring 0, on the trap stack: every event of the run.
+guest::UserVerdict on_event(guest::UserContext& context, TrapFrame& frame) noexcept {
+  auto& state = *static_cast<RunState*>(context.cookie);
+  auto verdict = [](Ring3Action a) {
+    return a == Ring3Action::kResume ? guest::UserVerdict::kResume : guest::UserVerdict::kStop;
+  };
+  if (frame.vector == DUNK_VECTOR_SYSCALL) {
+    if (frame.rax == DUNK_SYSCALL_USER_EXIT) {
+      state.reason = Ring3Exit::kReturned;
+      state.value = frame.rdi;
+      return guest::UserVerdict::kStop;
+    }
+    state.reason = Ring3Exit::kSyscall;
+    if (state.options->on_syscall == nullptr) return guest::UserVerdict::kStop;
+    return verdict(state.options->on_syscall(frame, state.options->cookie));
+  }
+  state.reason = Ring3Exit::kFault;
+  if (state.options->on_fault == nullptr) return guest::UserVerdict::kStop;
+  return verdict(state.options->on_fault(frame, state.options->cookie));
+}
+
+bool reachable(const void* p, unsigned need) noexcept {
+  auto info = AddressSpace::current().lookup(p);
+  return info && (info->access & need) == need;
+}
+
+// The page ring 3 returns to: user-executable, and nothing else on it.
+Status open_return_page() noexcept {
+  const void* page = guest::dunk_user_return_page;
+  if (reachable(page, kUser | kExec)) return {};
+  DUNK_TRY(AddressSpace::current().protect(const_cast<void*>(page), 4096, kRead | kExec | kUser));
+  flush_tlb(page);
+  return {};
+}
+
+}  // namespace
+
+Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& options) noexcept {
+  if (!in_vm()) return Error{"run_in_ring3: needs VM mode", EPERM};
+  guest::VcpuArea* area = core::current_cpu()->area;
+  if (area->dispatching != 0 || area->exception_depth != 0 || area->user_mode != 0) {
+    return Error{"run_in_ring3: not from an exception handler or another ring-3 run", EBUSY};
+  }
+  RunState state{&options};
+  guest::UserContext context{};
+  context.area = area;
+  context.frame = start;
+  context.frame.cs = DUNK_USER_CS;
+  context.frame.ss = DUNK_USER_DS;
+  // Interrupts on, I/O privilege 0 (every in/out, cli, sti faults), and
+  // none of the flags that only the supervisor may set.
+  constexpr std::uint64_t kRing3Flags = arch::rflags::kCF | arch::rflags::kPF | arch::rflags::kAF |
+                                        arch::rflags::kZF | arch::rflags::kSF | arch::rflags::kTF |
+                                        arch::rflags::kDF | arch::rflags::kOF | arch::rflags::kAC;
+  context.frame.rflags = (start.rflags & kRing3Flags) | arch::rflags::kIF | arch::rflags::kFixed1;
+  context.on_event = on_event;
+  context.cookie = &state;
+  guest::dunk_user_enter(&context);
+  Ring3Exit exit;
+  exit.reason = state.reason;
+  exit.value = state.value;
+  exit.frame = context.frame;
+  return exit;
+}
+
+Result<Ring3Exit> run_in_ring3(std::uint64_t (*fn)(std::uint64_t), std::uint64_t arg, void* stack,
+                               std::size_t stack_size, const Ring3Options& options) noexcept {
+  if (!in_vm()) return Error{"run_in_ring3: needs VM mode", EPERM};
+  auto top = (reinterpret_cast<std::uint64_t>(stack) + stack_size) & ~std::uint64_t{15};
+  if (stack_size < 64 || !reachable(reinterpret_cast<void*>(top - 8), kUser | kWrite)) {
+    return Error{"run_in_ring3: the stack's top page is not writable from ring 3 (protect it kUser|kWrite)", EFAULT};
+  }
+  if (!reachable(reinterpret_cast<const void*>(fn), kUser | kExec)) {
+    return Error{"run_in_ring3: the function's page is not executable from ring 3 (protect it kUser|kExec)", EFAULT};
+  }
+  DUNK_TRY(open_return_page());
+  // A call's view: the return address on top, RSP + 8 16-byte aligned.
+  top -= 8;
+  *reinterpret_cast<std::uint64_t*>(top) = reinterpret_cast<std::uint64_t>(guest::dunk_user_return_page);
+  TrapFrame start{};
+  start.rip = reinterpret_cast<std::uint64_t>(fn);
+  start.rsp = top;
+  start.rdi = arg;
+  return run_in_ring3(start, options);
+}
+
+long forward_syscall(const TrapFrame& f) noexcept {
+  long ret;
+  register long r10 asm("r10") = static_cast<long>(f.r10);
+  register long r8 asm("r8") = static_cast<long>(f.r8);
+  register long r9 asm("r9") = static_cast<long>(f.r9);
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(f.rax), "D"(f.rdi), "S"(f.rsi), "d"(f.rdx), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+
+}  // namespace dunk

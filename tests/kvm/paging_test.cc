@@ -1,0 +1,324 @@
+// The program's page tables (dunk/paging.h): edits are stores plus the
+// flush the program asks for (no exit), large pages, A/D bits, clones and
+// CR3 switches, and the coexistence rule with dunk's monitor.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+
+#include "core/machine.h"
+#include "dunk/dunk.h"
+#include "dunk/paging.h"
+#include "dunk/traps.h"
+#include "support.h"
+
+namespace dunk {
+namespace {
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t k2M = 2u << 20;
+constexpr std::uint64_t k1G = 1u << 30;
+
+std::uint64_t kvm_runs() { return core::Machine::instance().stats().kvm_runs.load(); }
+
+char* map_pages(std::size_t n) {
+  void* p = mmap(nullptr, n * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  EXPECT_NE(p, MAP_FAILED);
+  return static_cast<char*>(p);
+}
+
+// Memory of `size` aligned to `align`, committed and touched.
+char* map_aligned(std::size_t size, std::size_t align) {
+  void* raw = mmap(nullptr, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  EXPECT_NE(raw, MAP_FAILED);
+  auto p = (reinterpret_cast<std::uintptr_t>(raw) + align - 1) & ~(align - 1);
+  EXPECT_EQ(mprotect(reinterpret_cast<void*>(p), size, PROT_READ | PROT_WRITE), 0);
+  return reinterpret_cast<char*>(p);
+}
+
+// A canonical address nothing on the host uses, for aliases.
+char* unused_va(std::size_t size, std::size_t align) {
+  // Reserve and release: the range is free afterwards, and the guest page
+  // tables may map it to any memory.
+  char* p = map_aligned(size, align);
+  EXPECT_EQ(munmap(p, size), 0);
+  return p;
+}
+
+char* region = nullptr;
+std::size_t region_size = 0;
+std::atomic<int> faults{0};
+
+TrapAction make_writable(TrapFrame& f) noexcept {
+  PageFault pf = page_fault(f);
+  auto* p = static_cast<char*>(pf.address);
+  if (p < region || p >= region + region_size) return TrapAction::kDefault;
+  faults.fetch_add(1);
+  void* page = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(p) & ~(kPage - 1));
+  if (!AddressSpace::current().protect(page, kPage, kRead | kWrite)) return TrapAction::kDefault;
+  flush_tlb(page);
+  return TrapAction::kResume;
+}
+
+TEST(Paging, ProtectAndFaultHandlingCostNoExit) {
+  test::enter_or_fail();
+  region_size = 64 * kPage;
+  region = map_pages(64);
+  std::memset(region, 1, region_size);
+  ASSERT_TRUE(set_trap_handler(kPageFault, make_writable));
+  AddressSpace& as = AddressSpace::process();
+  // Warm the table reserve (one commit outside the measured part).
+  ASSERT_TRUE(as.protect(region, region_size, kRead | kWrite));
+
+  const std::uint64_t before = kvm_runs();
+  for (std::size_t i = 0; i < 64; ++i) {
+    ASSERT_TRUE(as.protect(region + i * kPage, kPage, kRead));
+    flush_tlb(region + i * kPage);
+  }
+  auto info = as.lookup(region + 5 * kPage);
+  for (std::size_t i = 0; i < 64; ++i) region[i * kPage] = 2;  // 64 faults, each fixed by the handler
+  const std::uint64_t after = kvm_runs();
+  leave();
+
+  ASSERT_TRUE(info);
+  EXPECT_EQ(info->access & kWrite, 0u);
+  EXPECT_TRUE(info->program_owned);
+  EXPECT_EQ(faults.load(), 64);
+  EXPECT_EQ(after - before, 0u) << "page-table edits or fault handling exited to the monitor";
+  EXPECT_EQ(region[7 * kPage], 2);
+}
+
+TrapAction map_back(TrapFrame& f) noexcept {
+  PageFault pf = page_fault(f);
+  auto* p = static_cast<char*>(pf.address);
+  if (p < region || p >= region + region_size) return TrapAction::kDefault;
+  faults.fetch_add(1);
+  void* page = reinterpret_cast<void*>(reinterpret_cast<std::uintptr_t>(p) & ~(kPage - 1));
+  // Identity: the same memory comes back, contents included.
+  if (!AddressSpace::current().map(page, page, kPage, kRead | kWrite)) return TrapAction::kDefault;
+  return TrapAction::kResume;  // a not-present entry is never cached: no flush needed
+}
+
+TEST(Paging, UnmappedPageIsMappedBackByTheFaultHandler) {
+  test::enter_or_fail();
+  region_size = 4 * kPage;
+  region = map_pages(4);
+  region[kPage + 10] = 'k';
+  ASSERT_TRUE(set_trap_handler(kPageFault, map_back));
+  ASSERT_TRUE(AddressSpace::process().unmap(region + kPage, kPage));
+  flush_tlb(region + kPage);
+  EXPECT_FALSE(AddressSpace::process().lookup(region + kPage));
+  const std::uint64_t before = kvm_runs();
+  char seen = static_cast<volatile char*>(region)[kPage + 10];
+  const std::uint64_t after = kvm_runs();
+  leave();
+  EXPECT_EQ(seen, 'k');
+  EXPECT_EQ(faults.load(), 1);
+  EXPECT_EQ(after - before, 0u);
+}
+
+TEST(Paging, AliasMapsTheSameMemoryAtAnotherAddress) {
+  test::enter_or_fail();
+  char* memory = map_pages(2);
+  char* alias = unused_va(2 * kPage, kPage);
+  AddressSpace& as = AddressSpace::process();
+  ASSERT_TRUE(as.map(alias, memory, 2 * kPage, kRead | kWrite));
+  alias[kPage + 1] = 'a';
+  memory[2] = 'm';
+  EXPECT_EQ(memory[kPage + 1], 'a');
+  EXPECT_EQ(alias[2], 'm');
+  auto a = as.lookup(alias + kPage + 1), m = as.lookup(memory + kPage + 1);
+  ASSERT_TRUE(a && m);
+  EXPECT_EQ(a->physical, m->physical);
+  EXPECT_TRUE(a->program_owned);
+  EXPECT_FALSE(m->program_owned);
+  leave();
+}
+
+TEST(Paging, TwoMegabyteAndOneGigabytePages) {
+  test::enter_or_fail();
+  AddressSpace& as = AddressSpace::process();
+  char* memory2m = map_aligned(k2M, k2M);
+  char* alias2m = unused_va(k2M, k2M);
+  ASSERT_TRUE(as.map(alias2m, memory2m, k2M, kRead | kWrite, PageSize::k2M));
+  auto big = as.lookup(alias2m + 12345);
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->size, PageSize::k2M);
+  EXPECT_EQ(big->page, alias2m);
+  alias2m[k2M - 1] = 'z';
+  EXPECT_EQ(memory2m[k2M - 1], 'z');
+  // Asking for 4 KiB pages gives 4 KiB pages.
+  ASSERT_TRUE(as.map(alias2m, memory2m, k2M, kRead | kWrite, PageSize::k4K));
+  EXPECT_EQ(as.lookup(alias2m + 12345)->size, PageSize::k4K);
+
+  // A GiB page needs GiB-aligned memory: its guest-physical chunk is too.
+  char* memory1g = map_aligned(k1G, k1G);
+  char* alias1g = unused_va(k1G, k1G);
+  ASSERT_TRUE(as.map(alias1g, memory1g, k1G, kRead | kWrite, PageSize::k1G));
+  auto gib = as.lookup(alias1g + 3 * k2M);
+  ASSERT_TRUE(gib);
+  EXPECT_EQ(gib->size, core::Machine::instance().features().gib_pages ? PageSize::k1G : PageSize::k2M);
+  alias1g[k1G - 4096] = 'g';
+  EXPECT_EQ(memory1g[k1G - 4096], 'g');
+  // Protecting one page inside splits the GiB page at its edges only.
+  ASSERT_TRUE(as.protect(alias1g + 5 * kPage, kPage, kRead));
+  flush_tlb();
+  EXPECT_EQ(as.lookup(alias1g + 5 * kPage)->size, PageSize::k4K);
+  EXPECT_EQ(as.lookup(alias1g + 5 * kPage)->access & kWrite, 0u);
+  EXPECT_NE(as.lookup(alias1g + 4 * kPage)->access & kWrite, 0u);
+  EXPECT_EQ(as.lookup(alias1g + 512 * kPage * 3)->size, PageSize::k2M);
+  leave();
+}
+
+TEST(Paging, NoCacheAndWriteThroughAttributes) {
+  test::enter_or_fail();
+  char* memory = map_pages(1);
+  char* alias = unused_va(kPage, kPage);
+  ASSERT_TRUE(AddressSpace::process().map(alias, memory, kPage, kRead | kWrite | kNoCache));
+  alias[0] = 'u';
+  auto info = AddressSpace::process().lookup(alias);
+  ASSERT_TRUE(info);
+  EXPECT_NE(info->access & kNoCache, 0u);
+  EXPECT_EQ(memory[0], 'u');
+  leave();
+}
+
+TEST(Paging, MonitorLeavesProgramOwnedEntriesAloneUntilReleased) {
+  test::enter_or_fail();
+  char* p = map_pages(2);
+  AddressSpace& as = AddressSpace::process();
+  ASSERT_TRUE(as.protect(p, kPage, kRead));
+  // The host mapping changes; the program's entry stays as it set it.
+  ASSERT_EQ(mprotect(p, 2 * kPage, PROT_READ | PROT_WRITE | PROT_EXEC), 0);
+  auto kept = as.lookup(p), other = as.lookup(p + kPage);
+  ASSERT_TRUE(kept && other);
+  EXPECT_EQ(kept->access & (kWrite | kExec), 0u);
+  EXPECT_TRUE(kept->program_owned);
+  EXPECT_EQ(other->access & (kWrite | kExec), static_cast<unsigned>(kWrite | kExec));
+  // Handed back, it follows the host again.
+  ASSERT_TRUE(as.release(p, kPage));
+  auto back = as.lookup(p);
+  ASSERT_TRUE(back);
+  EXPECT_FALSE(back->program_owned);
+  EXPECT_EQ(back->access & (kWrite | kExec), static_cast<unsigned>(kWrite | kExec));
+  leave();
+}
+
+TEST(Paging, ProgramUnmappedPageIsNotResolvedBehindItsBack) {
+  // No handler: the fault on a page the program unmapped must not be
+  // "fixed" by the monitor from the host's mapping; it ends the program.
+  test::ChildResult r = test::run_in_child([] {
+    if (!enter()) return 100;
+    char* p = map_pages(1);
+    p[0] = 1;
+    if (!AddressSpace::process().unmap(p, kPage)) return 102;
+    flush_tlb(p);
+    static_cast<volatile char*>(p)[0] = 2;
+    return 101;
+  });
+  ASSERT_TRUE(r.signaled) << r.output;
+  EXPECT_EQ(r.signal, SIGSEGV);
+}
+
+TEST(Paging, DunksOwnMemoryCannotBeRemapped) {
+  test::enter_or_fail();
+  void* area = core::current_cpu()->area;
+  Status s = AddressSpace::process().protect(area, kPage, kRead);
+  leave();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, EPERM);
+}
+
+TEST(Paging, AccessedAndDirtyBitsReadAndClear) {
+  test::enter_or_fail();
+  char* p = map_pages(4);
+  AddressSpace& as = AddressSpace::process();
+  auto clean = [&] {
+    as.walk(p, 4 * kPage, [](const PageInfo&, PageRef& ref) { ref.test_and_clean(); });
+    flush_tlb();
+  };
+  p[0] = 1;
+  clean();
+  auto c = as.lookup(p);
+  ASSERT_TRUE(c);
+  EXPECT_FALSE(c->dirty);
+  EXPECT_FALSE(c->accessed);
+  volatile char x = p[kPage];  // read one page, write another
+  (void)x;
+  p[2 * kPage] = 3;
+  EXPECT_TRUE(as.lookup(p + kPage)->accessed);
+  EXPECT_FALSE(as.lookup(p + kPage)->dirty);
+  EXPECT_TRUE(as.lookup(p + 2 * kPage)->dirty);
+  EXPECT_FALSE(as.lookup(p + 3 * kPage)->accessed);
+  std::size_t dirty = 0;
+  std::size_t pages = as.walk(p, 4 * kPage, [&](const PageInfo& info, PageRef&) { dirty += info.dirty; });
+  EXPECT_EQ(dirty, 1u);
+  EXPECT_GE(pages, 1u);
+  leave();
+}
+
+TEST(Paging, CloneActivateAndSwitchBackWithoutExits) {
+  test::enter_or_fail();
+  char* p = map_pages(1);
+  char* other = map_pages(1);
+  p[0] = 'p';
+  other[0] = 'o';
+  auto clone = AddressSpace::process().clone(CloneMode::kCopy);
+  ASSERT_TRUE(clone);
+  AddressSpace& sandbox = **clone;
+  EXPECT_NE(sandbox.root(), AddressSpace::process().root());
+  ASSERT_TRUE(sandbox.map(p, other, kPage, kRead | kWrite));  // p shows `other` there only
+  const std::uint64_t before = kvm_runs();
+  ASSERT_TRUE(sandbox.activate());
+  char in_clone = static_cast<volatile char*>(p)[0];
+  bool current_is_clone = &AddressSpace::current() == &sandbox;
+  ASSERT_TRUE(AddressSpace::process().activate());
+  char in_process = static_cast<volatile char*>(p)[0];
+  const std::uint64_t after = kvm_runs();
+  EXPECT_EQ(in_clone, 'o');
+  EXPECT_EQ(in_process, 'p');
+  EXPECT_TRUE(current_is_clone);
+  EXPECT_EQ(after - before, 0u);
+
+  // The monitor keeps the clone current: new memory works there too.
+  ASSERT_TRUE(sandbox.activate());
+  char* fresh = map_pages(8);
+  fresh[5 * kPage] = 'f';
+  bool fresh_ok = fresh[5 * kPage] == 'f';
+  ASSERT_TRUE(AddressSpace::process().activate());
+  EXPECT_TRUE(fresh_ok);
+  EXPECT_TRUE(sandbox.destroy());
+  EXPECT_FALSE(sandbox.activate());  // gone
+  leave();
+}
+
+TEST(Paging, CloneSharingLeafTablesSharesFourKilobyteEntries) {
+  test::enter_or_fail();
+  char* p = map_pages(2);
+  auto clone = AddressSpace::process().clone(CloneMode::kShareLeafTables);
+  ASSERT_TRUE(clone);
+  ASSERT_TRUE((*clone)->protect(p, kPage, kRead));
+  auto seen = AddressSpace::process().lookup(p);
+  ASSERT_TRUE(seen);
+  ASSERT_EQ(seen->size, PageSize::k4K);
+  EXPECT_EQ(seen->access & kWrite, 0u);  // the clone's edit, seen from the process
+  EXPECT_TRUE((*clone)->destroy());
+  EXPECT_TRUE(AddressSpace::process().lookup(p));  // the shared table survived
+  leave();
+}
+
+TEST(Paging, UnalignedArgumentsAreRefused) {
+  test::enter_or_fail();
+  char* p = map_pages(1);
+  EXPECT_FALSE(AddressSpace::process().protect(p + 1, kPage, kRead));
+  EXPECT_FALSE(AddressSpace::process().map(p, p + 1, kPage, kRead));
+  EXPECT_FALSE(AddressSpace::process().unmap(p, 100));
+  leave();
+}
+
+}  // namespace
+}  // namespace dunk

@@ -1,0 +1,336 @@
+// Ring 3 under a ring-0 supervisor (dunk/ring3.h): functions run and return,
+// system calls reach the supervisor's handler (deny, emulate, change, pass
+// on), and every escape attempt faults to ring 0 and changes nothing.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "core/machine.h"
+#include "dunk/dunk.h"
+#include "dunk/paging.h"
+#include "dunk/ring3.h"
+#include "guest/abi.h"
+#include "support.h"
+
+// The code ring 3 may run: one section, page-aligned, opened to ring 3 as a
+// whole (GNU ld provides __start_/__stop_ for it). Each escape attempt is a
+// label the run starts at; the instruction there must fault.
+asm(R"(
+  .pushsection ring3_text, "ax", @progbits
+  .p2align 12
+  .globl r3_cli, r3_sti, r3_hlt, r3_out_dunk_port, r3_in, r3_lgdt, r3_lidt, r3_mov_cr3, r3_read_cr3, r3_wrmsr
+  .globl r3_rdmsr, r3_invlpg, r3_swapgs, r3_sysret, r3_int80, r3_iret_to_ring0, r3_load_kernel_ds, r3_ltr
+  .globl r3_iretq_insn, r3_mov_ds_insn, r3_ltr_insn
+  .globl r3_read_at_rdi, r3_write_own_code, r3_syscall, r3_int3, r3_wrfsbase_then_syscall
+r3_cli: cli
+r3_sti: sti
+r3_hlt: hlt
+r3_out_dunk_port: outb %al, $0xd0
+r3_in: inb $0x60, %al
+r3_lgdt: lgdt (%rsp)
+r3_lidt: lidt (%rsp)
+r3_mov_cr3: movq %rax, %cr3
+r3_read_cr3: movq %cr3, %rax
+r3_wrmsr: wrmsr
+r3_rdmsr: rdmsr
+r3_invlpg: invlpg (%rsp)
+r3_swapgs: swapgs
+r3_sysret: sysretq
+r3_int80: int $0x80
+r3_iret_to_ring0:
+  pushq $0x18
+  pushq %rsp
+  pushq $0x2
+  pushq $0x10
+  leaq r3_cli(%rip), %rax
+  pushq %rax
+r3_iretq_insn: iretq
+r3_load_kernel_ds:
+  movl $0x18, %eax
+r3_mov_ds_insn: movl %eax, %ds
+r3_ltr:
+  movw $0x40, %ax
+r3_ltr_insn: ltr %ax
+r3_read_at_rdi: movb (%rdi), %al
+r3_write_own_code:
+  leaq r3_cli(%rip), %rax
+  movb $0x90, (%rax)
+r3_syscall:
+  syscall
+  movq %rax, %rdi
+  movabsq $0x64756e6b02, %rax     # kRing3ExitSyscall: end the run, value = the result
+  syscall
+  ud2
+r3_int3:
+  int3
+  movq $7, %rax
+  ret
+r3_wrfsbase_then_syscall:
+  wrfsbase %rdi
+  movl $39, %eax
+  syscall
+  rdfsbase %rax
+  ret
+  .popsection
+)");
+
+extern "C" {
+extern char __start_ring3_text[], __stop_ring3_text[];
+extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[], r3_lidt[], r3_mov_cr3[],
+    r3_read_cr3[], r3_wrmsr[], r3_rdmsr[], r3_invlpg[], r3_swapgs[], r3_sysret[], r3_int80[], r3_iret_to_ring0[],
+    r3_load_kernel_ds[], r3_ltr[], r3_read_at_rdi[], r3_write_own_code[], r3_syscall[], r3_int3[],
+    r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[];
+}
+
+// A compiled function for ring 3: no calls, no TLS (no stack protector).
+__attribute__((section("ring3_text"), noinline, no_stack_protector)) std::uint64_t r3_sum_of_squares(std::uint64_t n) {
+  std::uint64_t s = 0;
+  for (std::uint64_t i = 1; i <= n; ++i) s += i * i;
+  return s;
+}
+
+namespace dunk {
+namespace {
+
+constexpr std::size_t kPage = 4096;
+constexpr std::size_t kStackSize = 4 * kPage;
+
+std::uint64_t kvm_runs() { return core::Machine::instance().stats().kvm_runs.load(); }
+
+// Opens the ring-3 code and a ring-3 stack; returns the stack.
+char* prepare() {
+  test::enter_or_fail();
+  AddressSpace& as = AddressSpace::process();
+  auto start = reinterpret_cast<std::uintptr_t>(__start_ring3_text);
+  auto end = (reinterpret_cast<std::uintptr_t>(__stop_ring3_text) + kPage - 1) & ~(kPage - 1);
+  EXPECT_EQ(start % kPage, 0u);
+  EXPECT_TRUE(as.protect(reinterpret_cast<void*>(start), end - start, kRead | kExec | kUser));
+  auto* stack = static_cast<char*>(
+      mmap(nullptr, kStackSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+  EXPECT_NE(stack, MAP_FAILED);
+  EXPECT_TRUE(as.protect(stack, kStackSize, kRead | kWrite | kUser));
+  flush_tlb();
+  return stack;
+}
+
+TrapFrame at(const char* rip, char* stack) {
+  TrapFrame f{};
+  f.rip = reinterpret_cast<std::uint64_t>(rip);
+  f.rsp = reinterpret_cast<std::uint64_t>(stack + kStackSize - 64);
+  return f;
+}
+
+TEST(Ring3, FunctionRunsInRingThreeAndReturns) {
+  char* stack = prepare();
+  auto exit = run_in_ring3(r3_sum_of_squares, 10, stack, kStackSize);
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->reason, Ring3Exit::kReturned);
+  EXPECT_EQ(exit->value, 385u);
+  EXPECT_EQ(exit->frame.cs & 3, 3u);  // it really ran in ring 3
+}
+
+TEST(Ring3, RefusesUnreachableStackOrCode) {
+  test::enter_or_fail();
+  char stack[kStackSize];  // supervisor-only memory
+  auto exit = run_in_ring3(r3_sum_of_squares, 1, stack, kStackSize);
+  leave();
+  ASSERT_FALSE(exit);
+  EXPECT_EQ(exit.error().err, EFAULT);
+}
+
+struct Escape {
+  const char* name;
+  char* code;
+  std::uint64_t vector;
+  char* faulting = nullptr;  // where it must fault, if not at `code`
+};
+
+TEST(Ring3, PrivilegedInstructionsFaultToRingZeroAndChangeNothing) {
+  char* stack = prepare();
+  const Escape escapes[] = {
+      {"cli", r3_cli, 13},           {"sti", r3_sti, 13},           {"hlt", r3_hlt, 13},
+      {"out to dunk's port", r3_out_dunk_port, 13},                 {"in", r3_in, 13},
+      {"lgdt", r3_lgdt, 13},         {"lidt", r3_lidt, 13},         {"mov to cr3", r3_mov_cr3, 13},
+      {"mov from cr3", r3_read_cr3, 13},                            {"wrmsr", r3_wrmsr, 13},
+      {"rdmsr", r3_rdmsr, 13},       {"invlpg", r3_invlpg, 13},     {"swapgs", r3_swapgs, 13},
+      {"sysret", r3_sysret, 13},     {"int $0x80", r3_int80, 13},   {"ltr", r3_ltr, 13, r3_ltr_insn},
+      {"iretq to ring 0", r3_iret_to_ring0, 13, r3_iretq_insn},
+      {"load a kernel data selector", r3_load_kernel_ds, 13, r3_mov_ds_insn},
+  };
+  std::uint64_t cr3_before, cr3_after;
+  asm volatile("movq %%cr3, %0" : "=r"(cr3_before));
+  struct __attribute__((packed)) {
+    std::uint16_t limit;
+    std::uint64_t base;
+  } gdt_before{}, gdt_after{}, idt_before{}, idt_after{};
+  asm volatile("sgdt %0; sidt %1" : "=m"(gdt_before), "=m"(idt_before));
+  const std::uint64_t runs_before = kvm_runs();
+  for (const Escape& e : escapes) {
+    TrapFrame start = at(e.code, stack);
+    start.rax = 0x1234'5000;  // a would-be CR3 / MSR value
+    start.rcx = 0xc000'0082;  // LSTAR, for wrmsr/rdmsr
+    const std::uint64_t runs = kvm_runs();
+    auto exit = run_in_ring3(start);
+    EXPECT_EQ(kvm_runs(), runs) << e.name << " reached the monitor";
+    ASSERT_TRUE(exit) << e.name;
+    EXPECT_EQ(exit->reason, Ring3Exit::kFault) << e.name;
+    EXPECT_EQ(exit->frame.vector, e.vector) << e.name << " rip " << std::hex << exit->frame.rip << " cr2 " << exit->frame.cr2
+                                            << " error " << exit->frame.error_code << " code " << (void*)e.code;
+    EXPECT_EQ(exit->frame.rip, reinterpret_cast<std::uint64_t>(e.faulting != nullptr ? e.faulting : e.code))
+        << e.name << ": did not fault where expected";
+    EXPECT_EQ(exit->frame.cs & 3, 3u) << e.name;
+  }
+  const std::uint64_t runs_after = kvm_runs();
+  asm volatile("movq %%cr3, %0" : "=r"(cr3_after));
+  asm volatile("sgdt %0; sidt %1" : "=m"(gdt_after), "=m"(idt_after));
+  std::uint64_t rflags;
+  asm volatile("pushfq; popq %0" : "=r"(rflags));
+  long pid = syscall(SYS_getpid);  // the monitor still answers
+  leave();
+  EXPECT_EQ(runs_after - runs_before, 0u) << "an escape attempt reached the monitor";
+  EXPECT_EQ(cr3_before, cr3_after);
+  EXPECT_EQ(gdt_before.base, gdt_after.base);
+  EXPECT_EQ(idt_before.base, idt_after.base);
+  EXPECT_NE(rflags & (1u << 9), 0u) << "interrupts left disabled";
+  EXPECT_EQ(pid, getpid());
+}
+
+TEST(Ring3, SupervisorPagesAndItsOwnCodeAreNotWritable) {
+  char* stack = prepare();
+  int secret = 42;
+  TrapFrame read = at(r3_read_at_rdi, stack);
+  read.rdi = reinterpret_cast<std::uint64_t>(&secret);
+  auto r = run_in_ring3(read);
+  TrapFrame area_read = at(r3_read_at_rdi, stack);
+  area_read.rdi = reinterpret_cast<std::uint64_t>(core::current_cpu()->area);
+  auto a = run_in_ring3(area_read);
+  auto w = run_in_ring3(at(r3_write_own_code, stack));
+  leave();
+  ASSERT_TRUE(r && a && w);
+  EXPECT_EQ(r->reason, Ring3Exit::kFault);
+  EXPECT_EQ(r->frame.vector, 14u);
+  EXPECT_EQ(r->frame.cr2, reinterpret_cast<std::uint64_t>(&secret));
+  EXPECT_EQ(r->frame.error_code & 0x5, 0x5u);  // present, user
+  EXPECT_EQ(a->frame.vector, 14u);
+  EXPECT_EQ(w->frame.vector, 14u);
+  EXPECT_EQ(w->frame.error_code & 0x7, 0x7u);  // present, write, user
+  EXPECT_EQ(r3_cli[0], static_cast<char>(0xfa));
+}
+
+Ring3Action policy(TrapFrame& f, void* cookie) noexcept {
+  ++*static_cast<int*>(cookie);
+  switch (f.rax) {
+    case SYS_getpid:
+      f.rax = static_cast<std::uint64_t>(forward_syscall(f));  // pass to the host
+      break;
+    case SYS_getuid:
+      f.rax = 4242;  // emulate
+      break;
+    case SYS_write:
+      f.rdx = 3;  // change an argument, then pass on
+      f.rax = static_cast<std::uint64_t>(forward_syscall(f));
+      break;
+    default:
+      f.rax = static_cast<std::uint64_t>(-EPERM);  // deny
+  }
+  return Ring3Action::kResume;
+}
+
+TEST(Ring3, SystemCallsGoToTheSupervisorsHandler) {
+  char* stack = prepare();
+  int calls = 0;
+  Ring3Options options{.on_syscall = policy, .cookie = &calls};
+  auto run = [&](std::uint64_t nr, std::uint64_t a0 = 0, std::uint64_t a1 = 0, std::uint64_t a2 = 0) {
+    TrapFrame f = at(r3_syscall, stack);
+    f.rax = nr, f.rdi = a0, f.rsi = a1, f.rdx = a2;
+    return run_in_ring3(f, options);
+  };
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  char* message = stack;  // ring-3 memory
+  std::memcpy(message, "hello", 5);
+  const std::uint64_t runs_before = kvm_runs();
+  auto pid = run(SYS_getpid);
+  const std::uint64_t runs_after = kvm_runs();
+  auto uid = run(SYS_getuid);
+  auto denied = run(SYS_kill, static_cast<std::uint64_t>(getpid()), 9);
+  auto written = run(SYS_write, static_cast<std::uint64_t>(pipefd[1]), reinterpret_cast<std::uint64_t>(message), 5);
+  auto leave_attempt = run(DUNK_SYSCALL_LEAVE);
+  bool still_in_vm = in_vm();
+  leave();
+  char got[8] = {};
+  ASSERT_EQ(read(pipefd[0], got, sizeof got), 3);
+  ASSERT_TRUE(pid && uid && denied && written && leave_attempt);
+  EXPECT_EQ(pid->reason, Ring3Exit::kReturned);
+  EXPECT_EQ(static_cast<long>(pid->value), getpid());
+  EXPECT_EQ(runs_after - runs_before, 1u) << "passing getpid on costs exactly its one forwarded call";
+  EXPECT_EQ(uid->value, 4242u);
+  EXPECT_EQ(static_cast<long>(denied->value), -EPERM);
+  EXPECT_EQ(written->value, 3u);
+  EXPECT_STREQ(got, "hel");
+  EXPECT_EQ(static_cast<long>(leave_attempt->value), -EPERM);  // dunk's own calls are just numbers here
+  EXPECT_TRUE(still_in_vm);
+  EXPECT_EQ(calls, 5);
+}
+
+TEST(Ring3, WithoutAHandlerASystemCallEndsTheRun) {
+  char* stack = prepare();
+  TrapFrame f = at(r3_syscall, stack);
+  f.rax = SYS_getpid;
+  f.rdi = 77;
+  auto exit = run_in_ring3(f);
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->reason, Ring3Exit::kSyscall);
+  EXPECT_EQ(exit->frame.rax, static_cast<std::uint64_t>(SYS_getpid));
+  EXPECT_EQ(exit->frame.rdi, 77u);
+  EXPECT_EQ(exit->frame.rip, reinterpret_cast<std::uint64_t>(r3_syscall) + 2);  // after the SYSCALL
+}
+
+Ring3Action resume_breakpoint(TrapFrame& f, void* cookie) noexcept {
+  *static_cast<std::uint64_t*>(cookie) = f.vector;
+  return Ring3Action::kResume;
+}
+
+TEST(Ring3, FaultHandlerCanResume) {
+  char* stack = prepare();
+  std::uint64_t seen = 0;
+  Ring3Options options{.on_fault = resume_breakpoint, .cookie = &seen};
+  auto exit = run_in_ring3(reinterpret_cast<std::uint64_t (*)(std::uint64_t)>(r3_int3), 0, stack, kStackSize, options);
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(seen, 3u);
+  EXPECT_EQ(exit->reason, Ring3Exit::kReturned);
+  EXPECT_EQ(exit->value, 7u);
+}
+
+TEST(Ring3, OwnFsBaseDoesNotLeakIntoTheSupervisor) {
+  if (!core::Machine::instance().features().fsgsbase && core::Machine::instance().created()) GTEST_SKIP();
+  char* stack = prepare();
+  if (!core::Machine::instance().features().fsgsbase) {
+    leave();
+    GTEST_SKIP() << "no FSGSBASE: ring 3 cannot change its FS base at all";
+  }
+  int count = 0;
+  Ring3Options options{.on_syscall = policy, .cookie = &count};  // the handler runs compiled code using TLS
+  auto exit = run_in_ring3(reinterpret_cast<std::uint64_t (*)(std::uint64_t)>(r3_wrfsbase_then_syscall), 0xdead000,
+                           stack, kStackSize, options);
+  std::uint64_t fs_after;
+  asm volatile("rdfsbase %0" : "=r"(fs_after));
+  std::uint64_t fs_expected = 0;
+  syscall(SYS_arch_prctl, 0x1003 /* ARCH_GET_FS */, &fs_expected);
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(count, 1);
+  EXPECT_EQ(exit->value, 0xdead000u);  // ring 3 kept its own FS base across the call
+  EXPECT_EQ(fs_after, fs_expected);    // and the supervisor has its own back
+}
+
+}  // namespace
+}  // namespace dunk
