@@ -73,6 +73,15 @@ Machine& Machine::instance() noexcept {
   return *machine;
 }
 
+void Machine::own_fd(int fd) noexcept {
+  if (fd >= 0 && fd < kMaxOwnedFd) owned_fds_[fd / 64].fetch_or(std::uint64_t{1} << (fd % 64), std::memory_order_relaxed);
+}
+
+bool Machine::owns_fd(int fd) const noexcept {
+  return fd >= 0 && fd < kMaxOwnedFd &&
+         (owned_fds_[fd / 64].load(std::memory_order_relaxed) & (std::uint64_t{1} << (fd % 64))) != 0;
+}
+
 bool Machine::created_here() const noexcept { return created() && owner_pid_ == sys::call(SYS_getpid); }
 
 Status Machine::ensure_created(const EnterOptions& options) noexcept {
@@ -230,6 +239,9 @@ Status Machine::create(const EnterOptions&) noexcept {
       .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
   };
   DUNK_TRY(mirror_.init(*vm_, arena_, config));
+  own_fd(kvm_->fd());
+  own_fd(vm_->fd());
+  own_fd(mirror_.probe_fd());
   DUNK_TRY(build_idt());
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
@@ -250,6 +262,8 @@ void Machine::forget_after_fork() noexcept {
   new (&mirror_) Mirror();
   next_vcpu_id_.store(0, std::memory_order_relaxed);
   cpus_lock_.reset_after_fork();
+  // The parent's descriptors are the child's to close now.
+  for (auto& word : owned_fds_) word.store(0, std::memory_order_relaxed);
   cpu_count_.store(0, std::memory_order_relaxed);
 }
 
@@ -292,6 +306,7 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
   // Where the program's exception handlers run (src/guest/dispatch.h).
   DUNK_ASSIGN_OR_RETURN(std::byte* trap_stack, arena_.allocate(DUNK_TRAP_STACK_SIZE, Arena::kPage, /*guard=*/true));
+  own_fd(vcpu.fd());
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
   guest::init_trap_area(*cpu->area, trap_stack, DUNK_TRAP_STACK_SIZE, xsave_size_, features_.fsgsbase,

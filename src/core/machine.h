@@ -67,6 +67,13 @@ class Machine {
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return trace_; }
 
+  // File descriptors dunk holds (/dev/kvm, the VM, vCPUs, the mirror's
+  // probe): the monitor keeps the program from closing them (a fork child
+  // that closes every descriptor, say). Async-signal-safe.
+  void own_fd(int fd) noexcept;
+  bool owns_fd(int fd) const noexcept;
+  static constexpr int kMaxOwnedFd = 65536;
+
   // Serialises changes to the program's signal actions.
   Lock& signal_lock() noexcept { return signal_lock_; }
 
@@ -83,6 +90,7 @@ class Machine {
 
   Lock create_lock_;
   Lock signal_lock_;
+  std::atomic<std::uint64_t> owned_fds_[kMaxOwnedFd / 64] = {};
   std::atomic<bool> created_{false};
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;

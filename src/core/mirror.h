@@ -117,6 +117,7 @@ class Mirror final : private arch::TableMemory {
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
 
+  int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
 

@@ -251,6 +251,14 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_arch_prctl:
       ret = arch_prctl(f);
       break;
+    case SYS_close:
+      // One of dunk's own descriptors is not open as far as the program
+      // knows (it never opened it).
+      ret = machine_.owns_fd(static_cast<int>(f.rdi)) ? -EBADF : forward(f);
+      break;
+    case SYS_close_range:
+      ret = close_range(f);
+      break;
     case SYS_rt_sigaction:
       ret = rt_sigaction(f);
       break;
@@ -411,6 +419,27 @@ long Monitor::arch_prctl(TrapFrame& f) noexcept {
     }
   }
   return -EINVAL;
+}
+
+long Monitor::close_range(TrapFrame& f) noexcept {
+  // close_range(first, last, flags) around dunk's own descriptors: the
+  // pieces between them are closed; CLOSE_RANGE_CLOEXEC alone closes
+  // nothing (and dunk's descriptors are close-on-exec already).
+  constexpr std::uint64_t kCloexec = 1U << 2;  // CLOSE_RANGE_CLOEXEC
+  const std::uint64_t first = f.rdi, last = f.rsi, flags = f.rdx;
+  if ((flags & kCloexec) != 0 || first > last) return forward(f);
+  std::uint64_t from = first;
+  const std::uint64_t scan_end = last < Machine::kMaxOwnedFd ? last + 1 : Machine::kMaxOwnedFd;
+  for (std::uint64_t fd = first; fd < scan_end; ++fd) {
+    if (!machine_.owns_fd(static_cast<int>(fd))) continue;
+    if (fd > from) {
+      long ret = sys::call(SYS_close_range, static_cast<long>(from), static_cast<long>(fd - 1), static_cast<long>(flags));
+      if (ret != 0) return ret;
+    }
+    from = fd + 1;
+  }
+  if (from > last) return 0;
+  return sys::call(SYS_close_range, static_cast<long>(from), static_cast<long>(last), static_cast<long>(flags));
 }
 
 extern "C" void dunk_fork_child_fixup(const TrapFrame* frame, const void* xsave);

@@ -78,13 +78,17 @@ long raw_sigaction(int sig, const KernelSigaction* action, KernelSigaction* old)
 
 KernelSigaction host_action_for(const KernelSigaction& program) noexcept {
   if (!is_handler(program.handler)) return program;
-  // The program's flags and mask, so that the kernel decides restarts
-  // (SA_RESTART), nesting (SA_NODEFER) and one-shot handlers (SA_RESETHAND)
-  // as it would natively; SA_ONSTACK only matters for threads outside VM
-  // mode, since a thread in VM mode has no host alternate stack.
+  // The program's flags, so that the kernel decides restarts (SA_RESTART)
+  // and one-shot handlers (SA_RESETHAND) as it would natively; SA_ONSTACK
+  // only matters for threads outside VM mode, since a thread in VM mode has
+  // no host alternate stack. Every signal blocked while the host handler
+  // runs: host handlers never nest, so each one sees, in its context, the
+  // mask the program's handler would have interrupted (the handlers that
+  // came before it included) and queues in the order the guest's frames
+  // must nest.
   return KernelSigaction{reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler),
                          program.flags | SA_SIGINFO | kSaRestorer,
-                         reinterpret_cast<std::uint64_t>(&dunk_host_signal_restorer), program.mask};
+                         reinterpret_cast<std::uint64_t>(&dunk_host_signal_restorer), ~std::uint64_t{0}};
 }
 
 void adopt_signal_handlers() noexcept {
@@ -113,8 +117,7 @@ namespace {
 
 // The native repetition of a faulting access (see Monitor::handle_host_fault)
 // raised `sig` with the kernel's own siginfo: resume the faulting state in
-// VM mode and deliver the signal there. The kernel's frame is abandoned; the
-// mask it set (the handler's) is the one the guest handler needs.
+// VM mode and deliver the signal there.
 [[noreturn]] void back_to_vm_with(Cpu& cpu, int sig, const void* info, const KernelUcontext& uc,
                                   const KernelSigaction& action) noexcept {
   const KernelSigcontext& sc = uc.mcontext;
@@ -134,7 +137,11 @@ namespace {
   p.mask_before = uc.sigmask;
   p.trapno = sc.trapno, p.error_code = sc.err, p.cr2 = sc.cr2;
   s.tail.store(tail + 1, std::memory_order_release);
-  (void)sig;
+  // The kernel's frame is abandoned, so the mask it would restore is set
+  // here: the program handler's (the host handler runs with all blocked).
+  std::uint64_t mask = uc.sigmask | action.mask | ((action.flags & SA_NODEFER) != 0 ? 0 : bit(sig));
+  mask &= ~kUnblockable;
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
   dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
 }
 
@@ -173,8 +180,11 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
   }
   if (cpu != nullptr) cpu->refaulting = false;
   if (cpu == nullptr || !cpu->in_guest) {
-    // A thread outside VM mode: the program's handler, right here, as the
-    // kernel would have called it.
+    // A thread outside VM mode: the program's handler, right here, with the
+    // mask the kernel would have given it.
+    std::uint64_t mask = uc->sigmask | action.mask | ((action.flags & SA_NODEFER) != 0 ? 0 : bit(sig));
+    mask &= ~kUnblockable;
+    sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
     reinterpret_cast<void (*)(int, void*, void*)>(action.handler)(sig, info, context);
     return;
   }

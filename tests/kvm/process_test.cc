@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,6 +126,29 @@ TEST(Process, ForkChildInVmModeDiesOfItsFault) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFSIGNALED(status)) << status;
   EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+}
+
+// A fork child that closes every descriptor above 2 (as subprocess, daemons
+// and closefrom() do) goes on running in its own VM, whose descriptors the
+// program cannot close.
+TEST(Process, ForkChildClosingEveryDescriptorStaysInVmMode) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  test::ChildResult r = test::run_in_child([] {
+    pid_t pid = fork();
+    if (pid == 0) {
+      if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0) _exit(10);
+      for (int fd = 3; fd < 1024; ++fd) close(fd);
+      std::printf("child alive vm=%d\n", test::in_guest_ring0() ? 1 : 0);
+      std::fflush(stdout);
+      _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+  });
+  EXPECT_TRUE(r.exited) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "child alive vm=1\n");
 }
 
 TEST(Process, PosixSpawnRunsAProgram) {

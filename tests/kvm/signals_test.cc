@@ -491,6 +491,33 @@ TEST(Signals, SigpipeKillsByDefaultAndReachesAHandler) {
   expect_handled_in_vm(SIGPIPE);
 }
 
+// Two signals arriving together, in either order, many times: each handler
+// runs once per signal, and afterwards neither signal is left blocked (the
+// masks of nested handlers unwind in order).
+std::atomic<int> usr1_count{0}, alrm_count{0};
+TEST(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int sig) { (sig == SIGUSR1 ? usr1_count : alrm_count).fetch_add(1); };
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);
+  test::enter_or_fail();
+  for (int round = 0; round < 40; ++round) {
+    const int want_usr1 = usr1_count.load() + 1, want_alrm = alrm_count.load() + 1;
+    itimerval t{{0, 0}, {0, 1 + round % 10}};
+    ASSERT_EQ(setitimer(ITIMER_REAL, &t, nullptr), 0);
+    kill(getpid(), SIGUSR1);
+    for (int spin = 0; spin < 200'000 && (usr1_count.load() < want_usr1 || alrm_count.load() < want_alrm); ++spin) {
+      usleep(10);
+    }
+    ASSERT_EQ(usr1_count.load(), want_usr1) << "round " << round;
+    ASSERT_EQ(alrm_count.load(), want_alrm) << "round " << round;
+    sigset_t now;
+    pthread_sigmask(SIG_BLOCK, nullptr, &now);
+    ASSERT_EQ(sigismember(&now, SIGUSR1), 0) << "round " << round;
+    ASSERT_EQ(sigismember(&now, SIGALRM), 0) << "round " << round;
+  }
+}
+
 // A process in VM mode really stops on SIGSTOP and resumes on SIGCONT, and
 // SIGKILL ends it.
 TEST(Signals, StopContinueAndKill) {
