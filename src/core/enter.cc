@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/syscall.h>
 
 #include <cstdio>
@@ -32,8 +33,8 @@ thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nul
 
 // The parent's VM is unusable in a fork child: KVM serves a VM only to the
 // address space that created it. Drops it, so that enter() builds another.
-void forget_parent_vm() {
-  core::Machine::instance().forget_after_fork();
+void forget_parent_vm(bool shares_fd_table) {
+  core::Machine::instance().forget_after_fork(shares_fd_table);
   tls_cpu = nullptr;
 }
 
@@ -42,7 +43,7 @@ void forget_parent_vm() {
 // forked in VM mode has dropped it already, and may have a VM of its own by
 // the time libc runs this.)
 void forget_in_fork_child() {
-  if (!core::Machine::instance().created_here()) forget_parent_vm();
+  if (!core::Machine::instance().created_here()) forget_parent_vm(/*shares_fd_table=*/false);
 }
 
 // Moves a fork child into a VM of its own and resumes `frame` there (does
@@ -96,7 +97,8 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
       tls_cpu != nullptr ? tls_cpu->signals.altstack : core::KernelStack{0, SS_DISABLE, 0, 0};
   core::Machine& machine = core::Machine::instance();
   const bool follow = machine.follow_fork();
-  forget_parent_vm();
+  const bool shares_fd_table = tls_cpu != nullptr && (tls_cpu->creating_process_flags & CLONE_FILES) != 0;
+  forget_parent_vm(shares_fd_table);
   if (follow) {
     // This stack lies in the arena, which the new VM recycles: move to a
     // stack of the child's own first (it stays, 256 KiB, for the child's

@@ -250,10 +250,26 @@ Status Machine::create(const EnterOptions&) noexcept {
   return {};
 }
 
-void Machine::forget_after_fork() noexcept {
+void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   // Runs in the child, which has one thread: no lock is held by anyone.
   create_lock_.reset_after_fork();
   created_.store(false, std::memory_order_relaxed);
+  shares_fd_table_ = shares_fd_table;
+  const int probe = mirror_.probe_fd();
+  if (shares_fd_table) {
+    // The numbers are the parent's descriptors, still in use: forget them,
+    // and keep them out of this program's reach (the bitmap stays).
+    if (vm_) vm_->abandon_fd();
+    if (kvm_) kvm_->abandon_fd();
+  } else {
+    // Copies of the parent's descriptors: close them (each vCPU's pins the
+    // parent's VM), then the program may reuse the numbers.
+    for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
+      sys::call(SYS_close, cpus_[i]->vcpu.fd());
+    }
+    if (probe >= 0) sys::call(SYS_close, probe);
+    for (auto& word : owned_fds_) word.store(0, std::memory_order_relaxed);
+  }
   vm_.reset();
   kvm_.reset();
   // The arena's contents belong to the parent's VM; the next create()
@@ -262,9 +278,25 @@ void Machine::forget_after_fork() noexcept {
   new (&mirror_) Mirror();
   next_vcpu_id_.store(0, std::memory_order_relaxed);
   cpus_lock_.reset_after_fork();
-  // The parent's descriptors are the child's to close now.
-  for (auto& word : owned_fds_) word.store(0, std::memory_order_relaxed);
   cpu_count_.store(0, std::memory_order_relaxed);
+}
+
+unsigned Machine::live_cpus() const noexcept {
+  unsigned live = 0;
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
+    if (!cpus_[i]->owner_exited.load(std::memory_order_acquire)) ++live;
+  }
+  return live;
+}
+
+void Machine::close_fds_before_exit() noexcept {
+  if (!shares_fd_table_ || !created_here()) return;
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
+    sys::call(SYS_close, cpus_[i]->vcpu.fd());
+  }
+  if (mirror_.probe_fd() >= 0) sys::call(SYS_close, mirror_.probe_fd());
+  sys::call(SYS_close, vm_->fd());
+  sys::call(SYS_close, kvm_->fd());
 }
 
 Cpu* Machine::cpu_of_thread(std::int32_t tid) noexcept {

@@ -14,6 +14,7 @@
 
 #include "arch/x86_64/cpuid.h"
 #include "arch/x86_64/descriptors.h"
+#include "base/fd_placement.h"
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/mirror.h"
@@ -46,7 +47,16 @@ class Machine {
 
   // In a fork child: the parent's VM is unusable here (KVM refuses ioctls
   // from another address space). Drops it so that enter() builds a new one.
-  void forget_after_fork() noexcept;
+  // A child that shares the parent's descriptor table (CLONE_FILES) leaves
+  // the parent's descriptors open and out of the program's reach; any other
+  // child closes its copies.
+  void forget_after_fork(bool shares_fd_table) noexcept;
+  // How many vCPUs have an owner thread that has not begun to exit.
+  unsigned live_cpus() const noexcept;
+  // Before the process exits: a process sharing its descriptor table with
+  // another (a CLONE_FILES child) closes its VM's descriptors, which would
+  // otherwise outlive it in the other process. Monitor-safe.
+  void close_fds_before_exit() noexcept;
 
   Mirror& mirror() noexcept { return mirror_; }
   Arena& arena() noexcept { return arena_; }
@@ -72,7 +82,7 @@ class Machine {
   // that closes every descriptor, say). Async-signal-safe.
   void own_fd(int fd) noexcept;
   bool owns_fd(int fd) const noexcept;
-  static constexpr int kMaxOwnedFd = 65536;
+  static constexpr int kMaxOwnedFd = kFdPlacementCeiling;
 
   // Serialises changes to the program's signal actions.
   Lock& signal_lock() noexcept { return signal_lock_; }
@@ -109,6 +119,7 @@ class Machine {
   std::atomic<unsigned> next_vcpu_id_{0};
   bool trace_ = false;
   bool follow_fork_ = false;
+  bool shares_fd_table_ = false;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
   // short of destroying the VM).
@@ -163,6 +174,9 @@ class Cpu {
   volatile bool refaulting = false;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
+  // The clone flags of the process this thread is creating, read by the
+  // child (a copy of this memory) before it builds its VM.
+  std::uint64_t creating_process_flags = 0;
   // The error that made the first entry fail, reported by enter().
   Error entry_error{};
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
 
@@ -64,7 +65,7 @@ Status Mirror::init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexc
 
   long fd = sys::call(SYS_memfd_create, reinterpret_cast<long>("dunk-probe"), MFD_CLOEXEC);
   if (sys::failed(fd)) return errno_error("memfd_create(dunk-probe) failed", fd);
-  probe_fd_ = static_cast<int>(fd);
+  probe_fd_ = move_out_of_program_range(static_cast<int>(fd));
   return {};
 }
 

@@ -1,6 +1,7 @@
 #include "core/monitor.h"
 
 #include <asm/prctl.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
@@ -11,9 +12,10 @@
 
 #include "arch/x86_64/registers.h"
 #include "arch/x86_64/vectors.h"
+#include "base/fd_listing.h"
+#include "base/proc_maps.h"
 #include "base/syscall.h"
 #include "core/text.h"
-#include "base/proc_maps.h"
 #include "guest/dispatch.h"
 
 namespace dunk::core {
@@ -259,6 +261,9 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_close_range:
       ret = close_range(f);
       break;
+    case SYS_getdents64:
+      ret = getdents64(f);
+      break;
     case SYS_rt_sigaction:
       ret = rt_sigaction(f);
       break;
@@ -274,10 +279,17 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_clone3:
       ret = clone_family(nr, f);
       break;
+    case SYS_exit_group:
+      machine_.close_fds_before_exit();
+      ret = forward(f);
+      break;
     case SYS_exit:
       // The thread ends here; its vCPU serves a later thread once the kernel
       // has reaped this one (Machine::acquire_cpu).
       cpu_.owner_exited.store(true, std::memory_order_release);
+      // The last thread's exit ends the process (glibc's clone() child
+      // returns through here).
+      if (machine_.live_cpus() == 0) machine_.close_fds_before_exit();
       ret = forward(f);
       break;
     default:
@@ -442,6 +454,33 @@ long Monitor::close_range(TrapFrame& f) noexcept {
   return sys::call(SYS_close_range, static_cast<long>(from), static_cast<long>(last), static_cast<long>(flags));
 }
 
+long Monitor::getdents64(TrapFrame& f) noexcept {
+  // Only a listing of this process's /proc/PID/fd holds dunk's descriptors
+  // (src/base/fd_listing.h); everything else goes straight through.
+  char link[64];
+  char path[96];
+  TextBuffer(link, sizeof link).append("/proc/self/fd/").dec(static_cast<long>(static_cast<int>(f.rdi)));
+  long length = sys::call(SYS_readlinkat, AT_FDCWD, reinterpret_cast<long>(link), reinterpret_cast<long>(path),
+                          sizeof path);
+  if (length <= 0 || length >= static_cast<long>(sizeof path) ||
+      !is_fd_directory_of({path, static_cast<std::size_t>(length)}, sys::call(SYS_getpid))) {
+    return forward(f);
+  }
+  // Read into the monitor's buffer, drop dunk's entries, hand over the rest;
+  // a chunk that held only dunk's entries must not read as the end.
+  alignas(8) std::byte entries[16384];
+  const std::size_t room = f.rdx < sizeof entries ? f.rdx : sizeof entries;
+  for (;;) {
+    long got = sys::call(SYS_getdents64, static_cast<long>(f.rdi), reinterpret_cast<long>(entries),
+                         static_cast<long>(room));
+    if (got <= 0) return got;
+    std::size_t kept = drop_fd_entries(entries, static_cast<std::size_t>(got),
+                                       [this](int fd) { return machine_.owns_fd(fd); });
+    if (kept == 0) continue;
+    return copy_to_guest(f.rsi, entries, kept) ? static_cast<long>(kept) : -EFAULT;
+  }
+}
+
 extern "C" void dunk_fork_child_fixup(const TrapFrame* frame, const void* xsave);
 
 long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
@@ -500,6 +539,7 @@ long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
       .ready = (shares_memory && !parent_waits_for_exec) ? &ready : nullptr,
       .child_fixup = shares_memory ? nullptr : &dunk_fork_child_fixup,
   };
+  cpu_.creating_process_flags = flags;
   long ret = dunk_clone_native(&call);
   if (ret > 0 && call.ready != nullptr) {
     // The child copies `child` and the XSAVE image off this stack first.

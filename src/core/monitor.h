@@ -77,6 +77,7 @@ class Monitor {
   bool deliver_halt_as_signal() noexcept;
   bool take_synchronous_signal(PendingSignal& p, int sig, int code, std::uint64_t address) noexcept;
   long close_range(guest::TrapFrame& frame) noexcept;
+  long getdents64(guest::TrapFrame& frame) noexcept;
   long rt_sigaction(guest::TrapFrame& frame) noexcept;
   long rt_sigreturn(guest::TrapFrame& frame) noexcept;
   long sigaltstack(guest::TrapFrame& frame) noexcept;

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstring>
 
+#include "base/fd_placement.h"
+
 // The kernel's layouts put the entries right after two 32-bit words. (Do not
 // compare with offsetof on the uapi structs: compiled as C++, their
 // __DECLARE_FLEX_ARRAY adds an empty struct that shifts the array.)
@@ -42,7 +44,7 @@ kvm_cpuid_entry2* CpuidBuffer::find(std::uint32_t function, std::uint32_t index)
 Result<System> System::open(const char* path) noexcept {
   long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
   if (sys::failed(fd)) return errno_error(kOpenFailed, fd);
-  UniqueFd owned(static_cast<int>(fd));
+  UniqueFd owned(move_out_of_program_range(static_cast<int>(fd)));
   long version = ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L);
   if (version != kApiVersion) return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};
   return System(std::move(owned));
@@ -68,7 +70,7 @@ Result<Vm> Vm::create(const System& system) noexcept {
   // Machine type 0: the default x86 VM. The returned descriptor is close-on-exec.
   long fd = ioctl_raw(system.fd(), KVM_CREATE_VM, 0L);
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VM) failed", fd);
-  return Vm(UniqueFd(static_cast<int>(fd)));
+  return Vm(UniqueFd(move_out_of_program_range(static_cast<int>(fd))));
 }
 
 long Vm::check_extension(long capability) const noexcept {
@@ -106,7 +108,7 @@ Status Vm::set_identity_map_addr(std::uint64_t gpa) noexcept {
 Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) noexcept {
   long fd = ioctl_raw(this->fd(), KVM_CREATE_VCPU, static_cast<long>(id));
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VCPU) failed", fd);
-  UniqueFd owned(static_cast<int>(fd));
+  UniqueFd owned(move_out_of_program_range(static_cast<int>(fd)));
   DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(nullptr, mmap_size, PROT_READ | PROT_WRITE,
                                                   MAP_SHARED, owned.get(), 0));
   Vcpu vcpu(std::move(owned), std::move(run), id);

@@ -53,6 +53,9 @@ class System {
   static Result<System> open(const char* path = "/dev/kvm") noexcept;
 
   int fd() const noexcept { return fd_.get(); }
+  // Forgets the descriptor without closing it (another process sharing the
+  // descriptor table still uses it).
+  void abandon_fd() noexcept { fd_.release(); }
   // KVM_CHECK_EXTENSION: 0 when absent, else a capability-specific value.
   long check_extension(long capability) const noexcept;
   Result<std::size_t> vcpu_mmap_size() const noexcept;
@@ -70,6 +73,8 @@ class Vm {
   static Result<Vm> create(const System& system) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
+  // Forgets the descriptor without closing it (see System::abandon_fd).
+  void abandon_fd() noexcept { fd_.release(); }
   long check_extension(long capability) const noexcept;
 
   // Installs (or, with size 0, deletes) memory slot `slot`: guest-physical

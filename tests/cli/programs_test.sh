@@ -12,6 +12,13 @@ test_ls() {
 	compare_native ls -la /usr/lib
 }
 
+# dunk's own descriptors stay out of the program's sight and way: the
+# listing of its descriptors is the native one, and with stdin closed its
+# first open() gets 0 (here ls's own handle on the directory it lists).
+test_descriptors() {
+	compare_native sh -c 'ls /proc/self/fd; exec ls /proc/self/fd <&-'
+}
+
 # SORT_MB of pseudo-random lines, the same in both working directories.
 make_input() {
 	if [[ ! -e $WORK/input.txt ]]; then

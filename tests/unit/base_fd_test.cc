@@ -1,0 +1,162 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstddef>
+#include <cstring>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/fd_listing.h"
+#include "base/fd_placement.h"
+
+namespace dunk {
+namespace {
+
+TEST(FdDirectory, RecognisesTheProcessAndItsThreads) {
+  EXPECT_TRUE(is_fd_directory_of("/proc/1234/fd", 1234));
+  EXPECT_TRUE(is_fd_directory_of("/proc/1234/task/1240/fd", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/1234/fd", 123));
+  EXPECT_FALSE(is_fd_directory_of("/proc/12345/fd", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/1234/fdinfo", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/1234/task//fd", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/1234/fd/3", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/self/fd", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/home/proc/1234/fd", 1234));
+  EXPECT_FALSE(is_fd_directory_of("", 1234));
+}
+
+TEST(FdDirectory, EntryNamesThatAreDescriptors) {
+  EXPECT_EQ(fd_of_entry_name("0"), 0);
+  EXPECT_EQ(fd_of_entry_name("1024"), 1024);
+  EXPECT_EQ(fd_of_entry_name("2147483647"), 2147483647);
+  EXPECT_EQ(fd_of_entry_name("."), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name(".."), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name(""), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name("012"), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name("12a"), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name("2147483648"), std::nullopt);
+  EXPECT_EQ(fd_of_entry_name("99999999999999999999"), std::nullopt);
+}
+
+// A getdents64 result built by hand: the layout of getdents64(2).
+struct Listing {
+  alignas(8) std::array<std::byte, 1024> bytes{};
+  std::size_t size = 0;
+
+  void add(const char* name, std::int64_t off) {
+    const std::size_t reclen = (kDirent64NameOffset + std::strlen(name) + 1 + 7) & ~std::size_t{7};
+    std::byte* record = bytes.data() + size;
+    const std::uint64_t ino = 100 + size;
+    const auto length = static_cast<std::uint16_t>(reclen);
+    std::memcpy(record, &ino, 8);
+    std::memcpy(record + 8, &off, 8);
+    std::memcpy(record + kDirent64ReclenOffset, &length, 2);
+    record[18] = std::byte{DT_LNK};
+    std::memcpy(record + kDirent64NameOffset, name, std::strlen(name) + 1);
+    size += reclen;
+  }
+
+  std::vector<std::string> names(std::size_t upto) const {
+    std::vector<std::string> out;
+    for (std::size_t at = 0; at < upto;) {
+      std::uint16_t reclen;
+      std::memcpy(&reclen, bytes.data() + at + kDirent64ReclenOffset, 2);
+      out.emplace_back(reinterpret_cast<const char*>(bytes.data() + at + kDirent64NameOffset));
+      at += reclen;
+    }
+    return out;
+  }
+};
+
+TEST(FdDirectory, DropsOnlyTheHiddenDescriptors) {
+  Listing listing;
+  for (const char* name : {".", "..", "0", "1", "2", "1024", "7", "1025", "longer-name-not-a-number"}) {
+    listing.add(name, static_cast<std::int64_t>(listing.size + 1));
+  }
+  std::set<int> hidden = {1024, 1025, 5};
+  std::size_t kept = drop_fd_entries(listing.bytes.data(), listing.size, [&](int fd) { return hidden.contains(fd); });
+  EXPECT_EQ(listing.names(kept),
+            (std::vector<std::string>{".", "..", "0", "1", "2", "7", "longer-name-not-a-number"}));
+}
+
+TEST(FdDirectory, EverythingHiddenLeavesNothing) {
+  Listing listing;
+  listing.add("1024", 1);
+  listing.add("1025", 2);
+  EXPECT_EQ(drop_fd_entries(listing.bytes.data(), listing.size, [](int fd) { return fd >= 1024; }), 0u);
+}
+
+TEST(FdDirectory, AMalformedTailIsKept) {
+  Listing listing;
+  listing.add("1024", 1);
+  listing.add("3", 2);
+  const std::size_t whole = listing.size;
+  // The second record claims to run past the end.
+  std::uint16_t too_long = 200;
+  std::memcpy(listing.bytes.data() + 24 + kDirent64ReclenOffset, &too_long, 2);
+  std::size_t kept = drop_fd_entries(listing.bytes.data(), whole, [](int fd) { return fd == 1024; });
+  EXPECT_EQ(kept, whole - 24);
+}
+
+class FdPlacement : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0); }
+  void TearDown() override { setrlimit(RLIMIT_NOFILE, &saved_); }
+  rlimit saved_{};
+};
+
+TEST_F(FdPlacement, GoesAboveTheSoftLimitAndRestoresIt) {
+  rlimit limit{256, 2048};
+  if (saved_.rlim_max < limit.rlim_max) limit.rlim_max = saved_.rlim_max;
+  ASSERT_GT(limit.rlim_max, limit.rlim_cur + 16) << "hard RLIMIT_NOFILE too low for this test";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int moved = move_out_of_program_range(fd);
+  EXPECT_GE(moved, 256);
+  EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "the old number is closed";
+  EXPECT_EQ(fcntl(moved, F_GETFD), FD_CLOEXEC);
+  rlimit after{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, 256u);
+  EXPECT_EQ(after.rlim_max, limit.rlim_max);
+  // The program's next open gets the lowest free number, as natively.
+  int next = open("/dev/null", O_RDONLY);
+  EXPECT_EQ(next, fd);
+  close(next);
+  close(moved);
+}
+
+TEST_F(FdPlacement, WithoutRoomAboveGoesToTheTopBelowTheLimit) {
+  rlimit limit{1024, 1024};
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int moved = move_out_of_program_range(fd);
+  EXPECT_GE(moved, 1024 - 256);
+  EXPECT_LT(moved, 1024);
+  close(moved);
+}
+
+TEST_F(FdPlacement, StaysWhenNothingIsFree) {
+  rlimit limit{8, 8};
+  std::vector<int> filler;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  for (int fd; (fd = open("/dev/null", O_RDONLY)) >= 0;) filler.push_back(fd);
+  ASSERT_FALSE(filler.empty());
+  int last = filler.back();
+  filler.pop_back();
+  EXPECT_EQ(move_out_of_program_range(last), last);
+  EXPECT_EQ(fcntl(last, F_GETFD), 0) << "still open where it was";
+  close(last);
+  for (int fd : filler) close(fd);
+}
+
+}  // namespace
+}  // namespace dunk
