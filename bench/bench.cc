@@ -172,10 +172,15 @@ const Result* baseline(const Report& report, const Result& r) {
   return first;
 }
 
+// A ratio with two significant digits below 10 (0.047x, not 0.0x).
+std::string format_ratio(double ratio) {
+  return ratio >= 10 ? fmt::format("{:.1f}x", ratio) : fmt::format("{:.2g}x", ratio);
+}
+
 std::string ratio_text(const Report& report, const Result& r) {
   const Result* base = baseline(report, r);
   if (base == nullptr || base == &r || r.ns_per_op <= 0) return "";
-  return fmt::format("{:.1f}x", r.ns_per_op / base->ns_per_op);
+  return format_ratio(r.ns_per_op / base->ns_per_op);
 }
 
 }  // namespace
@@ -195,9 +200,9 @@ void print(const Report& report) {
     const Result* base = baseline(report, r);
     if (base != nullptr && base != &r && r.ns_per_op > 0) {
       if (r.mode == "vm" && base->mode == "native") {
-        fmt::print("{}: VM mode / native = {:.1f}x\n", r.name, r.ns_per_op / base->ns_per_op);
+        fmt::print("{}: VM mode / native = {}\n", r.name, format_ratio(r.ns_per_op / base->ns_per_op));
       } else {
-        fmt::print("{}: {} / {} = {:.1f}x\n", r.name, r.mode, base->mode, r.ns_per_op / base->ns_per_op);
+        fmt::print("{}: {} / {} = {}\n", r.name, r.mode, base->mode, format_ratio(r.ns_per_op / base->ns_per_op));
       }
     }
     if (!r.note.empty()) fmt::print("{} ({}): {}\n", r.name, r.mode, r.note);
