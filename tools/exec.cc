@@ -13,6 +13,7 @@
 #include <optional>
 #include <string_view>
 
+#include "base/fd_placement.h"
 #include "base/unique_fd.h"
 #include "tools/check.h"
 #include "tools/program.h"
@@ -64,20 +65,34 @@ std::string find_preload(std::string& path) {
   return {};
 }
 
+// A KVM handle for the whole process tree, inherited across fork and exec
+// and named by DUNK_KVM_FD (src/core/machine.cc, Machine::open_kvm): a
+// program that drops its privileges, and could no longer open the device,
+// still enters VM mode. Invalid when the device cannot be opened here.
+UniqueFd inheritable_kvm_handle() {
+  int fd = open(kvm_device().c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return UniqueFd();
+  UniqueFd handle(move_out_of_program_range(fd));
+  if (fcntl(handle.get(), F_SETFD, 0) != 0) return UniqueFd();
+  return handle;
+}
+
 // The program's environment: dunk's, with the preload library first in
-// LD_PRELOAD and, with statistics, DUNK_STATS naming the shared block.
-std::vector<std::string> child_environment(const std::string& preload, const std::string& stats_path) {
+// LD_PRELOAD, DUNK_KVM_FD naming the inherited KVM handle (if any) and,
+// with statistics, DUNK_STATS naming the shared block.
+std::vector<std::string> child_environment(const std::string& preload, const std::string& stats_path, int kvm_fd) {
   std::vector<std::string> env;
   std::string ld_preload = "LD_PRELOAD=" + preload;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);
     if (entry.starts_with("LD_PRELOAD=")) {
       if (entry.size() > 11) ld_preload += fmt::format(":{}", entry.substr(11));
-    } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty())) {
+    } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty()) && !entry.starts_with("DUNK_KVM_FD=")) {
       env.emplace_back(entry);
     }
   }
   env.push_back(std::move(ld_preload));
+  if (kvm_fd >= 0) env.push_back(fmt::format("DUNK_KVM_FD={}", kvm_fd));
   if (!stats_path.empty()) env.push_back("DUNK_STATS=" + stats_path);
   return env;
 }
@@ -134,7 +149,9 @@ int run_and_report(const ExecOptions& options, const std::string& path, const st
     if (!created) return fail(-1, fmt::format("cannot create the statistics file: {}", error_text(created.error())));
     stats.emplace(std::move(created).value());
   }
-  Result<int> status = run_child(path, options.command, child_environment(preload, stats ? stats->path() : ""));
+  UniqueFd kvm = inheritable_kvm_handle();
+  Result<int> status =
+      run_child(path, options.command, child_environment(preload, stats ? stats->path() : "", kvm.get()));
   if (!status) return fail(-1, fmt::format("cannot start {}: {}", options.command[0], error_text(status.error())));
   if (stats) write_reports(out, make_report(stats->stats(), options.command, *status), options);
   return *status;

@@ -23,7 +23,9 @@ not executable, 127 when it is not found.
 
 Environment: DUNK_PRELOAD names the preload library (default: next to the
 dunk executable); DUNK_TRACE=1 prints every VM exit; DUNK_KVM_DEVICE names
-another device than /dev/kvm.)";
+another device than /dev/kvm. dunk sets DUNK_KVM_FD for PROG: a KVM handle
+the whole tree inherits, so that a program that drops its privileges still
+enters VM mode.)";
 
 }  // namespace
 

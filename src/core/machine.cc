@@ -209,12 +209,31 @@ Status Machine::setup_stats() noexcept {
   return {};
 }
 
+Result<kvm::System> Machine::open_kvm() noexcept {
+  // DUNK_KVM_FD: a KVM handle inherited from `dunk exec`, which passes one
+  // down the process tree so that a program that has dropped its
+  // privileges (and could not open /dev/kvm) still runs in VM mode. It stays
+  // open for this process's own children, out of the program's reach.
+  if (const char* inherited = std::getenv("DUNK_KVM_FD"); inherited != nullptr && *inherited != '\0') {
+    char* end = nullptr;
+    long fd = std::strtol(inherited, &end, 10);
+    if (*end == '\0' && fd >= 0 && fd < kMaxOwnedFd) {
+      if (auto system = kvm::System::duplicate(static_cast<int>(fd))) {
+        own_fd(static_cast<int>(fd));
+        return system;
+      }
+    }
+    // Not (or no longer) a KVM handle: open the device as without it.
+  }
+  // DUNK_KVM_DEVICE names another device node than /dev/kvm.
+  const char* device = std::getenv("DUNK_KVM_DEVICE");
+  return kvm::System::open(device != nullptr && *device != '\0' ? device : "/dev/kvm");
+}
+
 Status Machine::create(const EnterOptions&) noexcept {
   const char* trace = std::getenv("DUNK_TRACE");
   trace_ = trace != nullptr && *trace != '\0' && *trace != '0';
-  // DUNK_KVM_DEVICE names another device node than /dev/kvm.
-  const char* device = std::getenv("DUNK_KVM_DEVICE");
-  DUNK_ASSIGN_OR_RETURN(kvm::System system, kvm::System::open(device != nullptr && *device != '\0' ? device : "/dev/kvm"));
+  DUNK_ASSIGN_OR_RETURN(kvm::System system, open_kvm());
   kvm_.emplace(std::move(system));
   DUNK_TRY(check_capabilities());
   DUNK_TRY(read_cpu_features());

@@ -92,6 +92,7 @@ class Machine {
 
  private:
   Status create(const EnterOptions& options) noexcept;
+  Result<kvm::System> open_kvm() noexcept;
   Status check_capabilities() noexcept;
   Status read_cpu_features() noexcept;
   Status build_idt() noexcept;

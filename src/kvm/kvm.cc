@@ -50,6 +50,16 @@ Result<System> System::open(const char* path) noexcept {
   return System(std::move(owned));
 }
 
+Result<System> System::duplicate(int fd) noexcept {
+  long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+  if (sys::failed(copy)) return errno_error("fcntl(F_DUPFD_CLOEXEC) of an inherited KVM handle failed", copy);
+  UniqueFd owned(move_out_of_program_range(static_cast<int>(copy)));
+  if (ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L) != kApiVersion) {
+    return Error{"the inherited descriptor is not a KVM device handle", EINVAL};
+  }
+  return System(std::move(owned));
+}
+
 long System::check_extension(long capability) const noexcept {
   long ret = ioctl_raw(fd(), KVM_CHECK_EXTENSION, capability);
   return ret < 0 ? 0 : ret;

@@ -51,6 +51,9 @@ class System {
   // Opens the KVM device and checks the API version. The error's errno tells
   // ENOENT (no KVM in this kernel) from EACCES (no permission).
   static Result<System> open(const char* path = "/dev/kvm") noexcept;
+  // A handle on the KVM device this process already holds (inherited):
+  // duplicated, so `fd` stays open; fails unless it is one.
+  static Result<System> duplicate(int fd) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
   // Forgets the descriptor without closing it (another process sharing the

@@ -33,6 +33,13 @@ make_input() {
 	ln "$WORK/input.txt" "$1/input.txt"
 }
 
+# A program that drops its privileges (here to nobody, when run as root) can
+# no longer open /dev/kvm; it runs in VM mode all the same, on the KVM handle
+# dunk exec passes down the tree (DUNK_KVM_FD).
+test_dropped_privileges() {
+	compare_native setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'id; ls /proc/self/fd'
+}
+
 test_sort() {
 	# -S: one fixed buffer size, so that both runs sort in the same way.
 	LC_ALL=C compare_native --setup make_input sort -S 64M -o sorted.txt input.txt
