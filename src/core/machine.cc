@@ -270,8 +270,11 @@ Status Machine::create(const EnterOptions&) noexcept {
 }
 
 void Machine::forget_after_fork(bool shares_fd_table) noexcept {
-  // Runs in the child, which has one thread: no lock is held by anyone.
+  // Runs in the child, which has one thread: no lock is held by anyone,
+  // though another thread of the parent may have held one at the fork.
   create_lock_.reset_after_fork();
+  signal_lock_.reset_after_fork();
+  cpuid_lock_.reset_after_fork();
   created_.store(false, std::memory_order_relaxed);
   shares_fd_table_ = shares_fd_table;
   const int probe = mirror_.probe_fd();
@@ -385,9 +388,8 @@ Status Cpu::setup(Machine& machine) noexcept {
   // CPUID: what KVM supports, with this vCPU's APIC ID (SDM vol. 2A, CPUID
   // leaf 01H EBX[31:24] and leaves 0BH/1FH EDX).
   static kvm::CpuidBuffer cpuid;
-  static Lock cpuid_lock;
   {
-    LockGuard hold(cpuid_lock);
+    LockGuard hold(machine.cpuid_lock());
     cpuid = machine.cpuid();
     for (kvm_cpuid_entry2& e : cpuid.span()) {
       if (e.function == 1) e.ebx = (e.ebx & 0x00ffffff) | (id << 24);

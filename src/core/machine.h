@@ -86,6 +86,8 @@ class Machine {
 
   // Serialises changes to the program's signal actions.
   Lock& signal_lock() noexcept { return signal_lock_; }
+  // Serialises the CPUID set-up of new vCPUs (Cpu::setup).
+  Lock& cpuid_lock() noexcept { return cpuid_lock_; }
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
@@ -101,6 +103,7 @@ class Machine {
 
   Lock create_lock_;
   Lock signal_lock_;
+  Lock cpuid_lock_;
   std::atomic<std::uint64_t> owned_fds_[kMaxOwnedFd / 64] = {};
   std::atomic<bool> created_{false};
   std::optional<kvm::System> kvm_;

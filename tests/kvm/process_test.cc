@@ -249,6 +249,53 @@ TEST(Process, WaitFamilySeesExitStatusesAndSignals) {
   EXPECT_EQ(errno, ECHILD);
 }
 
+// Forks while other threads are inside dunk's locked sections (changing
+// signal actions, creating threads and vCPUs): a child must not inherit a
+// lock that some thread of the parent held, and hang building its VM.
+TEST(Process, ForkWhileOtherThreadsHoldDunksLocksDoesNotHangTheChild) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  std::atomic<bool> stop{false};
+  std::thread sigactions([&stop] {
+    struct sigaction act {};
+    act.sa_handler = SIG_IGN;
+    while (!stop.load()) sigaction(SIGUSR2, &act, nullptr);
+  });
+  std::thread spawner([&stop] {
+    while (!stop.load()) std::thread([] {}).join();
+  });
+  constexpr int kForks = 60;
+  int hung = 0, failed = 0;
+  for (int i = 0; i < kForks && hung == 0; ++i) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      struct sigaction act {};
+      act.sa_handler = SIG_DFL;
+      if (sigaction(SIGUSR2, &act, nullptr) != 0) _exit(2);
+      bool thread_in_vm = false;
+      std::thread([&thread_in_vm] { thread_in_vm = test::in_guest_ring0(); }).join();
+      _exit(thread_in_vm && test::in_guest_ring0() ? 0 : 3);
+    }
+    ASSERT_GT(pid, 0);
+    int status = 0;
+    // A child that needs more than 60 s (emulated) to start has hung.
+    for (int waited = 0; waitpid(pid, &status, WNOHANG) == 0; ++waited) {
+      if (waited == 6000) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ++hung;
+        break;
+      }
+      usleep(10000);
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) ++failed;
+  }
+  stop = true;
+  sigactions.join();
+  spawner.join();
+  EXPECT_EQ(hung, 0);
+  EXPECT_EQ(failed, 0);
+}
+
 TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {
   test::enter_or_fail();
   std::atomic<int> counter{0};
