@@ -29,6 +29,9 @@
 
 // The "vector" a system-call frame carries, outside the IDT's 0-255.
 #define DUNK_VECTOR_SYSCALL 0x100
+// Vectors from here to 255 are interrupts (dunk/interrupts.h); below are
+// the CPU's exceptions (SDM vol. 3A §6.2, "Exception and Interrupt Vectors").
+#define DUNK_FIRST_INTERRUPT_VECTOR 32
 
 // Offsets in struct VcpuArea.
 #define AREA_SELF 0x00
