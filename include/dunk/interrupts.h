@@ -98,6 +98,29 @@ Status send_ipi(unsigned cpu, unsigned vector) noexcept;
 Status send_ipi_self(unsigned vector) noexcept;
 Status send_ipi_others(unsigned vector) noexcept;
 
+// TLB shootdown: flushes the TLB of every vCPU of the process, as
+// flush_tlb() flushes the caller's (a CR3 reload: every non-global entry of
+// the address space each one runs on). Call it after changing page-table
+// entries other vCPUs may have cached (dunk/paging.h, dunk/ptedit.h); when
+// it returns, no vCPU uses a translation older than the call.
+//
+// The calling vCPU flushes at once and sends the others interrupt
+// kTlbShootdownVector; each flushes in dunk's handler and acknowledges, and
+// the call waits for them. It does not wait for a vCPU that is out of the
+// guest in a system call (which may block indefinitely, even on the
+// caller): such a vCPU flushes on its way back, in dunk's SYSCALL entry,
+// before the program's next instruction; nor for a thread outside VM mode
+// (the IPI stays pending and is taken before its first instruction when it
+// enters again, a thread's flags having IF set) or a vCPU without a thread.
+//
+// Interrupts must be enabled (EDEADLK otherwise: two vCPUs flushing at once
+// would wait for each other); a target running with interrupts disabled
+// (in a handler, or after `cli`) delays the call until it enables them, so
+// do not wait for another vCPU with interrupts disabled. Ring 0, VM mode, a
+// VM with interrupts (EPERM, ENODEV). No exit: IPIs, flushes and the wait
+// stay in the guest.
+Status flush_tlb_all_cpus() noexcept;
+
 // Ends the interrupt in service with the highest priority on the calling
 // vCPU (x2APIC EOI). For vectors registered with manual_eoi; does nothing
 // outside VM mode or without interrupts.

@@ -482,7 +482,19 @@ Status Cpu::setup_interrupts(Machine&) noexcept {
 
 Status Cpu::reset_interrupts() noexcept {
   if (lapic_init == nullptr) return {};
-  DUNK_TRY(vcpu.set_lapic(*lapic_init));
+  // Nothing pending or in service, except a TLB shootdown: TLB shootdowns
+  // made while the vCPU had no thread did not reach it, and its TLB may
+  // still hold entries from its previous thread. The new thread flushes
+  // before its first instruction. (IRR: 32-bit registers every 16 bytes
+  // from offset 0x200 of the APIC's register page, SDM vol. 3A "Local APIC
+  // Register Address Map".)
+  kvm_lapic_state state = *lapic_init;
+  constexpr unsigned kVector = DUNK_TLB_SHOOTDOWN_VECTOR;
+  std::uint32_t irr;
+  std::memcpy(&irr, state.regs + 0x200 + 0x10 * (kVector / 32), sizeof irr);
+  irr |= 1U << (kVector % 32);
+  std::memcpy(state.regs + 0x200 + 0x10 * (kVector / 32), &irr, sizeof irr);
+  DUNK_TRY(vcpu.set_lapic(state));
   return vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE);
 }
 

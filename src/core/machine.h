@@ -72,6 +72,10 @@ class Machine {
   // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
   // exited, or null. Async-signal-safe.
   Cpu* live_cpu(unsigned id) noexcept;
+  // Every vCPU created so far (live or waiting for reuse), by index below
+  // cpu_count(). Async-signal-safe.
+  unsigned cpu_count() const noexcept { return cpu_count_.load(std::memory_order_acquire); }
+  Cpu* cpu_at(unsigned index) noexcept { return cpus_[index]; }
 
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return trace_; }

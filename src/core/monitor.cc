@@ -72,6 +72,13 @@ Status Monitor::load_entry_state() noexcept {
   area.tss.set_ist_stack(1, reinterpret_cast<std::uint64_t>(area.exception_stack + sizeof area.exception_stack));
   area.origin_cs = DUNK_KERNEL_CS;
   area.origin_ss = DUNK_KERNEL_DS;
+  // TLB shootdowns from now on wait for this vCPU. Earlier ones did not (it
+  // was not in the guest); their IPIs wait in its local APIC and flush it
+  // before its first instruction (Cpu::reset_interrupts for a reused vCPU).
+  area.in_host = 0;
+  std::atomic_ref<std::uint64_t>(area.tlb_generation)
+      .store(std::atomic_ref<std::uint64_t>(guest::dunk_tlb_generation).load(std::memory_order_acquire),
+             std::memory_order_release);
 
   const TrapFrame& f = cpu_.entry_frame;
   kvm_regs regs{};

@@ -11,6 +11,7 @@ TrapHandler dunk_trap_handlers[256] = {};
 InterruptHandler dunk_interrupt_handlers[256] = {};
 bool dunk_interrupt_manual_eoi[256] = {};
 bool dunk_lapic_present = false;
+std::uint64_t dunk_tlb_generation = 0;
 
 void lapic_eoi() noexcept {
   // x2APIC EOI: a write of 0 (anything else is #GP in x2APIC mode).
@@ -56,6 +57,18 @@ namespace {
 // for it would end some other interrupt.
 void dispatch_interrupt(TrapFrame& frame) noexcept {
   const unsigned vector = static_cast<unsigned>(frame.vector);
+  if (vector == DUNK_TLB_SHOOTDOWN_VECTOR && dunk_lapic_present) {
+    // The generation first, then the flush: it covers every edit made
+    // before that generation's request was sent.
+    VcpuArea* area = area_of_frame(&frame);
+    const std::uint64_t generation = std::atomic_ref<std::uint64_t>(dunk_tlb_generation).load(std::memory_order_acquire);
+    std::uint64_t cr3;
+    asm volatile("movq %%cr3, %0" : "=r"(cr3));
+    asm volatile("movq %0, %%cr3" : : "r"(cr3) : "memory");
+    std::atomic_ref<std::uint64_t>(area->tlb_generation).store(generation, std::memory_order_release);
+    if (lapic_in_service(vector)) lapic_eoi();
+    return;
+  }
   InterruptHandler handler =
       std::atomic_ref<InterruptHandler>(dunk_interrupt_handlers[vector]).load(std::memory_order_acquire);
   if (handler != nullptr) handler(frame);

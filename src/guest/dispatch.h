@@ -25,6 +25,10 @@ extern "C" bool dunk_interrupt_manual_eoi[256] __attribute__((visibility("hidden
 // machine is created, read by the dispatcher before it touches the APIC.
 extern "C" bool dunk_lapic_present __attribute__((visibility("hidden")));
 
+// TLB shootdowns: the generation of the newest request. A vCPU whose
+// area's tlb_generation is at least a request's has flushed for it.
+extern "C" std::uint64_t dunk_tlb_generation __attribute__((visibility("hidden")));
+
 // The local APIC's end of interrupt for the highest-priority interrupt in
 // service on this vCPU; and whether `vector` is in service. Ring 0 only,
 // in a VM with local APICs.

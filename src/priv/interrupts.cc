@@ -8,8 +8,10 @@
 #include <cerrno>
 
 #include "arch/x86_64/apic.h"
+#include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "dunk/paging.h"
 #include "guest/dispatch.h"
 
 namespace dunk {
@@ -17,6 +19,7 @@ namespace {
 
 static_assert(kFirstInterruptVector == arch::apic::kFirstInterruptVector);
 static_assert(kFirstInterruptVector == DUNK_FIRST_INTERRUPT_VECTOR);
+static_assert(kTlbShootdownVector == DUNK_TLB_SHOOTDOWN_VECTOR);
 
 bool valid_vector(unsigned vector) noexcept {
   return vector >= kFirstInterruptVector && vector <= kLastInterruptVector;
@@ -98,6 +101,42 @@ Status send_ipi_self(unsigned vector) noexcept {
 Status send_ipi_others(unsigned vector) noexcept {
   DUNK_TRY(check_send(vector));
   write_icr(arch::apic::fixed_ipi_others(static_cast<std::uint8_t>(vector)));
+  return {};
+}
+
+Status flush_tlb_all_cpus() noexcept {
+  if (!in_vm()) return Error{"flush_tlb_all_cpus: the calling thread is not in VM mode", EPERM};
+  core::Machine& machine = core::Machine::instance();
+  if (!machine.interrupts()) {
+    return Error{"flush_tlb_all_cpus: this process's VM has no local APICs (EnterOptions::interrupts)", ENODEV};
+  }
+  std::uint64_t flags;
+  asm volatile("pushfq; popq %0" : "=r"(flags));
+  if ((flags & arch::rflags::kIF) == 0) {
+    // Another vCPU's shootdown would wait for this one, which would wait
+    // for it: the classic deadlock.
+    return Error{"flush_tlb_all_cpus: interrupts are disabled (in a handler, or after cli)", EDEADLK};
+  }
+  // A locked add: a full barrier before the loads of the other vCPUs'
+  // in_host below (the SYSCALL entry's MFENCE is the other half).
+  const std::uint64_t generation =
+      std::atomic_ref<std::uint64_t>(guest::dunk_tlb_generation).fetch_add(1, std::memory_order_seq_cst) + 1;
+  write_icr(arch::apic::fixed_ipi_others(static_cast<std::uint8_t>(kTlbShootdownVector)));
+  flush_tlb();
+  core::Cpu* self = core::current_cpu();
+  for (unsigned i = 0, n = machine.cpu_count(); i < n; ++i) {
+    core::Cpu* cpu = machine.cpu_at(i);
+    if (cpu == self) continue;
+    guest::VcpuArea& area = *cpu->area;
+    // Until it has flushed, or is in (or on its way to) the host, where the
+    // SYSCALL entry flushes on its way back; or has left VM mode, to come
+    // back with the IPI pending (it enters with IF set).
+    while (std::atomic_ref<std::uint64_t>(area.tlb_generation).load(std::memory_order_acquire) < generation &&
+           std::atomic_ref<std::uint64_t>(area.in_host).load(std::memory_order_seq_cst) == 0 && cpu->in_guest &&
+           !cpu->owner_exited.load(std::memory_order_acquire)) {
+      __builtin_ia32_pause();
+    }
+  }
   return {};
 }
 

@@ -4,6 +4,7 @@
 // the option is checked; HLT waits for an interrupt or a signal.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -19,6 +20,8 @@
 #include "core/machine.h"
 #include "dunk/dunk.h"
 #include "dunk/interrupts.h"
+#include "dunk/paging.h"
+#include "guest/dispatch.h"
 #include "support.h"
 
 namespace dunk {
@@ -114,11 +117,13 @@ TEST(Interrupts, IpiToAnotherThreadRunsItsHandlerOnThatThread) {
   constexpr int kIpis = 200;
   std::atomic<int> target{-1};
   std::atomic<long> target_tid{0};
+  std::atomic<bool> stop{false};
   std::thread t([&] {
     target_tid.store(syscall(SYS_gettid));
     target.store(cpu_id());
     // Busy in ring 0, no system call: the interrupts come to this loop.
-    while (handled.load() < kIpis) __builtin_ia32_pause();
+    // Until the exits are counted: the thread's exit makes system calls.
+    while (!stop.load()) __builtin_ia32_pause();
   });
   while (target.load() < 0) __builtin_ia32_pause();
   const int me = cpu_id();
@@ -134,6 +139,7 @@ TEST(Interrupts, IpiToAnotherThreadRunsItsHandlerOnThatThread) {
     while (handled.load() < i + 1) __builtin_ia32_pause();
   }
   const std::uint64_t after = kvm_runs();
+  stop.store(true);
   t.join();
   leave();
   EXPECT_TRUE(all_sent);
@@ -249,12 +255,16 @@ TEST(Interrupts, HaltedVcpuStillTakesSignals) {
     struct sigaction sa{};
     sa.sa_handler = on_alarm;
     if (sigaction(SIGALRM, &sa, nullptr) != 0) return 101;
+    // Repeating: a tick that comes before the HLT does not leave it waiting.
     itimerval t{};
     t.it_value.tv_usec = 50 * 1000;
+    t.it_interval.tv_usec = 50 * 1000;
     if (setitimer(ITIMER_REAL, &t, nullptr) != 0) return 102;
-    // No interrupt will come, IF clear or not: only the signal ends the HLT.
+    // No interrupt will come, IF clear: only a signal ends the HLT.
     asm volatile("cli; hlt; sti" ::: "memory");
-    return alarms.load() == 1 ? 0 : 103;
+    const itimerval off{};
+    setitimer(ITIMER_REAL, &off, nullptr);
+    return alarms.load() >= 1 ? 0 : 103;
   });
   EXPECT_TRUE(r.exited) << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -276,6 +286,109 @@ TEST(Interrupts, ForkChildFollowingTheForkHasInterruptsToo) {
   });
   EXPECT_TRUE(r.exited) << r.output;
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// Three pages: an alias the test remaps, and two pages holding 1 and 2.
+struct Remappable {
+  char* alias = nullptr;
+  char* one = nullptr;
+  char* two = nullptr;
+  Remappable() {
+    void* m = mmap(nullptr, 3 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    alias = static_cast<char*>(m);
+    one = alias + 4096;
+    two = alias + 2 * 4096;
+    *reinterpret_cast<volatile int*>(one) = 1;
+    *reinterpret_cast<volatile int*>(two) = 2;
+  }
+  int read() const { return *reinterpret_cast<volatile int*>(alias); }
+};
+
+std::uint64_t tlb_generation_of(int cpu) {
+  core::Cpu* c = core::Machine::instance().live_cpu(static_cast<unsigned>(cpu));
+  return c == nullptr ? 0 : std::atomic_ref<std::uint64_t>(c->area->tlb_generation).load();
+}
+std::uint64_t current_generation() { return std::atomic_ref<std::uint64_t>(guest::dunk_tlb_generation).load(); }
+
+TEST(Interrupts, TlbShootdownReachesARunningThreadWithoutExits) {
+  enter_with_interrupts_or_fail();
+  Remappable m;
+  AddressSpace& as = AddressSpace::process();
+  ASSERT_TRUE(as.map(m.alias, m.one, 4096, kRead | kWrite));
+  flush_tlb();
+  std::atomic<int> target{-1};
+  std::atomic<int> phase{0};
+  std::atomic<int> seen_before{0}, seen_after{0};
+  std::thread t([&] {
+    target.store(cpu_id());
+    // Reads through the alias, so that this vCPU's TLB holds it.
+    while (phase.load() == 0) seen_before.store(m.read());
+    seen_after.store(m.read());
+  });
+  while (seen_before.load() != 1) __builtin_ia32_pause();
+  ASSERT_TRUE(as.map(m.alias, m.two, 4096, kRead | kWrite));
+  const std::uint64_t before = kvm_runs();
+  Status s = flush_tlb_all_cpus();
+  const std::uint64_t after = kvm_runs();
+  const std::uint64_t generation = current_generation();
+  const std::uint64_t target_generation = tlb_generation_of(target.load());
+  phase.store(1);
+  t.join();
+  EXPECT_TRUE(as.release(m.alias, 4096));
+  leave();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(after - before, 0u) << "the shootdown went through dunk's monitor";
+  EXPECT_GE(target_generation, generation) << "returned before the other vCPU flushed";
+  EXPECT_EQ(seen_after.load(), 2);
+  munmap(m.alias, 3 * 4096);
+}
+
+TEST(Interrupts, TlbShootdownDoesNotWaitForAThreadInASystemCall) {
+  enter_with_interrupts_or_fail();
+  Remappable m;
+  AddressSpace& as = AddressSpace::process();
+  ASSERT_TRUE(as.map(m.alias, m.one, 4096, kRead | kWrite));
+  flush_tlb();
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  std::atomic<int> target{-1};
+  std::atomic<int> seen_before{0}, seen_after{0};
+  std::atomic<std::uint64_t> generation_after_call{0};
+  std::thread t([&] {
+    target.store(cpu_id());
+    seen_before.store(m.read());
+    char c;
+    if (read(pipefd[0], &c, 1) != 1) return;  // blocked in the host
+    generation_after_call.store(tlb_generation_of(cpu_id()));
+    seen_after.store(m.read());
+  });
+  while (seen_before.load() != 1) __builtin_ia32_pause();
+  usleep(50 * 1000);  // let it block
+  ASSERT_TRUE(as.map(m.alias, m.two, 4096, kRead | kWrite));
+  Status s = flush_tlb_all_cpus();  // must not wait for the blocked thread
+  const std::uint64_t generation = current_generation();
+  const std::uint64_t while_blocked = tlb_generation_of(target.load());
+  ASSERT_EQ(write(pipefd[1], "x", 1), 1);
+  t.join();
+  EXPECT_TRUE(as.release(m.alias, 4096));
+  leave();
+  close(pipefd[0]);
+  close(pipefd[1]);
+  ASSERT_TRUE(s);
+  EXPECT_LT(while_blocked, generation) << "the blocked thread flushed in the host?";
+  EXPECT_GE(generation_after_call.load(), generation) << "no flush on the way back from the call";
+  EXPECT_EQ(seen_after.load(), 2);
+  munmap(m.alias, 3 * 4096);
+}
+
+TEST(Interrupts, TlbShootdownNeedsInterruptsEnabled) {
+  enter_with_interrupts_or_fail();
+  asm volatile("cli" ::: "memory");
+  Status s = flush_tlb_all_cpus();
+  asm volatile("sti" ::: "memory");
+  leave();
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, EDEADLK);
 }
 
 TEST(Interrupts, VectorsOutsideTheProgramsRangeAreRejected) {
