@@ -15,7 +15,11 @@
 namespace dunk {
 
 struct EnterOptions {
-  // Reserved for the privileged API (local APIC, inter-processor interrupts).
+  // Each vCPU gets a local APIC (KVM's, in x2APIC mode): interrupt handlers
+  // and inter-processor interrupts between the process's threads
+  // (dunk/interrupts.h). Takes effect only at the first enter(), which
+  // creates the VM; asking for it later in a VM without fails. In such a VM,
+  // `hlt` waits for an interrupt or a signal instead of raising SIGSEGV.
   bool interrupts = false;
   // A child forked in VM mode enters a VM of its own before its first
   // instruction (KVM serves a VM only to the process that created it), so

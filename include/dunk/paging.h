@@ -29,7 +29,9 @@
 // - Every call here works in VM mode and outside it (before enter(), edits
 //   prepare the tables). activate() and the flushes need VM mode.
 // - Edits change tables that other vCPUs may be using; flush_tlb() flushes
-//   only the calling vCPU's TLB. Coordinate other threads yourself.
+//   only the calling vCPU's TLB. In a VM with interrupts,
+//   flush_tlb_all_cpus() (dunk/interrupts.h) flushes every vCPU's;
+//   otherwise coordinate other threads yourself.
 // - x86 cannot express write-only or execute-only pages: without kRead a
 //   page is not present (kNone); protect() back to kRead brings it back with
 //   the same memory.

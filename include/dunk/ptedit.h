@@ -20,7 +20,9 @@
  *   or 1 GiB leaf included (PTEditor's act on the PT level only).
  * - Bits 11:9 (SOFTW1-3) hold dunk's owner tag: a leaf written through
  *   this API becomes the program's (dunk/paging.h), whatever those bits said.
- * - ptedit_invalidate_tlb and ptedit_set_mts act on the calling vCPU only.
+ * - ptedit_invalidate_tlb and ptedit_set_mts act on the calling vCPU only
+ *   (dunk::flush_tlb_all_cpus in dunk/interrupts.h flushes every vCPU's TLB
+ *   in a VM with interrupts).
  * - ptedit_set_paging_root accepts the roots of dunk's address spaces
  *   (dunk::AddressSpace::root()), which dunk's monitor keeps current.
  */

@@ -50,7 +50,8 @@ void forget_in_fork_child() {
 // not return), or says why not.
 Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const core::KernelStack& altstack) {
   core::Machine& machine = core::Machine::instance();
-  DUNK_TRY(machine.ensure_created(EnterOptions{.follow_fork = true}));
+  // The parent's kind of VM (forget_after_fork keeps the flag).
+  DUNK_TRY(machine.ensure_created(EnterOptions{.interrupts = machine.interrupts(), .follow_fork = true}));
   DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
   tls_cpu = cpu;
   cpu->signals.reset();
@@ -120,8 +121,10 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
 }
 
 Status enter(const EnterOptions& options) noexcept {
-  if (in_vm()) return {};
   core::Machine& machine = core::Machine::instance();
+  // Asking a VM without local APICs for interrupts fails, in VM mode too
+  // (ensure_created says why).
+  if (in_vm()) return options.interrupts ? machine.ensure_created(options) : Status{};
   static const int atfork_registered = pthread_atfork(nullptr, nullptr, forget_in_fork_child);
   (void)atfork_registered;
   DUNK_TRY(machine.ensure_created(options));

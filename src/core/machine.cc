@@ -9,6 +9,7 @@
 #include <cstring>
 #include <new>
 
+#include "arch/x86_64/apic.h"
 #include "arch/x86_64/registers.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
@@ -48,6 +49,21 @@ constexpr Capability kRequired[] = {
     {KVM_CAP_NR_MEMSLOTS, "KVM lacks KVM_CAP_NR_MEMSLOTS"},
 };
 
+// What EnterOptions::interrupts needs on top. A split irqchip (Linux 4.4+,
+// api.rst "KVM_CAP_SPLIT_IRQCHIP") puts only the local APICs in the kernel:
+// no PIC or IOAPIC, so nothing claims ports or MMIO beside dunk's own exit
+// ports. dunk needs Linux 5.16+ anyway (KVM_CAP_VCPU_ATTRIBUTES), so there is
+// no kernel to fall back to KVM_CREATE_IRQCHIP for.
+constexpr Capability kRequiredForInterrupts[] = {
+    {KVM_CAP_SPLIT_IRQCHIP,
+     "KVM lacks KVM_CAP_SPLIT_IRQCHIP: EnterOptions::interrupts needs an in-kernel local APIC"},
+    {KVM_CAP_MP_STATE, "KVM lacks KVM_CAP_MP_STATE: EnterOptions::interrupts needs KVM_SET_MP_STATE"},
+};
+
+// Every vCPU's local APIC gets this spurious-interrupt vector (reserved in
+// dunk/interrupts.h).
+constexpr unsigned kSpuriousVector = 0xff;
+
 kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexcept {
   kvm_segment s{};
   s.base = 0;
@@ -86,9 +102,17 @@ bool Machine::created_here() const noexcept { return created() && owner_pid_ == 
 
 Status Machine::ensure_created(const EnterOptions& options) noexcept {
   if (options.follow_fork) follow_fork_ = true;
-  if (created()) return {};
+  auto settled = [&]() -> Status {
+    if (options.interrupts && !interrupts_) {
+      return Error{"EnterOptions::interrupts must be given to the first enter(), which creates the VM; this "
+                   "process's VM has no local APICs",
+                   EINVAL};
+    }
+    return {};
+  };
+  if (created()) return settled();
   LockGuard hold(create_lock_);
-  if (created()) return {};
+  if (created()) return settled();
   DUNK_TRY(create(options));
   owner_pid_ = sys::call(SYS_getpid);
   created_.store(true, std::memory_order_release);
@@ -109,6 +133,26 @@ Status Machine::check_capabilities() noexcept {
       return Error{message, ENOTSUP};
     }
   }
+  return {};
+}
+
+Status Machine::enable_interrupts() noexcept {
+  for (const Capability& cap : kRequiredForInterrupts) {
+    if (vm_->check_extension(cap.id) <= 0) return Error{cap.missing, ENOTSUP};
+  }
+  // Before any vCPU exists: each vCPU created afterwards gets a local APIC.
+  // No IOAPIC pins are reserved: nothing routes device interrupts.
+  DUNK_TRY(vm_->enable_capability(KVM_CAP_SPLIT_IRQCHIP, 0));
+  // x2APIC IDs are vCPU IDs; without this, KVM treats destination 0xff as a
+  // broadcast even in x2APIC mode (api.rst, KVM_CAP_X2APIC_API). Optional:
+  // only a process with 256 vCPUs would notice.
+  if (vm_->check_extension(KVM_CAP_X2APIC_API) > 0) {
+    DUNK_TRY(vm_->enable_capability(KVM_CAP_X2APIC_API,
+                                    KVM_X2APIC_API_USE_32BIT_IDS | KVM_X2APIC_API_DISABLE_BROADCAST_QUIRK));
+  }
+  // Single-stepping out of dunk's entry code (signal delivery) must not
+  // step into every pending interrupt's handler too.
+  step_blocks_irq_ = (vm_->check_extension(KVM_CAP_SET_GUEST_DEBUG2) & KVM_GUESTDBG_BLOCKIRQ) != 0;
   return {};
 }
 
@@ -230,7 +274,7 @@ Result<kvm::System> Machine::open_kvm() noexcept {
   return kvm::System::open(device != nullptr && *device != '\0' ? device : "/dev/kvm");
 }
 
-Status Machine::create(const EnterOptions&) noexcept {
+Status Machine::create(const EnterOptions& options) noexcept {
   const char* trace = std::getenv("DUNK_TRACE");
   trace_ = trace != nullptr && *trace != '\0' && *trace != '0';
   DUNK_ASSIGN_OR_RETURN(kvm::System system, open_kvm());
@@ -242,6 +286,10 @@ Status Machine::create(const EnterOptions&) noexcept {
 
   DUNK_ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::create(*kvm_));
   vm_.emplace(std::move(vm));
+  interrupts_ = options.interrupts;
+  guest::dunk_lapic_present = false;
+  if (interrupts_) DUNK_TRY(enable_interrupts());
+  guest::dunk_lapic_present = interrupts_;
   if (features_.vendor == arch::Vendor::kIntel) {
     // VMX-only set-up (api.rst, KVM_SET_TSS_ADDR: "required on Intel-based hosts").
     DUNK_TRY(vm_->set_identity_map_addr(kIntelIdentityMapGpa));
@@ -328,6 +376,14 @@ Cpu* Machine::cpu_of_thread(std::int32_t tid) noexcept {
   return nullptr;
 }
 
+Cpu* Machine::live_cpu(unsigned id) noexcept {
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
+    Cpu* cpu = cpus_[i];
+    if (cpu->vcpu.id() == id) return cpu->owner_exited.load(std::memory_order_acquire) ? nullptr : cpu;
+  }
+  return nullptr;
+}
+
 Result<Cpu*> Machine::acquire_cpu() noexcept {
   const long pid = sys::call(SYS_getpid);
   {
@@ -339,6 +395,7 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
       // system call: reuse it only once the kernel reports the thread gone.
       if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) continue;
       cpu->owner_exited.store(false, std::memory_order_relaxed);
+      DUNK_TRY(cpu->reset_interrupts());
       return cpu;
     }
   }
@@ -360,6 +417,11 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   DUNK_ASSIGN_OR_RETURN(std::byte* xsave, arena_.allocate(xsave_size_, 64));
   // Where the program's exception handlers run (src/guest/dispatch.h).
   DUNK_ASSIGN_OR_RETURN(std::byte* trap_stack, arena_.allocate(DUNK_TRAP_STACK_SIZE, Arena::kPage, /*guard=*/true));
+  std::byte* lapic = nullptr;
+  if (interrupts_) {
+    DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(kvm_lapic_state)));
+    lapic = memory;
+  }
   own_fd(vcpu.fd());
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
@@ -367,6 +429,7 @@ Result<Cpu*> Machine::create_cpu() noexcept {
                         mirror_.root().value());
   cpu->monitor_stack_top = stack + Cpu::kMonitorStackSize;
   cpu->xsave = xsave;
+  cpu->lapic_init = reinterpret_cast<kvm_lapic_state*>(lapic);
   DUNK_TRY(cpu->setup(*this));
   stats_->add(stats_->vcpus);
   return cpu;
@@ -394,6 +457,9 @@ Status Cpu::setup(Machine& machine) noexcept {
     for (kvm_cpuid_entry2& e : cpuid.span()) {
       if (e.function == 1) e.ebx = (e.ebx & 0x00ffffff) | (id << 24);
       if (e.function == 0xb || e.function == 0x1f) e.edx = id;
+      // x2APIC (SDM vol. 2A, CPUID leaf 01H ECX[21]): KVM accepts
+      // IA32_APIC_BASE.EXTD only when the guest's CPUID has it.
+      if (e.function == 1 && machine.interrupts()) e.ecx |= 1U << 21;
     }
     DUNK_TRY(vcpu.set_cpuid(cpuid));
   }
@@ -441,7 +507,48 @@ Status Cpu::setup(Machine& machine) noexcept {
   // Guest TSC = host TSC: the vDSO computes time from RDTSC and the host's
   // clock data, so any offset breaks every clock (DESIGN.md).
   DUNK_TRY(vcpu.set_tsc_offset(0));
+  if (machine.interrupts()) DUNK_TRY(setup_interrupts(machine));
   return {};
+}
+
+Status Cpu::setup_interrupts(Machine&) noexcept {
+  // KVM created the local APIC enabled in xAPIC mode (MMIO at 0xfee00000,
+  // inside the GPA hole dunk never assigns). Switch it to x2APIC mode,
+  // where every register is an MSR and IPIs are one WRMSR; then enable it
+  // in software (SVR bit 8: until then it accepts no interrupt) and mask
+  // LINT0/LINT1 (KVM wires LINT0 of vCPU 0 to the PIC, which a split
+  // irqchip leaves to user space, and dunk has none). In that order: KVM
+  // serves the x2APIC MSRs only in x2APIC mode, and KVM_SET_MSRS sets
+  // entries in order.
+  const kvm_msr_entry msrs[] = {
+      {arch::msr::kApicBase, 0, arch::apic::x2apic_base(/*bsp=*/vcpu.id() == 0)},
+      {arch::apic::msr::kSvr, 0, arch::apic::make_svr(kSpuriousVector)},
+      {arch::apic::msr::kLvtLint0, 0, arch::apic::kLvtMasked},
+      {arch::apic::msr::kLvtLint1, 0, arch::apic::kLvtMasked},
+  };
+  DUNK_TRY(vcpu.set_msrs(msrs));
+  DUNK_TRY(vcpu.get_lapic(*lapic_init));
+  // With an in-kernel local APIC every vCPU but the first starts waiting for
+  // INIT and SIPI, as an application processor does (api.rst, KVM_GET_MP_STATE).
+  return vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE);
+}
+
+Status Cpu::reset_interrupts() noexcept {
+  if (lapic_init == nullptr) return {};
+  // Nothing pending or in service, except a TLB shootdown: TLB shootdowns
+  // made while the vCPU had no thread did not reach it, and its TLB may
+  // still hold entries from its previous thread. The new thread flushes
+  // before its first instruction. (IRR: 32-bit registers every 16 bytes
+  // from offset 0x200 of the APIC's register page, SDM vol. 3A "Local APIC
+  // Register Address Map".)
+  kvm_lapic_state state = *lapic_init;
+  constexpr unsigned kVector = DUNK_TLB_SHOOTDOWN_VECTOR;
+  std::uint32_t irr;
+  std::memcpy(&irr, state.regs + 0x200 + 0x10 * (kVector / 32), sizeof irr);
+  irr |= 1U << (kVector % 32);
+  std::memcpy(state.regs + 0x200 + 0x10 * (kVector / 32), &irr, sizeof irr);
+  DUNK_TRY(vcpu.set_lapic(state));
+  return vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE);
 }
 
 }  // namespace dunk::core

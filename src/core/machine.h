@@ -73,6 +73,19 @@ class Machine {
 
   // Whether fork children enter VM mode too (EnterOptions::follow_fork).
   bool follow_fork() const noexcept { return follow_fork_; }
+  // Whether the VM has an in-kernel local APIC per vCPU (EnterOptions::
+  // interrupts). Kept across fork, so that a child following the fork
+  // builds the same kind of VM.
+  bool interrupts() const noexcept { return interrupts_; }
+  // Whether KVM can single-step without injecting interrupts in between.
+  bool step_blocks_irq() const noexcept { return step_blocks_irq_; }
+  // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
+  // exited, or null. Async-signal-safe.
+  Cpu* live_cpu(unsigned id) noexcept;
+  // Every vCPU created so far (live or waiting for reuse), by index below
+  // cpu_count(). Async-signal-safe.
+  unsigned cpu_count() const noexcept { return cpu_count_.load(std::memory_order_acquire); }
+  Cpu* cpu_at(unsigned index) noexcept { return cpus_[index]; }
 
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return trace_; }
@@ -96,6 +109,7 @@ class Machine {
   Status create(const EnterOptions& options) noexcept;
   Result<kvm::System> open_kvm() noexcept;
   Status check_capabilities() noexcept;
+  Status enable_interrupts() noexcept;
   Status read_cpu_features() noexcept;
   Status build_idt() noexcept;
   Status build_fpu_init_image() noexcept;
@@ -124,6 +138,8 @@ class Machine {
   bool trace_ = false;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;
+  bool interrupts_ = false;
+  bool step_blocks_irq_ = false;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
   // short of destroying the VM).
@@ -189,6 +205,14 @@ class Cpu {
   // Loads the general state every entry needs (segments, control registers,
   // MSRs); called once at creation.
   Status setup(Machine& machine) noexcept;
+
+  // The local APIC's state right after setup (x2APIC mode, software-enabled,
+  // nothing pending); null when the VM has no interrupts. A vCPU reused by a
+  // new thread gets it back, so that nothing sent to the thread that exited
+  // reaches the new one.
+  kvm_lapic_state* lapic_init = nullptr;
+  Status setup_interrupts(Machine& machine) noexcept;
+  Status reset_interrupts() noexcept;
 };
 
 // The calling thread's Cpu, if it ever entered VM mode (null otherwise).

@@ -74,6 +74,13 @@ Status Monitor::load_entry_state() noexcept {
   area.tss.set_ist_stack(1, reinterpret_cast<std::uint64_t>(area.exception_stack + sizeof area.exception_stack));
   area.origin_cs = DUNK_KERNEL_CS;
   area.origin_ss = DUNK_KERNEL_DS;
+  // TLB shootdowns from now on wait for this vCPU. Earlier ones did not (it
+  // was not in the guest); their IPIs wait in its local APIC and flush it
+  // before its first instruction (Cpu::reset_interrupts for a reused vCPU).
+  area.in_host = 0;
+  std::atomic_ref<std::uint64_t>(area.tlb_generation)
+      .store(std::atomic_ref<std::uint64_t>(guest::dunk_tlb_generation).load(std::memory_order_acquire),
+             std::memory_order_release);
 
   const TrapFrame& f = cpu_.entry_frame;
   kvm_regs regs{};
@@ -626,7 +633,9 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
     if (cpu_.area->dispatching != 0) return fault_in_handler(f);
     fatal("exception inside dunk's exception path", nullptr, &f);
   }
-  if (f.vector >= 32) return;  // a stray interrupt: nothing is wired to deliver one yet
+  // Interrupts are dispatched in the guest (src/guest/dispatch.cc); one
+  // that reaches the monitor anyway is ignored.
+  if (f.vector >= DUNK_FIRST_INTERRUPT_VECTOR) return;
   if (in_dunk_code(f.rip)) fatal("exception in dunk's ring-0 entry code", nullptr, &f);
 
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault)) {

@@ -144,7 +144,11 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
     // exit or back to the program: step until either happens, so that the
     // handler interrupts the program at one of its own instructions.
     if (!cpu_.signals.stepping) {
-      if (!cpu_.vcpu.set_single_step(true)) fatal("cannot single-step the guest to deliver a signal");
+      // Not into an interrupt's handler, where the program would be
+      // interrupted at an instruction of its handler instead.
+      if (!cpu_.vcpu.set_single_step(true, machine_.step_blocks_irq())) {
+        fatal("cannot single-step the guest to deliver a signal");
+      }
       cpu_.signals.stepping = true;
     }
     return;
@@ -160,6 +164,12 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
   r.rax = f.rax, r.rdi = f.rdi, r.rsi = f.rsi, r.rdx = f.rdx;
   r.rip = f.rip, r.rsp = f.rsp, r.rflags = f.rflags;
   if (!cpu_.vcpu.set_regs(r)) fatal("cannot point the guest at a signal handler");
+  // With local APICs, KVM serves HLT itself: a vCPU halted there stays
+  // halted, whatever its registers say, until an interrupt comes. The
+  // handler must run now (and the HLT is over, as an interrupt would end it).
+  if (machine_.interrupts() && !cpu_.vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE)) {
+    fatal("cannot wake the halted guest for a signal");
+  }
 }
 
 void Monitor::deliver_signals(TrapFrame& f, const PendingSignal* synchronous) noexcept {

@@ -29,6 +29,11 @@
 
 // The "vector" a system-call frame carries, outside the IDT's 0-255.
 #define DUNK_VECTOR_SYSCALL 0x100
+// Vectors from here to 255 are interrupts (dunk/interrupts.h); below are
+// the CPU's exceptions (SDM vol. 3A §6.2, "Exception and Interrupt Vectors").
+#define DUNK_FIRST_INTERRUPT_VECTOR 32
+// dunk's own interrupt: "flush your TLB" (flush_tlb_all_cpus).
+#define DUNK_TLB_SHOOTDOWN_VECTOR 254
 
 // Offsets in struct VcpuArea.
 #define AREA_SELF 0x00
@@ -50,7 +55,10 @@
 #define AREA_USER_FS 0x78         // FS/GS bases of ring 3 while a handler runs
 #define AREA_USER_GS 0x80
 #define AREA_ROOT 0x88            // the page-table root (CR3) this vCPU runs on, as the privileged API set it
-#define AREA_FIELDS_END 0x90
+// TLB shootdowns (dunk/interrupts.h, flush_tlb_all_cpus).
+#define AREA_IN_HOST 0x90         // nonzero while the SYSCALL entry waits for the monitor (the call may block)
+#define AREA_TLB_GENERATION 0x98  // the last shootdown generation this vCPU's TLB flush covers
+#define AREA_FIELDS_END 0xa0
 #define AREA_TSS 0x1080
 #define AREA_TSS_IST1 (AREA_TSS + 0x24)
 
@@ -137,6 +145,8 @@ struct alignas(4096) VcpuArea {
   std::uint64_t kernel_fs, kernel_gs;
   std::uint64_t user_fs, user_gs;
   std::uint64_t root;
+  std::uint64_t in_host;
+  std::uint64_t tlb_generation;
   std::uint8_t page0_rest[0x1000 - AREA_FIELDS_END];
   // -- page 1: descriptor tables --
   arch::SegmentDescriptor gdt[arch::gdt::kEntries];
@@ -168,6 +178,8 @@ static_assert(offsetof(VcpuArea, kernel_gs) == AREA_KERNEL_GS);
 static_assert(offsetof(VcpuArea, user_fs) == AREA_USER_FS);
 static_assert(offsetof(VcpuArea, user_gs) == AREA_USER_GS);
 static_assert(offsetof(VcpuArea, root) == AREA_ROOT);
+static_assert(offsetof(VcpuArea, in_host) == AREA_IN_HOST);
+static_assert(offsetof(VcpuArea, tlb_generation) == AREA_TLB_GENERATION);
 static_assert(offsetof(VcpuArea, page0_rest) == AREA_FIELDS_END);
 static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
 static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);

@@ -1,10 +1,28 @@
 #include "guest/dispatch.h"
 
+#include <atomic>
+
+#include "arch/x86_64/apic.h"
 #include "guest/user_mode.h"
 
 namespace dunk::guest {
 
 TrapHandler dunk_trap_handlers[256] = {};
+InterruptHandler dunk_interrupt_handlers[256] = {};
+bool dunk_interrupt_manual_eoi[256] = {};
+bool dunk_lapic_present = false;
+std::uint64_t dunk_tlb_generation = 0;
+
+void lapic_eoi() noexcept {
+  // x2APIC EOI: a write of 0 (anything else is #GP in x2APIC mode).
+  asm volatile("wrmsr" : : "c"(arch::apic::msr::kEoi), "a"(0), "d"(0) : "memory");
+}
+
+bool lapic_in_service(unsigned vector) noexcept {
+  std::uint32_t low, high;
+  asm volatile("rdmsr" : "=a"(low), "=d"(high) : "c"(arch::apic::isr_msr(vector)));
+  return ((low >> arch::apic::vector_bit(vector)) & 1) != 0;
+}
 
 namespace {
 // The area of the vCPU a dispatch runs on, for handlers that need it (ring
@@ -30,7 +48,43 @@ void reset_trap_state(VcpuArea& area) noexcept {
   area.user_context = 0;
 }
 
+namespace {
+// An interrupt, from ring 0 or ring 3 (it belongs to the process, not to a
+// ring-3 run's supervisor). Without a handler it is dropped. The EOI goes
+// out after the handler unless the handler's vector asked to end its
+// interrupts itself, and only when the vector is in service: an `int $n`
+// instruction reaches the same stub without involving the APIC, and an EOI
+// for it would end some other interrupt.
+void dispatch_interrupt(TrapFrame& frame) noexcept {
+  const unsigned vector = static_cast<unsigned>(frame.vector);
+  if (vector == DUNK_TLB_SHOOTDOWN_VECTOR && dunk_lapic_present) {
+    // The generation first, then the flush: it covers every edit made
+    // before that generation's request was sent.
+    VcpuArea* area = area_of_frame(&frame);
+    const std::uint64_t generation = std::atomic_ref<std::uint64_t>(dunk_tlb_generation).load(std::memory_order_acquire);
+    std::uint64_t cr3;
+    asm volatile("movq %%cr3, %0" : "=r"(cr3));
+    asm volatile("movq %0, %%cr3" : : "r"(cr3) : "memory");
+    std::atomic_ref<std::uint64_t>(area->tlb_generation).store(generation, std::memory_order_release);
+    if (lapic_in_service(vector)) lapic_eoi();
+    return;
+  }
+  InterruptHandler handler =
+      std::atomic_ref<InterruptHandler>(dunk_interrupt_handlers[vector]).load(std::memory_order_acquire);
+  if (handler != nullptr) handler(frame);
+  if (!dunk_lapic_present) return;
+  if (handler != nullptr && std::atomic_ref<bool>(dunk_interrupt_manual_eoi[vector]).load(std::memory_order_relaxed)) {
+    return;
+  }
+  if (lapic_in_service(vector)) lapic_eoi();
+}
+}  // namespace
+
 extern "C" int dunk_guest_trap(TrapFrame* frame) noexcept {
+  if (frame->vector >= DUNK_FIRST_INTERRUPT_VECTOR && frame->vector < 256) {
+    dispatch_interrupt(*frame);
+    return 1;
+  }
   if (frame->from_ring3()) {
     // Every event of a ring-3 run belongs to the run's supervisor; the
     // handler resumes ring 3 or ends the run (dunk_user_exit, no return).

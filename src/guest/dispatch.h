@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dunk/interrupts.h"
 #include "dunk/traps.h"
 #include "guest/abi.h"
 
@@ -14,6 +15,25 @@ namespace dunk::guest {
 // Read by trap_dispatch.S: a vector with a non-null entry is dispatched in
 // the guest. Process-wide, like the IDT.
 extern "C" TrapHandler dunk_trap_handlers[256] __attribute__((visibility("hidden")));
+
+// The program's interrupt handlers (dunk/interrupts.h), vectors 32-255, and
+// which of them end their interrupt themselves (no automatic EOI).
+// Process-wide.
+extern "C" InterruptHandler dunk_interrupt_handlers[256] __attribute__((visibility("hidden")));
+extern "C" bool dunk_interrupt_manual_eoi[256] __attribute__((visibility("hidden")));
+// Whether the VM has local APICs (EnterOptions::interrupts): set when the
+// machine is created, read by the dispatcher before it touches the APIC.
+extern "C" bool dunk_lapic_present __attribute__((visibility("hidden")));
+
+// TLB shootdowns: the generation of the newest request. A vCPU whose
+// area's tlb_generation is at least a request's has flushed for it.
+extern "C" std::uint64_t dunk_tlb_generation __attribute__((visibility("hidden")));
+
+// The local APIC's end of interrupt for the highest-priority interrupt in
+// service on this vCPU; and whether `vector` is in service. Ring 0 only,
+// in a VM with local APICs.
+void lapic_eoi() noexcept;
+bool lapic_in_service(unsigned vector) noexcept;
 
 // The C++ half of dunk_trap_hook: 1 when the frame should be resumed, 0 when
 // the monitor should handle the exception.

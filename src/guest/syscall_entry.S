@@ -39,7 +39,23 @@ dunk_syscall_entry:
   movq %rsp, %gs:AREA_SYSCALL_FRAME
 
   // The monitor performs the call and writes the result into the frame's RAX.
+  // The call may block for as long as it likes: a TLB shootdown meanwhile
+  // does not wait for this vCPU (AREA_IN_HOST), which catches up below,
+  // before the caller's next instruction, whatever the caller's IF.
+  movq $1, %gs:AREA_IN_HOST
   outb %al, $DUNK_PORT_SYSCALL
+  movq $0, %gs:AREA_IN_HOST
+  // Store, then load: pairs with the full barrier of the shootdown's
+  // generation increment (flush_tlb_all_cpus), so that either it sees this
+  // vCPU back in the guest and waits, or this load sees its generation.
+  mfence
+  movq dunk_tlb_generation(%rip), %rax
+  cmpq %rax, %gs:AREA_TLB_GENERATION
+  je 1f
+  movq %cr3, %rcx                  // a CR3 reload: what flush_tlb() does
+  movq %rcx, %cr3
+  movq %rax, %gs:AREA_TLB_GENERATION
+1:
 
   addq $8, %rsp                    // CR2
   POP_GPRS

@@ -2,7 +2,7 @@
 // without an exit: Dune's way. The IDT stubs' common path calls
 // dunk_trap_hook once the frame is built; when a handler is registered for
 // the vector (or the exception came from ring 3, whose events always belong
-// to the ring-0 supervisor) it runs the C++ dispatcher on the vCPU's trap
+// to the ring-0 supervisor, or it is an interrupt) it runs the C++ dispatcher on the vCPU's trap
 // stack and returns 1, and the stub resumes through the frame.
 //
 // Also here: the way into the same path for system calls made in ring 3.
@@ -31,6 +31,11 @@ dunk_trap_hook:
   testb $3, FRAME_CS(%rdi)
   jnz .Ldispatch
   movq FRAME_VECTOR(%rdi), %rax
+  // Interrupts (vectors 32-255) are always the guest's: the dispatcher runs
+  // the program's handler, if any, and signals the end of the interrupt to
+  // the local APIC (dispatch.cc). The monitor has nothing to add.
+  cmpq $DUNK_FIRST_INTERRUPT_VECTOR, %rax
+  jae .Ldispatch
   leaq dunk_trap_handlers(%rip), %rcx
   cmpq $0, (%rcx,%rax,8)
   je .Ldecline

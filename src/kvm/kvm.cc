@@ -163,10 +163,22 @@ Status Vcpu::set_xcr0(std::uint64_t value) noexcept {
   return check(ioctl_raw(fd(), KVM_SET_XCRS, &xcrs), "ioctl(KVM_SET_XCRS) failed");
 }
 
-Status Vcpu::set_single_step(bool on) noexcept {
+Status Vcpu::set_single_step(bool on, bool block_irq) noexcept {
   kvm_guest_debug debug{};
-  debug.control = on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP : 0;
+  debug.control = on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | (block_irq ? KVM_GUESTDBG_BLOCKIRQ : 0) : 0;
   return check(ioctl_raw(fd(), KVM_SET_GUEST_DEBUG, &debug), "ioctl(KVM_SET_GUEST_DEBUG) failed");
+}
+
+Status Vcpu::set_mp_state(std::uint32_t state) noexcept {
+  kvm_mp_state mp{state};
+  return check(ioctl_raw(fd(), KVM_SET_MP_STATE, &mp), "ioctl(KVM_SET_MP_STATE) failed");
+}
+
+Status Vcpu::get_lapic(kvm_lapic_state& state) noexcept {
+  return check(ioctl_raw(fd(), KVM_GET_LAPIC, &state), "ioctl(KVM_GET_LAPIC) failed");
+}
+Status Vcpu::set_lapic(const kvm_lapic_state& state) noexcept {
+  return check(ioctl_raw(fd(), KVM_SET_LAPIC, &state), "ioctl(KVM_SET_LAPIC) failed");
 }
 
 namespace {

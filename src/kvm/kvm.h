@@ -117,7 +117,16 @@ class Vcpu {
   Status set_xsave(const void* buffer) noexcept;
   Status set_xcr0(std::uint64_t value) noexcept;
   // Single-stepping the guest: each instruction ends in KVM_EXIT_DEBUG.
-  Status set_single_step(bool on) noexcept;
+  // `block_irq` (KVM_GUESTDBG_BLOCKIRQ, Linux 5.15+) keeps KVM from
+  // injecting interrupts between the steps.
+  Status set_single_step(bool on, bool block_irq = false) noexcept;
+  // KVM_SET_MP_STATE: with an in-kernel local APIC, a vCPU other than the
+  // first starts waiting for INIT/SIPI, and one that executed HLT waits for
+  // an interrupt; KVM_MP_STATE_RUNNABLE makes it run.
+  Status set_mp_state(std::uint32_t state) noexcept;
+  // The in-kernel local APIC's registers (KVM_GET_LAPIC/KVM_SET_LAPIC).
+  Status get_lapic(kvm_lapic_state& state) noexcept;
+  Status set_lapic(const kvm_lapic_state& state) noexcept;
   Status set_msrs(std::span<const kvm_msr_entry> msrs) noexcept;
   Status get_msrs(std::span<kvm_msr_entry> msrs) noexcept;
   // KVM_VCPU_TSC_CTRL/KVM_VCPU_TSC_OFFSET (Linux 5.16+): guest TSC = host TSC + offset.
