@@ -12,6 +12,11 @@ namespace {
 // Below the limit (when nothing is free above it), dunk's descriptors take
 // the top of the range, searching up from this many numbers under it.
 constexpr unsigned long kBelowLimitRoom = 256;
+// Above the limit, not below this: a program that lowered its limit under
+// descriptors it still holds (and probes those numbers: CPython's
+// test_close_fds_when_max_fd_is_lowered) does not meet dunk's. FD_SETSIZE,
+// the most a select() caller can use, and the usual default soft limit.
+constexpr unsigned long kLowestAboveLimit = 1024;
 
 long prlimit_nofile(const rlimit* set, rlimit* old) noexcept {
   return sys::call(SYS_prlimit64, 0, RLIMIT_NOFILE, reinterpret_cast<long>(set), reinterpret_cast<long>(old));
@@ -35,8 +40,9 @@ int move_out_of_program_range(int fd) noexcept {
     // change. dunk creates descriptors only when a VM or a vCPU is made.)
     rlimit lifted = limit;
     lifted.rlim_cur = limit.rlim_max < ceiling ? limit.rlim_max : ceiling;
-    if (!sys::failed(prlimit_nofile(&lifted, nullptr))) {
-      moved = duplicate_at_or_above(fd, limit.rlim_cur);
+    const unsigned long lowest = limit.rlim_cur > kLowestAboveLimit ? limit.rlim_cur : kLowestAboveLimit;
+    if (lowest < lifted.rlim_cur && !sys::failed(prlimit_nofile(&lifted, nullptr))) {
+      moved = duplicate_at_or_above(fd, lowest);
       prlimit_nofile(&limit, nullptr);
     }
   }

@@ -6,9 +6,10 @@
 // program started with stdin closed gets /dev/kvm as fd 0 instead of its own
 // first file, and every later open() returns a number higher than natively.
 // So dunk moves each of them above the numbers the program's own calls can
-// get: past the soft RLIMIT_NOFILE when the hard limit leaves room (the
-// program's open() fails with EMFILE before it reaches them, exactly where
-// it would natively), or else as close under the limit as possible.
+// get: past the soft RLIMIT_NOFILE, and not below 1024, when the hard limit
+// leaves room (the program's open() fails with EMFILE before it reaches
+// them, exactly where it would natively), or else as close under the limit
+// as possible.
 #pragma once
 
 namespace dunk {

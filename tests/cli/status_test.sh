@@ -51,9 +51,15 @@ test_environment() {
 	preload=$(realpath "$(dirname "$DUNK")/libdunk-preload.so")
 	expect_eq "LD_PRELOAD" "$preload" "$("$DUNK" exec printenv LD_PRELOAD)"
 	expect_eq "LD_PRELOAD" "$preload:libc.so.6" "$(LD_PRELOAD=libc.so.6 "$DUNK" exec printenv LD_PRELOAD)"
-	# `_` is what the shell sets to the path of the command it runs.
-	expect_eq "the rest of the environment" "$(env -u LD_PRELOAD | grep -v '^_=' | LC_ALL=C sort)" \
-		"$("$DUNK" exec env -u LD_PRELOAD | grep -v '^_=' | LC_ALL=C sort)"
+	# DUNK_KVM_FD: the KVM handle the tree inherits (docs/ARCHITECTURE.md,
+	# `dunk exec`), open in the program.
+	local kvm_fd
+	kvm_fd=$("$DUNK" exec sh -c 'printf %s "$DUNK_KVM_FD"; readlink "/proc/$$/fd/$DUNK_KVM_FD" >/dev/null || echo " not open"')
+	[[ $kvm_fd =~ ^[0-9]+$ ]] || fail "DUNK_KVM_FD in the program's environment: '$kvm_fd'"
+	# Nothing else is added. `_` is what the shell sets to the path of the
+	# command it runs.
+	expect_eq "the rest of the environment" "$(env -u LD_PRELOAD -u DUNK_KVM_FD | grep -v '^_=' | LC_ALL=C sort)" \
+		"$("$DUNK" exec env -u LD_PRELOAD -u DUNK_KVM_FD | grep -v '^_=' | LC_ALL=C sort)"
 }
 
 test_scripts() {

@@ -112,24 +112,41 @@ class FdPlacement : public ::testing::Test {
 };
 
 TEST_F(FdPlacement, GoesAboveTheSoftLimitAndRestoresIt) {
-  rlimit limit{256, 2048};
+  rlimit limit{1500, 4096};
   if (saved_.rlim_max < limit.rlim_max) limit.rlim_max = saved_.rlim_max;
   ASSERT_GT(limit.rlim_max, limit.rlim_cur + 16) << "hard RLIMIT_NOFILE too low for this test";
   ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
   int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
   int moved = move_out_of_program_range(fd);
-  EXPECT_GE(moved, 256);
+  EXPECT_GE(moved, 1500);
   EXPECT_EQ(fcntl(fd, F_GETFD), -1) << "the old number is closed";
   EXPECT_EQ(fcntl(moved, F_GETFD), FD_CLOEXEC);
   rlimit after{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
-  EXPECT_EQ(after.rlim_cur, 256u);
+  EXPECT_EQ(after.rlim_cur, 1500u);
   EXPECT_EQ(after.rlim_max, limit.rlim_max);
   // The program's next open gets the lowest free number, as natively.
   int next = open("/dev/null", O_RDONLY);
   EXPECT_EQ(next, fd);
   close(next);
+  close(moved);
+}
+
+TEST_F(FdPlacement, ALowLimitStillPutsThemAt1024OrAbove) {
+  // A program that lowered its limit under descriptors it still holds may
+  // probe those numbers.
+  rlimit limit{29, 4096};
+  if (saved_.rlim_max < limit.rlim_max) limit.rlim_max = saved_.rlim_max;
+  ASSERT_GT(limit.rlim_max, 1024u + 16) << "hard RLIMIT_NOFILE too low for this test";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  int moved = move_out_of_program_range(fd);
+  EXPECT_GE(moved, 1024);
+  rlimit after{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
+  EXPECT_EQ(after.rlim_cur, 29u);
   close(moved);
 }
 
