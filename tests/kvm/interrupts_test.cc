@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -21,8 +22,29 @@
 #include "dunk/dunk.h"
 #include "dunk/interrupts.h"
 #include "dunk/paging.h"
+#include "dunk/ring3.h"
 #include "guest/dispatch.h"
 #include "support.h"
+
+// Ring-3 code for the interrupt test: counts up in the word at RDI until the
+// word at RDI+8 is set (by the ring-0 interrupt handler), then returns it.
+// Its own page-aligned section, opened to ring 3 as a whole.
+asm(R"(
+  .pushsection interrupts_ring3_text, "ax", @progbits
+  .p2align 12
+  .globl r3_spin_until_released
+r3_spin_until_released:
+  incq (%rdi)
+  movq 8(%rdi), %rax
+  testq %rax, %rax
+  jz r3_spin_until_released
+  ret
+  .popsection
+)");
+extern "C" {
+extern char __start_interrupts_ring3_text[], __stop_interrupts_ring3_text[];
+std::uint64_t r3_spin_until_released(std::uint64_t words);
+}
 
 namespace dunk {
 namespace {
@@ -150,6 +172,54 @@ TEST(Interrupts, IpiToAnotherThreadRunsItsHandlerOnThatThread) {
   // The handler's gettid is one exit each (on the target); the sends and
   // deliveries themselves none.
   EXPECT_EQ(after - before, static_cast<std::uint64_t>(kIpis)) << "IPIs went through dunk's monitor";
+}
+
+// The word the ring-3 loop counts in and the one the handler releases it with.
+struct alignas(4096) Ring3Words {
+  volatile std::uint64_t spins;
+  volatile std::uint64_t release;
+};
+Ring3Words ring3_words;
+
+void release_ring3(TrapFrame& f) noexcept {
+  record(f);
+  ring3_words.release = 42;
+}
+
+TEST(Interrupts, IpiInterruptsRingThreeCodeAndItResumes) {
+  ASSERT_TRUE(set_interrupt_handler(kVector, release_ring3));
+  enter_with_interrupts_or_fail();
+  constexpr std::size_t kPage = 4096, kStack = 4 * kPage;
+  AddressSpace& as = AddressSpace::process();
+  const auto code = reinterpret_cast<std::uintptr_t>(__start_interrupts_ring3_text);
+  const auto code_end = (reinterpret_cast<std::uintptr_t>(__stop_interrupts_ring3_text) + kPage - 1) & ~(kPage - 1);
+  ASSERT_TRUE(as.protect(reinterpret_cast<void*>(code), code_end - code, kRead | kExec | kUser));
+  ASSERT_TRUE(as.protect(&ring3_words, kPage, kRead | kWrite | kUser));
+  std::atomic<int> target{-1};
+  std::optional<Result<Ring3Exit>> exit;
+  std::thread t([&] {
+    void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (stack == MAP_FAILED || !as.protect(stack, kStack, kRead | kWrite | kUser)) return;
+    flush_tlb();
+    target.store(cpu_id());
+    exit.emplace(run_in_ring3(r3_spin_until_released, reinterpret_cast<std::uint64_t>(&ring3_words), stack, kStack));
+  });
+  while (target.load() < 0) __builtin_ia32_pause();
+  // Once the loop has counted, the thread runs ring-3 code.
+  while (ring3_words.spins == 0) __builtin_ia32_pause();
+  ASSERT_TRUE(send_ipi(static_cast<unsigned>(target.load()), kVector));
+  t.join();
+  leave();
+  ASSERT_TRUE(exit.has_value()) << "the thread could not prepare its ring-3 stack";
+  ASSERT_TRUE(*exit) << exit->error().what;
+  EXPECT_EQ((*exit)->reason, Ring3Exit::kReturned);
+  EXPECT_EQ((*exit)->value, 42u);
+  EXPECT_EQ(handled.load(), 1);
+  EXPECT_EQ(handler_cpu.load(), target.load());
+  EXPECT_EQ(handler_cs.load() & 3, 3u) << "the interrupt came from ring 3";
+  const std::uint64_t rip = handler_rip.load();
+  EXPECT_GE(rip, code);
+  EXPECT_LT(rip, code_end);
 }
 
 TEST(Interrupts, BroadcastReachesEveryOtherThread) {
