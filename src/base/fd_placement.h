@@ -8,9 +8,11 @@
 // So dunk moves each of them above the numbers the program's own calls can
 // get: past the soft RLIMIT_NOFILE, and not below 1024, when the hard limit
 // leaves room (the program's open() fails with EMFILE before it reaches
-// them, exactly where it would natively), or else as close under the limit
-// as possible.
+// them, exactly where it would natively), or else near the top of the range
+// under the limit.
 #pragma once
+
+#include "base/lock.h"
 
 namespace dunk {
 
@@ -21,5 +23,11 @@ inline constexpr int kFdPlacementCeiling = 65536;
 // closes `fd` and returns the new number; returns `fd` unchanged when no
 // such number is free. Raw system calls only: safe on monitor paths.
 int move_out_of_program_range(int fd) noexcept;
+
+// Held by every placement, which lifts the soft limit for a moment; the
+// monitor holds it around the program's own RLIMIT_NOFILE calls, so that
+// they neither see the lifted limit nor lose a change to it. A fork child
+// resets it (another thread may have held it at the fork).
+Lock& fd_placement_lock() noexcept;
 
 }  // namespace dunk

@@ -109,7 +109,7 @@ dunk_restore_frame:
 // belongs to the guest, so it runs no compiled code there: it copies the
 // frame and XSAVE image below its stack pointer, tells the parent through
 // `call->ready` that `call` may go away, optionally calls
-// `call->child_fixup(frame, xsave)` (only for children with memory of their
+// `call->child_fixup(frame, xsave, call->clone_flags)` (only for children with memory of their
 // own; it does not return if it resumes the child elsewhere), and restores
 // the copy. Returns the system call's result in the parent.
 #define CALL_NR 0
@@ -119,6 +119,7 @@ dunk_restore_frame:
 #define CALL_XSAVE_SIZE 64
 #define CALL_READY 72
 #define CALL_CHILD_FIXUP 80
+#define CALL_CLONE_FLAGS 88
 #define FRAME_COPY_SIZE ((FRAME_SIZE + 63) & ~63)
 #define NR_FUTEX 202
 #define FUTEX_WAKE_PRIVATE 129
@@ -167,8 +168,9 @@ dunk_clone_native:
   movq CALL_CHILD_FIXUP(%rbx), %rax
   testq %rax, %rax
   jz 3f
-  movq %r13, %rdi                  // child_fixup(frame copy, XSAVE copy); RSP is 64-byte aligned
+  movq %r13, %rdi                  // child_fixup(frame copy, XSAVE copy, flags); RSP is 64-byte aligned
   movq %r12, %rsi
+  movq CALL_CLONE_FLAGS(%rbx), %rdx
   call *%rax
 3:
   movq %r13, %rdi

@@ -93,12 +93,12 @@ void hand_altstack_to_host(const core::KernelStack& altstack) {
 // Runs in a fork child (no CLONE_VM) of a thread in VM mode, on the copy of
 // its monitor's stack, before the child resumes the program: in a VM of its
 // own when the process follows forks, otherwise on the host (by returning).
-extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave) {
+extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags) {
   const core::KernelStack altstack =
       tls_cpu != nullptr ? tls_cpu->signals.altstack : core::KernelStack{0, SS_DISABLE, 0, 0};
   core::Machine& machine = core::Machine::instance();
   const bool follow = machine.follow_fork();
-  const bool shares_fd_table = tls_cpu != nullptr && (tls_cpu->creating_process_flags & CLONE_FILES) != 0;
+  const bool shares_fd_table = (clone_flags & CLONE_FILES) != 0;
   forget_parent_vm(shares_fd_table);
   if (follow) {
     // This stack lies in the arena, which the new VM recycles: move to a

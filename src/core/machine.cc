@@ -264,6 +264,7 @@ Result<kvm::System> Machine::open_kvm() noexcept {
     if (*end == '\0' && fd >= 0 && fd < kMaxOwnedFd) {
       if (auto system = kvm::System::duplicate(static_cast<int>(fd))) {
         own_fd(static_cast<int>(fd));
+        inherited_kvm_fd_ = static_cast<int>(fd);
         return system;
       }
     }
@@ -323,22 +324,32 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   create_lock_.reset_after_fork();
   signal_lock_.reset_after_fork();
   cpuid_lock_.reset_after_fork();
+  fd_placement_lock().reset_after_fork();
   created_.store(false, std::memory_order_relaxed);
   shares_fd_table_ = shares_fd_table;
-  const int probe = mirror_.probe_fd();
+  exiting_.store(false, std::memory_order_relaxed);
+  fds_closed_.store(false, std::memory_order_relaxed);
   if (shares_fd_table) {
     // The numbers are the parent's descriptors, still in use: forget them,
     // and keep them out of this program's reach (the bitmap stays).
     if (vm_) vm_->abandon_fd();
     if (kvm_) kvm_->abandon_fd();
   } else {
-    // Copies of the parent's descriptors: close them (each vCPU's pins the
-    // parent's VM), then the program may reuse the numbers.
-    for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
-      sys::call(SYS_close, cpus_[i]->vcpu.fd());
+    // Copies of the parent's descriptors: close them all (each vCPU's pins
+    // the parent's VM), including one a parent thread was creating at the
+    // fork, not yet listed anywhere but the bitmap; then the program may
+    // reuse the numbers. The inherited KVM handle stays for this process's
+    // own VM and children (open_kvm owns it again).
+    for (int word = 0; word < kMaxOwnedFd / 64; ++word) {
+      std::uint64_t bits = owned_fds_[word].exchange(0, std::memory_order_relaxed);
+      while (bits != 0) {
+        const int fd = word * 64 + __builtin_ctzll(bits);
+        bits &= bits - 1;
+        if (fd != inherited_kvm_fd_) sys::call(SYS_close, fd);
+      }
     }
-    if (probe >= 0) sys::call(SYS_close, probe);
-    for (auto& word : owned_fds_) word.store(0, std::memory_order_relaxed);
+    if (vm_) vm_->abandon_fd();
+    if (kvm_) kvm_->abandon_fd();
   }
   vm_.reset();
   kvm_.reset();
@@ -353,14 +364,19 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
 
 unsigned Machine::live_cpus() const noexcept {
   unsigned live = 0;
-  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
-    if (!cpus_[i]->owner_exited.load(std::memory_order_acquire)) ++live;
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_seq_cst); i < n; ++i) {
+    if (!cpus_[i]->owner_exited.load(std::memory_order_seq_cst)) ++live;
   }
   return live;
 }
 
 void Machine::close_fds_before_exit() noexcept {
   if (!shares_fd_table_ || !created_here()) return;
+  // From here on a failing KVM call in another thread is this exit's doing:
+  // that thread ends quietly (Monitor::fatal) instead of reporting it.
+  exiting_.store(true, std::memory_order_seq_cst);
+  // Two threads exiting at once may both get here: close once.
+  if (fds_closed_.exchange(true, std::memory_order_seq_cst)) return;
   for (unsigned i = 0, n = cpu_count_.load(std::memory_order_acquire); i < n; ++i) {
     sys::call(SYS_close, cpus_[i]->vcpu.fd());
   }
@@ -394,8 +410,8 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
       // The exiting thread ran on this Cpu's monitor stack up to its exit
       // system call: reuse it only once the kernel reports the thread gone.
       if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) continue;
+      if (Status reset = cpu->reset_interrupts(); !reset) return reset.error();  // stays reusable
       cpu->owner_exited.store(false, std::memory_order_relaxed);
-      DUNK_TRY(cpu->reset_interrupts());
       return cpu;
     }
   }

@@ -51,6 +51,9 @@ class Machine {
   // the parent's descriptors open and out of the program's reach; any other
   // child closes its copies.
   void forget_after_fork(bool shares_fd_table) noexcept;
+  // Whether the process is exiting and has closed (or is closing) its VM's
+  // descriptors (close_fds_before_exit): KVM calls may fail from now on.
+  bool exiting() const noexcept { return exiting_.load(std::memory_order_seq_cst); }
   // How many vCPUs have an owner thread that has not begun to exit.
   unsigned live_cpus() const noexcept;
   // Before the process exits: a process sharing its descriptor table with
@@ -138,6 +141,9 @@ class Machine {
   bool trace_ = false;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;
+  int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
+  std::atomic<bool> exiting_{false};
+  std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
   bool step_blocks_irq_ = false;
   long owner_pid_ = 0;
@@ -194,9 +200,6 @@ class Cpu {
   volatile bool refaulting = false;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
-  // The clone flags of the process this thread is creating, read by the
-  // child (a copy of this memory) before it builds its VM.
-  std::uint64_t creating_process_flags = 0;
   // The error that made the first entry fail, reported by enter().
   Error entry_error{};
 

@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "arch/x86_64/registers.h"
 #include "arch/x86_64/vectors.h"
 #include "base/fd_listing.h"
+#include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
 #include "core/text.h"
@@ -271,6 +273,21 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_getdents64:
       ret = getdents64(f);
       break;
+    case SYS_getrlimit:
+    case SYS_setrlimit:
+    case SYS_prlimit64: {
+      // RLIMIT_NOFILE of this process: not while dunk lifts it to place a
+      // descriptor (src/base/fd_placement.h).
+      const bool own_process = nr != SYS_prlimit64 || f.rdi == 0 || static_cast<long>(f.rdi) == sys::call(SYS_getpid);
+      const std::uint64_t resource = nr == SYS_prlimit64 ? f.rsi : f.rdi;
+      if (own_process && resource == RLIMIT_NOFILE) {
+        LockGuard hold(fd_placement_lock());
+        ret = forward(f);
+      } else {
+        ret = forward(f);
+      }
+      break;
+    }
     case SYS_rt_sigaction:
       ret = rt_sigaction(f);
       break;
@@ -293,7 +310,9 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
     case SYS_exit:
       // The thread ends here; its vCPU serves a later thread once the kernel
       // has reaped this one (Machine::acquire_cpu).
-      cpu_.owner_exited.store(true, std::memory_order_release);
+      // (Sequentially consistent with the loads in live_cpus: of two threads
+      // exiting at once, at least one sees the other gone.)
+      cpu_.owner_exited.store(true, std::memory_order_seq_cst);
       // The last thread's exit ends the process (glibc's clone() child
       // returns through here).
       if (machine_.live_cpus() == 0) machine_.close_fds_before_exit();
@@ -314,6 +333,7 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
 
 void Monitor::mirror_or_warn(Status status, std::uint64_t address) noexcept {
   if (status) return;
+  if (machine_.exiting()) fatal("mirror update during exit");  // ends the thread quietly
   char line[256];
   TextBuffer text(line, sizeof line);
   text.append("dunk: cannot mirror new mapping at ").hex(address).append(": ").append(status.error().what);
@@ -488,7 +508,7 @@ long Monitor::getdents64(TrapFrame& f) noexcept {
   }
 }
 
-extern "C" void dunk_fork_child_fixup(const TrapFrame* frame, const void* xsave);
+extern "C" void dunk_fork_child_fixup(const TrapFrame* frame, const void* xsave, std::uint64_t clone_flags);
 
 long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
   // What the child's registers would be natively: the parent's at the
@@ -545,8 +565,8 @@ long Monitor::clone_family(long nr, TrapFrame& f) noexcept {
       .xsave_size = machine_.xsave_size(),
       .ready = (shares_memory && !parent_waits_for_exec) ? &ready : nullptr,
       .child_fixup = shares_memory ? nullptr : &dunk_fork_child_fixup,
+      .clone_flags = flags,
   };
-  cpu_.creating_process_flags = flags;
   long ret = dunk_clone_native(&call);
   if (ret > 0 && call.ready != nullptr) {
     // The child copies `child` and the XSAVE image off this stack first.
@@ -589,7 +609,8 @@ long Monitor::clone_thread(long nr, TrapFrame& f, std::uint64_t flags, std::uint
   CloneCall call{.nr = nr,
                  .args = {static_cast<long>(f.rdi), static_cast<long>(monitor_top), static_cast<long>(f.rdx),
                           static_cast<long>(f.r10), static_cast<long>(f.r8)},
-                 .frame = nullptr, .xsave = nullptr, .xsave_size = 0, .ready = nullptr, .child_fixup = nullptr};
+                 .frame = nullptr, .xsave = nullptr, .xsave_size = 0, .ready = nullptr, .child_fixup = nullptr,
+                 .clone_flags = flags};
   std::uint64_t args3[16] = {};
   if (nr == SYS_clone3) {
     const std::size_t size = f.rsi < sizeof args3 ? f.rsi : sizeof args3;
@@ -616,14 +637,18 @@ Status Monitor::frame_from_vcpu(TrapFrame& f) noexcept {
   return {};
 }
 
+// The bounds of dunk's ring-0 entry code (src/guest/*.S), which the linker
+// provides for a section named like a C identifier.
+extern "C" __attribute__((visibility("hidden"))) const char __start_dunk_guest_text[];
+extern "C" __attribute__((visibility("hidden"))) const char __stop_dunk_guest_text[];
+
 bool Monitor::in_dunk_code(std::uint64_t rip) const noexcept {
-  auto in = [rip](const void* start, std::uint64_t size) {
-    auto s = reinterpret_cast<std::uint64_t>(start);
-    return rip >= s && rip < s + size;
-  };
-  // The IDT stubs sit together; the SYSCALL entry is short.
-  return in(reinterpret_cast<const void*>(guest::dunk_idt_stubs[0]), 256 * 16 + 512) ||
-         in(reinterpret_cast<const void*>(&guest::dunk_syscall_entry), 256);
+  // The IDT stubs, the SYSCALL entry, the trap dispatch and the ring-3
+  // switches: between two of their instructions the guest is on its way to
+  // an exit or back to the program, never at a point where a signal handler
+  // may interrupt it.
+  return rip >= reinterpret_cast<std::uint64_t>(__start_dunk_guest_text) &&
+         rip < reinterpret_cast<std::uint64_t>(__stop_dunk_guest_text);
 }
 
 void Monitor::handle_exception(TrapFrame& f) noexcept {
@@ -747,6 +772,11 @@ void describe_address(TextBuffer& text, std::uint64_t address) noexcept {
 }
 
 void Monitor::fatal(const char* what, const Exit* exit, const TrapFrame* frame) noexcept {
+  // Another thread is ending the process and has closed the VM's
+  // descriptors under this one: nothing went wrong, the thread just ends.
+  if (machine_.exiting()) {
+    for (;;) sys::call(SYS_exit, 0);
+  }
   char line[1024];
   TextBuffer text(line, sizeof line);
   text.append("dunk: fatal: ").append(what);

@@ -23,7 +23,8 @@ struct CloneCall {
   const void* xsave;
   std::uint64_t xsave_size;
   volatile std::uint32_t* ready;
-  void (*child_fixup)(const guest::TrapFrame* frame, const void* xsave);
+  void (*child_fixup)(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags);
+  std::uint64_t clone_flags;  // passed to child_fixup
 };
 static_assert(offsetof(CloneCall, args) == 8);
 static_assert(offsetof(CloneCall, frame) == 48);
@@ -31,6 +32,7 @@ static_assert(offsetof(CloneCall, xsave) == 56);
 static_assert(offsetof(CloneCall, xsave_size) == 64);
 static_assert(offsetof(CloneCall, ready) == 72);
 static_assert(offsetof(CloneCall, child_fixup) == 80);
+static_assert(offsetof(CloneCall, clone_flags) == 88);
 
 extern "C" {
 long dunk_capture_and_switch(guest::TrapFrame* frame, void* xsave, void* stack_top, void (*run)(void*),
@@ -71,10 +73,14 @@ class Monitor {
   void deliver_signals(guest::TrapFrame& frame, const PendingSignal* synchronous) noexcept;
   void build_signal_frame(guest::TrapFrame& frame, const PendingSignal& signal, const std::byte* fpu) noexcept;
   void stop_stepping() noexcept;
+  // Whether KVM is in the middle of delivering an exception or interrupt.
+  bool event_in_delivery() noexcept;
   // An exception as the signal Linux would send, to the program's handler.
   // False when the program has none (or blocks the signal).
   bool deliver_exception(guest::TrapFrame& frame) noexcept;
   bool deliver_halt_as_signal() noexcept;
+  // Whether the guest is inside the program's trap or interrupt handler.
+  bool in_program_trap_handler() const noexcept { return cpu_.area->dispatching != 0; }
   bool take_synchronous_signal(PendingSignal& p, int sig, int code, std::uint64_t address) noexcept;
   long close_range(guest::TrapFrame& frame) noexcept;
   long getdents64(guest::TrapFrame& frame) noexcept;

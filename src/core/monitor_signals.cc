@@ -117,12 +117,22 @@ void Monitor::deliver_pending() noexcept {
   if (resume_frame_ != nullptr) {
     if (s.stepping) stop_stepping();
     // Code the program runs in ring 3 (the privileged API) is not where its
-    // handlers run: the signal waits until the guest is in ring 0 again.
-    if ((resume_frame_->cs & 3) != 0) return;
+    // handlers run: the signal waits until the guest is in ring 0 again. Nor
+    // is the program's trap or interrupt handler (dunk/traps.h,
+    // dunk/interrupts.h), which runs on a trap stack with interrupts off and
+    // must return through dunk's dispatch: the signal waits until it has.
+    if ((resume_frame_->cs & 3) != 0 || in_program_trap_handler()) return;
     deliver_signals(*resume_frame_, nullptr);
     return;
   }
   deliver_at_vcpu(nullptr, 0);
+}
+
+bool Monitor::event_in_delivery() noexcept {
+  kvm_vcpu_events events{};
+  if (!cpu_.vcpu.get_events(events)) fatal("cannot read the guest's pending events for a signal");
+  return events.exception.injected != 0 || events.exception.pending != 0 || events.interrupt.injected != 0 ||
+         events.nmi.injected != 0;
 }
 
 void Monitor::stop_stepping() noexcept {
@@ -134,15 +144,20 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
   kvm_regs r{};
   kvm_sregs sr{};
   if (!cpu_.vcpu.get_regs(r) || !cpu_.vcpu.get_sregs(sr)) fatal("cannot read the guest's registers for a signal");
-  if (synchronous == nullptr && (sr.cs.selector & 3) != 0) {
-    // Ring 3 (see deliver_pending): wait for the next exit from ring 0.
+  if (synchronous == nullptr && ((sr.cs.selector & 3) != 0 || in_program_trap_handler())) {
+    // Ring 3 or a trap handler (see deliver_pending): wait for the next exit
+    // from ring 0 outside a handler.
     if (cpu_.signals.stepping) stop_stepping();
     return;
   }
-  if (synchronous == nullptr && in_dunk_code(r.rip)) {
+  if (synchronous == nullptr && (in_dunk_code(r.rip) || event_in_delivery())) {
     // Between instructions of dunk's entry code, which is on its way to an
     // exit or back to the program: step until either happens, so that the
-    // handler interrupts the program at one of its own instructions.
+    // handler interrupts the program at one of its own instructions. Or
+    // KVM_RUN returned in the middle of delivering an exception or an
+    // interrupt, which KVM completes on the next entry with the RIP it then
+    // finds: a signal frame built now would become the event's return
+    // address. Step: the event is taken first, then dunk's entry code runs.
     if (!cpu_.signals.stepping) {
       // Not into an interrupt's handler, where the program would be
       // interrupted at an instruction of its handler instead.

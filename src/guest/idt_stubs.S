@@ -14,7 +14,9 @@
 #include "guest/abi.h"
 #include "guest/frame_macros.S.inc"
 
-  .text
+  // dunk's ring-0 entry code, all in one section: Monitor::in_dunk_code
+  // knows it by its bounds (__start_/__stop_dunk_guest_text).
+  .section dunk_guest_text, "ax", @progbits
 
 // Vectors for which the CPU pushes an error code: #DF(8), #TS(10), #NP(11),
 // #SS(12), #GP(13), #PF(14), #AC(17), #CP(21), #VC(29), #SX(30).

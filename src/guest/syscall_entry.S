@@ -14,7 +14,9 @@
 #include "guest/abi.h"
 #include "guest/frame_macros.S.inc"
 
-  .text
+  // dunk's ring-0 entry code, all in one section: Monitor::in_dunk_code
+  // knows it by its bounds (__start_/__stop_dunk_guest_text).
+  .section dunk_guest_text, "ax", @progbits
   .globl dunk_syscall_entry
   .type dunk_syscall_entry, @function
   .p2align 6

@@ -10,7 +10,9 @@
 #include "guest/abi.h"
 #include "guest/fsgs_macros.S.inc"
 
-  .text
+  // dunk's ring-0 entry code, all in one section: Monitor::in_dunk_code
+  // knows it by its bounds (__start_/__stop_dunk_guest_text).
+  .section dunk_guest_text, "ax", @progbits
 
 // int dunk_trap_hook(void);
 // In: %rbx = the vCPU area, its exception frame and depth already set, IST1

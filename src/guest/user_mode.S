@@ -19,7 +19,9 @@ dunk_user_fpu_init:
   .fill 512 + 64 - 32, 1, 0        // rest of the legacy area, XSAVE header
   .size dunk_user_fpu_init, . - dunk_user_fpu_init
 
-  .text
+  // dunk's ring-0 entry code, all in one section: Monitor::in_dunk_code
+  // knows it by its bounds (__start_/__stop_dunk_guest_text).
+  .section dunk_guest_text, "ax", @progbits
 
 // long dunk_user_enter(UserContext* context /*rdi*/);
   .globl dunk_user_enter

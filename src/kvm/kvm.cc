@@ -4,7 +4,9 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 
 #include <cstddef>
 #include <cstring>
@@ -51,6 +53,13 @@ Result<System> System::open(const char* path) noexcept {
 }
 
 Result<System> System::duplicate(int fd) noexcept {
+  // Only the KVM device gets an ioctl: the number may name anything by now.
+  // (KVM is a misc device, major 10, minor 232: include/linux/miscdevice.h.)
+  struct stat st {};
+  if (sys::failed(sys::call(SYS_fstat, fd, reinterpret_cast<long>(&st))) || !S_ISCHR(st.st_mode) ||
+      major(st.st_rdev) != 10 || minor(st.st_rdev) != 232) {
+    return Error{"the inherited descriptor is not the KVM device", EINVAL};
+  }
   long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
   if (sys::failed(copy)) return errno_error("fcntl(F_DUPFD_CLOEXEC) of an inherited KVM handle failed", copy);
   UniqueFd owned(move_out_of_program_range(static_cast<int>(copy)));
@@ -127,6 +136,10 @@ Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) noexcept {
 }
 
 long Vcpu::run() noexcept { return sys::call(SYS_ioctl, fd(), KVM_RUN, 0); }
+
+Status Vcpu::get_events(kvm_vcpu_events& events) noexcept {
+  return check(ioctl_raw(fd(), KVM_GET_VCPU_EVENTS, &events), "ioctl(KVM_GET_VCPU_EVENTS) failed");
+}
 
 Status Vcpu::get_regs(kvm_regs& regs) noexcept {
   return check(ioctl_raw(fd(), KVM_GET_REGS, &regs), "ioctl(KVM_GET_REGS) failed");

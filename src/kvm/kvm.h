@@ -107,6 +107,8 @@ class Vcpu {
   long run() noexcept;
 
   Status get_regs(kvm_regs& regs) noexcept;
+  // KVM_GET_VCPU_EVENTS: exceptions, interrupts and NMIs being delivered.
+  Status get_events(kvm_vcpu_events& events) noexcept;
   Status set_regs(const kvm_regs& regs) noexcept;
   Status get_sregs(kvm_sregs& sregs) noexcept;
   Status set_sregs(const kvm_sregs& sregs) noexcept;

@@ -124,6 +124,11 @@ Status flush_tlb_all_cpus() noexcept {
   write_icr(arch::apic::fixed_ipi_others(static_cast<std::uint8_t>(kTlbShootdownVector)));
   flush_tlb();
   core::Cpu* self = core::current_cpu();
+  // This vCPU is flushed too: its next system call need not flush again.
+  // (Only this vCPU writes its record; an interrupting shootdown may have
+  // written a newer generation meanwhile.)
+  std::atomic_ref<std::uint64_t> own(self->area->tlb_generation);
+  if (own.load(std::memory_order_relaxed) < generation) own.store(generation, std::memory_order_release);
   for (unsigned i = 0, n = machine.cpu_count(); i < n; ++i) {
     core::Cpu* cpu = machine.cpu_at(i);
     if (cpu == self) continue;

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -158,6 +159,45 @@ TEST(Descriptors, CloneFilesChildrenEachGetAVmAndLeaveNoDescriptorBehind) {
   EXPECT_TRUE(thread_in_vm);
   EXPECT_TRUE(test::in_guest_ring0());
   leave();
+}
+
+// dunk lifts the soft RLIMIT_NOFILE for a moment to place each descriptor
+// it creates (a VM, each new thread's vCPU); the program never sees the
+// lifted value, whatever its threads do meanwhile.
+TEST(Descriptors, TheProgramNeverSeesItsLimitLifted) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  test::enter_or_fail();
+  std::atomic<bool> stop{false};
+  std::atomic<long> reads{0}, wrong{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      rlimit now{};
+      if (getrlimit(RLIMIT_NOFILE, &now) != 0 || now.rlim_cur != limit.rlim_cur) wrong.fetch_add(1);
+      reads.fetch_add(1);
+    }
+  });
+  // Threads alive at once need vCPUs of their own: each new one is placed.
+  // (The lifted window is short: this catches a missing lock often, not
+  // always.)
+  std::vector<std::thread> threads;
+  std::atomic<bool> go{false};
+  for (int i = 0; i < 48; ++i) {
+    threads.emplace_back([&go] {
+      while (!go.load()) (void)getpid();
+    });
+  }
+  go = true;
+  for (auto& t : threads) t.join();
+  stop = true;
+  reader.join();
+  rlimit after{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
+  leave();
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+  EXPECT_EQ(after.rlim_cur, limit.rlim_cur);
+  EXPECT_EQ(after.rlim_max, limit.rlim_max);
 }
 
 }  // namespace

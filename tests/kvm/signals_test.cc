@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "dunk/dunk.h"
+#include "dunk/traps.h"
 #include "support.h"
 
 namespace dunk {
@@ -543,6 +544,45 @@ TEST(Signals, StopContinueAndKill) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
+}
+
+// A signal that arrives while the program's own trap handler runs (ring 0,
+// a trap stack, interrupts off) waits until the handler has returned: the
+// signal handler never runs inside it.
+std::atomic<bool> in_trap_handler{false};
+std::atomic<int> alarms_in_trap_handler{0};
+std::atomic<int> alarms{0};
+
+TrapAction slow_ud_handler(TrapFrame& f) noexcept {
+  in_trap_handler.store(true);
+  // Long enough for several timer signals (1 ms apart) to arrive.
+  for (std::uint64_t i = 0; i < 20'000'000; ++i) asm volatile("" ::: "memory");
+  in_trap_handler.store(false);
+  f.rip += 2;  // past the ud2
+  return TrapAction::kResume;
+}
+
+void on_alarm(int) {
+  if (in_trap_handler.load()) alarms_in_trap_handler.fetch_add(1);
+  alarms.fetch_add(1);
+}
+
+TEST(Signals, ASignalWaitsUntilTheProgramsTrapHandlerHasReturned) {
+  ASSERT_TRUE(set_trap_handler(kInvalidOpcode, slow_ud_handler));
+  struct sigaction sa {};
+  sa.sa_handler = on_alarm;
+  sa.sa_flags = SA_RESTART;
+  ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);
+  test::enter_or_fail();
+  itimerval every_ms{{0, 1000}, {0, 1000}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every_ms, nullptr), 0);
+  for (int i = 0; i < 5; ++i) asm volatile("ud2");
+  itimerval off{};
+  setitimer(ITIMER_REAL, &off, nullptr);
+  (void)getpid();  // an exit outside the handler: whatever waited is delivered
+  leave();
+  EXPECT_GT(alarms.load(), 0);
+  EXPECT_EQ(alarms_in_trap_handler.load(), 0);
 }
 
 }  // namespace

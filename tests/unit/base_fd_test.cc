@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <thread>
 #include <cstddef>
 #include <cstring>
 #include <set>
@@ -108,8 +110,28 @@ class FdPlacement : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0); }
   void TearDown() override { setrlimit(RLIMIT_NOFILE, &saved_); }
+
+  // Sets the limit, opens a descriptor and places it; returns where it went
+  // (-1 when something before the placement failed).
+  static int place_under(rlimit limit) {
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) return -1;
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd < 0 ? -1 : move_out_of_program_range(fd);
+  }
+
   rlimit saved_{};
 };
+
+// In the order of decreasing hard limits: an unprivileged process cannot
+// raise its hard limit again, and running the binary runs them in one process.
+TEST_F(FdPlacement, AHugeLimitWithoutRoomAboveStaysUnder8192) {
+  // The table of descriptors grows to the highest number; every fork copies it.
+  ASSERT_GE(saved_.rlim_max, 16384u) << "hard RLIMIT_NOFILE too low for this test";
+  int moved = place_under({16384, 16384});
+  EXPECT_GE(moved, 8192 - 256);
+  EXPECT_LT(moved, 8192);
+  close(moved);
+}
 
 TEST_F(FdPlacement, GoesAboveTheSoftLimitAndRestoresIt) {
   rlimit limit{1500, 4096};
@@ -139,10 +161,7 @@ TEST_F(FdPlacement, ALowLimitStillPutsThemAt1024OrAbove) {
   rlimit limit{29, 4096};
   if (saved_.rlim_max < limit.rlim_max) limit.rlim_max = saved_.rlim_max;
   ASSERT_GT(limit.rlim_max, 1024u + 16) << "hard RLIMIT_NOFILE too low for this test";
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
-  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  int moved = move_out_of_program_range(fd);
+  int moved = place_under(limit);
   EXPECT_GE(moved, 1024);
   rlimit after{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &after), 0);
@@ -151,14 +170,39 @@ TEST_F(FdPlacement, ALowLimitStillPutsThemAt1024OrAbove) {
 }
 
 TEST_F(FdPlacement, WithoutRoomAboveGoesToTheTopBelowTheLimit) {
-  rlimit limit{1024, 1024};
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &limit), 0);
-  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0);
-  int moved = move_out_of_program_range(fd);
+  int moved = place_under({1024, 1024});
   EXPECT_GE(moved, 1024 - 256);
   EXPECT_LT(moved, 1024);
   close(moved);
+}
+
+TEST_F(FdPlacement, AHardLimitUnder1024StillLeavesRoomAboveTheSoftOne) {
+  int moved = place_under({256, 1000});
+  EXPECT_GE(moved, 256);
+  EXPECT_LT(moved, 1000);
+  close(moved);
+}
+
+// The monitor holds the placement lock around the program's own
+// RLIMIT_NOFILE calls; a placement must wait for it, and lift nothing
+// meanwhile.
+TEST_F(FdPlacement, WaitsForThePlacementLock) {
+  rlimit limit{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  std::atomic<int> moved{-2};
+  fd_placement_lock().lock();
+  std::thread placer([&] { moved = move_out_of_program_range(fd); });
+  usleep(100'000);
+  EXPECT_EQ(moved.load(), -2) << "placed while the lock was held";
+  rlimit during{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &during), 0);
+  EXPECT_EQ(during.rlim_cur, limit.rlim_cur);
+  fd_placement_lock().unlock();
+  placer.join();
+  EXPECT_GE(moved.load(), 0);
+  close(moved.load());
 }
 
 TEST_F(FdPlacement, StaysWhenNothingIsFree) {
