@@ -13,6 +13,7 @@
 #include "arch/x86_64/registers.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "core/text.h"
 #include "guest/dispatch.h"
 #include "kvm/uapi.h"
 
@@ -287,6 +288,20 @@ Status Machine::create(const EnterOptions& options) noexcept {
 
   DUNK_ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::create(*kvm_));
   vm_.emplace(std::move(vm));
+  // KVM's limit of vCPUs per VM (api.rst, KVM_CAP_MAX_VCPUS; without it,
+  // KVM_CAP_NR_VCPUS): one per thread alive in VM mode at once.
+  long max_vcpus = vm_->check_extension(KVM_CAP_MAX_VCPUS);
+  if (max_vcpus <= 0) max_vcpus = vm_->check_extension(KVM_CAP_NR_VCPUS);
+  max_vcpus_ = max_vcpus > 0 ? static_cast<unsigned>(max_vcpus) : 1;
+  // DUNK_MAX_VCPUS=N lowers it (to test what happens at the limit).
+  if (const char* lower = std::getenv("DUNK_MAX_VCPUS"); lower != nullptr && *lower != '\0') {
+    long n = std::strtol(lower, nullptr, 10);
+    if (n > 0 && static_cast<unsigned long>(n) < max_vcpus_) max_vcpus_ = static_cast<unsigned>(n);
+  }
+  TextBuffer(vcpu_limit_message_, sizeof vcpu_limit_message_)
+      .append("KVM allows ")
+      .dec(max_vcpus_)
+      .append(" vCPUs per VM (KVM_CAP_MAX_VCPUS) and every one serves a live thread: no more threads in VM mode");
   interrupts_ = options.interrupts;
   guest::dunk_lapic_present = false;
   if (interrupts_) DUNK_TRY(enable_interrupts());
@@ -426,6 +441,10 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
 
 Result<Cpu*> Machine::create_cpu() noexcept {
   unsigned id = next_vcpu_id_.fetch_add(1, std::memory_order_relaxed);
+  // Every vCPU is in use by a live thread: say so, rather than pass on
+  // KVM_CREATE_VCPU's bare EINVAL. The program's thread creation fails with
+  // EAGAIN, as when the kernel runs out of threads.
+  if (id >= max_vcpus_) return Error{vcpu_limit_message_, EAGAIN};
   DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));

@@ -138,6 +138,8 @@ class Machine {
   Result<Cpu*> create_cpu() noexcept;
 
   std::atomic<unsigned> next_vcpu_id_{0};
+  unsigned max_vcpus_ = 1;
+  char vcpu_limit_message_[160] = {};
   bool trace_ = false;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;

@@ -206,5 +206,36 @@ TEST(Threads, ExitGroupEndsAllVcpuThreads) {
   EXPECT_EQ(WEXITSTATUS(status), 23);
 }
 
+// At KVM's limit of vCPUs per VM (lowered here with DUNK_MAX_VCPUS), one
+// more thread alive at once cannot be created: pthread_create fails with
+// EAGAIN and dunk says why; the program goes on.
+TEST(Threads, BeyondKvmsVcpuLimitThreadCreationFailsWithEagainAndSaysWhy) {
+  test::ChildResult r = test::run_in_child([] {
+    setenv("DUNK_MAX_VCPUS", "3", 1);
+    if (!enter()) return 10;
+    std::atomic<bool> release{false};
+    auto park = [](void* flag) -> void* {
+      while (!static_cast<std::atomic<bool>*>(flag)->load()) usleep(1000);
+      return nullptr;
+    };
+    pthread_t a, b, c;
+    if (pthread_create(&a, nullptr, park, &release) != 0) return 11;
+    if (pthread_create(&b, nullptr, park, &release) != 0) return 12;
+    const int third = pthread_create(&c, nullptr, park, &release);
+    release = true;
+    pthread_join(a, nullptr);
+    pthread_join(b, nullptr);
+    if (third != EAGAIN) return 13;
+    // Once the others are gone, their vCPUs serve new threads again.
+    if (pthread_create(&c, nullptr, park, &release) != 0) return 14;
+    pthread_join(c, nullptr);
+    return test::in_guest_ring0() ? 0 : 15;
+  });
+  EXPECT_TRUE(r.exited) << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("dunk: cannot give a new thread a vCPU: KVM allows 3 vCPUs per VM"), std::string::npos)
+      << r.output;
+}
+
 }  // namespace
 }  // namespace dunk
