@@ -179,6 +179,19 @@ void Monitor::trace(const Exit& exit) noexcept {
   } else if (exit.error != 0) {
     text.append(" errno=").dec(exit.error);
   }
+  // Where an exit that is not the guest's own (a signal, a failed entry)
+  // found the guest.
+  if (exit.kind != ExitKind::kSyscall && exit.kind != ExitKind::kException) {
+    kvm_regs r{};
+    kvm_sregs sr{};
+    kvm_vcpu_events events{};
+    if (cpu_.vcpu.get_regs(r) && cpu_.vcpu.get_sregs(sr) && cpu_.vcpu.get_events(events)) {
+      text.append(" rip=").hex(r.rip).append(" rsp=").hex(r.rsp).append(" rflags=").hex(r.rflags);
+      text.append(" cs=").hex(sr.cs.selector).append(" irq-injected=").dec(events.interrupt.injected);
+      text.append(" exc-injected=").dec(events.exception.injected);
+      if (std::uint32_t mp_state = 0; cpu_.vcpu.get_mp_state(mp_state)) text.append(" mp-state=").dec(mp_state);
+    }
+  }
   text.append("\n");
   write_stderr(text.c_str());
 }

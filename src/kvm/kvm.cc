@@ -182,6 +182,13 @@ Status Vcpu::set_single_step(bool on, bool block_irq) noexcept {
   return check(ioctl_raw(fd(), KVM_SET_GUEST_DEBUG, &debug), "ioctl(KVM_SET_GUEST_DEBUG) failed");
 }
 
+Status Vcpu::get_mp_state(std::uint32_t& state) noexcept {
+  kvm_mp_state mp{};
+  DUNK_TRY(check(ioctl_raw(fd(), KVM_GET_MP_STATE, &mp), "ioctl(KVM_GET_MP_STATE) failed"));
+  state = mp.mp_state;
+  return {};
+}
+
 Status Vcpu::set_mp_state(std::uint32_t state) noexcept {
   kvm_mp_state mp{state};
   return check(ioctl_raw(fd(), KVM_SET_MP_STATE, &mp), "ioctl(KVM_SET_MP_STATE) failed");
