@@ -344,12 +344,7 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   shares_fd_table_ = shares_fd_table;
   exiting_.store(false, std::memory_order_relaxed);
   fds_closed_.store(false, std::memory_order_relaxed);
-  if (shares_fd_table) {
-    // The numbers are the parent's descriptors, still in use: forget them,
-    // and keep them out of this program's reach (the bitmap stays).
-    if (vm_) vm_->abandon_fd();
-    if (kvm_) kvm_->abandon_fd();
-  } else {
+  if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
     // fork, not yet listed anywhere but the bitmap; then the program may
@@ -363,9 +358,12 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
         if (fd != inherited_kvm_fd_) sys::call(SYS_close, fd);
       }
     }
-    if (vm_) vm_->abandon_fd();
-    if (kvm_) kvm_->abandon_fd();
   }
+  // Otherwise the numbers are the parent's descriptors, still in use: they
+  // stay open and out of this program's reach (the bitmap stays). Either
+  // way the parent's VM is forgotten without another close.
+  if (vm_) vm_->abandon_fd();
+  if (kvm_) kvm_->abandon_fd();
   vm_.reset();
   kvm_.reset();
   // The arena's contents belong to the parent's VM; the next create()

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 
 #include <cstring>
+#include <optional>
 
 #include "arch/x86_64/registers.h"
 #include "arch/x86_64/vectors.h"
@@ -293,12 +294,9 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
       // descriptor (src/base/fd_placement.h).
       const bool own_process = nr != SYS_prlimit64 || f.rdi == 0 || static_cast<long>(f.rdi) == sys::call(SYS_getpid);
       const std::uint64_t resource = nr == SYS_prlimit64 ? f.rsi : f.rdi;
-      if (own_process && resource == RLIMIT_NOFILE) {
-        LockGuard hold(fd_placement_lock());
-        ret = forward(f);
-      } else {
-        ret = forward(f);
-      }
+      std::optional<LockGuard> hold;
+      if (own_process && resource == RLIMIT_NOFILE) hold.emplace(fd_placement_lock());
+      ret = forward(f);
       break;
     }
     case SYS_rt_sigaction:

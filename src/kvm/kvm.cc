@@ -46,10 +46,7 @@ kvm_cpuid_entry2* CpuidBuffer::find(std::uint32_t function, std::uint32_t index)
 Result<System> System::open(const char* path) noexcept {
   long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
   if (sys::failed(fd)) return errno_error(kOpenFailed, fd);
-  UniqueFd owned(move_out_of_program_range(static_cast<int>(fd)));
-  long version = ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L);
-  if (version != kApiVersion) return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};
-  return System(std::move(owned));
+  return adopt(UniqueFd(move_out_of_program_range(static_cast<int>(fd))));
 }
 
 Result<System> System::duplicate(int fd) noexcept {
@@ -62,11 +59,14 @@ Result<System> System::duplicate(int fd) noexcept {
   }
   long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
   if (sys::failed(copy)) return errno_error("fcntl(F_DUPFD_CLOEXEC) of an inherited KVM handle failed", copy);
-  UniqueFd owned(move_out_of_program_range(static_cast<int>(copy)));
-  if (ioctl_raw(owned.get(), KVM_GET_API_VERSION, 0L) != kApiVersion) {
-    return Error{"the inherited descriptor is not a KVM device handle", EINVAL};
+  return adopt(UniqueFd(move_out_of_program_range(static_cast<int>(copy))));
+}
+
+Result<System> System::adopt(UniqueFd fd) noexcept {
+  if (ioctl_raw(fd.get(), KVM_GET_API_VERSION, 0L) != kApiVersion) {
+    return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};
   }
-  return System(std::move(owned));
+  return System(std::move(fd));
 }
 
 long System::check_extension(long capability) const noexcept {

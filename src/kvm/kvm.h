@@ -66,6 +66,9 @@ class System {
 
  private:
   explicit System(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  // A handle on the device, once KVM_GET_API_VERSION says it is one dunk
+  // can use.
+  static Result<System> adopt(UniqueFd fd) noexcept;
   UniqueFd fd_;
 };
 
