@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "arch/x86_64/paging.h"
 #include "base/lock.h"
 #include "dunk/address.h"
 #include "dunk/result.h"
@@ -18,7 +19,7 @@ namespace dunk::core {
 class Arena {
  public:
   static constexpr std::uint64_t kSize = std::uint64_t{1} << 30;
-  static constexpr std::size_t kPage = 4096;
+  static constexpr std::size_t kPage = arch::kPageSize4K;
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;

@@ -9,6 +9,9 @@
 // into the host thread, in user mode, and continues there, without touching
 // the red zone below the target RSP (the code it resumes may be using it).
 
+#include <asm/unistd_64.h>
+
+#include "core/asm_offsets.h"
 #include "guest/abi.h"
 
   .text
@@ -112,16 +115,8 @@ dunk_restore_frame:
 // `call->child_fixup(frame, xsave, call->clone_flags)` (only for children with memory of their
 // own; it does not return if it resumes the child elsewhere), and restores
 // the copy. Returns the system call's result in the parent.
-#define CALL_NR 0
-#define CALL_ARGS 8
-#define CALL_FRAME 48
-#define CALL_XSAVE 56
-#define CALL_XSAVE_SIZE 64
-#define CALL_READY 72
-#define CALL_CHILD_FIXUP 80
-#define CALL_CLONE_FLAGS 88
 #define FRAME_COPY_SIZE ((FRAME_SIZE + 63) & ~63)
-#define NR_FUTEX 202
+// FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h, which is not assembler-safe).
 #define FUTEX_WAKE_PRIVATE 129
 
   .globl dunk_clone_native
@@ -160,7 +155,7 @@ dunk_clone_native:
   testq %rdi, %rdi
   jz 2f
   movl $1, (%rdi)
-  movl $NR_FUTEX, %eax
+  movl $__NR_futex, %eax
   movl $FUTEX_WAKE_PRIVATE, %esi
   movl $1, %edx
   syscall
@@ -227,10 +222,10 @@ dunk_run_on_stack:
   ud2
   .size dunk_run_on_stack, . - dunk_run_on_stack
 
-// long dunk_forward_syscall(const TrapFrame* frame /*rdi*/);
+// long dunk_forward_syscall(const Syscall* call /*rdi*/);
 //
-// The system call the guest asked for, made on the host: number in the
-// frame's RAX, arguments in its RDI, RSI, RDX, R10, R8, R9. Its SYSCALL
+// The system call the guest asked for, made on the host: RAX and the six
+// arguments of a struct Syscall (core/syscall.h). Its SYSCALL
 // instruction has a name of its own: when a host signal interrupts the call
 // and the kernel rewinds it for a restart, the host handler finds RIP there
 // (see dunk_host_signal_handler) and makes the guest restart it instead.
@@ -240,13 +235,13 @@ dunk_run_on_stack:
   .type dunk_forward_syscall, @function
   .p2align 4
 dunk_forward_syscall:
-  movq FRAME_RAX(%rdi), %rax
-  movq FRAME_RSI(%rdi), %rsi
-  movq FRAME_RDX(%rdi), %rdx
-  movq FRAME_R10(%rdi), %r10
-  movq FRAME_R8(%rdi), %r8
-  movq FRAME_R9(%rdi), %r9
-  movq FRAME_RDI(%rdi), %rdi
+  movq SYSCALL_NR(%rdi), %rax
+  movq SYSCALL_ARGS + 8(%rdi), %rsi
+  movq SYSCALL_ARGS + 16(%rdi), %rdx
+  movq SYSCALL_ARGS + 24(%rdi), %r10
+  movq SYSCALL_ARGS + 32(%rdi), %r8
+  movq SYSCALL_ARGS + 40(%rdi), %r9
+  movq SYSCALL_ARGS + 0(%rdi), %rdi
 dunk_forward_syscall_insn:
   syscall
 dunk_forward_syscall_done:
@@ -254,12 +249,11 @@ dunk_forward_syscall_done:
   .size dunk_forward_syscall, . - dunk_forward_syscall
 
 // The sa_restorer of dunk's host signal handler: rt_sigreturn.
-#define NR_RT_SIGRETURN 15
   .globl dunk_host_signal_restorer
   .type dunk_host_signal_restorer, @function
   .p2align 4
 dunk_host_signal_restorer:
-  movl $NR_RT_SIGRETURN, %eax
+  movl $__NR_rt_sigreturn, %eax
   syscall
   ud2
   .size dunk_host_signal_restorer, . - dunk_host_signal_restorer

@@ -11,6 +11,7 @@
 // Stubs push a zero where the CPU pushes no error code (SDM vol. 3A Table 6-1,
 // "Protected-Mode Exceptions and Interrupts"), then the vector.
 
+#include "arch/x86_64/vectors_asm.h"
 #include "guest/abi.h"
 #include "guest/frame_macros.S.inc"
 
@@ -18,11 +19,6 @@
   // knows it by its bounds (__start_/__stop_dunk_guest_text).
   .section dunk_guest_text, "ax", @progbits
 
-// Vectors for which the CPU pushes an error code: #DF(8), #TS(10), #NP(11),
-// #SS(12), #GP(13), #PF(14), #AC(17), #CP(21), #VC(29), #SX(30).
-#define HAS_ERROR_CODE(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || (v) == 21 || (v) == 29 || (v) == 30)
-// Vectors that run on IST2 and end the program: NMI(2), #DF(8), #MC(18).
-#define IS_FATAL(v) ((v) == 2 || (v) == 8 || (v) == 18)
 
   .p2align 4
 dunk_idt_stub_base:
@@ -31,11 +27,11 @@ dunk_idt_stub_base:
   // Each stub gets exactly 16 bytes, so the table below can be computed;
   // .org fails to assemble if a stub outgrew its slot.
   .org dunk_idt_stub_base + vector * 16, 0xcc
-  .if HAS_ERROR_CODE(vector) == 0
+  .if ARCH_VECTOR_HAS_ERROR_CODE(vector) == 0
   pushq $0
   .endif
   pushq $vector
-  .if IS_FATAL(vector) != 0
+  .if DUNK_VECTOR_IS_FATAL(vector) != 0
   jmp dunk_fatal_common
   .else
   jmp dunk_exception_common
