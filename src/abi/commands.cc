@@ -497,8 +497,9 @@ constexpr Command kBpfs[] = {
 
 constexpr Command kSeccomps[] = {
     row(0, "SECCOMP_SET_MODE_STRICT", {{2, unused()}}),
-    // With SECCOMP_FILTER_FLAG_NEW_LISTENER the result is a descriptor.
-    row(1, "SECCOMP_SET_MODE_FILTER", {{2, fprog("args")}}, kReturnsFd),
+    // With SECCOMP_FILTER_FLAG_NEW_LISTENER the result is a descriptor,
+    // without it 0: not flagged kReturnsFd.
+    row(1, "SECCOMP_SET_MODE_FILTER", {{2, fprog("args")}}),
     row(2, "SECCOMP_GET_ACTION_AVAIL", {{2, int_in("action")}}),
     row(3, "SECCOMP_GET_NOTIF_SIZES", {{2, struct_out("sizes", lay::kSeccompNotifSizesSize)}}),
 };
@@ -682,6 +683,23 @@ constexpr Command kPerfFlags[] = {
 constexpr Command kShmatAddresses[] = {
     row(0, "NULL", {{1, ptr("shmaddr")}}),
 };
+// Without O_CREAT or O_TMPFILE the kernel ignores the mode (and mq_open
+// its attributes): a row of value 0 applies always, the others after it.
+constexpr std::uint64_t kOCreat = 0100, kOTmpfile = 020000000;
+constexpr Command kOpenModes[] = {
+    row(0, "", {{2, unused()}}),
+    row(kOCreat, "O_CREAT", {{2, mode("mode")}}),
+    row(kOTmpfile, "O_TMPFILE", {{2, mode("mode")}}),
+};
+constexpr Command kOpenatModes[] = {
+    row(0, "", {{3, unused()}}),
+    row(kOCreat, "O_CREAT", {{3, mode("mode")}}),
+    row(kOTmpfile, "O_TMPFILE", {{3, mode("mode")}}),
+};
+constexpr Command kMqOpenModes[] = {
+    row(0, "", {{2, unused()}, {3, unused()}}),
+    row(kOCreat, "O_CREAT", {{2, mode("mode")}, {3, struct_in("attr", lay::kMqAttrSize)}}),
+};
 constexpr Command kRseqFlags[] = {
     row(0, "0"),
     // Unregistering clears the CPU fields now; nothing later.
@@ -750,6 +768,9 @@ constexpr CommandTable kTables[] = {
      "a fixed address: the segment's size is known only to the kernel"},
     {Commands::kRseqFlags, k32, Match::kExact, -1, kRseqFlags, Completeness::kIncomplete, "unknown rseq flags"},
     {Commands::kPerfFlags, ~std::uint64_t{0}, Match::kBits, -1, kPerfFlags, Completeness::kComplete, nullptr},
+    {Commands::kOpenFlags, k32, Match::kBits, -1, kOpenModes, Completeness::kComplete, nullptr},
+    {Commands::kOpenatFlags, k32, Match::kBits, -1, kOpenatModes, Completeness::kComplete, nullptr},
+    {Commands::kMqOpenFlags, k32, Match::kBits, -1, kMqOpenModes, Completeness::kComplete, nullptr},
 };
 
 constexpr bool exact_tables_sorted() {

@@ -35,7 +35,8 @@ struct Command {
 
 enum class Match : std::uint8_t {
   kExact,  // one row: the one whose value equals the command & mask
-  kBits,   // every row whose bits are all set, in order (flags)
+  kBits,   // every row whose bits are all set, in order (flags); a row
+           // of value 0 applies always, before the rows after it
 };
 
 struct CommandTable {

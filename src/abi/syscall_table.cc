@@ -77,6 +77,10 @@ constexpr Arg new_fds(const char* n) { return out(n, L::fixed(8), W::kOnSuccess,
 constexpr Arg uid(const char* n) { return i32(n); }
 constexpr Arg clockid(const char* n) { return named(n, Names::kClockId); }
 constexpr Arg open_flags(const char* n) { return flags(n, Names::kOpenFlags, Type::kInt); }
+// open's flags also say whether the mode is used.
+constexpr Arg open_command(const char* n, Commands table) {
+  return formatted(command(n, table), Format::kFlags, Names::kOpenFlags);
+}
 constexpr Arg at_flags(const char* n) { return flags(n, Names::kAtFlags, Type::kInt); }
 constexpr Arg msg_flags(const char* n) { return flags(n, Names::kMsgFlags); }
 constexpr Arg prot(const char* n) { return flags(n, Names::kProt, Type::kULong); }
@@ -94,7 +98,7 @@ constexpr const char* kNoEntry = nullptr;
 constexpr CallSpec kRows[] = {
   call(0, "read", {fd("fd"), buffer_out("buf", 2), u64("count")}, kBlocks, D),
   call(1, "write", {fd("fd"), buffer_in("buf", 2), u64("count")}, kBlocks, D),
-  call(2, "open", {path("filename"), open_flags("flags"), mode("mode")}, kReturnsFd | kBlocks, F | D),
+  call(2, "open", {path("filename"), open_command("flags", Commands::kOpenFlags), mode("mode")}, kReturnsFd | kBlocks, F | D),
   call(3, "close", {fd("fd")}, kCallNone, D),
   call(4, "stat", {path("filename"), stat_out("statbuf")}, kCallNone, F),
   call(5, "fstat", {fd("fd"), stat_out("statbuf")}, kCallNone, D),
@@ -402,7 +406,7 @@ constexpr CallSpec kRows[] = {
   call(238, "set_mempolicy", {i32("mode"), nodemask_in("nodemask", 2), u64("maxnode")}, kCallNone, M),
   call(239, "get_mempolicy", {struct_out("mode", 4), out("nodemask", L::bits_arg(2, 1)), u64("maxnode"),
                               ptr("addr"), hexflags("flags")}, kCallNone, M),
-  call(240, "mq_open", {str("name", lay::kPathMax), open_flags("oflag"), mode("mode"),
+  call(240, "mq_open", {str("name", lay::kPathMax), open_command("oflag", Commands::kMqOpenFlags), mode("mode"),
                         struct_in("attr", lay::kMqAttrSize)}, kReturnsFd, D | I),
   call(241, "mq_unlink", {str("name", lay::kPathMax)}, kCallNone, I),
   call(242, "mq_timedsend", {fd("mqdes"), buffer_in("msg_ptr", 2), u64("msg_len"), u32("msg_prio"),
@@ -431,7 +435,7 @@ constexpr CallSpec kRows[] = {
   call(255, "inotify_rm_watch", {fd("fd"), i32("wd")}, kCallNone, D),
   call(256, "migrate_pages", {pid("pid"), u64("maxnode"), nodemask_in("old_nodes", 1), nodemask_in("new_nodes", 1)},
        kCallNone, M),
-  call(257, "openat", {dirfd("dirfd"), path("pathname"), open_flags("flags"), mode("mode")}, kReturnsFd | kBlocks,
+  call(257, "openat", {dirfd("dirfd"), path("pathname"), open_command("flags", Commands::kOpenatFlags), mode("mode")}, kReturnsFd | kBlocks,
        F | D),
   call(258, "mkdirat", {dirfd("dirfd"), path("pathname"), mode("mode")}, kCallNone, F | D),
   call(259, "mknodat", {dirfd("dirfd"), path("pathname"), mode("mode"), hex32("dev")}, kCallNone, F | D),
@@ -494,8 +498,8 @@ constexpr CallSpec kRows[] = {
        D | S),
   call(290, "eventfd2", {u32("initval"), hexflags("flags")}, kReturnsFd, D),
   call(291, "epoll_create1", {hexflags("flags")}, kReturnsFd, D),
-  call(292, "dup3", {fd("oldfd"), fd_target("newfd"), open_flags("flags")}, kReturnsFd, D),
-  call(293, "pipe2", {new_fds("pipefd"), open_flags("flags")}, kCallNone, D),
+  call(292, "dup3", {fd("oldfd"), fd_target("newfd"), flags("flags", Names::kFileFlags, Type::kInt)}, kReturnsFd, D),
+  call(293, "pipe2", {new_fds("pipefd"), flags("flags", Names::kFileFlags, Type::kInt)}, kCallNone, D),
   call(294, "inotify_init1", {hexflags("flags")}, kReturnsFd, D),
   call(295, "preadv", {fd("fd"), iovecs("iov", 2, Dir::kWrite, W::kReturn), i32("iovcnt"), u64("pos_l"),
                        u64("pos_h")}, kBlocks, D),

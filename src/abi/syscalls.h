@@ -99,6 +99,7 @@ enum class Format : std::uint8_t {
 enum class Names : std::uint8_t {
   kNone,
   kOpenFlags,    // O_RDONLY|O_CLOEXEC
+  kFileFlags,    // the same without an access mode: O_CLOEXEC (pipe2, dup3)
   kProt,         // PROT_READ|PROT_WRITE
   kMapFlags,     // MAP_PRIVATE|MAP_ANONYMOUS
   kCloneFlags,   // CLONE_VM|...|SIGCHLD (the low byte is the exit signal)
@@ -273,6 +274,9 @@ enum class Commands : std::uint8_t {
   kShmatAddress,     // a fixed address: the segment's size is the kernel's
   kRseqFlags,        // register or unregister
   kPerfFlags,        // PERF_FLAG_PID_CGROUP: pid is a cgroup descriptor
+  kOpenFlags,        // open: the mode matters with O_CREAT or O_TMPFILE
+  kOpenatFlags,      // openat: the same, one argument later
+  kMqOpenFlags,      // mq_open: mode and attr with O_CREAT
 };
 
 struct Arg {
