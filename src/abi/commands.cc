@@ -681,7 +681,7 @@ constexpr Command kPerfFlags[] = {
 };
 // shmat: only a kernel-chosen address is describable.
 constexpr Command kShmatAddresses[] = {
-    row(0, "NULL", {{1, ptr("shmaddr")}}),
+    row(0, "NULL"),
 };
 // Without O_CREAT or O_TMPFILE the kernel ignores the mode (and mq_open
 // its attributes): a row of value 0 applies always, the others after it.
