@@ -668,7 +668,7 @@ constexpr Command kMremapFlags[] = {
 // the child as it starts and CHILD_CLEARTID as it exits, in the child's
 // memory (ours with CLONE_VM).
 constexpr Arg child_tid() {
-  return with_flags(struct_out("child_tid", 4), kAsync | kChildWrites);
+  return with_flags(out("child_tid", L::fixed(4), W::kNever), kAsync | kChildWrites);
 }
 constexpr Command kCloneFlagRows[] = {
     row(lay::kCloneParentSettid, "CLONE_PARENT_SETTID", {{2, struct_out("parent_tid", 4)}}),

@@ -374,7 +374,7 @@ constexpr CallSpec kRows[] = {
        kChangesMappings, M),
   call(217, "getdents64", {fd("fd"), buffer_out("dirp", 2), u32("count")}, kCallNone, D),
   // Written with 0 when the thread exits.
-  call(218, "set_tid_address", {async(struct_out("tidptr", 4))}, kAsyncWriter, P),
+  call(218, "set_tid_address", {async(out("tidptr", L::fixed(4), W::kNever))}, kAsyncWriter, P),
   call(219, "restart_syscall", {}, kNeverComplete | kBlocks, P,
        "continues an interrupted call with arguments the kernel saved"),
   call(220, "semtimedop", {i32("semid"), in("sops", L::of_arg(2, lay::kSembufSize)), u32("nsops"),

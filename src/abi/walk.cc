@@ -451,8 +451,10 @@ void Walker::memory_argument(unsigned i, const Arg& a) noexcept {
   } else if (a.shape == Shape::kMmsghdrs) {
     const std::uint64_t sent = ok() ? static_cast<std::uint64_t>(ret_) : 0;
     acc.written = (sent < count ? sent : count) * lay::kMmsghdrSize;
-  } else if (!parent_of_memory) {
-    acc.written = written(a, size);  // a structure of pointers: Written is about their memory
+  } else if (!parent_of_memory && (a.flags & kAsync) == 0) {
+    // A structure of pointers: Written is about their memory. Memory the
+    // kernel writes later was not written by the call.
+    acc.written = written(a, size);
   }
   if (exit() && (a.flags & kAsync) != 0 && !parent_of_memory && failed(ret_)) return;  // nothing registered
   Bytes b = emit(acc);
