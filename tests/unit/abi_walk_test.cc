@@ -682,5 +682,95 @@ TEST_F(WalkTest, ProcessVmReadvWritesLocallyAndReadsRemotely) {
             (Lines{"#0 read remote+0 16 at arg3", "#1 write 0x7000 16 at #0+0 written 10 remote"}));
 }
 
+// --- what the walker cannot describe -----------------------------------
+
+TEST_F(WalkTest, CallsItCannotDescribeSaySo) {
+  Walked unknown = run(500, {});
+  EXPECT_EQ(unknown.result.completeness, Completeness::kIncomplete);
+  EXPECT_EQ(unknown.result.call, nullptr);
+  EXPECT_EQ(run(kX32Bit | SYS_read, {0, 0, 0}).result.completeness, Completeness::kIncomplete);
+  Walked enosys = run(SYS_uselib, {0x1000});
+  EXPECT_EQ(enosys.result.completeness, Completeness::kComplete);  // the kernel touches nothing
+  EXPECT_EQ(enosys.lines, Lines{});
+  EXPECT_EQ(run(SYS_rt_sigreturn, {}).result.completeness, Completeness::kIncomplete);
+  Walked ring = run(SYS_io_uring_enter, {3, 1, 0, 0, 0, 0});
+  EXPECT_EQ(ring.result.completeness, Completeness::kIncomplete);
+  EXPECT_TRUE(ring.result.later_unbounded);
+  EXPECT_NE(ring.result.reason, nullptr);
+  EXPECT_EQ(run(SYS_bpf, {5, 0x1000, 128}).result.completeness, Completeness::kIncomplete);
+  EXPECT_EQ(run(SYS_semctl, {1, 0, 13 /* GETALL */, 0x1000}).result.completeness, Completeness::kIncomplete);
+  EXPECT_EQ(run(SYS_semctl, {1, 0, 2 /* IPC_STAT */ | 0x100 /* IPC_64 */, 0x1000}).result.completeness,
+            Completeness::kComplete);
+  EXPECT_TRUE(run(SYS_io_setup, {8, 0}).result.later_unbounded);
+  // Unknown socket options of a level whose options are bytes are complete.
+  int one = 1;
+  const std::uint64_t o = at("one", one);
+  EXPECT_EQ(run(SYS_setsockopt, {3, SOL_SOCKET, SO_REUSEADDR, o, 4}).result.completeness, Completeness::kComplete);
+  EXPECT_EQ(run(SYS_setsockopt, {3, 280 /* SOL_ALG */, 1, o, 4}).result.completeness, Completeness::kDirectOnly);
+  EXPECT_EQ(run(SYS_setsockopt, {3, 0 /* SOL_IP */, 64 /* IPT_SO_SET_REPLACE */, o, 4}).result.completeness,
+            Completeness::kIncomplete);
+}
+
+TEST_F(WalkTest, UnreadableStructuresAreFlagged) {
+  Walked w = run(SYS_readv, {3, 0x1000, 2});
+  EXPECT_EQ(w.lines, (Lines{"fd 3 use at arg0", "#0 read 0x1000 32 at arg1"}));
+  EXPECT_TRUE(w.result.unreadable);
+  EXPECT_FALSE(run(SYS_read, {3, 0x1000, 2}).result.unreadable);  // nothing read to describe it
+}
+
+// A sandbox copies each access; strings and pointer arrays are copied as
+// the walker sized them, and the copy must end as the walk saw it end.
+TEST_F(WalkTest, CopiesOfStringsAndArraysCarryTheirTerminators) {
+  copy = true;
+  const char* argv[] = {"sh", nullptr};
+  string("s0", argv[0]);
+  const std::uint64_t p = string("path", "/bin/sh"), av = at("argv", argv);
+  Walked w = run(SYS_execve, {p, av, 0});
+  EXPECT_EQ(w.lines, (Lines{"#0 read path+0 8 at arg0 nul", "#1 read argv+0 16 at arg1 null", "#2 read s0+0 3 at #1+0 nul"}));
+}
+
+// A structure sized by its own field: if the field changes between the
+// walker's read and the visitor's copy, the copy is not what was sized.
+TEST_F(WalkTest, ASelfSizedStructureThatChangesIsIncomplete) {
+  struct Handle {
+    std::uint32_t bytes;
+    std::int32_t type;
+    unsigned char f[32];
+  } handle{8, 1, {}};
+  const std::uint64_t h = at("handle", handle);
+  Walked still = run(SYS_open_by_handle_at, {3, h, O_RDONLY});
+  EXPECT_EQ(still.lines, (Lines{"#0 read handle+0 16 at arg1", "fd 3 dirfd at arg0"}));
+  EXPECT_EQ(still.result.completeness, Completeness::kComplete);
+
+  struct Growing final : Visitor {
+    Growing(Handle& target, Memory& m, const Labels& l) : handle(target), inner(l, &m) {}
+    const void* access(const Access& a) noexcept override {
+      handle.bytes = 32;  // another thread, just before the copy
+      return inner.access(a);
+    }
+    void fd(const FdUse& u) noexcept override { inner.fd(u); }
+    Handle& handle;
+    Recorder inner;
+  } growing(handle, memory, labels);
+  Call call{SYS_open_by_handle_at, {3, h, O_RDONLY, 0, 0, 0}};
+  const WalkResult r = walk(call, memory, growing, Phase::kEntry);
+  EXPECT_EQ(r.completeness, Completeness::kIncomplete);
+  EXPECT_EQ(growing.inner.lines, (Lines{"#0 read handle+0 16 at arg1", "fd 3 dirfd at arg0"}));
+}
+
+TEST_F(WalkTest, CapgetsDataSizeFollowsTheHeadersVersion) {
+  struct {
+    std::uint32_t version;
+    int pid;
+  } header{0x20080522, 0};
+  std::array<std::uint32_t, 6> data{};
+  const std::uint64_t hd = at("header", header), d = at("data", data);
+  EXPECT_EQ(run(SYS_capget, {hd, d}).lines, (Lines{"#0 readwrite header+0 8 at arg0", "#1 write data+0 24 at arg1"}));
+  header.version = 0x19980330;
+  EXPECT_EQ(run(SYS_capget, {hd, d}).lines, (Lines{"#0 readwrite header+0 8 at arg0", "#1 write data+0 12 at arg1"}));
+  header.version = 1;  // EINVAL: the kernel writes its version into the header
+  EXPECT_EQ(run(SYS_capget, {hd, d}, Phase::kExit, -EINVAL).lines, (Lines{"#0 readwrite header+0 8 at arg0 written 8"}));
+}
+
 }  // namespace
 }  // namespace dunk::abi
