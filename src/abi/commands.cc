@@ -837,13 +837,28 @@ void resolve_unknown_ioctl(Resolved& r, std::uint32_t request) noexcept {
   weaken(r, Completeness::kDirectOnly, "a driver's ioctl, described by its _IOC direction and size only");
 }
 
+// By id: an index.
+constexpr unsigned kCommandIds = static_cast<unsigned>(Commands::kCount);
+constexpr std::array<const CommandTable*, kCommandIds> make_by_id() {
+  std::array<const CommandTable*, kCommandIds> by_id{};
+  for (const CommandTable& t : kTables) by_id[static_cast<unsigned>(t.id)] = &t;
+  return by_id;
+}
+constexpr auto kById = make_by_id();
+
+constexpr bool every_id_has_its_table() {
+  for (unsigned id = 1; id < kCommandIds; ++id) {
+    if (kById[id] == nullptr) return false;
+  }
+  return kById[0] == nullptr;
+}
+static_assert(every_id_has_its_table(), "every Commands value but kNone needs its table");
+
 }  // namespace
 
 const CommandTable* command_table(Commands id) noexcept {
-  for (const CommandTable& t : kTables) {
-    if (t.id == id) return &t;
-  }
-  return nullptr;
+  const auto index = static_cast<unsigned>(id);
+  return index < kCommandIds ? kById[index] : nullptr;
 }
 
 const Command* find_command(const CommandTable& table, std::uint64_t key) noexcept {

@@ -85,8 +85,8 @@ void pointer(Text& t, std::uint64_t v) noexcept {
 
 // strace's quoting: C escapes for the common controls, octal for other
 // bytes (three digits when a digit follows, so that it reads back).
-void quoted(Text& t, const unsigned char* bytes, std::size_t n, bool cut) noexcept {
-  t.put('"');
+// `next`: the byte after these, or -1.
+void escaped(Text& t, const unsigned char* bytes, std::size_t n, int next) noexcept {
   for (std::size_t i = 0; i < n; ++i) {
     const unsigned char c = bytes[i];
     switch (c) {
@@ -103,23 +103,44 @@ void quoted(Text& t, const unsigned char* bytes, std::size_t n, bool cut) noexce
       t.put(static_cast<char>(c));
       continue;
     }
-    const bool digit_follows = i + 1 < n && bytes[i + 1] >= '0' && bytes[i + 1] <= '7';
+    const int following = i + 1 < n ? bytes[i + 1] : next;
+    const bool digit_follows = following >= '0' && following <= '7';
     t.put('\\');
     if (digit_follows || c >= 0100) t.put(static_cast<char>('0' + (c >> 6)));
     if (digit_follows || c >= 010) t.put(static_cast<char>('0' + ((c >> 3) & 7)));
     t.put(static_cast<char>('0' + (c & 7)));
   }
+}
+
+void quoted(Text& t, const unsigned char* bytes, std::size_t n, bool cut) noexcept {
+  t.put('"');
+  escaped(t, bytes, n, -1);
   t.put('"');
   if (cut) t.put("...");
 }
 
-// A buffer of `n` bytes at `address`, at most `limit` shown.
+// A buffer of `n` bytes at `address`, at most `limit` shown, read in
+// chunks (the limit may be large; the stack is not).
 void buffer(Text& t, Memory& memory, std::uint64_t address, std::uint64_t n, unsigned limit) noexcept {
-  unsigned char bytes[256];
-  const std::size_t want = n < limit ? static_cast<std::size_t>(n) : limit;
-  const std::size_t show = want < sizeof bytes ? want : sizeof bytes;
-  if (memory.read(address, bytes, show) != show) return pointer(t, address);
-  quoted(t, bytes, show, n > show);
+  const std::uint64_t show = n < limit ? n : limit;
+  unsigned char chunk[257];
+  std::uint64_t done = 0;
+  std::size_t first = static_cast<std::size_t>(show < 256 ? show : 256);
+  std::size_t got = memory.read(address, chunk, first + (show > first ? 1 : 0));
+  if (got < first) return pointer(t, address);
+  t.put('"');
+  while (true) {
+    const std::size_t here = static_cast<std::size_t>(show - done < 256 ? show - done : 256);
+    const bool more = done + here < show;
+    escaped(t, chunk, here, more && got > here ? chunk[here] : -1);
+    done += here;
+    if (!more) break;
+    const std::size_t want = static_cast<std::size_t>(show - done < 256 ? show - done : 256);
+    got = memory.read(address + done, chunk, want + (done + want < show ? 1 : 0));
+    if (got < want) break;  // became unreadable: show what there was
+  }
+  t.put('"');
+  if (n > show) t.put("...");
 }
 
 // A NUL-terminated string, at most `limit` characters shown.

@@ -277,6 +277,7 @@ enum class Commands : std::uint8_t {
   kOpenFlags,        // open: the mode matters with O_CREAT or O_TMPFILE
   kOpenatFlags,      // openat: the same, one argument later
   kMqOpenFlags,      // mq_open: mode and attr with O_CREAT
+  kCount,            // not a table: how many ids there are
 };
 
 struct Arg {

@@ -19,6 +19,9 @@ struct Bytes {
   bool valid = false;
 };
 
+// Control data the walker parses for descriptors, at most.
+constexpr std::uint64_t kMaxControl = 1 << 20;
+
 constexpr std::uint64_t div_round_up(std::uint64_t n, std::uint64_t d) noexcept { return n / d + (n % d != 0); }
 
 // Shapes whose memory holds pointers the walker follows.
@@ -178,8 +181,10 @@ std::uint64_t Walker::string_length(std::uint64_t address, std::uint64_t max, bo
     }
     length += got;
     if (got < want) {
+      // The kernel reads up to the byte it cannot: report that far, so that
+      // no pointer the kernel follows goes unreported.
       result_.unreadable = true;
-      break;
+      return length + 1;
     }
   }
   return length;
@@ -287,7 +292,7 @@ std::uint64_t Walker::shape_capacity(unsigned i, const Arg& a, bool& known) noex
     if (!load_as(args_[0], 0, version)) return known = false, 0;
     if (version == lay::kCapVersion1) return lay::kCapDataSize;
     if (version == 0x20071026 || version == 0x20080522) return 2 * lay::kCapDataSize;
-    return known = false, 0;  // EINVAL: the kernel writes the header only
+    return 0;  // EINVAL: the kernel writes its version into the header, not the data
   }
   std::uint32_t field = 0;
   const Bytes self{nullptr, raw(i), size_field_offset(a.shape) + 4, Location::kArgument, true};
@@ -396,7 +401,6 @@ void Walker::string_argument(unsigned i, const Arg& a) noexcept {
   acc.kind = a.kind;
   acc.terminator = terminated ? Terminator::kNul : Terminator::kNone;
   acc.where = Location{Location::kArgument, 0, static_cast<std::uint8_t>(i)};
-  if (acc.size == 0) return;  // unreadable at its first byte: EFAULT
   args_[i] = emit(acc);
 }
 
@@ -404,7 +408,13 @@ void Walker::memory_argument(unsigned i, const Arg& a) noexcept {
   if (raw(i) == 0) return;
   if (exit() && !writes_somewhere(a)) return;
   std::uint64_t size;
-  if (!capacity(i, a, size) || size == 0) return;
+  if (!capacity(i, a, size)) {
+    // A pointer the kernel may follow, of a size the walker could not learn:
+    // not describable, rather than silently left out.
+    if (entry()) incomplete("the size of memory an argument points to could not be read");
+    return;
+  }
+  if (size == 0) return;
 
   // Limits the kernel checks before it reads the structure.
   std::uint64_t count = a.length.from == LengthFrom::kArg ? as_unsigned(raw(a.length.arg), r_.args[a.length.arg].type)
@@ -430,6 +440,7 @@ void Walker::memory_argument(unsigned i, const Arg& a) noexcept {
     case Shape::kPollfds:
     case Shape::kIocbs:
     case Shape::kPtrArray:
+    case Shape::kFds:
       if (count > kMaxWalkElements) return incomplete("more elements than the walker decodes");
       break;
     default:
@@ -498,13 +509,13 @@ void Walker::strings(unsigned i) noexcept {
   if (!terminated && !result_.unreadable) return incomplete("more strings than the walker decodes");
   Access acc;
   acc.address = base;
-  acc.size = (count + (terminated ? 1 : 0)) * 8;
+  // Unterminated: up to the pointer the kernel could not read.
+  acc.size = (count + 1) * 8;
   acc.dir = Dir::kRead;
   acc.kind = Kind::kStrings;
   acc.shape = Shape::kStrings;
   acc.terminator = terminated ? Terminator::kNullPointer : Terminator::kNone;
   acc.where = Location{Location::kArgument, 0, static_cast<std::uint8_t>(i)};
-  if (acc.size == 0) return;
   const Bytes b = emit(acc);
   args_[i] = b;
   for (std::uint64_t k = 0; k < count; ++k) {
@@ -518,7 +529,7 @@ void Walker::strings(unsigned i) noexcept {
     str.kind = Kind::kString;
     str.terminator = nul ? Terminator::kNul : Terminator::kNone;
     str.where = Location{b.id, static_cast<std::uint32_t>(k * 8), static_cast<std::uint8_t>(i)};
-    if (str.size != 0) emit(str);
+    emit(str);
   }
 }
 
@@ -739,6 +750,9 @@ void Walker::control(const Bytes& msg, std::uint64_t base, std::uint64_t address
                      bool receive) noexcept {
   if (address == 0 || length == 0) return;
   if (!receive && exit()) return;
+  // The kernel copies control data into a buffer of at most optmem_max
+  // (20 KiB by default) and fails with ENOBUFS beyond it.
+  if (!receive && length > kMaxControl) return incomplete("more control data than the walker decodes");
   Access acc;
   acc.address = address;
   acc.size = length;

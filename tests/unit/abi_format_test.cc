@@ -106,6 +106,18 @@ TEST_F(FormatTest, WriteShowsItsBufferAtEntryWithStracesEscapes) {
             "write(1, \"a\\\"b\\\\c\\td\\n\\1\\0017\\377\", 12) = 12");
 }
 
+TEST_F(FormatTest, LongLimitsReadInChunksAndEscapeAcrossThem) {
+  static unsigned char data[1000];
+  std::memset(data, 'x', sizeof data);
+  data[255] = 1;    // the last byte of the first chunk...
+  data[256] = '7';  // ...is followed by a digit in the next
+  memory.add(data);
+  const std::string shown =
+      std::string(255, 'x') + "\\0017" + std::string(299 - 256, 'x');
+  EXPECT_EQ(line(SYS_write, {1, addr_of(data), sizeof data}, 1000, FormatOptions{.string_limit = 300}),
+            "write(1, \"" + shown + "\"..., 1000) = 1000");
+}
+
 TEST_F(FormatTest, MmapAndMunmap) {
   EXPECT_EQ(line(SYS_mmap, {0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                             static_cast<std::uint64_t>(-1), 0},

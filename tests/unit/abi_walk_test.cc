@@ -328,10 +328,15 @@ TEST_F(WalkTest, AStringWithoutItsNulIsReadToTheKernelsLimit) {
   Walked w = run(SYS_memfd_create, {n, 0});
   EXPECT_EQ(w.lines, (Lines{"#0 read name+0 250 at arg0"}));
   EXPECT_FALSE(w.result.unreadable);
-  // A path that runs into unreadable memory: the kernel would fail with EFAULT.
+  // A path that runs into unreadable memory: the kernel reads up to the
+  // byte it cannot read and fails with EFAULT; the access includes it, so a
+  // sandbox sees the whole range the kernel would try.
   Walked cut = run(SYS_chdir, {n});
-  EXPECT_EQ(cut.lines, (Lines{"#0 read name+0 300 at arg0"}));
+  EXPECT_EQ(cut.lines, (Lines{"#0 read name+0 301 at arg0"}));
   EXPECT_TRUE(cut.result.unreadable);
+  Walked none = run(SYS_chdir, {0x1000});
+  EXPECT_EQ(none.lines, (Lines{"#0 read 0x1000 1 at arg0"}));
+  EXPECT_TRUE(none.result.unreadable);
 }
 
 TEST_F(WalkTest, ExecveReadsItsPathAndBothArrays) {
@@ -716,6 +721,12 @@ TEST_F(WalkTest, UnreadableStructuresAreFlagged) {
   EXPECT_EQ(w.lines, (Lines{"fd 3 use at arg0", "#0 read 0x1000 32 at arg1"}));
   EXPECT_TRUE(w.result.unreadable);
   EXPECT_FALSE(run(SYS_read, {3, 0x1000, 2}).result.unreadable);  // nothing read to describe it
+  // A buffer whose value-result length cannot be read cannot be described.
+  char addr[16];
+  const std::uint64_t a = at("addr", addr);
+  Walked len = run(SYS_getsockname, {3, a, 0x2000});
+  EXPECT_EQ(len.result.completeness, Completeness::kIncomplete);
+  EXPECT_EQ(len.lines, (Lines{"fd 3 use at arg0", "#0 readwrite 0x2000 4 at arg2"}));
 }
 
 // A sandbox copies each access; strings and pointer arrays are copied as
