@@ -219,13 +219,20 @@ bool Walker::capacity(unsigned i, const Arg& a, std::uint64_t& size) noexcept {
       size = len.size;
       return true;
     case LengthFrom::kArg: {
-      const std::uint64_t n = as_unsigned(raw(len.arg), r_.args[len.arg].type);
+      const Type type = r_.args[len.arg].type;
+      // A negative count of a signed type: the kernel fails with EINVAL
+      // before it touches the memory.
+      if ((type == Type::kInt || type == Type::kLong) && as_signed(raw(len.arg), type) < 0) return true;
+      const std::uint64_t n = as_unsigned(raw(len.arg), type);
       std::uint64_t product;
       if (__builtin_mul_overflow(n, std::uint64_t{len.size}, &product) ||
           __builtin_add_overflow(product, std::uint64_t{len.header}, &size)) {
         incomplete("a length that overflows the address space");
         return false;
       }
+      // The kernel reads no more than a sockaddr_storage of an address (and
+      // refuses a longer one).
+      if (a.shape == Shape::kSockaddr && size > lay::kSockaddrMax) size = lay::kSockaddrMax;
       return true;
     }
     case LengthFrom::kPointee: {

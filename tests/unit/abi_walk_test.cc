@@ -140,6 +140,18 @@ TEST_F(WalkTest, WritevReadsItsVectors) {
             (Lines{"fd 1 use at arg0", "#0 read iov+0 32 at arg1", "#1 read a+0 5 at #0+0"}));
 }
 
+TEST_F(WalkTest, LengthsAsTheKernelChecksThem) {
+  char buf[64];
+  const std::uint64_t b = at("buf", buf), p = string("p", "link");
+  // A negative int count: EINVAL before any access.
+  EXPECT_EQ(run(SYS_readlink, {p, b, static_cast<std::uint64_t>(-1)}).lines, (Lines{"#0 read p+0 5 at arg0 nul"}));
+  // Upper bits of an int count are not the kernel's.
+  EXPECT_EQ(run(SYS_readlink, {p, b, 0xffffffff00000010}).lines,
+            (Lines{"#0 read p+0 5 at arg0 nul", "#1 write buf+0 16 at arg1"}));
+  // An address is never read beyond a sockaddr_storage.
+  EXPECT_EQ(run(SYS_connect, {3, b, 1000}).lines, (Lines{"fd 3 use at arg0", "#0 read buf+0 128 at arg1"}));
+}
+
 TEST_F(WalkTest, TooManyIovecsAreRefusedNotWalked) {
   iovec iov[1]{};
   const std::uint64_t v = at("iov", iov);
