@@ -447,6 +447,7 @@ constexpr Command kPtraces[] = {
     opaque(30, "PTRACE_ARCH_PRCTL", "reads or writes at addr by the arch_prctl code in data"),
     row(31, "PTRACE_SYSEMU", {{3, sig("sig")}}),
     row(32, "PTRACE_SYSEMU_SINGLESTEP", {{3, sig("sig")}}),
+    row(33, "PTRACE_SINGLEBLOCK", {{3, sig("sig")}}),
     row(0x4200, "PTRACE_SETOPTIONS", {{3, hex64("options")}}),
     row(0x4201, "PTRACE_GETEVENTMSG", {{3, long_out("data")}}),
     row(0x4202, "PTRACE_GETSIGINFO", {{3, struct_out("data", lay::kSiginfoSize)}}),

@@ -1,25 +1,38 @@
 // Linux's x86-64 system-call ABI as data: what every system call does with
 // its six arguments.
 //
-// One row per call (src/abi/syscall_table.cc, in number order) says, for
-// each argument, what it is — a number and how to print it, a descriptor, a
-// path, a pointer to memory the kernel reads or writes and how long that
-// memory is, a command that gives the other arguments their meaning — so
-// that every consumer asks the same table:
+// The layer, file by file:
+//   syscalls.h        the vocabulary: argument kinds, lengths, shapes, the
+//                     row of one call; lookup by number (an array index)
+//                     and by name
+//   syscall_table.cc  the rows, one per name of asm/unistd_64.h, in number
+//                     order: "what does dunk know about the arguments of
+//                     call N" is one line there
+//   commands.h/.cc    what an argument means by a command (ioctl, fcntl,
+//                     futex, prctl, ...) or by flags (clone's CLONE_*TID,
+//                     mmap's MAP_FIXED); resolve() applies them
+//   layouts.h         sizes and offsets of the structures the walker reads
+//   walk.h/.cc        every memory range and descriptor of one call
+//   format.h/.cc      strace-style lines; names.h/.cc the names they use
+//
+// Every consumer asks the same table:
 //
 //   - the sandbox copies every range the kernel will read into memory the
 //     program cannot touch, hands the kernel the copies, and copies back
-//     what the kernel wrote (walk.h: Phase::kEntry, then Phase::kExit);
-//   - dirty tracking marks what the kernel wrote (Phase::kExit, bounded by
-//     the return value where the kernel says so) and learns which calls
-//     register memory the kernel writes later (Access::async);
-//   - sthreads check every range of a call against a compartment's view;
-//   - the monitor finds every descriptor a call uses (walk.h: FdUse), to
-//     treat dunk's own descriptors as closed;
-//   - --strace and --stats print names and decoded arguments (format.h).
-//
-// A call the table cannot describe completely says so (walk.h:
-// Completeness), and the sandbox denies it.
+//     what the kernel wrote: walk(kEntry) with a visitor that copies and
+//     returns its copies (nested pointers are then read from them, and
+//     Access::where says which register or which parent offset to point at
+//     the copy), the call on the copies, walk(kExit) over the copies;
+//     Completeness other than kComplete: deny;
+//   - dirty tracking marks what the kernel wrote: walk(kExit, ret), each
+//     Access with `written` bytes; Access::async and WalkResult::async /
+//     later_unbounded name memory the kernel writes after the call;
+//   - sthreads check every range of walk(kEntry), reads and writes, against
+//     a compartment's view;
+//   - the monitor treats dunk's own descriptors as closed: walk(kEntry)'s
+//     FdUses (kUse, kDirFd, kTarget, the kRangeFirst/kRangeLast bounds),
+//     in registers and inside structures;
+//   - --strace and --stats: name_of(), format_entry() and format_exit().
 //
 // Everything here is constexpr data and pure functions: no system calls, no
 // allocation, no exceptions, so the monitor may use it between two
@@ -28,7 +41,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <span>
 #include <string_view>
 
