@@ -599,7 +599,7 @@ constexpr CallSpec kRows[] = {
   call(435, "clone3", {nested("cl_args", Dir::kRead, Shape::kCloneArgs, L::of_arg(1), Dir::kWrite), u64("size")},
        kReturnsPid | kNewProcess | kAsyncWriter, P),
   call(436, "close_range", {fd_first("first"), fd_last("last"), hexflags("flags")}, kCallNone, D),
-  call(437, "openat2", {dirfd("dirfd"), path("pathname"), in("how", L::of_arg(3)), u64("size")},
+  call(437, "openat2", {with_flags(dirfd("dirfd"), kDirFdAlways), path("pathname"), in("how", L::of_arg(3)), u64("size")},
        kReturnsFd | kBlocks, F | D),
   // The descriptor is one of the other process's: not a use of ours.
   call(438, "pidfd_getfd", {fd("pidfd"), with_kind("targetfd", Kind::kRemoteFd), hexflags("flags")}, kReturnsFd,

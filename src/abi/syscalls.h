@@ -251,6 +251,8 @@ enum ArgFlags : std::uint8_t {
   kOptionalFd = 1 << 3,     // -1 (any negative) means "no descriptor"
   kChildWrites = 1 << 4,    // written by the new child in its own memory
                             // (CLONE_CHILD_SETTID): ours only with CLONE_VM
+  kDirFdAlways = 1 << 5,    // a dirfd the kernel looks up even for an
+                            // absolute path (openat2's RESOLVE_IN_ROOT)
 };
 
 // Command tables (commands.h).

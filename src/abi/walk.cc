@@ -541,8 +541,7 @@ void Walker::strings(unsigned i) noexcept {
 }
 
 // A dirfd matters only for a relative path: the kernel does not look an
-// absolute one's dirfd up (openat2 with RESOLVE_IN_ROOT does, so openat2's
-// is always reported).
+// absolute one's dirfd up (but kDirFdAlways).
 void Walker::dirfds() noexcept {
   if (!entry()) return;
   const unsigned n = r_.call->arg_count;
@@ -556,7 +555,7 @@ void Walker::dirfds() noexcept {
       if (r_.args[j].kind == Kind::kPath) path = j;
     }
     char first = 0;
-    const bool absolute = path >= 0 && std::strcmp(r_.call->name, "openat2") != 0 && args_[path].valid &&
+    const bool absolute = path >= 0 && (r_.args[i].flags & kDirFdAlways) == 0 && args_[path].valid &&
                           load_as(args_[path], 0, first) && first == '/';
     if (!absolute) {
       emit_fd(as_signed(raw(i), r_.args[i].type), FdRole::kDirFd,
@@ -710,7 +709,7 @@ void Walker::iovec_array(const Bytes& b, std::uint64_t offset, std::uint64_t cou
     std::uint64_t base, len;
     if (!load_as(b, at + lay::kIovecBase, base) || !load_as(b, at + lay::kIovecLen, len)) return;
     std::uint64_t wrote = 0;
-    if (budget != nullptr && writes(data) && (flags & kAsync) == 0) {
+    if (budget != nullptr && writes(data)) {
       wrote = len < *budget ? len : *budget;
       *budget -= wrote;
     }

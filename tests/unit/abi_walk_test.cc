@@ -152,6 +152,19 @@ TEST_F(WalkTest, LengthsAsTheKernelChecksThem) {
   EXPECT_EQ(run(SYS_connect, {3, b, 1000}).lines, (Lines{"fd 3 use at arg0", "#0 read buf+0 128 at arg1"}));
 }
 
+TEST_F(WalkTest, VmspliceMayWriteNowOrReadLater) {
+  char buf[10];
+  iovec iov{buf, sizeof buf};
+  at("buf", buf);
+  const std::uint64_t v = at("iov", iov);
+  // Into a pipe the kernel may keep the pages and read them when the pipe
+  // is read; out of one it writes them before returning.
+  EXPECT_EQ(run(SYS_vmsplice, {3, v, 1, 0}).lines,
+            (Lines{"fd 3 use at arg0", "#0 read iov+0 16 at arg1", "#1 readwrite buf+0 10 at #0+0 async"}));
+  EXPECT_EQ(run(SYS_vmsplice, {3, v, 1, 0}, Phase::kExit, 4).lines,
+            (Lines{"#0 read iov+0 16 at arg1", "#1 readwrite buf+0 10 at #0+0 written 4 async"}));
+}
+
 TEST_F(WalkTest, TooManyIovecsAreRefusedNotWalked) {
   iovec iov[1]{};
   const std::uint64_t v = at("iov", iov);
