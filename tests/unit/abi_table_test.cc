@@ -26,6 +26,7 @@ struct KernelFacts {
   unsigned args;
   unsigned pointers;
   unsigned const_pointers;
+  unsigned descriptors;
 };
 
 constexpr KernelFacts kKernel[] = {
@@ -179,6 +180,25 @@ void check_arg(const std::string& where, const CallSpec& c, const Arg& a, unsign
   if (a.kind == Kind::kCommand) {
     EXPECT_NE(command_table(a.commands), nullptr) << where;
   }
+}
+
+// The descriptor arguments the kernel names as such are descriptors in the
+// schema: checked against the kernel, not against the table itself.
+TEST(SyscallTable, DescriptorArgumentsAreTheKernels) {
+  unsigned checked = 0;
+  for (const KernelFacts& k : kKernel) {
+    const CallSpec* c = lookup(k.number);
+    ASSERT_NE(c, nullptr) << k.name;
+    for (unsigned i = 0; i < k.args && i < kMaxArgs; ++i) {
+      if ((k.descriptors & (1u << i)) == 0) continue;
+      ++checked;
+      const Arg& a = c->args[i];
+      EXPECT_TRUE(a.is_fd() || a.kind == Kind::kRemoteFd)
+          << k.name << " argument " << i << " (" << (a.name ? a.name : "?") << ") is a descriptor to the kernel";
+    }
+  }
+  std::printf("checked %u descriptor arguments the kernel names\n", checked);
+  EXPECT_GE(checked, 125u);
 }
 
 TEST(SyscallTable, RowsAreWellFormed) {
