@@ -86,6 +86,9 @@ class Walker {
   void argument(unsigned i) noexcept;
   void ensure(unsigned i) noexcept;
   void memory_argument(unsigned i, const Arg& a) noexcept;
+  bool within_limits(const Arg& a, std::uint64_t& size, std::uint64_t& count) noexcept;
+  std::uint64_t top_written(const Arg& a, std::uint64_t size, std::uint64_t count) const noexcept;
+  void check_self_size(const Arg& a, const Bytes& b) noexcept;
   void string_argument(unsigned i, const Arg& a) noexcept;
   void dirfds() noexcept;
   void result_fd() noexcept;
@@ -94,7 +97,7 @@ class Walker {
   std::uint64_t written(const Arg& a, std::uint64_t size) const noexcept;
 
   // Shapes: the parent has been emitted, `b` holds its bytes.
-  void nested(unsigned i, const Arg& a, const Bytes& b) noexcept;
+  void nested(const Arg& a, const Bytes& b) noexcept;
   void iovec_array(const Bytes& b, std::uint64_t offset, std::uint64_t count, Dir data, std::uint8_t flags,
                    std::uint64_t* budget) noexcept;
   void msghdr(const Bytes& b, std::uint64_t base, bool receive, std::uint64_t* budget) noexcept;
@@ -105,9 +108,11 @@ class Walker {
   void pollfds(const Bytes& b) noexcept;
   void fd_set(const Bytes& b) noexcept;
   void sigaltstack(const Bytes& b) noexcept;
+  void mq_sigevent(const Bytes& b) noexcept;
+  void files_update(const Bytes& b) noexcept;
   void clone_args(const Bytes& b) noexcept;
   void iocbs(const Bytes& b, std::uint64_t count) noexcept;
-  void iocb(const Bytes& b, bool submitted) noexcept;
+  void iocb(const Bytes& b) noexcept;
   void strings(unsigned i) noexcept;
   void ints(const Bytes& b, FdRole role, bool skip_negative) noexcept;
   void int_at(const Bytes& b, std::uint64_t offset, std::size_t width, FdRole role) noexcept;
@@ -421,74 +426,94 @@ void Walker::memory_argument(unsigned i, const Arg& a) noexcept {
     if (entry()) incomplete("the size of memory an argument points to could not be read");
     return;
   }
-  if (size == 0) return;
-
-  // Limits the kernel checks before it reads the structure.
   std::uint64_t count = a.length.from == LengthFrom::kArg ? as_unsigned(raw(a.length.arg), r_.args[a.length.arg].type)
                                                           : 0;
+  if (size == 0 || !within_limits(a, size, count)) return;
+  // Nothing was registered by a call that failed.
+  if (exit() && (a.flags & kAsync) != 0 && a.inner == Dir::kNone && failed(ret_)) return;
+
+  Access acc;
+  acc.address = raw(i);
+  acc.size = size;
+  acc.written = top_written(a, size, count);
+  acc.dir = a.dir;
+  acc.kind = Kind::kMemory;
+  acc.shape = a.shape;
+  // For a structure of pointers kAsync and kRemote are about what it points to.
+  acc.flags = a.inner != Dir::kNone ? static_cast<std::uint8_t>(a.flags & ~(kAsync | kRemote)) : a.flags;
+  acc.where = Location{Location::kArgument, 0, static_cast<std::uint8_t>(i)};
+  const Bytes b = emit(acc);
+  args_[i] = b;
+  check_self_size(a, b);
+  nested(a, b);
+}
+
+// The limits the kernel checks before it reads a structure: past them it
+// fails, and the walker says it cannot describe the call rather than walk
+// what the kernel would not. May lower `count` (and `size`) to what the
+// kernel takes.
+bool Walker::within_limits(const Arg& a, std::uint64_t& size, std::uint64_t& count) noexcept {
   switch (a.shape) {
     case Shape::kIovecs:
-      if (count > lay::kUioMaxIov) return incomplete("more iovecs than UIO_MAXIOV: the kernel refuses them");
-      break;
+      if (count <= lay::kUioMaxIov) return true;
+      incomplete("more iovecs than UIO_MAXIOV: the kernel refuses them");
+      return false;
     case Shape::kMmsghdrs:
       // sendmmsg sends at most UIO_MAXIOV; recvmmsg has no limit of its own.
       if (!writes(a.inner) && count > lay::kUioMaxIov) count = lay::kUioMaxIov;
-      if (count > kMaxWalkElements) return incomplete("more messages than the walker decodes");
       size = count * lay::kMmsghdrSize;
-      break;
+      if (count <= kMaxWalkElements) return true;
+      incomplete("more messages than the walker decodes");
+      return false;
     case Shape::kCloneArgs:
-      if (size < lay::kCloneArgsSizeVer0 || size > lay::kPageSize) {
-        return incomplete("a clone_args size the kernel refuses");
-      }
-      break;
+      if (size >= lay::kCloneArgsSizeVer0 && size <= lay::kPageSize) return true;
+      incomplete("a clone_args size the kernel refuses");
+      return false;
     case Shape::kFutexWaitv:
-      if (count > 128) return incomplete("more futexes than FUTEX_WAITV_MAX: the kernel refuses them");
-      break;
+      if (count <= 128) return true;
+      incomplete("more futexes than FUTEX_WAITV_MAX: the kernel refuses them");
+      return false;
     case Shape::kPollfds:
     case Shape::kIocbs:
     case Shape::kPtrArray:
     case Shape::kFds:
-      if (count > kMaxWalkElements) return incomplete("more elements than the walker decodes");
-      break;
+      if (count <= kMaxWalkElements) return true;
+      incomplete("more elements than the walker decodes");
+      return false;
     default:
-      break;
+      return true;
   }
+}
 
-  const bool parent_of_memory = a.inner != Dir::kNone;
-  Access acc;
-  acc.address = raw(i);
-  acc.size = size;
-  acc.dir = a.dir;
-  acc.kind = Kind::kMemory;
-  acc.shape = a.shape;
-  // A structure of pointers: kAsync and kRemote are about what it points to.
-  acc.flags = parent_of_memory ? static_cast<std::uint8_t>(a.flags & ~(kAsync | kRemote)) : a.flags;
-  acc.where = Location{Location::kArgument, 0, static_cast<std::uint8_t>(i)};
-  if (a.shape == Shape::kMsghdr || a.shape == Shape::kPtraceIovec) {
-    acc.written = writes(a.dir) && ok() ? size : 0;  // the lengths and flags it updates
-  } else if (a.shape == Shape::kMmsghdrs) {
-    const std::uint64_t sent = ok() ? static_cast<std::uint64_t>(ret_) : 0;
-    acc.written = (sent < count ? sent : count) * lay::kMmsghdrSize;
-  } else if (!parent_of_memory && (a.flags & kAsync) == 0) {
-    // A structure of pointers: Written is about their memory. Memory the
-    // kernel writes later was not written by the call.
-    acc.written = written(a, size);
-  }
-  if (exit() && (a.flags & kAsync) != 0 && !parent_of_memory && failed(ret_)) return;  // nothing registered
-  Bytes b = emit(acc);
-  args_[i] = b;
-
-  // A structure that carries its own size may have changed between the read
-  // that sized the access and the visitor's copy: the kernel reads the copy.
-  if (b.copy != nullptr && size_from_field(a.shape, 1) != 0) {
-    // Every such size covers its size field (size_from_field's minimums).
-    std::uint32_t field = 0;
-    std::memcpy(&field, b.copy + size_field_offset(a.shape), sizeof field);
-    if (size_from_field(a.shape, field) != size) {
-      incomplete("the structure's size changed while it was copied");
+// What the kernel wrote of an argument's own memory. For a structure of
+// pointers, Written is about the memory they point to; the structure
+// itself is written only where the kernel updates it (recvmsg's lengths,
+// recvmmsg's msg_len, PTRACE_GETREGSET's iov_len). Memory the kernel
+// writes later was not written by the call.
+std::uint64_t Walker::top_written(const Arg& a, std::uint64_t size, std::uint64_t count) const noexcept {
+  if (!exit()) return 0;
+  switch (a.shape) {
+    case Shape::kMsghdr:
+    case Shape::kPtraceIovec:
+      return writes(a.dir) && ok() ? size : 0;
+    case Shape::kMmsghdrs: {
+      const std::uint64_t done = ok() ? static_cast<std::uint64_t>(ret_) : 0;
+      return (done < count ? done : count) * lay::kMmsghdrSize;
     }
+    default:
+      if (a.inner != Dir::kNone || (a.flags & kAsync) != 0) return 0;
+      return written(a, size);
   }
-  nested(i, a, b);
+}
+
+// A structure that carries its own size may have changed between the read
+// that sized the access and the visitor's copy; the kernel reads the copy.
+void Walker::check_self_size(const Arg& a, const Bytes& b) noexcept {
+  if (b.copy == nullptr || size_from_field(a.shape, 1) == 0) return;
+  // Every such size covers its size field (size_from_field's minimums).
+  std::uint32_t field = 0;
+  std::memcpy(&field, b.copy + size_field_offset(a.shape), sizeof field);
+  if (size_from_field(a.shape, field) != b.size) incomplete("the structure's size changed while it was copied");
 }
 
 void Walker::strings(unsigned i) noexcept {
@@ -588,7 +613,7 @@ void Walker::child(const Bytes& parent, std::uint64_t offset, std::uint64_t addr
   emit(acc);
 }
 
-void Walker::nested(unsigned i, const Arg& a, const Bytes& b) noexcept {
+void Walker::nested(const Arg& a, const Bytes& b) noexcept {
   const std::uint64_t count = a.length.from == LengthFrom::kArg ? b.size / (a.length.size ? a.length.size : 1) : 0;
   const std::uint8_t inner_flags = static_cast<std::uint8_t>(a.flags & (kAsync | kRemote | kFollowedLater));
   switch (a.shape) {
@@ -620,16 +645,8 @@ void Walker::nested(unsigned i, const Arg& a, const Bytes& b) noexcept {
     case Shape::kIocbs:
       iocbs(b, count);
       return;
-    case Shape::kMqSigevent: {
-      std::int32_t notify = 0, signo = 0;
-      std::uint64_t cookie = 0;
-      if (!entry() || !load_as(b, lay::kSigeventNotify, notify) || notify != lay::kSigevThread) return;
-      if (load_as(b, lay::kSigeventSigno, signo)) emit_fd(signo, FdRole::kUse, Location{b.id, lay::kSigeventSigno, 0});
-      if (load_as(b, lay::kSigeventValue, cookie)) {
-        child(b, lay::kSigeventValue, cookie, lay::kNotifyCookieLen, Dir::kRead, kArgNone, 0);
-      }
-      return;
-    }
+    case Shape::kMqSigevent:
+      return mq_sigevent(b);
     case Shape::kFutexWaitv:
       for (std::uint64_t k = 0; k < count; ++k) {
         std::uint64_t uaddr;
@@ -664,20 +681,8 @@ void Walker::nested(unsigned i, const Arg& a, const Bytes& b) noexcept {
       }
       return;
     }
-    case Shape::kIoUringFilesUpdate: {
-      std::uint64_t fds = 0;
-      if (!entry() || !load_as(b, lay::kIoUringFilesUpdateFds, fds) || fds == 0) return;
-      const std::uint64_t n = as_unsigned(raw(3), Type::kUInt);
-      if (n > kMaxWalkElements) return incomplete("more descriptors than the walker decodes");
-      Access acc;
-      acc.address = fds;
-      acc.size = n * 4;
-      acc.dir = Dir::kRead;
-      acc.shape = Shape::kFds;
-      acc.where = Location{b.id, lay::kIoUringFilesUpdateFds, static_cast<std::uint8_t>(i)};
-      if (acc.size != 0) ints(emit(acc), FdRole::kUse, true);
-      return;
-    }
+    case Shape::kIoUringFilesUpdate:
+      return files_update(b);
     case Shape::kFds:
       if (entry()) ints(b, FdRole::kUse, true);
       return;
@@ -700,6 +705,35 @@ void Walker::nested(unsigned i, const Arg& a, const Bytes& b) noexcept {
     default:
       return;
   }
+}
+
+// mq_notify with SIGEV_THREAD: sigev_signo is a netlink socket, and
+// sigev_value points to the cookie the kernel sends on it.
+void Walker::mq_sigevent(const Bytes& b) noexcept {
+  std::int32_t notify = 0, signo = 0;
+  std::uint64_t cookie = 0;
+  if (!entry() || !load_as(b, lay::kSigeventNotify, notify) || notify != lay::kSigevThread) return;
+  if (load_as(b, lay::kSigeventSigno, signo)) emit_fd(signo, FdRole::kUse, Location{b.id, lay::kSigeventSigno, 0});
+  if (load_as(b, lay::kSigeventValue, cookie)) {
+    child(b, lay::kSigeventValue, cookie, lay::kNotifyCookieLen, Dir::kRead, kArgNone, 0);
+  }
+}
+
+// IORING_REGISTER_FILES_UPDATE: nr_args descriptors at the structure's
+// pointer (-1 removes a slot, -2 skips it).
+void Walker::files_update(const Bytes& b) noexcept {
+  std::uint64_t fds = 0;
+  if (!entry() || !load_as(b, lay::kIoUringFilesUpdateFds, fds) || fds == 0) return;
+  const std::uint64_t n = as_unsigned(raw(3), Type::kUInt);
+  if (n > kMaxWalkElements) return incomplete("more descriptors than the walker decodes");
+  if (n == 0) return;
+  Access acc;
+  acc.address = fds;
+  acc.size = n * 4;
+  acc.dir = Dir::kRead;
+  acc.shape = Shape::kFds;
+  acc.where = Location{b.id, lay::kIoUringFilesUpdateFds, 0};
+  ints(emit(acc), FdRole::kUse, true);
 }
 
 void Walker::iovec_array(const Bytes& b, std::uint64_t offset, std::uint64_t count, Dir data, std::uint8_t flags,
@@ -886,11 +920,11 @@ void Walker::iocbs(const Bytes& b, std::uint64_t count) noexcept {
     acc.dir = Dir::kReadWrite;
     acc.written = exit() ? lay::kIocbSize : 0;
     acc.where = Location{b.id, static_cast<std::uint32_t>(k * 8), 0};
-    iocb(emit(acc), exit());
+    iocb(emit(acc));
   }
 }
 
-void Walker::iocb(const Bytes& b, bool submitted) noexcept {
+void Walker::iocb(const Bytes& b) noexcept {
   std::uint16_t opcode;
   std::uint64_t buf, nbytes;
   std::uint32_t flags;
@@ -902,7 +936,6 @@ void Walker::iocb(const Bytes& b, bool submitted) noexcept {
     int_at(b, lay::kIocbFildes, 4, FdRole::kUse);
     if ((flags & lay::kIocbFlagResfd) != 0) int_at(b, lay::kIocbResfd, 4, FdRole::kUse);
   }
-  (void)submitted;
   switch (opcode) {
     case lay::kIocbCmdPread:
       return child(b, lay::kIocbBuf, buf, nbytes, Dir::kWrite, kAsync, 0);

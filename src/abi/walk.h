@@ -59,7 +59,7 @@ struct Location {
   std::uint32_t parent = kArgument;  // id of the access that holds it, or
                                      // kArgument: the register `arg`
   std::uint32_t offset = 0;          // within the parent
-  std::uint8_t arg = 0;              // the argument it descends from
+  std::uint8_t arg = 0;              // in a register: which argument
                                      // (kReturnValue: the call's result)
   constexpr bool in_register() const noexcept { return parent == kArgument; }
   constexpr bool operator==(const Location&) const noexcept = default;
