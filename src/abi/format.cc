@@ -448,7 +448,7 @@ struct Plan {
 
 Plan plan(const Call& call) noexcept {
   Plan p;
-  const CallSpec* spec = (call.number & kX32Bit) != 0 ? nullptr : lookup(call.number);
+  const CallSpec* spec = lookup(call.number);
   if (spec == nullptr) {
     p.count = kMaxArgs;
     p.first_after = kMaxArgs;

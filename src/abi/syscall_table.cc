@@ -677,9 +677,10 @@ static_assert(names_unique(), "two rows have the same name");
 
 }  // namespace
 
-const CallSpec* lookup(std::uint64_t number) noexcept {
-  if (number > kMaxSyscall) return nullptr;
-  return kByNumber[number];
+const CallSpec* lookup(std::uint64_t rax) noexcept {
+  const std::int32_t number = kernel_number(rax);
+  if (number < 0 || number > static_cast<std::int32_t>(kMaxSyscall)) return nullptr;
+  return kByNumber[static_cast<unsigned>(number)];
 }
 
 const CallSpec* lookup(std::string_view name) noexcept {

@@ -372,9 +372,16 @@ struct CallSpec {
   constexpr bool has(CallFlags f) const noexcept { return (flags & f) != 0; }
 };
 
-// The call with this number, or nullptr (no such x86-64 call, or an x32
-// number). An array index.
-const CallSpec* lookup(std::uint64_t number) noexcept;
+// The number the kernel decodes from RAX at `syscall`: Linux 6.1 takes the
+// low 32 bits as an int (entry_64.S: movslq %eax), so a RAX with high bits
+// set still runs the call of its low half.
+constexpr std::int32_t kernel_number(std::uint64_t rax) noexcept {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(rax));
+}
+
+// The call the kernel runs for this RAX, or nullptr (no such x86-64 call:
+// a hole, a number past the table, an x32 number). An array index.
+const CallSpec* lookup(std::uint64_t rax) noexcept;
 // The call with this name ("openat"), or nullptr. A binary search.
 const CallSpec* lookup(std::string_view name) noexcept;
 // Its name, or nullptr.

@@ -987,7 +987,7 @@ void Walker::int_at(const Bytes& b, std::uint64_t offset, std::size_t width, FdR
 }
 
 WalkResult Walker::run() noexcept {
-  if ((call_.number & kX32Bit) != 0 || lookup(call_.number) == nullptr) {
+  if (lookup(call_.number) == nullptr) {
     result_.completeness = Completeness::kIncomplete;
     result_.reason = "not an x86-64 system call";
     return result_;

@@ -202,6 +202,10 @@ TEST_F(FormatTest, TimespecsPipesSignalsAndAddresses) {
   EXPECT_EQ(line(SYS_mkdir, {dir, 01777}, 0), "mkdir(\"d\", 01777) = 0");
 }
 
+TEST_F(FormatTest, TheCallTheKernelRunsForHighBitsInRax) {
+  EXPECT_EQ(line(0xffffffff00000000 | SYS_getpid, {}, 5), "getpid() = 5");
+}
+
 TEST_F(FormatTest, UnknownNumbersPrintTheirRegisters) {
   EXPECT_EQ(line(500, {1, 2, 3, 4, 5, 6}, -ENOSYS),
             "syscall_500(0x1, 0x2, 0x3, 0x4, 0x5, 0x6) = -1 ENOSYS (Function not implemented)");

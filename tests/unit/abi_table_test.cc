@@ -77,6 +77,10 @@ TEST(SyscallTable, LookupIsAnIndexWithHoles) {
   EXPECT_EQ(lookup(451), nullptr);
   EXPECT_EQ(lookup(~std::uint64_t{0}), nullptr);
   EXPECT_EQ(lookup(kX32Bit | 0), nullptr);  // x32's read
+  // The kernel reads the low 32 bits of RAX: high bits do not change the call.
+  EXPECT_EQ(lookup(0xffffffff00000027), lookup(39));
+  EXPECT_EQ(lookup(0x8000000000000000 | 1), lookup(1));
+  EXPECT_EQ(lookup(0x00000000ffffffff), nullptr);  // -1
   EXPECT_EQ(lookup(std::string_view("no_such_call")), nullptr);
   EXPECT_EQ(lookup(std::string_view("")), nullptr);
   EXPECT_EQ(name_of(400), nullptr);
