@@ -156,13 +156,17 @@ void Walker::incomplete(const char* why) noexcept {
 
 // --- Reading -----------------------------------------------------------
 
+// A structure the walk decodes: if it cannot be read, what it points to
+// cannot be listed, and the walk says so.
 bool Walker::load(const Bytes& b, std::uint64_t offset, void* out, std::size_t n) noexcept {
   if (!b.valid || offset > b.size || n > b.size - offset) return false;
   if (b.copy != nullptr) {
     std::memcpy(out, b.copy + offset, n);
     return true;
   }
-  return read_memory(b.address + offset, out, n);
+  if (read_memory(b.address + offset, out, n)) return true;
+  incomplete("a structure the walker could not read");
+  return false;
 }
 
 bool Walker::read_memory(std::uint64_t address, void* out, std::size_t n) noexcept {

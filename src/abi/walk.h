@@ -26,6 +26,11 @@
 // it creates at exit (role kNew: the result of open, the pair of pipe, the
 // SCM_RIGHTS of recvmsg, clone's pidfd).
 //
+// No pointer the kernel may follow goes unreported: when the walker cannot
+// size or decode one (an unknown command, an unreadable structure, a count
+// past a limit the kernel checks first), the result is not kComplete, and
+// a sandbox must not pass the call on as it is.
+//
 // No allocation, no system calls (Memory is the caller's), no exceptions:
 // the monitor may walk a call between two instructions of the program.
 #pragma once
@@ -129,8 +134,11 @@ struct WalkResult {
   bool async = false;            // some access happens after the call returns
   bool later_unbounded = false;  // the kernel will access memory later that no
                                  // access bounds (robust lists, rseq, io_uring)
-  bool unreadable = false;       // memory the walk needed could not be read:
-                                 // the kernel would fail with EFAULT
+  bool unreadable = false;       // memory the walk read could not be read
+                                 // (the kernel would fail with EFAULT): a
+                                 // string is listed up to and including the
+                                 // first unreadable byte; a structure of
+                                 // pointers makes the walk kIncomplete
 };
 
 // One system call: its number and argument registers (rdi, rsi, rdx, r10,

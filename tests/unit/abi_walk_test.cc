@@ -745,7 +745,10 @@ TEST_F(WalkTest, UnreadableStructuresAreFlagged) {
   Walked w = run(SYS_readv, {3, 0x1000, 2});
   EXPECT_EQ(w.lines, (Lines{"fd 3 use at arg0", "#0 read 0x1000 32 at arg1"}));
   EXPECT_TRUE(w.result.unreadable);
-  EXPECT_FALSE(run(SYS_read, {3, 0x1000, 2}).result.unreadable);  // nothing read to describe it
+  EXPECT_EQ(w.result.completeness, Completeness::kIncomplete);  // its buffers are unknown
+  Walked leaf = run(SYS_read, {3, 0x1000, 2});  // nothing to read to describe it
+  EXPECT_FALSE(leaf.result.unreadable);
+  EXPECT_EQ(leaf.result.completeness, Completeness::kComplete);
   // A buffer whose value-result length cannot be read cannot be described.
   char addr[16];
   const std::uint64_t a = at("addr", addr);
