@@ -5,6 +5,7 @@
 
 #include <initializer_list>
 
+#include "abi/layouts.h"
 #include "abi/syscalls.h"
 
 namespace dunk::abi::spec {
@@ -111,7 +112,7 @@ constexpr Arg str(const char* name, std::uint32_t max) noexcept {
   return a;
 }
 constexpr Arg path(const char* name) noexcept {
-  Arg a = str(name, 4096);  // PATH_MAX, with its NUL
+  Arg a = str(name, layout::kPathMax);
   a.kind = Kind::kPath;
   return a;
 }
