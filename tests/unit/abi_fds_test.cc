@@ -52,7 +52,7 @@ FdRole role_of(Kind k) {
 // numbers there (and zeroed memory behind every pointer, so paths are empty
 // and relative), the walker reports each of them, with its role, and no
 // other descriptor.
-TEST(Descriptors, EveryDescriptorArgumentOfEveryCallIsReported) {
+TEST(AbiDescriptors, EveryDescriptorArgumentOfEveryCallIsReported) {
   static std::array<std::byte, 1 << 16> zeros{};
   FakeMemory memory;
   memory.add(zeros.data(), zeros.size());
@@ -91,7 +91,7 @@ TEST(Descriptors, EveryDescriptorArgumentOfEveryCallIsReported) {
   EXPECT_GE(calls, 110u);
 }
 
-class DescriptorTest : public ::testing::Test {
+class AbiDescriptorTest : public ::testing::Test {
  protected:
   Lines fds(std::uint64_t nr, std::initializer_list<std::uint64_t> args, Phase phase = Phase::kEntry,
             std::int64_t ret = 0) {
@@ -116,7 +116,7 @@ class DescriptorTest : public ::testing::Test {
   Labels labels;
 };
 
-TEST_F(DescriptorTest, DupAndCloseRange) {
+TEST_F(AbiDescriptorTest, DupAndCloseRange) {
   EXPECT_EQ(fds(SYS_dup2, {1024, 5}), (Lines{"fd 1024 use at arg0", "fd 5 target at arg1"}));
   EXPECT_EQ(fds(SYS_dup3, {3, 1024, O_CLOEXEC}), (Lines{"fd 3 use at arg0", "fd 1024 target at arg1"}));
   EXPECT_EQ(fds(SYS_dup, {7}), (Lines{"fd 7 use at arg0"}));
@@ -124,13 +124,13 @@ TEST_F(DescriptorTest, DupAndCloseRange) {
   EXPECT_EQ(fds(SYS_close_range, {3, ~0u, 0}), (Lines{"fd 3 first at arg0", "fd -1 last at arg1"}));
 }
 
-TEST_F(DescriptorTest, AnotherProcesssDescriptorsAreNotOurs) {
+TEST_F(AbiDescriptorTest, AnotherProcesssDescriptorsAreNotOurs) {
   EXPECT_EQ(fds(SYS_pidfd_getfd, {4, 1024, 0}), (Lines{"fd 4 use at arg0", "fd 1024 remote at arg1"}));
   EXPECT_EQ(fds(SYS_kcmp, {10, 11, KCMP_FILE, 3, 1024}), (Lines{"fd 3 remote at arg3", "fd 1024 remote at arg4"}));
   EXPECT_EQ(fds(SYS_kcmp, {10, 11, KCMP_VM, 3, 1024}), Lines{});
 }
 
-TEST_F(DescriptorTest, ArgumentsACommandOrFlagMakesDescriptors) {
+TEST_F(AbiDescriptorTest, ArgumentsACommandOrFlagMakesDescriptors) {
   EXPECT_EQ(fds(SYS_waitid, {P_PIDFD, 6, 0, WEXITED, 0}), (Lines{"fd 6 use at arg1"}));
   EXPECT_EQ(fds(SYS_waitid, {P_PID, 6, 0, WEXITED, 0}), Lines{});
   // perf_event_open: group -1 is none; PERF_FLAG_PID_CGROUP makes pid a cgroup.
@@ -151,7 +151,7 @@ TEST_F(DescriptorTest, ArgumentsACommandOrFlagMakesDescriptors) {
             (Lines{"fd 3 use at arg0", "fd 9 dirfd at arg4"}));
 }
 
-TEST_F(DescriptorTest, DirfdsOfRelativePathsOnly) {
+TEST_F(AbiDescriptorTest, DirfdsOfRelativePathsOnly) {
   static const char rel[] = "a", abs[] = "/a";
   memory.add_string(rel);
   memory.add_string(abs);
@@ -165,7 +165,7 @@ TEST_F(DescriptorTest, DirfdsOfRelativePathsOnly) {
   EXPECT_EQ(fds(SYS_openat2, {7, addr_of(abs), at(how), 24}), (Lines{"fd 7 dirfd at arg0"}));
 }
 
-TEST_F(DescriptorTest, DescriptorsInsideStructures) {
+TEST_F(AbiDescriptorTest, DescriptorsInsideStructures) {
   // io_uring registrations: -1 marks an empty slot.
   std::array<int, 3> files{3, -1, 5};
   EXPECT_EQ(fds(SYS_io_uring_register, {8, IORING_REGISTER_FILES, at(files), 3}),
@@ -204,7 +204,7 @@ TEST_F(DescriptorTest, DescriptorsInsideStructures) {
   EXPECT_EQ(fds(SYS_ioctl, {3, FICLONERANGE, at(range)}), (Lines{"fd 3 use at arg0", "fd 17 use at #0+0"}));
 }
 
-TEST_F(DescriptorTest, NewDescriptorsAtExit) {
+TEST_F(AbiDescriptorTest, NewDescriptorsAtExit) {
   std::array<int, 2> pair{3, 4};
   const std::uint64_t p = at(pair);
   EXPECT_EQ(fds(SYS_pipe2, {p, O_CLOEXEC}), Lines{});

@@ -28,7 +28,7 @@ namespace {
 using testing::addr_of;
 using testing::FakeMemory;
 
-class FormatTest : public ::testing::Test {
+class AbiFormat : public ::testing::Test {
  protected:
   static Call make(std::uint64_t nr, std::initializer_list<std::uint64_t> args) {
     Call c;
@@ -66,7 +66,7 @@ class FormatTest : public ::testing::Test {
   FakeMemory memory;
 };
 
-TEST_F(FormatTest, OpenatAsStracePrintsIt) {
+TEST_F(AbiFormat, OpenatAsStracePrintsIt) {
   const std::uint64_t path = str("/etc/passwd");
   EXPECT_EQ(line(SYS_openat, {static_cast<std::uint64_t>(AT_FDCWD), path, O_RDONLY | O_CLOEXEC}, 3),
             "openat(AT_FDCWD, \"/etc/passwd\", O_RDONLY|O_CLOEXEC) = 3");
@@ -78,14 +78,14 @@ TEST_F(FormatTest, OpenatAsStracePrintsIt) {
             "openat(5, \"out.txt\", O_RDWR|O_NONBLOCK|O_SYNC) = 6");
 }
 
-TEST_F(FormatTest, ErrorsAreNamedAndExplained) {
+TEST_F(AbiFormat, ErrorsAreNamedAndExplained) {
   const std::uint64_t path = str("/nonexistent");
   EXPECT_EQ(line(SYS_openat, {static_cast<std::uint64_t>(AT_FDCWD), path, O_RDONLY}, -ENOENT),
             "openat(AT_FDCWD, \"/nonexistent\", O_RDONLY) = -1 ENOENT (No such file or directory)");
   EXPECT_EQ(line(SYS_close, {99}, -EBADF), "close(99) = -1 EBADF (Bad file descriptor)");
 }
 
-TEST_F(FormatTest, ReadShowsWhatWasReadAtExit) {
+TEST_F(AbiFormat, ReadShowsWhatWasReadAtExit) {
   static char buf[4096];
   std::memset(buf, 0, sizeof buf);
   std::strcpy(buf, "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534");
@@ -99,14 +99,14 @@ TEST_F(FormatTest, ReadShowsWhatWasReadAtExit) {
             "read(3, " + hex(b) + ", 4096) = -1 EAGAIN (Resource temporarily unavailable)");
 }
 
-TEST_F(FormatTest, WriteShowsItsBufferAtEntryWithStracesEscapes) {
+TEST_F(AbiFormat, WriteShowsItsBufferAtEntryWithStracesEscapes) {
   static const char data[] = "a\"b\\c\td\n\001\0017\377";
   memory.add(data);
   EXPECT_EQ(line(SYS_write, {1, addr_of(data), sizeof data - 1}, 12),
             "write(1, \"a\\\"b\\\\c\\td\\n\\1\\0017\\377\", 12) = 12");
 }
 
-TEST_F(FormatTest, LongLimitsReadInChunksAndEscapeAcrossThem) {
+TEST_F(AbiFormat, LongLimitsReadInChunksAndEscapeAcrossThem) {
   static unsigned char data[1000];
   std::memset(data, 'x', sizeof data);
   data[255] = 1;    // the last byte of the first chunk...
@@ -118,7 +118,7 @@ TEST_F(FormatTest, LongLimitsReadInChunksAndEscapeAcrossThem) {
             "write(1, \"" + shown + "\"..., 1000) = 1000");
 }
 
-TEST_F(FormatTest, MmapAndMunmap) {
+TEST_F(AbiFormat, MmapAndMunmap) {
   EXPECT_EQ(line(SYS_mmap, {0, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                             static_cast<std::uint64_t>(-1), 0},
                  0x7f0000001000),
@@ -129,7 +129,7 @@ TEST_F(FormatTest, MmapAndMunmap) {
   EXPECT_EQ(line(SYS_mprotect, {0x1000, 4096, PROT_READ | 0x100}, 0), "mprotect(0x1000, 4096, PROT_READ|0x100) = 0");
 }
 
-TEST_F(FormatTest, ExecveShowsArgvAndCountsEnvp) {
+TEST_F(AbiFormat, ExecveShowsArgvAndCountsEnvp) {
   static const char* args[] = {"ls", "-l", nullptr};
   memory.add_string(args[0]);
   memory.add_string(args[1]);
@@ -141,7 +141,7 @@ TEST_F(FormatTest, ExecveShowsArgvAndCountsEnvp) {
             "execve(\"/usr/bin/ls\", [\"ls\", \"-l\"], " + hex(addr_of(env)) + " /* 2 vars */) = 0");
 }
 
-TEST_F(FormatTest, WritevAndReadv) {
+TEST_F(AbiFormat, WritevAndReadv) {
   static char a[] = "hello ", b[] = "world";
   static iovec iov[2] = {{a, 6}, {b, 5}};
   memory.add(a);
@@ -153,7 +153,7 @@ TEST_F(FormatTest, WritevAndReadv) {
             "readv(0, [{iov_base=\"hello \", iov_len=6}, {iov_base=\"wo\", iov_len=5}], 2) = 8");
 }
 
-TEST_F(FormatTest, CommandsAreNamed) {
+TEST_F(AbiFormat, CommandsAreNamed) {
   EXPECT_EQ(line(SYS_fcntl, {3, F_GETFL}, 0x8002), "fcntl(3, F_GETFL) = 32770");
   EXPECT_EQ(line(SYS_fcntl, {3, F_SETFD, FD_CLOEXEC}, 0), "fcntl(3, F_SETFD, FD_CLOEXEC) = 0");
   EXPECT_EQ(line(SYS_fcntl, {3, F_DUPFD_CLOEXEC, 10}, 10), "fcntl(3, F_DUPFD_CLOEXEC, 10) = 10");
@@ -174,13 +174,13 @@ TEST_F(FormatTest, CommandsAreNamed) {
   EXPECT_EQ(line(SYS_arch_prctl, {0x1002, 0x7f0000000740}, 0), "arch_prctl(ARCH_SET_FS, 0x7f0000000740) = 0");
 }
 
-TEST_F(FormatTest, CloneFlagsEndWithTheExitSignal) {
+TEST_F(AbiFormat, CloneFlagsEndWithTheExitSignal) {
   EXPECT_EQ(line(SYS_clone, {CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID | SIGCHLD, 0, 0, 0x7f0000000a10, 0}, 1234),
             "clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, NULL, NULL, 0x7f0000000a10, NULL) = 1234");
   EXPECT_EQ(line(SYS_unshare, {CLONE_NEWUSER | CLONE_NEWNS}, 0), "unshare(CLONE_NEWNS|CLONE_NEWUSER) = 0");
 }
 
-TEST_F(FormatTest, TimespecsPipesSignalsAndAddresses) {
+TEST_F(AbiFormat, TimespecsPipesSignalsAndAddresses) {
   static timespec ts{1, 500000000};
   memory.add(ts);
   EXPECT_EQ(line(SYS_nanosleep, {addr_of(&ts), 0}, 0), "nanosleep({tv_sec=1, tv_nsec=500000000}, NULL) = 0");
@@ -202,18 +202,18 @@ TEST_F(FormatTest, TimespecsPipesSignalsAndAddresses) {
   EXPECT_EQ(line(SYS_mkdir, {dir, 01777}, 0), "mkdir(\"d\", 01777) = 0");
 }
 
-TEST_F(FormatTest, TheCallTheKernelRunsForHighBitsInRax) {
+TEST_F(AbiFormat, TheCallTheKernelRunsForHighBitsInRax) {
   EXPECT_EQ(line(0xffffffff00000000 | SYS_getpid, {}, 5), "getpid() = 5");
 }
 
-TEST_F(FormatTest, UnknownNumbersPrintTheirRegisters) {
+TEST_F(AbiFormat, UnknownNumbersPrintTheirRegisters) {
   EXPECT_EQ(line(500, {1, 2, 3, 4, 5, 6}, -ENOSYS),
             "syscall_500(0x1, 0x2, 0x3, 0x4, 0x5, 0x6) = -1 ENOSYS (Function not implemented)");
   EXPECT_EQ(line(0x40000000 | 1, {1, 0, 0, 0, 0, 0}, -ENOSYS),
             "syscall_1073741825(0x1, 0, 0, 0, 0, 0) = -1 ENOSYS (Function not implemented)");
 }
 
-TEST_F(FormatTest, LongPathsArePrintedWholeAndUnreadableOnesAsAddresses) {
+TEST_F(AbiFormat, LongPathsArePrintedWholeAndUnreadableOnesAsAddresses) {
   static char path[300];
   std::memset(path, 'a', sizeof path - 1);
   path[0] = '/';
@@ -223,7 +223,7 @@ TEST_F(FormatTest, LongPathsArePrintedWholeAndUnreadableOnesAsAddresses) {
   EXPECT_EQ(line(SYS_chdir, {0x1000}, -EFAULT), "chdir(0x1000) = -1 EFAULT (Bad address)");
 }
 
-TEST_F(FormatTest, ASmallBufferCutsTheLineButKeepsItTerminated) {
+TEST_F(AbiFormat, ASmallBufferCutsTheLineButKeepsItTerminated) {
   char out[16];
   const std::uint64_t path = str("/etc/passwd");
   const std::size_t n =

@@ -71,7 +71,7 @@ struct __attribute__((packed)) KernelEpollEvent {
   unsigned long long data;
 };
 
-TEST(Layouts, SocketsAndVectors) {
+TEST(AbiLayouts, SocketsAndVectors) {
   EXPECT_EQ(sizeof(KernelIovec), kIovecSize);
   EXPECT_EQ(offsetof(KernelIovec, len), kIovecLen);
   EXPECT_EQ(sizeof(KernelMsghdr), kMsghdrSize);
@@ -91,7 +91,7 @@ TEST(Layouts, SocketsAndVectors) {
   EXPECT_EQ(sizeof(KernelEpollEvent), kEpollEventSize);
 }
 
-TEST(Layouts, SignalsAndThreads) {
+TEST(AbiLayouts, SignalsAndThreads) {
   EXPECT_EQ(sizeof(KernelSigaction), kSigactionSize);
   EXPECT_EQ(offsetof(KernelSigaction, flags), kSigactionFlags);
   EXPECT_EQ(offsetof(KernelSigaction, restorer), kSigactionRestorer);
@@ -127,7 +127,7 @@ TEST(Layouts, SignalsAndThreads) {
   EXPECT_EQ(offsetof(futex_waitv, flags), kFutexWaitvFlags);
 }
 
-TEST(Layouts, AsynchronousIo) {
+TEST(AbiLayouts, AsynchronousIo) {
   EXPECT_EQ(sizeof(iocb), kIocbSize);
   EXPECT_EQ(offsetof(iocb, aio_key), kIocbKey);
   EXPECT_EQ(offsetof(iocb, aio_lio_opcode), kIocbOpcode);
@@ -155,7 +155,7 @@ TEST(Layouts, AsynchronousIo) {
   EXPECT_EQ(sizeof(io_uring_rsrc_update2), kIoUringRsrcUpdate2Size);
 }
 
-TEST(Layouts, FixedStructures) {
+TEST(AbiLayouts, FixedStructures) {
   // glibc's x86-64 struct stat is the kernel's (asm/stat.h, which cannot be
   // included beside it).
   EXPECT_EQ(sizeof(struct stat), kStatSize);

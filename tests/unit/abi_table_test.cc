@@ -48,7 +48,7 @@ std::map<std::string, unsigned> header_numbers() {
   return numbers;
 }
 
-TEST(SyscallTable, EveryNumberOfTheSystemHeaderHasItsRow) {
+TEST(AbiTable, EveryNumberOfTheSystemHeaderHasItsRow) {
   const auto numbers = header_numbers();
   ASSERT_FALSE(numbers.empty()) << kUnistd << " is missing or lists no system calls: install linux-libc-dev";
   // Debian 12's header (Linux 6.1) lists 362; a newer one lists more, and
@@ -70,7 +70,7 @@ TEST(SyscallTable, EveryNumberOfTheSystemHeaderHasItsRow) {
   std::printf("checked %zu calls of %s\n", numbers.size(), kUnistd);
 }
 
-TEST(SyscallTable, LookupIsAnIndexWithHoles) {
+TEST(AbiTable, LookupIsAnIndexWithHoles) {
   EXPECT_EQ(std::string(lookup(0)->name), "read");
   EXPECT_EQ(std::string(lookup(450)->name), "set_mempolicy_home_node");
   for (unsigned n = 335; n < 424; ++n) EXPECT_EQ(lookup(n), nullptr) << n;
@@ -107,7 +107,7 @@ std::vector<Arg> meanings(const CallSpec& c, unsigned i) {
   return all;
 }
 
-TEST(SyscallTable, AgreesWithTheKernelsPrototypes) {
+TEST(AbiTable, AgreesWithTheKernelsPrototypes) {
   // Pointers the kernel declares and does not use: no access to describe.
   const std::set<std::string> unused_pointers = {
       "getcpu:2",     // struct getcpu_cache: unused since Linux 2.6.24
@@ -188,7 +188,7 @@ void check_arg(const std::string& where, const CallSpec& c, const Arg& a, unsign
 
 // The descriptor arguments the kernel names as such are descriptors in the
 // schema: checked against the kernel, not against the table itself.
-TEST(SyscallTable, DescriptorArgumentsAreTheKernels) {
+TEST(AbiTable, DescriptorArgumentsAreTheKernels) {
   unsigned checked = 0;
   for (const KernelFacts& k : kKernel) {
     const CallSpec* c = lookup(k.number);
@@ -205,7 +205,7 @@ TEST(SyscallTable, DescriptorArgumentsAreTheKernels) {
   EXPECT_GE(checked, 125u);
 }
 
-TEST(SyscallTable, RowsAreWellFormed) {
+TEST(AbiTable, RowsAreWellFormed) {
   for (const CallSpec& c : all_calls()) {
     unsigned commands = 0;
     for (unsigned i = 0; i < c.arg_count; ++i) {
@@ -230,7 +230,7 @@ TEST(SyscallTable, RowsAreWellFormed) {
   }
 }
 
-TEST(SyscallTable, FlagsAndClassesOfKnownCalls) {
+TEST(AbiTable, FlagsAndClassesOfKnownCalls) {
   EXPECT_TRUE(lookup(std::string_view("exit_group"))->has(kNoReturn));
   EXPECT_TRUE(lookup(std::string_view("openat"))->has(kReturnsFd));
   EXPECT_TRUE(lookup(std::string_view("mmap"))->has(kReturnsAddress));

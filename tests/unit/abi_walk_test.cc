@@ -48,7 +48,7 @@ struct Walked {
   Lines lines;
 };
 
-class WalkTest : public ::testing::Test {
+class AbiWalk : public ::testing::Test {
  protected:
   Walked run(std::uint64_t nr, std::initializer_list<std::uint64_t> args, Phase phase = Phase::kEntry,
              std::int64_t ret = 0) {
@@ -84,7 +84,7 @@ class WalkTest : public ::testing::Test {
 
 // --- read, write, and the vectored family ------------------------------
 
-TEST_F(WalkTest, ReadWritesTheBufferUpToTheResult) {
+TEST_F(AbiWalk, ReadWritesTheBufferUpToTheResult) {
   char buf[4096];
   const std::uint64_t b = at("buf", buf);
   Walked in = run(SYS_read, {3, b, sizeof buf});
@@ -98,7 +98,7 @@ TEST_F(WalkTest, ReadWritesTheBufferUpToTheResult) {
   EXPECT_EQ(error.lines, (Lines{"#0 write buf+0 4096 at arg1"}));
 }
 
-TEST_F(WalkTest, Pread64AndWrite) {
+TEST_F(AbiWalk, Pread64AndWrite) {
   char buf[100];
   const std::uint64_t b = at("buf", buf);
   EXPECT_EQ(run(SYS_pread64, {5, b, 100, 4096}, Phase::kExit, 60).lines,
@@ -111,7 +111,7 @@ TEST_F(WalkTest, Pread64AndWrite) {
   EXPECT_EQ(run(SYS_write, {1, b, 0}).lines, (Lines{"fd 1 use at arg0"}));
 }
 
-TEST_F(WalkTest, ReadvSpreadsTheResultOverItsVectors) {
+TEST_F(AbiWalk, ReadvSpreadsTheResultOverItsVectors) {
   char a[10], b[20], c[30];
   iovec iov[3] = {{a, sizeof a}, {b, sizeof b}, {c, sizeof c}};
   at("a", a);
@@ -130,7 +130,7 @@ TEST_F(WalkTest, ReadvSpreadsTheResultOverItsVectors) {
                    "#2 write b+0 20 at #0+16 written 2"}));
 }
 
-TEST_F(WalkTest, WritevReadsItsVectors) {
+TEST_F(AbiWalk, WritevReadsItsVectors) {
   char a[] = "hello", b[] = "world";
   iovec iov[2] = {{a, 5}, {b, 0}};
   at("a", a);
@@ -140,7 +140,7 @@ TEST_F(WalkTest, WritevReadsItsVectors) {
             (Lines{"fd 1 use at arg0", "#0 read iov+0 32 at arg1", "#1 read a+0 5 at #0+0"}));
 }
 
-TEST_F(WalkTest, LengthsAsTheKernelChecksThem) {
+TEST_F(AbiWalk, LengthsAsTheKernelChecksThem) {
   char buf[64];
   const std::uint64_t b = at("buf", buf), p = string("p", "link");
   // A negative int count: EINVAL before any access.
@@ -152,7 +152,7 @@ TEST_F(WalkTest, LengthsAsTheKernelChecksThem) {
   EXPECT_EQ(run(SYS_connect, {3, b, 1000}).lines, (Lines{"fd 3 use at arg0", "#0 read buf+0 128 at arg1"}));
 }
 
-TEST_F(WalkTest, VmspliceMayWriteNowOrReadLater) {
+TEST_F(AbiWalk, VmspliceMayWriteNowOrReadLater) {
   char buf[10];
   iovec iov{buf, sizeof buf};
   at("buf", buf);
@@ -165,7 +165,7 @@ TEST_F(WalkTest, VmspliceMayWriteNowOrReadLater) {
             (Lines{"#0 read iov+0 16 at arg1", "#1 readwrite buf+0 10 at #0+0 written 4 async"}));
 }
 
-TEST_F(WalkTest, TooManyIovecsAreRefusedNotWalked) {
+TEST_F(AbiWalk, TooManyIovecsAreRefusedNotWalked) {
   iovec iov[1]{};
   const std::uint64_t v = at("iov", iov);
   Walked w = run(SYS_readv, {4, v, 1025});
@@ -175,7 +175,7 @@ TEST_F(WalkTest, TooManyIovecsAreRefusedNotWalked) {
 
 // The sandbox's case: the walker decodes nested pointers from the copy the
 // visitor made, not from the program's memory, which a thread may change.
-TEST_F(WalkTest, NestedPointersComeFromTheVisitorsCopy) {
+TEST_F(AbiWalk, NestedPointersComeFromTheVisitorsCopy) {
   char a[8], evil[8];
   iovec iov[1] = {{a, sizeof a}};
   at("a", a);
@@ -201,7 +201,7 @@ TEST_F(WalkTest, NestedPointersComeFromTheVisitorsCopy) {
 
 // --- sockets -----------------------------------------------------------
 
-TEST_F(WalkTest, SendmsgReadsNameVectorsAndControlWithItsDescriptors) {
+TEST_F(AbiWalk, SendmsgReadsNameVectorsAndControlWithItsDescriptors) {
   char data[] = "hi";
   iovec iov{data, 2};
   sockaddr_storage addr{};
@@ -232,7 +232,7 @@ TEST_F(WalkTest, SendmsgReadsNameVectorsAndControlWithItsDescriptors) {
   EXPECT_EQ(run(SYS_sendmsg, {5, m, 0}, Phase::kExit, 2).lines, Lines{});
 }
 
-TEST_F(WalkTest, RecvmsgWritesWhatTheKernelReportsAndItsDescriptorsAreNew) {
+TEST_F(AbiWalk, RecvmsgWritesWhatTheKernelReportsAndItsDescriptorsAreNew) {
   char a[4], b[10];
   iovec iov[2] = {{a, sizeof a}, {b, sizeof b}};
   sockaddr_storage name{};
@@ -270,7 +270,7 @@ TEST_F(WalkTest, RecvmsgWritesWhatTheKernelReportsAndItsDescriptorsAreNew) {
                    "fd 11 new at #5+16"}));
 }
 
-TEST_F(WalkTest, RecvmmsgWritesOnlyTheMessagesReceived) {
+TEST_F(AbiWalk, RecvmmsgWritesOnlyTheMessagesReceived) {
   char a[8], b[8];
   iovec va{a, sizeof a}, vb{b, sizeof b};
   mmsghdr msgs[2] = {};
@@ -292,7 +292,7 @@ TEST_F(WalkTest, RecvmmsgWritesOnlyTheMessagesReceived) {
                    "#2 write a+0 8 at #1+0 written 3"}));
 }
 
-TEST_F(WalkTest, RecvfromsAddressLengthIsValueResult) {
+TEST_F(AbiWalk, RecvfromsAddressLengthIsValueResult) {
   char buf[100];
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
@@ -312,7 +312,7 @@ TEST_F(WalkTest, RecvfromsAddressLengthIsValueResult) {
 
 // --- files -------------------------------------------------------------
 
-TEST_F(WalkTest, Getdents64WritesTheResult) {
+TEST_F(AbiWalk, Getdents64WritesTheResult) {
   alignas(8) char dirp[32768];
   const std::uint64_t d = at("dirp", dirp);
   EXPECT_EQ(run(SYS_getdents64, {3, d, sizeof dirp}).lines, (Lines{"fd 3 use at arg0", "#0 write dirp+0 32768 at arg1"}));
@@ -320,7 +320,7 @@ TEST_F(WalkTest, Getdents64WritesTheResult) {
             (Lines{"#0 write dirp+0 32768 at arg1 written 480"}));
 }
 
-TEST_F(WalkTest, NewfstatatUsesItsDirfdOnlyForARelativePath) {
+TEST_F(AbiWalk, NewfstatatUsesItsDirfdOnlyForARelativePath) {
   struct stat st;
   const std::uint64_t s = at("st", st);
   const std::uint64_t rel = string("rel", "file"), abs = string("abs", "/etc/hosts"), empty = string("empty", "");
@@ -336,7 +336,7 @@ TEST_F(WalkTest, NewfstatatUsesItsDirfdOnlyForARelativePath) {
   EXPECT_EQ(run(SYS_newfstatat, {3, rel, s, 0}, Phase::kExit, -ENOENT).lines, (Lines{"#0 write st+0 144 at arg2"}));
 }
 
-TEST_F(WalkTest, StatxAndOpenat) {
+TEST_F(AbiWalk, StatxAndOpenat) {
   struct statx stx;
   const std::uint64_t s = at("stx", stx), p = string("p", "a/b");
   EXPECT_EQ(run(SYS_statx, {9, p, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, s}).lines,
@@ -345,7 +345,7 @@ TEST_F(WalkTest, StatxAndOpenat) {
   EXPECT_EQ(run(SYS_openat, {9, p, O_RDONLY}, Phase::kExit, -ENOENT).lines, Lines{});
 }
 
-TEST_F(WalkTest, AStringWithoutItsNulIsReadToTheKernelsLimit) {
+TEST_F(AbiWalk, AStringWithoutItsNulIsReadToTheKernelsLimit) {
   static char name[300];
   std::memset(name, 'x', sizeof name);
   const std::uint64_t n = at("name", name, sizeof name);
@@ -364,7 +364,7 @@ TEST_F(WalkTest, AStringWithoutItsNulIsReadToTheKernelsLimit) {
   EXPECT_TRUE(none.result.unreadable);
 }
 
-TEST_F(WalkTest, ExecveReadsItsPathAndBothArrays) {
+TEST_F(AbiWalk, ExecveReadsItsPathAndBothArrays) {
   const char* argv[] = {"ls", "-l", nullptr};
   const char* envp[] = {"A=1", nullptr};
   string("s0", argv[0]);
@@ -386,7 +386,7 @@ TEST_F(WalkTest, ExecveReadsItsPathAndBothArrays) {
 
 // --- signals and threads ----------------------------------------------
 
-TEST_F(WalkTest, RtSigactionReadsTheNewAndWritesTheOld) {
+TEST_F(AbiWalk, RtSigactionReadsTheNewAndWritesTheOld) {
   std::array<std::uint64_t, 4> act{}, old{};
   const std::uint64_t a = at("act", act), o = at("old", old);
   EXPECT_EQ(run(SYS_rt_sigaction, {SIGINT, a, o, 8}).lines,
@@ -396,7 +396,7 @@ TEST_F(WalkTest, RtSigactionReadsTheNewAndWritesTheOld) {
   EXPECT_EQ(run(SYS_rt_sigaction, {SIGINT, 0, o, 8}, Phase::kExit, -EINVAL).lines, (Lines{"#0 write old+0 32 at arg2"}));
 }
 
-TEST_F(WalkTest, CloneWritesTheTidsItsFlagsName) {
+TEST_F(AbiWalk, CloneWritesTheTidsItsFlagsName) {
   int ptid = 0, ctid = 0;
   const std::uint64_t p = at("ptid", ptid), c = at("ctid", ctid);
   const std::uint64_t thread = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
@@ -415,7 +415,7 @@ TEST_F(WalkTest, CloneWritesTheTidsItsFlagsName) {
             (Lines{"#0 write ptid+0 4 at arg2 written 4", "fd 12 new at #0+0"}));
 }
 
-TEST_F(WalkTest, Clone3DecodesItsArguments) {
+TEST_F(AbiWalk, Clone3DecodesItsArguments) {
   int pidfd = 0, ptid = 0, ctid = 0;
   pid_t set_tid[1] = {500};
   clone_args args{};
@@ -448,7 +448,7 @@ TEST_F(WalkTest, Clone3DecodesItsArguments) {
   EXPECT_EQ(small.lines, Lines{});
 }
 
-TEST_F(WalkTest, RegistrationsTheKernelUsesLater) {
+TEST_F(AbiWalk, RegistrationsTheKernelUsesLater) {
   int tid = 0;
   std::array<std::uint64_t, 3> head{};
   alignas(32) std::array<std::uint32_t, 8> area{};
@@ -472,7 +472,7 @@ TEST_F(WalkTest, RegistrationsTheKernelUsesLater) {
   EXPECT_EQ(run(SYS_rseq, {r, 32, 4, 0}).result.completeness, Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, SigaltstackRegistersAStackTheKernelWritesFramesTo) {
+TEST_F(AbiWalk, SigaltstackRegistersAStackTheKernelWritesFramesTo) {
   static char stack[8192];
   stack_t ss{stack, 0, sizeof stack}, old{};
   at("stack", stack);
@@ -486,7 +486,7 @@ TEST_F(WalkTest, SigaltstackRegistersAStackTheKernelWritesFramesTo) {
 
 // --- descriptors in bulk -------------------------------------------------
 
-TEST_F(WalkTest, PollAndPpollUseTheirDescriptorsAndWriteReventsAlways) {
+TEST_F(AbiWalk, PollAndPpollUseTheirDescriptorsAndWriteReventsAlways) {
   pollfd fds[3] = {{0, POLLIN, 0}, {-1, POLLIN, 0}, {5, POLLOUT, 0}};  // -1: ignored
   timespec ts{1, 0};
   std::uint64_t mask = 0;
@@ -499,7 +499,7 @@ TEST_F(WalkTest, PollAndPpollUseTheirDescriptorsAndWriteReventsAlways) {
                    "#1 readwrite ts+0 16 at arg2", "#2 read mask+0 8 at arg3"}));
 }
 
-TEST_F(WalkTest, SelectAndPselect6UseTheBitsBelowNfds) {
+TEST_F(AbiWalk, SelectAndPselect6UseTheBitsBelowNfds) {
   fd_set rfds, efds;
   FD_ZERO(&rfds);
   FD_ZERO(&efds);
@@ -532,7 +532,7 @@ TEST_F(WalkTest, SelectAndPselect6UseTheBitsBelowNfds) {
                    "#2 read sig+0 16 at arg5", "#3 read mask+0 8 at #2+0"}));
 }
 
-TEST_F(WalkTest, EpollCtlAndWait) {
+TEST_F(AbiWalk, EpollCtlAndWait) {
   epoll_event ev{EPOLLIN, {}};
   epoll_event events[10];
   const std::uint64_t e = at("ev", ev), es = at("events", events);
@@ -547,7 +547,7 @@ TEST_F(WalkTest, EpollCtlAndWait) {
 
 // --- commands ----------------------------------------------------------
 
-TEST_F(WalkTest, FutexOperations) {
+TEST_F(AbiWalk, FutexOperations) {
   std::uint32_t word = 0, word2 = 0;
   timespec ts{0, 1000};
   const std::uint64_t w = at("w", word), w2 = at("w2", word2), t = at("ts", ts);
@@ -570,7 +570,7 @@ TEST_F(WalkTest, FutexOperations) {
 
 using Blob = std::array<char, 24>;
 
-TEST_F(WalkTest, IoctlsByTableByEncodingAndUnknown) {
+TEST_F(AbiWalk, IoctlsByTableByEncodingAndUnknown) {
   termios t;
   winsize ws;
   int n = 0;
@@ -598,7 +598,7 @@ TEST_F(WalkTest, IoctlsByTableByEncodingAndUnknown) {
   EXPECT_EQ(run(SYS_ioctl, {3, 0x5441, O_RDWR}, Phase::kExit, 5).lines, (Lines{"fd 5 new at ret"}));
 }
 
-TEST_F(WalkTest, FcntlCommands) {
+TEST_F(AbiWalk, FcntlCommands) {
   struct flock lk {};
   const std::uint64_t l = at("lk", lk);
   EXPECT_EQ(run(SYS_fcntl, {3, F_GETLK, l}).lines, (Lines{"fd 3 use at arg0", "#0 readwrite lk+0 32 at arg2"}));
@@ -610,7 +610,7 @@ TEST_F(WalkTest, FcntlCommands) {
   EXPECT_EQ(run(SYS_fcntl, {3, 12345, l}).result.completeness, Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, PrctlOptions) {
+TEST_F(AbiWalk, PrctlOptions) {
   char name[16] = {};
   const std::uint64_t worker = string("worker", "worker"), buf = at("buf", name);
   EXPECT_EQ(run(SYS_prctl, {PR_SET_NAME, worker, 0, 0, 0}).lines, (Lines{"#0 read worker+0 7 at arg1 nul"}));
@@ -630,7 +630,7 @@ TEST_F(WalkTest, PrctlOptions) {
   EXPECT_EQ(run(SYS_prctl, {0x7fff, 0, 0, 0, 0}).result.completeness, Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, SmallOutputs) {
+TEST_F(AbiWalk, SmallOutputs) {
   char buf[32];
   utsname u;
   timespec ts;
@@ -644,7 +644,7 @@ TEST_F(WalkTest, SmallOutputs) {
   EXPECT_EQ(run(SYS_nanosleep, {t, t}, Phase::kExit, -EINTR).lines, (Lines{"#0 write ts+0 16 at arg1 written 16"}));
 }
 
-TEST_F(WalkTest, IoSubmitReadsIocbsAndNamesTheirBuffersAsAsync) {
+TEST_F(AbiWalk, IoSubmitReadsIocbsAndNamesTheirBuffersAsAsync) {
   char buf[100], data[5] = {'a', 'b', 'c', 'd', 'e'};
   iovec vec{data, 5};
   iocb cb1{}, cb2{};
@@ -678,7 +678,7 @@ TEST_F(WalkTest, IoSubmitReadsIocbsAndNamesTheirBuffersAsAsync) {
   EXPECT_EQ(run(SYS_io_submit, {0x1000, 1, p}).result.completeness, Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, MappingsAreAddressRanges) {
+TEST_F(AbiWalk, MappingsAreAddressRanges) {
   EXPECT_EQ(run(SYS_mmap, {0, 8192, PROT_READ, MAP_PRIVATE, 3, 0}).lines, (Lines{"fd 3 use at arg4"}));
   EXPECT_EQ(run(SYS_mmap, {0, 8192, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<std::uint64_t>(-1), 0}).lines,
             Lines{});
@@ -696,7 +696,7 @@ TEST_F(WalkTest, MappingsAreAddressRanges) {
   EXPECT_EQ(run(SYS_shmat, {5, 0x50000, 0}).result.completeness, Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, ProcessVmReadvWritesLocallyAndReadsRemotely) {
+TEST_F(AbiWalk, ProcessVmReadvWritesLocallyAndReadsRemotely) {
   char a[8], b[8];
   iovec local[2] = {{a, 8}, {b, 8}};
   iovec remote[1] = {{reinterpret_cast<void*>(0x7000), 16}};
@@ -714,7 +714,7 @@ TEST_F(WalkTest, ProcessVmReadvWritesLocallyAndReadsRemotely) {
 
 // --- what the walker cannot describe -----------------------------------
 
-TEST_F(WalkTest, CallsItCannotDescribeSaySo) {
+TEST_F(AbiWalk, CallsItCannotDescribeSaySo) {
   Walked unknown = run(500, {});
   EXPECT_EQ(unknown.result.completeness, Completeness::kIncomplete);
   EXPECT_EQ(unknown.result.call, nullptr);
@@ -741,7 +741,7 @@ TEST_F(WalkTest, CallsItCannotDescribeSaySo) {
             Completeness::kIncomplete);
 }
 
-TEST_F(WalkTest, UnreadableStructuresAreFlagged) {
+TEST_F(AbiWalk, UnreadableStructuresAreFlagged) {
   Walked w = run(SYS_readv, {3, 0x1000, 2});
   EXPECT_EQ(w.lines, (Lines{"fd 3 use at arg0", "#0 read 0x1000 32 at arg1"}));
   EXPECT_TRUE(w.result.unreadable);
@@ -759,7 +759,7 @@ TEST_F(WalkTest, UnreadableStructuresAreFlagged) {
 
 // A sandbox copies each access; strings and pointer arrays are copied as
 // the walker sized them, and the copy must end as the walk saw it end.
-TEST_F(WalkTest, CopiesOfStringsAndArraysCarryTheirTerminators) {
+TEST_F(AbiWalk, CopiesOfStringsAndArraysCarryTheirTerminators) {
   copy = true;
   const char* argv[] = {"sh", nullptr};
   string("s0", argv[0]);
@@ -770,7 +770,7 @@ TEST_F(WalkTest, CopiesOfStringsAndArraysCarryTheirTerminators) {
 
 // A structure sized by its own field: if the field changes between the
 // walker's read and the visitor's copy, the copy is not what was sized.
-TEST_F(WalkTest, ASelfSizedStructureThatChangesIsIncomplete) {
+TEST_F(AbiWalk, ASelfSizedStructureThatChangesIsIncomplete) {
   struct Handle {
     std::uint32_t bytes;
     std::int32_t type;
@@ -797,7 +797,7 @@ TEST_F(WalkTest, ASelfSizedStructureThatChangesIsIncomplete) {
   EXPECT_EQ(growing.inner.lines, (Lines{"#0 read handle+0 16 at arg1", "fd 3 dirfd at arg0"}));
 }
 
-TEST_F(WalkTest, CapgetsDataSizeFollowsTheHeadersVersion) {
+TEST_F(AbiWalk, CapgetsDataSizeFollowsTheHeadersVersion) {
   struct {
     std::uint32_t version;
     int pid;
