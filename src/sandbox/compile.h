@@ -31,6 +31,12 @@ struct SourcePolicy {
   std::vector<std::string> notes;
 };
 
+// Reads a policy as load_policy_text does, without compiling it: the rules
+// in file order, after Docker's includes/excludes and runc's splitting (for
+// tests that build the same rules with libseccomp).
+bool read_source_policy(std::string_view json, const LoadOptions& options, SourcePolicy& out,
+                        std::string& error);
+
 // Why compiling failed: the JSON path of the rule to blame and the reason.
 struct CompileError {
   std::string path;

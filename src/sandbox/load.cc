@@ -254,9 +254,10 @@ constexpr NamedCapability kCapabilities[] = {
     {"CAP_CHECKPOINT_RESTORE", CAP_CHECKPOINT_RESTORE},
 };
 
-// The largest errno the kernel returns (MAX_ERRNO): a larger "error" would
-// read as a successful result.
-constexpr std::uint64_t kMaxErrno = 4095;
+// The largest errno libseccomp accepts in SCMP_ACT_ERRNO (below the
+// kernel's MAX_ERRNO, 4095), and the 16 bits of SCMP_ACT_TRACE's message.
+constexpr std::uint64_t kMaxErrno = 4094;
+constexpr std::uint64_t kMaxTraceMessage = 0xffff;
 constexpr std::uint16_t kEperm = 1;
 
 template <class Range>
@@ -286,11 +287,16 @@ class Loader {
  public:
   Loader(std::string_view text, const LoadOptions& options) : text_(text), options_(options) {}
 
-  LoadResult run() {
+  // The policy as written, checked and filtered, before compiling.
+  bool read(SourcePolicy& source) {
     Json root;
-    if (!parse(root)) return LoadResult::failure(error_);
+    return parse(root) && read_policy(root, source);
+  }
+  const std::string& error() const { return error_; }
+
+  LoadResult run() {
     SourcePolicy source;
-    if (!read_policy(root, source)) return LoadResult::failure(error_);
+    if (!read(source)) return LoadResult::failure(error_);
     CompileError why;
     std::optional<Policy> policy = PolicyBuilder::build(std::move(source), why);
     if (!policy) {
@@ -367,9 +373,11 @@ class Loader {
     }
     return true;
   }
+  // A member, or nullptr; null reads as absent (Go's encoder writes an
+  // empty list as null, and Docker's profiles have such lists).
   const Json* member(const Json& object, std::string_view key) {
     auto it = object.find(key);
-    return it == object.end() ? nullptr : &*it;
+    return it == object.end() || it->is_null() ? nullptr : &*it;
   }
   const Json* required(const Json& object, const std::string& path, std::string_view key) {
     const Json* v = member(object, key);
@@ -478,8 +486,12 @@ class Loader {
     }
     auto n = unsigned_value(*v, p);
     if (!n) return std::nullopt;
-    if (*n > kMaxErrno) {
-      fail(p, std::to_string(*n) + " is not an errno: the kernel's largest is 4095");
+    if (action == Action::kErrno && *n > kMaxErrno) {
+      fail(p, std::to_string(*n) + " is not an errno libseccomp accepts (0 to 4094)");
+      return std::nullopt;
+    }
+    if (*n > kMaxTraceMessage) {
+      fail(p, std::to_string(*n) + " does not fit the 16 bits a tracer reads");
       return std::nullopt;
     }
     return static_cast<std::uint16_t>(*n);
@@ -727,6 +739,14 @@ class Loader {
 };
 
 }  // namespace
+
+bool read_source_policy(std::string_view json, const LoadOptions& options, SourcePolicy& out,
+                        std::string& error) {
+  Loader loader(json, options);
+  if (loader.read(out)) return true;
+  error = loader.error();
+  return false;
+}
 
 LoadResult load_policy_text(std::string_view json, const LoadOptions& options) {
   return Loader(json, options).run();
