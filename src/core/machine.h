@@ -225,6 +225,9 @@ class Cpu {
   // faulting access natively (a host fault KVM reports without an
   // address): the signal that comes of it goes back to VM mode.
   volatile bool refaulting = false;
+  // The CPUNODE segment's limit the vCPU answers getcpu with (the host
+  // CPU's, Monitor::follow_host_cpu).
+  std::uint32_t cpunode_limit = ~std::uint32_t{0};
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().

@@ -108,6 +108,7 @@ void Monitor::run() noexcept {
     // look sets it again and makes KVM_RUN return at once.
     run_page.immediate_exit = 0;
     deliver_pending();
+    follow_host_cpu();
     stats.add(stats.kvm_runs);
     const long ret = cpu_.vcpu.run();
     resume_frame_ = nullptr;
@@ -149,6 +150,12 @@ void Monitor::handle(const Exit& exit) noexcept {
       f.rip -= 1;  // HLT's length
       leave_to_host(f, false);
     }
+    case ExitKind::kUnexpectedIo:
+      serve_port_io(exit);
+      return;
+    case ExitKind::kInternalError:
+      if (emulation_failed_into_exception(exit)) return;
+      fatal("KVM could not run the guest's instruction", &exit);
     case ExitKind::kFatal:
       fatal("double fault, NMI or machine check in the guest", &exit,
             reinterpret_cast<const TrapFrame*>(area.exception_frame));
@@ -180,7 +187,8 @@ void Monitor::serve_syscall(TrapFrame& frame) noexcept {
       frame.rax = 0;
       leave_to_host(frame, /*user_gs_in_msr=*/true);
     case Outcome::Kind::kSignal:
-      force_signal(frame, static_cast<int>(outcome.value()));
+      frame.rax = static_cast<std::uint64_t>(outcome.value());
+      force_signal(frame, outcome.forced());
       return;
   }
 }

@@ -459,7 +459,14 @@ struct ReturnFrame {
   FakeGuest& g;
   abi::RtSigframe frame{};
   std::uint64_t at = 0;
-  explicit ReturnFrame(FakeGuest& guest) : g(guest) {}
+  // What push_signal_frame writes: the user selectors, the alternate
+  // stack as it was (none).
+  explicit ReturnFrame(FakeGuest& guest) : g(guest) {
+    frame.uc.mcontext.cs = DUNK_USER_CS;
+    frame.uc.mcontext.ss = DUNK_USER_DS;
+    frame.uc.flags = abi::kUcFpXstate | abi::kUcSigcontextSs | abi::kUcStrictRestoreSs;
+    frame.uc.stack = abi::kNoSignalStack;
+  }
   void place() {
     at = g.memory.add_object(frame);
     g.frame.rsp = at + 8;
@@ -500,32 +507,78 @@ TEST(SignalSyscalls, RtSigreturnRestoresRegistersMaskFpuAndAltstack) {
   EXPECT_EQ(g.signals.altstack.size, 16384u);
 }
 
+TEST(SignalSyscalls, FramesShowUserSelectorsAndRtSigreturnChecksThem) {
+  auto returning = [](std::uint16_t cs, std::uint16_t ss, std::uint64_t uc_flags) {
+    FakeGuest g;
+    g.frame.cs = DUNK_KERNEL_CS;
+    g.frame.ss = DUNK_KERNEL_DS;
+    ReturnFrame r(g);
+    r.frame.uc.mcontext.cs = cs;
+    r.frame.uc.mcontext.ss = ss;
+    r.frame.uc.mcontext.rax = 5;
+    r.frame.uc.flags = uc_flags;
+    r.place();
+    const Outcome o = g.run(call(SYS_rt_sigreturn));
+    // The guest keeps running on dunk's ring-0 selectors whatever happens.
+    EXPECT_EQ(g.frame.cs, static_cast<std::uint64_t>(DUNK_KERNEL_CS));
+    return o;
+  };
+  // What frames say (and a program that read CS/SS itself may write).
+  EXPECT_EQ(returning(0x33, 0x2b, abi::kUcStrictRestoreSs), Outcome::result(5));
+  EXPECT_EQ(returning(DUNK_KERNEL_CS, DUNK_KERNEL_DS, abi::kUcStrictRestoreSs), Outcome::result(5));
+  // RPL 3 is forced, as the kernel does.
+  EXPECT_EQ(returning(0x30, 0x28, abi::kUcStrictRestoreSs), Outcome::result(5));
+  // A data segment as CS, the null selector, a 32-bit code segment dunk
+  // cannot run at CPL 0: the IRET's #GP with the selector.
+  EXPECT_EQ(returning(0x2b, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x28}));
+  EXPECT_EQ(returning(0, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0}));
+  EXPECT_EQ(returning(0x23, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x20}));
+  // A bad SS: replaced (force_valid_ss) unless UC_STRICT_RESTORE_SS.
+  EXPECT_EQ(returning(0x33, 0x33, 0), Outcome::result(5));
+  EXPECT_EQ(returning(0x33, 0x33, abi::kUcStrictRestoreSs), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x30}));
+}
+
+TEST(SignalSyscalls, AnXsaveImageTheCpuRefusesRestoresRegistersAndResetsTheFpu) {
+  // restore_sigcontext restores the registers before the FPU fails; the
+  // call then returns 0 with the FPU reset, and SIGSEGV is forced.
+  FakeGuest g;
+  ReturnFrame r(g);
+  r.frame.uc.mcontext.rbx = 77;
+  r.frame.uc.mcontext.rip = 0x400999;
+  r.frame.uc.mcontext.fpstate = g.memory.add(FakeGuest::kFpuSize);
+  r.place();
+  g.vcpu.refuse_fpu = true;
+  EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
+  EXPECT_EQ(g.frame.rbx, 77u);
+  EXPECT_EQ(g.frame.rip, 0x400999u);
+}
+
 TEST(SignalSyscalls, ABadFrameIsSigsegvAsTheKernelsSignalFault) {
   {
     FakeGuest g;
     g.frame.rsp = 0x18;  // unreadable
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.frame.uc.mcontext.fpstate = 0x40;  // unreadable image
     r.place();
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.place();
     g.vcpu.refuse_fpu = true;  // e.g. reserved MXCSR bits
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.frame.uc.stack = abi::SignalStack{0x20000, 0, 0, 100};  // too small to install
     r.place();
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
 }
 

@@ -3,6 +3,8 @@
 // them. Every handler has the SyscallHandler signature (core/syscall.h).
 #pragma once
 
+#include <optional>
+
 #include "core/syscall.h"
 
 namespace dunk::core::syscalls {
@@ -40,5 +42,9 @@ Outcome dunk_call(SyscallContext& ctx, const Syscall& call) noexcept;
 // clone-family call asks for (clone3's block read through `memory`), or the
 // errno to fail the call with.
 Result<CloneRequest> decode_clone(const Syscall& call, GuestMemory& memory) noexcept;
+
+// The fault the IRET back to a signal context's selectors raises, if it
+// does: rt_sigreturn's last check (signals.cc).
+std::optional<ForcedSignal> return_selectors_fault(const abi::Sigcontext& context, std::uint64_t uc_flags) noexcept;
 
 }  // namespace dunk::core::syscalls
