@@ -62,12 +62,13 @@ all_written() {
 	for f in "${files[@]}"; do cmp -s -- "$tmp/expected" "$f" || return; done
 }
 
-# After the writer, the guest waits (15 s at most) for the host to create
+# After the writer, the guest waits (60 s at most) for the host to create
 # $ACK, which it does once it sees the bytes: what the guest writes must
-# reach the host during the run, not only when the guest shuts down.
+# reach the host during the run (the guest kernel writes dirty pages back
+# after 30 s at most), not only when the guest shuts down.
 # shellcheck disable=SC2016 # expanded by the guest's bash
 guest='"$0" "$@" || exit
-for ((i = 0; i < 150; i++)); do [[ -e $ACK ]] && exit 0; sleep 0.1; done
+for ((i = 0; i < 600; i++)); do [[ -e $ACK ]] && exit 0; sleep 0.1; done
 echo "no ack from the host" >&2
 exit 3'
 ACK=$tmp/ack DUNK_VM_TIMEOUT=300 "$in_vm" bash -c "$guest" "$tmp/writer" "${files[@]}" \
