@@ -23,6 +23,7 @@
 #include "base/lock.h"
 #include "core/address_space_mirror.h"
 #include "core/asm_offsets.h"
+#include "core/served_files.h"
 #include "core/signals.h"
 #include "core/stats.h"
 #include "dunk/address.h"
@@ -130,6 +131,27 @@ class HostKernel {
   ~HostKernel() = default;
 };
 
+// The soft-dirty view of the process's memory that dunk serves in place of
+// the kernel's (syscalls/pagemap.cc, core/soft_dirty.h): bit 55 of
+// /proc/self/pagemap from the guest's dirty bits, and clear_refs "4" as a
+// clean of them.
+class DirtyBits {
+ public:
+  // Rewrites bit 55 ("soft-dirty", Linux Documentation/admin-guide/mm/
+  // pagemap.rst) of `count` pagemap entries, those of the pages from page
+  // number `first_page` (address / 4096) on: set for a page dunk knows or
+  // must assume written since the last clear, clear otherwise. `entries`
+  // hold the kernel's answer; every other bit stays the kernel's.
+  virtual void soft_dirty(std::uint64_t first_page, std::uint64_t* entries, std::size_t count) noexcept = 0;
+  // clear_refs "4": every page of the process clean from now on.
+  virtual void clear_soft_dirty() noexcept = 0;
+  // The descriptors served this way.
+  virtual ServedFiles& served_files() noexcept = 0;
+
+ protected:
+  ~DirtyBits() = default;
+};
+
 // A clone-family call's child, as the kernel would start it.
 struct CloneRequest {
   std::uint64_t flags = 0;  // CLONE_* | exit signal
@@ -202,6 +224,7 @@ struct SyscallContext {
   ThreadOps& threads;
   ProcessState& process;
   ThreadState& thread;
+  DirtyBits& dirty;
 };
 
 using SyscallHandler = Outcome (*)(SyscallContext& ctx, const Syscall& call) noexcept;

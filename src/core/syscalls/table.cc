@@ -48,6 +48,14 @@ constexpr Row kRows[] = {
     {SYS_arch_prctl, &syscalls::arch_prctl},
     {SYS_exit_group, &syscalls::exit_group},
     {SYS_clone3, &syscalls::clone_family},
+    // the soft-dirty files of /proc (syscalls/pagemap.cc)
+    {SYS_read, &syscalls::read_served},
+    {SYS_write, &syscalls::write_served},
+    {SYS_open, &syscalls::open_proc_file},
+    {SYS_pread64, &syscalls::read_served},
+    {SYS_pwrite64, &syscalls::write_served},
+    {SYS_openat, &syscalls::open_proc_file},
+    {SYS_openat2, &syscalls::open_proc_file},
 };
 
 constexpr std::array<SyscallHandler, kTableSize> build_table() noexcept {
