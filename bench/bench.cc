@@ -157,9 +157,7 @@ bool run(const Options& options, Report& report) {
   if (options.privileged) {
     run_privileged(n, options, probes, report.results);
     // A few rounds: each writes and finds 2,621 pages of 1 GiB.
-    if (options.wants("dirty tracking 1 GiB") || options.wants("dirty scan")) {
-      run_dirty_scale(std::max<std::uint64_t>(n / 25'000, 3), probes, report);
-    }
+    run_dirty_scale(std::max<std::uint64_t>(n / 25'000, 3), options, probes, report);
   }
   return true;
 }

@@ -16,6 +16,8 @@
 #include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <signal.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -96,7 +98,8 @@ std::uint32_t page_index(const void* p) {
 // ---- the four ways ---------------------------------------------------------
 
 std::optional<DirtyTracker> tracker;
-DirtyTracker::Pass pass_totals;
+// What the collects of the rounds did, summed (and kept from the measured run).
+DirtyTracker::Pass pass_totals, measured_passes;
 
 void dunk_prepare() {
   if (!tracker) {
@@ -182,9 +185,16 @@ int uffd = -1;
 std::atomic<std::uint32_t> uffd_pages[kWritten + 64];
 std::atomic<std::size_t> uffd_count{0};
 
+int uffd_stop = -1;  // an eventfd: readable when the handler must end
+
 void* uffd_handler(void*) {
   uffd_msg msg{};
-  while (read(uffd, &msg, sizeof msg) == static_cast<ssize_t>(sizeof msg)) {
+  // A read blocked on the userfaultfd does not end when the descriptor is
+  // closed: wait for either (the userfaultfd is non-blocking: poll reports
+  // POLLERR for a blocking one, userfaultfd(2)).
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {uffd_stop, POLLIN, 0}};
+  while (poll(fds, 2, -1) > 0 && (fds[1].revents & POLLIN) == 0) {
+    if (read(uffd, &msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) continue;  // EAGAIN: woken meanwhile
     if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
     const std::uintptr_t page = msg.arg.pagefault.address & ~(kPage - 1);
     const std::size_t at = uffd_count.fetch_add(1);
@@ -226,7 +236,7 @@ pthread_t uffd_thread;
 
 // Registers the region and starts the handler thread; nullptr, or why not.
 const char* uffd_setup() {
-  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
   if (fd < 0) return "userfaultfd unavailable here (vm.unprivileged_userfaultfd, or no CONFIG_USERFAULTFD)";
   uffd = static_cast<int>(fd);
   uffdio_api api{.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP, .ioctls = 0};
@@ -239,7 +249,8 @@ const char* uffd_setup() {
     why = "userfaultfd write-protection unsupported (Linux 5.7+)";
   } else if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
     why = "UFFDIO_REGISTER (write-protect mode) failed";
-  } else if (pthread_create(&uffd_thread, nullptr, uffd_handler, nullptr) != 0) {
+  } else if ((uffd_stop = eventfd(0, EFD_CLOEXEC)) < 0 ||
+             pthread_create(&uffd_thread, nullptr, uffd_handler, nullptr) != 0) {
     why = "no handler thread";
   }
   if (why != nullptr) {
@@ -254,9 +265,11 @@ const char* uffd_setup() {
 // the rows after this one must not see it, not even while it exits.
 void uffd_teardown() {
   const long before = thread_count();
-  close(uffd);  // the region is unregistered; the handler's read() fails
-  uffd = -1;
+  (void)!write(uffd_stop, "\1\0\0\0\0\0\0\0", 8);
   pthread_join(uffd_thread, nullptr);
+  close(uffd_stop);
+  close(uffd);  // unregisters the region
+  uffd = uffd_stop = -1;
   for (int i = 0; i < 1000 && thread_count() >= before; ++i) usleep(1000);
 }
 
@@ -282,6 +295,7 @@ void uffd_round(std::uint64_t round) {
 Result measure_rounds(const std::string& name, const std::string& mode, std::uint64_t rounds, bool vm,
                       const Probes& probes, void (*prepare)(), void (*round)(std::uint64_t), std::string& failure) {
   auto run = [&](std::uint64_t k, std::uint64_t& ns) {
+    fmt::print(stderr, "dunk bench: {} ({}): {} rounds\n", name, mode, k);
     Counters before = probes.read();
     if (vm && !enter()) return Counters{};
     prepare();
@@ -297,6 +311,7 @@ Result measure_rounds(const std::string& name, const std::string& mode, std::uin
   std::uint64_t ns = 0, empty_ns = 0;
   const Counters full = run(rounds, ns);
   const std::size_t mismatches = mismatched_rounds;
+  measured_passes = pass_totals;  // the empty run's prepare clears them
   const Counters empty = run(0, empty_ns);
   auto per_round = [&](std::uint64_t a, std::uint64_t b) {
     return (static_cast<double>(a) - static_cast<double>(b)) / static_cast<double>(rounds);
@@ -333,8 +348,8 @@ void run_pattern(const char* name, std::vector<std::uint32_t> pages, std::uint64
   Result dunk_row = measure_rounds(name, "dunk dirty bits", rounds, true, probes, dunk_prepare, dunk_round, failure);
   if (tracker) {
     dunk_row.note += fmt::format("; per round {} page-table entries read, {} tables skipped (pruned: {}, quiet: {})",
-                                 pass_totals.entries_read / rounds, pass_totals.tables_skipped / rounds,
-                                 pass_totals.pruned ? "yes" : "no", pass_totals.quiet ? "yes" : "no");
+                                 measured_passes.entries_read / rounds, measured_passes.tables_skipped / rounds,
+                                 measured_passes.pruned ? "yes" : "no", measured_passes.quiet ? "yes" : "no");
   } else {
     dunk_row = unavailable(name, "dunk dirty bits", "DirtyTracker::create failed");
   }
@@ -397,16 +412,20 @@ void scan_round(std::uint64_t round) {
   check_round();
 }
 
-void scan_scaling(std::uint64_t rounds, const Probes& probes, Report& report) {
-  for (std::size_t mib : {64, 256, 1024}) {
+constexpr std::size_t kScanMib[] = {64, 256, 1024};
+std::string scan_name(std::size_t mib) { return fmt::format("dirty scan {} MiB, same {} pages", mib, kWritten); }
+
+void scan_scaling(std::uint64_t rounds, const Options& options, const Probes& probes, Report& report) {
+  for (std::size_t mib : kScanMib) {
+    const std::string name = scan_name(mib);
+    if (!options.wants(name)) continue;
     scan_bytes = mib << 20;
     written = clustered_pages(scan_bytes / kPage);
     scan_tracker.reset();
     std::string failure;
-    Result r = measure_rounds(fmt::format("dirty scan {} MiB, same {} pages", mib, written.size()),
-                              "dunk dirty bits", rounds, true, probes, scan_prepare, scan_round, failure);
+    Result r = measure_rounds(name, "dunk dirty bits", rounds, true, probes, scan_prepare, scan_round, failure);
     r.note += fmt::format("; per round {} page-table entries read, {} tables skipped",
-                          pass_totals.entries_read / rounds, pass_totals.tables_skipped / rounds);
+                          measured_passes.entries_read / rounds, measured_passes.tables_skipped / rounds);
     report.results.push_back(r);
     if (!failure.empty()) report.failures.push_back(failure);
   }
@@ -415,13 +434,17 @@ void scan_scaling(std::uint64_t rounds, const Probes& probes, Report& report) {
 
 }  // namespace
 
-void run_dirty_scale(std::uint64_t rounds, const Probes& probes, Report& report) {
+void run_dirty_scale(std::uint64_t rounds, const Options& options, const Probes& probes, Report& report) {
+  bool any = options.wants(kName) || options.wants(kClusteredName);
+  for (std::size_t mib : kScanMib) any = any || options.wants(scan_name(mib));
+  if (!any) return;
   void* p = mmap(nullptr, kRegionBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     report.results.push_back(unavailable(kName, "dunk dirty bits", "cannot map 1 GiB"));
     return;
   }
   region = static_cast<char*>(p);
+  fmt::print(stderr, "dunk bench: {}: filling 1 GiB\n", kName);
   // 4 KiB pages on the host too (userfaultfd and mprotect work per page),
   // every page present (userfaultfd write-protects present pages only on
   // Linux before 6.4's UFFD_FEATURE_WP_UNPOPULATED).
@@ -430,10 +453,10 @@ void run_dirty_scale(std::uint64_t rounds, const Probes& probes, Report& report)
   clear_refs_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
   pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 
-  run_pattern(kName, spread_pages(), rounds, probes, report);
-  run_pattern(kClusteredName, clustered_pages(kRegionPages), rounds, probes, report);
+  if (options.wants(kName)) run_pattern(kName, spread_pages(), rounds, probes, report);
+  if (options.wants(kClusteredName)) run_pattern(kClusteredName, clustered_pages(kRegionPages), rounds, probes, report);
   tracker.reset();
-  scan_scaling(rounds, probes, report);
+  scan_scaling(rounds, options, probes, report);
 
   if (clear_refs_fd >= 0) close(clear_refs_fd);
   if (pagemap_fd >= 0) close(pagemap_fd);

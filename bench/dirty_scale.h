@@ -11,8 +11,8 @@ namespace dunk::bench {
 
 struct Probes;
 
-// Appends the rows; a way that does not find exactly the pages written adds
+// Appends the rows options.wants(); a way that does not find exactly the pages written adds
 // a line to report.failures.
-void run_dirty_scale(std::uint64_t rounds, const Probes& probes, Report& report);
+void run_dirty_scale(std::uint64_t rounds, const Options& options, const Probes& probes, Report& report);
 
 }  // namespace dunk::bench

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -484,9 +485,15 @@ void dirty_soft(std::uint64_t n) {
 int uffd = -1;
 pthread_t uffd_thread;
 std::atomic<std::size_t> uffd_recorded{0};
+int uffd_stop = -1;  // an eventfd: readable when the handler must end
 void* uffd_handler(void*) {
   uffd_msg msg{};
-  while (read(uffd, &msg, sizeof msg) == static_cast<ssize_t>(sizeof msg)) {
+  // A read blocked on the userfaultfd does not end when the descriptor is
+  // closed: wait for either (the userfaultfd is non-blocking: poll reports
+  // POLLERR for a blocking one, userfaultfd(2)).
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {uffd_stop, POLLIN, 0}};
+  while (poll(fds, 2, -1) > 0 && (fds[1].revents & POLLIN) == 0) {
+    if (read(uffd, &msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) continue;  // EAGAIN: woken meanwhile
     if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
     uffd_recorded.fetch_add(1, std::memory_order_relaxed);
     uffdio_writeprotect wp{};
@@ -511,7 +518,7 @@ void dirty_uffd(std::uint64_t n) {
 }
 
 const char* setup_uffd() {
-  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
   if (fd < 0) return "userfaultfd unavailable here (vm.unprivileged_userfaultfd, or no CONFIG_USERFAULTFD)";
   uffd = static_cast<int>(fd);
   uffdio_api api{.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP, .ioctls = 0};
@@ -521,17 +528,20 @@ const char* setup_uffd() {
   reg.range.len = kDirtyPages * kPage;
   reg.mode = UFFDIO_REGISTER_MODE_WP;
   if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return "UFFDIO_REGISTER (write-protect mode) failed";
-  if (pthread_create(&uffd_thread, nullptr, uffd_handler, nullptr) != 0) return "no handler thread";
+  uffd_stop = eventfd(0, EFD_CLOEXEC);
+  if (uffd_stop < 0 || pthread_create(&uffd_thread, nullptr, uffd_handler, nullptr) != 0) return "no handler thread";
   return nullptr;
 }
 
-// Ends the handler thread (its read fails once the descriptor is closed,
-// which also unregisters the region): a thread outside VM mode would make
-// every later dirty-bit collect report everything (dunk/dirty.h).
+// Ends the handler thread, then closes the descriptor (which unregisters
+// the region): a thread outside VM mode would make every later dirty-bit
+// collect report everything (dunk/dirty.h).
 void teardown_uffd() {
-  close(uffd);
-  uffd = -1;
+  (void)!write(uffd_stop, "\1\0\0\0\0\0\0\0", 8);
   pthread_join(uffd_thread, nullptr);
+  close(uffd_stop);
+  close(uffd);
+  uffd = uffd_stop = -1;
 }
 
 // A dirty-tracking result, with how many written pages each round found

@@ -117,6 +117,7 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
   generation_.fetch_add(1, std::memory_order_acq_rel);
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
