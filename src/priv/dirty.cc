@@ -309,12 +309,11 @@ std::size_t DirtyTracker::collect_impl(void (*call)(void*, void*), void* f, bool
     for (std::size_t i = 0; i < s.count; ++i) {
       State::Range& r = s.ranges[i];
       if (s.last.blind) r.mark(r.start, r.end());
+      // (This vCPU flushes its whole TLB once the pass has cleaned: before
+      // that it stores only into the tracker's own bitmaps.)
       pass.scan(Hva(r.start), r.pages * kPage, [&](Gva page, arch::PageSize size, arch::PageTableEntry&) {
         r.mark(page.value(), page.value() + arch::page_bytes(size));
         if (size != arch::PageSize::k4K) r.large_seen = true;
-        // Cleaned: this vCPU's next store there must walk and set the bit
-        // again, including the stores of this very pass.
-        if (clean) flush_tlb(reinterpret_cast<void*>(page.value()));
       });
       pass.always_dirty(Hva(r.start), Hva(r.end()), [&](Hva lo, Hva hi) { r.mark(lo.value(), hi.value()); });
       if (s.sticky_any) {

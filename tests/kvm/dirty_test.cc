@@ -223,22 +223,23 @@ void other_vcpus_writes_are_never_lost(bool interrupts) {
     });
   }
   t->reset();
-  std::size_t missed = 0;
+  std::size_t missed = 0, loud = 0;
   for (std::size_t r = 1; r <= kRounds; ++r) {
     round.store(r);
     while (done.load() < r * kThreads) {
     }
     std::set<void*> got = collected(*t);
     for (std::size_t p = 0; p < kPages; ++p) missed += got.count(heap + p * kPage) == 0;
+    loud += !t->last_pass().quiet;
   }
   for (auto& th : threads) th.join();
-  const DirtyTracker::Pass last = t->last_pass();
   leave();
   for (std::size_t w = 0; w < kThreads; ++w) EXPECT_TRUE(in_vm_mode[w]);
   EXPECT_EQ(missed, 0u);
-  // The threads ran in the guest during each clean: not quiet, so the pages
-  // stayed sticky (reported again) — conservative, never short.
-  EXPECT_FALSE(last.quiet);
+  // The threads spun in the guest during the cleans (all but perhaps the
+  // last, when they may have ended): not quiet, so what was cleaned stayed
+  // sticky — reported again, never short.
+  EXPECT_GE(loud, kRounds - 1);
 }
 
 TEST(Dirty, WritesOnOtherVcpusAreNeverLostWithoutInterrupts) { other_vcpus_writes_are_never_lost(false); }
