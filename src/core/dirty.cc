@@ -21,6 +21,11 @@ constexpr std::uint64_t kPage = arch::kPageSize4K;
 // without dunk knowing (one that never entered: it must be counted).
 std::atomic<std::uint64_t> g_left{0};
 std::atomic<bool> g_foreign_possible{true};
+// note_unseen_writes() calls; note_unbounded_writer() was called; some
+// reader has cleaned (dirty_bits_cleaned).
+std::atomic<std::uint64_t> g_unseen{0};
+std::atomic<bool> g_unbounded{false};
+std::atomic<bool> g_cleaned{false};
 
 // The last clean of any reader: its TLB generation, and whether it was
 // quiet (then nothing from before it can be stale in any vCPU). One word,
@@ -104,9 +109,15 @@ void note_kernel_write(Hva start, std::uint64_t length) noexcept {
   }
 }
 
+bool dirty_bits_cleaned() noexcept { return g_cleaned.load(std::memory_order_seq_cst); }
+
 Status add_always_dirty(Hva start, std::uint64_t length) noexcept {
   if (length == 0) return {};
   LockGuard hold(g_registry.lock);
+  for (unsigned i = 0; i < g_registry.count; ++i) {
+    const Range r = g_registry.ranges[i];
+    if (r.start <= start.value() && start.value() + length <= r.end) return {};
+  }
   if (g_registry.count == kAlwaysDirtyRanges) {
     g_registry.overflowed.fetch_add(1, std::memory_order_acq_rel);
     return Error{"add_always_dirty: too many always-dirty ranges; every page is reported dirty until some go", ENOSPC};
@@ -134,8 +145,13 @@ void note_left_vm_mode() noexcept {
   g_foreign_possible.store(true, std::memory_order_release);
 }
 
+void note_unseen_writes() noexcept { g_unseen.fetch_add(1, std::memory_order_acq_rel); }
+
+void note_unbounded_writer() noexcept { g_unbounded.store(true, std::memory_order_release); }
+
 void start_reader(ReaderState& reader) noexcept {
   reader.left_seen = g_left.load(std::memory_order_acquire);
+  reader.unseen_seen = g_unseen.load(std::memory_order_acquire);
   reader.cleaned_once = true;
 }
 
@@ -183,8 +199,15 @@ DirtyPass::DirtyPass(ReaderState& reader, bool clean, bool reports) noexcept
   mirror_ = machine != nullptr ? &machine->mirror() : nullptr;
   left_seen_ = g_left.load(std::memory_order_acquire);
   if (machine == nullptr) return;
+  // Before any bit is read: a write the monitor finished without marking
+  // it (it saw no clean yet) left its leaf dirty for this pass to find.
+  if (clean) g_cleaned.store(true, std::memory_order_seq_cst);
 
   if (g_registry.overflowed.load(std::memory_order_acquire) != 0) blind_ = Blind::kRegistryFull;
+  // Unseen writes are reported until the reader's next clean.
+  unseen_seen_ = g_unseen.load(std::memory_order_acquire);
+  if (unseen_seen_ != reader.unseen_seen) blind_ = Blind::kUnseenWrites;
+  if (g_unbounded.load(std::memory_order_acquire)) blind_ = Blind::kUnboundedWriter;
   if (reader.blind_next || (reader.cleaned_once && reader.left_seen != left_seen_)) blind_ = Blind::kThreadOutside;
 
   // Threads: which live ones are in VM mode, and the other vCPUs' state
@@ -294,6 +317,7 @@ bool DirtyPass::sticky_expired() const noexcept {
 bool DirtyPass::finish(std::uint64_t published) noexcept {
   if (!clean_) return true;
   reader_.left_seen = left_seen_;
+  reader_.unseen_seen = unseen_seen_;
   reader_.cleaned_once = true;
   reader_.blind_next = outside_;
   Machine* machine = machine_if_created();

@@ -50,19 +50,42 @@ class Mirror;
 // the next read reports the page. A no-op before the VM exists.
 void note_kernel_write(Hva start, std::uint64_t length) noexcept;
 
+// Whether some reader has ever cleaned dirty bits in this process. Until
+// then every leaf is dirty (the mirror creates them dirty), so a write need
+// not be marked: the monitor skips the work of finding what a forwarded
+// call wrote (syscalls/kernel_writes.cc) while this is false. Set before
+// the first clean reads a bit, so a write the monitor finished before it
+// saw false is reported by that clean.
+bool dirty_bits_cleaned() noexcept;
+
 // Ranges the kernel writes asynchronously, with no system call to mark it
-// (an AIO completion ring, a robust list, an io_uring ring): reported dirty
-// by every read until removed. At most kAlwaysDirtyRanges at once; beyond
-// that, ENOSPC, and every page of the process is reported dirty until
-// enough are removed.
-inline constexpr unsigned kAlwaysDirtyRanges = 128;
+// (an io_submit buffer, the rseq area, a child's tid word): reported dirty
+// by every read until removed. A range inside one already registered adds
+// nothing (glibc registers the same thread-control blocks again as it
+// reuses thread stacks). At most kAlwaysDirtyRanges at once; beyond that,
+// ENOSPC, and every page of the process is reported dirty until enough are
+// removed.
+inline constexpr unsigned kAlwaysDirtyRanges = 512;
 Status add_always_dirty(Hva start, std::uint64_t length) noexcept;
 void remove_always_dirty(Hva start, std::uint64_t length) noexcept;
 
-// A thread leaves VM mode (Monitor::leave_to_host): what it stores from now
-// on, on the host, sets no dirty bit. Every reader reports everything dirty
-// until it has cleaned while every thread of the process was in VM mode.
+// A thread leaves VM mode (Monitor::leave_to_host), or exits (the kernel
+// writes for it on its way out: the futex words of its robust list, its
+// clear_child_tid word): what is stored for it from now on, on the host,
+// sets no dirty bit. Every reader reports everything dirty until it has
+// cleaned while every thread of the process was in VM mode.
 void note_left_vm_mode() noexcept;
+
+// Writes dunk saw happen but cannot bound, now finished (a vfork child,
+// which wrote the shared memory from outside this VM until its exec; a
+// forwarded call the schema cannot fully describe): every reader's next
+// pass reports everything dirty.
+void note_unseen_writes() noexcept;
+
+// A writer dunk can neither see nor bound, for the rest of the process's
+// life (an io_uring or AIO context, whose requests name buffers the kernel
+// fills later): every pass from now on reports everything dirty.
+void note_unbounded_writer() noexcept;
 
 // ---- Reading and cleaning ---------------------------------------------------
 
@@ -71,12 +94,15 @@ enum class Blind : std::uint8_t {
   kNo = 0,
   kThreadOutside,    // a thread is (or was, since the reader's last clean) outside VM mode
   kRegistryFull,     // add_always_dirty overflowed
+  kUnseenWrites,     // note_unseen_writes since the reader's last clean
+  kUnboundedWriter,  // note_unbounded_writer
 };
 
 // One reader's view of the protocol (a tracker, or the pagemap view): what
 // it needs to remember between its passes.
 struct ReaderState {
   std::uint64_t left_seen = 0;          // note_left_vm_mode() count at its last clean
+  std::uint64_t unseen_seen = 0;        // note_unseen_writes() count at its last clean
   bool cleaned_once = false;            // left_seen is meaningful
   // Its last clean saw a thread outside VM mode: that thread may have
   // written until it came back, after that clean, so the next pass is blind
@@ -171,6 +197,7 @@ class DirtyPass {
   std::uint64_t caught_up_ = 0;   // the oldest TLB generation a live vCPU has flushed
   std::uint64_t generation_ = 0;  // what finish() published
   std::uint64_t left_seen_ = 0;
+  std::uint64_t unseen_seen_ = 0;
   arch::DirtyScanCounts counts_;
   // The other vCPUs' host entries at the start (for finish's quiet test).
   static constexpr unsigned kMaxTracked = 1024;

@@ -13,6 +13,16 @@ constexpr std::uint64_t kSoftDirty = std::uint64_t{1} << 55;
 
 class PagemapDirtyBits final : public DirtyBits {
  public:
+  bool watching() noexcept override { return dirty_bits_cleaned(); }
+  void kernel_wrote(std::uint64_t start, std::uint64_t length) noexcept override {
+    note_kernel_write(Hva(start), length);
+  }
+  void kernel_writes_later(std::uint64_t start, std::uint64_t length) noexcept override {
+    // Full: every page is reported until some go (core/dirty.h).
+    (void)add_always_dirty(Hva(start), length);
+  }
+  void unseen_writes() noexcept override { note_unseen_writes(); }
+  void unbounded_writer() noexcept override { note_unbounded_writer(); }
   void soft_dirty(std::uint64_t first_page, std::uint64_t* entries, std::size_t count) noexcept override;
   void clear_soft_dirty() noexcept override;
   ServedFiles& served_files() noexcept override { return served_; }

@@ -29,7 +29,7 @@ expect() {
   fi
 }
 
-for layer in base arch abi kvm guest core priv; do
+for layer in base arch abi kvm guest core priv sandbox; do
   [[ -d $layers/$layer ]] || { echo "FAIL: no include root for layer $layer in $layers"; exit 1; }
 done
 
@@ -43,6 +43,7 @@ expect guest allow guest/abi.h
 expect guest allow dunk/trap_frame.h
 expect core allow core/monitor.h
 expect priv allow priv/internal.h
+expect sandbox allow sandbox/policy.h
 
 # Downward includes the diagram allows.
 expect abi allow arch/x86_64/registers.h
@@ -52,6 +53,8 @@ expect core allow kvm/kvm.h
 expect core allow dunk/dunk.h
 expect priv allow core/mirror.h
 expect priv allow dunk/paging.h
+expect sandbox allow abi/signal.h
+expect sandbox allow base/syscall.h
 
 # Upward and sideways includes, each of which must fail to compile.
 expect base deny arch/x86_64/registers.h
@@ -67,6 +70,10 @@ expect abi deny core/signals.h
 expect core deny priv/internal.h
 expect core deny dunk/paging.h
 expect core deny dunk/traps.h
+expect core deny sandbox/policy.h
+expect sandbox deny core/machine.h
+expect sandbox deny kvm/kvm.h
+expect sandbox deny priv/internal.h
 
 if ((failures > 0)); then
   echo "$failures layering check(s) failed"

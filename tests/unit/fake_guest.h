@@ -213,12 +213,34 @@ class FakeThreads final : public ThreadOps {
   bool process_exiting() const noexcept override { return exiting; }
 };
 
-// The soft-dirty view: pages in `dirty` (page numbers) get bit 55, every
+// The process's dirty state: reports of the kernel's writes are recorded
+// (while `watching`); pages in `dirty` (page numbers) get bit 55, every
 // other entry loses it; clears are counted.
 class FakeDirtyBits final : public DirtyBits {
  public:
+  struct Range {
+    std::uint64_t start, length;
+    bool operator==(const Range&) const = default;
+    auto operator<=>(const Range&) const = default;
+  };
+  bool watch = true;
+  int watch_checks = 0;
+  std::vector<Range> wrote;        // kernel_wrote
+  std::vector<Range> later;        // kernel_writes_later
+  int unseen = 0, unbounded = 0;   // unseen_writes, unbounded_writer
   std::set<std::uint64_t> dirty;
   int clears = 0;
+
+  bool watching() noexcept override {
+    ++watch_checks;
+    return watch;
+  }
+  void kernel_wrote(std::uint64_t start, std::uint64_t length) noexcept override { wrote.push_back({start, length}); }
+  void kernel_writes_later(std::uint64_t start, std::uint64_t length) noexcept override {
+    later.push_back({start, length});
+  }
+  void unseen_writes() noexcept override { ++unseen; }
+  void unbounded_writer() noexcept override { ++unbounded; }
   struct Query {
     std::uint64_t first_page;
     std::size_t count;
@@ -272,10 +294,11 @@ struct FakeGuest {
     return SyscallContext{frame, vcpu, memory, host, mirror, threads, process, thread, dirty};
   }
 
-  // Runs the handler the table has for `call`, as the monitor would.
+  // Runs `call` as the monitor does: the descriptor check, then the
+  // handler the table has for it.
   Outcome run(const Syscall& call) {
     SyscallContext ctx = context();
-    return syscall_handler(call)(ctx, call);
+    return dispatch_syscall(ctx, call);
   }
 };
 
