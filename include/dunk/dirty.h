@@ -19,16 +19,18 @@
 //   entry that lets stores through without setting the bit is reported
 //   again until that vCPU has flushed). Threads blocked in system calls —
 //   a stopped world — make a collect exact;
-// - every page the kernel or dunk's monitor wrote for the program, once the
-//   monitor reports it (core::note_kernel_write: buffers of forwarded calls,
-//   signal frames);
+// - every page the kernel or dunk's monitor wrote for the program: after
+//   every system call the monitor reports the buffers the kernel wrote (the
+//   system-call schema's exit walk), and its own writes (signal frames);
 // - memory that appeared in a range since (mapped after tracking began, or
 //   unmapped and mapped again): new memory starts dirty;
 // - conservatively, what dunk cannot see: every page of a MAP_SHARED
 //   mapping (another process may write it), ranges the kernel writes
-//   asynchronously (core::add_always_dirty), and — while a thread of the
-//   process runs outside VM mode, or did since the last collect — every
-//   page (its stores go through the host's page tables).
+//   asynchronously (io_submit buffers, rseq areas, tid words), and every
+//   page while a thread of the process runs outside VM mode or is exiting,
+//   or did since the last collect (its stores go through the host's page
+//   tables), after a vfork or a call the schema cannot describe, and for
+//   good once an io_uring or AIO context exists.
 // A page that is not reported was not written, except by another process
 // through ptrace, process_vm_writev or /proc/PID/mem, or by a device.
 //
