@@ -117,6 +117,8 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
   }
@@ -128,7 +130,9 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
-  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1};
+  // New memory starts dirty (dirty tracking, core/dirty.h).
+  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
+                               .new_leaves_dirty = true};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
@@ -368,7 +372,8 @@ Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
       });
       if (n == 0) break;
       for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
+        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                           arch::EditOptions{.new_leaves_dirty = true}));
       }
     }
   }

@@ -16,6 +16,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 
@@ -119,6 +120,11 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
 
+  // Counts the changes of the host mappings' mirror (every set/sync): what
+  // a cache of /proc/self/maps facts is keyed by (core/dirty.h). Readable
+  // without the lock.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
@@ -153,6 +159,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint64_t root_gpa_ = 0;
   std::uint64_t arena_gpa_ = 0;
   std::uint64_t tables_allocated_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
   // A memfd used to ask the kernel whether an address is readable: a pwrite
   // from it faults the page in (growing a stack) or fails with EFAULT,
   // without a signal.

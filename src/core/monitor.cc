@@ -11,7 +11,9 @@
 #include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
+#include "core/dirty.h"
 #include "core/guest_state.h"
+#include "core/soft_dirty.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 
@@ -170,7 +172,8 @@ void Monitor::handle(const Exit& exit) noexcept {
 void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   const Syscall call = Syscall::from_frame(frame);
   process_.stats.count_syscall(static_cast<std::uint32_t>(call.nr()));
-  SyscallContext ctx{frame, registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_};
+  SyscallContext ctx{frame,    registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_,
+                     process_dirty_bits()};
   if (tracer_.on()) tracer_.before(call, memory_);
   Outcome outcome = dispatch_syscall(ctx, call);
   if (tracer_.on()) tracer_.after(call, outcome, memory_);
@@ -282,6 +285,7 @@ void Monitor::leave_to_host(const TrapFrame& frame, bool user_gs_in_msr) noexcep
   sys::call(SYS_arch_prctl, ARCH_SET_GS, static_cast<long>(gs));
   hand_altstack_to_host();
   cpu_.in_guest = false;
+  note_left_vm_mode();  // its stores set no dirty bit from now on (core/dirty.h)
   dunk_restore_frame(&f, cpu_.xsave);
 }
 
