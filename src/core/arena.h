@@ -22,6 +22,11 @@ class Arena {
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
+  // Reserves it at the first free, size-aligned address in [from, limit),
+  // or wherever reserve() puts it when none is free (EnterOptions::
+  // identity_physical: an arena below 2^MAXPHYADDR can have the guest-
+  // physical address of its host address).
+  Status reserve_between(Hva from, Hva limit) noexcept;
   bool reserved() const noexcept { return base_ != 0; }
   // Replaces the whole region with fresh, inaccessible memory and forgets
   // everything handed out. For a fork child building a VM of its own: the

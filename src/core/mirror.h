@@ -47,6 +47,10 @@ enum class Owner : std::uint8_t {
 struct MirrorConfig {
   GpaSpaceConfig gpa;
   arch::PagingFeatures paging;
+  // Host mappings reachable from ring 3 (EnterOptions::user_mirror).
+  bool user_mirror = false;
+  // The largest page the mirror of host mappings uses (EnterOptions::small_pages: 4 KiB).
+  arch::PageSize largest = arch::PageSize::k1G;
 };
 
 class Mirror final : private arch::TableMemory {
@@ -116,6 +120,23 @@ class Mirror final : private arch::TableMemory {
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
+
+  // Raw entries: the program stores whole entries itself (Dune's libdune,
+  // through dunk::EntryEdit). begin_raw_edit commits tables for `size` bytes
+  // of new mappings, then holds the lock (tables from the reserve only, no
+  // system call) until end_raw_edit.
+  Status begin_raw_edit(std::uint64_t size) noexcept;
+  void end_raw_edit() noexcept;
+  // The slot of `va` at `level` in a tree (arch::PageTable::slot); EPERM in
+  // dunk's arena. Between begin_raw_edit and end_raw_edit.
+  Result<arch::EntryRef> raw_slot(unsigned tree, Gva va, unsigned level, bool create) noexcept;
+  // Stores `value`, marked as the program's (Owner::kUser): the monitor
+  // leaves the entry alone from now on. Between begin_raw_edit and
+  // end_raw_edit, into an entry raw_slot returned.
+  void raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept;
+  // The host address of a page table of the mirror, from its GPA (what an
+  // entry above it holds); null for anything else.
+  arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }

@@ -254,6 +254,13 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
       case DUNK_SYSCALL_PING:
         f.rax = DUNK_SYSCALL_PING;
         return;
+      case DUNK_SYSCALL_RESOLVE_FAULT: {
+        const bool resolved = machine_.mirror().resolve_fault(Hva(f.rdi), (f.rsi & 1) != 0, (f.rsi & 2) != 0,
+                                                              cpu_.area->root);
+        if (resolved) stats.add(stats.faults_resolved);
+        f.rax = resolved ? 1 : 0;
+        return;
+      }
       default:
         f.rax = static_cast<std::uint64_t>(-ENOSYS);
         return;
