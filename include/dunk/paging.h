@@ -205,10 +205,11 @@ class EntryEdit {
 // address an entry above it holds (root(), too); null for anything else.
 std::uint64_t* page_table_at(std::uint64_t gpa) noexcept;
 
-// The guest-physical address behind host address `p`, for memory the host
-// maps (in VM mode, memory dunk has not mirrored yet is mirrored first);
-// nullopt when it has none. With EnterOptions::identity_physical it is `p`
-// itself for memory below the physical width.
+// The guest-physical address behind host address `p` (any address of user
+// space: in VM mode, guest-physical space is assigned to its chunk if it
+// has none yet, mapped on the host or not); nullopt outside VM mode for
+// memory dunk has not mirrored. With EnterOptions::identity_physical it is
+// `p` itself for memory below the physical width.
 std::optional<std::uint64_t> guest_physical(const void* p) noexcept;
 // The host address behind a guest-physical one; null when it has none.
 void* host_address(std::uint64_t gpa) noexcept;

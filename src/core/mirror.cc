@@ -107,6 +107,12 @@ Status Mirror::ensure_chunk(Hva address) noexcept {
 
 std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
 
+Result<Gpa> Mirror::assign(Hva address) noexcept {
+  LockGuard hold(lock_);
+  DUNK_TRY(ensure_chunk(address));
+  return *gpa_->translate(address);
+}
+
 Status Mirror::set(Hva start, Hva end, int prot) noexcept {
   LockGuard hold(lock_);
   // dunk's arena keeps the mapping init() gave it (its pages are committed

@@ -78,6 +78,9 @@ class Mirror final : private arch::TableMemory {
   // nullopt when it is not present.
   std::optional<int> protection(Hva address) noexcept;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The GPA of `address`, assigning GPA space (and a memory slot) to its
+  // chunk if it has none yet, mapped on the host or not. Takes the lock.
+  Result<Gpa> assign(Hva address) noexcept;
   // The host address behind a guest-physical one (nullopt: no chunk there).
   std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 

@@ -261,6 +261,11 @@ void Monitor::handle_syscall(TrapFrame& f) noexcept {
         f.rax = resolved ? 1 : 0;
         return;
       }
+      case DUNK_SYSCALL_GUEST_PHYSICAL: {
+        auto gpa = machine_.mirror().assign(Hva(f.rdi));
+        f.rax = gpa ? gpa->value() : static_cast<std::uint64_t>(-static_cast<long>(gpa.error().err));
+        return;
+      }
       default:
         f.rax = static_cast<std::uint64_t>(-ENOSYS);
         return;

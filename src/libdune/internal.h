@@ -32,8 +32,8 @@ void refresh_after_enter() noexcept;
 // The address space whose root table `root` is (pgroot or a clone); null
 // when none is.
 AddressSpace* space_of_root(const ptent_t* root) noexcept;
-// The entry that decides `va` in the address space the calling vCPU runs
-// on, by a walk of the tables; null when a table on the way is missing.
+// The entry that decides `va` in the tables the calling vCPU runs on (CR3),
+// by a walk of the tables; null when a table on the way is missing.
 std::uint64_t* deciding_entry(const void* va) noexcept;
 // Entries handed to the program (dune_vm_lookup) that it may rewrite with
 // its own stores: tagged as the program's (dunk/paging.h, EntryEdit) once
@@ -54,7 +54,8 @@ constexpr bool holds_something(std::uint64_t entry) noexcept { return (entry & ~
 // entry was stale).
 bool page_fault_is_programs(std::uint64_t address, std::uint64_t error_code, bool user) noexcept;
 // Runs the program's handler for an exception of a ring-3 run (or the
-// default: a dump, then death).
+// default: a dump, then death). A page fault has been found to be the
+// program's (page_fault_is_programs) on the tables ring 3 ran on.
 void handle_ring3_exception(struct dune_tf& tf, unsigned vector, std::uint64_t cr2) noexcept;
 // The program's system-call handler for ring 3 (or the default).
 void handle_ring3_syscall(struct dune_tf& tf) noexcept;

@@ -82,6 +82,8 @@ void on_interrupt(TrapFrame& frame) noexcept {
 }  // namespace
 
 bool page_fault_is_programs(std::uint64_t address, std::uint64_t error_code, bool user) noexcept {
+  // A reserved bit set in an entry: never dunk's (it writes none).
+  if (error_code & FEC_RSV) return true;
   const auto* va = reinterpret_cast<const void*>(address);
   if (const std::uint64_t* entry = deciding_entry(va)) {
     const std::uint64_t e = *entry;
@@ -98,7 +100,6 @@ bool page_fault_is_programs(std::uint64_t address, std::uint64_t error_code, boo
 void handle_ring3_exception(struct dune_tf& tf, unsigned vector, std::uint64_t cr2) noexcept {
   if (dune_intr_cb cb = intr_cbs[vector].load()) return cb(&tf);
   if (vector == T_PGFLT) {
-    if (!page_fault_is_programs(cr2, tf.err, true)) return;
     if (dune_pgflt_cb cb = pgflt_cb.load()) return cb(cr2, tf.err, &tf);
     unhandled(tf, "page fault in ring 3, vector", vector, cr2);
   }

@@ -11,6 +11,14 @@
 // any handler that waits), and dunk's handler, when the program's returns
 // or ends a level, tells dunk to resume whichever ring-3 context is now
 // current (its registers copied into dunk's frame) or to stop the run.
+//
+// Handlers run on the process's page tables (pgroot), whatever ring 3 ran
+// on, and ring 3 gets its own back when resumed (unless the handler loaded
+// others with load_cr3). Ring 3 may run on tables in which the process's
+// writable memory is replaced by private copies (Wedge's sthreads do that
+// with dune_vm_clone): libdune's and dunk's own state, in that memory, is
+// only what it is on pgroot. Until the switch, dunk's handler touches
+// nothing but the frame, the vCPU's area and the run's stack.
 #include <asm/prctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -36,6 +44,8 @@ enum : long { kResumeRing3 = 0, kStopRun = 1 };
 // One dune_jump_to_user in progress.
 struct Level {
   Level* outer = nullptr;
+  // The page tables (CR3's address) ring 3 runs on.
+  std::uint64_t root = 0;
   // Started from a handler, which waits in `caller` until this level ends.
   bool nested = false;
   LibduneContext caller;
@@ -62,6 +72,30 @@ struct Thread {
 
 thread_local Thread self;
 thread_local HandlerStack handler_stack;
+
+// The run's constants, on the outermost dune_jump_to_user's stack: what
+// dunk's handler may read before it is back on the process's page tables.
+struct Run {
+  std::uint64_t process_root;
+};
+
+constexpr std::uint64_t kRootMask = PTE_ADDR(~0ul);
+
+std::uint64_t current_root() noexcept {
+  std::uint64_t cr3;
+  asm volatile("movq %%cr3, %0" : "=r"(cr3));
+  return cr3 & kRootMask;
+}
+
+// Makes the calling vCPU run on the page tables whose root is `root`.
+void switch_tables(std::uint64_t root) noexcept {
+  if (current_root() == root) return;
+  if (root == AddressSpace::process().root()) {
+    (void)AddressSpace::process().activate();
+    return;
+  }
+  dune_load_cr3(root);
+}
 
 std::uint64_t current_fs() noexcept {
   unsigned long fs = 0;
@@ -126,16 +160,27 @@ bool is_syscall(const TrapFrame& f) noexcept { return f.vector == kSyscallVector
 }
 
 // dunk's handler for every event of the run, on dunk's trap stack.
-Ring3Action on_event(TrapFrame& frame, void*) noexcept {
+Ring3Action on_event(TrapFrame& frame, void* cookie) noexcept {
+  const Run& run = *static_cast<const Run*>(cookie);
+  // dunk's own page faults first, on the tables ring 3 ran on (dunk's
+  // monitor resolves them in those).
+  if (frame.vector == kPageFault && !page_fault_is_programs(frame.cr2, frame.error_code, /*user=*/true)) {
+    return Ring3Action::kResume;
+  }
+  const std::uint64_t ring3_root = current_root();
+  if (ring3_root != run.process_root) (void)AddressSpace::process().activate();
   self.top->ring3 = frame;
+  self.top->root = ring3_root;
   if (auto fs = ring3_fs_base(); fs.ok()) self.user_fs = *fs;
   LibduneContext here;
   self.dispatch = &here;
   if (libdune_start(&here, handler_stack_top(), run_handler, nullptr) == kStopRun) return Ring3Action::kStop;
   // The current level's ring 3, which may be another than the one whose
-  // event this was (a level began or ended meanwhile).
+  // event this was (a level began or ended meanwhile), on its own tables
+  // unless the handler chose others.
   frame = self.top->ring3;
   (void)set_ring3_fs_base(self.user_fs);
+  if (current_root() == run.process_root) switch_tables(self.top->root);
   return Ring3Action::kResume;
 }
 
@@ -167,11 +212,16 @@ int dune_jump_to_user(struct dune_tf* tf) {
     report("dune_jump_to_user", dunk::Error{"the calling thread is not in VM mode (dune_enter)", EPERM});
     return -EPERM;
   }
+  // Ring 3 runs on the tables current now; libdune's own code runs on
+  // pgroot (see the top of this file), from here on.
+  const std::uint64_t ring3_root = current_root();
+  if (ring3_root != dunk::AddressSpace::process().root()) (void)dunk::AddressSpace::process().activate();
   settle_handed_out();
   tf->cs = kRing3Cs;
   tf->ss = kRing3Ss;
   Level level;
   level.outer = self.top;
+  level.root = ring3_root;
   start_frame(*tf, level.ring3);
   if (self.in_handler) {
     // Nested: this handler waits; dunk's handler resumes ring 3 as `level`.
@@ -190,11 +240,16 @@ int dune_jump_to_user(struct dune_tf* tf) {
     return self.top != nullptr ? -EBUSY : -ENOMEM;
   }
   self.top = &level;
+  const Run run{dunk::AddressSpace::process().root()};
   dunk::Ring3Options options;
   options.on_syscall = on_event;
   options.on_fault = on_event;
+  options.cookie = const_cast<Run*>(&run);
   options.fs_base = dune_get_user_fs();
+  switch_tables(level.root);
   auto exit = dunk::run_in_ring3(level.ring3, options);
+  // Back on pgroot (dunk's handler switched), or on what a handler loaded.
+  if (!exit.ok()) switch_tables(run.process_root);
   self.top = nullptr;
   self.in_handler = false;
   if (!exit.ok()) {

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include "libdune/internal.h"
@@ -142,7 +143,11 @@ void forget_clones() noexcept {
 }
 
 std::uint64_t* deciding_entry(const void* va) noexcept {
-  auto* table = reinterpret_cast<std::uint64_t*>(page_table_at(AddressSpace::current().root()));
+  // CR3 itself rather than dunk's record of it: this runs on whatever
+  // tables ring 3 ran on, even ones whose copy of dunk's state is stale.
+  std::uint64_t cr3;
+  asm volatile("movq %%cr3, %0" : "=r"(cr3));
+  auto* table = reinterpret_cast<std::uint64_t*>(page_table_at(PTE_ADDR(cr3)));
   const auto address = reinterpret_cast<std::uint64_t>(va);
   for (unsigned level = kLevels; table != nullptr; --level) {
     std::uint64_t* e = &table[index_of(level, address)];
@@ -261,17 +266,21 @@ int dune_vm_map_pages(ptent_t* root, void* va, size_t len, int perm) {
     // The pool may grow (mmap): never while holding the lock.
     struct page* pg = dune_page_alloc();
     if (pg == nullptr) return -ENOMEM;
-    auto edit = EntryEdit::begin(*space, PGSIZE);
-    if (!edit.ok()) {
-      dune_page_put(pg);
-      return errno_of(edit.error());
+    int error = 0;
+    {
+      auto edit = EntryEdit::begin(*space, PGSIZE);
+      if (!edit.ok()) {
+        error = errno_of(edit.error());
+      } else if (auto slot = slot_for_mapping(*edit, reinterpret_cast<void*>(page), PageSize::k4K); !slot.ok()) {
+        error = errno_of(slot.error());
+      } else {
+        edit->store(slot->entry, PTE_ADDR(dune_page2pa(pg)) | bits);
+      }
     }
-    auto slot = slot_for_mapping(*edit, reinterpret_cast<void*>(page), PageSize::k4K);
-    if (!slot.ok()) {
-      dune_page_put(pg);
-      return errno_of(slot.error());
+    if (error != 0) {
+      dune_page_put(pg);  // after the edit (see dune_vm_unmap)
+      return error;
     }
-    edit->store(slot->entry, PTE_ADDR(dune_page2pa(pg)) | bits);
   }
   return 0;
 }
@@ -279,16 +288,28 @@ int dune_vm_map_pages(ptent_t* root, void* va, size_t len, int perm) {
 void dune_vm_unmap(ptent_t* root, void* va, size_t len) {
   AddressSpace* space = space_or_null(root);
   if (space == nullptr || len == 0) return;
+  // The pool pages the range maps lose a reference, after the edit: the
+  // pool's lock is taken by dune_page_alloc around an mmap, which dunk's
+  // monitor serves under the lock the edit holds (so never the other way
+  // round). The list comes from memory allocated before the edit.
+  const auto start = reinterpret_cast<std::uint64_t>(va);
+  const std::size_t most = (len + PGSIZE - 1) / PGSIZE + 1;
+  auto* unmapped = static_cast<struct page**>(std::malloc(most * sizeof(struct page*)));
+  std::size_t count = 0;
   {
     auto edit = EntryEdit::begin(*space);
-    if (!edit.ok()) return;
-    const auto start = reinterpret_cast<std::uint64_t>(va);
+    if (!edit.ok()) {
+      std::free(unmapped);
+      return;
+    }
     walk_range(root, start, start + len - 1, [&](std::uint64_t* e, std::uint64_t page) {
-      if (maps_pool_page(*e, page)) dune_page_put(dune_pa2page(PTE_ADDR(*e)));
+      if (unmapped != nullptr && count < most && maps_pool_page(*e, page)) unmapped[count++] = dune_pa2page(PTE_ADDR(*e));
       edit->store(e, 0);  // empty, and the program's: dunk does not fill it
       return 0;
     });
   }
+  for (std::size_t i = 0; i < count; ++i) dune_page_put(unmapped[i]);
+  std::free(unmapped);
   if (dunk::in_vm()) dunk::flush_tlb();
 }
 
@@ -423,6 +444,11 @@ uintptr_t dune_stack_addr_to_pa(void* ptr) { return dune_va_to_pa(ptr); }
 void* dune_pa_to_va(uintptr_t pa) { return dunk::host_address(pa); }
 
 void dune_load_cr3(unsigned long cr3) {
+  // From tables whose writable memory may be private copies (Wedge's),
+  // libdune's state is only right on pgroot's: there first.
+  std::uint64_t now;
+  asm volatile("movq %%cr3, %0" : "=r"(now));
+  if ((now & PTE_ADDR(~0ul)) != AddressSpace::process().root()) (void)AddressSpace::process().activate();
   settle_handed_out();
   const std::uint64_t root = cr3 & PTE_ADDR(~0ul);
   AddressSpace* space = space_of_root(reinterpret_cast<ptent_t*>(dunk::page_table_at(root)));

@@ -8,7 +8,9 @@
 #include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "base/syscall.h"
 #include "dunk/traps.h"
+#include "guest/abi.h"
 #include "priv/internal.h"
 
 namespace dunk {
@@ -250,11 +252,12 @@ std::optional<std::uint64_t> guest_physical(const void* p) noexcept {
   if (m == nullptr) return std::nullopt;
   const Hva address = hva_of(p);
   if (auto gpa = m->translate(address)) return gpa->value();
-  // Not mirrored yet (the monitor assigns guest-physical space as it
-  // mirrors): a read access resolved the monitor's way mirrors it.
-  if (!resolve_fault(p, /*write=*/false, /*fetch=*/false)) return std::nullopt;
-  if (auto gpa = m->translate(address)) return gpa->value();
-  return std::nullopt;
+  // No guest-physical space yet (the monitor assigns it as it mirrors
+  // memory, and PROT_NONE memory is not mirrored): the monitor assigns it.
+  if (!in_vm()) return std::nullopt;
+  const long gpa = sys::call(DUNK_SYSCALL_GUEST_PHYSICAL, static_cast<long>(address.value()));
+  if (sys::failed(gpa)) return std::nullopt;
+  return static_cast<std::uint64_t>(gpa);
 }
 
 void* host_address(std::uint64_t gpa) noexcept {
