@@ -264,9 +264,10 @@ extern uintptr_t stack_base;
 #define APIC_BASE 0xfffffffffffff000
 
 /* The guest-physical address behind a host address: itself in low memory
- * (below the physical width), elsewhere where dunk put it; for an address
- * the host does not map, the address itself. Not Dune's window formulas
- * (their windows do not exist under dunk): the real address. */
+ * (below the physical width), elsewhere where dunk put it (an address the
+ * host does not map yet gets one, as every address of Dune's windows had).
+ * Not Dune's window formulas (their windows do not exist under dunk): the
+ * real address, which entries may hold. */
 extern uintptr_t dune_va_to_pa(void *ptr);
 extern uintptr_t dune_mmap_addr_to_pa(void *ptr);
 extern uintptr_t dune_stack_addr_to_pa(void *ptr);

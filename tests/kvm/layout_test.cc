@@ -92,6 +92,15 @@ TEST(IdentityPhysical, LowMemoryIsItsOwnPhysicalAddressAndHighMemoryIsNot) {
   ASSERT_TRUE(gpa);
   EXPECT_EQ(*gpa, 8 * kGiB + 5);
   EXPECT_EQ(host_address(*gpa), static_cast<char*>(low) + 5);
+  // Memory the host maps PROT_NONE (not mirrored) gets one on demand, in
+  // VM mode, and its chunk is identity-mapped too when low.
+  void* const none_want = reinterpret_cast<void*>(20 * kGiB);
+  void* none = mmap(none_want, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  ASSERT_EQ(none, none_want);
+  auto none_gpa = guest_physical(none);
+  ASSERT_TRUE(none_gpa);
+  EXPECT_EQ(*none_gpa, 20 * kGiB);
+  EXPECT_EQ(host_address(*none_gpa), none);
   // A stack far above 2^39: its own chunk, from the top of the space down.
   int local = 0;
   auto high = guest_physical(&local);
