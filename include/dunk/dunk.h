@@ -61,6 +61,13 @@ void leave() noexcept;
 // Whether the calling thread runs in VM mode.
 bool in_vm() noexcept;
 
+// Tears down the process's VM and gives back what it holds (the KVM
+// descriptors, the page tables, the vCPUs' memory), so that the next enter()
+// builds a new one. Every thread that entered must have left VM mode or
+// exited; otherwise it fails with EBUSY and changes nothing. Signal handlers
+// the program installed stay installed.
+Status shutdown() noexcept;
+
 // A one-line, human-readable explanation of an enter() failure that says
 // what to do about it (e.g. "no /dev/kvm: ..."), written into buf.
 const char* describe(const Error& error, char* buf, std::size_t size) noexcept;

@@ -52,6 +52,14 @@ Status Arena::recycle() noexcept {
   return {};
 }
 
+void Arena::release() noexcept {
+  if (base_ != 0) sys::call(SYS_munmap, static_cast<long>(base_), static_cast<long>(kSize));
+  base_ = 0;
+  next_ = 0;
+  free_pages_ = nullptr;
+  free_count_ = 0;
+}
+
 Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, bool guard) noexcept {
   LockGuard hold(lock_);
   bytes = (bytes + kPage - 1) & ~(kPage - 1);

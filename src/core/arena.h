@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "arch/x86_64/paging.h"
 #include "base/lock.h"
 #include "dunk/address.h"
 #include "dunk/result.h"
@@ -18,7 +19,7 @@ namespace dunk::core {
 class Arena {
  public:
   static constexpr std::uint64_t kSize = std::uint64_t{1} << 30;
-  static constexpr std::size_t kPage = 4096;
+  static constexpr std::size_t kPage = arch::kPageSize4K;
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
@@ -33,6 +34,9 @@ class Arena {
   // copy it inherited describes the parent's VM. Must not run on memory
   // inside the arena (a monitor stack).
   Status recycle() noexcept;
+  // Gives the region back to the kernel and forgets it (after
+  // dunk::shutdown, for a VM that needs its arena elsewhere).
+  void release() noexcept;
 
   Hva base() const noexcept { return Hva(base_); }
   Hva end() const noexcept { return Hva(base_ + kSize); }

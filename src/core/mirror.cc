@@ -12,7 +12,7 @@
 namespace dunk::core {
 namespace {
 
-constexpr std::uint64_t kPage = 4096;
+constexpr std::uint64_t kPage = arch::kPageSize4K;
 
 // Ring 3 reaches only what the program opens to it, unless the whole mirror
 // of host memory is to be its (MirrorConfig::user_mirror); never dunk's own.
@@ -203,7 +203,7 @@ bool Mirror::host_allows(Hva address, bool write, bool fetch) noexcept {
   return true;
 }
 
-bool Mirror::resolve_fault(Hva address, bool write, bool fetch, std::uint64_t root) noexcept {
+bool Mirror::resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept {
   LockGuard hold(lock_);
   if (arena_->contains(address)) return false;
   arch::PageTable& tree = *trees_[tree_of_root(root).value_or(0)];
@@ -244,7 +244,7 @@ bool Mirror::owned_by_program(arch::PageTable& tree, Hva address) noexcept {
          (e.present() ? e.is_leaf(ref->level) : true);
 }
 
-bool Mirror::program_owned(Hva address, std::uint64_t root) noexcept {
+bool Mirror::program_owned(Hva address, Gpa root) noexcept {
   LockGuard hold(lock_);
   return owned_by_program(*trees_[tree_of_root(root).value_or(0)], address);
 }
@@ -253,10 +253,10 @@ arch::PageTable* Mirror::tree(unsigned id) noexcept {
   return id < kMaxTrees && trees_[id] ? &*trees_[id] : nullptr;
 }
 
-std::optional<unsigned> Mirror::tree_of_root(std::uint64_t root) noexcept {
-  if (root == 0) return 0u;
+std::optional<unsigned> Mirror::tree_of_root(Gpa root) noexcept {
+  if (root.value() == 0) return 0u;
   for (unsigned id = 0; id < kMaxTrees; ++id) {
-    if (trees_[id] && trees_[id]->root().value() == (root & arch::PageTableEntry::kAddressMask4K)) return id;
+    if (trees_[id] && trees_[id]->root() == root) return id;
   }
   return std::nullopt;
 }

@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "arch/x86_64/page_table.h"
+#include "core/address_space_mirror.h"
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/gpa_space.h"
@@ -53,7 +54,7 @@ struct MirrorConfig {
   arch::PageSize largest = arch::PageSize::k1G;
 };
 
-class Mirror final : private arch::TableMemory {
+class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
  public:
   Mirror() noexcept = default;
   Mirror(const Mirror&) = delete;
@@ -68,19 +69,19 @@ class Mirror final : private arch::TableMemory {
 
   // Makes the guest mapping of [start, end) mirror host protection `prot`
   // (PROT_NONE: not present). Page-aligned.
-  Status set(Hva start, Hva end, int prot) noexcept;
+  Status set(Hva start, Hva end, int prot) noexcept override;
   // Re-reads the host's mappings of [start, end) from /proc/self/maps and
   // mirrors them (holes become not-present). dunk's arena is left alone.
-  Status sync(Hva start, Hva end) noexcept;
-  Status sync_all() noexcept { return sync(Hva(0), Hva(kUserSpaceEnd)); }
+  Status sync(Hva start, Hva end) noexcept override;
+  Status sync_all() noexcept override { return sync(Hva(0), Hva(kUserSpaceEnd)); }
 
   // The host protection (PROT_*) the guest mapping of `address` carries, or
   // nullopt when it is not present.
-  std::optional<int> protection(Hva address) noexcept;
+  std::optional<int> protection(Hva address) noexcept override;
   std::optional<Gpa> translate(Hva address) const noexcept;
   // The GPA of `address`, assigning GPA space (and a memory slot) to its
   // chunk if it has none yet, mapped on the host or not. Takes the lock.
-  Result<Gpa> assign(Hva address) noexcept;
+  Result<Gpa> assign(Hva address) noexcept override;
   // The host address behind a guest-physical one (nullopt: no chunk there).
   std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 
@@ -89,11 +90,11 @@ class Mirror final : private arch::TableMemory {
   // the monitor's back, a stale TLB entry). True if the access should now
   // succeed.
   // `root`: the tree the vCPU ran on (the area's root; 0: the process's).
-  bool resolve_fault(Hva address, bool write, bool fetch, std::uint64_t root = 0) noexcept;
+  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
 
   // Whether the entry that decides `address` in the tree of `root` was set
   // by the program (Owner::kUser).
-  bool program_owned(Hva address, std::uint64_t root) noexcept;
+  bool program_owned(Hva address, Gpa root) noexcept;
 
   // ---- The privileged API's side (src/priv/paging.cc) ----
   // Every tree the monitor keeps current: tree 0 is the process's (root());
@@ -104,7 +105,8 @@ class Mirror final : private arch::TableMemory {
   // from now on the monitor's edits keep kUser entries.
   void note_user_edits() noexcept { user_edits_ = true; }
   arch::PageTable* tree(unsigned id) noexcept;
-  std::optional<unsigned> tree_of_root(std::uint64_t root) noexcept;
+  // The tree whose root table is at `root` (Gpa(0): the process's).
+  std::optional<unsigned> tree_of_root(Gpa root) noexcept;
   // These take the lock themselves.
   Result<unsigned> clone_tree(unsigned from, bool share_leaf_tables) noexcept;
   Status destroy_tree(unsigned id) noexcept;

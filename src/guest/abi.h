@@ -34,6 +34,13 @@
 #define DUNK_FIRST_INTERRUPT_VECTOR 32
 // dunk's own interrupt: "flush your TLB" (flush_tlb_all_cpus).
 #define DUNK_TLB_SHOOTDOWN_VECTOR 254
+// The value #DB's entry writes back into DR6 (arch::dr6::kReset).
+#define DUNK_DR6_RESET 0xffff0ff0
+
+// Vectors that can strike while IST1 is unusable, so they run on IST2, and
+// that end the program with a report: NMI (2), #DF (8), #MC (18). The IDT
+// stubs, the IDT builder and set_trap_handler all ask this one macro.
+#define DUNK_VECTOR_IS_FATAL(v) ((v) == 2 || (v) == 8 || (v) == 18)
 
 // Offsets in struct VcpuArea.
 #define AREA_SELF 0x00
@@ -125,13 +132,24 @@
 #include <cstdint>
 
 #include "arch/x86_64/descriptors.h"
-#include "dunk/traps.h"
+#include "dunk/trap_frame.h"
 
 namespace dunk::guest {
 
 using arch::Tss64;
 
-// The program's exception handlers see the frame as it is (dunk/traps.h).
+// The selectors above are Linux's GDT layout as arch/ encodes it.
+static_assert(DUNK_KERNEL_CS == arch::gdt::kKernelCode.raw());
+static_assert(DUNK_KERNEL_DS == arch::gdt::kKernelData.raw());
+static_assert(DUNK_USER_CS == arch::gdt::kUserCode.raw());
+static_assert(DUNK_USER_DS == arch::gdt::kUserData.raw());
+static_assert(DUNK_TSS_SELECTOR == arch::gdt::kTss.raw());
+static_assert(DUNK_DR6_RESET == arch::dr6::kReset);
+
+constexpr bool is_fatal_vector(unsigned vector) noexcept { return DUNK_VECTOR_IS_FATAL(vector); }
+
+// The layout the entry code pushes, which the program's handlers see as it
+// is (dunk/trap_frame.h); the offsets are checked below.
 using TrapFrame = dunk::TrapFrame;
 
 // One per vCPU, DUNK_AREA_SIZE bytes, aligned to its size. Guest code reaches

@@ -4,10 +4,10 @@
 //
 // project-dune's programs pin each thread to a host CPU and route IPIs by
 // it: a thread records its APIC ID under its CPU (dune_apic_init_rt_entry),
-// senders look it up (dune_apic_id_for_cpu). Inside a dunk guest,
-// sched_getcpu() answers the vCPU, not the host CPU (dunk loads TSC_AUX with
-// the vCPU number), so the table is keyed by the host CPU the getcpu system
-// call reports.
+// senders look it up (dune_apic_id_for_cpu). The table is keyed by the host
+// CPU the getcpu system call reports: what sched_getcpu() answers in the
+// guest too (glibc's rseq area, or the vDSO, whose CPUNODE segment and
+// TSC_AUX dunk sets to the host CPU before every entry), never the vCPU.
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
 

@@ -3,6 +3,7 @@
 #include "core/machine.h"
 #include "dunk/dunk.h"
 #include "dunk/paging.h"
+#include "priv/internal.h"
 
 namespace dunk {
 namespace {
@@ -14,9 +15,7 @@ constexpr std::size_t kInvlpgLimit = 32;
 
 Result<DirtyTracker> DirtyTracker::create(void* start, std::size_t size) noexcept {
   if (!in_vm()) return Error{"DirtyTracker::create: needs VM mode", EPERM};
-  if ((reinterpret_cast<std::uint64_t>(start) | size) % 4096 != 0 || size == 0) {
-    return Error{"DirtyTracker::create: range not page-aligned", EINVAL};
-  }
+  DUNK_TRY(priv::require_page_aligned(start, size));
   DUNK_TRY(core::Machine::instance().mirror().split_host_pages(Hva(reinterpret_cast<std::uint64_t>(start)), size));
   flush_tlb();
   return DirtyTracker(start, size);

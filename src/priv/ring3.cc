@@ -72,7 +72,7 @@ bool reachable(const void* p, unsigned need) noexcept {
 Status open_return_page() noexcept {
   const void* page = guest::dunk_user_return_page;
   if (reachable(page, kUser | kExec)) return {};
-  DUNK_TRY(AddressSpace::current().protect(const_cast<void*>(page), 4096, kRead | kExec | kUser));
+  DUNK_TRY(AddressSpace::current().protect(const_cast<void*>(page), arch::kPageSize4K, kRead | kExec | kUser));
   flush_tlb(page);
   return {};
 }

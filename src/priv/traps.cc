@@ -23,7 +23,7 @@ static_assert(kControlProtection == static_cast<unsigned>(arch::Vector::kControl
 
 Status set_trap_handler(unsigned vector, TrapHandler handler) noexcept {
   if (vector >= arch::kExceptionVectors) return Error{"set_trap_handler: not an exception vector (0-31)", EINVAL};
-  if (vector == kNmi || vector == kDoubleFault || vector == kMachineCheck) {
+  if (guest::is_fatal_vector(vector)) {
     // They arrive on IST2 when the machine may be in any state; dunk ends
     // the program with a report instead.
     return Error{"set_trap_handler: NMI, double fault and machine check cannot be handled", EINVAL};
