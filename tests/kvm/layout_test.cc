@@ -175,6 +175,29 @@ TEST(LayoutOptions, ALaterEnterCannotAskForAnotherLayout) {
   EXPECT_FALSE(in_vm());
 }
 
+TEST(LayoutOptions, AfterShutdownTheNextVmHasTheLayoutItAsksFor) {
+  // An ordinary VM: its tables' guest-physical addresses are not their own.
+  ASSERT_NO_FATAL_FAILURE(enter_with({}));
+  const std::uint64_t ordinary = AddressSpace::process().root();
+  EXPECT_NE(reinterpret_cast<std::uint64_t>(page_table_at(ordinary)), ordinary);
+  leave();
+  ASSERT_TRUE(shutdown());
+  // Dune's layout next: the arena moved to where a table's guest-physical
+  // address is its host address.
+  ASSERT_NO_FATAL_FAILURE(enter_with({.identity_physical = true}));
+  const std::uint64_t root = AddressSpace::process().root();
+  EXPECT_EQ(reinterpret_cast<std::uint64_t>(page_table_at(root)), root);
+  leave();
+  ASSERT_TRUE(shutdown());
+  // And an ordinary VM again, which forgot the layout: asking for Dune's
+  // now is refused as for any VM created without it.
+  ASSERT_NO_FATAL_FAILURE(enter_with({}));
+  leave();
+  Status s = enter({.identity_physical = true});
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, EINVAL);
+}
+
 TEST(EntryEdit, SlotsStoresAndTheOwnerTag) {
   ASSERT_NO_FATAL_FAILURE(enter_with({}));
   // Backing memory the host maps, and a guest-only alias of it far away.
