@@ -55,7 +55,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
                .pid = sys::call(SYS_getpid),
                .ldt = &machine.ldt()},
-      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave} {}
+      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave, .page_table_root = cpu.area->root} {}
 
 Status Monitor::load_entry_state() noexcept {
   guest::VcpuArea& area = *cpu_.area;

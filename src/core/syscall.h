@@ -249,6 +249,10 @@ struct ProcessState {
 struct ThreadState {
   CpuSignals& signals;
   std::byte* fpu_scratch;    // FpuFormat::size bytes, 64-byte aligned
+  // The page-table root the vCPU runs on as the privileged API set it (its
+  // area's; 0: the process's tree), which ring-0 code may change between
+  // two exits.
+  const std::uint64_t& page_table_root;
 };
 
 // Everything a handler may use.

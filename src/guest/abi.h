@@ -116,6 +116,16 @@
 // Made by ring-3 code (the return trampoline) to end its run; never reaches
 // the monitor (the ring-0 dispatcher takes it).
 #define DUNK_SYSCALL_USER_EXIT (DUNK_SYSCALL_BASE + 2)
+// Asks the monitor to resolve a page fault the way an unhandled one would be
+// first (the mirror brought up to date): RDI the address, RSI bit 0 a write,
+// bit 1 an instruction fetch; RAX 1 when the access should now succeed.
+// For handlers that take every page fault (dunk/traps.h, resolve_fault).
+#define DUNK_SYSCALL_RESOLVE_FAULT (DUNK_SYSCALL_BASE + 3)
+// Asks the monitor for the guest-physical address of host address RDI,
+// assigning guest-physical space to its chunk if it has none yet (as Dune's
+// layout gave every address one); RAX the address or -errno. For
+// dunk::guest_physical (dunk/paging.h).
+#define DUNK_SYSCALL_GUEST_PHYSICAL (DUNK_SYSCALL_BASE + 4)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000

@@ -788,5 +788,65 @@ TEST(PageTable, FindReportsTheDecidingEntryAndItsLevel) {
   EXPECT_FALSE(pt->find(Gva(0x8000'0000'0000)));
 }
 
+TEST(PageTable, SlotMakesTheTablesDownToTheAskedLevel) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(0x4000'0000'0000 + 5 * K4);
+  auto missing = pt->slot(va, 1, /*create=*/false);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().err, ENOENT);
+  EXPECT_EQ(mem.allocations, 1);  // the root only
+  auto slot = pt->slot(va, 1, /*create=*/true);
+  ASSERT_TRUE(slot.ok());
+  EXPECT_EQ(slot->level, 1u);
+  EXPECT_EQ(mem.allocations, 4);  // PDPT, PD, PT
+  EXPECT_EQ(load_entry(slot->entry).raw(), 0u);
+  // A store through the slot is what the CPU then sees.
+  store_entry(slot->entry, PageTableEntry::leaf(Gpa(0x7000'0000), PageSize::k4K, kRw, true));
+  auto t = pt->lookup(va + 9);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->pa, Gpa(0x7000'0009));
+  // The same slot again, now without creating anything.
+  auto again = pt->slot(va, 1, false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->entry, slot->entry);
+  EXPECT_EQ(mem.allocations, 4);
+  // A 2 MiB slot is the PD entry above it.
+  auto pd = pt->slot(va, 2, false);
+  ASSERT_TRUE(pd.ok());
+  EXPECT_EQ(pd->level, 2u);
+  EXPECT_TRUE(load_entry(pd->entry).present());
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, SlotStopsAtALargePageAndInheritsMarkers) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  pt->set_keep_empty_tables(true);  // as dunk's mirror: a table of markers stays
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  auto big = pt->slot(Gva(G1 + 3 * K4), 1, /*create=*/true);
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->level, 3u);  // the 1 GiB page, not split
+  EXPECT_TRUE(load_entry(big->entry).page_size());
+  // A hidden large page is a page too.
+  ASSERT_TRUE(pt->hide(Gva(G1), G1, kOwn));
+  auto hidden = pt->slot(Gva(G1 + 3 * K4), 1, true);
+  ASSERT_TRUE(hidden.ok());
+  EXPECT_EQ(hidden->level, 3u);
+  // Under a marker, the new tables carry the marker in every entry.
+  ASSERT_TRUE(pt->unmap(Gva(2 * G1), G1, PageTableEntry::marker(kOwn)));
+  auto marked = pt->slot(Gva(2 * G1 + 7 * K4), 1, true);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(marked->level, 1u);
+  EXPECT_EQ(load_entry(marked->entry), PageTableEntry::marker(kOwn));
+  auto neighbour = pt->find(Gva(2 * G1 + 9 * M2));
+  ASSERT_TRUE(neighbour);
+  EXPECT_EQ(load_entry(neighbour->entry), PageTableEntry::marker(kOwn));
+  EXPECT_FALSE(pt->slot(Gva(0x8000'0000'0000), 1, true).ok());
+  EXPECT_FALSE(pt->slot(Gva(0), 4, true).ok());
+}
+
 }  // namespace
 }  // namespace dunk::arch

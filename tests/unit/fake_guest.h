@@ -154,6 +154,27 @@ class FakeMirror final : public AddressSpaceMirror {
     if (it == protections.end()) return std::nullopt;
     return it->second;
   }
+
+  // resolve_fault: what it was asked; it resolves what `resolvable` holds.
+  struct Fault {
+    std::uint64_t address = 0;
+    bool write = false, fetch = false;
+    std::uint64_t root = 0;
+    bool operator==(const Fault&) const = default;
+  };
+  std::vector<Fault> faults;
+  std::set<std::uint64_t> resolvable;
+  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept override {
+    faults.push_back({address.value(), write, fetch, root.value()});
+    return resolvable.contains(address.value());
+  }
+  // assign: host address + `gpa_offset`, or `assign_error`.
+  std::uint64_t gpa_offset = 0;
+  Status assign_error = {};
+  Result<Gpa> assign(Hva address) noexcept override {
+    if (!assign_error) return assign_error.error();
+    return Gpa(address.value() + gpa_offset);
+  }
 };
 
 // The vCPU's registers beyond the frame, and its FPU image.
@@ -286,7 +307,8 @@ struct FakeGuest {
                        FpuFormat{kFpuSize, arch::xfeature::kX87 | arch::xfeature::kSSE | arch::xfeature::kAVX,
                                  initial_fpu},
                        4242};
-  ThreadState thread{signals, scratch};
+  std::uint64_t page_table_root = 0;  // the vCPU area's root
+  ThreadState thread{signals, scratch, page_table_root};
 
   FakeGuest() { vcpu.fpu.resize(kFpuSize); }
 

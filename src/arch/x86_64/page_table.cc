@@ -401,6 +401,31 @@ unsigned PageTable::path(Gva va, PageTableEntry* out[kPagingLevels]) const noexc
   }
 }
 
+Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create) noexcept {
+  if (root_.entries == nullptr) return Error{"page table: no tree", EINVAL};
+  if (!is_canonical(va) || level < 1 || level >= kPagingLevels) {
+    return Error{"page table: a slot needs a canonical address and a leaf level (1-3)", EINVAL};
+  }
+  PageTableEntry* table = root_.entries;
+  for (unsigned l = kPagingLevels;; --l) {
+    PageTableEntry* e = &table[index(l, va)];
+    const PageTableEntry v = load_entry(e);
+    if (l == level || v.maps_page(l)) return EntryRef{e, l};
+    if (v.present()) {
+      table = memory_->table_at(v.table_address());
+      if (table == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+      continue;
+    }
+    if (!create) return Error{"page table: no table on the way to the slot", ENOENT};
+    DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
+    if (v.raw() != 0) {
+      for (unsigned i = 0; i < kEntriesPerTable; ++i) fresh.entries[i] = v;
+    }
+    store_entry(e, PageTableEntry::table(fresh.gpa));
+    table = fresh.entries;
+  }
+}
+
 Result<PageTable> PageTable::clone(bool share_leaf_tables) const noexcept {
   if (root_.entries == nullptr) return Error{"page table: no tree to clone", EINVAL};
   DUNK_ASSIGN_OR_RETURN(TablePage root, allocate_table());

@@ -176,6 +176,14 @@ class PageTable {
   // tree, or non-canonical).
   unsigned path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept;
 
+  // The slot of `va` at `level` (1: a 4 KiB page's entry, 2: a 2 MiB page's,
+  // 3: a 1 GiB page's), for code that stores whole entries itself (Dune's
+  // libdune). A page of a larger size that maps `va` on the way, present or
+  // hidden, is returned instead (its level says so), not split. A missing
+  // table on the way is created with `create` (empty, or holding the marker
+  // the entry above held: a marker covers its part), else ENOENT.
+  Result<EntryRef> slot(Gva va, unsigned level, bool create) noexcept;
+
   // The translation of `va`. Writable/user/executable are the effective
   // rights: the AND over every level (SDM §4.6 "Access Rights").
   std::optional<Translation> lookup(Gva va) const noexcept;
