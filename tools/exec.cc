@@ -150,8 +150,10 @@ int run_and_report(const ExecOptions& options, const std::string& path, const st
     stats.emplace(std::move(created).value());
   }
   UniqueFd kvm = inheritable_kvm_handle();
-  Result<int> status =
-      run_child(path, options.command, child_environment(preload, stats ? stats->path() : "", kvm.get()));
+  std::vector<std::string> env = child_environment(preload, stats ? stats->path() : "", kvm.get());
+  // --gdb: the preload library serves PROG to gdb (src/debug/gdb_server.h).
+  if (!options.gdb.empty()) env.push_back("DUNK_GDB=" + options.gdb);
+  Result<int> status = run_child(path, options.command, env);
   if (!status) return fail(-1, fmt::format("cannot start {}: {}", options.command[0], error_text(status.error())));
   if (stats) write_reports(out, make_report(stats->stats(), options.command, *status), options);
   return *status;

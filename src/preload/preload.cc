@@ -7,22 +7,35 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
+#include "debug/gdb_server.h"
 #include "dunk/dunk.h"
 
 namespace {
 
-__attribute__((constructor)) void dunk_preload_enter() {
-  dunk::Status status = dunk::enter(dunk::EnterOptions{.follow_fork = true});
-  if (status) return;
+[[noreturn]] void refuse(const char* what, const dunk::Error& error) {
   // The user asked for VM mode; running natively instead would be a lie.
   char reason[512];
   char line[768];
-  int n = std::snprintf(line, sizeof line, "dunk: cannot enter VM mode: %s\n",
-                        dunk::describe(status.error(), reason, sizeof reason));
+  int n = std::snprintf(line, sizeof line, "dunk: %s: %s\n", what, dunk::describe(error, reason, sizeof reason));
   if (n > 0) (void)!write(2, line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1);
   _exit(125);
+}
+
+__attribute__((constructor)) void dunk_preload_enter() {
+  // `dunk exec --gdb`: this process is served to gdb and stops at its first
+  // instruction in VM mode. Only this one: the programs it executes and its
+  // fork children run undebugged.
+  if (const char* gdb = std::getenv(dunk::debug::kGdbEnvironment); gdb != nullptr && *gdb != '\0') {
+    if (dunk::Status started = dunk::debug::start_gdb_stub(gdb); !started) {
+      refuse("cannot serve gdb", started.error());
+    }
+    unsetenv(dunk::debug::kGdbEnvironment);
+  }
+  dunk::Status status = dunk::enter(dunk::EnterOptions{.follow_fork = true});
+  if (!status) refuse("cannot enter VM mode", status.error());
 }
 
 }  // namespace
