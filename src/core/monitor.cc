@@ -44,6 +44,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
       cpu_(cpu),
       registers_(cpu.vcpu, machine.xsave_size()),
       threads_(machine, cpu),
+      tracer_(machine.strace_fd()),
       process_{.dunk_fds = machine.dunk_fds(),
                .actions = signal_table(),
                .action_lock = machine.signal_lock(),
@@ -51,7 +52,8 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .brk = machine.brk,
                .stats = machine.stats(),
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
-               .pid = sys::call(SYS_getpid)},
+               .pid = sys::call(SYS_getpid),
+               .ldt = &machine.ldt()},
       thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave} {}
 
 Status Monitor::load_entry_state() noexcept {
@@ -112,6 +114,7 @@ void Monitor::run() noexcept {
     debug_checkpoint();
     deliver_pending();
     follow_host_cpu();
+    if (cpu_.ldt_generation != machine_.ldt().generation()) load_ldt();
     stats.add(stats.kvm_runs);
     const long ret = cpu_.vcpu.run();
     if (machine_.debugger() != nullptr) cpu_.debug.state.store(DebugState::kHost, std::memory_order_seq_cst);
@@ -175,7 +178,9 @@ void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   const Syscall call = Syscall::from_frame(frame);
   process_.stats.count_syscall(static_cast<std::uint32_t>(call.nr()));
   SyscallContext ctx{frame, registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_};
-  Outcome outcome = syscall_handler(call)(ctx, call);
+  if (tracer_.on()) tracer_.before(call, memory_);
+  Outcome outcome = dispatch_syscall(ctx, call);
+  if (tracer_.on()) tracer_.after(call, outcome, memory_);
   if (outcome.kind() == Outcome::Kind::kResult && outcome.value() == kRestartGuestSyscall) {
     // A signal arrived that the kernel would have delivered before
     // restarting this call: its handler runs first, then the guest executes

@@ -19,6 +19,7 @@
 #include "core/machine.h"
 #include "core/monitor_context.h"
 #include "core/signals.h"
+#include "core/strace.h"
 #include "core/syscall.h"
 #include "core/thread_start.h"
 #include "guest/abi.h"
@@ -65,6 +66,8 @@ class Monitor {
   // Keeps the vCPU's answer to getcpu (its CPUNODE segment and TSC_AUX)
   // equal to the host CPU the thread runs on. Before each entry.
   void follow_host_cpu() noexcept;
+  // Loads the program's LDT (the mirror's current table) into this vCPU.
+  void load_ldt() noexcept;
 
   // exceptions.cc
   void handle_exception(TrapFrame& frame) noexcept;
@@ -127,6 +130,7 @@ class Monitor {
   ProcessMemory memory_;
   LinuxHost host_;
   MachineThreads threads_;
+  SyscallTracer tracer_;
   ProcessState process_;
   ThreadState thread_;
   // The frame the guest resumes through when it is stopped in one of dunk's

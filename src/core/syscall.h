@@ -192,6 +192,8 @@ struct FpuFormat {
 };
 
 // What the process shares between its threads.
+class LdtMirror;
+
 struct ProcessState {
   FdSet& dunk_fds;           // dunk's own descriptors: not the program's
   SignalTable& actions;      // the program's signal actions
@@ -201,6 +203,7 @@ struct ProcessState {
   Stats& stats;
   FpuFormat fpu;
   long pid;
+  LdtMirror* ldt = nullptr;  // the program's LDT as the vCPUs see it (ldt_mirror.h)
 };
 
 // What one thread (vCPU) owns.
@@ -226,6 +229,10 @@ using SyscallHandler = Outcome (*)(SyscallContext& ctx, const Syscall& call) noe
 // The handler of every system call: an array lookup (syscalls/table.cc). A
 // number no handler claims is forwarded unchanged.
 SyscallHandler syscall_handler(const Syscall& call) noexcept;
+
+// What the monitor does with a call: the descriptor check every call goes
+// through (dunk's descriptors are not the program's), then its handler.
+Outcome dispatch_syscall(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // The handler for calls dunk only forwards.
 Outcome forward_unchanged(SyscallContext& ctx, const Syscall& call) noexcept;

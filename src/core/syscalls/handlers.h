@@ -23,12 +23,20 @@ Outcome close(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome close_range(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome getdents64(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome rlimit(SyscallContext& ctx, const Syscall& call) noexcept;  // getrlimit, setrlimit, prlimit64
+Outcome poll(SyscallContext& ctx, const Syscall& call) noexcept;    // poll, ppoll
+// Before any handler: a call that names one of dunk's descriptors — as an
+// argument, inside a structure, or through /proc/self/fd/N — fails as it
+// would natively for a descriptor that is not open (EBADF, or ENOENT for a
+// path). nullopt: the call goes on.
+std::optional<Outcome> refuse_dunk_descriptors(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // process.cc: threads, processes, the thread's FS/GS bases.
 Outcome clone_family(SyscallContext& ctx, const Syscall& call) noexcept;  // fork, vfork, clone, clone3
 Outcome exit(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome exit_group(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome arch_prctl(SyscallContext& ctx, const Syscall& call) noexcept;
+Outcome modify_ldt(SyscallContext& ctx, const Syscall& call) noexcept;
+Outcome ptrace(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // signals.cc: signal state the monitor keeps on the guest's behalf.
 Outcome rt_sigaction(SyscallContext& ctx, const Syscall& call) noexcept;
