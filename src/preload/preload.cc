@@ -7,9 +7,10 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
+#include "core/config.h"
+#include "core/machine.h"
 #include "debug/gdb_server.h"
 #include "dunk/dunk.h"
 
@@ -25,11 +26,15 @@ namespace {
 }
 
 __attribute__((constructor)) void dunk_preload_enter() {
+  // The environment, read once (core/config.h): the machine is created
+  // with this configuration.
+  const dunk::core::MachineConfig config = dunk::core::MachineConfig::from_environment();
+  dunk::core::Machine::instance().configure(config);
   // `dunk exec --gdb`: this process is served to gdb and stops at its first
   // instruction in VM mode. Only this one: the programs it executes and its
   // fork children run undebugged.
-  if (const char* gdb = std::getenv(dunk::debug::kGdbEnvironment); gdb != nullptr && *gdb != '\0') {
-    if (dunk::Status started = dunk::debug::start_gdb_stub(gdb); !started) {
+  if (config.gdb_address[0] != '\0') {
+    if (dunk::Status started = dunk::debug::start_gdb_stub(config.gdb_address); !started) {
       refuse("cannot serve gdb", started.error());
     }
     unsetenv(dunk::debug::kGdbEnvironment);
