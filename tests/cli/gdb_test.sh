@@ -74,7 +74,7 @@ test_break_step_watch_to_exit() {
 	# "Debugging"). There gdb watches by single-stepping the program, which
 	# checks the stub's steps instead.
 	local watch_setting='set can-use-hw-watchpoints 1' watchpoint='Hardware watchpoint 2: counter'
-	if [[ -e /run/in-vm/runner ]]; then
+	if [[ ${DUNK_TEST_VM:-} == qemu-tcg ]]; then
 		watch_setting='set can-use-hw-watchpoints 0' watchpoint='Watchpoint 2: counter'
 	fi
 	serve "unix:$SOCKETS/gdb.sock"
@@ -104,6 +104,26 @@ test_break_step_watch_to_exit() {
 	expect_eq "the program's output" "counter 50" "$(<"$WORK/program.out")"
 	expect_eq "dunk's exit status (the program's)" 3 "$DUNK_STATUS"
 	[[ ! -e $SOCKETS/gdb.sock ]] || fail "the socket file is left behind"
+}
+
+# --gdb=0: a TCP port of the system's choosing on 127.0.0.1, which dunk
+# names; gdb lets the program run to its end.
+test_tcp_port_and_run_to_exit() {
+	serve 0
+	[[ $ANNOUNCED =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "announced address: [$ANNOUNCED]"
+	[[ ${ANNOUNCED#*:} != 0 ]] || fail "port 0 announced"
+	debug 'set auto-solib-add off' continue
+	expect_in_order "gdb's transcript" "$GDB_OUT" '^\[Inferior 1 \(Remote target\) exited with code 03\]$'
+	expect_eq "the program's output" "counter 50" "$(<"$WORK/program.out")"
+	expect_eq "dunk's exit status (the program's)" 3 "$DUNK_STATUS"
+}
+
+# An address the stub cannot serve at: PROG does not run.
+test_bad_address() {
+	[[ -x $TARGET ]] || fail "DUNK_GDB_TARGET does not name the test program: [$TARGET]"
+	expect_refused 125 "cannot serve gdb: --gdb takes PORT, HOST:PORT or unix:PATH" "$DUNK" exec --gdb=nonsense -- "$TARGET"
+	expect_refused 125 "cannot serve gdb: --gdb=HOST:PORT takes an IPv4 address as HOST" \
+		"$DUNK" exec --gdb=example.com:1 -- "$TARGET"
 }
 
 main "$@"
