@@ -2,8 +2,9 @@
 # `dunk exec --gdb` (kvm tier): Debian's gdb, in batch mode, debugs a program
 # of the project's own (tests/programs/gdb_target.c, DUNK_GDB_TARGET) while it
 # runs in VM mode: a breakpoint in a function, the backtrace, a step, a
-# variable, a hardware watchpoint's old and new values (twice), a register,
-# and the run to the program's exit, whose status dunk passes on.
+# variable, a watchpoint's old and new values (twice), a register, a signal
+# that stops a second thread and is delivered on, the threads, and the run
+# to the program's exit, whose status dunk passes on.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TARGET=${DUNK_GDB_TARGET:-}
@@ -80,41 +81,58 @@ test_break_step_watch_to_exit() {
 	serve "unix:$SOCKETS/gdb.sock"
 	expect_eq "where gdb connects" "$SOCKETS/gdb.sock" "$ANNOUNCED"
 	debug "$watch_setting" 'break square' continue bt step 'print y' 'watch counter' continue \
-		'info registers rip' continue delete continue
+		'info registers rip' continue delete continue 'info threads' bt continue
 	expect_in_order "gdb's transcript" "$GDB_OUT" \
 		'^dunk::enter \(options=\.\.\.\) at .*src/core/enter\.cc:[0-9]+$' \
-		'^Breakpoint 1 at 0x[0-9a-f]+: file .*gdb_target\.c, line 9\.$' \
-		'^Breakpoint 1, square \(x=7\) at .*gdb_target\.c:9$' \
-		'^9[[:space:]]+int y = x \* x;$' \
-		'^#0  square \(x=7\) at .*gdb_target\.c:9$' \
-		'^#1  0x[0-9a-f]+ in main \(\) at .*gdb_target\.c:18$' \
-		'^10[[:space:]]+return y;$' \
+		'^Breakpoint 1 at 0x[0-9a-f]+: file .*gdb_target\.c, line 13\.$' \
+		'^Breakpoint 1, square \(x=7\) at .*gdb_target\.c:13$' \
+		'^13[[:space:]]+int y = x \* x;$' \
+		'^#0  square \(x=7\) at .*gdb_target\.c:13$' \
+		'^#1  0x[0-9a-f]+ in main \(\) at .*gdb_target\.c:30$' \
+		'^14[[:space:]]+return y;$' \
 		'^\$1 = 49$' \
 		"^$watchpoint\$" \
 		"^$watchpoint\$" \
 		'^Old value = 0$' \
 		'^New value = 49$' \
-		'^bump \(by=49\) at .*gdb_target\.c:15$' \
+		'^bump \(by=49\) at .*gdb_target\.c:19$' \
 		'^rip +0x[0-9a-f]+ +0x[0-9a-f]+ <bump\+[0-9]+>$' \
 		"^$watchpoint\$" \
 		'^Old value = 49$' \
 		'^New value = 50$' \
-		'^bump \(by=1\) at .*gdb_target\.c:15$' \
+		'^bump \(by=1\) at .*gdb_target\.c:19$' \
+		'^Thread 2 received signal SIGUSR1, User defined signal 1\.$' \
+		'^  1    Thread [0-9]+ \(vCPU [0-9]+\) .*futex' \
+		'^\* 2    Thread [0-9]+ \(vCPU [0-9]+\) ' \
+		'^#[0-9]  0x[0-9a-f]+ in signalled \(arg=0x0\) at .*gdb_target\.c:25$' \
 		'^\[Inferior 1 \(Remote target\) exited with code 03\]$'
-	expect_eq "the program's output" "counter 50" "$(<"$WORK/program.out")"
+	# The program's handler ran: gdb delivered the signal.
+	expect_eq "the program's output" "counter 50, caught 10" "$(<"$WORK/program.out")"
 	expect_eq "dunk's exit status (the program's)" 3 "$DUNK_STATUS"
 	[[ ! -e $SOCKETS/gdb.sock ]] || fail "the socket file is left behind"
 }
 
 # --gdb=0: a TCP port of the system's choosing on 127.0.0.1, which dunk
-# names; gdb lets the program run to its end.
-test_tcp_port_and_run_to_exit() {
+# names. A conversation without gdb (its start-up takes long in the test
+# VM): why the program stands (stopped at its first instruction in VM
+# mode, SIGTRAP), then detach, after which it runs to its end undebugged.
+test_tcp_port_and_detach() {
 	serve 0
-	[[ $ANNOUNCED =~ ^127\.0\.0\.1:[0-9]+$ ]] || fail "announced address: [$ANNOUNCED]"
-	[[ ${ANNOUNCED#*:} != 0 ]] || fail "port 0 announced"
-	debug 'set auto-solib-add off' continue
-	expect_in_order "gdb's transcript" "$GDB_OUT" '^\[Inferior 1 \(Remote target\) exited with code 03\]$'
-	expect_eq "the program's output" "counter 50" "$(<"$WORK/program.out")"
+	[[ $ANNOUNCED =~ ^127\.0\.0\.1:([0-9]+)$ ]] || fail "announced address: [$ANNOUNCED]"
+	local port=${BASH_REMATCH[1]} reply
+	((port != 0)) || fail "port 0 announced"
+	exec 3<>"/dev/tcp/127.0.0.1/$port"
+	printf '$?#3f' >&3
+	IFS= read -r -d '#' -t 60 -u 3 reply || fail "no reply to '?': [$reply]"
+	[[ $reply =~ ^\+\$T05thread:[0-9a-f]+\;$ ]] || fail "reply to '?': [$reply]"
+	IFS= read -r -n 2 -t 10 -u 3 reply
+	printf '+$D#44' >&3
+	IFS= read -r -d '#' -t 60 -u 3 reply || fail "no reply to 'D': [$reply]"
+	expect_eq "reply to 'D'" '+$OK' "$reply"
+	exec 3>&-
+	DUNK_STATUS=0
+	wait "$DUNK_PID" || DUNK_STATUS=$?
+	expect_eq "the program's output" "counter 50, caught 10" "$(<"$WORK/program.out")"
 	expect_eq "dunk's exit status (the program's)" 3 "$DUNK_STATUS"
 }
 
