@@ -8,6 +8,7 @@
 
 int counter;  // watched: 0, then 49, then 50
 static volatile sig_atomic_t caught;
+static volatile int spinning;
 
 int square(int x) {
   int y = x * x;
@@ -20,8 +21,11 @@ void bump(int by) {
 
 static void on_signal(int sig) { caught = sig; }
 
-// Sends itself SIGUSR1: gdb stops the program for it, then delivers it.
+// Sends itself SIGUSR1 once the main thread spins: gdb stops the program
+// for it, then delivers it.
 static void* signalled(void* arg) {
+  while (!spinning) {
+  }
   raise(SIGUSR1);
   return arg;
 }
@@ -32,7 +36,13 @@ int main(void) {
   bump(1);
   signal(SIGUSR1, on_signal);
   pthread_t thread;
-  if (pthread_create(&thread, NULL, signalled, NULL) != 0 || pthread_join(thread, NULL) != 0) return 2;
+  if (pthread_create(&thread, NULL, signalled, NULL) != 0) return 2;
+  // Runs guest code until the handler has run: when the other thread stops
+  // for its signal, the stub kicks this one out of KVM_RUN.
+  spinning = 1;
+  while (!caught) {
+  }
+  if (pthread_join(thread, NULL) != 0) return 2;
   printf("counter %d, caught %d\n", counter, caught);
   return counter == 50 && caught == SIGUSR1 ? 3 : 1;
 }
