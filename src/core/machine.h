@@ -91,6 +91,9 @@ class Machine {
   // interrupts). Kept across fork, so that a child following the fork
   // builds the same kind of VM.
   bool interrupts() const noexcept { return interrupts_; }
+  // What the VM was created with: interrupts and the memory layout
+  // (EnterOptions), kept across fork like interrupts().
+  EnterOptions creation_options() const noexcept;
   // Whether KVM can single-step without injecting interrupts in between.
   bool step_blocks_irq() const noexcept { return step_blocks_irq_; }
   // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
@@ -177,6 +180,10 @@ class Machine {
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
+  // EnterOptions' layout fields, as the VM was created with them.
+  bool identity_physical_ = false;
+  bool user_mirror_ = false;
+  bool small_pages_ = false;
   bool step_blocks_irq_ = false;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU

@@ -14,10 +14,12 @@ namespace {
 
 constexpr std::uint64_t kPage = arch::kPageSize4K;
 
-arch::PageAttributes attributes_for(int prot, Owner owner) noexcept {
+// Ring 3 reaches only what the program opens to it, unless the whole mirror
+// of host memory is to be its (MirrorConfig::user_mirror); never dunk's own.
+arch::PageAttributes attributes_for(int prot, Owner owner, bool user_mirror) noexcept {
   return arch::PageAttributes{
       .writable = (prot & PROT_WRITE) != 0,
-      .user = false,  // ring 3 reaches only what the program opens to it
+      .user = user_mirror && owner == Owner::kHost,
       .executable = (prot & PROT_EXEC) != 0,
       .software = static_cast<std::uint8_t>(owner),
   };
@@ -105,6 +107,12 @@ Status Mirror::ensure_chunk(Hva address) noexcept {
 
 std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
 
+Result<Gpa> Mirror::assign(Hva address) noexcept {
+  LockGuard hold(lock_);
+  DUNK_TRY(ensure_chunk(address));
+  return *gpa_->translate(address);
+}
+
 Status Mirror::set(Hva start, Hva end, int prot) noexcept {
   LockGuard hold(lock_);
   // dunk's arena keeps the mapping init() gave it (its pages are committed
@@ -117,6 +125,8 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
   }
@@ -128,7 +138,9 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
-  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1};
+  // New memory starts dirty (dirty tracking, core/dirty.h).
+  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
+                               .new_leaves_dirty = true};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
@@ -136,8 +148,8 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
     Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
     DUNK_TRY(ensure_chunk(piece));
     Gpa gpa = *gpa_->translate(piece);
-    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner), arch::PageSize::k1G,
-                      keep));
+    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner, config_.user_mirror),
+                      config_.largest, keep));
     piece = piece_end;
   }
   return {};
@@ -368,11 +380,34 @@ Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
       });
       if (n == 0) break;
       for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
+        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                           arch::EditOptions{.new_leaves_dirty = true}));
       }
     }
   }
   return {};
+}
+
+Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
+  DUNK_TRY(stock_tables(size));
+  lock_.lock();
+  reserve_only_ = true;
+  user_edits_ = true;
+  return {};
+}
+
+void Mirror::end_raw_edit() noexcept {
+  reserve_only_ = false;
+  lock_.unlock();
+}
+
+Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, bool create) noexcept {
+  DUNK_TRY(check_user_range(id, va.align_down(kPage), kPage));
+  return trees_[id]->slot(va, level, create);
+}
+
+void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
+  arch::store_entry(entry, value.set_software(static_cast<std::uint8_t>(Owner::kUser)));
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {

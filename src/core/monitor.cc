@@ -11,7 +11,9 @@
 #include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
+#include "core/dirty.h"
 #include "core/guest_state.h"
+#include "core/soft_dirty.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 
@@ -54,7 +56,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
                .pid = sys::call(SYS_getpid),
                .ldt = &machine.ldt()},
-      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave} {}
+      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave, .page_table_root = cpu.area->root} {}
 
 Status Monitor::load_entry_state() noexcept {
   guest::VcpuArea& area = *cpu_.area;
@@ -177,7 +179,8 @@ void Monitor::handle(const Exit& exit) noexcept {
 void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   const Syscall call = Syscall::from_frame(frame);
   process_.stats.count_syscall(static_cast<std::uint32_t>(call.nr()));
-  SyscallContext ctx{frame, registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_};
+  SyscallContext ctx{frame,    registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_,
+                     process_dirty_bits()};
   if (tracer_.on()) tracer_.before(call, memory_);
   Outcome outcome = dispatch_syscall(ctx, call);
   if (tracer_.on()) tracer_.after(call, outcome, memory_);
@@ -289,6 +292,7 @@ void Monitor::leave_to_host(const TrapFrame& frame, bool user_gs_in_msr) noexcep
   sys::call(SYS_arch_prctl, ARCH_SET_GS, static_cast<long>(gs));
   hand_altstack_to_host();
   cpu_.in_guest = false;
+  note_left_vm_mode();  // its stores set no dirty bit from now on (core/dirty.h)
   dunk_restore_frame(&f, cpu_.xsave);
 }
 

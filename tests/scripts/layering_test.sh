@@ -29,7 +29,7 @@ expect() {
   fi
 }
 
-for layer in base arch abi kvm guest core debug priv sandbox; do
+for layer in base arch abi kvm guest core debug priv sandbox libdune; do
   [[ -d $layers/$layer ]] || { echo "FAIL: no include root for layer $layer in $layers"; exit 1; }
 done
 
@@ -45,6 +45,9 @@ expect core allow core/monitor.h
 expect debug allow debug/gdb_session.h
 expect priv allow priv/internal.h
 expect sandbox allow sandbox/policy.h
+expect libdune allow libdune/internal.h
+expect libdune allow libdune/dune.h
+expect libdune allow kern/dune.h
 
 # Downward includes the diagram allows.
 expect abi allow arch/x86_64/registers.h
@@ -60,6 +63,9 @@ expect priv allow core/mirror.h
 expect priv allow dunk/paging.h
 expect sandbox allow abi/signal.h
 expect sandbox allow base/syscall.h
+expect libdune allow dunk/paging.h
+expect libdune allow dunk/traps.h
+expect libdune allow base/proc_maps.h
 
 # Upward and sideways includes, each of which must fail to compile.
 expect base deny arch/x86_64/registers.h
@@ -83,6 +89,13 @@ expect debug deny sandbox/policy.h
 expect sandbox deny core/machine.h
 expect sandbox deny kvm/kvm.h
 expect sandbox deny priv/internal.h
+expect libdune deny priv/internal.h
+expect libdune deny core/mirror.h
+expect libdune deny guest/abi.h
+expect libdune deny kvm/kvm.h
+expect libdune deny sandbox/policy.h
+expect priv deny libdune/dune.h
+expect core deny libdune/internal.h
 
 if ((failures > 0)); then
   echo "$failures layering check(s) failed"
