@@ -360,29 +360,18 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
 }
 
 Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
-  DUNK_TRY(stock_tables(size));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  for (std::optional<arch::PageTable>& tree : trees_) {
-    if (!tree) continue;
-    // Collect first, edit after: the walk must not see its own splits.
-    struct Large {
-      Gva va;
-      Gpa pa;
-      std::uint64_t size;
-      arch::PageAttributes attrs;
-    } large[64];
-    for (;;) {
-      unsigned n = 0;
-      tree->for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
-        const arch::PageTableEntry v = arch::load_entry(&e);
-        if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
-        large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
-      });
-      if (n == 0) break;
-      for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
-                           arch::EditOptions{.new_leaves_dirty = true}));
-      }
+  // Piece by piece, each tree on its own: stock_tables stocks at most 4096
+  // tables (about 8 GiB of 1 GiB pages split to 4 KiB), and the edit may
+  // only take what was stocked (guest code cannot commit arena pages while
+  // it holds the lock).
+  constexpr std::uint64_t kPiece = std::uint64_t{4} << 30;
+  for (std::uint64_t done = 0; done < size; done += kPiece) {
+    const Hva piece = start + done;
+    const std::uint64_t n = std::min(size - done, kPiece);
+    for (unsigned id = 0; id < kMaxTrees; ++id) {
+      DUNK_TRY(stock_tables(n));
+      UserEdit edit(lock_, reserve_only_, user_edits_);
+      if (trees_[id]) DUNK_TRY(split_in_tree(*trees_[id], piece, n));
     }
   }
   return {};
@@ -408,6 +397,29 @@ Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, boo
 
 void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
   arch::store_entry(entry, value.set_software(static_cast<std::uint8_t>(Owner::kUser)));
+}
+
+Status Mirror::split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept {
+  // Collect first, edit after: the walk must not see its own splits.
+  struct Large {
+    Gva va;
+    Gpa pa;
+    std::uint64_t size;
+    arch::PageAttributes attrs;
+  } large[64];
+  for (;;) {
+    unsigned n = 0;
+    tree.for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
+      const arch::PageTableEntry v = arch::load_entry(&e);
+      if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
+      large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
+    });
+    if (n == 0) return {};
+    for (unsigned i = 0; i < n; ++i) {
+      DUNK_TRY(tree.map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                        arch::EditOptions{.new_leaves_dirty = true}));
+    }
+  }
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {

@@ -122,6 +122,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status user_release(unsigned tree, Gva va, std::uint64_t size) noexcept;
   // Remaps the monitor's own (kHost) large pages in [start, start + size)
   // with 4 KiB pages, in every tree: same memory, rights and owner.
+  // Any size: tables are stocked per 4 GiB piece and tree.
   Status split_host_pages(Hva start, std::uint64_t size) noexcept;
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
@@ -165,6 +166,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
   bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
   Status sync_locked(Hva start, Hva end) noexcept;
+  Status split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept;
   Status ensure_chunk(Hva address) noexcept;
   bool host_allows(Hva address, bool write, bool fetch) noexcept;
 
