@@ -387,6 +387,11 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   shares_fd_table_ = shares_fd_table;
   exiting_.store(false, std::memory_order_relaxed);
   fds_closed_.store(false, std::memory_order_relaxed);
+  // The debugger serves the parent; its int3 in this copy of the memory
+  // would end the child.
+  if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
+    remove_breakpoints_in_fork_child(*link);
+  }
   if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
