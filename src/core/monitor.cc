@@ -54,7 +54,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .brk = machine.brk,
                .stats = machine.stats(),
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
-               .pid = sys::call(SYS_getpid),
+               .pid = memory_.pid(),
                .ldt = &machine.ldt()},
       thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave, .page_table_root = cpu.area->root} {}
 

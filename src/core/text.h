@@ -64,21 +64,20 @@ inline void write_stderr(const char* text) noexcept {
 
 // Copies between the monitor and guest-supplied pointers without faulting
 // the monitor: the kernel checks the guest's address (EFAULT when bad).
-inline bool copy_from_guest(void* dst, std::uint64_t src, std::size_t size) noexcept {
+// `pid`: this process's (process_vm_readv/writev on itself).
+inline bool copy_from_guest(long pid, void* dst, std::uint64_t src, std::size_t size) noexcept {
   struct iovec_raw {
     std::uint64_t base, len;
   } local{reinterpret_cast<std::uint64_t>(dst), size}, remote{src, size};
-  long ret = sys::call(SYS_process_vm_readv, sys::call(SYS_getpid), reinterpret_cast<long>(&local), 1,
-                       reinterpret_cast<long>(&remote), 1, 0);
+  long ret = sys::call(SYS_process_vm_readv, pid, reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(&remote), 1, 0);
   return ret == static_cast<long>(size);
 }
 
-inline bool copy_to_guest(std::uint64_t dst, const void* src, std::size_t size) noexcept {
+inline bool copy_to_guest(long pid, std::uint64_t dst, const void* src, std::size_t size) noexcept {
   struct iovec_raw {
     std::uint64_t base, len;
   } local{reinterpret_cast<std::uint64_t>(src), size}, remote{dst, size};
-  long ret = sys::call(SYS_process_vm_writev, sys::call(SYS_getpid), reinterpret_cast<long>(&local), 1,
-                       reinterpret_cast<long>(&remote), 1, 0);
+  long ret = sys::call(SYS_process_vm_writev, pid, reinterpret_cast<long>(&local), 1, reinterpret_cast<long>(&remote), 1, 0);
   return ret == static_cast<long>(size);
 }
 

@@ -10,6 +10,7 @@
 #include <new>
 
 #include "arch/x86_64/registers.h"
+#include "base/sparse_bitmap.h"
 #include "core/dirty.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -23,24 +24,6 @@ namespace {
 
 constexpr std::uint64_t kPage = 4096;
 
-std::uint64_t words_for(std::uint64_t pages) noexcept { return (pages + 63) / 64; }
-
-// Sets the bits of pages [first, last) of a bitmap.
-void set_bit_range(std::uint64_t* bits, std::uint64_t first, std::uint64_t last) noexcept {
-  while (first < last && first % 64 != 0) {
-    bits[first / 64] |= std::uint64_t{1} << (first % 64);
-    ++first;
-  }
-  while (first + 64 <= last) {
-    bits[first / 64] = ~std::uint64_t{0};
-    first += 64;
-  }
-  while (first < last) {
-    bits[first / 64] |= std::uint64_t{1} << (first % 64);
-    ++first;
-  }
-}
-
 bool interrupts_on() noexcept {
   std::uint64_t flags;
   asm volatile("pushfq; popq %0" : "=r"(flags));
@@ -53,16 +36,17 @@ struct DirtyTracker::State {
   struct Range {
     std::uint64_t start = 0;
     std::uint64_t pages = 0;
-    std::uint64_t* found = nullptr;   // what this pass reports, a bit per page
-    std::uint64_t* sticky = nullptr;  // reported again until every vCPU has flushed
-    bool large_seen = false;          // a leaf larger than 4 KiB: split after the pass
+    // A bit per page; sparse, so that a pass costs what it found, not the
+    // range's size.
+    SparseBitmap found;   // what this pass reports
+    SparseBitmap sticky;  // reported again until every vCPU has flushed
+    bool large_seen = false;  // a leaf larger than 4 KiB: split after the pass
 
     std::uint64_t end() const noexcept { return start + pages * kPage; }
-    std::uint64_t words() const noexcept { return words_for(pages); }
     void mark(std::uint64_t lo, std::uint64_t hi) noexcept {
       lo = std::max(lo, start);
       hi = std::min(hi, end());
-      if (lo < hi) set_bit_range(found, (lo - start) / kPage, (hi - start + kPage - 1) / kPage);
+      if (lo < hi) found.set((lo - start) / kPage, (hi - start + kPage - 1) / kPage);
     }
   };
 
@@ -78,17 +62,16 @@ struct DirtyTracker::State {
     std::free(ranges);
   }
   static void release(Range& r) noexcept {
-    std::free(r.found);
-    std::free(r.sticky);
-    r.found = r.sticky = nullptr;
+    r.found.release();
+    r.sticky.release();
   }
   // A range of `pages` pages at `start` with zeroed bitmaps; false when out
   // of memory.
   static bool make(Range& r, std::uint64_t start, std::uint64_t pages) noexcept {
-    r = Range{start, pages};
-    r.found = static_cast<std::uint64_t*>(std::calloc(words_for(pages), sizeof(std::uint64_t)));
-    r.sticky = static_cast<std::uint64_t*>(std::calloc(words_for(pages), sizeof(std::uint64_t)));
-    if (r.found == nullptr || r.sticky == nullptr) {
+    r = Range{};
+    r.start = start;
+    r.pages = pages;
+    if (!r.found.allocate(pages) || !r.sticky.allocate(pages)) {
       release(r);
       return false;
     }
@@ -135,25 +118,19 @@ void DirtyTracker::State::finish_clean(core::DirtyPass& pass) noexcept {
     if (own.load(std::memory_order_relaxed) < pass.generation()) own.store(pass.generation(), std::memory_order_release);
   }
   if (expired) {
-    for (std::size_t i = 0; i < s.count; ++i) std::memset(s.ranges[i].sticky, 0, s.ranges[i].words() * 8);
+    for (std::size_t i = 0; i < s.count; ++i) s.ranges[i].sticky.clear();
     s.sticky_any = false;
     s.reader.sticky_generation = 0;
   }
   if (!s.last.quiet) {
     // What this clean cleaned may still be written through another vCPU's
     // old TLB entries: reported again until every vCPU has flushed.
-    for (std::size_t i = 0; i < s.count; ++i) {
-      State::Range& r = s.ranges[i];
-      for (std::uint64_t w = 0; w < r.words(); ++w) r.sticky[w] |= r.found[w];
-    }
+    for (std::size_t i = 0; i < s.count; ++i) s.ranges[i].sticky.merge(s.ranges[i].found);
     s.sticky_any = true;
     pass.keep_sticky();
   }
   if (s.sticky_any) {
-    for (std::size_t i = 0; i < s.count; ++i) {
-      const State::Range& r = s.ranges[i];
-      for (std::uint64_t w = 0; w < r.words(); ++w) s.last.sticky += static_cast<unsigned>(__builtin_popcountll(r.sticky[w]));
-    }
+    for (std::size_t i = 0; i < s.count; ++i) s.last.sticky += s.ranges[i].sticky.count();
   }
   // Large pages met in a range: 4 KiB from the next pass on.
   core::Mirror& mirror = core::Machine::instance().mirror();
@@ -246,10 +223,9 @@ Status DirtyTracker::remove(void* start, std::size_t size) noexcept {
         return Error{"DirtyTracker::remove: out of memory for the remaining pieces' bitmaps", ENOMEM};
       }
       const std::uint64_t offset = (a - r.start) / kPage;
-      for (std::uint64_t p = 0; p < piece.pages; ++p) {
-        const std::uint64_t from = offset + p;
-        if ((r.sticky[from / 64] >> (from % 64)) & 1) piece.sticky[p / 64] |= std::uint64_t{1} << (p % 64);
-      }
+      r.sticky.for_each([&](std::uint64_t page) {
+        if (page >= offset && page < offset + piece.pages) piece.sticky.set(page - offset, page - offset + 1);
+      });
       ++kept;
     }
     State::release(s.ranges[i]);
@@ -296,7 +272,7 @@ std::size_t DirtyTracker::range_size(std::size_t i) const noexcept {
 std::size_t DirtyTracker::collect_impl(void (*call)(void*, void*), void* f, bool clean) noexcept {
   State& s = *state_;
   s.last = Pass{};
-  for (std::size_t i = 0; i < s.count; ++i) std::memset(s.ranges[i].found, 0, s.ranges[i].words() * 8);
+  for (std::size_t i = 0; i < s.count; ++i) s.ranges[i].found.clear();
   if (!in_vm()) {
     // No TLB to flush from here: report everything, clean nothing.
     s.last.blind = true;
@@ -316,9 +292,7 @@ std::size_t DirtyTracker::collect_impl(void (*call)(void*, void*), void* f, bool
         if (size != arch::PageSize::k4K) r.large_seen = true;
       });
       pass.always_dirty(Hva(r.start), Hva(r.end()), [&](Hva lo, Hva hi) { r.mark(lo.value(), hi.value()); });
-      if (s.sticky_any) {
-        for (std::uint64_t w = 0; w < r.words(); ++w) r.found[w] |= r.sticky[w];
-      }
+      if (s.sticky_any) r.found.merge(r.sticky);
     }
     s.last.entries_read = pass.counts().entries_read;
     s.last.tables_skipped = pass.counts().tables_skipped;
@@ -328,13 +302,10 @@ std::size_t DirtyTracker::collect_impl(void (*call)(void*, void*), void* f, bool
   std::size_t reported = 0;
   for (std::size_t i = 0; i < s.count; ++i) {
     const State::Range& r = s.ranges[i];
-    for (std::uint64_t w = 0; w < r.words(); ++w) {
-      for (std::uint64_t bits = r.found[w]; bits != 0; bits &= bits - 1) {
-        const std::uint64_t page = w * 64 + static_cast<unsigned>(__builtin_ctzll(bits));
-        if (call != nullptr) call(f, reinterpret_cast<void*>(r.start + page * kPage));
-        ++reported;
-      }
-    }
+    r.found.for_each([&](std::uint64_t page) {
+      if (call != nullptr) call(f, reinterpret_cast<void*>(r.start + page * kPage));
+      ++reported;
+    });
   }
   s.last.reported = reported;
   return reported;
