@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -310,8 +311,18 @@ Status Machine::create(const EnterOptions& options) noexcept {
   DUNK_TRY(build_idt());
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
+  DUNK_TRY(mirror_.set_user_ranges({user_ranges_, user_range_count_}, /*resync=*/false));
   DUNK_TRY(mirror_.sync_all());
   brk.store(static_cast<std::uint64_t>(sys::call(SYS_brk, 0)), std::memory_order_relaxed);
+  return {};
+}
+
+Status Machine::set_user_ranges(std::span<const UserRange> ranges) noexcept {
+  if (ranges.size() > Mirror::kMaxUserRanges) return Error{"too many user ranges", EINVAL};
+  LockGuard hold(create_lock_);
+  if (created()) DUNK_TRY(mirror_.set_user_ranges(ranges, /*resync=*/true));
+  std::copy(ranges.begin(), ranges.end(), user_ranges_);
+  user_range_count_ = static_cast<unsigned>(ranges.size());
   return {};
 }
 

@@ -52,10 +52,22 @@ dunk_user_enter:
   movq %rax, UCTX_IST1(%rdi)
   movq %rdi, AREA_USER_CONTEXT(%rsi)
   SAVE_FSGS %rsi, AREA_KERNEL_FS, AREA_KERNEL_GS
+  // Ring 3's own bases, never the supervisor's (its TLS address).
+  movq UCTX_FS(%rdi), %rax
+  movq %rax, AREA_USER_FS(%rsi)
+  movq UCTX_GS(%rdi), %rax
+  movq %rax, AREA_USER_GS(%rsi)
+  LOAD_FSGS %rsi, AREA_USER_FS, AREA_USER_GS
   movq %rdi, %rbx
+  // Ring 3's FPU state: the context's image, or the initial state.
+  movq UCTX_FPU(%rbx), %rcx
+  testq %rcx, %rcx
+  jnz 1f
+  leaq dunk_user_fpu_init(%rip), %rcx
+1:
   movl $-1, %eax
   movl $-1, %edx
-  xrstor64 dunk_user_fpu_init(%rip)
+  xrstor64 (%rcx)
   movq $1, AREA_USER_MODE(%rsi)
   // Ring 3's registers, then IRETQ through the frame's CPU half (RIP, CS,
   // RFLAGS, RSP, SS), as the common exception path returns.
