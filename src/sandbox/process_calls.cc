@@ -7,6 +7,9 @@
 // kernel to write later (clear_child_tid, robust lists, rseq) ever reaches
 // the host thread, which the supervisor runs on too.
 #include <asm/prctl.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
 #include <pthread.h>
@@ -15,8 +18,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <new>
+#include <string>
+#include <vector>
 
 #include "base/syscall.h"
 #include "core/machine.h"
@@ -291,8 +297,135 @@ void sys_close_range(ProgramThread& t, const abi::Call& call) noexcept {
   answer(t, split.ret);
 }
 
+namespace {
+
+// execve's arguments, read from the call's copies (copies.h): the path as
+// the kernel would open it, argv and envp.
+struct ExecRequest {
+  std::string path;
+  std::vector<std::string> argv, envp;
+};
+
+void strings_of(std::uint64_t array, std::vector<std::string>& out) {
+  if (array == 0) return;
+  for (const auto* p = reinterpret_cast<const std::uint64_t*>(array); *p != 0; ++p) {
+    out.emplace_back(reinterpret_cast<const char*>(*p));
+  }
+}
+
+long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) noexcept {
+  const bool at = abi::kernel_number(call.number) == SYS_execveat;
+  CallCopies copies(sandbox().region, t.scratch);
+  abi::Call rewritten;
+  const CallCopies::Entry entry = copies.enter(call, rewritten);
+  if (entry.error != 0) {
+    if (entry.why != nullptr) refuse(t, call, entry.error, entry.why);
+    return entry.error;
+  }
+  if (entry.walk.completeness != abi::Completeness::kComplete) return -EFAULT;
+  const unsigned path_arg = at ? 1 : 0;
+  const std::uint64_t path = rewritten.args[path_arg];
+  if (path == 0) return -EFAULT;
+  std::string name(reinterpret_cast<const char*>(path));
+  if (at) {
+    const int dirfd = static_cast<int>(call.args[0]);
+    const int flags = static_cast<int>(call.args[4]);
+    if ((flags & ~(AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) != 0) return -EINVAL;
+    // The descriptor's file by its /proc name, which the loader opens like
+    // any path (the descriptor was checked against dunk's by the walk).
+    if (name.empty()) {
+      if ((flags & AT_EMPTY_PATH) == 0) return -ENOENT;
+      name = "/proc/self/fd/" + std::to_string(dirfd);
+    } else if (name[0] != '/' && dirfd != AT_FDCWD) {
+      name = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+    }
+  }
+  if (name.empty()) return -ENOENT;
+  r.path = std::move(name);
+  strings_of(rewritten.args[path_arg + 1], r.argv);
+  strings_of(rewritten.args[path_arg + 2], r.envp);
+  return 0;
+}
+
+// What execve closes: the descriptors marked close-on-exec (but dunk's).
+void close_on_exec() noexcept {
+  const long dir = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (sys::failed(dir)) return;
+  std::vector<int> doomed;
+  alignas(8) char buffer[4096];
+  for (;;) {
+    const long n = sys::call(SYS_getdents64, dir, reinterpret_cast<long>(buffer), sizeof buffer);
+    if (n <= 0) break;
+    for (long at = 0; at < n;) {
+      const auto* d = reinterpret_cast<const dirent64*>(buffer + at);
+      at += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+      const int fd = std::atoi(d->d_name);
+      if (fd == dir || is_dunk_fd(fd)) continue;
+      if ((sys::call(SYS_fcntl, fd, F_GETFD) & FD_CLOEXEC) != 0) doomed.push_back(fd);
+    }
+  }
+  sys::call(SYS_close, dir);
+  for (int fd : doomed) sys::call(SYS_close, fd);
+}
+
+}  // namespace
+
 void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
-  refuse(t, call, -ENOSYS, "execve inside the sandbox is not served yet");
+  Sandbox& s = sandbox();
+  ExecRequest request;
+  if (long err = read_exec_request(t, call, request); err != 0) return answer(t, err);
+  if (s.threads.load() > 1) {
+    return refuse(t, call, -ENOSYS, "execve from a program with several threads is not served yet");
+  }
+  // What fails before the point of no return fails the call, as natively:
+  // the file must be there and executable.
+  if (long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(request.path.c_str()), O_RDONLY | O_CLOEXEC);
+      sys::failed(fd)) {
+    return answer(t, fd);
+  } else {
+    sys::call(SYS_close, fd);
+  }
+  if (sys::call(SYS_faccessat2, AT_FDCWD, reinterpret_cast<long>(request.path.c_str()), X_OK, AT_EACCESS) != 0) {
+    return answer(t, -EACCES);
+  }
+  s.reporter.flush();
+  // The point of no return: the old image goes, the new one comes into the
+  // same region, the same process (pid, descriptors, mask, ignored signals).
+  {
+    LockGuard hold(s.region.lock());
+    s.region.clear();
+    s.shm.clear();
+  }
+  close_on_exec();
+  {
+    LockGuard hold(s.signal_lock);
+    for (int sig = 1; sig <= abi::kMaxSignal; ++sig) {
+      if (sig == SIGKILL || sig == SIGSTOP) continue;
+      const abi::Sigaction old = s.actions.get(sig);
+      if (!abi::is_handler(old.handler)) continue;
+      s.actions.set(sig, abi::Sigaction{});
+      install_host_action(sig, abi::Sigaction{});
+    }
+  }
+  t.altstack = abi::kNoSignalStack;
+  t.clear_child_tid = t.robust_list = t.robust_list_size = 0;
+  t.fs_base = t.gs_base = 0;
+  t.fpu_live = false;
+  t.main = true;
+  const std::size_t slash = request.path.rfind('/');
+  const std::string comm = request.path.substr(slash == std::string::npos ? 0 : slash + 1, 15);
+  sys::call(SYS_prctl, PR_SET_NAME, reinterpret_cast<long>(comm.c_str()));
+  LoadedProgram program;
+  LoadFailure why;
+  if (!load_program(request.path, request.argv, request.envp, program, why)) {
+    // Natively a failure past the point of no return kills the process.
+    die_by_signal(SIGSEGV, ("execve of " + request.path + " failed after the old program was gone: " + why.what).c_str());
+  }
+  t.frame = TrapFrame{};
+  t.frame.rip = program.entry;
+  t.frame.rsp = program.stack_pointer;
+  t.frame.rflags = 0x202;
 }
 
 }  // namespace dunk::sandbox

@@ -92,8 +92,8 @@ void Reporter::add(const ReportLine& r) noexcept {
   };
   if (r.call != nullptr) more(" %s(%s)", r.call, r.args != nullptr ? r.args : "");
   if (r.answer != nullptr) more(" -> %s", r.answer);
-  if (r.detail != nullptr) more(": %s", r.detail);
   if (r.rule != nullptr) more(" by %s", r.rule);
+  if (r.detail != nullptr) more(": %s", r.detail);
   more(" [pid %ld tid %" PRId64 " rip 0x%" PRIx64 "]\n", sys::call(SYS_getpid), r.tid, r.rip);
   if (n < 0 || static_cast<std::size_t>(n) >= sizeof line) {
     line[sizeof line - 2] = '\n';

@@ -257,10 +257,14 @@ void force_signal(ProgramThread& t, int sig, int code, std::uint64_t address, st
   std::uint64_t mask = 0;
   sys::call(SYS_rt_sigprocmask, SIG_BLOCK, 0, reinterpret_cast<long>(&mask), 8);
   if (!abi::is_handler(action.handler) || (mask & abi::sigbit(sig)) != 0) {
-    char why[160];
+    char why[200];
     const char* name = abi::signal_name(sig);
-    std::snprintf(why, sizeof why, "%s at rip %#llx (trap %llu, error %#llx, address %#llx)", name != nullptr ? name : "a signal",
-                  static_cast<unsigned long long>(t.frame.rip), static_cast<unsigned long long>(trapno),
+    // The exception's name when an exception of ring 3's raised it.
+    const bool from_exception = trapno < 32 && t.frame.vector == trapno;
+    const std::string_view exception = from_exception ? arch::exception_info(static_cast<unsigned>(trapno)).mnemonic : "";
+    std::snprintf(why, sizeof why, "%s at rip %#llx (%.*s, error %#llx, address %#llx)", name != nullptr ? name : "a signal",
+                  static_cast<unsigned long long>(t.frame.rip), static_cast<int>(exception.empty() ? 12 : exception.size()),
+                  exception.empty() ? "no exception" : exception.data(),
                   static_cast<unsigned long long>(error), static_cast<unsigned long long>(address));
     die_by_signal(sig, why);
   }
@@ -318,10 +322,6 @@ void serve_fault(ProgramThread& t) noexcept {
   ProgramThread* t = current_thread();
   ReportLine line;
   line.event = "killed";
-  char answer_text[64];
-  const char* name = abi::signal_name(sig);
-  std::snprintf(answer_text, sizeof answer_text, "killed by %s", name != nullptr ? name : "a signal");
-  line.answer = answer_text;
   line.detail = why;
   line.tid = t != nullptr ? t->tid : 0;
   line.rip = t != nullptr ? t->frame.rip : 0;

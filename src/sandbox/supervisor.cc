@@ -110,17 +110,22 @@ bool write_program(std::uint64_t to, const void* from, std::size_t size) noexcep
 // ---- Reports ---------------------------------------------------------------
 
 void report_call(ProgramThread& t, const abi::Call& call, const char* event, const char* answer_text,
-                 const char* action, const char* rule, const char* detail) noexcept {
-  char args[4096];
+                 const char* action, const char* rule, const char* detail, long result) noexcept {
+  // The whole call as strace would print it with the answer it gets, from
+  // the program's memory as it is now; the report keeps what is between
+  // the parentheses.
   ProgramMemory memory;
-  char entry[4096];
-  abi::format_entry(entry, sizeof entry, call, memory);
-  // "name(args" as the formatter writes an entry part: split it.
+  char text[4096];
+  abi::format_call(text, sizeof text, call, result, memory);
+  const char* open = std::strchr(text, '(');
+  const char* close = std::strstr(text, ") = ");
+  char args[4096];
+  if (open != nullptr && close != nullptr && close > open) {
+    std::snprintf(args, sizeof args, "%.*s", static_cast<int>(close - open - 1), open + 1);
+  } else {
+    std::snprintf(args, sizeof args, "%s", open != nullptr ? open + 1 : "");
+  }
   const char* name = abi::name_of(static_cast<std::uint32_t>(call.number));
-  const char* open = std::strchr(entry, '(');
-  std::snprintf(args, sizeof args, "%s", open != nullptr ? open + 1 : "");
-  std::size_t n = std::strlen(args);
-  if (n > 0 && args[n - 1] == ')') args[n - 1] = '\0';
   char unknown[32];
   if (name == nullptr) {
     std::snprintf(unknown, sizeof unknown, "syscall_%#" PRIx64, call.number);
@@ -144,7 +149,7 @@ void refuse(ProgramThread& t, const abi::Call& call, long error, const char* why
   char text[64];
   const char* name = abi::errno_name(static_cast<int>(-error));
   std::snprintf(text, sizeof text, "-1 %s", name != nullptr ? name : "?");
-  report_call(t, call, "refused", text, nullptr, "dunk", why);
+  report_call(t, call, "refused", text, nullptr, nullptr, why, error);
   answer(t, error);
 }
 
@@ -194,10 +199,10 @@ void deny(ProgramThread& t, const abi::Call& call, const Decision& d, Action act
   switch (action) {
     case Action::kKillProcess:
     case Action::kKillThread:
-      report_call(t, call, "denied", "killed (SIGSYS)", action_name(d.action), rule_text);
+      report_call(t, call, "denied", "killed (SIGSYS)", action_name(d.action), rule_text, nullptr, -EPERM);
       die_by_signal(SIGSYS, nullptr);
     case Action::kTrap: {
-      report_call(t, call, "denied", "SIGSYS", action_name(d.action), rule_text);
+      report_call(t, call, "denied", "SIGSYS", action_name(d.action), rule_text, nullptr, -ENOSYS);
       std::uint8_t info[abi::kSiginfoSize];
       trap_siginfo(info, t, nr, d.err);
       answer(t, -ENOSYS);
@@ -209,7 +214,7 @@ void deny(ProgramThread& t, const abi::Call& call, const Decision& d, Action act
       char text[64];
       const char* name = abi::errno_name(err);
       std::snprintf(text, sizeof text, "-1 %s", name != nullptr ? name : "?");
-      report_call(t, call, "denied", text, action_name(d.action), rule_text);
+      report_call(t, call, "denied", text, action_name(d.action), rule_text, nullptr, -err);
       answer(t, -err);
       return;
     }
@@ -245,7 +250,7 @@ void serve_call(ProgramThread& t) noexcept {
     const std::string_view rule = s.policy->describe_rule(d.rule);
     char rule_text[512];
     std::snprintf(rule_text, sizeof rule_text, "%.*s", static_cast<int>(rule.size()), rule.data());
-    report_call(t, call, "logged", "allowed", action_name(d.action), rule_text);
+    report_call(t, call, "logged", "allowed", action_name(d.action), rule_text, nullptr, 0);
   }
   if (CallHandler handler = emulated(nr)) {
     if (!s.reporter.empty()) s.reporter.flush();

@@ -144,8 +144,10 @@ void sys_sigaltstack(ProgramThread& t, const abi::Call& call) noexcept;
 // Refuses a call dunk never passes on (it would reach the supervisor), with
 // a report: ptrace, seccomp, ... (process_calls.cc).
 void refuse(ProgramThread& t, const abi::Call& call, long error, const char* why) noexcept;
+// One report line for a call: its arguments decoded (abi::format_call with
+// `result` as the answer the program gets), the rule, thread and RIP.
 void report_call(ProgramThread& t, const abi::Call& call, const char* event, const char* answer,
-                 const char* action, const char* rule, const char* detail = nullptr) noexcept;
+                 const char* action, const char* rule, const char* detail, long result) noexcept;
 
 // The generic path: copies, one forwarded call, copies back (supervisor.cc).
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept;
