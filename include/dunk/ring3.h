@@ -21,14 +21,16 @@
 // instructions — cli, sti, hlt, in/out, lgdt/lidt, mov to CR*, wrmsr/rdmsr,
 // invlpg, swapgs, sysret (#GP: IOPL 0, no I/O bitmap) — use interrupt gates
 // other than int3/into (#GP), or load kernel selectors. Each of these faults
-// to ring 0 and changes nothing. Its FS/GS bases are its own (0 unless the
-// options give others; the supervisor's come back on every entry to ring 0),
+// to ring 0 and changes nothing. Its FS/GS bases are its own (the caller's
+// unless the options give others; the supervisor's come back on every entry
+// to ring 0),
 // and it starts with every FPU/SSE/AVX register in its initial state (or the
 // options' image) and leaves none behind.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "dunk/result.h"
 #include "dunk/traps.h"
@@ -58,10 +60,11 @@ struct Ring3Options {
   // Where a run that stops leaves ring 3's FPU/SSE/AVX state (same format);
   // nullptr: it is discarded. May be the same buffer as `fpu`.
   void* fpu_out = nullptr;
-  // Ring 3's FS and GS bases at the start (its TLS). Nonzero bases need
-  // CR4.FSGSBASE (ring3_can_set_bases()).
-  std::uint64_t fs_base = 0;
-  std::uint64_t gs_base = 0;
+  // The FS and GS bases ring 3 starts with (its TLS); the caller's when
+  // absent. Need CR4.FSGSBASE (ring3_can_set_bases()), without which ring 3
+  // always runs with the caller's.
+  std::optional<std::uint64_t> fs_base = std::nullopt;
+  std::optional<std::uint64_t> gs_base = std::nullopt;
 };
 
 struct Ring3Exit {
@@ -98,6 +101,13 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
 // Performs the system call a ring-3 frame asks for on the host (from its
 // handler, possibly after changing the arguments); returns the result.
 long forward_syscall(const TrapFrame& frame) noexcept;
+
+// Ring 3's FS base, from a handler of its run: what ring 3 had when it
+// entered ring 0, and what it gets back when resumed (the handler runs with
+// its own). Emulating arch_prctl(ARCH_SET_FS) for ring 3 is setting it.
+// EPERM outside a handler of a ring-3 run; ENOTSUP without CR4.FSGSBASE.
+Result<std::uint64_t> ring3_fs_base() noexcept;
+Status set_ring3_fs_base(std::uint64_t base) noexcept;
 
 // The number ring-3 code passes in RAX to SYSCALL to end its run with RDI as
 // value (what returning from the function does).

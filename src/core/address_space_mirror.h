@@ -20,6 +20,14 @@ class AddressSpaceMirror {
   // The host protection (PROT_*) the guest mapping of `address` carries, or
   // nullopt when it is not present.
   virtual std::optional<int> protection(Hva address) noexcept = 0;
+  // A page fault resolved the way the monitor resolves its own before the
+  // program's handler sees it (the mirror brought up to date at `address`),
+  // in the tree whose root is `root` (Gpa(0): the process's). True when the
+  // access should now succeed.
+  virtual bool resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept = 0;
+  // The GPA of `address`, assigning guest-physical space to its chunk if it
+  // has none yet (Dune's layout gave every address one).
+  virtual Result<Gpa> assign(Hva address) noexcept = 0;
 
  protected:
   ~AddressSpaceMirror() = default;

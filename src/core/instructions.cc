@@ -160,6 +160,31 @@ bool Monitor::emulation_failed_into_exception(const Exit& exit) noexcept {
          events.exception.nr == static_cast<std::uint8_t>(arch::Vector::kInvalidOpcode);
 }
 
+void Monitor::load_ldt() noexcept {
+  const LdtMirror& ldt = machine_.ldt();
+  const std::uint64_t generation = ldt.generation();
+  const std::uint32_t bytes = ldt.bytes();
+  const Gva base(reinterpret_cast<std::uint64_t>(ldt.table()));
+  kvm_sregs sregs{};
+  if (!cpu_.vcpu.get_sregs(sregs)) fatal("cannot read the guest's segments to load its LDT");
+  sregs.ldt = kvm_segment{};
+  sregs.ldt.type = static_cast<std::uint8_t>(arch::SystemType::kLdt);
+  if (bytes == 0) {
+    sregs.ldt.unusable = 1;
+  } else {
+    // The GDT's LDT descriptor too, for code that loads LDTR itself.
+    const arch::SystemDescriptor descriptor = arch::ldt_descriptor(base, bytes);
+    cpu_.area->gdt[arch::gdt::kLdtIndex] = descriptor.low();
+    cpu_.area->gdt[arch::gdt::kLdtIndex + 1] = arch::SegmentDescriptor(descriptor.high());
+    sregs.ldt.base = base.value();
+    sregs.ldt.limit = bytes - 1;
+    sregs.ldt.selector = arch::gdt::kLdt.raw();
+    sregs.ldt.present = 1;
+  }
+  if (!cpu_.vcpu.set_sregs(sregs)) fatal("cannot load the program's LDT into the guest");
+  cpu_.ldt_generation = generation;
+}
+
 void Monitor::follow_host_cpu() noexcept {
   // The CPU and node the host thread runs on, as the host's vDSO reads them:
   // the limit of the per-CPU segment (arch/x86/include/asm/segment.h,

@@ -17,6 +17,7 @@
 #include "arch/x86_64/xsave.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "core/monitor_context.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 #include "kvm/uapi.h"
@@ -31,6 +32,17 @@ constexpr std::uint64_t kIntelTssGpa = 0xfffb'd000;
 constexpr std::uint64_t kIntelIdentityMapGpa = 0xfffb'c000;
 
 constexpr unsigned kIdtBytes = arch::kIdtEntries * sizeof(arch::IdtGate);
+
+// EnterOptions::identity_physical places dunk's arena (its page tables) at
+// the first free GiB from 12 GiB up, where its guest-physical address can be
+// its host address: just above the 4 GiB Dune's libdune keeps for its page
+// pool at 8 GiB (include/libdune/dune.h, PAGEBASE and MAX_PAGES), and below
+// both the physical width and the HyperTransport hole (gpa_space.cc).
+constexpr Hva kIdentityArenaFrom{std::uint64_t{12} << 30};
+Hva identity_limit(unsigned phys_bits) noexcept {
+  constexpr std::uint64_t kHyperTransportHole = 0xfd'0000'0000;
+  return Hva(std::min(std::uint64_t{1} << phys_bits, kHyperTransportHole));
+}
 
 std::uint64_t host_xcr0() noexcept {
   std::uint32_t eax, edx;
@@ -105,6 +117,12 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
                    "process's VM has no local APICs",
                    EINVAL};
     }
+    if ((options.identity_physical && !identity_physical_) || (options.user_mirror && !user_mirror_) ||
+        (options.small_pages && !small_pages_)) {
+      return Error{"EnterOptions' memory layout (identity_physical, user_mirror, small_pages) must be given to the "
+                   "first enter(), which creates the VM; this process's VM has another",
+                   EINVAL};
+    }
     return {};
   };
   if (created()) return settled();
@@ -114,6 +132,14 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
   owner_pid_ = sys::call(SYS_getpid);
   created_.store(true, std::memory_order_release);
   return {};
+}
+
+EnterOptions Machine::creation_options() const noexcept {
+  return EnterOptions{.interrupts = interrupts_,
+                      .follow_fork = follow_fork_,
+                      .identity_physical = identity_physical_,
+                      .user_mirror = user_mirror_,
+                      .small_pages = small_pages_};
 }
 
 Status Machine::check_capabilities() noexcept {
@@ -295,20 +321,54 @@ Status Machine::create(const EnterOptions& options) noexcept {
     DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
   }
 
-  // A fork child's arena still holds its parent's VM: start afresh.
-  DUNK_TRY(arena_.reserved() ? arena_.recycle() : arena_.reserve());
+  identity_physical_ = options.identity_physical;
+  user_mirror_ = options.user_mirror;
+  small_pages_ = options.small_pages;
+  // A fork child's arena still holds its parent's VM: start afresh (at the
+  // same address, which keeps an identity layout). After dunk::shutdown of
+  // a VM of the other layout, an arena outside the identity window moves.
+  const Hva identity_end = identity_limit(features_.phys_bits);
+  if (identity_physical_ && arena_.reserved() &&
+      (arena_.base() < kIdentityArenaFrom || arena_.end() > identity_end)) {
+    arena_.release();
+  }
+  if (arena_.reserved()) {
+    DUNK_TRY(arena_.recycle());
+  } else if (identity_physical_) {
+    DUNK_TRY(arena_.reserve_between(kIdentityArenaFrom, identity_end));
+  } else {
+    DUNK_TRY(arena_.reserve());
+  }
   MirrorConfig config{
       .gpa = {.phys_bits = features_.phys_bits,
               .chunk_shift = 30,
               .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
-              .reserved = default_reserved_gpa_ranges()},
+              .reserved = default_reserved_gpa_ranges(),
+              .identity = identity_physical_},
       .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
+      .user_mirror = user_mirror_,
+      .largest = small_pages_ ? arch::PageSize::k4K : arch::PageSize::k1G,
   };
   DUNK_TRY(mirror_.init(*vm_, arena_, config));
   dunk_fds_.add(kvm_->fd());
   dunk_fds_.add(vm_->fd());
   dunk_fds_.add(mirror_.probe_fd());
+  // The --strace descriptor `dunk exec` passed down: dunk's, like the KVM
+  // handle (out of the program's reach), when it is open.
+  strace_fd_ = -1;
+  if (const int fd = config_.strace_fd; fd >= 0 && sys::call(SYS_fcntl, fd, F_GETFD) >= 0) {
+    strace_fd_ = fd;
+    dunk_fds_.add(fd);
+  }
   DUNK_TRY(build_idt());
+  DUNK_ASSIGN_OR_RETURN(std::byte* ldt_table, arena_.allocate(LdtMirror::kBytes));
+  new (&ldt_) LdtMirror();
+  ldt_.attach(ldt_table);
+  {
+    // The program's LDT, if it has one already (a fork child's, say).
+    LinuxHost host;
+    DUNK_TRY(ldt_.reload(host));
+  }
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
   DUNK_TRY(mirror_.set_user_ranges({user_ranges_, user_range_count_}, /*resync=*/false));
@@ -337,14 +397,20 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   shares_fd_table_ = shares_fd_table;
   exiting_.store(false, std::memory_order_relaxed);
   fds_closed_.store(false, std::memory_order_relaxed);
+  // The debugger serves the parent; its int3 in this copy of the memory
+  // would end the child.
+  if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
+    remove_breakpoints_in_fork_child(*link);
+  }
   if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
     // fork, not yet listed anywhere but the bitmap; then the program may
-    // reuse the numbers. The inherited KVM handle stays for this process's
-    // own VM and children (open_kvm owns it again).
+    // reuse the numbers. The inherited KVM handle and the --strace
+    // descriptor stay for this process's own VM and children (create()
+    // owns them again).
     dunk_fds_.drain([this](int fd) {
-      if (fd != inherited_kvm_fd_) sys::call(SYS_close, fd);
+      if (fd != inherited_kvm_fd_ && fd != strace_fd_) sys::call(SYS_close, fd);
     });
   }
   // Otherwise the numbers are the parent's descriptors, still in use: they
@@ -407,7 +473,11 @@ Status Machine::destroy() noexcept {
   idt_ = nullptr;
   fpu_init_ = nullptr;
   interrupts_ = false;
+  identity_physical_ = false;
+  user_mirror_ = false;
+  small_pages_ = false;
   guest::dunk_lapic_present = false;
+  new (&ldt_) LdtMirror();  // its table was in the arena
   // Page tables, areas, stacks: back to the kernel, the reservation kept.
   return arena_.recycle();
 }

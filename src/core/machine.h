@@ -19,6 +19,8 @@
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/debug_link.h"
+#include "core/ldt_mirror.h"
 #include "core/mirror.h"
 #include "core/signals.h"
 #include "core/stats.h"
@@ -74,6 +76,7 @@ class Machine {
   // VM this process builds later: a fork child following the fork mirrors
   // its copy of the sandbox's region with the same U bits.
   Status set_user_ranges(std::span<const UserRange> ranges) noexcept;
+  LdtMirror& ldt() noexcept { return ldt_; }
   Arena& arena() noexcept { return arena_; }
   Stats& stats() noexcept { return *stats_; }
   const arch::CpuFeatures& features() const noexcept { return features_; }
@@ -92,6 +95,9 @@ class Machine {
   // interrupts). Kept across fork, so that a child following the fork
   // builds the same kind of VM.
   bool interrupts() const noexcept { return interrupts_; }
+  // What the VM was created with: interrupts and the memory layout
+  // (EnterOptions), kept across fork like interrupts().
+  EnterOptions creation_options() const noexcept;
   // Whether KVM can single-step without injecting interrupts in between.
   bool step_blocks_irq() const noexcept { return step_blocks_irq_; }
   // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
@@ -111,6 +117,9 @@ class Machine {
   }
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return config_.trace; }
+  // DUNK_STRACE_FD: where the monitor writes a line per system call
+  // (dunk exec --strace), once checked to be open; -1: no tracing.
+  int strace_fd() const noexcept { return strace_fd_; }
 
   // File descriptors dunk holds (/dev/kvm, the VM, vCPUs, the mirror's
   // probe): the monitor keeps the program from closing them (a fork child
@@ -124,6 +133,12 @@ class Machine {
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
+
+  // The debugger serving this process (`dunk exec --gdb`,
+  // core/debug_link.h), or null. Async-signal-safe. A fork child forgets
+  // its parent's.
+  DebugLink* debugger() const noexcept { return debugger_.load(std::memory_order_acquire); }
+  void attach_debugger(DebugLink* link) noexcept { debugger_.store(link, std::memory_order_release); }
 
  private:
   Status create(const EnterOptions& options) noexcept;
@@ -144,6 +159,7 @@ class Machine {
   std::optional<kvm::Vm> vm_;
   Arena arena_;
   Mirror mirror_;
+  LdtMirror ldt_;
   kvm::CpuidBuffer cpuid_{};
   arch::CpuFeatures features_{};
   std::uint64_t xcr0_ = 0;
@@ -159,13 +175,19 @@ class Machine {
   char vcpu_limit_message_[160] = {};
   MachineConfig config_{};
   bool configured_ = false;
+  int strace_fd_ = -1;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;
   int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
   std::atomic<bool> exiting_{false};
+  std::atomic<DebugLink*> debugger_{nullptr};
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
+  // EnterOptions' layout fields, as the VM was created with them.
+  bool identity_physical_ = false;
+  bool user_mirror_ = false;
+  bool small_pages_ = false;
   bool step_blocks_irq_ = false;
   UserRange user_ranges_[Mirror::kMaxUserRanges];
   unsigned user_range_count_ = 0;
@@ -224,6 +246,8 @@ class Cpu {
   bool own_tls = true;
   // Signals waiting for the guest, and the guest's alternate stack.
   CpuSignals signals;
+  // What a debugger and this vCPU's monitor tell each other.
+  CpuDebug debug;
 
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;
@@ -234,6 +258,8 @@ class Cpu {
   // The CPUNODE segment's limit the vCPU answers getcpu with (the host
   // CPU's, Monitor::follow_host_cpu).
   std::uint32_t cpunode_limit = ~std::uint32_t{0};
+  // The generation of the LDT mirror this vCPU's LDTR holds.
+  std::uint64_t ldt_generation = 0;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().

@@ -14,12 +14,13 @@ namespace {
 
 constexpr std::uint64_t kPage = arch::kPageSize4K;
 
-arch::PageAttributes attributes_for(int prot, Owner owner, bool user) noexcept {
+// Ring 3 reaches only what the program opens to it, the user ranges
+// (set_user_ranges), and the whole mirror of host memory when it is to be
+// its (MirrorConfig::user_mirror); never dunk's own.
+arch::PageAttributes attributes_for(int prot, Owner owner, bool user_range, bool user_mirror) noexcept {
   return arch::PageAttributes{
       .writable = (prot & PROT_WRITE) != 0,
-      // Ring 3 reaches only what the program opens to it, and the user
-      // ranges (set_user_ranges).
-      .user = user,
+      .user = user_range || (user_mirror && owner == Owner::kHost),
       .executable = (prot & PROT_EXEC) != 0,
       .software = static_cast<std::uint8_t>(owner),
   };
@@ -107,6 +108,12 @@ Status Mirror::ensure_chunk(Hva address) noexcept {
 
 std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
 
+Result<Gpa> Mirror::assign(Hva address) noexcept {
+  LockGuard hold(lock_);
+  DUNK_TRY(ensure_chunk(address));
+  return *gpa_->translate(address);
+}
+
 Status Mirror::set(Hva start, Hva end, int prot) noexcept {
   LockGuard hold(lock_);
   // dunk's arena keeps the mapping init() gave it (its pages are committed
@@ -119,6 +126,8 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   // In pieces that lie wholly inside one user range or outside all of them.
   for (Hva piece = start; piece < end;) {
     const UserRange* range = owner == Owner::kHost ? user_range_at(piece) : nullptr;
@@ -175,7 +184,9 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
-  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1};
+  // New memory starts dirty (dirty tracking, core/dirty.h).
+  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
+                               .new_leaves_dirty = true};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
@@ -183,8 +194,8 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
     Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
     DUNK_TRY(ensure_chunk(piece));
     Gpa gpa = *gpa_->translate(piece);
-    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner, user), arch::PageSize::k1G,
-                      keep));
+    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece,
+                      attributes_for(prot, owner, user, config_.user_mirror), config_.largest, keep));
     piece = piece_end;
   }
   return {};
@@ -395,31 +406,66 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
 }
 
 Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
-  DUNK_TRY(stock_tables(size));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  for (std::optional<arch::PageTable>& tree : trees_) {
-    if (!tree) continue;
-    // Collect first, edit after: the walk must not see its own splits.
-    struct Large {
-      Gva va;
-      Gpa pa;
-      std::uint64_t size;
-      arch::PageAttributes attrs;
-    } large[64];
-    for (;;) {
-      unsigned n = 0;
-      tree->for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
-        const arch::PageTableEntry v = arch::load_entry(&e);
-        if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
-        large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
-      });
-      if (n == 0) break;
-      for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
-      }
+  // Piece by piece, each tree on its own: stock_tables stocks at most 4096
+  // tables (about 8 GiB of 1 GiB pages split to 4 KiB), and the edit may
+  // only take what was stocked (guest code cannot commit arena pages while
+  // it holds the lock).
+  constexpr std::uint64_t kPiece = std::uint64_t{4} << 30;
+  for (std::uint64_t done = 0; done < size; done += kPiece) {
+    const Hva piece = start + done;
+    const std::uint64_t n = std::min(size - done, kPiece);
+    for (unsigned id = 0; id < kMaxTrees; ++id) {
+      DUNK_TRY(stock_tables(n));
+      UserEdit edit(lock_, reserve_only_, user_edits_);
+      if (trees_[id]) DUNK_TRY(split_in_tree(*trees_[id], piece, n));
     }
   }
   return {};
+}
+
+Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
+  DUNK_TRY(stock_tables(size));
+  lock_.lock();
+  reserve_only_ = true;
+  user_edits_ = true;
+  return {};
+}
+
+void Mirror::end_raw_edit() noexcept {
+  reserve_only_ = false;
+  lock_.unlock();
+}
+
+Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, bool create) noexcept {
+  DUNK_TRY(check_user_range(id, va.align_down(kPage), kPage));
+  return trees_[id]->slot(va, level, create);
+}
+
+void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
+  arch::store_entry(entry, value.set_software(static_cast<std::uint8_t>(Owner::kUser)));
+}
+
+Status Mirror::split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept {
+  // Collect first, edit after: the walk must not see its own splits.
+  struct Large {
+    Gva va;
+    Gpa pa;
+    std::uint64_t size;
+    arch::PageAttributes attrs;
+  } large[64];
+  for (;;) {
+    unsigned n = 0;
+    tree.for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
+      const arch::PageTableEntry v = arch::load_entry(&e);
+      if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
+      large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
+    });
+    if (n == 0) return {};
+    for (unsigned i = 0; i < n; ++i) {
+      DUNK_TRY(tree.map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                        arch::EditOptions{.new_leaves_dirty = true}));
+    }
+  }
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {

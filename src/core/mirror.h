@@ -16,6 +16,7 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -49,6 +50,10 @@ enum class Owner : std::uint8_t {
 struct MirrorConfig {
   GpaSpaceConfig gpa;
   arch::PagingFeatures paging;
+  // Host mappings reachable from ring 3 (EnterOptions::user_mirror).
+  bool user_mirror = false;
+  // The largest page the mirror of host mappings uses (EnterOptions::small_pages: 4 KiB).
+  arch::PageSize largest = arch::PageSize::k1G;
 };
 
 // A range of host addresses ring 3 may reach (the sandbox's untrusted
@@ -93,6 +98,9 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // nullopt when it is not present.
   std::optional<int> protection(Hva address) noexcept override;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The GPA of `address`, assigning GPA space (and a memory slot) to its
+  // chunk if it has none yet, mapped on the host or not. Takes the lock.
+  Result<Gpa> assign(Hva address) noexcept override;
   // The host address behind a guest-physical one (nullopt: no chunk there).
   std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 
@@ -101,7 +109,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // the monitor's back, a stale TLB entry). True if the access should now
   // succeed.
   // `root`: the tree the vCPU ran on (the area's root; 0: the process's).
-  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept;
+  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
 
   // Whether the entry that decides `address` in the tree of `root` was set
   // by the program (Owner::kUser).
@@ -132,10 +140,33 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status user_release(unsigned tree, Gva va, std::uint64_t size) noexcept;
   // Remaps the monitor's own (kHost) large pages in [start, start + size)
   // with 4 KiB pages, in every tree: same memory, rights and owner.
+  // Any size: tables are stocked per 4 GiB piece and tree.
   Status split_host_pages(Hva start, std::uint64_t size) noexcept;
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
+
+  // Counts the changes of the host mappings' mirror (every set/sync): what
+  // a cache of /proc/self/maps facts is keyed by (core/dirty.h). Readable
+  // without the lock.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
+  // Raw entries: the program stores whole entries itself (Dune's libdune,
+  // through dunk::EntryEdit). begin_raw_edit commits tables for `size` bytes
+  // of new mappings, then holds the lock (tables from the reserve only, no
+  // system call) until end_raw_edit.
+  Status begin_raw_edit(std::uint64_t size) noexcept;
+  void end_raw_edit() noexcept;
+  // The slot of `va` at `level` in a tree (arch::PageTable::slot); EPERM in
+  // dunk's arena. Between begin_raw_edit and end_raw_edit.
+  Result<arch::EntryRef> raw_slot(unsigned tree, Gva va, unsigned level, bool create) noexcept;
+  // Stores `value`, marked as the program's (Owner::kUser): the monitor
+  // leaves the entry alone from now on. Between begin_raw_edit and
+  // end_raw_edit, into an entry raw_slot returned.
+  void raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept;
+  // The host address of a page table of the mirror, from its GPA (what an
+  // entry above it holds); null for anything else.
+  arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
@@ -155,6 +186,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
   bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
   Status sync_locked(Hva start, Hva end) noexcept;
+  Status split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept;
   Status ensure_chunk(Hva address) noexcept;
   bool host_allows(Hva address, bool write, bool fetch) noexcept;
 
@@ -175,6 +207,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint64_t root_gpa_ = 0;
   std::uint64_t arena_gpa_ = 0;
   std::uint64_t tables_allocated_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
   // A memfd used to ask the kernel whether an address is readable: a pwrite
   // from it faults the page in (growing a stack) or fails with EFAULT,
   // without a signal.

@@ -10,6 +10,7 @@
 //   exceptions.cc       exceptions and host memory faults
 //   instructions.cc     port I/O, software interrupts, SYSENTER, getcpu
 //   signal_delivery.cc  delivering signals into the guest
+//   debug_stops.cc      stopping for a debugger (core/debug_link.h)
 #pragma once
 
 #include <cstdint>
@@ -18,6 +19,7 @@
 #include "core/machine.h"
 #include "core/monitor_context.h"
 #include "core/signals.h"
+#include "core/strace.h"
 #include "core/syscall.h"
 #include "core/thread_start.h"
 #include "guest/abi.h"
@@ -64,6 +66,8 @@ class Monitor {
   // Keeps the vCPU's answer to getcpu (its CPUNODE segment and TSC_AUX)
   // equal to the host CPU the thread runs on. Before each entry.
   void follow_host_cpu() noexcept;
+  // Loads the program's LDT (the mirror's current table) into this vCPU.
+  void load_ldt() noexcept;
 
   // exceptions.cc
   void handle_exception(TrapFrame& frame) noexcept;
@@ -95,6 +99,30 @@ class Monitor {
   // Leaving VM mode: the guest's alternate stack becomes the host thread's.
   void hand_altstack_to_host() noexcept;
 
+  // debug_stops.cc: a debugger's stops (dunk exec --gdb). Without one
+  // (Machine::debugger() null) each returns at once.
+  // At the top of the loop: parks while the debugger holds this vCPU.
+  void debug_checkpoint() noexcept;
+  // A system call, with this vCPU readable by the debugger while it runs.
+  void debug_serve_syscall(TrapFrame& frame) noexcept;
+  // An int3 of the debugger's (true: it took the stop).
+  bool debug_breakpoint(TrapFrame& frame) noexcept;
+  // An exception that becomes a signal: true when the debugger discards it.
+  bool debug_exception(TrapFrame& frame) noexcept;
+  // KVM_EXIT_DEBUG: a step or a debug register.
+  void debug_trap() noexcept;
+  // Queued signals the debugger decides on before any is delivered; after
+  // delivery, the step it asked for stops at the handler.
+  void debug_filter_signals(TrapFrame& frame) noexcept;
+  void debug_after_delivery(TrapFrame& frame) noexcept;
+  void debug_process_ends(DebugStopKind kind, int value) noexcept;
+  DebugCommand debug_stop(const DebugStop& stop, TrapFrame* frame) noexcept;
+  void debug_resume(const DebugCommand& command, TrapFrame* frame, const DebugStop& stop) noexcept;
+  bool debug_at_program_instruction() noexcept;
+  void debug_inject(int sig) noexcept;
+  // KVM_SET_GUEST_DEBUG from what the signal path and the debugger want.
+  Status apply_guest_debug() noexcept;
+
   Machine& machine_;
   Cpu& cpu_;
   // The guest as the system-call handlers see it.
@@ -102,6 +130,7 @@ class Monitor {
   ProcessMemory memory_;
   LinuxHost host_;
   MachineThreads threads_;
+  SyscallTracer tracer_;
   ProcessState process_;
   ThreadState thread_;
   // The frame the guest resumes through when it is stopped in one of dunk's

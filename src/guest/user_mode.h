@@ -28,8 +28,6 @@
 #define UCTX_AREA 0x60
 #define UCTX_FRAME 0x68
 #define UCTX_FPU 0x120
-#define UCTX_FS 0x128
-#define UCTX_GS 0x130
 
 #ifndef __ASSEMBLER__
 
@@ -61,9 +59,6 @@ struct UserContext {
   // The XSAVE image (standard form) ring 3 starts with; null: the initial
   // FPU state.
   const void* fpu;
-  // Ring 3's FS and GS bases at the start (loaded only where the CPU has
-  // FSGSBASE; without it ring 3 cannot change them either).
-  std::uint64_t fs_base, gs_base;
   // -- C++ only --
   UserEventHandler on_event = nullptr;  // every system call and exception of the run
   void* cookie = nullptr;               // for on_event
@@ -85,8 +80,6 @@ static_assert(offsetof(UserContext, ist1) == UCTX_IST1);
 static_assert(offsetof(UserContext, area) == UCTX_AREA);
 static_assert(offsetof(UserContext, frame) == UCTX_FRAME);
 static_assert(offsetof(UserContext, fpu) == UCTX_FPU);
-static_assert(offsetof(UserContext, fs_base) == UCTX_FS);
-static_assert(offsetof(UserContext, gs_base) == UCTX_GS);
 
 extern "C" {
 // Runs ring 3 from context->frame until a handler stops the run; returns

@@ -18,6 +18,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <thread>
 
 #include "dunk/dunk.h"
 #include "support.h"
@@ -229,6 +231,55 @@ TEST_F(AbiEdges, GetcpuAnswersTheHostCpuTheThreadRunsOn) {
     ASSERT_EQ(syscall(SYS_getcpu, &cpu, nullptr, nullptr), 0);
     EXPECT_EQ(cpu, static_cast<unsigned>(want));
   }
+}
+
+// What lar/lsl say of a selector, or nullopt when it is invalid (ZF clear).
+struct SegmentView {
+  std::uint32_t access;
+  std::uint32_t limit;
+};
+std::optional<SegmentView> examine(std::uint16_t selector) {
+  std::uint32_t access = 0, limit = 0;
+  std::uint8_t valid_access = 0, valid_limit = 0;
+  asm volatile("lar %k2, %0\n setz %1" : "=r"(access), "=q"(valid_access) : "r"(std::uint32_t{selector}) : "cc");
+  asm volatile("lsl %k2, %0\n setz %1" : "=r"(limit), "=q"(valid_limit) : "r"(std::uint32_t{selector}) : "cc");
+  if (valid_access == 0 || valid_limit == 0) return std::nullopt;
+  return SegmentView{access, limit};
+}
+
+TEST_F(AbiEdges, TheProgramsLdtIsItsOwnInVmModeToo) {
+  // An LDT data segment, as modify_ldt(2) makes one (asm/ldt.h user_desc).
+  struct UserDesc {
+    unsigned entry_number, base_addr, limit;
+    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
+        useable : 1;
+  } desc{};
+  desc.entry_number = 3;
+  desc.limit = 0xabcd;
+  desc.seg_32bit = 1;
+  desc.useable = 1;
+  const std::uint16_t selector = (3 << 3) | 4 | 3;  // entry 3, the LDT, RPL 3
+  // Natively first (outside VM mode: this process has no VM yet).
+  ASSERT_EQ(syscall(SYS_modify_ldt, 1, &desc, sizeof desc), 0);
+  const auto native = examine(selector);
+  ASSERT_TRUE(native) << "lar/lsl of an LDT selector natively";
+  test::enter_or_fail();
+  const auto in_vm = examine(selector);
+  ASSERT_TRUE(in_vm) << "the LDT entry is invalid in VM mode";
+  EXPECT_EQ(in_vm->access, native->access);
+  EXPECT_EQ(in_vm->limit, native->limit);
+  EXPECT_EQ(in_vm->limit, 0xabcdu);
+  // A change made in VM mode reaches this vCPU and a new thread's.
+  desc.limit = 0x1234;
+  ASSERT_EQ(syscall(SYS_modify_ldt, 1, &desc, sizeof desc), 0);
+  EXPECT_EQ(examine(selector)->limit, 0x1234u);
+  std::uint32_t thread_limit = 0;
+  std::thread([&] { thread_limit = examine(selector) ? examine(selector)->limit : 0; }).join();
+  EXPECT_EQ(thread_limit, 0x1234u);
+  // ES can hold it (a data segment of DPL 3, loadable at CPL 0).
+  std::uint16_t es = 0;
+  asm volatile("mov %1, %%es\n mov %%es, %0\n mov %2, %%es" : "=r"(es) : "r"(selector), "r"(std::uint16_t{0}));
+  EXPECT_EQ(es, selector);
 }
 
 }  // namespace

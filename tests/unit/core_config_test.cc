@@ -28,6 +28,7 @@ TEST(MachineConfig, AnEmptyEnvironmentGivesTheDefaults) {
   EXPECT_EQ(c.max_vcpus, 0u);
   EXPECT_EQ(c.required_capability, -1);
   EXPECT_STREQ(c.stats_path, "");
+  EXPECT_STREQ(c.gdb_address, "");
 }
 
 TEST(MachineConfig, EachVariableIsRead) {
@@ -36,13 +37,15 @@ TEST(MachineConfig, EachVariableIsRead) {
                                 {"DUNK_KVM_DEVICE", "/dev/other"},
                                 {"DUNK_MAX_VCPUS", "4"},
                                 {"DUNK_REQUIRE_KVM_CAP", "0xe8"},
-                                {"DUNK_STATS", "/tmp/stats"}});
+                                {"DUNK_STATS", "/tmp/stats"},
+                                {"DUNK_GDB", "unix:/tmp/gdb.sock"}});
   EXPECT_TRUE(c.trace);
   EXPECT_EQ(c.inherited_kvm_fd, 1031);
   EXPECT_STREQ(c.kvm_device, "/dev/other");
   EXPECT_EQ(c.max_vcpus, 4u);
   EXPECT_EQ(c.required_capability, 0xe8);
   EXPECT_STREQ(c.stats_path, "/tmp/stats");
+  EXPECT_STREQ(c.gdb_address, "unix:/tmp/gdb.sock");
 }
 
 TEST(MachineConfig, ValuesThatDoNotParseAreIgnored) {
