@@ -165,9 +165,9 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   // The child: one thread, a VM of its own.
   s.signal_lock.reset_after_fork();
   s.region.lock().reset_after_fork();
-  s.reporter.reset_after_fork();
   s.threads.store(1);
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
+  s.reporter.reset_after_fork(static_cast<long>(s.pid));
   t.tid = sys::call(SYS_gettid);
   t.main = true;
   if (r.stack != 0) t.frame.rsp = r.stack;

@@ -75,7 +75,7 @@ void Reporter::add(const ReportLine& r) noexcept {
     append_json("action", r.action);
     append_json("rule", r.rule);
     append_json("detail", r.detail);
-    append_json("pid", static_cast<std::int64_t>(sys::call(SYS_getpid)));
+    append_json("pid", static_cast<std::int64_t>(pid_));
     append_json("tid", r.tid);
     char rip[24];
     std::snprintf(rip, sizeof rip, "0x%" PRIx64, r.rip);
@@ -94,7 +94,7 @@ void Reporter::add(const ReportLine& r) noexcept {
   if (r.answer != nullptr) more(" -> %s", r.answer);
   if (r.rule != nullptr) more(" by %s", r.rule);
   if (r.detail != nullptr) more(": %s", r.detail);
-  more(" [pid %ld tid %" PRId64 " rip 0x%" PRIx64 "]\n", sys::call(SYS_getpid), r.tid, r.rip);
+  more(" [pid %ld tid %" PRId64 " rip 0x%" PRIx64 "]\n", pid_, r.tid, r.rip);
   if (n < 0 || static_cast<std::size_t>(n) >= sizeof line) {
     line[sizeof line - 2] = '\n';
     line[sizeof line - 1] = '\0';

@@ -41,17 +41,24 @@ class Reporter {
  public:
   static constexpr std::size_t kBuffer = 1 << 20;
 
-  void configure(int fd, LogFormat format) noexcept {
+  // Also notes the process's id, which every line names (asking the host
+  // for it would cost each report a VM exit).
+  void configure(int fd, LogFormat format, long pid) noexcept {
     fd_ = fd;
     format_ = format;
+    pid_ = pid;
   }
   int fd() const noexcept { return fd_; }
   void add(const ReportLine& line) noexcept;
   // Writes what is buffered.
   void flush() noexcept;
   bool empty() const noexcept { return used_ == 0; }
-  // After fork: the child has one thread and its own copy of the buffer.
-  void reset_after_fork() noexcept { lock_.reset_after_fork(); }
+  // After fork: the child has one thread, its own copy of the buffer and
+  // its own id.
+  void reset_after_fork(long pid) noexcept {
+    lock_.reset_after_fork();
+    pid_ = pid;
+  }
 
  private:
   void append(const char* text) noexcept;
@@ -61,6 +68,7 @@ class Reporter {
 
   Lock lock_;
   int fd_ = 2;
+  long pid_ = 0;
   LogFormat format_ = LogFormat::kText;
   char buffer_[kBuffer];
   std::size_t used_ = 0;

@@ -78,7 +78,7 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   Sandbox& s = sandbox();
   s.policy = options.policy;
   s.on_violation = options.on_violation;
-  s.reporter.configure(options.log_fd, options.log_format);
+  s.reporter.configure(options.log_fd, options.log_format, sys::call(SYS_getpid));
   if (options.log_fd != 2) add_sandbox_fd(options.log_fd);
   // First: nothing of dunk's may ever be mapped in the region.
   if (Status st = s.region.reserve(); !st) return failure(125, "cannot reserve the untrusted region", st.error());
