@@ -639,7 +639,7 @@ Status Cpu::setup(Machine& machine) noexcept {
   const kvm_msr_entry msrs[] = {
       {arch::msr::kStar, 0, arch::gdt::kStar},
       {arch::msr::kLstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_syscall_entry)},
-      {arch::msr::kCstar, 0, 0},
+      {arch::msr::kCstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_compat_syscall_entry)},
       {arch::msr::kSfmask, 0, arch::kSyscallFlagMask},
       {arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&a)},
       {arch::msr::kTscAux, 0, arch::encode_cpunode_limit(where)},

@@ -268,4 +268,24 @@ long CallCopies::leave(const abi::Call& rewritten, long ret) noexcept {
   return ret;
 }
 
+std::size_t CallCopies::read_as_copied(std::uint64_t address, void* out, std::size_t size) const noexcept {
+  for (std::uint32_t index = 0; index < records_.size(); ++index) {
+    const Record& r = records_[index];
+    if (r.copy == nullptr || address < r.address || address - r.address >= r.size) continue;
+    const std::uint64_t offset = address - r.address;
+    const std::size_t length = std::min<std::uint64_t>(size, r.size - offset);
+    auto* bytes = static_cast<std::byte*>(out);
+    std::memcpy(bytes, r.copy + offset, length);
+    for (const Rewrite& w : rewrites_) {
+      if (w.record != index) continue;
+      for (unsigned byte = 0; byte < 8; ++byte) {
+        const std::uint64_t at = w.offset + byte;
+        if (at >= offset && at < offset + length) bytes[at - offset] = static_cast<std::byte>(w.original >> (8 * byte));
+      }
+    }
+    return length;
+  }
+  return 0;
+}
+
 }  // namespace dunk::sandbox

@@ -85,6 +85,12 @@ class CallCopies {
   // After the kernel answered `ret`: copies back what it wrote. Returns the
   // result the program sees (-EFAULT when its memory went away meanwhile).
   long leave(const abi::Call& rewritten, long ret) noexcept;
+  // The program's memory at `address` as this call copied it, with the
+  // program's own pointers where the entry rewrote them: up to `size`
+  // bytes, as many as one copy holds from there; 0 when no copy holds
+  // `address`. What reports decode, so that a thread that changes the
+  // program's memory after the copy cannot make them lie.
+  std::size_t read_as_copied(std::uint64_t address, void* out, std::size_t size) const noexcept;
 
  private:
   struct Record {

@@ -247,7 +247,12 @@ void sys_arch_prctl(ProgramThread& t, const abi::Call& call) noexcept {
 }
 
 void sys_set_tid_address(ProgramThread& t, const abi::Call& call) noexcept {
-  t.clear_child_tid = sandbox().region.contains(call.args[0], 4) ? call.args[0] : 0;
+  // An address the kernel would write at the thread's exit: natively never
+  // refused, here refused outside the program's memory (an escape attempt).
+  if (call.args[0] != 0 && !sandbox().region.contains(call.args[0], 4)) {
+    return refuse(t, call, -EFAULT, "an address the kernel writes later, outside the program's memory");
+  }
+  t.clear_child_tid = call.args[0];
   answer(t, t.tid);
 }
 
@@ -256,6 +261,9 @@ void sys_set_robust_list(ProgramThread& t, const abi::Call& call) noexcept {
   // the host thread's exit and write into whatever it names. Kept, not
   // walked: a robust mutex's owner dying does not mark it.
   if (call.args[1] != 24) return answer(t, -EINVAL);
+  if (call.args[0] != 0 && !sandbox().region.contains(call.args[0], 24)) {
+    return refuse(t, call, -EFAULT, "a list the kernel walks later, outside the program's memory");
+  }
   t.robust_list = call.args[0];
   t.robust_list_size = call.args[1];
   answer(t, 0);
@@ -316,6 +324,7 @@ void strings_of(std::uint64_t array, std::vector<std::string>& out) {
 long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) noexcept {
   const bool at = abi::kernel_number(call.number) == SYS_execveat;
   CallCopies copies(sandbox().region, t.scratch);
+  const CopiesInUse in_use(t, copies);
   abi::Call rewritten;
   const CallCopies::Entry entry = copies.enter(call, rewritten);
   if (entry.error != 0) {

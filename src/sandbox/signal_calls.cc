@@ -151,6 +151,9 @@ void sys_rt_sigaction(ProgramThread& t, const abi::Call& call) noexcept {
   const int sig = static_cast<int>(call.args[0]);
   const std::uint64_t act = call.args[1], oldact = call.args[2];
   if (call.args[3] != 8 || sig < 1 || sig > abi::kMaxSignal) return answer(t, -EINVAL);
+  if (refuse_outside(t, call, act, sizeof(abi::Sigaction)) || refuse_outside(t, call, oldact, sizeof(abi::Sigaction))) {
+    return;
+  }
   abi::Sigaction want{};
   if (act != 0) {
     if (!read_program(&want, act, sizeof want)) return answer(t, -EFAULT);
@@ -176,7 +179,15 @@ void sys_sigaltstack(ProgramThread& t, const abi::Call& call) noexcept {
   const std::uint64_t want_at = call.args[0], old_at = call.args[1];
   const abi::SignalStack old = abi::reported_signal_stack(t.altstack, t.frame.rsp);
   abi::SignalStack want{};
+  if (refuse_outside(t, call, want_at, sizeof want) || refuse_outside(t, call, old_at, sizeof old)) return;
   if (want_at != 0 && !read_program(&want, want_at, sizeof want)) return answer(t, -EFAULT);
+  // A stack dunk would write signal frames on: natively never checked,
+  // here refused outside the program's memory (frames are written through
+  // write_program, which would refuse them anyway, one SIGSEGV later).
+  if (want_at != 0 && (want.flags & SS_DISABLE) == 0 &&
+      (want.size == 0 || !sandbox().region.contains(want.sp, want.size))) {
+    return refuse(t, call, -EFAULT, "an alternate signal stack outside the program's memory");
+  }
   if (long err = abi::change_signal_stack(t.altstack, want_at != 0 ? &want : nullptr, t.frame.rsp); err != 0) {
     return answer(t, err);
   }

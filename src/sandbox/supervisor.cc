@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/statfs.h>
@@ -35,15 +36,23 @@ constexpr std::size_t kSyscallInsnLength = 2;
 constexpr std::uint64_t kUserTop = std::uint64_t{1} << 47;
 constexpr std::size_t kSupervisorStack = 1 << 20;
 
-// The program's memory, checked against the region, for the formatter.
+// The program's memory, checked against the region, for the formatter; as
+// the call being served copied it, where it did.
 class ProgramMemory final : public abi::Memory {
  public:
+  explicit ProgramMemory(const CallCopies* copies = nullptr) noexcept : copies_(copies) {}
   std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override {
+    if (copies_ != nullptr) {
+      if (const std::size_t n = copies_->read_as_copied(address, out, size); n != 0) return n;
+    }
     const Region& region = sandbox().region;
     if (!region.contains(address, 0) || address == region.end()) return 0;
     size = std::min<std::uint64_t>(size, region.end() - address);
     return copy_readable_prefix(out, address, size);
   }
+
+ private:
+  const CallCopies* copies_;
 };
 
 void answer(ProgramThread& t, long value) noexcept { t.frame.rax = static_cast<std::uint64_t>(value); }
@@ -71,6 +80,16 @@ bool is_process_memory_file(long fd) noexcept {
   path[n] = '\0';
   const std::size_t length = static_cast<std::size_t>(n);
   return length >= 4 && std::strcmp(path + length - 4, "/mem") == 0;
+}
+
+// TIOCSTI pushes characters into a terminal's input, TIOCLINUX pastes the
+// console's selection into it: run on the terminal the sandbox was started
+// from, they type commands into its user's shell once the sandbox ends
+// (bubblewrap's CVE-2017-5226). Refused whatever the policy says; the
+// request is an unsigned int, as the kernel reads it.
+bool injects_terminal_input(int nr, std::uint64_t request) noexcept {
+  const auto r = static_cast<std::uint32_t>(request);
+  return nr == SYS_ioctl && (r == TIOCSTI || r == TIOCLINUX);
 }
 
 bool opens_files(int nr) noexcept {
@@ -112,9 +131,9 @@ bool write_program(std::uint64_t to, const void* from, std::size_t size) noexcep
 void report_call(ProgramThread& t, const abi::Call& call, const char* event, const char* answer_text,
                  const char* action, const char* rule, const char* detail, long result) noexcept {
   // The whole call as strace would print it with the answer it gets, from
-  // the program's memory as it is now; the report keeps what is between
-  // the parentheses.
-  ProgramMemory memory;
+  // the copies the call was decided on (the program's memory where there
+  // are none); the report keeps what is between the parentheses.
+  ProgramMemory memory(t.copies);
   char text[4096];
   abi::format_call(text, sizeof text, call, result, memory);
   const char* open = std::strchr(text, '(');
@@ -143,6 +162,12 @@ void report_call(ProgramThread& t, const abi::Call& call, const char* event, con
   line.tid = t.tid;
   line.rip = t.frame.rip - kSyscallInsnLength;
   sandbox().reporter.add(line);
+}
+
+bool refuse_outside(ProgramThread& t, const abi::Call& call, std::uint64_t address, std::size_t size) noexcept {
+  if (address == 0 || sandbox().region.contains(address, size)) return false;
+  refuse(t, call, -EFAULT, "a pointer argument outside the program's memory (the untrusted region)");
+  return true;
 }
 
 void refuse(ProgramThread& t, const abi::Call& call, long error, const char* why) noexcept {
@@ -252,6 +277,9 @@ void serve_call(ProgramThread& t) noexcept {
     std::snprintf(rule_text, sizeof rule_text, "%.*s", static_cast<int>(rule.size()), rule.data());
     report_call(t, call, "logged", "allowed", action_name(d.action), rule_text, nullptr, 0);
   }
+  if (injects_terminal_input(nr, call.args[1])) {
+    return refuse(t, call, -EPERM, "it would push input into a terminal outside the sandbox");
+  }
   if (CallHandler handler = emulated(nr)) {
     if (!s.reporter.empty()) s.reporter.flush();
     handler(t, call);
@@ -272,6 +300,7 @@ void serve_call(ProgramThread& t) noexcept {
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
   Sandbox& s = sandbox();
   CallCopies copies(s.region, t.scratch);
+  const CopiesInUse in_use(t, copies);
   abi::Call rewritten;
   const CallCopies::Entry entry = copies.enter(call, rewritten);
   if (entry.error != 0) {
@@ -338,6 +367,16 @@ void sys_prctl(ProgramThread& t, const abi::Call& call) noexcept {
 void sys_userfaultfd(ProgramThread& t, const abi::Call& call) noexcept {
   refuse_call(t, call, "userfaultfd would stall the supervisor's copies at the program's will");
 }
+void sys_modify_ldt(ProgramThread& t, const abi::Call& call) noexcept {
+  // Reading (0, 2) is harmless; writing (1, 0x11) would give ring 3 code
+  // segments of its own, whose events the guest's entry code does not know
+  // as ring 3's (it knows the GDT's user selectors).
+  const long func = static_cast<int>(call.args[0]);
+  if (func == 1 || func == 0x11) {
+    return refuse_call(t, call, "an LDT would give ring 3 code segments the supervisor does not know");
+  }
+  answer(t, forward_with_copies(t, call));
+}
 
 struct Row {
   int nr;
@@ -376,6 +415,7 @@ constexpr Row kRows[] = {
     {SYS_seccomp, &sys_seccomp},
     {SYS_prctl, &sys_prctl},
     {SYS_userfaultfd, &sys_userfaultfd},
+    {SYS_modify_ldt, &sys_modify_ldt},
 };
 
 constexpr unsigned kTableSize = 512;

@@ -68,11 +68,26 @@ struct ProgramThread {
   std::uint64_t last_fault_rip = 0, last_fault_address = 0;
   SignalQueue signals;
   Scratch scratch;
+  // The copies of the call being served, while they exist: reports decode
+  // its arguments from them (CallCopies::read_as_copied).
+  const CallCopies* copies = nullptr;
 
   ProgramThread() noexcept;
   ~ProgramThread();
   ProgramThread(const ProgramThread&) = delete;
   ProgramThread& operator=(const ProgramThread&) = delete;
+};
+
+// Marks `copies` as the thread's call's copies for as long as it lives.
+class CopiesInUse {
+ public:
+  CopiesInUse(ProgramThread& t, const CallCopies& copies) noexcept : t_(t) { t_.copies = &copies; }
+  ~CopiesInUse() { t_.copies = nullptr; }
+  CopiesInUse(const CopiesInUse&) = delete;
+  CopiesInUse& operator=(const CopiesInUse&) = delete;
+
+ private:
+  ProgramThread& t_;
 };
 
 // The thread the calling host thread runs, or null.
@@ -148,6 +163,12 @@ void refuse(ProgramThread& t, const abi::Call& call, long error, const char* why
 // `result` as the answer the program gets), the rule, thread and RIP.
 void report_call(ProgramThread& t, const abi::Call& call, const char* event, const char* answer,
                  const char* action, const char* rule, const char* detail, long result) noexcept;
+
+// Refuses `call` (EFAULT, with a report) and returns true when a pointer it
+// passes, [address, address + size), is not 0 and lies outside the
+// program's memory: what the generic path's copies do, for the calls the
+// supervisor serves itself.
+bool refuse_outside(ProgramThread& t, const abi::Call& call, std::uint64_t address, std::size_t size) noexcept;
 
 // The generic path: copies, one forwarded call, copies back (supervisor.cc).
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept;
