@@ -184,8 +184,8 @@ void sys_sigaltstack(ProgramThread& t, const abi::Call& call) noexcept {
   // A stack dunk would write signal frames on: natively never checked,
   // here refused outside the program's memory (frames are written through
   // write_program, which would refuse them anyway, one SIGSEGV later).
-  if (want_at != 0 && (want.flags & SS_DISABLE) == 0 &&
-      (want.size == 0 || !sandbox().region.contains(want.sp, want.size))) {
+  if (want_at != 0 && (want.flags & SS_DISABLE) == 0 && want.size != 0 &&
+      !sandbox().region.contains(want.sp, want.size)) {
     return refuse(t, call, -EFAULT, "an alternate signal stack outside the program's memory");
   }
   if (long err = abi::change_signal_stack(t.altstack, want_at != 0 ? &want : nullptr, t.frame.rsp); err != 0) {
