@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,13 +73,40 @@ std::optional<sandbox::OnViolation> parse_on_violation(const std::string& text) 
   return std::nullopt;
 }
 
+struct Limit {
+  int resource;
+  rlim_t soft, hard;
+  const char* option;
+};
+
 struct Child {
   sandbox::SandboxOptions options;
   std::string stats_path;
+  std::vector<Limit> limits;
 };
+
+// nsjail's units: seconds of CPU (SIGXCPU at the limit, SIGKILL a second
+// later, as the kernel does between a soft and a hard limit), MiB of file.
+std::vector<Limit> limits_of(const SandboxCommandOptions& options) {
+  std::vector<Limit> limits;
+  if (options.rlimit_cpu) limits.push_back({RLIMIT_CPU, *options.rlimit_cpu, *options.rlimit_cpu + 1, "--rlimit-cpu"});
+  if (options.rlimit_fsize) {
+    const rlim_t bytes = *options.rlimit_fsize << 20;
+    limits.push_back({RLIMIT_FSIZE, bytes, bytes, "--rlimit-fsize"});
+  }
+  return limits;
+}
 
 int sandbox_child(void* arg) {
   auto& child = *static_cast<Child*>(arg);
+  // In the sandbox's process before the program's first instruction; the
+  // program's own setrlimit may only lower them (the hard limits).
+  for (const Limit& l : child.limits) {
+    const rlimit value{l.soft, l.hard};
+    if (setrlimit(l.resource, &value) != 0) {
+      return fail(kExitCannotRun, fmt::format("{}: cannot set the limit: {}", l.option, std::strerror(errno)));
+    }
+  }
   // The monitor reads DUNK_STATS when it builds the VM; the program's
   // environment does not carry it.
   if (!child.stats_path.empty()) setenv("DUNK_STATS", child.stats_path.c_str(), 1);
@@ -156,6 +184,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     child.stats_path = stats->path();
   }
   child.options.envp = program_environment(stats.has_value());
+  child.limits = limits_of(options);
 
   Result<int> wait_status = run_function_child(sandbox_child, &child);
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));

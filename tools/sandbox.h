@@ -3,6 +3,8 @@
 // sandbox (the program's process); dunk waits and ends as it ended.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,10 @@ struct SandboxCommandOptions {
   std::string on_violation;          // empty: the policy's action; kill | errno | log
   bool stats = false;                // VM exits and calls on stderr when the program ends
   std::string stats_json_path;
+  // Resource limits, nsjail's spellings and units (soft = hard): CPU
+  // seconds, largest file in MiB. Absent: the inherited ones.
+  std::optional<std::uint64_t> rlimit_cpu;
+  std::optional<std::uint64_t> rlimit_fsize;
 };
 
 // dunk's exit status: the program's; 125 when the sandbox could not be set

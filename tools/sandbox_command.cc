@@ -41,6 +41,12 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_flag("--stats", options->stats, "After PROG: VM exits and system calls on stderr");
   app->add_option("--stats-json", options->stats_json_path, "After PROG: the same report as JSON into FILE")
       ->type_name("FILE");
+  app->add_option("--rlimit-cpu", options->rlimit_cpu,
+                  "At most this much CPU time: SIGXCPU, then SIGKILL a second later, as natively")
+      ->type_name("SECONDS");
+  app->add_option("--rlimit-fsize", options->rlimit_fsize,
+                  "No file written past this size: such a write raises SIGXFSZ, as natively")
+      ->type_name("MiB");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]");
   return Command{app, [options] { return run_sandbox_command(*options); }, /*takes_command_line=*/true};

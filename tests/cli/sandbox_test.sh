@@ -181,6 +181,21 @@ test_exit_statuses() {
 	expect_refused 127 "command not found" "$DUNK" sandbox -- no-such-command-anywhere
 }
 
+# --rlimit-fsize (MiB) and --rlimit-cpu (seconds), as nsjail spells them:
+# the program meets them as it would natively.
+test_rlimits() {
+	mkdir "$WORK/files"
+	run_cmd "$DUNK" sandbox --rlimit-fsize 1 -- /bin/sh -c "head -c 3000000 /dev/zero >'$WORK/files/big'; echo \"head: \$?\""
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "head's fate (128+SIGXFSZ)" "head: 153" "$OUT"
+	expect_eq "the file's size" 1048576 "$(stat -c %s "$WORK/files/big")"
+	run_cmd "$DUNK" sandbox --rlimit-cpu 2 -- /bin/sh -c 'ulimit -t; ulimit -H -t'
+	expect_eq "the limits the program sees (soft, hard)" "$(printf '2\n3')" "$OUT"
+	run_cmd "$DUNK" sandbox --rlimit-cpu 1 -- /bin/sh -c 'while :; do :; done'
+	expect_eq "a CPU-bound loop (128+SIGXCPU)" 152 "$STATUS"
+	expect_contains "reason" "killed by SIGXCPU" "$ERR"
+}
+
 # exits N POLICY CALL COUNT: VM exits of the static probe making COUNT calls.
 exits() {
 	"$DUNK" sandbox --policy "$1" --stats-json="$WORK/costs.json" -- "$(probe static)" loop "$2" "$3" 2>"$WORK/costs.stderr" ||
