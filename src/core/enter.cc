@@ -62,7 +62,8 @@ void forget_in_fork_child() {
 
 // Moves a fork child into a VM of its own and resumes `frame` there (does
 // not return), or says why not.
-Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const abi::SignalStack& altstack) {
+Status enter_fork_child(const guest::TrapFrame& frame, const core::UserSegments& segments, const void* xsave,
+                        const abi::SignalStack& altstack) {
   core::Machine& machine = core::Machine::instance();
   // The parent's kind of VM (forget_after_fork keeps its options).
   EnterOptions options = machine.creation_options();
@@ -74,7 +75,7 @@ Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const 
   cpu->signals.altstack = altstack;
   cpu->entering_fork_child = true;
   cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
-  cpu->prepare_entry_from_host(frame, static_cast<const std::byte*>(xsave), machine.xsave_size());
+  cpu->prepare_entry(frame, segments, static_cast<const std::byte*>(xsave), machine.xsave_size());
   core::dunk_run_on_stack(cpu->monitor_stack_top, &core::monitor_main, cpu);
 }
 
@@ -82,6 +83,7 @@ Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const 
 // arena (which building its own VM replaces).
 struct ForkChild {
   guest::TrapFrame frame;
+  core::UserSegments segments;
   abi::SignalStack altstack;
   alignas(64) std::byte xsave[];  // Machine::xsave_size() bytes
 };
@@ -92,7 +94,7 @@ void hand_altstack_to_host(const abi::SignalStack& altstack) {
 
 [[noreturn]] void resume_fork_child(void* arg) {
   auto* child = static_cast<ForkChild*>(arg);
-  Status s = enter_fork_child(child->frame, child->xsave, child->altstack);
+  Status s = enter_fork_child(child->frame, child->segments, child->xsave, child->altstack);
   char why[256];
   char line[400];
   int n = std::snprintf(line, sizeof line, "dunk: a fork child cannot enter VM mode (%s); it runs outside VM mode\n",
@@ -100,6 +102,7 @@ void hand_altstack_to_host(const abi::SignalStack& altstack) {
   if (n > 0) sys::call(SYS_write, 2, reinterpret_cast<long>(line), n);
   set_tls_cpu(nullptr);
   hand_altstack_to_host(child->altstack);
+  core::load_host_user_segments(core::native_view(child->segments));
   core::dunk_restore_frame(&child->frame, child->xsave);
 }
 
@@ -109,6 +112,10 @@ void hand_altstack_to_host(const abi::SignalStack& altstack) {
 extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags) {
   const abi::SignalStack altstack =
       live_tls_cpu() != nullptr ? live_tls_cpu()->signals.altstack : abi::kNoSignalStack;
+  // The program's FS and GS as the parent's monitor read them before the
+  // fork (MachineThreads::start_process).
+  const core::UserSegments segments =
+      live_tls_cpu() != nullptr ? live_tls_cpu()->fork_segments : core::host_user_segments();
   core::Machine& machine = core::Machine::instance();
   const bool follow = machine.follow_fork();
   const bool shares_fd_table = (clone_flags & CLONE_FILES) != 0;
@@ -124,6 +131,7 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
     if (!sys::failed(memory)) {
       auto* child = reinterpret_cast<ForkChild*>(memory + static_cast<long>(kStack));
       child->frame = *frame;
+      child->segments = segments;
       child->altstack = altstack;
       std::memcpy(child->xsave, xsave, machine.xsave_size());
       core::dunk_run_on_stack(child, &resume_fork_child, child);
@@ -131,6 +139,7 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
     sys::call(SYS_write, 2, reinterpret_cast<long>("dunk: a fork child has no memory to enter VM mode; it runs outside VM mode\n"), 75);
   }
   hand_altstack_to_host(altstack);
+  core::load_host_user_segments(core::native_view(segments));
 }
 
 Status enter(const EnterOptions& options) noexcept {

@@ -37,6 +37,7 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
   if (handle_software_interrupt(f)) return;
   if (f.vector >= DUNK_FIRST_INTERRUPT_VECTOR) return;
   if (in_dunk_code(f.rip)) fatal("exception in dunk's ring-0 entry code", nullptr, &f);
+  if (leave_for_stack_segment(f)) return;
 
   if (resolve_page_fault(f)) return;  // IRETQ retries the access
   // A debugger sees the signal first, and may discard it.

@@ -12,8 +12,12 @@
 //                   emulation error after queueing the #UD the CPU raises
 //   `lsl`/`rdpid`   of the CPU number (the vDSO's getcpu): dunk keeps the
 //                   vCPU's answer equal to the host CPU's
+//   `mov ..., %ss`  with one of the program's (DPL 3) stack segments: #GP
+//   `lss`           at CPL 0; the thread leaves VM mode and the host runs it
 #include <signal.h>
 #include <sys/syscall.h>
+
+#include <algorithm>
 
 #include "arch/x86_64/descriptors.h"
 #include "arch/x86_64/registers.h"
@@ -123,6 +127,51 @@ void Monitor::serve_int80(TrapFrame& f) noexcept {
     return;
   }
   f.rax = static_cast<std::uint64_t>(ret);
+}
+
+namespace {
+
+// Whether `code` (read at a RIP) is an instruction that loads SS from a
+// selector: MOV Sreg (8E /2) or LSS (0F B2), after any prefixes.
+bool loads_stack_segment(const std::uint8_t* code, std::size_t size) noexcept {
+  std::size_t i = 0;
+  auto is_prefix = [](std::uint8_t b) {
+    return b == 0x66 || b == 0x67 || b == 0xf0 || b == 0xf2 || b == 0xf3 || b == 0x2e || b == 0x36 ||
+           b == 0x3e || b == 0x26 || b == 0x64 || b == 0x65 || (b & 0xf0) == 0x40;  // REX
+  };
+  while (i < size && is_prefix(code[i])) ++i;
+  if (i + 1 >= size) return false;
+  if (code[i] == 0x8e) return ((code[i + 1] >> 3) & 7) == 2;  // ModRM.reg 2: SS
+  return code[i] == 0x0f && code[i + 1] == 0xb2;
+}
+
+// VERW: a selector the host thread (CPL 3) can load into SS, i.e. a present
+// writable data segment of DPL 3.
+bool host_can_load_stack_segment(std::uint16_t selector) noexcept {
+  bool writable = false;
+  asm("verw %1\n\tsetz %0" : "=q"(writable) : "r"(selector) : "cc");
+  return writable;
+}
+
+}  // namespace
+
+bool Monitor::leave_for_stack_segment(const TrapFrame& f) noexcept {
+  if (f.vector != static_cast<std::uint64_t>(arch::Vector::kGeneralProtection)) return false;
+  // #GP(selector): the index and TI bit of the selector refused (an RPL of
+  // 3, which is not the CPL, is one reason); bits 0-1 clear for a selector.
+  if (f.error_code == 0 || (f.error_code & 3) != 0 || f.error_code > 0xffff) return false;
+  const auto selector = static_cast<std::uint16_t>(f.error_code | 3);
+  // At most an instruction's 15 bytes, and none of the next page's.
+  std::uint8_t code[15];
+  const std::size_t size = std::min<std::size_t>(sizeof code, 4096 - (f.rip & 4095));
+  if (!memory_.read(code, f.rip, size) || !loads_stack_segment(code, size)) return false;
+  if (!host_can_load_stack_segment(selector)) return false;
+  char line[256];
+  TextBuffer text(line, sizeof line);
+  text.append("dunk: thread ").dec(sys::call(SYS_gettid)).append(" loads SS with selector ").hex(selector);
+  text.append(", a stack segment of DPL 3, which CPL 0 cannot use: it leaves VM mode and runs on natively\n");
+  write_stderr(text.c_str());
+  leave_to_host(f, false);
 }
 
 void Monitor::serve_port_io(const Exit& exit) noexcept {

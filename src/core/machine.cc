@@ -698,19 +698,15 @@ Status Cpu::reset_interrupts() noexcept {
 
 namespace dunk::core {
 
-void Cpu::prepare_entry(const guest::TrapFrame& frame, std::uint64_t fs_base, std::uint64_t gs_base,
-                        const std::byte* fpu, std::size_t fpu_size) noexcept {
+void Cpu::prepare_entry(const guest::TrapFrame& frame, const UserSegments& segments, const std::byte* fpu,
+                        std::size_t fpu_size) noexcept {
   entry_frame = frame;
-  entry_fs_base = fs_base;
-  entry_gs_base = gs_base;
+  entry_segments = segments;
   if (fpu != nullptr) std::memcpy(xsave, fpu, fpu_size);
 }
 
 void Cpu::prepare_entry_from_host(const guest::TrapFrame& frame, const std::byte* fpu, std::size_t fpu_size) noexcept {
-  std::uint64_t fs = 0, gs = 0;
-  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&fs));
-  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&gs));
-  prepare_entry(frame, fs, gs, fpu, fpu_size);
+  prepare_entry(frame, host_user_segments(), fpu, fpu_size);
 }
 
 }  // namespace dunk::core

@@ -24,6 +24,7 @@
 #include "core/mirror.h"
 #include "core/signals.h"
 #include "core/stats.h"
+#include "core/user_segments.h"
 #include "dunk/dunk.h"
 #include "guest/abi.h"
 #include "kvm/kvm.h"
@@ -214,16 +215,17 @@ class Cpu {
   // The state the next entry resumes in the guest: what enter() captured, or
   // a new thread's first state, or a fork child's (prepare_entry).
   guest::TrapFrame entry_frame{};
-  std::uint64_t entry_fs_base = 0;
-  std::uint64_t entry_gs_base = 0;
+  UserSegments entry_segments{};
+  // The program's FS and GS at its last fork (selectors included, which the
+  // host thread does not hold in VM mode): what a fork child resumes with.
+  UserSegments fork_segments{};
 
-  // Sets the state the next entry resumes: `frame`, the FS and GS bases,
-  // and the FPU image `fpu` (xsave_size bytes; null: `xsave` holds it
-  // already).
-  void prepare_entry(const guest::TrapFrame& frame, std::uint64_t fs_base, std::uint64_t gs_base,
+  // Sets the state the next entry resumes: `frame`, FS and GS, and the FPU
+  // image `fpu` (xsave_size bytes; null: `xsave` holds it already).
+  void prepare_entry(const guest::TrapFrame& frame, const UserSegments& segments,
                      const std::byte* fpu = nullptr, std::size_t fpu_size = 0) noexcept;
-  // The same with the host thread's current FS and GS bases (a thread
-  // entering from the host, where they are the program's).
+  // The same with the host thread's current FS and GS (a thread entering
+  // from the host, where they are the program's).
   void prepare_entry_from_host(const guest::TrapFrame& frame, const std::byte* fpu = nullptr,
                                std::size_t fpu_size = 0) noexcept;
   // The host thread that owns this vCPU, and whether that thread has exited

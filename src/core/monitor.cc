@@ -80,8 +80,7 @@ Status Monitor::load_entry_state() noexcept {
   regs.rflags = (regs.rflags | arch::rflags::kFixed1) & ~(arch::rflags::kTF | arch::rflags::kNT);
   kvm_sregs sregs{};
   DUNK_TRY(cpu_.vcpu.get_sregs(sregs));
-  sregs.fs.base = cpu_.entry_fs_base;
-  sregs.gs.base = cpu_.entry_gs_base;
+  set_vcpu_user_segments(sregs, cpu_.entry_segments);
   DUNK_TRY(cpu_.vcpu.set_sregs(sregs));
   const kvm_msr_entry kernel_gs{arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&area)};
   DUNK_TRY(cpu_.vcpu.set_msrs({&kernel_gs, 1}));
@@ -288,8 +287,9 @@ void Monitor::leave_to_host(const TrapFrame& frame, bool user_gs_in_msr) noexcep
     if (!parked) fatal("KVM_GET_MSRS failed while leaving");
     gs = *parked;
   }
-  sys::call(SYS_arch_prctl, ARCH_SET_FS, static_cast<long>(sregs.fs.base));
-  sys::call(SYS_arch_prctl, ARCH_SET_GS, static_cast<long>(gs));
+  // The selectors too: a tracer, or the program itself, reads them on the
+  // host from now on.
+  load_host_user_segments(native_view(vcpu_user_segments(sregs, gs)));
   hand_altstack_to_host();
   cpu_.in_guest = false;
   note_left_vm_mode();  // its stores set no dirty bit from now on (core/dirty.h)

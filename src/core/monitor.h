@@ -59,6 +59,11 @@ class Monitor {
   // the #GP's, or returns false when it is the exception it looks like.
   bool handle_software_interrupt(TrapFrame& frame) noexcept;
   void serve_int80(TrapFrame& frame) noexcept;
+  // A #GP from the program's load of SS with a stack segment of DPL 3 (its
+  // LDT's), which natively works and at CPL 0 cannot: the thread says so
+  // and leaves VM mode at the instruction, where the host runs it (does
+  // not return). False for any other #GP.
+  bool leave_for_stack_segment(const TrapFrame& frame) noexcept;
   void serve_port_io(const Exit& exit) noexcept;
   // KVM's emulation error for an instruction it turned into a #UD for the
   // guest (SYSENTER): entering again delivers it.

@@ -45,7 +45,9 @@ long MachineThreads::start_thread(const Syscall& call, const CloneRequest& reque
     child.owner_exited.store(true, std::memory_order_release);  // never started: reusable
     return -EAGAIN;
   }
-  child.prepare_entry(child_frame, child.own_tls ? request.tls : *fs, *gs);
+  // Selectors null, as after ARCH_SET_FS (a new thread in VM mode has not
+  // loaded one).
+  child.prepare_entry(child_frame, UserSegments{.fs_base = child.own_tls ? request.tls : *fs, .gs_base = *gs});
 
   // The host thread starts on its monitor's stack; the guest's stack is in
   // the entry frame.
@@ -82,9 +84,15 @@ long MachineThreads::start_thread(const Syscall& call, const CloneRequest& reque
 }
 
 long MachineThreads::start_process(const Syscall& call, const CloneRequest& request, const TrapFrame& child) noexcept {
-  if (!KvmVcpuRegisters(cpu_.vcpu, machine_.xsave_size()).save_fpu(cpu_.xsave)) return -EAGAIN;
-  // FS/GS bases: the child inherits the host thread's, which the monitor
-  // keeps equal to the guest's (arch_prctl).
+  KvmVcpuRegisters registers(cpu_.vcpu, machine_.xsave_size());
+  if (!registers.save_fpu(cpu_.xsave)) return -EAGAIN;
+  // FS and GS as the program has them (a selector it loaded, a base it
+  // wrote with WRGSBASE): the host thread holds neither. A fork child reads
+  // them from its copy of this Cpu (dunk_fork_child_fixup).
+  kvm_sregs sregs{};
+  auto user_gs = registers.user_gs_base();
+  if (!cpu_.vcpu.get_sregs(sregs) || !user_gs) return -EAGAIN;
+  cpu_.fork_segments = vcpu_user_segments(sregs, *user_gs);
   volatile std::uint32_t ready = 0;
   const bool shares_memory = (request.flags & CLONE_VM) != 0;
   const bool parent_waits_for_exec = (request.flags & CLONE_VFORK) != 0;

@@ -4,7 +4,8 @@
 # runs in VM mode: a breakpoint in a function, the backtrace, a step, a
 # variable, a watchpoint's old and new values (twice), a register, a signal
 # that stops a second thread and is delivered on, the threads, and the run
-# to the program's exit, whose status dunk passes on.
+# to the program's exit, whose status dunk passes on; register writes
+# (`return`); an interrupt (^C) of a program blocked in a host call.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TARGET=${DUNK_GDB_TARGET:-}
@@ -12,10 +13,14 @@ TARGET=${DUNK_GDB_TARGET:-}
 # serve ADDRESS: starts `dunk exec --gdb=ADDRESS` on the program in the
 # background (DUNK_PID) and waits for its one line saying where gdb
 # connects (ANNOUNCED: that address).
+# serve ADDRESS PROGRAM [ARGS...]: the same for another program.
 serve() {
 	[[ -x $TARGET ]] || fail "DUNK_GDB_TARGET does not name the test program: [$TARGET]"
 	command -v gdb >/dev/null || fail "gdb is not installed (scripts/setup installs it)"
-	"$DUNK" exec --gdb="$1" -- "$TARGET" >"$WORK/program.out" 2>"$WORK/program.err" &
+	local address=$1
+	shift
+	(($# > 0)) || set -- "$TARGET"
+	"$DUNK" exec --gdb="$address" -- "$@" >"$WORK/program.out" 2>"$WORK/program.err" &
 	DUNK_PID=$!
 	local i
 	for ((i = 0; i < 600; i++)); do
@@ -135,6 +140,49 @@ test_tcp_port_and_detach() {
 	wait "$DUNK_PID" || DUNK_STATUS=$?
 	expect_eq "the program's output" "counter 50, caught 10" "$(<"$WORK/program.out")"
 	expect_eq "dunk's exit status (the program's)" 3 "$DUNK_STATUS"
+}
+
+# Register writes: gdb's `return` pops square's frame and sets its result
+# (RAX, RSP, RIP and RBP written through the stub), so main goes on with 6
+# instead of 49.
+test_register_writes() {
+	serve 0
+	debug 'break square' continue 'return 6' frame 'print $eax' continue continue
+	expect_in_order "gdb's transcript" "$GDB_OUT" \
+		'^Breakpoint 1, square \(x=7\) at .*gdb_target\.c:14$' \
+		'^#0  0x[0-9a-f]+ in main \(\) at .*gdb_target\.c:34$' \
+		'^\$1 = 6$' \
+		'^Thread 2 received signal SIGUSR1, User defined signal 1\.$' \
+		'^\[Inferior 1 \(Remote target\) exited with code 01\]$'
+	expect_eq "the program's output" "counter 7, caught 10" "$(<"$WORK/program.out")"
+	expect_eq "dunk's exit status (the program's)" 1 "$DUNK_STATUS"
+}
+
+# gdb's ^C (the byte 0x03 while the program runs) stops a program that is
+# blocked in a host call (sleep's nanosleep), with SIGINT; `k` then ends it.
+test_interrupt_a_blocked_program() {
+	serve 0 /bin/sleep 600
+	[[ $ANNOUNCED =~ ^127\.0\.0\.1:([0-9]+)$ ]] || fail "announced address: [$ANNOUNCED]"
+	local reply
+	exec 3<>"/dev/tcp/127.0.0.1/${BASH_REMATCH[1]}"
+	printf '$?#3f' >&3
+	IFS= read -r -d '#' -t 60 -u 3 reply || fail "no reply to '?': [$reply]"
+	IFS= read -r -n 2 -t 10 -u 3 reply
+	printf '+$c#63' >&3
+	IFS= read -r -n 1 -t 10 -u 3 reply || fail "no acknowledgement of 'c'"
+	expect_eq "acknowledgement of 'c'" "+" "$reply"
+	# Long enough for sleep to block in nanosleep, even in the test VM.
+	sleep 3
+	kill -0 "$DUNK_PID" || fail "the program ended before the interrupt"
+	printf '\x03' >&3
+	IFS= read -r -d '#' -t 60 -u 3 reply || fail "no stop reply to the interrupt: [$reply]"
+	[[ $reply =~ ^\$T02thread:[0-9a-f]+\;$ ]] || fail "stop reply to the interrupt: [$reply]"
+	IFS= read -r -n 2 -t 10 -u 3 reply
+	printf '+$k#6b' >&3
+	DUNK_STATUS=0
+	wait "$DUNK_PID" || DUNK_STATUS=$?
+	exec 3>&-
+	expect_eq "dunk's exit status (killed by gdb)" 137 "$DUNK_STATUS"
 }
 
 # An address the stub cannot serve at: PROG does not run.

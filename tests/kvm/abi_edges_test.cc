@@ -7,9 +7,12 @@
 // the kernel forces, getcpu.
 #include <sched.h>
 #include <signal.h>
+#include <asm/prctl.h>
+#include <sys/auxv.h>
 #include <sys/io.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -280,6 +283,153 @@ TEST_F(AbiEdges, TheProgramsLdtIsItsOwnInVmModeToo) {
   std::uint16_t es = 0;
   asm volatile("mov %1, %%es\n mov %%es, %0\n mov %2, %%es" : "=r"(es) : "r"(selector), "r"(std::uint16_t{0}));
   EXPECT_EQ(es, selector);
+}
+
+// What a program reads through GS and of GS, by `mov`. Natively the kernel
+// keeps both across a context switch, a fork and ptrace; under dunk the
+// vCPU holds them in VM mode and the host thread outside it.
+struct GsView {
+  std::uint16_t selector;
+  std::uint32_t word_at_base;
+};
+GsView read_gs() {
+  GsView v{};
+  asm volatile("mov %%gs, %0\n\tmovl %%gs:0, %1" : "=r"(v.selector), "=r"(v.word_at_base));
+  return v;
+}
+void load_gs(std::uint16_t selector) { asm volatile("mov %0, %%gs" : : "r"(selector)); }
+
+TEST_F(AbiEdges, AnLdtSelectorInGsStaysAcrossAForkAndLeavingVmMode) {
+  // The kernel's fsgsbase_restore selftest, in short: an LDT data segment
+  // whose base holds a known word, loaded into GS in VM mode.
+  constexpr std::uint32_t kWord = 0x1337f00d;
+  void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
+  ASSERT_NE(page, MAP_FAILED);
+  *static_cast<std::uint32_t*>(page) = kWord;
+  struct UserDesc {
+    unsigned entry_number, base_addr, limit;
+    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
+        useable : 1;
+  } desc{};
+  desc.entry_number = 0;
+  desc.base_addr = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(page));
+  desc.limit = 3;
+  desc.seg_32bit = 1;
+  ASSERT_EQ(syscall(SYS_modify_ldt, 1, &desc, sizeof desc), 0);
+  constexpr std::uint16_t kSelector = 0x7;  // entry 0, the LDT, RPL 3
+
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  load_gs(kSelector);
+  const GsView in_vm = read_gs();
+  EXPECT_EQ(in_vm.selector, kSelector);
+  EXPECT_EQ(in_vm.word_at_base, kWord);
+
+  // A fork child resumes in a VM of its own with the same GS (it held
+  // selector 0 and base 0 before).
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const GsView v = read_gs();
+    const bool in_guest = test::in_guest_ring0();
+    load_gs(0);
+    _exit(!in_guest ? 3 : v.selector != kSelector ? 4 : v.word_at_base != kWord ? 5 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the fork child died: status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: not in VM mode, 4: GS selector lost, 5: GS base lost";
+
+  // Leaving VM mode hands GS to the host thread, selector and base.
+  leave();
+  ASSERT_FALSE(test::in_guest_ring0());
+  const GsView on_host = read_gs();
+  load_gs(0);
+  EXPECT_EQ(on_host.selector, kSelector);
+  EXPECT_EQ(on_host.word_at_base, kWord);
+  munmap(page, 4096);
+}
+
+TEST_F(AbiEdges, AGsBaseWrittenWithWrgsbaseReachesAForkChildAndTheHost) {
+  if ((getauxval(AT_HWCAP2) & (1UL << 1)) == 0) GTEST_SKIP() << "the kernel has not enabled FSGSBASE (HWCAP2)";
+  static std::uint32_t word = 0x5eed0001;
+  const auto base = reinterpret_cast<std::uint64_t>(&word);
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  // WRGSBASE, not arch_prctl: the host thread's GS base stays 0 meanwhile.
+  asm volatile("wrgsbase %0" : : "r"(base));
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::uint32_t seen_word = 0;
+    std::uint64_t seen_base = 0;
+    asm volatile("movl %%gs:0, %0\n\trdgsbase %1" : "=r"(seen_word), "=r"(seen_base));
+    syscall(SYS_arch_prctl, ARCH_SET_GS, 0);
+    _exit(seen_base != base ? 4 : seen_word != 0x5eed0001 ? 5 : 0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "the fork child died: status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "4: GS base lost, 5: GS points elsewhere";
+  leave();
+  std::uint64_t host_base = 0;
+  ASSERT_EQ(syscall(SYS_arch_prctl, ARCH_GET_GS, &host_base), 0);
+  syscall(SYS_arch_prctl, ARCH_SET_GS, 0);
+  EXPECT_EQ(host_base, base);
+}
+
+// An LDT data segment for SS (DPL 3, as every entry modify_ldt makes).
+void make_ldt_stack_segment(unsigned entry) {
+  struct UserDesc {
+    unsigned entry_number, base_addr, limit;
+    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
+        useable : 1;
+  } desc{};
+  desc.entry_number = entry;
+  desc.limit = 0xfffff;
+  desc.limit_in_pages = 1;
+  desc.seg_32bit = 1;
+  ASSERT_EQ(syscall(SYS_modify_ldt, 0x11, &desc, sizeof desc), 0);
+}
+
+TEST_F(AbiEdges, LoadingSsWithAnLdtStackSegmentLeavesVmModeAndWorks) {
+  // ldt_gdt's cross-CPU part: SS loaded with the program's LDT data segment
+  // (DPL 3). Natively that works; at CPL 0 it is #GP(selector). The thread
+  // leaves VM mode at the instruction, which the host then runs.
+  make_ldt_stack_segment(0);
+  constexpr std::uint16_t kSelector = 0x7;
+  // With a SIGSEGV handler, as ldt_gdt has: natively it never runs for the
+  // load above, and it does for a load that fails natively too (LDT entry
+  // 1 is empty), which stays in VM mode.
+  install(SIGSEGV, record_and_skip<2>);
+  test::enter_or_fail();
+  asm volatile("mov %0, %%ss" : : "a"(std::uint16_t{0x0f}));  // 8e d0
+  EXPECT_EQ(seen.count.load(), 1);
+  EXPECT_EQ(seen.sig.load(), SIGSEGV);
+  EXPECT_EQ(seen.in_vm.load(), 1);
+  ASSERT_TRUE(test::in_guest_ring0());
+  std::uint16_t ss = 0;
+  asm volatile("mov %1, %%ss\n\tmov %%ss, %0" : "=r"(ss) : "a"(kSelector));  // 8e d0
+  const bool still_in_vm = test::in_guest_ring0();
+  asm volatile("mov %0, %%ss" : : "r"(std::uint16_t{0x2b}));  // the user data segment
+  EXPECT_EQ(seen.count.load(), 1) << "the load of SS raised SIGSEGV";
+  EXPECT_EQ(ss, kSelector);
+  EXPECT_FALSE(still_in_vm) << "the SS load ran in VM mode?";
+}
+
+// Known problem (docs/ARCHITECTURE.md, "Known problems"): a thread that left
+// VM mode from an exception (here the SS load above) and enters again with
+// enter() gets its next synchronous signal twice: the handler runs, and
+// after its rt_sigreturn runs again at the RIP it chose, with no exception
+// in between. `dunk exec` never enters again after such a leave.
+TEST_F(AbiEdges, DISABLED_EnteringAgainAfterLeavingFromAnExceptionDeliversASignalOnce) {
+  make_ldt_stack_segment(0);
+  install(SIGSEGV, record_and_skip<2>);
+  test::enter_or_fail();
+  asm volatile("mov %0, %%ss" : : "a"(std::uint16_t{0x7}));
+  asm volatile("mov %0, %%ss" : : "r"(std::uint16_t{0x2b}));
+  ASSERT_FALSE(test::in_guest_ring0());
+  test::enter_or_fail();
+  asm volatile("mov %0, %%ss" : : "a"(std::uint16_t{0x0f}));  // 8e d0; LDT entry 1: empty
+  EXPECT_EQ(seen.count.load(), 1);
 }
 
 }  // namespace
