@@ -25,5 +25,6 @@ struct Command {
 Command add_exec(CLI::App& dunk);
 Command add_check(CLI::App& dunk);
 Command add_bench(CLI::App& dunk);
+Command add_sandbox(CLI::App& dunk);
 
 }  // namespace dunk::cli

@@ -76,6 +76,7 @@ int run(int argc, char** argv) {
       add_exec(app),
       add_check(app),
       add_bench(app),
+      add_sandbox(app),
   };
 
   std::vector<std::string> args(argv + 1, argv + argc);

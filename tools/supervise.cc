@@ -141,6 +141,20 @@ Result<int> run_child(const std::string& path, const std::vector<std::string>& a
   return wait_for(pid);
 }
 
+Result<int> run_function_child(int (*child)(void*), void* arg) {
+  SignalScope signals;
+  pid_t pid = fork();
+  if (pid < 0) return Error{"fork failed", errno};
+  if (pid == 0) {
+    sigaction(SIGCHLD, &signals.original_sigchld(), nullptr);
+    sigprocmask(SIG_SETMASK, &signals.original_mask(), nullptr);
+    std::fflush(nullptr);
+    _exit(child(arg));
+  }
+  signals.child_started(pid);
+  return wait_for(pid);
+}
+
 void end_like(int wait_status) {
   std::fflush(nullptr);
   if (!WIFSIGNALED(wait_status)) std::exit(WEXITSTATUS(wait_status));

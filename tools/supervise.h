@@ -18,6 +18,11 @@ namespace dunk::cli {
 Result<int> run_child(const std::string& path, const std::vector<std::string>& argv,
                       const std::vector<std::string>& envp);
 
+// Forks; the child runs `child(arg)` with dunk's original signal mask and
+// dispositions and exits with what it returns (or never returns). Signals
+// are managed as for run_child. Returns the child's wait status.
+Result<int> run_function_child(int (*child)(void*), void* arg);
+
 // Ends dunk the way the child ended: exit(code), or death by the same signal
 // (without a core file of dunk's own).
 [[noreturn]] void end_like(int wait_status);

@@ -21,9 +21,11 @@
 // instructions — cli, sti, hlt, in/out, lgdt/lidt, mov to CR*, wrmsr/rdmsr,
 // invlpg, swapgs, sysret (#GP: IOPL 0, no I/O bitmap) — use interrupt gates
 // other than int3/into (#GP), or load kernel selectors. Each of these faults
-// to ring 0 and changes nothing. Its FS/GS bases are its own (the
-// supervisor's come back on every entry to ring 0), and it starts with
-// every FPU/SSE/AVX register in its initial state and leaves none behind.
+// to ring 0 and changes nothing. Its FS/GS bases are its own (the caller's
+// unless the options give others; the supervisor's come back on every entry
+// to ring 0),
+// and it starts with every FPU/SSE/AVX register in its initial state (or the
+// options' image) and leaves none behind.
 #pragma once
 
 #include <cstddef>
@@ -50,9 +52,19 @@ struct Ring3Options {
   Ring3Handler on_syscall = nullptr;  // nullptr: a system call ends the run
   Ring3Handler on_fault = nullptr;    // nullptr: an exception ends the run
   void* cookie = nullptr;
-  // The FS base ring 3 starts with (its TLS); the caller's when absent.
-  // Needs CR4.FSGSBASE, without which ring 3 always runs with the caller's.
+  // Ring 3's FPU/SSE/AVX state at the start: an XSAVE image in the standard
+  // format, ring3_fpu_size() bytes, 64-byte aligned (one a run left in
+  // fpu_out, say); nullptr: every register in its initial state. An image
+  // XRSTOR would refuse is the caller's fault: a #GP in ring 0.
+  const void* fpu = nullptr;
+  // Where a run that stops leaves ring 3's FPU/SSE/AVX state (same format);
+  // nullptr: it is discarded. May be the same buffer as `fpu`.
+  void* fpu_out = nullptr;
+  // The FS and GS bases ring 3 starts with (its TLS); the caller's when
+  // absent. Need CR4.FSGSBASE (ring3_can_set_bases()), without which ring 3
+  // always runs with the caller's.
   std::optional<std::uint64_t> fs_base = std::nullopt;
+  std::optional<std::uint64_t> gs_base = std::nullopt;
 };
 
 struct Ring3Exit {
@@ -64,7 +76,17 @@ struct Ring3Exit {
   Reason reason = kReturned;
   std::uint64_t value = 0;
   TrapFrame frame{};  // ring 3's registers when the run ended
+  // Ring 3's FS and GS bases when the run ended (WRFSBASE may have changed
+  // them).
+  std::uint64_t fs_base = 0;
+  std::uint64_t gs_base = 0;
 };
+
+// The size of a ring-3 FPU image (Ring3Options::fpu): the XSAVE area of
+// every component the guest enables. VM mode only (0 otherwise).
+std::size_t ring3_fpu_size() noexcept;
+// Whether ring 3 can have FS/GS bases of its own (CR4.FSGSBASE).
+bool ring3_can_set_bases() noexcept;
 
 // Runs fn(arg) in ring 3 with RSP at the top of [stack, stack + stack_size)
 // (kUser|kWrite pages, checked); its return ends the run (through a page of

@@ -371,8 +371,18 @@ Status Machine::create(const EnterOptions& options) noexcept {
   }
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
+  DUNK_TRY(mirror_.set_user_ranges({user_ranges_, user_range_count_}, /*resync=*/false));
   DUNK_TRY(mirror_.sync_all());
   brk.store(static_cast<std::uint64_t>(sys::call(SYS_brk, 0)), std::memory_order_relaxed);
+  return {};
+}
+
+Status Machine::set_user_ranges(std::span<const UserRange> ranges) noexcept {
+  if (ranges.size() > Mirror::kMaxUserRanges) return Error{"too many user ranges", EINVAL};
+  LockGuard hold(create_lock_);
+  if (created()) DUNK_TRY(mirror_.set_user_ranges(ranges, /*resync=*/true));
+  std::copy(ranges.begin(), ranges.end(), user_ranges_);
+  user_range_count_ = static_cast<unsigned>(ranges.size());
   return {};
 }
 
@@ -629,7 +639,7 @@ Status Cpu::setup(Machine& machine) noexcept {
   const kvm_msr_entry msrs[] = {
       {arch::msr::kStar, 0, arch::gdt::kStar},
       {arch::msr::kLstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_syscall_entry)},
-      {arch::msr::kCstar, 0, 0},
+      {arch::msr::kCstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_compat_syscall_entry)},
       {arch::msr::kSfmask, 0, arch::kSyscallFlagMask},
       {arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&a)},
       {arch::msr::kTscAux, 0, arch::encode_cpunode_limit(where)},

@@ -73,6 +73,10 @@ class Machine {
   void close_fds_before_exit() noexcept;
 
   Mirror& mirror() noexcept { return mirror_; }
+  // The ranges ring 3 may reach (Mirror::set_user_ranges), now and in every
+  // VM this process builds later: a fork child following the fork mirrors
+  // its copy of the sandbox's region with the same U bits.
+  Status set_user_ranges(std::span<const UserRange> ranges) noexcept;
   LdtMirror& ldt() noexcept { return ldt_; }
   Arena& arena() noexcept { return arena_; }
   Stats& stats() noexcept { return *stats_; }
@@ -186,6 +190,8 @@ class Machine {
   bool user_mirror_ = false;
   bool small_pages_ = false;
   bool step_blocks_irq_ = false;
+  UserRange user_ranges_[Mirror::kMaxUserRanges];
+  unsigned user_range_count_ = 0;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
   // short of destroying the VM).

@@ -14,12 +14,13 @@ namespace {
 
 constexpr std::uint64_t kPage = arch::kPageSize4K;
 
-// Ring 3 reaches only what the program opens to it, unless the whole mirror
-// of host memory is to be its (MirrorConfig::user_mirror); never dunk's own.
-arch::PageAttributes attributes_for(int prot, Owner owner, bool user_mirror) noexcept {
+// Ring 3 reaches only what the program opens to it, the user ranges
+// (set_user_ranges), and the whole mirror of host memory when it is to be
+// its (MirrorConfig::user_mirror); never dunk's own.
+arch::PageAttributes attributes_for(int prot, Owner owner, bool user_range, bool user_mirror) noexcept {
   return arch::PageAttributes{
       .writable = (prot & PROT_WRITE) != 0,
-      .user = user_mirror && owner == Owner::kHost,
+      .user = user_range || (user_mirror && owner == Owner::kHost),
       .executable = (prot & PROT_EXEC) != 0,
       .software = static_cast<std::uint8_t>(owner),
   };
@@ -127,13 +128,58 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
   if (start >= end) return {};
   generation_.fetch_add(1, std::memory_order_acq_rel);
-  for (std::optional<arch::PageTable>& tree : trees_) {
-    if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
+  // In pieces that lie wholly inside one user range or outside all of them.
+  for (Hva piece = start; piece < end;) {
+    const UserRange* range = owner == Owner::kHost ? user_range_at(piece) : nullptr;
+    const Hva piece_end = std::min(end, range != nullptr ? range->end : next_user_start(piece));
+    const int piece_prot = range != nullptr ? (prot & range->max_prot) : prot;
+    for (std::optional<arch::PageTable>& tree : trees_) {
+      if (tree) DUNK_TRY(set_tree(*tree, piece, piece_end, piece_prot, owner, range != nullptr));
+    }
+    piece = piece_end;
   }
   return {};
 }
 
-Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner) noexcept {
+const UserRange* Mirror::user_range_at(Hva address) const noexcept {
+  for (unsigned i = 0; i < user_range_count_; ++i) {
+    if (user_ranges_[i].start <= address && address < user_ranges_[i].end) return &user_ranges_[i];
+  }
+  return nullptr;
+}
+
+Hva Mirror::next_user_start(Hva address) const noexcept {
+  Hva next(kUserSpaceEnd);
+  for (unsigned i = 0; i < user_range_count_; ++i) {
+    if (user_ranges_[i].start > address) next = std::min(next, user_ranges_[i].start);
+  }
+  return next;
+}
+
+Status Mirror::set_user_ranges(std::span<const UserRange> ranges, bool resync) noexcept {
+  if (ranges.size() > kMaxUserRanges) return Error{"too many user ranges", EINVAL};
+  for (const UserRange& r : ranges) {
+    if (r.start.value() % kPage != 0 || r.end.value() % kPage != 0 || r.start >= r.end ||
+        r.end.value() > kUserSpaceEnd) {
+      return Error{"a user range must be page-aligned and inside the user address space", EINVAL};
+    }
+    if (arena_ != nullptr && r.start < arena_->end() && arena_->base() < r.end) {
+      return Error{"a user range overlaps dunk's arena", EINVAL};
+    }
+  }
+  LockGuard hold(lock_);
+  UserRange old[kMaxUserRanges];
+  const unsigned old_count = user_range_count_;
+  std::copy_n(user_ranges_, old_count, old);
+  std::copy(ranges.begin(), ranges.end(), user_ranges_);
+  user_range_count_ = static_cast<unsigned>(ranges.size());
+  if (!resync || gpa_ == std::nullopt) return {};
+  for (unsigned i = 0; i < old_count; ++i) DUNK_TRY(sync_locked(old[i].start, old[i].end));
+  for (const UserRange& r : ranges) DUNK_TRY(sync_locked(r.start, r.end));
+  return {};
+}
+
+Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept {
   start = start.align_down(kPage);
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
@@ -148,8 +194,8 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
     Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
     DUNK_TRY(ensure_chunk(piece));
     Gpa gpa = *gpa_->translate(piece);
-    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner, config_.user_mirror),
-                      config_.largest, keep));
+    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece,
+                      attributes_for(prot, owner, user, config_.user_mirror), config_.largest, keep));
     piece = piece_end;
   }
   return {};

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <optional>
+#include <span>
 
 #include "arch/x86_64/page_table.h"
 #include "core/address_space_mirror.h"
@@ -55,6 +56,16 @@ struct MirrorConfig {
   arch::PageSize largest = arch::PageSize::k1G;
 };
 
+// A range of host addresses ring 3 may reach (the sandbox's untrusted
+// region, a read-only view of the vDSO): every leaf the mirror creates
+// inside it carries the U bit, with at most `max_prot` of the host's
+// rights. Everywhere else the mirror's leaves are supervisor-only.
+struct UserRange {
+  Hva start;
+  Hva end;
+  int max_prot = PROT_READ | PROT_WRITE | PROT_EXEC;
+};
+
 class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
  public:
   Mirror() noexcept = default;
@@ -71,6 +82,13 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // Makes the guest mapping of [start, end) mirror host protection `prot`
   // (PROT_NONE: not present). Page-aligned.
   Status set(Hva start, Hva end, int prot) noexcept override;
+  // The ranges ring 3 may reach (at most kMaxUserRanges, page-aligned, none
+  // overlapping dunk's arena); replaces the earlier ones. With `resync`, the
+  // old and new ranges are mirrored from the host again at once, so that
+  // the U bits follow; otherwise the next sync does it.
+  static constexpr unsigned kMaxUserRanges = 4;
+  Status set_user_ranges(std::span<const UserRange> ranges, bool resync) noexcept;
+
   // Re-reads the host's mappings of [start, end) from /proc/self/maps and
   // mirrors them (holes become not-present). dunk's arena is left alone.
   Status sync(Hva start, Hva end) noexcept override;
@@ -161,7 +179,9 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   arch::PageTableEntry* table_at(Gpa gpa) noexcept override;
 
   Status set_locked(Hva start, Hva end, int prot, Owner owner) noexcept;
-  Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner) noexcept;
+  Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept;
+  const UserRange* user_range_at(Hva address) const noexcept;
+  Hva next_user_start(Hva address) const noexcept;
   std::optional<int> protection_in(arch::PageTable& tree, Hva address) noexcept;
   Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
   bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
@@ -179,6 +199,8 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // Set once the program has made an edit: from then on the monitor's
   // edits keep kUser entries (which costs them a walk of existing tables).
   bool user_edits_ = false;
+  UserRange user_ranges_[kMaxUserRanges];
+  unsigned user_range_count_ = 0;
   // While guest code edits under lock_: tables come from the arena's
   // reserve only (no system call).
   bool reserve_only_ = false;

@@ -23,6 +23,7 @@
 // and SS from that + 8.
 #define DUNK_KERNEL_CS 0x10
 #define DUNK_KERNEL_DS 0x18
+#define DUNK_USER32_CS 0x23  // compatibility-mode code, ring 3
 #define DUNK_USER_DS 0x2b
 #define DUNK_USER_CS 0x33
 #define DUNK_TSS_SELECTOR 0x40
@@ -146,6 +147,7 @@ using arch::Tss64;
 static_assert(DUNK_KERNEL_CS == arch::gdt::kKernelCode.raw());
 static_assert(DUNK_KERNEL_DS == arch::gdt::kKernelData.raw());
 static_assert(DUNK_USER_CS == arch::gdt::kUserCode.raw());
+static_assert(DUNK_USER32_CS == arch::gdt::kUser32Code.raw());
 static_assert(DUNK_USER_DS == arch::gdt::kUserData.raw());
 static_assert(DUNK_TSS_SELECTOR == arch::gdt::kTss.raw());
 static_assert(DUNK_DR6_RESET == arch::dr6::kReset);
@@ -243,6 +245,7 @@ enum class Port : std::uint16_t {
 // Entry points defined in the .S files.
 extern "C" {
 void dunk_syscall_entry();          // LSTAR
+void dunk_compat_syscall_entry();   // CSTAR
 extern const std::uint64_t dunk_idt_stubs[256];  // address of each vector's stub
 }
 

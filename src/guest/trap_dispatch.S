@@ -32,6 +32,10 @@ dunk_trap_hook:
   cmpq $DUNK_KERNEL_CS, FRAME_CS(%rdi)
   je 1f
   cmpq $DUNK_USER_CS, FRAME_CS(%rdi)
+  je 1f
+  // Ring 3 in compatibility mode (a far jump to the 32-bit user code
+  // selector): its exceptions are ring 3's too, never the monitor's.
+  cmpq $DUNK_USER32_CS, FRAME_CS(%rdi)
   jne .Ldecline
 1:
   // A fault inside a handler (or nested deeper) is the monitor's to report.
@@ -118,4 +122,42 @@ dunk_user_syscall:
   swapgs                           // GS as an exception from ring 3 finds it
   jmp dunk_exception_common
   .size dunk_user_syscall, . - dunk_user_syscall
+
+// The SYSCALL entry point for compatibility mode (CSTAR). Only AMD CPUs
+// come here (Intel's raise #UD at the instruction); the caller's state is
+// what dunk_syscall_entry gets. From ring 3 (32-bit code reached through
+// the 32-bit user code selector) the call becomes the #UD an Intel CPU
+// raises, at the SYSCALL instruction, and goes to ring 3's supervisor like
+// any exception of its: nothing of ring 3's runs in ring 0 past this point.
+// From the program in ring 0 the entry goes on to address 0, where CSTAR
+// used to send it.
+  .globl dunk_compat_syscall_entry
+  .type dunk_compat_syscall_entry, @function
+  .p2align 4
+dunk_compat_syscall_entry:
+  swapgs
+  cmpq $0, %gs:AREA_USER_MODE
+  je 1f
+  movq %rsp, %gs:AREA_USER_RSP
+  movq %gs:AREA_TSS_IST1, %rsp
+  pushq $DUNK_USER_DS
+  pushq %gs:AREA_USER_RSP
+  pushq %r11                       // RFLAGS
+  pushq $DUNK_USER32_CS
+  subq $2, %rcx                    // back to the SYSCALL instruction
+  pushq %rcx
+  pushq $0                         // error code
+  pushq $6                         // #UD
+  swapgs                           // GS as an exception from ring 3 finds it
+  jmp dunk_exception_common
+1:
+  swapgs
+  jmp *.Lcstar_before(%rip)
+  .size dunk_compat_syscall_entry, . - dunk_compat_syscall_entry
+
+  .section .rodata
+  .p2align 3
+.Lcstar_before:
+  .quad 0
+  .section dunk_guest_text, "ax", @progbits
   .section .note.GNU-stack, "", @progbits

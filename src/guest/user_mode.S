@@ -56,9 +56,15 @@ dunk_user_enter:
   // unless Ring3Options::fs_base says otherwise).
   LOAD_FSGS %rsi, AREA_USER_FS, AREA_USER_GS
   movq %rdi, %rbx
+  // Ring 3's FPU state: the context's image, or the initial state.
+  movq UCTX_FPU(%rbx), %rcx
+  testq %rcx, %rcx
+  jnz 1f
+  leaq dunk_user_fpu_init(%rip), %rcx
+1:
   movl $-1, %eax
   movl $-1, %edx
-  xrstor64 dunk_user_fpu_init(%rip)
+  xrstor64 (%rcx)
   movq $1, AREA_USER_MODE(%rsi)
   // Ring 3's registers, then IRETQ through the frame's CPU half (RIP, CS,
   // RFLAGS, RSP, SS), as the common exception path returns.

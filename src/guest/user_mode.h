@@ -27,6 +27,7 @@
 #define UCTX_IST1 0x58
 #define UCTX_AREA 0x60
 #define UCTX_FRAME 0x68
+#define UCTX_FPU 0x120
 
 #ifndef __ASSEMBLER__
 
@@ -55,6 +56,9 @@ struct UserContext {
   VcpuArea* area;
   // Ring 3's registers: where the run starts; where it stopped, afterwards.
   TrapFrame frame;
+  // The XSAVE image (standard form) ring 3 starts with; null: the initial
+  // FPU state.
+  const void* fpu;
   // -- C++ only --
   UserEventHandler on_event = nullptr;  // every system call and exception of the run
   void* cookie = nullptr;               // for on_event
@@ -75,6 +79,7 @@ static_assert(offsetof(UserContext, exception_depth) == UCTX_DEPTH);
 static_assert(offsetof(UserContext, ist1) == UCTX_IST1);
 static_assert(offsetof(UserContext, area) == UCTX_AREA);
 static_assert(offsetof(UserContext, frame) == UCTX_FRAME);
+static_assert(offsetof(UserContext, fpu) == UCTX_FPU);
 
 extern "C" {
 // Runs ring 3 from context->frame until a handler stops the run; returns

@@ -2,6 +2,8 @@
 // (src/guest/user_mode.S) and its dispatcher (src/guest/dispatch.cc).
 #include "dunk/ring3.h"
 
+#include <cstring>
+
 #include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -17,7 +19,23 @@ struct RunState {
   const Ring3Options* options;
   Ring3Exit::Reason reason = Ring3Exit::kReturned;
   std::uint64_t value = 0;
+  std::uint64_t fs_base = 0;
+  std::uint64_t gs_base = 0;
 };
+
+// The run stops: what ring 3 leaves besides its frame. The dispatcher saved
+// its FPU state on top of the trap stack and its FS/GS bases in the area
+// (trap_dispatch.S; without FSGSBASE they stay what run_in_ring3 put there).
+guest::UserVerdict stop(guest::UserContext& context, RunState& state) noexcept {
+  const guest::VcpuArea& area = *context.area;
+  state.fs_base = area.user_fs;
+  state.gs_base = area.user_gs;
+  if (state.options->fpu_out != nullptr) {
+    std::memcpy(state.options->fpu_out, reinterpret_cast<const void*>(area.trap_xsave),
+                core::Machine::instance().xsave_size());
+  }
+  return guest::UserVerdict::kStop;
+}
 
 // Ring 0, on the trap stack: every event of the run.
 guest::UserVerdict on_event(guest::UserContext& context, TrapFrame& frame) noexcept {
@@ -29,15 +47,21 @@ guest::UserVerdict on_event(guest::UserContext& context, TrapFrame& frame) noexc
     if (frame.rax == DUNK_SYSCALL_USER_EXIT) {
       state.reason = Ring3Exit::kReturned;
       state.value = frame.rdi;
-      return guest::UserVerdict::kStop;
+      return stop(context, state);
     }
     state.reason = Ring3Exit::kSyscall;
-    if (state.options->on_syscall == nullptr) return guest::UserVerdict::kStop;
-    return verdict(state.options->on_syscall(frame, state.options->cookie));
+    if (state.options->on_syscall == nullptr) return stop(context, state);
+    if (verdict(state.options->on_syscall(frame, state.options->cookie)) == guest::UserVerdict::kResume) {
+      return guest::UserVerdict::kResume;
+    }
+    return stop(context, state);
   }
   state.reason = Ring3Exit::kFault;
-  if (state.options->on_fault == nullptr) return guest::UserVerdict::kStop;
-  return verdict(state.options->on_fault(frame, state.options->cookie));
+  if (state.options->on_fault == nullptr) return stop(context, state);
+  if (verdict(state.options->on_fault(frame, state.options->cookie)) == guest::UserVerdict::kResume) {
+    return guest::UserVerdict::kResume;
+  }
+  return stop(context, state);
 }
 
 // Ring 0 with CR4.FSGSBASE (VcpuArea::fsgsbase).
@@ -89,10 +113,11 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
   // Ring 3's FS/GS bases, which dunk_user_enter loads (without FSGSBASE it
   // loads nothing: ring 3 keeps the caller's).
   area->user_fs = options.fs_base.value_or(area->fsgsbase != 0 ? read_fs_base() : 0);
-  area->user_gs = area->fsgsbase != 0 ? read_gs_base() : 0;
+  area->user_gs = options.gs_base.value_or(area->fsgsbase != 0 ? read_gs_base() : 0);
   guest::UserContext context{};
   context.area = area;
   context.frame = start;
+  context.fpu = options.fpu;
   context.frame.cs = DUNK_USER_CS;
   context.frame.ss = DUNK_USER_DS;
   // Interrupts on, I/O privilege 0 (every in/out, cli, sti faults), and
@@ -108,7 +133,16 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
   exit.reason = state.reason;
   exit.value = state.value;
   exit.frame = context.frame;
+  exit.fs_base = state.fs_base;
+  exit.gs_base = state.gs_base;
   return exit;
+}
+
+std::size_t ring3_fpu_size() noexcept { return in_vm() ? core::Machine::instance().xsave_size() : 0; }
+
+bool ring3_can_set_bases() noexcept {
+  const core::Cpu* cpu = core::current_cpu();
+  return cpu != nullptr && cpu->area->fsgsbase != 0;
 }
 
 Result<Ring3Exit> run_in_ring3(std::uint64_t (*fn)(std::uint64_t), std::uint64_t arg, void* stack,

@@ -26,7 +26,7 @@ asm(R"(
   .globl r3_cli, r3_sti, r3_hlt, r3_out_dunk_port, r3_in, r3_lgdt, r3_lidt, r3_mov_cr3, r3_read_cr3, r3_wrmsr
   .globl r3_rdmsr, r3_invlpg, r3_swapgs, r3_sysret, r3_int80, r3_iret_to_ring0, r3_load_kernel_ds, r3_ltr
   .globl r3_iretq_insn, r3_mov_ds_insn, r3_ltr_insn
-  .globl r3_read_at_rdi, r3_write_own_code, r3_syscall, r3_int3, r3_wrfsbase_then_syscall
+  .globl r3_read_at_rdi, r3_write_own_code, r3_syscall, r3_int3, r3_wrfsbase_then_syscall, r3_far_jump_at_rdi
 r3_cli: cli
 r3_sti: sti
 r3_hlt: hlt
@@ -76,6 +76,8 @@ r3_wrfsbase_then_syscall:
   syscall
   rdfsbase %rax
   ret
+r3_far_jump_at_rdi:
+  ljmpl *(%rdi)
   .popsection
 )");
 
@@ -84,7 +86,7 @@ extern char __start_ring3_text[], __stop_ring3_text[];
 extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[], r3_lidt[], r3_mov_cr3[],
     r3_read_cr3[], r3_wrmsr[], r3_rdmsr[], r3_invlpg[], r3_swapgs[], r3_sysret[], r3_int80[], r3_iret_to_ring0[],
     r3_load_kernel_ds[], r3_ltr[], r3_read_at_rdi[], r3_write_own_code[], r3_syscall[], r3_int3[],
-    r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[];
+    r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[], r3_far_jump_at_rdi[];
 }
 
 // A compiled function for ring 3: no calls, no TLS (no stack protector).
@@ -199,6 +201,52 @@ TEST(Ring3, PrivilegedInstructionsFaultToRingZeroAndChangeNothing) {
   EXPECT_EQ(idt_before.base, idt_after.base);
   EXPECT_NE(rflags & (1u << 9), 0u) << "interrupts left disabled";
   EXPECT_EQ(pid, getpid());
+}
+
+// Ring 3 may enter compatibility mode through the GDT's 32-bit user code
+// selector (0x23) as Linux programs may; what it does there comes back to
+// the supervisor as ring 3's exceptions: SYSCALL as #UD (Intel raises it
+// itself; on AMD it reaches CSTAR, which makes it one), int $0x80 as #GP.
+// Never the monitor.
+TEST(Ring3, CompatibilityModeSystemCallsAreRingThreeFaults) {
+  char* stack = prepare();
+  // 32-bit code must lie below 4 GiB.
+  auto* code = static_cast<unsigned char*>(
+      mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT | MAP_POPULATE, -1, 0));
+  ASSERT_NE(code, MAP_FAILED);
+  const unsigned char syscall_ud2[] = {0x0f, 0x05, 0x0f, 0x0b}, int80_ud2[] = {0xcd, 0x80, 0x0f, 0x0b};
+  std::memcpy(code, syscall_ud2, sizeof syscall_ud2);
+  std::memcpy(code + 16, int80_ud2, sizeof int80_ud2);
+  ASSERT_TRUE(AddressSpace::process().protect(code, kPage, kRead | kExec | kUser));
+  flush_tlb();
+  struct {
+    const unsigned char* insn;
+    std::uint64_t vector;
+  } const cases[] = {{code, 6}, {code + 16, 13}};
+  const std::uint64_t runs_before = kvm_runs();
+  for (const auto& c : cases) {
+    // The far pointer (m16:32) at the top of ring 3's stack.
+    auto* target = reinterpret_cast<unsigned char*>(stack + kStackSize - 32);
+    const auto offset = static_cast<std::uint32_t>(reinterpret_cast<std::uintptr_t>(c.insn));
+    const std::uint16_t selector = DUNK_USER32_CS;
+    std::memcpy(target, &offset, 4);
+    std::memcpy(target + 4, &selector, 2);
+    TrapFrame start = at(r3_far_jump_at_rdi, stack);
+    start.rdi = reinterpret_cast<std::uint64_t>(target);
+    start.rax = 39;
+    auto exit = run_in_ring3(start);
+    ASSERT_TRUE(exit);
+    EXPECT_EQ(exit->reason, Ring3Exit::kFault);
+    EXPECT_EQ(exit->frame.vector, c.vector);
+    EXPECT_EQ(exit->frame.rip, reinterpret_cast<std::uint64_t>(c.insn)) << "not at the instruction";
+    EXPECT_EQ(exit->frame.cs, static_cast<std::uint64_t>(DUNK_USER32_CS));
+  }
+  const std::uint64_t runs_after = kvm_runs();
+  long pid = syscall(SYS_getpid);  // the monitor still answers
+  leave();
+  EXPECT_EQ(runs_after, runs_before) << "compatibility mode reached the monitor";
+  EXPECT_EQ(pid, getpid());
+  munmap(code, kPage);
 }
 
 TEST(Ring3, SupervisorPagesAndItsOwnCodeAreNotWritable) {

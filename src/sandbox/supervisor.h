@@ -1,0 +1,222 @@
+// The sandbox's supervisor, inside the layer: the process-wide state, one
+// ProgramThread per thread of the untrusted program, and the handlers of
+// the calls the supervisor serves itself rather than pass on.
+//
+//   run_thread(t)   the loop of one program thread, on its own host thread
+//                   (a vCPU): run_in_ring3 until a system call or an
+//                   exception stops the run, serve it, deliver the signals
+//                   that arrived, back to ring 3
+//   serve_call      policy decision, then an emulated call (tables below)
+//                   or the generic path: copies (copies.h), one forwarded
+//                   call, copies back
+//
+// Everything here runs in guest ring 0 as ordinary code of the dunk
+// process, outside the ring-3 dispatch (the run has stopped): it may
+// allocate and take locks; the program shares none of its libc.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "abi/signal.h"
+#include "abi/walk.h"
+#include "base/lock.h"
+#include "core/signals.h"
+#include "dunk/trap_frame.h"
+#include "sandbox/copies.h"
+#include "sandbox/region.h"
+#include "sandbox/report.h"
+#include "sandbox/runtime.h"
+
+namespace dunk::sandbox {
+
+// A signal the supervisor's host-level handler took for the program, on its
+// way to the program's handler in ring 3.
+struct ProgramSignal {
+  std::uint8_t info[abi::kSiginfoSize];
+  abi::Sigaction action;  // the program's action when it arrived
+};
+
+// Signals taken by the handler and not yet delivered; one producer (the
+// handler) and one consumer (the loop), both on the thread itself.
+struct SignalQueue {
+  static constexpr unsigned kSize = 64;
+  ProgramSignal slots[kSize];
+  std::atomic<std::uint32_t> head{0}, tail{0};
+  bool empty() const noexcept { return head.load(std::memory_order_acquire) == tail.load(std::memory_order_acquire); }
+};
+
+struct ProgramThread {
+  TrapFrame frame{};           // ring 3's registers
+  std::uint64_t fs_base = 0;   // ring 3's FS/GS bases
+  std::uint64_t gs_base = 0;
+  std::byte* fpu = nullptr;    // ring 3's XSAVE image (64-byte aligned)
+  std::byte* fpu_scratch = nullptr;  // for rt_sigreturn's checks
+  bool fpu_live = false;       // false: the initial state
+  abi::SignalStack altstack = abi::kNoSignalStack;
+  std::uint64_t clear_child_tid = 0;  // set_tid_address, CLONE_CHILD_CLEARTID
+  std::uint64_t set_child_tid = 0;    // CLONE_CHILD_SETTID, written before the first instruction
+  std::uint64_t robust_list = 0;      // set_robust_list (kept, never walked)
+  std::uint64_t robust_list_size = 0;
+  long tid = 0;
+  bool main = false;           // the process's first thread
+  // The last ring-3 page fault taken for a stale TLB entry (retried once).
+  std::uint64_t last_fault_rip = 0, last_fault_address = 0;
+  SignalQueue signals;
+  Scratch scratch;
+  // The copies of the call being served, while they exist: reports decode
+  // its arguments from them (CallCopies::read_as_copied).
+  const CallCopies* copies = nullptr;
+
+  ProgramThread() noexcept;
+  ~ProgramThread();
+  ProgramThread(const ProgramThread&) = delete;
+  ProgramThread& operator=(const ProgramThread&) = delete;
+};
+
+// Marks `copies` as the thread's call's copies for as long as it lives.
+class CopiesInUse {
+ public:
+  CopiesInUse(ProgramThread& t, const CallCopies& copies) noexcept : t_(t) { t_.copies = &copies; }
+  ~CopiesInUse() { t_.copies = nullptr; }
+  CopiesInUse(const CopiesInUse&) = delete;
+  CopiesInUse& operator=(const CopiesInUse&) = delete;
+
+ private:
+  ProgramThread& t_;
+};
+
+// The thread the calling host thread runs, or null.
+ProgramThread* current_thread() noexcept;
+void set_current_thread(ProgramThread* t) noexcept;
+
+// What the whole sandboxed process shares.
+struct Sandbox {
+  const Policy* policy = nullptr;
+  OnViolation on_violation = OnViolation::kPolicy;
+  Region region;
+  Reporter reporter;
+  std::size_t fpu_size = 0;
+  std::uint64_t xcr0 = 0;
+  // The program's signal actions (what rt_sigaction reports); changed
+  // under signal_lock, read by the host handler at any moment.
+  Lock signal_lock;
+  core::SignalTable actions;
+  // The program break (brk), inside the region.
+  std::uint64_t brk_start = 0, brk = 0, brk_limit = 0;
+  // System V segments attached by shmat: address -> size.
+  std::map<std::uint64_t, std::uint64_t> shm;
+  // The vDSO the program gets (AT_SYSINFO_EHDR), 0 when there is none.
+  std::uint64_t vdso = 0;
+  std::uint64_t pid = 0;
+  // How many program threads are alive (exit of the last ends the process).
+  std::atomic<int> threads{0};
+};
+
+Sandbox& sandbox() noexcept;
+
+// ---- The loop and the calls ---------------------------------------------
+
+[[noreturn]] void run_thread(ProgramThread& t) noexcept;
+// Starts a new host thread for a program thread and returns its tid (or
+// -errno); `t` is handed over. The tid is written at `parent_tid` (in the
+// region; 0: nowhere) before the thread's first instruction.
+long start_program_thread(ProgramThread* t, std::uint64_t parent_tid) noexcept;
+
+// A call the supervisor serves itself: the program's registers in `t.frame`
+// (RAX the number), the result goes into t.frame.rax.
+using CallHandler = void (*)(ProgramThread& t, const abi::Call& call) noexcept;
+// The handler for `nr`, or null for the generic path.
+CallHandler emulated(int nr) noexcept;
+
+// Memory (memory_calls.cc).
+void sys_mmap(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_munmap(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_mprotect(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_mremap(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_brk(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_shmat(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_shmdt(ProgramThread& t, const abi::Call& call) noexcept;
+// Processes and threads (process_calls.cc).
+void sys_clone(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_exit(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_exit_group(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_arch_prctl(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_set_tid_address(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_set_robust_list(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_get_robust_list(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_execve(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_close_range(ProgramThread& t, const abi::Call& call) noexcept;
+// Signals (signal_calls.cc).
+void sys_rt_sigaction(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_rt_sigreturn(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_sigaltstack(ProgramThread& t, const abi::Call& call) noexcept;
+
+// Refuses a call dunk never passes on (it would reach the supervisor), with
+// a report: ptrace, seccomp, ... (process_calls.cc).
+void refuse(ProgramThread& t, const abi::Call& call, long error, const char* why) noexcept;
+// One report line for a call: its arguments decoded (abi::format_call with
+// `result` as the answer the program gets), the rule, thread and RIP.
+void report_call(ProgramThread& t, const abi::Call& call, const char* event, const char* answer,
+                 const char* action, const char* rule, const char* detail, long result) noexcept;
+
+// Refuses `call` (EFAULT, with a report) and returns true when a pointer it
+// passes, [address, address + size), is not 0 and lies outside the
+// program's memory: what the generic path's copies do, for the calls the
+// supervisor serves itself.
+bool refuse_outside(ProgramThread& t, const abi::Call& call, std::uint64_t address, std::size_t size) noexcept;
+
+// The generic path: copies, one forwarded call, copies back (supervisor.cc).
+long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept;
+// Performs a call on the host as it is (the supervisor's own).
+extern "C" long dunk_sandbox_forward(const abi::Call* call);
+extern "C" const char dunk_sandbox_forward_insn[];
+// What a forwarded call returns when a signal interrupted it that the
+// program must see before the call runs again (see signals.cc).
+inline constexpr long kRestartForSignal = -512;
+
+// ---- Signals (signal_calls.cc) ----------------------------------------------
+
+// Installs the host handler for `sig` that matches the program's action.
+long install_host_action(int sig, const abi::Sigaction& program) noexcept;
+// Delivers the signals the host handler took for `t`: a frame each, on its
+// ring-3 stack.
+void deliver_signals(ProgramThread& t) noexcept;
+// An exception in ring 3 (t.frame.vector, error_code, cr2): its signal.
+void serve_fault(ProgramThread& t) noexcept;
+// The kernel's force_sig for a synchronous signal: the program's handler if
+// it has one and does not block it, else death by it. `info` may be null
+// (a kernel-made siginfo with `code`).
+void force_signal(ProgramThread& t, int sig, int code, std::uint64_t address, std::uint64_t trapno,
+                  std::uint64_t error, const std::uint8_t* info = nullptr) noexcept;
+// The process dies by `sig` (its default action), after a report line.
+[[noreturn]] void die_by_signal(int sig, const char* why) noexcept;
+
+// ---- Memory of the program ----------------------------------------------------
+
+// Copies between the program and the supervisor, checked against the region.
+bool read_program(void* to, std::uint64_t from, std::size_t size) noexcept;
+bool write_program(std::uint64_t to, const void* from, std::size_t size) noexcept;
+
+// ---- Loading (loader.cc) ------------------------------------------------------
+
+struct LoadedProgram {
+  std::uint64_t entry = 0;        // where ring 3 starts (the interpreter's entry, if any)
+  std::uint64_t stack_pointer = 0;
+  bool executable_stack = false;
+};
+struct LoadFailure {
+  int err = 0;              // errno: ENOENT, EACCES, ENOEXEC, ENOMEM, ...
+  std::string what;         // what failed
+};
+// Loads `path` (an ELF, or a #! script of one) into the region, with argv
+// and envp on a new stack, as execve does. On failure the region may hold
+// parts of the image.
+bool load_program(const std::string& path, const std::vector<std::string>& argv,
+                  const std::vector<std::string>& envp, LoadedProgram& out, LoadFailure& failure) noexcept;
+
+}  // namespace dunk::sandbox

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# `dunk sandbox` (kvm tier): programs of every executable kind give what they
+# give natively under an allow-all policy and under the built-in default;
+# denied calls are reported and answered with the policy's errno; exit
+# statuses; what an allowed and a denied call cost in VM exits.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# The probe (tests/programs/sandbox_probe.c) in its four builds.
+KINDS=(pie nopie static static_pie)
+probe() {
+	echo "$(dirname "$DUNK")/tests/programs/sandbox_probe_$1"
+}
+
+policy_file() {
+	local name=$1 text=$2
+	printf '%s\n' "$text" >"$WORK/$name.json"
+	echo "$WORK/$name.json"
+}
+allow_all() { policy_file allow '{"defaultAction": "SCMP_ACT_ALLOW"}'; }
+
+# The report lines the built-in default gives a program that works natively:
+# glibc asks for clone3 first and falls back to clone on ENOSYS, as under
+# Docker's profile. Any other line is a difference.
+drop_expected_denials() {
+	grep -v '^dunk sandbox: denied clone3(0x[0-9a-f]*, 88) -> -1 ENOSYS by syscalls\[[0-9]*\]: clone3: SCMP_ACT_ERRNO(38) \[pid [0-9]* tid [0-9]* rip 0x[0-9a-f]*\]$' "$1" || true
+}
+
+# compare_sandbox POLICY CMD...: CMD natively and under `dunk sandbox`
+# (POLICY "default": the built-in one), each in a fresh directory: the same
+# stdout, exit status and files left behind; the same stderr (under the
+# default, once the expected clone3 denials are taken out); and the run was
+# mediated (system calls went through the supervisor).
+compare_sandbox() {
+	local policy=$1
+	shift
+	local -a opts=(--stats-json="$WORK/stats.json")
+	[[ $policy == default ]] || opts+=(--policy "$policy")
+	rm -rf "$WORK/native" "$WORK/sandbox" "$WORK/stats.json"
+	local mode dir
+	for mode in native sandbox; do
+		dir=$WORK/$mode
+		mkdir "$dir"
+		local -a prefix=()
+		[[ $mode == sandbox ]] && prefix=("$DUNK" sandbox "${opts[@]}" --)
+		(cd "$dir" && exec "${prefix[@]}" "$@") >"$WORK/$mode.stdout" 2>"$WORK/$mode.stderr" </dev/null &&
+			echo 0 >"$WORK/$mode.status" || echo $? >"$WORK/$mode.status"
+	done
+	same_files "exit status of $*" "$WORK/native.status" "$WORK/sandbox.status"
+	same_files "stdout of $*" "$WORK/native.stdout" "$WORK/sandbox.stdout"
+	if [[ $policy == default ]]; then
+		drop_expected_denials "$WORK/sandbox.stderr" >"$WORK/sandbox.stderr.kept"
+		same_files "stderr of $* (expected denials aside)" "$WORK/native.stderr" "$WORK/sandbox.stderr.kept"
+	else
+		same_files "stderr of $*" "$WORK/native.stderr" "$WORK/sandbox.stderr"
+	fi
+	same_trees "$WORK/native" "$WORK/sandbox"
+	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 1" "totals.syscalls >= 1" ||
+		fail "$* did not run under the sandbox's supervisor"
+}
+
+probe_programs_under() {
+	local policy=$1 kind
+	for kind in "${KINDS[@]}"; do
+		PROBE_VAR=set-by-test compare_sandbox "$policy" "$(probe "$kind")" facts one 'two words' ''
+		expect_contains "$kind probe" "threads: 1 4 9 16" "$(<"$WORK/sandbox.stdout")"
+		expect_contains "$kind probe" "child: exited=1 status=7" "$(<"$WORK/sandbox.stdout")"
+		compare_sandbox "$policy" "$(probe "$kind")" auxv
+	done
+}
+
+test_probe_kinds_allow_all() { probe_programs_under "$(allow_all)"; }
+test_probe_kinds_default_policy() { probe_programs_under default; }
+
+system_programs_under() {
+	local policy=$1
+	compare_sandbox "$policy" /bin/true
+	compare_sandbox "$policy" /bin/false
+	compare_sandbox "$policy" /bin/echo hello 'from ring 3'
+	compare_sandbox "$policy" /bin/sh -c 'echo a b c | tr a-z A-Z; ls / >/dev/null; echo err >&2; exit 3'
+	# execve inside the sandbox: sh runs echo as the same process.
+	compare_sandbox "$policy" /bin/sh -c 'exec /bin/echo executed'
+	compare_sandbox "$policy" "$PYTHON" -c 'import hashlib, json, sys, threading
+t = threading.Thread(target=lambda: print("thread", flush=True)); t.start(); t.join()
+print(json.dumps({"sum": sum(range(1000)), "sha": hashlib.sha256(b"dunk").hexdigest()}))
+sys.exit(4)'
+}
+
+test_system_programs_allow_all() { system_programs_under "$(allow_all)"; }
+test_system_programs_default_policy() { system_programs_under default; }
+
+test_auxv() {
+	run_cmd "$DUNK" sandbox -- "$(probe pie)" auxv
+	expect_eq "exit status" 0 "$STATUS"
+	expect_contains "auxv" "AT_RANDOM: set, not the program headers" "$OUT"
+	expect_contains "auxv" "AT_PHDR: matches the loader's" "$OUT"
+	expect_contains "auxv" "AT_SYSINFO_EHDR: an ELF image" "$OUT"
+	expect_contains "auxv" "AT_SECURE=0" "$OUT"
+	# Two runs, two different random values.
+	local a b
+	a=$("$DUNK" sandbox -- "$PYTHON" -c 'import ctypes; L = ctypes.CDLL(None); L.getauxval.restype = ctypes.c_ulong; print(ctypes.string_at(L.getauxval(25), 16).hex())')
+	b=$("$DUNK" sandbox -- "$PYTHON" -c 'import ctypes; L = ctypes.CDLL(None); L.getauxval.restype = ctypes.c_ulong; print(ctypes.string_at(L.getauxval(25), 16).hex())')
+	[[ $a =~ ^[0-9a-f]{32}$ && $a != "$b" ]] || fail "AT_RANDOM's bytes: [$a] then [$b]"
+}
+
+# expect_report TEXT PREFIX: a line of TEXT is PREFIX followed by the
+# report's tail, "[pid P tid T rip 0xR]".
+expect_report() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
+	done <<<"$1"
+	fail "no report [$2...] in [$1]"
+}
+
+test_denied_call_is_reported_and_answered() {
+	local policy
+	policy=$(policy_file deny '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+		{"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+		{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}')
+	run_cmd "$DUNK" sandbox --policy "$policy" -- "$(probe static)" errno getppid
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "the program's view" "getppid: failed (errno 13)" "$OUT"
+	expect_lines "reports" 1 "$ERR"
+	expect_report "$ERR" "dunk sandbox: denied getppid() -> -1 EACCES by syscalls[0]: getppid: SCMP_ACT_ERRNO(13) "
+	# The arguments as copied, decoded; the default errno (EPERM).
+	run_cmd "$DUNK" sandbox --policy "$policy" -- /bin/mkdir "$WORK/newdir"
+	expect_eq "exit status" 1 "$STATUS"
+	[[ ! -e $WORK/newdir ]] || fail "the denied mkdir made the directory"
+	expect_contains "mkdir's own message" "Operation not permitted" "$ERR"
+	expect_report "$ERR" "dunk sandbox: denied mkdir(\"$WORK/newdir\", 0777) -> -1 EPERM by syscalls[1]: mkdir: SCMP_ACT_ERRNO(1) "
+	# The same as JSON lines in a file; stderr is the program's alone.
+	run_cmd "$DUNK" sandbox --policy "$policy" --log "$WORK/log.json" --log-format json -- "$(probe pie)" errno getppid
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "stderr with --log" "" "$ERR"
+	"$PYTHON" - "$WORK/log.json" <<-'EOF' || fail "JSON report: $(<"$WORK/log.json")"
+		import json, sys
+		lines = open(sys.argv[1]).read().splitlines()
+		assert len(lines) == 1, lines
+		r = json.loads(lines[0])
+		assert r["event"] == "denied" and r["call"] == "getppid" and r["nr"] == 110, r
+		assert r["answer"] == "-1 EACCES" and r["action"] == "SCMP_ACT_ERRNO", r
+		assert r["rule"] == "syscalls[0]: getppid: SCMP_ACT_ERRNO(13)", r
+		assert r["tid"] == r["pid"] > 1 and int(r["rip"], 16) > 0, r
+	EOF
+	# --on-violation log: reported, then allowed.
+	run_cmd "$DUNK" sandbox --policy "$policy" --on-violation log -- "$(probe static)" errno getppid
+	expect_eq "the program's view" "getppid: ok (errno 0)" "$OUT"
+	expect_contains "report" "getppid()" "$ERR"
+}
+
+test_exit_statuses() {
+	run_cmd "$DUNK" sandbox -- /bin/sh -c 'exit 3'
+	expect_eq "the program's status" 3 "$STATUS"
+	run_cmd "$DUNK" sandbox -- /bin/sh -c 'kill -TERM $$'
+	expect_eq "killed by SIGTERM" 143 "$STATUS"
+	expect_contains "reason" "killed by SIGTERM" "$ERR"
+	local kill
+	kill=$(policy_file kill '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_KILL_PROCESS"}]}')
+	run_cmd "$DUNK" sandbox --policy "$kill" -- "$(probe pie)" errno getppid
+	expect_eq "a violation" 159 "$STATUS"
+	expect_eq "stdout" "" "$OUT"
+	expect_report "$ERR" "dunk sandbox: denied getppid() -> killed (SIGSYS) by syscalls[0]: getppid: SCMP_ACT_KILL_PROCESS "
+	expect_contains "reason" "killed by SIGSYS (a policy violation)" "$ERR"
+	local deny
+	deny=$(policy_file deny '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]}')
+	run_cmd "$DUNK" sandbox --policy "$deny" --on-violation kill -- "$(probe pie)" errno getppid
+	expect_eq "--on-violation kill" 159 "$STATUS"
+	# Setup errors: 125, before anything runs.
+	expect_refused 125 "$WORK/missing.json: cannot read the policy" "$DUNK" sandbox --policy "$WORK/missing.json" -- /bin/touch "$WORK/ran"
+	local bad
+	bad=$(policy_file bad '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["no_such_call"], "action": "SCMP_ACT_ERRNO"}]}')
+	run_cmd "$DUNK" sandbox --policy "$bad" -- /bin/touch "$WORK/ran"
+	expect_eq "unknown call in the policy" 125 "$STATUS"
+	expect_contains "reason" "no_such_call" "$ERR"
+	[[ ! -e $WORK/ran ]] || fail "the program ran under a policy that was refused"
+	# Cannot execute: 126; not found: 127.
+	printf 'not a program\n' >"$WORK/data"
+	chmod -x "$WORK/data"
+	expect_refused 126 "Permission denied" "$DUNK" sandbox -- "$WORK/data"
+	expect_refused 127 "No such file or directory" "$DUNK" sandbox -- "$WORK/missing"
+	expect_refused 127 "command not found" "$DUNK" sandbox -- no-such-command-anywhere
+}
+
+# --rlimit-fsize (MiB) and --rlimit-cpu (seconds), as nsjail spells them:
+# the program meets them as it would natively.
+test_rlimits() {
+	mkdir "$WORK/files"
+	run_cmd "$DUNK" sandbox --rlimit-fsize 1 -- /bin/sh -c "head -c 3000000 /dev/zero >'$WORK/files/big'; echo \"head: \$?\""
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "head's fate (128+SIGXFSZ)" "head: 153" "$OUT"
+	expect_eq "the file's size" 1048576 "$(stat -c %s "$WORK/files/big")"
+	run_cmd "$DUNK" sandbox --rlimit-cpu 2 -- /bin/sh -c 'ulimit -t; ulimit -H -t'
+	expect_eq "the limits the program sees (soft, hard)" "$(printf '2\n3')" "$OUT"
+	run_cmd "$DUNK" sandbox --rlimit-cpu 1 -- /bin/sh -c 'while :; do :; done'
+	expect_eq "a CPU-bound loop (128+SIGXCPU)" 152 "$STATUS"
+	expect_contains "reason" "killed by SIGXCPU" "$ERR"
+}
+
+# exits N POLICY CALL COUNT: VM exits of the static probe making COUNT calls.
+exits() {
+	"$DUNK" sandbox --policy "$1" --stats-json="$WORK/costs.json" -- "$(probe static)" loop "$2" "$3" 2>"$WORK/costs.stderr" ||
+		fail "the probe failed: $(<"$WORK/costs.stderr")"
+	"$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print(r["totals"]["exits"], r["totals"]["syscalls"])' "$WORK/costs.json"
+}
+
+# An allowed call costs one exit (the forwarded call), a denied one none:
+# ring 0 decides, and its report is written later with the others.
+test_exact_costs() {
+	local allow deny
+	allow=$(allow_all)
+	deny=$(policy_file deny '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]}')
+	local base ten_thousand
+	read -r -a base <<<"$(exits "$allow" getpid 0)"
+	read -r -a ten_thousand <<<"$(exits "$allow" getpid 10000)"
+	echo "allowed getpid: ${base[*]} -> ${ten_thousand[*]} (exits, forwarded calls)"
+	expect_eq "VM exits of 10000 allowed getpid" 10000 $((ten_thousand[0] - base[0]))
+	expect_eq "forwarded calls of 10000 allowed getpid" 10000 $((ten_thousand[1] - base[1]))
+	read -r -a base <<<"$(exits "$deny" getppid 0)"
+	read -r -a ten_thousand <<<"$(exits "$deny" getppid 10000)"
+	echo "denied getppid: ${base[*]} -> ${ten_thousand[*]} (exits, forwarded calls)"
+	expect_eq "reports of 10000 denied getppid" 10000 "$(grep -c '^dunk sandbox: denied getppid() -> -1 EPERM' "$WORK/costs.stderr")"
+	# The reports themselves are written in a few large writes (one forwarded
+	# call each), never one per denial.
+	local writes=$((ten_thousand[0] - base[0]))
+	((writes <= 3)) || fail "10000 denied calls cost $writes VM exits (expected only the report's few writes)"
+	expect_eq "exits beyond forwarded calls" $((base[0] - base[1])) $((ten_thousand[0] - ten_thousand[1]))
+}
+
+main "$@"
