@@ -13,6 +13,8 @@ namespace dunk::core {
 namespace {
 
 constexpr std::uint64_t kPage = 4096;
+// Chunks a mapping may span and still get its GPA space at once (set_tree).
+constexpr std::uint64_t kEagerChunks = 4;
 
 arch::PageAttributes attributes_for(int prot, Owner owner) noexcept {
   return arch::PageAttributes{
@@ -132,8 +134,18 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
+  // A range over more chunks than ordinary mappings span is a reservation
+  // (a sanitizer's shadow memory, a runtime's heap) that the program touches
+  // sparsely: its chunks without GPA space stay absent from the tables and
+  // get it on the first access (resolve_fault), so that its size does not
+  // count against the GPA space.
+  const bool eager = (end.align_up(chunk) - start.align_down(chunk)) / chunk <= kEagerChunks;
   for (Hva piece = start; piece < end;) {
     Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
+    if (!eager && !gpa_->translate(piece)) {
+      piece = piece_end;
+      continue;
+    }
     DUNK_TRY(ensure_chunk(piece));
     Gpa gpa = *gpa_->translate(piece);
     DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner), arch::PageSize::k1G,
@@ -212,7 +224,9 @@ bool Mirror::resolve_fault(Hva address, bool write, bool fetch, std::uint64_t ro
   if (owned_by_program(tree, address)) return false;
   if (!host_allows(address, write, fetch)) return false;
   // Mirror the whole mapping the address belongs to, so that a growing
-  // stack or a foreign mapping costs one fault, not one per page.
+  // stack or a foreign mapping costs one fault, not one per page (of a
+  // large reservation, the chunks with GPA space: host_allows gave the
+  // address's chunk its own).
   Hva page = address.align_down(kPage);
   MapsReader reader(maps_buffer_, sizeof maps_buffer_);
   if (!reader.open().ok()) return true;
