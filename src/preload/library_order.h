@@ -30,6 +30,15 @@ namespace dunk::preload {
 // The dynamic linker splits LD_PRELOAD at these characters (ld.so(8)).
 inline constexpr std::string_view kPreloadSeparators = ": ";
 
+// string_view's substr() may throw, which would pull libstdc++'s exception
+// machinery into the library; these cannot.
+constexpr std::string_view head(std::string_view s, std::size_t n) noexcept {
+  return {s.data(), n < s.size() ? n : s.size()};
+}
+constexpr std::string_view tail(std::string_view s, std::size_t from) noexcept {
+  return from < s.size() ? std::string_view(s.data() + from, s.size() - from) : std::string_view();
+}
+
 // The first entry of an LD_PRELOAD value (empty entries skipped, as the
 // dynamic linker skips them), and the rest after its separator.
 struct Split {
@@ -43,7 +52,7 @@ constexpr Split split_first(std::string_view list) noexcept {
   list.remove_prefix(start);
   std::size_t end = list.find_first_of(kPreloadSeparators);
   if (end == std::string_view::npos) return {list, {}};
-  return {list.substr(0, end), list.substr(end + 1)};
+  return {head(list, end), tail(list, end + 1)};
 }
 
 // Runtimes that exit unless they come first in the initial library list:
@@ -51,7 +60,7 @@ constexpr Split split_first(std::string_view list) noexcept {
 // runtime itself recognises them.
 constexpr bool must_come_first(std::string_view library_path) noexcept {
   std::size_t slash = library_path.rfind('/');
-  std::string_view name = slash == std::string_view::npos ? library_path : library_path.substr(slash + 1);
+  std::string_view name = slash == std::string_view::npos ? library_path : tail(library_path, slash + 1);
   return name.starts_with("libasan.so") || name.starts_with("libclang_rt.asan-");
 }
 

@@ -62,11 +62,13 @@ std::uint64_t aux_value(const ElfW(auxv_t) * auxv, std::uint64_t type) noexcept 
   return 0;
 }
 
+// The last entry that starts with `prefix`: the one the dynamic linker used.
 char** find_variable(char** envp, std::string_view prefix) noexcept {
+  char** found = nullptr;
   for (; *envp != nullptr; ++envp) {
-    if (std::string_view(*envp).starts_with(prefix)) return envp;
+    if (std::string_view(*envp).starts_with(prefix)) found = envp;
   }
-  return nullptr;
+  return found;
 }
 
 // This library's path as the dynamic linker loaded it, and the path of the
@@ -116,15 +118,17 @@ char* preload_variable(std::string_view first, std::string_view second) noexcept
   return text;
 }
 
-void complain(const char* what, std::string_view path, long error) noexcept {
-  char line[512];
+// "dunk: cannot put RUNTIME first in LD_PRELOAD: WHY (errno N)"; the program
+// goes on, and its runtime refuses to run as it would behind any library.
+void complain(std::string_view runtime, const char* why, long error) noexcept {
+  char line[768];
   core::TextBuffer text(line, sizeof line);
-  text.append("dunk: cannot ").append(what).append(" ");
-  char name[256];
-  std::size_t n = path.size() < sizeof name - 1 ? path.size() : sizeof name - 1;
-  for (std::size_t i = 0; i < n; ++i) name[i] = path[i];
+  char name[512];
+  std::size_t n = runtime.size() < sizeof name - 1 ? runtime.size() : sizeof name - 1;
+  for (std::size_t i = 0; i < n; ++i) name[i] = runtime[i];
   name[n] = '\0';
-  text.append(name).append(" (errno ").dec(-error).append(")\n");
+  text.append("dunk: cannot put ").append(name).append(" first in LD_PRELOAD: ").append(why);
+  text.append(" (errno ").dec(-error).append(")\n");
   sys::call(SYS_write, 2, reinterpret_cast<long>(text.c_str()), static_cast<long>(text.length()));
 }
 
@@ -146,9 +150,9 @@ void execute_again(const InitialStack& stack, char** preload, std::string_view r
   std::size_t count = 0;
   while (stack.envp[count] != nullptr) ++count;
   auto** envp = reinterpret_cast<char**>(allocate((count + 1) * sizeof(char*)));
-  char* variable = preload_variable(runtime, std::string_view(*preload).substr(kLdPreload.size()));
-  if (envp == nullptr || variable == nullptr) return complain("allocate memory to put first", runtime, -ENOMEM);
-  for (std::size_t i = 0; i <= count; ++i) envp[i] = stack.envp[i] == *preload ? variable : stack.envp[i];
+  char* variable = preload_variable(runtime, tail(*preload, kLdPreload.size()));
+  if (envp == nullptr || variable == nullptr) return complain(runtime, "no memory", -ENOMEM);
+  for (std::size_t i = 0; i <= count; ++i) envp[i] = &stack.envp[i] == preload ? variable : stack.envp[i];
   // The file the kernel executed, by the name it was given (AT_EXECFN, what
   // the new image reports again) when that still names it; not a script's
   // name, since argv already holds the interpreter's arguments.
@@ -156,7 +160,7 @@ void execute_again(const InitialStack& stack, char** preload, std::string_view r
   const char* path = execfn != nullptr && same_file(execfn, "/proc/self/exe") ? execfn : "/proc/self/exe";
   long error = sys::call(SYS_execve, reinterpret_cast<long>(path), reinterpret_cast<long>(stack.argv),
                          reinterpret_cast<long>(envp));
-  complain("execute the program again with its sanitizer runtime first:", path, error);
+  complain(runtime, "executing the program again failed", error);
 }
 
 // Runs while the dynamic linker relocates this library: after it has loaded
@@ -171,7 +175,7 @@ void place_runtime_first() noexcept {
   char** preload = find_variable(stack.envp, kLdPreload);
   if (preload == nullptr) return;
   const Neighbours libraries = neighbours();
-  const Decision decision = decide(std::string_view(*preload).substr(kLdPreload.size()), libraries.self,
+  const Decision decision = decide(tail(*preload, kLdPreload.size()), libraries.self,
                                    libraries.next);
   switch (decision.step) {
     case Step::kNothing:

@@ -94,6 +94,20 @@ test_tsan_clean() {
 	expect_eq "stderr" "" "$(<"$WORK/vm.stderr")"
 }
 
+# Timer signals while threads run: dunk delivers them in VM mode, and
+# ThreadSanitizer runs each handler at a safe point of its own.
+test_signals() {
+	setup_bin
+	local sanitizer
+	for sanitizer in thread address; do
+		build "signals_$sanitizer" signals.c gcc -fsanitize=$sanitizer
+		compare_native "$BIN/signals_$sanitizer"
+		expect_eq "exit status" 0 "$(<"$WORK/vm.status")"
+		expect_eq "stderr" "" "$(<"$WORK/vm.stderr")"
+		rm -rf "$WORK/native" "$WORK/vm"
+	done
+}
+
 test_msan() {
 	setup_bin
 	build uninitialized_msan uninitialized.c clang -fsanitize=memory
@@ -161,6 +175,18 @@ test_library_list() {
 	run_cmd env LD_PRELOAD=libm.so.6 "$DUNK" exec "$BIN/libraries_asan"
 	expect_eq "refusal" "$native" "$STATUS $(normalise_report <<<"$ERR")"
 	expect_contains "refusal" "ASan runtime does not come first in initial library list" "$ERR"
+}
+
+# A sanitized program as a script's interpreter: executed again as itself
+# (/proc/self/exe), with the arguments the kernel gave it (the script's path).
+test_asan_script_interpreter() {
+	setup_bin
+	build heap_overflow_asan heap_overflow.c gcc -fsanitize=address
+	printf '#!%s\n' "$BIN/heap_overflow_asan" >"$BIN/script"
+	chmod +x "$BIN/script"
+	compare_native --normalise normalise_report "$BIN/script"
+	expect_eq "exit status" 1 "$(<"$WORK/vm.status")"
+	expect_contains "report" "ERROR: AddressSanitizer: heap-buffer-overflow" "$(<"$WORK/vm.stderr")"
 }
 
 # A sanitized parent's plain children get no sanitizer runtime, by fork +
