@@ -42,12 +42,17 @@ Command add_exec(CLI::App& dunk) {
                            ->option_text("[=FILE]");
   app->add_option("--stats-json", options->stats_json_path, "After PROG: the same report as JSON into FILE")
       ->type_name("FILE");
+  CLI::Option* strace =
+      app->add_flag("--strace{-}", options->strace_path,
+                    "A line for every system call of PROG's tree, as strace prints it, on stderr (or into FILE)")
+          ->option_text("[=FILE]");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]")
       ->required();
   return Command{app,
-                 [options, stats] {
+                 [options, stats, strace] {
                    options->stats = stats->count() > 0;
+                   options->strace = strace->count() > 0;
                    return run_exec(*options);
                  },
                  /*takes_command_line=*/true};

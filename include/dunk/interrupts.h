@@ -62,9 +62,7 @@ inline constexpr unsigned kLastInterruptVector = 253;
 inline constexpr unsigned kTlbShootdownVector = 254;
 inline constexpr unsigned kSpuriousInterruptVector = 255;
 
-// `frame.vector` is the interrupt's vector, `frame.rip` where the
-// interrupted code resumes; the error code is 0.
-using InterruptHandler = void (*)(TrapFrame& frame) noexcept;
+// Handlers have the signature InterruptHandler (dunk/trap_frame.h).
 
 struct InterruptOptions {
   // The program ends each interrupt of this vector itself with eoi().

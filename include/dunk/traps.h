@@ -39,23 +39,9 @@
 #include <cstdint>
 
 #include "dunk/result.h"
+#include "dunk/trap_frame.h"
 
 namespace dunk {
-
-// The interrupted code's state, as the entry code saved it. Every field may
-// be changed; the change takes effect when the handler returns kResume
-// (RIP and RSP included). Layout fixed by the entry code (src/guest/abi.h).
-struct TrapFrame {
-  std::uint64_t cr2;  // the faulting address of a page fault
-  std::uint64_t r15, r14, r13, r12, r11, r10, r9, r8;
-  std::uint64_t rbp, rdi, rsi, rdx, rcx, rbx, rax;
-  std::uint64_t vector;      // 0-255; 0x100 for a system call
-  std::uint64_t error_code;  // 0 for vectors without one
-  std::uint64_t rip, cs, rflags, rsp, ss;
-
-  // Whether the interrupted code ran in ring 3 (dunk/ring3.h).
-  bool from_ring3() const noexcept { return (cs & 3) == 3; }
-};
 
 // Exception vectors (Intel SDM vol. 3A §6.3.1 "Vectors", Table 6-1
 // "Protected-Mode Exceptions and Interrupts"; AMD APM vol. 2 §8.2).
@@ -81,12 +67,6 @@ enum Vector : unsigned {
   kControlProtection = 21,
 };
 
-enum class TrapAction {
-  kResume,   // return to the interrupted code through the (edited) frame
-  kDefault,  // let dunk handle it as if no handler were registered
-};
-
-using TrapHandler = TrapAction (*)(TrapFrame& frame) noexcept;
 
 // Installs `handler` for exception vector `vector` (0-31), replacing any
 // earlier one; nullptr removes it. NMI (2), double fault (8) and machine
@@ -106,5 +86,14 @@ struct PageFault {
   bool fetch = false;       // an instruction fetch
 };
 PageFault page_fault(const TrapFrame& frame) noexcept;
+
+// What kDefault does first for a page fault, for a handler that takes every
+// page fault yet leaves dunk's own to dunk (Dune's libdune): asks the
+// monitor to bring the address-space mirror up to date for an access to
+// `address` (a stack growing, a mapping made behind its back, a TLB entry
+// older than the tables). True when the access should now succeed; false
+// when the fault is not dunk's to resolve (the page is the program's, or the
+// host does not allow the access). One exit; VM mode only (false outside).
+bool resolve_fault(const void* address, bool write, bool fetch) noexcept;
 
 }  // namespace dunk

@@ -34,6 +34,9 @@ class Lock {
     }
   }
 
+  // Whether some thread holds the lock right now (for assertions and tests).
+  bool held() const noexcept { return state_.load(std::memory_order_relaxed) != 0; }
+
   // After fork the child has one thread; a lock another thread held is stale.
   void reset_after_fork() noexcept { state_.store(0, std::memory_order_relaxed); }
 

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "arch/x86_64/paging.h"
 #include "base/lock.h"
 #include "dunk/address.h"
 #include "dunk/result.h"
@@ -18,16 +19,24 @@ namespace dunk::core {
 class Arena {
  public:
   static constexpr std::uint64_t kSize = std::uint64_t{1} << 30;
-  static constexpr std::size_t kPage = 4096;
+  static constexpr std::size_t kPage = arch::kPageSize4K;
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
+  // Reserves it at the first free, size-aligned address in [from, limit),
+  // or wherever reserve() puts it when none is free (EnterOptions::
+  // identity_physical: an arena below 2^MAXPHYADDR can have the guest-
+  // physical address of its host address).
+  Status reserve_between(Hva from, Hva limit) noexcept;
   bool reserved() const noexcept { return base_ != 0; }
   // Replaces the whole region with fresh, inaccessible memory and forgets
   // everything handed out. For a fork child building a VM of its own: the
   // copy it inherited describes the parent's VM. Must not run on memory
   // inside the arena (a monitor stack).
   Status recycle() noexcept;
+  // Gives the region back to the kernel and forgets it (after
+  // dunk::shutdown, for a VM that needs its arena elsewhere).
+  void release() noexcept;
 
   Hva base() const noexcept { return Hva(base_); }
   Hva end() const noexcept { return Hva(base_ + kSize); }

@@ -9,6 +9,9 @@
 // into the host thread, in user mode, and continues there, without touching
 // the red zone below the target RSP (the code it resumes may be using it).
 
+#include <asm/unistd_64.h>
+
+#include "core/asm_offsets.h"
 #include "guest/abi.h"
 
   .text
@@ -112,16 +115,8 @@ dunk_restore_frame:
 // `call->child_fixup(frame, xsave, call->clone_flags)` (only for children with memory of their
 // own; it does not return if it resumes the child elsewhere), and restores
 // the copy. Returns the system call's result in the parent.
-#define CALL_NR 0
-#define CALL_ARGS 8
-#define CALL_FRAME 48
-#define CALL_XSAVE 56
-#define CALL_XSAVE_SIZE 64
-#define CALL_READY 72
-#define CALL_CHILD_FIXUP 80
-#define CALL_CLONE_FLAGS 88
 #define FRAME_COPY_SIZE ((FRAME_SIZE + 63) & ~63)
-#define NR_FUTEX 202
+// FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h, which is not assembler-safe).
 #define FUTEX_WAKE_PRIVATE 129
 
   .globl dunk_clone_native
@@ -160,7 +155,7 @@ dunk_clone_native:
   testq %rdi, %rdi
   jz 2f
   movl $1, (%rdi)
-  movl $NR_FUTEX, %eax
+  movl $__NR_futex, %eax
   movl $FUTEX_WAKE_PRIVATE, %esi
   movl $1, %edx
   syscall
@@ -227,10 +222,10 @@ dunk_run_on_stack:
   ud2
   .size dunk_run_on_stack, . - dunk_run_on_stack
 
-// long dunk_forward_syscall(const TrapFrame* frame /*rdi*/);
+// long dunk_forward_syscall(const Syscall* call /*rdi*/);
 //
-// The system call the guest asked for, made on the host: number in the
-// frame's RAX, arguments in its RDI, RSI, RDX, R10, R8, R9. Its SYSCALL
+// The system call the guest asked for, made on the host: RAX and the six
+// arguments of a struct Syscall (core/syscall.h). Its SYSCALL
 // instruction has a name of its own: when a host signal interrupts the call
 // and the kernel rewinds it for a restart, the host handler finds RIP there
 // (see dunk_host_signal_handler) and makes the guest restart it instead.
@@ -240,26 +235,106 @@ dunk_run_on_stack:
   .type dunk_forward_syscall, @function
   .p2align 4
 dunk_forward_syscall:
-  movq FRAME_RAX(%rdi), %rax
-  movq FRAME_RSI(%rdi), %rsi
-  movq FRAME_RDX(%rdi), %rdx
-  movq FRAME_R10(%rdi), %r10
-  movq FRAME_R8(%rdi), %r8
-  movq FRAME_R9(%rdi), %r9
-  movq FRAME_RDI(%rdi), %rdi
+  movq SYSCALL_NR(%rdi), %rax
+  movq SYSCALL_ARGS + 8(%rdi), %rsi
+  movq SYSCALL_ARGS + 16(%rdi), %rdx
+  movq SYSCALL_ARGS + 24(%rdi), %r10
+  movq SYSCALL_ARGS + 32(%rdi), %r8
+  movq SYSCALL_ARGS + 40(%rdi), %r9
+  movq SYSCALL_ARGS + 0(%rdi), %rdi
 dunk_forward_syscall_insn:
   syscall
 dunk_forward_syscall_done:
   ret
   .size dunk_forward_syscall, . - dunk_forward_syscall
 
+// long dunk_int80(const Syscall* call /*rdi*/);
+//
+// A 32-bit system call (`int $0x80`) the guest made, made on the host the
+// same way: number in EAX, arguments in EBX, ECX, EDX, ESI, EDI, EBP. Its
+// INT instruction is named for the host signal handler, like the SYSCALL of
+// dunk_forward_syscall.
+  .globl dunk_int80
+  .globl dunk_int80_insn
+  .globl dunk_int80_done
+  .type dunk_int80, @function
+  .p2align 4
+dunk_int80:
+  pushq %rbx
+  pushq %rbp
+  movq SYSCALL_NR(%rdi), %rax
+  movq SYSCALL_ARGS + 0(%rdi), %rbx
+  movq SYSCALL_ARGS + 8(%rdi), %rcx
+  movq SYSCALL_ARGS + 16(%rdi), %rdx
+  movq SYSCALL_ARGS + 24(%rdi), %rsi
+  movq SYSCALL_ARGS + 40(%rdi), %rbp
+  movq SYSCALL_ARGS + 32(%rdi), %rdi
+dunk_int80_insn:
+  int $0x80
+dunk_int80_done:
+  popq %rbp
+  popq %rbx
+  ret
+  .size dunk_int80, . - dunk_int80
+
+// bool dunk_port_io(PortAccess* access /*rdi*/);
+//
+// One port access of the guest's, made on the host with the host thread's
+// I/O permission (ioperm, iopl). A denied access raises #GP, which the
+// kernel turns into SIGSEGV at one of the IN/OUT instructions between
+// dunk_port_io and dunk_port_io_denied; dunk's probe handler
+// (core/port_io.cc) resumes at dunk_port_io_denied instead. Returns 1 when
+// the access was made (an IN's value in access->value), 0 when denied.
+  .globl dunk_port_io
+  .globl dunk_port_io_denied
+  .type dunk_port_io, @function
+  .p2align 4
+dunk_port_io:
+  movzwl PORT_ACCESS_PORT(%rdi), %edx
+  movl PORT_ACCESS_VALUE(%rdi), %eax
+  movzbl PORT_ACCESS_SIZE(%rdi), %ecx
+  cmpb $0, PORT_ACCESS_OUT(%rdi)
+  je 5f
+  cmpl $1, %ecx
+  jne 1f
+  outb %al, %dx
+  jmp 9f
+1:
+  cmpl $2, %ecx
+  jne 2f
+  outw %ax, %dx
+  jmp 9f
+2:
+  outl %eax, %dx
+  jmp 9f
+5:
+  cmpl $1, %ecx
+  jne 6f
+  inb %dx, %al
+  jmp 8f
+6:
+  cmpl $2, %ecx
+  jne 7f
+  inw %dx, %ax
+  jmp 8f
+7:
+  inl %dx, %eax
+8:
+  movl %eax, PORT_ACCESS_VALUE(%rdi)
+9:
+  movl $1, %eax
+  ret
+dunk_port_io_denied:
+  xorl %eax, %eax
+  ret
+  .size dunk_port_io, . - dunk_port_io
+
 // The sa_restorer of dunk's host signal handler: rt_sigreturn.
-#define NR_RT_SIGRETURN 15
   .globl dunk_host_signal_restorer
   .type dunk_host_signal_restorer, @function
   .p2align 4
 dunk_host_signal_restorer:
-  movl $NR_RT_SIGRETURN, %eax
+  movl $__NR_rt_sigreturn, %eax
   syscall
   ud2
   .size dunk_host_signal_restorer, . - dunk_host_signal_restorer

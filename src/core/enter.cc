@@ -18,6 +18,7 @@
 #include "base/syscall.h"
 #include "core/machine.h"
 #include "core/monitor.h"
+#include "core/thread_start.h"
 #include "dunk/dunk.h"
 #include "guest/abi.h"
 #include "kvm/kvm.h"
@@ -28,6 +29,19 @@ namespace {
 // Read by guest and host faces alike; initial-exec, because the monitor
 // must not call into the dynamic linker's TLS resolver.
 thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nullptr;
+// The machine's generation tls_cpu belongs to: a VM torn down by shutdown()
+// leaves the Cpu pointers of the threads that used it behind.
+thread_local std::uint64_t tls_generation __attribute__((tls_model("initial-exec"))) = 0;
+
+core::Cpu* live_tls_cpu() noexcept {
+  if (tls_cpu == nullptr) return nullptr;
+  return tls_generation == core::Machine::instance().generation() ? tls_cpu : nullptr;
+}
+
+void set_tls_cpu(core::Cpu* cpu) noexcept {
+  tls_cpu = cpu;
+  tls_generation = core::Machine::instance().generation();
+}
 
 }  // namespace
 
@@ -35,7 +49,7 @@ thread_local core::Cpu* tls_cpu __attribute__((tls_model("initial-exec"))) = nul
 // address space that created it. Drops it, so that enter() builds another.
 void forget_parent_vm(bool shares_fd_table) {
   core::Machine::instance().forget_after_fork(shares_fd_table);
-  tls_cpu = nullptr;
+  set_tls_cpu(nullptr);
 }
 
 // A fork made outside VM mode (by a thread that never entered, or after
@@ -48,20 +62,19 @@ void forget_in_fork_child() {
 
 // Moves a fork child into a VM of its own and resumes `frame` there (does
 // not return), or says why not.
-Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const core::KernelStack& altstack) {
+Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const abi::SignalStack& altstack) {
   core::Machine& machine = core::Machine::instance();
-  // The parent's kind of VM (forget_after_fork keeps the flag).
-  DUNK_TRY(machine.ensure_created(EnterOptions{.interrupts = machine.interrupts(), .follow_fork = true}));
+  // The parent's kind of VM (forget_after_fork keeps its options).
+  EnterOptions options = machine.creation_options();
+  options.follow_fork = true;
+  DUNK_TRY(machine.ensure_created(options));
   DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
-  tls_cpu = cpu;
+  set_tls_cpu(cpu);
   cpu->signals.reset();
   cpu->signals.altstack = altstack;
   cpu->entering_fork_child = true;
   cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
-  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu->entry_fs_base));
-  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));
-  cpu->entry_frame = frame;
-  std::memcpy(cpu->xsave, xsave, machine.xsave_size());
+  cpu->prepare_entry_from_host(frame, static_cast<const std::byte*>(xsave), machine.xsave_size());
   core::dunk_run_on_stack(cpu->monitor_stack_top, &core::monitor_main, cpu);
 }
 
@@ -69,11 +82,11 @@ Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const 
 // arena (which building its own VM replaces).
 struct ForkChild {
   guest::TrapFrame frame;
-  core::KernelStack altstack;
+  abi::SignalStack altstack;
   alignas(64) std::byte xsave[];  // Machine::xsave_size() bytes
 };
 
-void hand_altstack_to_host(const core::KernelStack& altstack) {
+void hand_altstack_to_host(const abi::SignalStack& altstack) {
   if (altstack.size != 0) sys::call(SYS_sigaltstack, reinterpret_cast<long>(&altstack), 0);
 }
 
@@ -85,7 +98,7 @@ void hand_altstack_to_host(const core::KernelStack& altstack) {
   int n = std::snprintf(line, sizeof line, "dunk: a fork child cannot enter VM mode (%s); it runs outside VM mode\n",
                         describe(s.error(), why, sizeof why));
   if (n > 0) sys::call(SYS_write, 2, reinterpret_cast<long>(line), n);
-  tls_cpu = nullptr;
+  set_tls_cpu(nullptr);
   hand_altstack_to_host(child->altstack);
   core::dunk_restore_frame(&child->frame, child->xsave);
 }
@@ -94,8 +107,8 @@ void hand_altstack_to_host(const core::KernelStack& altstack) {
 // its monitor's stack, before the child resumes the program: in a VM of its
 // own when the process follows forks, otherwise on the host (by returning).
 extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags) {
-  const core::KernelStack altstack =
-      tls_cpu != nullptr ? tls_cpu->signals.altstack : core::KernelStack{0, SS_DISABLE, 0, 0};
+  const abi::SignalStack altstack =
+      live_tls_cpu() != nullptr ? live_tls_cpu()->signals.altstack : abi::kNoSignalStack;
   core::Machine& machine = core::Machine::instance();
   const bool follow = machine.follow_fork();
   const bool shares_fd_table = (clone_flags & CLONE_FILES) != 0;
@@ -128,20 +141,20 @@ Status enter(const EnterOptions& options) noexcept {
   static const int atfork_registered = pthread_atfork(nullptr, nullptr, forget_in_fork_child);
   (void)atfork_registered;
   DUNK_TRY(machine.ensure_created(options));
-  if (tls_cpu == nullptr) {
+  if (live_tls_cpu() == nullptr) {
     DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
-    tls_cpu = cpu;
+    set_tls_cpu(cpu);
   }
   core::Cpu* cpu = tls_cpu;
   // Signals the program catches reach its handlers in the guest from now on.
   core::adopt_signal_handlers();
   core::take_altstack_from_host(*cpu);
   cpu->owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
-  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu->entry_fs_base));
-  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu->entry_gs_base));
-  // XSAVE leaves parts of its header alone; KVM_SET_XSAVE wants them zero.
+  // dunk_capture_and_switch fills in the frame and the FPU image; RAX is
+  // what enter() returns in the guest. XSAVE leaves parts of the image's
+  // header alone, which KVM_SET_XSAVE wants zero.
   std::memset(cpu->xsave, 0, machine.xsave_size());
-  cpu->entry_frame.rax = 0;  // what enter() returns in the guest
+  cpu->prepare_entry_from_host(guest::TrapFrame{});
   long result = core::dunk_capture_and_switch(&cpu->entry_frame, cpu->xsave, cpu->monitor_stack_top,
                                               &core::monitor_main, cpu);
   if (result != 0) return cpu->entry_error;
@@ -153,16 +166,23 @@ void leave() noexcept {
   sys::call(DUNK_SYSCALL_LEAVE);
 }
 
-bool in_vm() noexcept { return tls_cpu != nullptr && tls_cpu->in_guest; }
+bool in_vm() noexcept {
+  const core::Cpu* cpu = live_tls_cpu();
+  return cpu != nullptr && cpu->in_guest;
+}
 
-core::Cpu* core::current_cpu() noexcept { return tls_cpu; }
+Status shutdown() noexcept {
+  if (in_vm()) return Error{"shutdown: the calling thread is in VM mode (leave() first)", EBUSY};
+  return core::Machine::instance().destroy();
+}
 
-void core::set_current_cpu(core::Cpu* cpu) noexcept { tls_cpu = cpu; }
+core::Cpu* core::current_cpu() noexcept { return live_tls_cpu(); }
+
+void core::set_current_cpu(core::Cpu* cpu) noexcept { set_tls_cpu(cpu); }
 
 const char* describe(const Error& error, char* buf, std::size_t size) noexcept {
   if (std::strcmp(error.what, kvm::kOpenFailed) == 0) {
-    const char* device = std::getenv("DUNK_KVM_DEVICE");
-    if (device == nullptr || *device == '\0') device = "/dev/kvm";
+    const char* device = core::Machine::instance().config().kvm_device;
     switch (error.err) {
       case ENOENT:
         std::snprintf(buf, size,

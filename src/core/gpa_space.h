@@ -39,6 +39,11 @@ struct GpaSpaceConfig {
   // GPA ranges never handed out (e.g. the 32-bit MMIO hole where the local
   // APIC page and Intel's real-mode TSS live).
   std::span<const GpaRange> reserved = {};
+  // Dune's layout (EnterOptions::identity_physical): a host chunk whose
+  // address fits the physical width gets the GPA chunk of the same address
+  // when that one is free; the others get chunks from the top down, so that
+  // low GPAs stay free for the identity assignments still to come.
+  bool identity = false;
 };
 
 // The GPA ranges every x86 VM should avoid: [3 GiB, 4 GiB) (local APIC at
@@ -100,7 +105,10 @@ class GpaSpace {
   bool reserved(std::uint64_t gpa_chunk) const noexcept;
   ChunkAssignment describe(std::uint64_t host_chunk, std::uint32_t gpa_chunk) const noexcept;
 
+  std::optional<std::uint32_t> free_chunk(std::uint64_t host_chunk) const noexcept;
+
   unsigned chunk_shift_ = 30;
+  bool identity_ = false;
   std::uint32_t capacity_ = 0;
   std::uint32_t assigned_ = 0;
   std::uint32_t next_free_hint_ = 0;

@@ -1,9 +1,11 @@
 #include "core/machine.h"
 
+#include <asm/prctl.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,8 +13,11 @@
 
 #include "arch/x86_64/apic.h"
 #include "arch/x86_64/registers.h"
+#include "arch/x86_64/vectors.h"
+#include "arch/x86_64/xsave.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "core/monitor_context.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 #include "kvm/uapi.h"
@@ -27,6 +32,17 @@ constexpr std::uint64_t kIntelTssGpa = 0xfffb'd000;
 constexpr std::uint64_t kIntelIdentityMapGpa = 0xfffb'c000;
 
 constexpr unsigned kIdtBytes = arch::kIdtEntries * sizeof(arch::IdtGate);
+
+// EnterOptions::identity_physical places dunk's arena (its page tables) at
+// the first free GiB from 12 GiB up, where its guest-physical address can be
+// its host address: just above the 4 GiB Dune's libdune keeps for its page
+// pool at 8 GiB (include/libdune/dune.h, PAGEBASE and MAX_PAGES), and below
+// both the physical width and the HyperTransport hole (gpa_space.cc).
+constexpr Hva kIdentityArenaFrom{std::uint64_t{12} << 30};
+Hva identity_limit(unsigned phys_bits) noexcept {
+  constexpr std::uint64_t kHyperTransportHole = 0xfd'0000'0000;
+  return Hva(std::min(std::uint64_t{1} << phys_bits, kHyperTransportHole));
+}
 
 std::uint64_t host_xcr0() noexcept {
   std::uint32_t eax, edx;
@@ -70,7 +86,8 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
   s.base = 0;
   s.limit = 0xffffffff;
   s.selector = selector;
-  s.type = code ? 0xb : 0x3;  // execute/read accessed, or read/write accessed
+  using namespace arch::segment_type;
+  s.type = code ? (kCode | kCodeReadable | kAccessed) : (kDataWritable | kAccessed);
   s.present = 1;
   s.dpl = static_cast<std::uint8_t>(dpl);
   s.db = code ? 0 : 1;  // a 64-bit code segment must have D clear (L and D both set is invalid)
@@ -90,15 +107,6 @@ Machine& Machine::instance() noexcept {
   return *machine;
 }
 
-void Machine::own_fd(int fd) noexcept {
-  if (fd >= 0 && fd < kMaxOwnedFd) owned_fds_[fd / 64].fetch_or(std::uint64_t{1} << (fd % 64), std::memory_order_relaxed);
-}
-
-bool Machine::owns_fd(int fd) const noexcept {
-  return fd >= 0 && fd < kMaxOwnedFd &&
-         (owned_fds_[fd / 64].load(std::memory_order_relaxed) & (std::uint64_t{1} << (fd % 64))) != 0;
-}
-
 bool Machine::created_here() const noexcept { return created() && owner_pid_ == sys::call(SYS_getpid); }
 
 Status Machine::ensure_created(const EnterOptions& options) noexcept {
@@ -107,6 +115,12 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
     if (options.interrupts && !interrupts_) {
       return Error{"EnterOptions::interrupts must be given to the first enter(), which creates the VM; this "
                    "process's VM has no local APICs",
+                   EINVAL};
+    }
+    if ((options.identity_physical && !identity_physical_) || (options.user_mirror && !user_mirror_) ||
+        (options.small_pages && !small_pages_)) {
+      return Error{"EnterOptions' memory layout (identity_physical, user_mirror, small_pages) must be given to the "
+                   "first enter(), which creates the VM; this process's VM has another",
                    EINVAL};
     }
     return {};
@@ -120,14 +134,21 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
   return {};
 }
 
+EnterOptions Machine::creation_options() const noexcept {
+  return EnterOptions{.interrupts = interrupts_,
+                      .follow_fork = follow_fork_,
+                      .identity_physical = identity_physical_,
+                      .user_mirror = user_mirror_,
+                      .small_pages = small_pages_};
+}
+
 Status Machine::check_capabilities() noexcept {
   for (const Capability& cap : kRequired) {
     if (kvm_->check_extension(cap.id) <= 0) return Error{cap.missing, ENOTSUP};
   }
   // DUNK_REQUIRE_KVM_CAP=N makes capability N required too: a way to ask
   // whether a kernel offers it, and to exercise this error path in tests.
-  if (const char* extra = std::getenv("DUNK_REQUIRE_KVM_CAP"); extra != nullptr && *extra != '\0') {
-    long id = std::strtol(extra, nullptr, 0);
+  if (const long id = config_.required_capability; id >= 0) {
     if (kvm_->check_extension(id) <= 0) {
       static char message[96];
       std::snprintf(message, sizeof message, "KVM lacks capability %ld (required by DUNK_REQUIRE_KVM_CAP)", id);
@@ -200,13 +221,8 @@ Status Machine::build_fpu_init_image() noexcept {
   // The FPU's initial state (SDM vol. 1 §13.6, "Processor Tracking of XSAVE-
   // Managed State"; Table 10-1 for FXSAVE's layout): FCW 0x37F, MXCSR
   // 0x1F80, every register zero, x87 and SSE marked as loaded from here.
-  DUNK_ASSIGN_OR_RETURN(fpu_init_, arena_.allocate(xsave_size_, 64));
-  const std::uint16_t fcw = 0x37f;
-  const std::uint32_t mxcsr = 0x1f80;
-  const std::uint64_t xstate_bv = arch::xfeature::kX87 | arch::xfeature::kSSE;
-  std::memcpy(fpu_init_ + 0, &fcw, sizeof fcw);
-  std::memcpy(fpu_init_ + 24, &mxcsr, sizeof mxcsr);
-  std::memcpy(fpu_init_ + 512, &xstate_bv, sizeof xstate_bv);
+  DUNK_ASSIGN_OR_RETURN(fpu_init_, arena_.allocate(xsave_size_, arch::xsave::kAlignment));
+  arch::xsave::Image(fpu_init_).fill_initial(xsave_size_);
   return {};
 }
 
@@ -215,19 +231,20 @@ Status Machine::build_idt() noexcept {
   idt_ = reinterpret_cast<arch::IdtGate*>(memory);
   for (unsigned v = 0; v < arch::kIdtEntries; ++v) {
     // NMI, #DF and #MC can strike when IST1 is unusable: they get IST2.
-    bool fatal = v == 2 || v == 8 || v == 18;
+    const unsigned ist = guest::is_fatal_vector(v) ? 2 : 1;
     // int3 and into are meant to be executed by ring-3 code too.
-    unsigned dpl = (v == 3 || v == 4) ? 3 : 0;
+    const bool software_trap = v == static_cast<unsigned>(arch::Vector::kBreakpoint) ||
+                               v == static_cast<unsigned>(arch::Vector::kOverflow);
     idt_[v] = arch::make_gate(arch::GateType::kInterrupt, Gva(guest::dunk_idt_stubs[v]),
-                              arch::gdt::kKernelCode, fatal ? 2 : 1, dpl);
+                              arch::gdt::kKernelCode, ist, software_trap ? 3 : 0);
   }
   return {};
 }
 
 Status Machine::setup_stats() noexcept {
   // `dunk exec --stats` names a file every process of the tree adds to.
-  const char* path = std::getenv("DUNK_STATS");
-  if (path != nullptr && *path != '\0') {
+  const char* path = config_.stats_path;
+  if (*path != '\0') {
     long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
     if (!sys::failed(fd)) {
       long addr = sys::call(SYS_mmap, 0, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -259,26 +276,21 @@ Result<kvm::System> Machine::open_kvm() noexcept {
   // down the process tree so that a program that has dropped its
   // privileges (and could not open /dev/kvm) still runs in VM mode. It stays
   // open for this process's own children, out of the program's reach.
-  if (const char* inherited = std::getenv("DUNK_KVM_FD"); inherited != nullptr && *inherited != '\0') {
-    char* end = nullptr;
-    long fd = std::strtol(inherited, &end, 10);
-    if (*end == '\0' && fd >= 0 && fd < kMaxOwnedFd) {
-      if (auto system = kvm::System::duplicate(static_cast<int>(fd))) {
-        own_fd(static_cast<int>(fd));
-        inherited_kvm_fd_ = static_cast<int>(fd);
-        return system;
-      }
+  if (const int fd = config_.inherited_kvm_fd; fd >= 0 && fd < FdSet::kLimit) {
+    if (auto system = kvm::System::duplicate(fd, &move_out_of_program_range)) {
+      dunk_fds_.add(fd);
+      inherited_kvm_fd_ = fd;
+      return system;
     }
     // Not (or no longer) a KVM handle: open the device as without it.
   }
   // DUNK_KVM_DEVICE names another device node than /dev/kvm.
-  const char* device = std::getenv("DUNK_KVM_DEVICE");
-  return kvm::System::open(device != nullptr && *device != '\0' ? device : "/dev/kvm");
+  return kvm::System::open(config_.kvm_device, &move_out_of_program_range);
 }
 
 Status Machine::create(const EnterOptions& options) noexcept {
-  const char* trace = std::getenv("DUNK_TRACE");
-  trace_ = trace != nullptr && *trace != '\0' && *trace != '0';
+  if (!configured_) config_ = MachineConfig::from_environment();
+  configured_ = true;
   DUNK_ASSIGN_OR_RETURN(kvm::System system, open_kvm());
   kvm_.emplace(std::move(system));
   DUNK_TRY(check_capabilities());
@@ -294,10 +306,7 @@ Status Machine::create(const EnterOptions& options) noexcept {
   if (max_vcpus <= 0) max_vcpus = vm_->check_extension(KVM_CAP_NR_VCPUS);
   max_vcpus_ = max_vcpus > 0 ? static_cast<unsigned>(max_vcpus) : 1;
   // DUNK_MAX_VCPUS=N lowers it (to test what happens at the limit).
-  if (const char* lower = std::getenv("DUNK_MAX_VCPUS"); lower != nullptr && *lower != '\0') {
-    long n = std::strtol(lower, nullptr, 10);
-    if (n > 0 && static_cast<unsigned long>(n) < max_vcpus_) max_vcpus_ = static_cast<unsigned>(n);
-  }
+  if (config_.max_vcpus > 0 && config_.max_vcpus < max_vcpus_) max_vcpus_ = config_.max_vcpus;
   TextBuffer(vcpu_limit_message_, sizeof vcpu_limit_message_)
       .append("KVM allows ")
       .dec(max_vcpus_)
@@ -312,20 +321,54 @@ Status Machine::create(const EnterOptions& options) noexcept {
     DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
   }
 
-  // A fork child's arena still holds its parent's VM: start afresh.
-  DUNK_TRY(arena_.reserved() ? arena_.recycle() : arena_.reserve());
+  identity_physical_ = options.identity_physical;
+  user_mirror_ = options.user_mirror;
+  small_pages_ = options.small_pages;
+  // A fork child's arena still holds its parent's VM: start afresh (at the
+  // same address, which keeps an identity layout). After dunk::shutdown of
+  // a VM of the other layout, an arena outside the identity window moves.
+  const Hva identity_end = identity_limit(features_.phys_bits);
+  if (identity_physical_ && arena_.reserved() &&
+      (arena_.base() < kIdentityArenaFrom || arena_.end() > identity_end)) {
+    arena_.release();
+  }
+  if (arena_.reserved()) {
+    DUNK_TRY(arena_.recycle());
+  } else if (identity_physical_) {
+    DUNK_TRY(arena_.reserve_between(kIdentityArenaFrom, identity_end));
+  } else {
+    DUNK_TRY(arena_.reserve());
+  }
   MirrorConfig config{
       .gpa = {.phys_bits = features_.phys_bits,
               .chunk_shift = 30,
               .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
-              .reserved = default_reserved_gpa_ranges()},
+              .reserved = default_reserved_gpa_ranges(),
+              .identity = identity_physical_},
       .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
+      .user_mirror = user_mirror_,
+      .largest = small_pages_ ? arch::PageSize::k4K : arch::PageSize::k1G,
   };
   DUNK_TRY(mirror_.init(*vm_, arena_, config));
-  own_fd(kvm_->fd());
-  own_fd(vm_->fd());
-  own_fd(mirror_.probe_fd());
+  dunk_fds_.add(kvm_->fd());
+  dunk_fds_.add(vm_->fd());
+  dunk_fds_.add(mirror_.probe_fd());
+  // The --strace descriptor `dunk exec` passed down: dunk's, like the KVM
+  // handle (out of the program's reach), when it is open.
+  strace_fd_ = -1;
+  if (const int fd = config_.strace_fd; fd >= 0 && sys::call(SYS_fcntl, fd, F_GETFD) >= 0) {
+    strace_fd_ = fd;
+    dunk_fds_.add(fd);
+  }
   DUNK_TRY(build_idt());
+  DUNK_ASSIGN_OR_RETURN(std::byte* ldt_table, arena_.allocate(LdtMirror::kBytes));
+  new (&ldt_) LdtMirror();
+  ldt_.attach(ldt_table);
+  {
+    // The program's LDT, if it has one already (a fork child's, say).
+    LinuxHost host;
+    DUNK_TRY(ldt_.reload(host));
+  }
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
   DUNK_TRY(mirror_.sync_all());
@@ -348,16 +391,12 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
     // fork, not yet listed anywhere but the bitmap; then the program may
-    // reuse the numbers. The inherited KVM handle stays for this process's
-    // own VM and children (open_kvm owns it again).
-    for (int word = 0; word < kMaxOwnedFd / 64; ++word) {
-      std::uint64_t bits = owned_fds_[word].exchange(0, std::memory_order_relaxed);
-      while (bits != 0) {
-        const int fd = word * 64 + __builtin_ctzll(bits);
-        bits &= bits - 1;
-        if (fd != inherited_kvm_fd_) sys::call(SYS_close, fd);
-      }
-    }
+    // reuse the numbers. The inherited KVM handle and the --strace
+    // descriptor stay for this process's own VM and children (create()
+    // owns them again).
+    dunk_fds_.drain([this](int fd) {
+      if (fd != inherited_kvm_fd_ && fd != strace_fd_) sys::call(SYS_close, fd);
+    });
   }
   // Otherwise the numbers are the parent's descriptors, still in use: they
   // stay open and out of this program's reach (the bitmap stays). Either
@@ -373,6 +412,59 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   next_vcpu_id_.store(0, std::memory_order_relaxed);
   cpus_lock_.reset_after_fork();
   cpu_count_.store(0, std::memory_order_relaxed);
+}
+
+Status Machine::destroy() noexcept {
+  LockGuard hold(create_lock_);
+  if (!created()) return {};
+  if (!created_here()) return Error{"shutdown: the VM belongs to the parent process (fork)", EINVAL};
+  const long pid = sys::call(SYS_getpid);
+  {
+    LockGuard cpus(cpus_lock_);
+    for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
+      const Cpu& cpu = *cpus_[i];
+      const bool exited = cpu.owner_exited.load(std::memory_order_acquire);
+      if (!exited && cpu.in_guest) return Error{"shutdown: a thread is still in VM mode", EBUSY};
+      // An exiting thread runs on its monitor's stack until the kernel has
+      // reaped it: the stack must stay until then.
+      if (exited && sys::call(SYS_tgkill, pid, cpu.owner_tid.load(), 0) != -ESRCH) {
+        return Error{"shutdown: a thread that exited in VM mode is still being reaped", EBUSY};
+      }
+    }
+  }
+  created_.store(false, std::memory_order_release);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
+    dunk_fds_.remove(cpus_[i]->vcpu.fd());
+    cpus_[i]->~Cpu();  // closes the vCPU, unmaps its kvm_run page
+    cpus_[i] = nullptr;
+  }
+  cpu_count_.store(0, std::memory_order_release);
+  next_vcpu_id_.store(0, std::memory_order_relaxed);
+  if (const int probe = mirror_.probe_fd(); probe >= 0) {
+    dunk_fds_.remove(probe);
+    sys::call(SYS_close, probe);
+  }
+  mirror_.~Mirror();
+  new (&mirror_) Mirror();
+  dunk_fds_.remove(vm_->fd());
+  vm_.reset();
+  dunk_fds_.remove(kvm_->fd());
+  kvm_.reset();  // a copy of an inherited handle (DUNK_KVM_FD), which stays
+  if (!arena_.contains(Hva(reinterpret_cast<std::uint64_t>(stats_)))) {
+    sys::call(SYS_munmap, reinterpret_cast<long>(stats_), sizeof(Stats));  // the --stats file's block
+  }
+  stats_ = nullptr;
+  idt_ = nullptr;
+  fpu_init_ = nullptr;
+  interrupts_ = false;
+  identity_physical_ = false;
+  user_mirror_ = false;
+  small_pages_ = false;
+  guest::dunk_lapic_present = false;
+  new (&ldt_) LdtMirror();  // its table was in the arena
+  // Page tables, areas, stacks: back to the kernel, the reservation kept.
+  return arena_.recycle();
 }
 
 unsigned Machine::live_cpus() const noexcept {
@@ -455,7 +547,7 @@ Result<Cpu*> Machine::create_cpu() noexcept {
     DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(kvm_lapic_state)));
     lapic = memory;
   }
-  own_fd(vcpu.fd());
+  dunk_fds_.add(vcpu.fd());
   Cpu* cpu = new (object) Cpu(std::move(vcpu));
   cpu->area = reinterpret_cast<guest::VcpuArea*>(area);
   guest::init_trap_area(*cpu->area, trap_stack, DUNK_TRAP_STACK_SIZE, xsave_size_, features_.fsgsbase,
@@ -492,7 +584,10 @@ Status Cpu::setup(Machine& machine) noexcept {
       if (e.function == 0xb || e.function == 0x1f) e.edx = id;
       // x2APIC (SDM vol. 2A, CPUID leaf 01H ECX[21]): KVM accepts
       // IA32_APIC_BASE.EXTD only when the guest's CPUID has it.
-      if (e.function == 1 && machine.interrupts()) e.ecx |= 1U << 21;
+      static_assert(arch::cpuid_bit::kX2apic.reg == arch::CpuidReg::kEcx);
+      if (e.function == arch::cpuid_bit::kX2apic.function && machine.interrupts()) {
+        e.ecx |= arch::mask(arch::cpuid_bit::kX2apic);
+      }
     }
     DUNK_TRY(vcpu.set_cpuid(cpuid));
   }
@@ -508,10 +603,10 @@ Status Cpu::setup(Machine& machine) noexcept {
   sregs.tr.base = reinterpret_cast<std::uint64_t>(&a.tss);
   sregs.tr.limit = arch::kTssLimit;
   sregs.tr.selector = DUNK_TSS_SELECTOR;
-  sregs.tr.type = 0xb;  // 64-bit TSS, busy
+  sregs.tr.type = static_cast<std::uint8_t>(arch::SystemType::kTssBusy);
   sregs.tr.present = 1;
   sregs.ldt = kvm_segment{};
-  sregs.ldt.type = 0x2;
+  sregs.ldt.type = static_cast<std::uint8_t>(arch::SystemType::kLdt);
   sregs.ldt.unusable = 1;
   sregs.gdt.base = reinterpret_cast<std::uint64_t>(a.gdt);
   sregs.gdt.limit = arch::gdt::kBytes - 1;
@@ -538,7 +633,8 @@ Status Cpu::setup(Machine& machine) noexcept {
   DUNK_TRY(vcpu.set_msrs(msrs));
   DUNK_TRY(vcpu.set_xcr0(machine.xcr0()));
   // Guest TSC = host TSC: the vDSO computes time from RDTSC and the host's
-  // clock data, so any offset breaks every clock (DESIGN.md).
+  // clock data, so any offset breaks every clock (docs/ARCHITECTURE.md,
+  // "The guest's machine").
   DUNK_TRY(vcpu.set_tsc_offset(0));
   if (machine.interrupts()) DUNK_TRY(setup_interrupts(machine));
   return {};
@@ -571,17 +667,35 @@ Status Cpu::reset_interrupts() noexcept {
   // Nothing pending or in service, except a TLB shootdown: TLB shootdowns
   // made while the vCPU had no thread did not reach it, and its TLB may
   // still hold entries from its previous thread. The new thread flushes
-  // before its first instruction. (IRR: 32-bit registers every 16 bytes
-  // from offset 0x200 of the APIC's register page, SDM vol. 3A "Local APIC
-  // Register Address Map".)
+  // before its first instruction.
   kvm_lapic_state state = *lapic_init;
   constexpr unsigned kVector = DUNK_TLB_SHOOTDOWN_VECTOR;
+  constexpr std::uint32_t kIrr = arch::apic::irr_page_offset(kVector);
   std::uint32_t irr;
-  std::memcpy(&irr, state.regs + 0x200 + 0x10 * (kVector / 32), sizeof irr);
-  irr |= 1U << (kVector % 32);
-  std::memcpy(state.regs + 0x200 + 0x10 * (kVector / 32), &irr, sizeof irr);
+  std::memcpy(&irr, state.regs + kIrr, sizeof irr);
+  irr |= std::uint32_t{1} << arch::apic::vector_bit(kVector);
+  std::memcpy(state.regs + kIrr, &irr, sizeof irr);
   DUNK_TRY(vcpu.set_lapic(state));
   return vcpu.set_mp_state(KVM_MP_STATE_RUNNABLE);
+}
+
+}  // namespace dunk::core
+
+namespace dunk::core {
+
+void Cpu::prepare_entry(const guest::TrapFrame& frame, std::uint64_t fs_base, std::uint64_t gs_base,
+                        const std::byte* fpu, std::size_t fpu_size) noexcept {
+  entry_frame = frame;
+  entry_fs_base = fs_base;
+  entry_gs_base = gs_base;
+  if (fpu != nullptr) std::memcpy(xsave, fpu, fpu_size);
+}
+
+void Cpu::prepare_entry_from_host(const guest::TrapFrame& frame, const std::byte* fpu, std::size_t fpu_size) noexcept {
+  std::uint64_t fs = 0, gs = 0;
+  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&fs));
+  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&gs));
+  prepare_entry(frame, fs, gs, fpu, fpu_size);
 }
 
 }  // namespace dunk::core

@@ -15,8 +15,11 @@
 #include "arch/x86_64/cpuid.h"
 #include "arch/x86_64/descriptors.h"
 #include "base/fd_placement.h"
+#include "base/fd_set.h"
 #include "base/lock.h"
 #include "core/arena.h"
+#include "core/config.h"
+#include "core/ldt_mirror.h"
 #include "core/mirror.h"
 #include "core/signals.h"
 #include "core/stats.h"
@@ -38,6 +41,12 @@ class Machine {
   bool created() const noexcept { return created_.load(std::memory_order_acquire); }
   // Whether the VM was created by this process (not inherited by fork).
   bool created_here() const noexcept;
+  // Tears the VM down (dunk::shutdown): every thread that entered has left
+  // VM mode or exited. A Cpu pointer kept from before belongs to an older
+  // generation() and must not be used.
+  Status destroy() noexcept;
+  // Counts the VMs this process has torn down.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
   // A vCPU for a thread: one whose previous thread has exited, or a new one.
   // Monitor-safe (raw system calls, arena memory).
@@ -62,6 +71,7 @@ class Machine {
   void close_fds_before_exit() noexcept;
 
   Mirror& mirror() noexcept { return mirror_; }
+  LdtMirror& ldt() noexcept { return ldt_; }
   Arena& arena() noexcept { return arena_; }
   Stats& stats() noexcept { return *stats_; }
   const arch::CpuFeatures& features() const noexcept { return features_; }
@@ -80,6 +90,9 @@ class Machine {
   // interrupts). Kept across fork, so that a child following the fork
   // builds the same kind of VM.
   bool interrupts() const noexcept { return interrupts_; }
+  // What the VM was created with: interrupts and the memory layout
+  // (EnterOptions), kept across fork like interrupts().
+  EnterOptions creation_options() const noexcept;
   // Whether KVM can single-step without injecting interrupts in between.
   bool step_blocks_irq() const noexcept { return step_blocks_irq_; }
   // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
@@ -90,15 +103,23 @@ class Machine {
   unsigned cpu_count() const noexcept { return cpu_count_.load(std::memory_order_acquire); }
   Cpu* cpu_at(unsigned index) noexcept { return cpus_[index]; }
 
+  // The configuration the VM is created with: the environment's, read at
+  // the first creation, unless configure() gave one before.
+  const MachineConfig& config() const noexcept { return config_; }
+  void configure(const MachineConfig& config) noexcept {
+    config_ = config;
+    configured_ = true;
+  }
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
-  bool trace() const noexcept { return trace_; }
+  bool trace() const noexcept { return config_.trace; }
+  // DUNK_STRACE_FD: where the monitor writes a line per system call
+  // (dunk exec --strace), once checked to be open; -1: no tracing.
+  int strace_fd() const noexcept { return strace_fd_; }
 
   // File descriptors dunk holds (/dev/kvm, the VM, vCPUs, the mirror's
   // probe): the monitor keeps the program from closing them (a fork child
   // that closes every descriptor, say). Async-signal-safe.
-  void own_fd(int fd) noexcept;
-  bool owns_fd(int fd) const noexcept;
-  static constexpr int kMaxOwnedFd = kFdPlacementCeiling;
+  FdSet& dunk_fds() noexcept { return dunk_fds_; }
 
   // Serialises changes to the program's signal actions.
   Lock& signal_lock() noexcept { return signal_lock_; }
@@ -121,12 +142,13 @@ class Machine {
   Lock create_lock_;
   Lock signal_lock_;
   Lock cpuid_lock_;
-  std::atomic<std::uint64_t> owned_fds_[kMaxOwnedFd / 64] = {};
+  FdSet dunk_fds_;
   std::atomic<bool> created_{false};
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;
   Arena arena_;
   Mirror mirror_;
+  LdtMirror ldt_;
   kvm::CpuidBuffer cpuid_{};
   arch::CpuFeatures features_{};
   std::uint64_t xcr0_ = 0;
@@ -140,13 +162,20 @@ class Machine {
   std::atomic<unsigned> next_vcpu_id_{0};
   unsigned max_vcpus_ = 1;
   char vcpu_limit_message_[160] = {};
-  bool trace_ = false;
+  MachineConfig config_{};
+  bool configured_ = false;
+  int strace_fd_ = -1;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;
   int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
   std::atomic<bool> exiting_{false};
+  std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
+  // EnterOptions' layout fields, as the VM was created with them.
+  bool identity_physical_ = false;
+  bool user_mirror_ = false;
+  bool small_pages_ = false;
   bool step_blocks_irq_ = false;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
@@ -169,10 +198,20 @@ class Cpu {
   // 64-byte aligned, Machine::xsave_size() bytes.
   std::byte* xsave = nullptr;
   // The state the next entry resumes in the guest: what enter() captured, or
-  // a new thread's first state. Only RAX (always 0) is not taken from it.
+  // a new thread's first state, or a fork child's (prepare_entry).
   guest::TrapFrame entry_frame{};
   std::uint64_t entry_fs_base = 0;
   std::uint64_t entry_gs_base = 0;
+
+  // Sets the state the next entry resumes: `frame`, the FS and GS bases,
+  // and the FPU image `fpu` (xsave_size bytes; null: `xsave` holds it
+  // already).
+  void prepare_entry(const guest::TrapFrame& frame, std::uint64_t fs_base, std::uint64_t gs_base,
+                     const std::byte* fpu = nullptr, std::size_t fpu_size = 0) noexcept;
+  // The same with the host thread's current FS and GS bases (a thread
+  // entering from the host, where they are the program's).
+  void prepare_entry_from_host(const guest::TrapFrame& frame, const std::byte* fpu = nullptr,
+                               std::size_t fpu_size = 0) noexcept;
   // The host thread that owns this vCPU, and whether that thread has exited
   // (then the Cpu is reused for a new thread once the kernel has reaped it).
   std::atomic<std::int32_t> owner_tid{0};
@@ -200,6 +239,11 @@ class Cpu {
   // faulting access natively (a host fault KVM reports without an
   // address): the signal that comes of it goes back to VM mode.
   volatile bool refaulting = false;
+  // The CPUNODE segment's limit the vCPU answers getcpu with (the host
+  // CPU's, Monitor::follow_host_cpu).
+  std::uint32_t cpunode_limit = ~std::uint32_t{0};
+  // The generation of the LDT mirror this vCPU's LDTR holds.
+  std::uint64_t ldt_generation = 0;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().

@@ -12,14 +12,14 @@
 namespace dunk::core {
 namespace {
 
-constexpr std::uint64_t kPage = 4096;
-// Chunks a mapping may span and still get its GPA space at once (set_tree).
-constexpr std::uint64_t kEagerChunks = 4;
+constexpr std::uint64_t kPage = arch::kPageSize4K;
 
-arch::PageAttributes attributes_for(int prot, Owner owner) noexcept {
+// Ring 3 reaches only what the program opens to it, unless the whole mirror
+// of host memory is to be its (MirrorConfig::user_mirror); never dunk's own.
+arch::PageAttributes attributes_for(int prot, Owner owner, bool user_mirror) noexcept {
   return arch::PageAttributes{
       .writable = (prot & PROT_WRITE) != 0,
-      .user = false,  // ring 3 reaches only what the program opens to it
+      .user = user_mirror && owner == Owner::kHost,
       .executable = (prot & PROT_EXEC) != 0,
       .software = static_cast<std::uint8_t>(owner),
   };
@@ -107,6 +107,12 @@ Status Mirror::ensure_chunk(Hva address) noexcept {
 
 std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
 
+Result<Gpa> Mirror::assign(Hva address) noexcept {
+  LockGuard hold(lock_);
+  DUNK_TRY(ensure_chunk(address));
+  return *gpa_->translate(address);
+}
+
 Status Mirror::set(Hva start, Hva end, int prot) noexcept {
   LockGuard hold(lock_);
   // dunk's arena keeps the mapping init() gave it (its pages are committed
@@ -119,6 +125,8 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
   }
@@ -130,26 +138,18 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
-  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1};
+  // New memory starts dirty (dirty tracking, core/dirty.h).
+  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
+                               .new_leaves_dirty = true};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
-  // A range over more chunks than ordinary mappings span is a reservation
-  // (a sanitizer's shadow memory, a runtime's heap) that the program touches
-  // sparsely: its chunks without GPA space stay absent from the tables and
-  // get it on the first access (resolve_fault), so that its size does not
-  // count against the GPA space.
-  const bool eager = (end.align_up(chunk) - start.align_down(chunk)) / chunk <= kEagerChunks;
   for (Hva piece = start; piece < end;) {
     Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
-    if (!eager && !gpa_->translate(piece)) {
-      piece = piece_end;
-      continue;
-    }
     DUNK_TRY(ensure_chunk(piece));
     Gpa gpa = *gpa_->translate(piece);
-    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner), arch::PageSize::k1G,
-                      keep));
+    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece, attributes_for(prot, owner, config_.user_mirror),
+                      config_.largest, keep));
     piece = piece_end;
   }
   return {};
@@ -207,7 +207,7 @@ bool Mirror::host_allows(Hva address, bool write, bool fetch) noexcept {
   return true;
 }
 
-bool Mirror::resolve_fault(Hva address, bool write, bool fetch, std::uint64_t root) noexcept {
+bool Mirror::resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept {
   LockGuard hold(lock_);
   if (arena_->contains(address)) return false;
   arch::PageTable& tree = *trees_[tree_of_root(root).value_or(0)];
@@ -224,9 +224,7 @@ bool Mirror::resolve_fault(Hva address, bool write, bool fetch, std::uint64_t ro
   if (owned_by_program(tree, address)) return false;
   if (!host_allows(address, write, fetch)) return false;
   // Mirror the whole mapping the address belongs to, so that a growing
-  // stack or a foreign mapping costs one fault, not one per page (of a
-  // large reservation, the chunks with GPA space: host_allows gave the
-  // address's chunk its own).
+  // stack or a foreign mapping costs one fault, not one per page.
   Hva page = address.align_down(kPage);
   MapsReader reader(maps_buffer_, sizeof maps_buffer_);
   if (!reader.open().ok()) return true;
@@ -250,7 +248,7 @@ bool Mirror::owned_by_program(arch::PageTable& tree, Hva address) noexcept {
          (e.present() ? e.is_leaf(ref->level) : true);
 }
 
-bool Mirror::program_owned(Hva address, std::uint64_t root) noexcept {
+bool Mirror::program_owned(Hva address, Gpa root) noexcept {
   LockGuard hold(lock_);
   return owned_by_program(*trees_[tree_of_root(root).value_or(0)], address);
 }
@@ -259,10 +257,10 @@ arch::PageTable* Mirror::tree(unsigned id) noexcept {
   return id < kMaxTrees && trees_[id] ? &*trees_[id] : nullptr;
 }
 
-std::optional<unsigned> Mirror::tree_of_root(std::uint64_t root) noexcept {
-  if (root == 0) return 0u;
+std::optional<unsigned> Mirror::tree_of_root(Gpa root) noexcept {
+  if (root.value() == 0) return 0u;
   for (unsigned id = 0; id < kMaxTrees; ++id) {
-    if (trees_[id] && trees_[id]->root().value() == (root & arch::PageTableEntry::kAddressMask4K)) return id;
+    if (trees_[id] && trees_[id]->root() == root) return id;
   }
   return std::nullopt;
 }
@@ -382,11 +380,34 @@ Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
       });
       if (n == 0) break;
       for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
+        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                           arch::EditOptions{.new_leaves_dirty = true}));
       }
     }
   }
   return {};
+}
+
+Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
+  DUNK_TRY(stock_tables(size));
+  lock_.lock();
+  reserve_only_ = true;
+  user_edits_ = true;
+  return {};
+}
+
+void Mirror::end_raw_edit() noexcept {
+  reserve_only_ = false;
+  lock_.unlock();
+}
+
+Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, bool create) noexcept {
+  DUNK_TRY(check_user_range(id, va.align_down(kPage), kPage));
+  return trees_[id]->slot(va, level, create);
+}
+
+void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
+  arch::store_entry(entry, value.set_software(static_cast<std::uint8_t>(Owner::kUser)));
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {

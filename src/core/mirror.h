@@ -16,10 +16,12 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 
 #include "arch/x86_64/page_table.h"
+#include "core/address_space_mirror.h"
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/gpa_space.h"
@@ -47,9 +49,13 @@ enum class Owner : std::uint8_t {
 struct MirrorConfig {
   GpaSpaceConfig gpa;
   arch::PagingFeatures paging;
+  // Host mappings reachable from ring 3 (EnterOptions::user_mirror).
+  bool user_mirror = false;
+  // The largest page the mirror of host mappings uses (EnterOptions::small_pages: 4 KiB).
+  arch::PageSize largest = arch::PageSize::k1G;
 };
 
-class Mirror final : private arch::TableMemory {
+class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
  public:
   Mirror() noexcept = default;
   Mirror(const Mirror&) = delete;
@@ -64,16 +70,19 @@ class Mirror final : private arch::TableMemory {
 
   // Makes the guest mapping of [start, end) mirror host protection `prot`
   // (PROT_NONE: not present). Page-aligned.
-  Status set(Hva start, Hva end, int prot) noexcept;
+  Status set(Hva start, Hva end, int prot) noexcept override;
   // Re-reads the host's mappings of [start, end) from /proc/self/maps and
   // mirrors them (holes become not-present). dunk's arena is left alone.
-  Status sync(Hva start, Hva end) noexcept;
-  Status sync_all() noexcept { return sync(Hva(0), Hva(kUserSpaceEnd)); }
+  Status sync(Hva start, Hva end) noexcept override;
+  Status sync_all() noexcept override { return sync(Hva(0), Hva(kUserSpaceEnd)); }
 
   // The host protection (PROT_*) the guest mapping of `address` carries, or
   // nullopt when it is not present.
-  std::optional<int> protection(Hva address) noexcept;
+  std::optional<int> protection(Hva address) noexcept override;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The GPA of `address`, assigning GPA space (and a memory slot) to its
+  // chunk if it has none yet, mapped on the host or not. Takes the lock.
+  Result<Gpa> assign(Hva address) noexcept override;
   // The host address behind a guest-physical one (nullopt: no chunk there).
   std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
 
@@ -82,11 +91,11 @@ class Mirror final : private arch::TableMemory {
   // the monitor's back, a stale TLB entry). True if the access should now
   // succeed.
   // `root`: the tree the vCPU ran on (the area's root; 0: the process's).
-  bool resolve_fault(Hva address, bool write, bool fetch, std::uint64_t root = 0) noexcept;
+  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
 
   // Whether the entry that decides `address` in the tree of `root` was set
   // by the program (Owner::kUser).
-  bool program_owned(Hva address, std::uint64_t root) noexcept;
+  bool program_owned(Hva address, Gpa root) noexcept;
 
   // ---- The privileged API's side (src/priv/paging.cc) ----
   // Every tree the monitor keeps current: tree 0 is the process's (root());
@@ -97,7 +106,8 @@ class Mirror final : private arch::TableMemory {
   // from now on the monitor's edits keep kUser entries.
   void note_user_edits() noexcept { user_edits_ = true; }
   arch::PageTable* tree(unsigned id) noexcept;
-  std::optional<unsigned> tree_of_root(std::uint64_t root) noexcept;
+  // The tree whose root table is at `root` (Gpa(0): the process's).
+  std::optional<unsigned> tree_of_root(Gpa root) noexcept;
   // These take the lock themselves.
   Result<unsigned> clone_tree(unsigned from, bool share_leaf_tables) noexcept;
   Status destroy_tree(unsigned id) noexcept;
@@ -116,6 +126,28 @@ class Mirror final : private arch::TableMemory {
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
+
+  // Counts the changes of the host mappings' mirror (every set/sync): what
+  // a cache of /proc/self/maps facts is keyed by (core/dirty.h). Readable
+  // without the lock.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
+  // Raw entries: the program stores whole entries itself (Dune's libdune,
+  // through dunk::EntryEdit). begin_raw_edit commits tables for `size` bytes
+  // of new mappings, then holds the lock (tables from the reserve only, no
+  // system call) until end_raw_edit.
+  Status begin_raw_edit(std::uint64_t size) noexcept;
+  void end_raw_edit() noexcept;
+  // The slot of `va` at `level` in a tree (arch::PageTable::slot); EPERM in
+  // dunk's arena. Between begin_raw_edit and end_raw_edit.
+  Result<arch::EntryRef> raw_slot(unsigned tree, Gva va, unsigned level, bool create) noexcept;
+  // Stores `value`, marked as the program's (Owner::kUser): the monitor
+  // leaves the entry alone from now on. Between begin_raw_edit and
+  // end_raw_edit, into an entry raw_slot returned.
+  void raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept;
+  // The host address of a page table of the mirror, from its GPA (what an
+  // entry above it holds); null for anything else.
+  arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
@@ -151,6 +183,7 @@ class Mirror final : private arch::TableMemory {
   std::uint64_t root_gpa_ = 0;
   std::uint64_t arena_gpa_ = 0;
   std::uint64_t tables_allocated_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
   // A memfd used to ask the kernel whether an address is readable: a pwrite
   // from it faults the page in (growing a stack) or fails with EFAULT,
   // without a signal.

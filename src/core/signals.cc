@@ -9,20 +9,12 @@
 #include "base/syscall.h"
 #include "core/machine.h"
 #include "core/monitor.h"
+#include "core/guest_state.h"
 #include "core/text.h"
+#include "core/thread_start.h"
 
 namespace dunk::core {
 namespace {
-
-// Not in every libc's <signal.h>; the kernel's value (asm/signal.h).
-constexpr std::uint64_t kSaRestorer = 0x04000000;
-
-constexpr std::uint64_t bit(int sig) noexcept { return std::uint64_t{1} << (sig - 1); }
-constexpr std::uint64_t kUnblockable = bit(SIGKILL) | bit(SIGSTOP);
-
-bool is_handler(std::uint64_t handler) noexcept {
-  return handler != reinterpret_cast<std::uint64_t>(SIG_DFL) && handler != reinterpret_cast<std::uint64_t>(SIG_IGN);
-}
 
 // A signal the kernel raised because dunk's own host code faulted (not one
 // sent by someone): si_code > 0 on a synchronous signal.
@@ -35,19 +27,19 @@ bool is_monitor_fault(int sig, const void* info) noexcept {
 
 }  // namespace
 
-KernelSigaction SignalTable::get(int sig) const noexcept {
+abi::Sigaction SignalTable::get(int sig) const noexcept {
   const Entry& e = entries_[sig];
   for (;;) {
     std::uint32_t before = e.sequence.load(std::memory_order_acquire);
     if ((before & 1) != 0) continue;  // a writer is mid-way (on another thread)
-    KernelSigaction a{e.handler.load(std::memory_order_relaxed), e.flags.load(std::memory_order_relaxed),
+    abi::Sigaction a{e.handler.load(std::memory_order_relaxed), e.flags.load(std::memory_order_relaxed),
                       e.restorer.load(std::memory_order_relaxed), e.mask.load(std::memory_order_relaxed)};
     std::atomic_thread_fence(std::memory_order_acquire);
     if (e.sequence.load(std::memory_order_relaxed) == before) return a;
   }
 }
 
-void SignalTable::set(int sig, const KernelSigaction& a) noexcept {
+void SignalTable::set(int sig, const abi::Sigaction& a) noexcept {
   // Writers are serialised by the caller's lock, or are the only thread.
   Entry& e = entries_[sig];
   e.sequence.fetch_add(1, std::memory_order_relaxed);
@@ -63,8 +55,14 @@ void CpuSignals::reset() noexcept {
   head.store(0, std::memory_order_relaxed);
   tail.store(0, std::memory_order_relaxed);
   deferred.store(0, std::memory_order_relaxed);
-  altstack = KernelStack{0, SS_DISABLE, 0, 0};
+  altstack = abi::kNoSignalStack;
   stepping = false;
+}
+
+int signal_number(const PendingSignal& p) noexcept {
+  std::int32_t sig;
+  std::memcpy(&sig, p.info + offsetof(siginfo_t, si_signo), sizeof sig);
+  return sig;
 }
 
 SignalTable& signal_table() noexcept {
@@ -72,12 +70,12 @@ SignalTable& signal_table() noexcept {
   return table;
 }
 
-long raw_sigaction(int sig, const KernelSigaction* action, KernelSigaction* old) noexcept {
+long raw_sigaction(int sig, const abi::Sigaction* action, abi::Sigaction* old) noexcept {
   return sys::call(SYS_rt_sigaction, sig, reinterpret_cast<long>(action), reinterpret_cast<long>(old), 8);
 }
 
-KernelSigaction host_action_for(const KernelSigaction& program) noexcept {
-  if (!is_handler(program.handler)) return program;
+abi::Sigaction host_action_for(const abi::Sigaction& program) noexcept {
+  if (!abi::is_handler(program.handler)) return program;
   // The program's flags, so that the kernel decides restarts (SA_RESTART)
   // and one-shot handlers (SA_RESETHAND) as it would natively; SA_ONSTACK
   // only matters for threads outside VM mode, since a thread in VM mode has
@@ -86,22 +84,22 @@ KernelSigaction host_action_for(const KernelSigaction& program) noexcept {
   // mask the program's handler would have interrupted (the handlers that
   // came before it included) and queues in the order the guest's frames
   // must nest.
-  return KernelSigaction{reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler),
-                         program.flags | SA_SIGINFO | kSaRestorer,
+  return abi::Sigaction{reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler),
+                         program.flags | abi::kSaSiginfo | abi::kSaRestorer,
                          reinterpret_cast<std::uint64_t>(&dunk_host_signal_restorer), ~std::uint64_t{0}};
 }
 
 void adopt_signal_handlers() noexcept {
   SignalTable& table = signal_table();
   const auto ours = reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler);
-  for (int sig = 1; sig <= kMaxSignal; ++sig) {
+  for (int sig = 1; sig <= abi::kMaxSignal; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    KernelSigaction current;
+    abi::Sigaction current;
     if (raw_sigaction(sig, nullptr, &current) != 0) continue;
     if (current.handler == ours) continue;  // adopted already (an earlier enter, or a fork parent)
     table.set(sig, current);
-    if (!is_handler(current.handler)) continue;
-    KernelSigaction host = host_action_for(current);
+    if (!abi::is_handler(current.handler)) continue;
+    abi::Sigaction host = host_action_for(current);
     raw_sigaction(sig, &host, nullptr);
   }
 }
@@ -118,17 +116,11 @@ namespace {
 // The native repetition of a faulting access (see Monitor::handle_host_fault)
 // raised `sig` with the kernel's own siginfo: resume the faulting state in
 // VM mode and deliver the signal there.
-[[noreturn]] void back_to_vm_with(Cpu& cpu, int sig, const void* info, const KernelUcontext& uc,
-                                  const KernelSigaction& action) noexcept {
-  const KernelSigcontext& sc = uc.mcontext;
-  guest::TrapFrame& f = cpu.entry_frame;
-  f.r8 = sc.r8, f.r9 = sc.r9, f.r10 = sc.r10, f.r11 = sc.r11, f.r12 = sc.r12, f.r13 = sc.r13;
-  f.r14 = sc.r14, f.r15 = sc.r15, f.rdi = sc.rdi, f.rsi = sc.rsi, f.rbp = sc.rbp, f.rbx = sc.rbx;
-  f.rdx = sc.rdx, f.rax = sc.rax, f.rcx = sc.rcx, f.rsp = sc.rsp, f.rip = sc.rip, f.rflags = sc.eflags;
-  sys::call(SYS_arch_prctl, ARCH_GET_FS, reinterpret_cast<long>(&cpu.entry_fs_base));
-  sys::call(SYS_arch_prctl, ARCH_GET_GS, reinterpret_cast<long>(&cpu.entry_gs_base));
-  const std::size_t size = Machine::instance().xsave_size();
-  if (sc.fpstate != 0) std::memcpy(cpu.xsave, reinterpret_cast<const void*>(sc.fpstate), size);
+[[noreturn]] void back_to_vm_with(Cpu& cpu, int sig, const void* info, const abi::Ucontext& uc,
+                                  const abi::Sigaction& action) noexcept {
+  const abi::Sigcontext& sc = uc.mcontext;
+  const auto* fpu = reinterpret_cast<const std::byte*>(sc.fpstate);
+  cpu.prepare_entry_from_host(from_sigcontext(sc), fpu, fpu != nullptr ? Machine::instance().xsave_size() : 0);
   CpuSignals& s = cpu.signals;
   const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
   PendingSignal& p = s.queue[tail % CpuSignals::kQueue];
@@ -139,8 +131,7 @@ namespace {
   s.tail.store(tail + 1, std::memory_order_release);
   // The kernel's frame is abandoned, so the mask it would restore is set
   // here: the program handler's (the host handler runs with all blocked).
-  std::uint64_t mask = uc.sigmask | action.mask | ((action.flags & SA_NODEFER) != 0 ? 0 : bit(sig));
-  mask &= ~kUnblockable;
+  const std::uint64_t mask = abi::handler_mask(uc.sigmask, action, sig);
   sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
   dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
 }
@@ -150,19 +141,19 @@ namespace {
 // The host side of every signal the program catches. Runs on whatever stack
 // the host thread is on: the monitor's for a thread in VM mode.
 extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
-  auto* uc = static_cast<KernelUcontext*>(context);
+  auto* uc = static_cast<abi::Ucontext*>(context);
   SignalTable& table = signal_table();
-  KernelSigaction action = table.get(sig);
-  if (is_handler(action.handler) && (action.flags & SA_RESETHAND) != 0) {
+  abi::Sigaction action = table.get(sig);
+  if (abi::is_handler(action.handler) && (action.flags & abi::kSaResethand) != 0) {
     // The kernel has reset the host disposition already (SA_RESETHAND is
     // part of dunk's host action); the program's view follows.
-    table.set(sig, KernelSigaction{});
+    table.set(sig, abi::Sigaction{});
   }
-  if (action.handler == reinterpret_cast<std::uint64_t>(SIG_IGN)) return;
-  if (action.handler == reinterpret_cast<std::uint64_t>(SIG_DFL)) {
+  if (action.handler == abi::kSigIgn) return;
+  if (action.handler == abi::kSigDfl) {
     // The program reset the action while this signal was on its way: let
     // the kernel apply the default once this handler has returned.
-    KernelSigaction dfl{};
+    abi::Sigaction dfl{};
     raw_sigaction(sig, &dfl, nullptr);
     sys::call(SYS_tgkill, sys::call(SYS_getpid), sys::call(SYS_gettid), sig);
     return;
@@ -182,8 +173,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
   if (cpu == nullptr || !cpu->in_guest) {
     // A thread outside VM mode: the program's handler, right here, with the
     // mask the kernel would have given it.
-    std::uint64_t mask = uc->sigmask | action.mask | ((action.flags & SA_NODEFER) != 0 ? 0 : bit(sig));
-    mask &= ~kUnblockable;
+    const std::uint64_t mask = abi::handler_mask(uc->sigmask, action, sig);
     sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
     reinterpret_cast<void (*)(int, void*, void*)>(action.handler)(sig, info, context);
     return;
@@ -194,17 +184,19 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     text.append("dunk: fatal: signal ").dec(sig).append(" in dunk's monitor at rip=").hex(uc->mcontext.rip);
     die_by_signal(SIGABRT, text.append("\n").c_str());
   }
-  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn)) {
+  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
+      uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
     // A forwarded system call the kernel has rewound for a restart, or has
     // not started: it is the guest's to restart, after its handler ran.
-    uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
+    // (Both instructions are two bytes long.)
+    uc->mcontext.rip += 2;
     uc->mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
   }
   CpuSignals& s = cpu->signals;
   const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
   if (tail - s.head.load(std::memory_order_acquire) >= CpuSignals::kQueue) {
-    s.deferred.fetch_or(bit(sig), std::memory_order_relaxed);
-    uc->sigmask |= bit(sig);
+    s.deferred.fetch_or(abi::sigbit(sig), std::memory_order_relaxed);
+    uc->sigmask |= abi::sigbit(sig);
   } else {
     PendingSignal& p = s.queue[tail % CpuSignals::kQueue];
     std::memcpy(p.info, info, sizeof p.info);
@@ -213,8 +205,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     p.trapno = p.error_code = p.cr2 = 0;
     // The guest's handler runs with the mask its action asks for; the
     // kernel installs it when this handler returns.
-    std::uint64_t during = action.mask | ((action.flags & SA_NODEFER) != 0 ? 0 : bit(sig));
-    uc->sigmask |= during & ~kUnblockable;
+    uc->sigmask = abi::handler_mask(uc->sigmask, action, sig);
     s.tail.store(tail + 1, std::memory_order_release);
   }
   // Make the next KVM_RUN return at once if the monitor is about to enter.

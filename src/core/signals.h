@@ -24,84 +24,36 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "abi/signal.h"
+
 namespace dunk::core {
-
-inline constexpr int kMaxSignal = 64;
-
-// The kernel's struct sigaction for rt_sigaction on x86-64
-// (arch/x86/include/asm/signal.h): handler, flags, restorer, one 64-bit mask.
-struct KernelSigaction {
-  std::uint64_t handler = 0;
-  std::uint64_t flags = 0;
-  std::uint64_t restorer = 0;
-  std::uint64_t mask = 0;
-};
-
-// The kernel's stack_t (include/uapi/asm-generic/signal.h).
-struct KernelStack {
-  std::uint64_t sp;
-  std::int32_t flags;
-  std::int32_t pad;
-  std::uint64_t size;
-};
-static_assert(sizeof(KernelStack) == 24);
-
-// struct sigcontext, 64-bit (arch/x86/include/uapi/asm/sigcontext.h).
-struct KernelSigcontext {
-  std::uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-  std::uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip;
-  std::uint64_t eflags;
-  std::uint16_t cs, gs, fs, ss;
-  std::uint64_t err, trapno, oldmask, cr2;
-  std::uint64_t fpstate;  // pointer to the XSAVE image, or 0
-  std::uint64_t reserved1[8];
-};
-static_assert(sizeof(KernelSigcontext) == 256);
-
-// struct ucontext (arch/x86/include/uapi/asm/ucontext.h, with the uc_flags
-// bits UC_FP_XSTATE, UC_SIGCONTEXT_SS and UC_STRICT_RESTORE_SS).
-struct KernelUcontext {
-  std::uint64_t flags;
-  std::uint64_t link;
-  KernelStack stack;
-  KernelSigcontext mcontext;
-  std::uint64_t sigmask;
-};
-static_assert(sizeof(KernelUcontext) == 304);
-
-// struct rt_sigframe, 64-bit (arch/x86/include/asm/sigframe.h): the return
-// address the handler's RET pops (sa_restorer), the context, the siginfo.
-// The XSAVE image lies above it, 64-byte aligned.
-struct KernelSigframe {
-  std::uint64_t pretcode;
-  KernelUcontext uc;
-  std::uint8_t info[128];
-};
-static_assert(sizeof(KernelSigframe) == 440);
 
 // The per-signal actions the program set, read by the host handler at any
 // moment: each entry is guarded by a sequence counter (odd while written).
 class SignalTable {
  public:
-  KernelSigaction get(int sig) const noexcept;
-  void set(int sig, const KernelSigaction& action) noexcept;
+  abi::Sigaction get(int sig) const noexcept;
+  void set(int sig, const abi::Sigaction& action) noexcept;
 
  private:
   struct Entry {
     std::atomic<std::uint32_t> sequence{0};
     std::atomic<std::uint64_t> handler{0}, flags{0}, restorer{0}, mask{0};
   };
-  Entry entries_[kMaxSignal + 1];
+  Entry entries_[abi::kMaxSignal + 1];
 };
 
 // One signal the host handler took for the guest, waiting to be delivered.
 struct PendingSignal {
-  std::uint8_t info[128];   // the siginfo, as the kernel gave it
-  KernelSigaction action;   // the action at the moment the signal arrived
+  std::uint8_t info[abi::kSiginfoSize];  // the siginfo, as the kernel gave it
+  abi::Sigaction action;   // the action at the moment the signal arrived
   std::uint64_t mask_before;  // the thread's mask before the handler's
   // For a signal from an exception: what the kernel puts into sigcontext.
   std::uint64_t trapno = 0, error_code = 0, cr2 = 0;
 };
+
+// The signal's number, from its siginfo.
+int signal_number(const PendingSignal& p) noexcept;
 
 // A Cpu's signal state. The queue has one producer (the host handler) and
 // one consumer (the monitor), both on the Cpu's own host thread: the handler
@@ -117,7 +69,7 @@ struct CpuSignals {
   std::atomic<std::uint64_t> deferred{0};
   // The guest's alternate signal stack (sigaltstack is served here: the
   // host thread's own is the monitor's business).
-  KernelStack altstack{0, 2 /*SS_DISABLE*/, 0, 0};
+  abi::SignalStack altstack = abi::kNoSignalStack;
   // The monitor is single-stepping the guest out of dunk's entry code to
   // deliver a signal at an instruction boundary of the program.
   bool stepping = false;
@@ -125,6 +77,8 @@ struct CpuSignals {
   bool empty() const noexcept {
     return head.load(std::memory_order_acquire) == tail.load(std::memory_order_acquire);
   }
+  // Whether anything waits for delivery, queued or deferred.
+  bool pending() const noexcept { return !empty() || deferred.load(std::memory_order_relaxed) != 0; }
   // For a thread starting on this Cpu: nothing pending, no alternate stack.
   void reset() noexcept;
 };
@@ -137,22 +91,24 @@ SignalTable& signal_table() noexcept;
 void adopt_signal_handlers() noexcept;
 
 // The host-side action dunk installs for a program action.
-KernelSigaction host_action_for(const KernelSigaction& program) noexcept;
+abi::Sigaction host_action_for(const abi::Sigaction& program) noexcept;
 
 // rt_sigaction(2) without libc.
-long raw_sigaction(int sig, const KernelSigaction* action, KernelSigaction* old) noexcept;
+long raw_sigaction(int sig, const abi::Sigaction* action, abi::Sigaction* old) noexcept;
 
 extern "C" {
 // The host handler and its restorer (signals.cc, context_switch.S).
 void dunk_host_signal_handler(int sig, void* info, void* ucontext);
 void dunk_host_signal_restorer();
-// A forwarded system call: the frame's RAX is the number, RDI..R9 the
-// arguments. The SYSCALL instruction is at dunk_forward_syscall_insn, the
-// instruction after it at dunk_forward_syscall_done, so the host handler can
-// tell a call the kernel has rewound for a restart.
-long dunk_forward_syscall(const void* frame);
+// A forwarded system call, a struct Syscall (core/syscall.h): RAX, then the
+// six arguments. The SYSCALL instruction is at dunk_forward_syscall_insn,
+// the instruction after it at dunk_forward_syscall_done, so the host handler
+// can tell a call the kernel has rewound for a restart.
+long dunk_forward_syscall(const void* call);
 extern const char dunk_forward_syscall_insn[];
 extern const char dunk_forward_syscall_done[];
+// The same for a 32-bit call the guest made with `int $0x80` (dunk_int80).
+extern const char dunk_int80_insn[];
 }
 
 // What dunk_forward_syscall returns when the host handler took a signal for

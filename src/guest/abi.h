@@ -34,6 +34,13 @@
 #define DUNK_FIRST_INTERRUPT_VECTOR 32
 // dunk's own interrupt: "flush your TLB" (flush_tlb_all_cpus).
 #define DUNK_TLB_SHOOTDOWN_VECTOR 254
+// The value #DB's entry writes back into DR6 (arch::dr6::kReset).
+#define DUNK_DR6_RESET 0xffff0ff0
+
+// Vectors that can strike while IST1 is unusable, so they run on IST2, and
+// that end the program with a report: NMI (2), #DF (8), #MC (18). The IDT
+// stubs, the IDT builder and set_trap_handler all ask this one macro.
+#define DUNK_VECTOR_IS_FATAL(v) ((v) == 2 || (v) == 8 || (v) == 18)
 
 // Offsets in struct VcpuArea.
 #define AREA_SELF 0x00
@@ -58,7 +65,11 @@
 // TLB shootdowns (dunk/interrupts.h, flush_tlb_all_cpus).
 #define AREA_IN_HOST 0x90         // nonzero while the SYSCALL entry waits for the monitor (the call may block)
 #define AREA_TLB_GENERATION 0x98  // the last shootdown generation this vCPU's TLB flush covers
-#define AREA_FIELDS_END 0xa0
+// Dirty tracking (src/core/dirty.h): how many times the SYSCALL entry went to
+// the host, so that a cleaner can tell "in the host all along" from "came
+// back and went again".
+#define AREA_HOST_ENTRIES 0xa0
+#define AREA_FIELDS_END 0xa8
 #define AREA_TSS 0x1080
 #define AREA_TSS_IST1 (AREA_TSS + 0x24)
 
@@ -105,6 +116,16 @@
 // Made by ring-3 code (the return trampoline) to end its run; never reaches
 // the monitor (the ring-0 dispatcher takes it).
 #define DUNK_SYSCALL_USER_EXIT (DUNK_SYSCALL_BASE + 2)
+// Asks the monitor to resolve a page fault the way an unhandled one would be
+// first (the mirror brought up to date): RDI the address, RSI bit 0 a write,
+// bit 1 an instruction fetch; RAX 1 when the access should now succeed.
+// For handlers that take every page fault (dunk/traps.h, resolve_fault).
+#define DUNK_SYSCALL_RESOLVE_FAULT (DUNK_SYSCALL_BASE + 3)
+// Asks the monitor for the guest-physical address of host address RDI,
+// assigning guest-physical space to its chunk if it has none yet (as Dune's
+// layout gave every address one); RAX the address or -errno. For
+// dunk::guest_physical (dunk/paging.h).
+#define DUNK_SYSCALL_GUEST_PHYSICAL (DUNK_SYSCALL_BASE + 4)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000
@@ -115,13 +136,24 @@
 #include <cstdint>
 
 #include "arch/x86_64/descriptors.h"
-#include "dunk/traps.h"
+#include "dunk/trap_frame.h"
 
 namespace dunk::guest {
 
 using arch::Tss64;
 
-// The program's exception handlers see the frame as it is (dunk/traps.h).
+// The selectors above are Linux's GDT layout as arch/ encodes it.
+static_assert(DUNK_KERNEL_CS == arch::gdt::kKernelCode.raw());
+static_assert(DUNK_KERNEL_DS == arch::gdt::kKernelData.raw());
+static_assert(DUNK_USER_CS == arch::gdt::kUserCode.raw());
+static_assert(DUNK_USER_DS == arch::gdt::kUserData.raw());
+static_assert(DUNK_TSS_SELECTOR == arch::gdt::kTss.raw());
+static_assert(DUNK_DR6_RESET == arch::dr6::kReset);
+
+constexpr bool is_fatal_vector(unsigned vector) noexcept { return DUNK_VECTOR_IS_FATAL(vector); }
+
+// The layout the entry code pushes, which the program's handlers see as it
+// is (dunk/trap_frame.h); the offsets are checked below.
 using TrapFrame = dunk::TrapFrame;
 
 // One per vCPU, DUNK_AREA_SIZE bytes, aligned to its size. Guest code reaches
@@ -147,6 +179,7 @@ struct alignas(4096) VcpuArea {
   std::uint64_t root;
   std::uint64_t in_host;
   std::uint64_t tlb_generation;
+  std::uint64_t host_entries;
   std::uint8_t page0_rest[0x1000 - AREA_FIELDS_END];
   // -- page 1: descriptor tables --
   arch::SegmentDescriptor gdt[arch::gdt::kEntries];
@@ -180,6 +213,7 @@ static_assert(offsetof(VcpuArea, user_gs) == AREA_USER_GS);
 static_assert(offsetof(VcpuArea, root) == AREA_ROOT);
 static_assert(offsetof(VcpuArea, in_host) == AREA_IN_HOST);
 static_assert(offsetof(VcpuArea, tlb_generation) == AREA_TLB_GENERATION);
+static_assert(offsetof(VcpuArea, host_entries) == AREA_HOST_ENTRIES);
 static_assert(offsetof(VcpuArea, page0_rest) == AREA_FIELDS_END);
 static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
 static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);

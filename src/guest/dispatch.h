@@ -6,8 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "dunk/interrupts.h"
-#include "dunk/traps.h"
+#include "dunk/trap_frame.h"
 #include "guest/abi.h"
 
 namespace dunk::guest {

@@ -11,6 +11,7 @@
 // Stubs push a zero where the CPU pushes no error code (SDM vol. 3A Table 6-1,
 // "Protected-Mode Exceptions and Interrupts"), then the vector.
 
+#include "arch/x86_64/vectors_asm.h"
 #include "guest/abi.h"
 #include "guest/frame_macros.S.inc"
 
@@ -18,11 +19,6 @@
   // knows it by its bounds (__start_/__stop_dunk_guest_text).
   .section dunk_guest_text, "ax", @progbits
 
-// Vectors for which the CPU pushes an error code: #DF(8), #TS(10), #NP(11),
-// #SS(12), #GP(13), #PF(14), #AC(17), #CP(21), #VC(29), #SX(30).
-#define HAS_ERROR_CODE(v) ((v) == 8 || ((v) >= 10 && (v) <= 14) || (v) == 17 || (v) == 21 || (v) == 29 || (v) == 30)
-// Vectors that run on IST2 and end the program: NMI(2), #DF(8), #MC(18).
-#define IS_FATAL(v) ((v) == 2 || (v) == 8 || (v) == 18)
 
   .p2align 4
 dunk_idt_stub_base:
@@ -31,11 +27,11 @@ dunk_idt_stub_base:
   // Each stub gets exactly 16 bytes, so the table below can be computed;
   // .org fails to assemble if a stub outgrew its slot.
   .org dunk_idt_stub_base + vector * 16, 0xcc
-  .if HAS_ERROR_CODE(vector) == 0
+  .if ARCH_VECTOR_HAS_ERROR_CODE(vector) == 0
   pushq $0
   .endif
   pushq $vector
-  .if IS_FATAL(vector) != 0
+  .if DUNK_VECTOR_IS_FATAL(vector) != 0
   jmp dunk_fatal_common
   .else
   jmp dunk_exception_common
@@ -51,6 +47,14 @@ dunk_idt_stub_base:
 dunk_exception_common:
   PUSH_GPRS
   movq %cr2, %rax
+  // #DB: the frame's CR2 slot carries DR6 instead (what raised it), and DR6
+  // is reset, as its bits are sticky (SDM vol. 3B §17.2.3).
+  cmpq $1, 15 * 8(%rsp)            // the vector, above the 15 registers
+  jne 2f
+  movq %dr6, %rax
+  movl $DUNK_DR6_RESET, %ecx       // RCX is saved in the frame already
+  movq %rcx, %dr6
+2:
   pushq %rax
   movq %rsp, %rbx
   andq $DUNK_AREA_MASK, %rbx       // %rbx = this vCPU's area

@@ -11,7 +11,6 @@
 #include <cstddef>
 #include <cstring>
 
-#include "base/fd_placement.h"
 
 // The kernel's layouts put the entries right after two 32-bit words. (Do not
 // compare with offsetof on the uapi structs: compiled as C++, their
@@ -43,13 +42,20 @@ kvm_cpuid_entry2* CpuidBuffer::find(std::uint32_t function, std::uint32_t index)
   return nullptr;
 }
 
-Result<System> System::open(const char* path) noexcept {
+namespace {
+// The descriptor where `placer` puts it.
+UniqueFd placed(long fd, FdPlacer placer) noexcept {
+  return UniqueFd(placer != nullptr ? placer(static_cast<int>(fd)) : static_cast<int>(fd));
+}
+}  // namespace
+
+Result<System> System::open(const char* path, FdPlacer placer) noexcept {
   long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
   if (sys::failed(fd)) return errno_error(kOpenFailed, fd);
-  return adopt(UniqueFd(move_out_of_program_range(static_cast<int>(fd))));
+  return adopt(placed(fd, placer), placer);
 }
 
-Result<System> System::duplicate(int fd) noexcept {
+Result<System> System::duplicate(int fd, FdPlacer placer) noexcept {
   // Only the KVM device gets an ioctl: the number may name anything by now.
   // (KVM is a misc device, major 10, minor 232: include/linux/miscdevice.h.)
   struct stat st {};
@@ -59,14 +65,14 @@ Result<System> System::duplicate(int fd) noexcept {
   }
   long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
   if (sys::failed(copy)) return errno_error("fcntl(F_DUPFD_CLOEXEC) of an inherited KVM handle failed", copy);
-  return adopt(UniqueFd(move_out_of_program_range(static_cast<int>(copy))));
+  return adopt(placed(copy, placer), placer);
 }
 
-Result<System> System::adopt(UniqueFd fd) noexcept {
+Result<System> System::adopt(UniqueFd fd, FdPlacer placer) noexcept {
   if (ioctl_raw(fd.get(), KVM_GET_API_VERSION, 0L) != kApiVersion) {
     return Error{"KVM_GET_API_VERSION is not 12: unsupported KVM", EINVAL};
   }
-  return System(std::move(fd));
+  return System(std::move(fd), placer);
 }
 
 long System::check_extension(long capability) const noexcept {
@@ -89,7 +95,7 @@ Result<Vm> Vm::create(const System& system) noexcept {
   // Machine type 0: the default x86 VM. The returned descriptor is close-on-exec.
   long fd = ioctl_raw(system.fd(), KVM_CREATE_VM, 0L);
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VM) failed", fd);
-  return Vm(UniqueFd(move_out_of_program_range(static_cast<int>(fd))));
+  return Vm(placed(fd, system.placer_), system.placer_);
 }
 
 long Vm::check_extension(long capability) const noexcept {
@@ -127,7 +133,7 @@ Status Vm::set_identity_map_addr(std::uint64_t gpa) noexcept {
 Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) noexcept {
   long fd = ioctl_raw(this->fd(), KVM_CREATE_VCPU, static_cast<long>(id));
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VCPU) failed", fd);
-  UniqueFd owned(move_out_of_program_range(static_cast<int>(fd)));
+  UniqueFd owned = placed(fd, placer_);
   DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(nullptr, mmap_size, PROT_READ | PROT_WRITE,
                                                   MAP_SHARED, owned.get(), 0));
   Vcpu vcpu(std::move(owned), std::move(run), id);

@@ -46,14 +46,21 @@ struct CpuidBuffer {
   kvm_cpuid_entry2* find(std::uint32_t function, std::uint32_t index = 0) noexcept;
 };
 
+// Where a descriptor this layer creates (the device, a VM, a vCPU) goes: the
+// placer takes the new descriptor and returns the number to use from now on
+// (dunk moves its own descriptors out of the program's way,
+// base/fd_placement.h). Null: where the kernel put it.
+using FdPlacer = int (*)(int fd) noexcept;
+
 class System {
  public:
   // Opens the KVM device and checks the API version. The error's errno tells
-  // ENOENT (no KVM in this kernel) from EACCES (no permission).
-  static Result<System> open(const char* path = "/dev/kvm") noexcept;
+  // ENOENT (no KVM in this kernel) from EACCES (no permission). The VM and
+  // its vCPUs are placed by `placer` as well.
+  static Result<System> open(const char* path = "/dev/kvm", FdPlacer placer = nullptr) noexcept;
   // A handle on the KVM device this process already holds (inherited):
   // duplicated, so `fd` stays open; fails unless it is one.
-  static Result<System> duplicate(int fd) noexcept;
+  static Result<System> duplicate(int fd, FdPlacer placer = nullptr) noexcept;
 
   int fd() const noexcept { return fd_.get(); }
   // Forgets the descriptor without closing it (another process sharing the
@@ -65,11 +72,13 @@ class System {
   Status supported_cpuid(CpuidBuffer& out) const noexcept;
 
  private:
-  explicit System(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  System(UniqueFd fd, FdPlacer placer) noexcept : fd_(std::move(fd)), placer_(placer) {}
   // A handle on the device, once KVM_GET_API_VERSION says it is one dunk
   // can use.
-  static Result<System> adopt(UniqueFd fd) noexcept;
+  static Result<System> adopt(UniqueFd fd, FdPlacer placer) noexcept;
+  friend class Vm;
   UniqueFd fd_;
+  FdPlacer placer_;
 };
 
 class Vcpu;
@@ -95,8 +104,9 @@ class Vm {
   Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size) noexcept;
 
  private:
-  explicit Vm(UniqueFd fd) noexcept : fd_(std::move(fd)) {}
+  Vm(UniqueFd fd, FdPlacer placer) noexcept : fd_(std::move(fd)), placer_(placer) {}
   UniqueFd fd_;
+  FdPlacer placer_;
 };
 
 class Vcpu {

@@ -8,6 +8,9 @@
 #include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "base/syscall.h"
+#include "dunk/traps.h"
+#include "guest/abi.h"
 #include "priv/internal.h"
 
 namespace dunk {
@@ -72,14 +75,14 @@ PageInfo info_of(std::uint64_t page, arch::PageSize size, arch::PageTableEntry l
   return info;
 }
 
-Status require_aligned(const void* va, std::size_t size) noexcept {
+}  // namespace
+
+Status priv::require_page_aligned(const void* va, std::size_t size) noexcept {
   if ((reinterpret_cast<std::uint64_t>(va) | size) % arch::kPageSize4K != 0 || size == 0) {
     return Error{"address and size must be non-zero multiples of 4 KiB", EINVAL};
   }
   return {};
 }
-
-}  // namespace
 
 // --- PageRef ------------------------------------------------------------------
 
@@ -107,11 +110,11 @@ AddressSpace& AddressSpace::current() noexcept {
   core::Cpu* cpu = core::current_cpu();
   core::Mirror* m = mirror();
   if (cpu == nullptr || m == nullptr || !in_vm()) return process();
-  return AddressSpaces::get(m->tree_of_root(cpu->area->root).value_or(0));
+  return AddressSpaces::get(m->tree_of_root(Gpa(cpu->area->root)).value_or(0));
 }
 
 Status AddressSpace::map(void* va, const void* memory, std::size_t size, unsigned access, PageSize largest) noexcept {
-  DUNK_TRY(require_aligned(va, size));
+  DUNK_TRY(priv::require_page_aligned(va, size));
   if (reinterpret_cast<std::uint64_t>(memory) % arch::kPageSize4K != 0) {
     return Error{"AddressSpace::map: memory not 4 KiB aligned", EINVAL};
   }
@@ -123,21 +126,21 @@ Status AddressSpace::map(void* va, const void* memory, std::size_t size, unsigne
 }
 
 Status AddressSpace::unmap(void* va, std::size_t size) noexcept {
-  DUNK_TRY(require_aligned(va, size));
+  DUNK_TRY(priv::require_page_aligned(va, size));
   core::Mirror* m = mirror();
   if (m == nullptr) return kNoMachine;
   return m->user_unmap(id_, gva(va), size);
 }
 
 Status AddressSpace::protect(void* va, std::size_t size, unsigned access) noexcept {
-  DUNK_TRY(require_aligned(va, size));
+  DUNK_TRY(priv::require_page_aligned(va, size));
   core::Mirror* m = mirror();
   if (m == nullptr) return kNoMachine;
   return m->user_protect(id_, gva(va), size, attributes(access), (access & kRead) != 0);
 }
 
 Status AddressSpace::release(void* va, std::size_t size) noexcept {
-  DUNK_TRY(require_aligned(va, size));
+  DUNK_TRY(priv::require_page_aligned(va, size));
   core::Mirror* m = mirror();
   if (m == nullptr) return kNoMachine;
   return m->user_release(id_, gva(va), size);
@@ -204,10 +207,64 @@ Status AddressSpace::activate() noexcept {
   // space was inactive cannot leave a stale one (SDM vol. 3A §4.10.4.1,
   // "Operations that Invalidate TLBs and Paging-Structure Caches": MOV to
   // CR3). Entries of other spaces stay.
-  const std::uint64_t cr3 = pcid_enabled() ? r | (id_ + 1) : r;
+  const arch::Cr3 cr3 = arch::Cr3::make(Gpa(r), pcid_enabled() ? static_cast<std::uint16_t>(id_ + 1) : 0);
   core::current_cpu()->area->root = r;
-  asm volatile("movq %0, %%cr3" : : "r"(cr3) : "memory");
+  asm volatile("movq %0, %%cr3" : : "r"(cr3.raw()) : "memory");
   return {};
+}
+
+// --- Raw entries ------------------------------------------------------------
+
+static_assert(kEntryDunkOwned == std::uint64_t{static_cast<std::uint8_t>(core::Owner::kDunk)} << 9);
+static_assert(kEntryProgramOwned == std::uint64_t{static_cast<std::uint8_t>(core::Owner::kUser)} << 9);
+
+Result<EntryEdit> EntryEdit::begin(AddressSpace& space, std::size_t size) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return kNoMachine;
+  if (m->tree(space.id()) == nullptr) return Error{"EntryEdit: no such address space", EINVAL};
+  DUNK_TRY(m->begin_raw_edit(size));
+  return EntryEdit(space);
+}
+
+EntryEdit::~EntryEdit() {
+  if (held_) mirror()->end_raw_edit();
+}
+
+Result<EntrySlot> EntryEdit::slot(const void* va, PageSize size, bool create) noexcept {
+  const unsigned level = size == PageSize::k4K ? 1 : size == PageSize::k2M ? 2 : 3;
+  DUNK_ASSIGN_OR_RETURN(arch::EntryRef ref, mirror()->raw_slot(space_->id(), gva(va), level, create));
+  const PageSize mapped = public_size(arch::leaf_size(ref.level));
+  return EntrySlot{reinterpret_cast<std::uint64_t*>(ref.entry), mapped};
+}
+
+void EntryEdit::store(std::uint64_t* entry, std::uint64_t value) noexcept {
+  mirror()->raw_store(reinterpret_cast<arch::PageTableEntry*>(entry), arch::PageTableEntry(value));
+}
+
+std::uint64_t* page_table_at(std::uint64_t gpa) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return nullptr;
+  return reinterpret_cast<std::uint64_t*>(m->table_of(Gpa(gpa & arch::PageTableEntry::kAddressMask4K)));
+}
+
+std::optional<std::uint64_t> guest_physical(const void* p) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return std::nullopt;
+  const Hva address = hva_of(p);
+  if (auto gpa = m->translate(address)) return gpa->value();
+  // No guest-physical space yet (the monitor assigns it as it mirrors
+  // memory, and PROT_NONE memory is not mirrored): the monitor assigns it.
+  if (!in_vm()) return std::nullopt;
+  const long gpa = sys::call(DUNK_SYSCALL_GUEST_PHYSICAL, static_cast<long>(address.value()));
+  if (sys::failed(gpa)) return std::nullopt;
+  return static_cast<std::uint64_t>(gpa);
+}
+
+void* host_address(std::uint64_t gpa) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return nullptr;
+  auto hva = m->host_of(Gpa(gpa));
+  return hva ? hva->as_ptr<void>() : nullptr;
 }
 
 void flush_tlb(const void* va) noexcept {
@@ -216,9 +273,11 @@ void flush_tlb(const void* va) noexcept {
 
 void flush_tlb() noexcept {
   if (!in_vm()) return;
-  std::uint64_t cr3;
-  asm volatile("movq %%cr3, %0" : "=r"(cr3));
-  asm volatile("movq %0, %%cr3" : : "r"(cr3 & ~(std::uint64_t{1} << 63)) : "memory");
+  std::uint64_t raw;
+  asm volatile("movq %%cr3, %0" : "=r"(raw));
+  // Reloading CR3 without "keep" flushes the current PCID's entries.
+  const arch::Cr3 cr3 = arch::Cr3::from_raw(raw).with_keep_tlb(false);
+  asm volatile("movq %0, %%cr3" : : "r"(cr3.raw()) : "memory");
 }
 
 bool pcid_enabled() noexcept {

@@ -20,7 +20,7 @@ using dunk::arch::PageTableEntry;
 using dunk::arch::kPagingLevels;
 
 constexpr std::uint8_t kProgramOwned = static_cast<std::uint8_t>(dunk::core::Owner::kUser);
-constexpr std::size_t kPage = 4096;
+constexpr std::size_t kPage = dunk::arch::kPageSize4K;
 
 pid_t own_pid = 0;  // set by ptedit_init, so that pid checks make no system call
 
@@ -196,7 +196,7 @@ size_t ptedit_get_paging_root(pid_t pid) {
 
 void ptedit_set_paging_root(pid_t pid, size_t root) {
   if (!usable(pid)) return;
-  auto id = dunk::priv::mirror()->tree_of_root(root);
+  auto id = dunk::priv::mirror()->tree_of_root(dunk::arch::Cr3::from_raw(root).root());
   if (!id || root == 0) return (void)refuse("not the root of one of dunk's address spaces (AddressSpace::root())");
   if (dunk::Status s = dunk::priv::address_space(*id).activate(); !s) refuse(s.error().what);
 }

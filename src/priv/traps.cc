@@ -5,6 +5,8 @@
 #include <atomic>
 
 #include "arch/x86_64/vectors.h"
+#include "base/syscall.h"
+#include "dunk/dunk.h"
 #include "guest/dispatch.h"
 
 namespace dunk {
@@ -21,7 +23,7 @@ static_assert(kControlProtection == static_cast<unsigned>(arch::Vector::kControl
 
 Status set_trap_handler(unsigned vector, TrapHandler handler) noexcept {
   if (vector >= arch::kExceptionVectors) return Error{"set_trap_handler: not an exception vector (0-31)", EINVAL};
-  if (vector == kNmi || vector == kDoubleFault || vector == kMachineCheck) {
+  if (guest::is_fatal_vector(vector)) {
     // They arrive on IST2 when the machine may be in any state; dunk ends
     // the program with a report instead.
     return Error{"set_trap_handler: NMI, double fault and machine check cannot be handled", EINVAL};
@@ -45,6 +47,12 @@ PageFault page_fault(const TrapFrame& frame) noexcept {
                    .user = e.user,
                    .reserved_bit = e.reserved_bit,
                    .fetch = e.instruction_fetch};
+}
+
+bool resolve_fault(const void* address, bool write, bool fetch) noexcept {
+  if (!in_vm()) return false;
+  const long how = (write ? 1 : 0) | (fetch ? 2 : 0);
+  return sys::call(DUNK_SYSCALL_RESOLVE_FAULT, reinterpret_cast<long>(address), how) == 1;
 }
 
 }  // namespace dunk

@@ -5,7 +5,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Size of the generated input of the sort and sha256sum tests. Under the
-# nested test VM's emulation 100 MB takes long: see tests/cli/README.md.
+# nested test VM's emulation 100 MB takes minutes; DUNK_TEST_SORT_MB makes it
+# smaller for a quick run.
 SORT_MB=${DUNK_TEST_SORT_MB:-100}
 
 test_ls() {

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -59,13 +60,34 @@ void install(int sig, void (*handler)(int, siginfo_t*, void*), int flags = 0, co
   ASSERT_EQ(sigaction(sig, &sa, nullptr), 0);
 }
 
+// Each test starts from nothing: no VM, default dispositions, fresh
+// counters; and gives its VM back, so the tests also run one after another
+// in one process (the binary run directly), not only one per process.
+class Signals : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    calls = 0;
+    handler_in_vm = -1;
+    last_signal = 0;
+    last_code = 0;
+    last_pid = 0;
+    handler_tid = 0;
+    last_address = 0;
+    handler_stack = 0;
+  }
+  void TearDown() override {
+    test::shutdown_or_fail();
+    test::reset_signal_state();
+  }
+};
+
 void expect_handled_in_vm(int sig, int count = 1) {
   EXPECT_EQ(calls.load(), count);
   EXPECT_EQ(last_signal.load(), sig);
   EXPECT_EQ(handler_in_vm.load(), 1) << "the handler ran outside VM mode";
 }
 
-TEST(Signals, HandlerRunsInVmModeWithSiginfo) {
+TEST_F(Signals, HandlerRunsInVmModeWithSiginfo) {
   install(SIGUSR1, record);
   test::enter_or_fail();
   ASSERT_EQ(kill(getpid(), SIGUSR1), 0);
@@ -75,7 +97,7 @@ TEST(Signals, HandlerRunsInVmModeWithSiginfo) {
   EXPECT_TRUE(test::in_guest_ring0());
 }
 
-TEST(Signals, HandlerInstalledInVmModeWithPlainSignalFunction) {
+TEST_F(Signals, HandlerInstalledInVmModeWithPlainSignalFunction) {
   test::enter_or_fail();
   static std::atomic<int> got{0};
   ASSERT_NE(signal(SIGUSR2, [](int sig) { got.store(test::in_guest_ring0() ? sig : -1); }), SIG_ERR);
@@ -99,7 +121,7 @@ void unprotect(int sig, siginfo_t* info, void* context) {
   mprotect(guarded_page.load(), 4096, PROT_READ | PROT_WRITE);
 }
 
-TEST(Signals, SegvHandlerGetsTheAddressAndFixesTheFault) {
+TEST_F(Signals, SegvHandlerGetsTheAddressAndFixesTheFault) {
   char* page = static_cast<char*>(mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(page, MAP_FAILED);
   guarded_page = page;
@@ -118,7 +140,7 @@ void jump_out(int sig, siginfo_t* info, void* context) {
   siglongjmp(jump_back, sig);
 }
 
-TEST(Signals, SiglongjmpOutOfAHandlerForAnUnmappedAddress) {
+TEST_F(Signals, SiglongjmpOutOfAHandlerForAnUnmappedAddress) {
   install(SIGSEGV, jump_out);
   test::enter_or_fail();
   sigset_t before;
@@ -147,7 +169,7 @@ void skip_ud2(int sig, siginfo_t* info, void* context) {
   uc->uc_mcontext.gregs[REG_RAX] = 0x1234;
 }
 
-TEST(Signals, HandlerChangesUcontextRegisters) {
+TEST_F(Signals, HandlerChangesUcontextRegisters) {
   install(SIGILL, skip_ud2);
   test::enter_or_fail();
   std::uint64_t rax = 0;
@@ -166,7 +188,7 @@ void clobber_fpu(int sig, siginfo_t* info, void* context) {
   asm volatile("pxor %%xmm7, %%xmm7" ::: "xmm7");
 }
 
-TEST(Signals, FpuStateSurvivesAHandler) {
+TEST_F(Signals, FpuStateSurvivesAHandler) {
   install(SIGUSR1, clobber_fpu);
   test::enter_or_fail();
   double value = 2.5;
@@ -194,7 +216,7 @@ void write_a_byte(int sig, siginfo_t* info, void* context) {
   (void)!write(restart_pipe[1], &c, 1);
 }
 
-TEST(Signals, SaRestartResumesAnInterruptedRead) {
+TEST_F(Signals, SaRestartResumesAnInterruptedRead) {
   ASSERT_EQ(pipe(restart_pipe), 0);
   install(SIGALRM, write_a_byte, SA_RESTART);
   test::enter_or_fail();
@@ -207,7 +229,7 @@ TEST(Signals, SaRestartResumesAnInterruptedRead) {
   expect_handled_in_vm(SIGALRM);
 }
 
-TEST(Signals, WithoutSaRestartAReadFailsWithEintr) {
+TEST_F(Signals, WithoutSaRestartAReadFailsWithEintr) {
   ASSERT_EQ(pipe(restart_pipe), 0);
   install(SIGALRM, record);
   test::enter_or_fail();
@@ -227,7 +249,7 @@ void set_stop(int sig, siginfo_t* info, void* context) {
   stop_flag.store(true, std::memory_order_relaxed);
 }
 
-TEST(Signals, TimerInterruptsABusyLoop) {
+TEST_F(Signals, TimerInterruptsABusyLoop) {
   install(SIGALRM, set_stop);
   test::enter_or_fail();
   itimerval t{{0, 0}, {0, 20'000}};
@@ -237,7 +259,7 @@ TEST(Signals, TimerInterruptsABusyLoop) {
   expect_handled_in_vm(SIGALRM);
 }
 
-TEST(Signals, PosixTimerInterruptsABusyLoopRepeatedly) {
+TEST_F(Signals, PosixTimerInterruptsABusyLoopRepeatedly) {
   install(SIGRTMIN, record);
   test::enter_or_fail();
   sigevent ev{};
@@ -267,7 +289,7 @@ void reraise_once(int sig, siginfo_t* info, void* context) {
   depth.fetch_sub(1);
 }
 
-TEST(Signals, SameSignalWaitsForItsHandlerToReturn) {
+TEST_F(Signals, SameSignalWaitsForItsHandlerToReturn) {
   install(SIGUSR1, reraise_once);
   test::enter_or_fail();
   raise(SIGUSR1);
@@ -276,7 +298,7 @@ TEST(Signals, SameSignalWaitsForItsHandlerToReturn) {
   EXPECT_EQ(handler_in_vm.load(), 1);
 }
 
-TEST(Signals, SaNodeferNests) {
+TEST_F(Signals, SaNodeferNests) {
   install(SIGUSR1, reraise_once, SA_NODEFER);
   test::enter_or_fail();
   raise(SIGUSR1);
@@ -284,7 +306,7 @@ TEST(Signals, SaNodeferNests) {
   EXPECT_EQ(max_depth.load(), 2);
 }
 
-TEST(Signals, SaResethandRunsOnceThenDefault) {
+TEST_F(Signals, SaResethandRunsOnceThenDefault) {
   install(SIGUSR1, record, SA_RESETHAND);
   test::enter_or_fail();
   raise(SIGUSR1);
@@ -309,7 +331,7 @@ void check_mask(int sig, siginfo_t* info, void* context) {
   usr2_blocked_in_handler.store(sigismember(&now, SIGUSR2) == 1 && sigismember(&now, SIGUSR1) == 1);
 }
 
-TEST(Signals, HandlerMaskAndBlockedSignals) {
+TEST_F(Signals, HandlerMaskAndBlockedSignals) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGUSR2);
@@ -346,7 +368,7 @@ __attribute__((noinline)) int recurse(int n) {
   return recurse(n + 1) + pad[0];
 }
 
-TEST(Signals, StackOverflowHandledOnTheAlternateStack) {
+TEST_F(Signals, StackOverflowHandledOnTheAlternateStack) {
   stack_t ss{};
   ss.ss_sp = altstack_memory;
   ss.ss_size = sizeof altstack_memory;
@@ -368,7 +390,7 @@ TEST(Signals, StackOverflowHandledOnTheAlternateStack) {
   EXPECT_EQ(now.ss_flags, 0);
 }
 
-TEST(Signals, SigsuspendWaitsForAHandler) {
+TEST_F(Signals, SigsuspendWaitsForAHandler) {
   install(SIGUSR1, record);
   test::enter_or_fail();
   sigset_t block, empty;
@@ -391,7 +413,7 @@ TEST(Signals, SigsuspendWaitsForAHandler) {
   EXPECT_EQ(sigismember(&now, SIGUSR1), 1) << "sigsuspend did not restore the mask";
 }
 
-TEST(Signals, SignalfdReadsABlockedSignal) {
+TEST_F(Signals, SignalfdReadsABlockedSignal) {
   test::enter_or_fail();
   sigset_t set;
   sigemptyset(&set);
@@ -406,7 +428,7 @@ TEST(Signals, SignalfdReadsABlockedSignal) {
   close(fd);
 }
 
-TEST(Signals, PthreadKillReachesTheChosenThread) {
+TEST_F(Signals, PthreadKillReachesTheChosenThread) {
   install(SIGUSR1, record);
   test::enter_or_fail();
   std::atomic<pid_t> target_tid{0};
@@ -428,7 +450,7 @@ TEST(Signals, PthreadKillReachesTheChosenThread) {
   EXPECT_EQ(last_code.load(), SI_TKILL);
 }
 
-TEST(Signals, SignalFromAnotherProcess) {
+TEST_F(Signals, SignalFromAnotherProcess) {
   install(SIGUSR2, record);
   test::enter_or_fail();
   sigset_t block;
@@ -448,7 +470,7 @@ TEST(Signals, SignalFromAnotherProcess) {
   EXPECT_EQ(last_pid.load(), child);
 }
 
-TEST(Signals, SigchldHandlerSeesTheChildExit) {
+TEST_F(Signals, SigchldHandlerSeesTheChildExit) {
   install(SIGCHLD, record);
   test::enter_or_fail();
   // Blocked until sigsuspend, so that it cannot slip in before the wait.
@@ -469,7 +491,7 @@ TEST(Signals, SigchldHandlerSeesTheChildExit) {
   EXPECT_EQ(last_pid.load(), child);
 }
 
-TEST(Signals, SigpipeKillsByDefaultAndReachesAHandler) {
+TEST_F(Signals, SigpipeKillsByDefaultAndReachesAHandler) {
   test::ChildResult killed = test::run_in_child([] {
     if (!enter()) return 100;
     int p[2];
@@ -496,7 +518,7 @@ TEST(Signals, SigpipeKillsByDefaultAndReachesAHandler) {
 // runs once per signal, and afterwards neither signal is left blocked (the
 // masks of nested handlers unwind in order).
 std::atomic<int> usr1_count{0}, alrm_count{0};
-TEST(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
+TEST_F(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
   struct sigaction sa {};
   sa.sa_handler = [](int sig) { (sig == SIGUSR1 ? usr1_count : alrm_count).fetch_add(1); };
   ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
@@ -519,9 +541,50 @@ TEST(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
   }
 }
 
+// A signal that the host takes while the monitor serves a system call,
+// before the call is forwarded, is the program's as if it had come just
+// before the call: its handler runs first, and the call does not see the
+// handler's mask as the thread's. Otherwise rt_sigprocmask's old set has
+// SIGALRM in it, and code that sets that set back (glibc's pthread_create
+// around clone) leaves SIGALRM blocked for good
+// (tests/compat/repro/sigmask_syscall_race.c).
+//
+// Disabled: it fails today (nearly every call sees SIGALRM blocked and the
+// mask keeps it at the end); restarting the call when a signal is pending
+// as the monitor starts serving it does not close the window. An open bug
+// (docs/ARCHITECTURE.md, "Known problems"); enable with
+// --gtest_also_run_disabled_tests.
+TEST_F(Signals, DISABLED_ACallNeverSeesTheMaskOfAHandlerThatHasNotRun) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { alrm_count.fetch_add(1); };
+  ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);
+  test::enter_or_fail();
+  const int before = alrm_count.load();
+  itimerval every_50us{{0, 50}, {0, 50}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every_50us, nullptr), 0);
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  int blocked_in_old = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
+    blocked_in_old += sigismember(&old, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  itimerval stop{};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &stop, nullptr), 0);
+  sigset_t now;
+  pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  leave();
+  EXPECT_EQ(blocked_in_old, 0) << "calls that saw SIGALRM blocked, of 10000";
+  EXPECT_EQ(sigismember(&now, SIGALRM), 0);
+  EXPECT_GT(alrm_count.load() - before, 20) << "too few signals came during the loop to test anything";
+}
+
 // A process in VM mode really stops on SIGSTOP and resumes on SIGCONT, and
 // SIGKILL ends it.
-TEST(Signals, StopContinueAndKill) {
+TEST_F(Signals, StopContinueAndKill) {
   int ready[2];
   ASSERT_EQ(pipe(ready), 0);
   pid_t child = fork();
@@ -567,7 +630,7 @@ void on_alarm(int) {
   alarms.fetch_add(1);
 }
 
-TEST(Signals, ASignalWaitsUntilTheProgramsTrapHandlerHasReturned) {
+TEST_F(Signals, ASignalWaitsUntilTheProgramsTrapHandlerHasReturned) {
   ASSERT_TRUE(set_trap_handler(kInvalidOpcode, slow_ud_handler));
   struct sigaction sa {};
   sa.sa_handler = on_alarm;
@@ -583,6 +646,54 @@ TEST(Signals, ASignalWaitsUntilTheProgramsTrapHandlerHasReturned) {
   leave();
   EXPECT_GT(alarms.load(), 0);
   EXPECT_EQ(alarms_in_trap_handler.load(), 0);
+}
+
+// A signal frame the kernel cannot write (its alternate stack made
+// read-only by another thread, now and then): natively the kernel forces
+// SIGSEGV to the program's SIGSEGV handler (force_sigsegv) and the program
+// goes on, floating-point state intact; it dies only when SIGSEGV itself
+// cannot be delivered. (A bounded run: DUNK_TEST_ROUNDS raises the count.)
+std::atomic<int> hups{0}, segvs{0};
+
+TEST_F(Signals, AFrameThatCannotBeWrittenBecomesSigsegvAndTheProgramGoesOn) {
+  const char* env = std::getenv("DUNK_TEST_ROUNDS");
+  const int rounds = env != nullptr ? std::atoi(env) : 2000;
+  struct sigaction segv {};
+  segv.sa_handler = [](int) { segvs.fetch_add(1); };
+  ASSERT_EQ(sigaction(SIGSEGV, &segv, nullptr), 0);
+  struct sigaction hup {};
+  hup.sa_handler = [](int) { hups.fetch_add(1); };
+  hup.sa_flags = SA_ONSTACK;
+  ASSERT_EQ(sigaction(SIGHUP, &hup, nullptr), 0);
+  constexpr std::size_t kAltSize = 64 * 1024;
+  void* alt = mmap(nullptr, kAltSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(alt, MAP_FAILED);
+  stack_t ss{};
+  ss.ss_sp = alt;
+  ss.ss_size = kAltSize;
+  test::enter_or_fail();
+  ASSERT_EQ(sigaltstack(&ss, nullptr), 0);
+  std::atomic<bool> stop{false};
+  std::thread flipper([&] {
+    for (bool writable = false; !stop; writable = !writable) {
+      mprotect(alt, kAltSize, writable ? PROT_READ | PROT_WRITE : PROT_READ);
+      sched_yield();
+    }
+    mprotect(alt, kAltSize, PROT_READ | PROT_WRITE);
+  });
+  volatile double x = 1.0;
+  double expected = 1.0;
+  for (int i = 0; i < rounds; ++i) {
+    x = x * 1.0000001 + 0.5;
+    expected = expected * 1.0000001 + 0.5;
+    ASSERT_EQ(raise(SIGHUP), 0);
+    ASSERT_EQ(x, expected) << "floating-point state after round " << i;
+  }
+  stop = true;
+  flipper.join();
+  EXPECT_EQ(hups.load() + segvs.load(), rounds);
+  EXPECT_GT(hups.load(), 0);
+  EXPECT_TRUE(test::in_guest_ring0());
 }
 
 }  // namespace

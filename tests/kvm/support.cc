@@ -1,6 +1,8 @@
 #include "support.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +20,33 @@ void enter_or_fail() {
     FAIL() << "dunk::enter() failed: " << describe(s.error(), buf, sizeof buf);
   }
   ASSERT_TRUE(in_vm());
+}
+
+void shutdown_or_fail() {
+  leave();
+  Status down = shutdown();
+  for (int tries = 0; !down && down.error().err == EBUSY && tries < 200; ++tries) {
+    usleep(10000);
+    down = shutdown();
+  }
+  ASSERT_TRUE(down) << "dunk::shutdown() failed: " << down.error().what;
+}
+
+void reset_signal_state() {
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    signal(sig, SIG_DFL);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  stack_t off{};
+  off.ss_flags = SS_DISABLE;
+  sigaltstack(&off, nullptr);
+  const itimerval stop{};
+  setitimer(ITIMER_REAL, &stop, nullptr);
+  setitimer(ITIMER_VIRTUAL, &stop, nullptr);
+  setitimer(ITIMER_PROF, &stop, nullptr);
 }
 
 bool in_guest_ring0() {

@@ -11,6 +11,16 @@ namespace dunk::test {
 // Enters VM mode or fails the current test with dunk's explanation.
 void enter_or_fail();
 
+// Leaves VM mode and tears the VM down (dunk::shutdown), waiting for the
+// kernel to reap threads that exited in VM mode; fails the test if the VM
+// cannot go. The next test's enter() builds a new one.
+void shutdown_or_fail();
+
+// Puts every signal disposition back to SIG_DFL, unblocks every signal,
+// removes the alternate stack and stops the interval timers: what a test
+// that plays with signals leaves behind for the next one in the process.
+void reset_signal_state();
+
 // Whether the calling code runs in VM mode, by the hardware's word: guest
 // ring 0 has CPL 0 in CS, where the host runs user code at CPL 3.
 bool in_guest_ring0();

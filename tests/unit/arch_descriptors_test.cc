@@ -7,7 +7,8 @@
 namespace dunk::arch {
 namespace {
 
-// DESIGN.md: raw GDT values verified to run in the nested test VM.
+// The raw GDT values of docs/ARCHITECTURE.md ("The guest's machine"),
+// verified to run in the nested test VM.
 TEST(SegmentDescriptor, BuildersProduceTheVerifiedRawValues) {
   EXPECT_EQ(code64_segment(0).raw(), 0x00af9b000000ffffu);
   EXPECT_EQ(data_segment(0).raw(), 0x00cf93000000ffffu);

@@ -5,8 +5,8 @@
 namespace dunk::arch {
 namespace {
 
-// The values DESIGN.md records as accepted by KVM_SET_SREGS and run in the
-// nested test VM.
+// The values docs/ARCHITECTURE.md ("The guest's machine") records as accepted
+// by KVM_SET_SREGS and run in the nested test VM.
 TEST(Registers, ControlRegisterValuesFromTheVerifiedPrototype) {
   EXPECT_EQ(cr0::kPG | cr0::kWP | cr0::kNE | cr0::kET | cr0::kMP | cr0::kPE, 0x80010033u);
   EXPECT_EQ(cr4::kPAE | cr4::kPGE | cr4::kOSFXSR | cr4::kOSXMMEXCPT | cr4::kFSGSBASE | cr4::kOSXSAVE,
@@ -25,7 +25,7 @@ TEST(Registers, IndividualBitsMatchTheManual) {
   EXPECT_EQ(rflags::kAC, 0x40000u);
   EXPECT_EQ(rflags::kIOPL, 0x3000u);
   EXPECT_EQ(xfeature::kPKRU, 0x200u);
-  // SFMASK as DESIGN.md describes it: IF, TF, DF, AC, NT.
+  // SFMASK as docs/ARCHITECTURE.md describes it: IF, TF, DF, AC, NT.
   EXPECT_EQ(kSyscallFlagMask, 0x44700u);
 }
 

@@ -132,5 +132,52 @@ TEST(GpaSpace, TwoMegabyteChunks) {
   EXPECT_EQ(space.translate(Hva(0x40'0012'3456))->value(), a->guest.value() + 0x12'3456);
 }
 
+// Dune's layout (EnterOptions::identity_physical): low memory at its own
+// address, the rest from the top of the guest-physical space down.
+TEST(GpaSpace, IdentityModeKeepsLowChunksAtTheirOwnAddress) {
+  Space s(39);
+  s.config.identity = true;
+  GpaSpace space = s.make();
+  // A high chunk (a PIE program, libraries) first: it must not take a low
+  // GPA that an identity chunk will want later.
+  auto high = space.assign(Hva(0x5555'5555'8000));
+  ASSERT_TRUE(high.ok());
+  EXPECT_EQ(high->guest.value(), 511 * kGiB);
+  auto pool = space.assign(Hva(8 * kGiB + 0x1234));
+  ASSERT_TRUE(pool.ok());
+  EXPECT_EQ(pool->guest.value(), 8 * kGiB);
+  EXPECT_EQ(space.translate(Hva(8 * kGiB + 0x1234))->value(), 8 * kGiB + 0x1234);
+  EXPECT_EQ(space.reverse(Gpa(8 * kGiB + 0x1234)), Hva(8 * kGiB + 0x1234));
+  auto next_high = space.assign(Hva(0x7fff'1234'0000));
+  ASSERT_TRUE(next_high.ok());
+  EXPECT_EQ(next_high->guest.value(), 510 * kGiB);
+}
+
+TEST(GpaSpace, IdentityModeFallsBackWhereTheIdentityChunkIsUnavailable) {
+  Space s(36);
+  s.config.identity = true;
+  GpaSpace space = s.make();
+  // [3 GiB, 4 GiB) is reserved: that host chunk goes to the top.
+  auto hole = space.assign(Hva(3 * kGiB));
+  ASSERT_TRUE(hole.ok());
+  EXPECT_EQ(hole->guest.value(), 63 * kGiB);
+  // Beyond the physical width: the top too (the next free one down).
+  auto beyond = space.assign(Hva(100 * kGiB));
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_EQ(beyond->guest.value(), 62 * kGiB);
+  // A low chunk whose GPA a fallback took: the next free one from the top.
+  auto taken = space.assign(Hva(62 * kGiB));
+  ASSERT_TRUE(taken.ok());
+  EXPECT_EQ(taken->guest.value(), 61 * kGiB);
+  // Still injective, to the last chunk.
+  std::set<std::uint64_t> gpas{hole->guest.value(), beyond->guest.value(), taken->guest.value()};
+  for (std::uint64_t c = 0; gpas.size() < space.capacity(); ++c) {
+    auto a = space.assign(Hva((200 + c) * kGiB));
+    ASSERT_TRUE(a.ok()) << c;
+    EXPECT_TRUE(gpas.insert(a->guest.value()).second);
+  }
+  EXPECT_FALSE(space.assign(Hva(1 * kGiB)).ok());
+}
+
 }  // namespace
 }  // namespace dunk::core

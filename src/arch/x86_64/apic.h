@@ -59,6 +59,13 @@ constexpr std::uint32_t isr_msr(unsigned vector) noexcept { return msr::kIsr0 + 
 constexpr std::uint32_t irr_msr(unsigned vector) noexcept { return msr::kIrr0 + ((vector & 0xff) >> 5); }
 constexpr unsigned vector_bit(unsigned vector) noexcept { return vector & 31; }
 
+// The same registers in the xAPIC register page (what KVM_GET_LAPIC and
+// KVM_SET_LAPIC exchange, `struct kvm_lapic_state`): 32-bit registers every
+// 16 bytes (SDM vol. 3A Table 11-1, "Local APIC Register Address Map").
+inline constexpr std::uint32_t kPageIsr0 = 0x100;
+inline constexpr std::uint32_t kPageIrr0 = 0x200;
+constexpr std::uint32_t irr_page_offset(unsigned vector) noexcept { return kPageIrr0 + 0x10 * ((vector & 0xff) >> 5); }
+
 // Spurious-interrupt vector register: bits 7:0 the spurious vector, bit 8
 // APIC software enable (interrupts are accepted only with it set), bit 12
 // EOI-broadcast suppression.

@@ -46,6 +46,9 @@ struct CpuidBit {
   std::uint8_t bit;
 };
 
+// The bit's mask in its register.
+constexpr std::uint32_t mask(CpuidBit b) noexcept { return std::uint32_t{1} << b.bit; }
+
 namespace cpuid_bit {
 // Leaf 1 (Table 3-10 "Feature Information Returned in the ECX Register",
 // Table 3-11 "... in the EDX Register").

@@ -242,4 +242,31 @@ inline bool exchange_entry(PageTableEntry* e, PageTableEntry& expected, PageTabl
 }
 static_assert(std::atomic_ref<PageTableEntry>::is_always_lock_free);
 
+// CR3 with 4-level paging (Intel SDM vol. 3A §4.5, "4-Level Paging and
+// 5-Level Paging", Table "Use of CR3 with 4-Level Paging and CR4.PCIDE = 1";
+// §4.10.4.1 for bit 63): bits 51:12 the root table's physical address, bits
+// 11:0 the PCID that tags the TLB entries made under it (with CR4.PCIDE), and
+// bit 63, on a MOV to CR3 only, "keep this PCID's TLB entries".
+class Cr3 {
+ public:
+  static constexpr std::uint64_t kKeepTlb = std::uint64_t{1} << 63;
+  static constexpr std::uint64_t kPcidMask = bit_mask(11, 0);
+
+  static constexpr Cr3 make(Gpa root, std::uint16_t pcid = 0, bool keep_tlb = false) noexcept {
+    return Cr3((root.value() & PageTableEntry::kAddressMask4K) | (pcid & kPcidMask) | (keep_tlb ? kKeepTlb : 0));
+  }
+  static constexpr Cr3 from_raw(std::uint64_t raw) noexcept { return Cr3(raw); }
+
+  constexpr Gpa root() const noexcept { return Gpa(raw_ & PageTableEntry::kAddressMask4K); }
+  constexpr std::uint16_t pcid() const noexcept { return static_cast<std::uint16_t>(raw_ & kPcidMask); }
+  constexpr bool keep_tlb() const noexcept { return (raw_ & kKeepTlb) != 0; }
+  constexpr Cr3 with_keep_tlb(bool keep) const noexcept { return Cr3((raw_ & ~kKeepTlb) | (keep ? kKeepTlb : 0)); }
+  constexpr std::uint64_t raw() const noexcept { return raw_; }
+  constexpr bool operator==(const Cr3&) const noexcept = default;
+
+ private:
+  constexpr explicit Cr3(std::uint64_t raw) noexcept : raw_(raw) {}
+  std::uint64_t raw_;
+};
+
 }  // namespace dunk::arch

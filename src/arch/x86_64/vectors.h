@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "arch/x86_64/bits.h"
+#include "arch/x86_64/vectors_asm.h"
 
 namespace dunk::arch {
 
@@ -104,6 +105,16 @@ constexpr ExceptionInfo exception_info(Vector v) noexcept {
   return exception_info(static_cast<unsigned>(v));
 }
 constexpr bool pushes_error_code(unsigned vector) noexcept { return exception_info(vector).error_code; }
+
+namespace detail {
+constexpr bool error_code_macro_agrees() noexcept {
+  for (unsigned v = 0; v < kIdtVectors; ++v) {
+    if (pushes_error_code(v) != ARCH_VECTOR_HAS_ERROR_CODE(v)) return false;
+  }
+  return true;
+}
+}  // namespace detail
+static_assert(detail::error_code_macro_agrees(), "vectors_asm.h disagrees with the exception table");
 
 // #PF error code. Intel SDM vol. 3A §4.7 "Page-Fault Exceptions", Figure 4-12
 // "Page-Fault Error Code"; AMD APM vol. 2 §8.4.2 (bit 31 RMP is AMD SEV-SNP).
