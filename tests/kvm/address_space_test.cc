@@ -7,7 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -150,41 +149,6 @@ TEST(AddressSpace, MappingsMadeBeforeEntryAreReachable) {
   EXPECT_TRUE(check(static_cast<volatile std::uint8_t*>(p), 3 * kMiB, 21));
   leave();
   munmap(p, 3 * kMiB);
-}
-
-// A sanitizer's shadow memory: a read/write reservation far larger than the
-// guest-physical space (16 TiB; 39 physical bits give 512 GiB), touched in
-// a few places. Made after entry and before it (AddressSanitizer's runtime
-// maps its shadow before dunk's preload library enters).
-constexpr std::size_t kHugeReservation = std::size_t{16} << 40;
-
-void touch_sparsely(volatile std::uint8_t* base) {
-  for (std::size_t i = 0; i < 16; ++i) base[i * (kHugeReservation / 16) + i * 4096] = static_cast<std::uint8_t>(i + 1);
-  for (std::size_t i = 0; i < 16; ++i) {
-    EXPECT_EQ(base[i * (kHugeReservation / 16) + i * 4096], i + 1) << "piece " << i;
-  }
-}
-
-void* reserve_huge() {
-  return mmap(nullptr, kHugeReservation, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-}
-
-TEST(AddressSpace, ReservationLargerThanGuestPhysicalSpaceAfterEntry) {
-  test::enter_or_fail();
-  void* p = reserve_huge();
-  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
-  touch_sparsely(static_cast<volatile std::uint8_t*>(p));
-  EXPECT_EQ(munmap(p, kHugeReservation), 0);
-  leave();
-}
-
-TEST(AddressSpace, ReservationLargerThanGuestPhysicalSpaceBeforeEntry) {
-  void* p = reserve_huge();
-  ASSERT_NE(p, MAP_FAILED) << std::strerror(errno);
-  test::enter_or_fail();
-  touch_sparsely(static_cast<volatile std::uint8_t*>(p));
-  leave();
-  EXPECT_EQ(munmap(p, kHugeReservation), 0);
 }
 
 // What a SIGSEGV handler saw, reported through a pipe by a child.
