@@ -296,14 +296,19 @@ Status Machine::create(const EnterOptions& options) noexcept {
 
   // A fork child's arena still holds its parent's VM: start afresh.
   DUNK_TRY(arena_.reserved() ? arena_.recycle() : arena_.reserve());
+  // DUNK_GPA_BITS=N narrows the guest-physical space (to test a small one);
+  // the page tables still follow the CPU.
+  const unsigned gpa_bits =
+      config_.gpa_bits > 30 && config_.gpa_bits < features_.phys_bits ? config_.gpa_bits : features_.phys_bits;
   MirrorConfig config{
-      .gpa = {.phys_bits = features_.phys_bits,
+      .gpa = {.phys_bits = gpa_bits,
               .chunk_shift = 30,
               .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
               .reserved = default_reserved_gpa_ranges()},
       .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
   };
-  DUNK_TRY(mirror_.init(*vm_, arena_, config));
+  slots_.vm = &*vm_;
+  DUNK_TRY(mirror_.init(slots_, arena_, config));
   dunk_fds_.add(kvm_->fd());
   dunk_fds_.add(vm_->fd());
   dunk_fds_.add(mirror_.probe_fd());

@@ -30,6 +30,14 @@ namespace dunk::core {
 
 class Cpu;
 
+// The mirror's memory slots are the VM's.
+struct VmMemorySlots final : MemorySlots {
+  kvm::Vm* vm = nullptr;
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override {
+    return vm->set_memory_region(slot, gpa, size, hva);
+  }
+};
+
 class Machine {
  public:
   // The process's machine; created() tells whether it holds a VM.
@@ -139,6 +147,7 @@ class Machine {
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;
   Arena arena_;
+  VmMemorySlots slots_;
   Mirror mirror_;
   kvm::CpuidBuffer cpuid_{};
   arch::CpuFeatures features_{};

@@ -167,9 +167,23 @@ Status PageTable::protect(Gva va, std::uint64_t size, PageAttributes attrs, Edit
   return apply(va, size, Edit{.kind = Edit::Kind::kProtect, .attrs = attrs, .options = options});
 }
 
-Status PageTable::hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept {
+Status PageTable::hide(Gva va, std::uint64_t size, std::uint8_t software, EditOptions options) noexcept {
   DUNK_TRY(check_range(va, size));
-  return apply(va, size, Edit{.kind = Edit::Kind::kHide, .software = software});
+  return apply(va, size, Edit{.kind = Edit::Kind::kHide, .options = options, .software = software});
+}
+
+std::uint64_t PageTable::reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t software) noexcept {
+  const std::uint64_t first = va.value(), end = first + size;
+  std::uint64_t revealed = 0;
+  for_each_hidden_leaf(va, size, [&](Gva page, PageSize s, PageTableEntry& e) {
+    const PageTableEntry v = load_entry(&e);
+    if (v.software() != software || page.value() < first || page.value() + page_bytes(s) > end) return;
+    // Not present: the CPU neither caches nor updates the entry, so one
+    // store brings it into service.
+    store_entry(&e, v.revealed(pa + (page.value() - first), s));
+    ++revealed;
+  });
+  return revealed;
 }
 
 Status PageTable::apply(Gva va, std::uint64_t size, const Edit& edit) noexcept {
@@ -208,7 +222,7 @@ Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t ba
         if (old.maps_page(level) && old.page_address(leaf_size(level)) == pa) {
           leaf.set_accessed(old.accessed()).set_dirty(old.dirty());
         }
-        store_entry(e, leaf);
+        store_entry(e, edit.options.hidden ? leaf.as_hidden() : leaf);
         release_subtree(old, level);
         return {};
       }
@@ -406,13 +420,22 @@ Status PageTable::clone_table(const PageTableEntry* from, PageTableEntry* to, un
 }
 
 void PageTable::for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {
+  visit_leaves(va, size, /*hidden=*/false, visit);
+}
+
+void PageTable::for_each_hidden_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {
+  visit_leaves(va, size, /*hidden=*/true, visit);
+}
+
+void PageTable::visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept {
   if (root_.entries == nullptr || size == 0 || !is_canonical(va)) return;
   const std::uint64_t lin = linear(va);
   const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
-  walk(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), visit);
+  walk(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), hidden, visit);
 }
 
-void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+// Visits the present leaves (`hidden` false) or the hidden ones.
+void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,
                      LeafVisitor& visit) const noexcept {
   const std::uint64_t span = level_span(level);
   while (va < end) {
@@ -420,12 +443,12 @@ void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t 
     const std::uint64_t piece_end = std::min(end, base + span);
     PageTableEntry* e = const_cast<PageTableEntry*>(&table[table_index(level, va)]);
     const PageTableEntry v = load_entry(e);
-    if (v.present() && v.is_leaf(level)) {
-      visit(to_gva(base), leaf_size(level), *e);
-    } else if (v.present()) {
+    if (v.present() && !v.is_leaf(level)) {
       if (const PageTableEntry* child = memory_->table_at(v.table_address())) {
-        walk(child, level - 1, va, piece_end, visit);
+        walk(child, level - 1, va, piece_end, hidden, visit);
       }
+    } else if (v.is_leaf(level) && (hidden ? v.hidden() : v.present())) {
+      visit(to_gva(base), leaf_size(level), *e);
     }
     va = piece_end;
   }

@@ -81,6 +81,10 @@ struct EditOptions {
   // descended rather than replaced or dropped wholesale, so that such
   // entries inside it survive. -1: nothing is kept.
   int keep_software = -1;
+  // map(): the leaves are written taken out of service (hidden), as hide()
+  // leaves them; reveal() brings them into service later. A mapping known
+  // before the memory behind it may be used.
+  bool hidden = false;
 };
 
 // The entry that decides a virtual address: a leaf, a hidden leaf, a marker
@@ -126,8 +130,13 @@ class PageTable {
   Status protect(Gva va, std::uint64_t size, PageAttributes attrs, EditOptions options = {}) noexcept;
   // Takes every present mapping in [va, va + size) out of service (hidden,
   // PageTableEntry::as_hidden) with software bits `software`; protect()
-  // brings it back with the same frame.
-  Status hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept;
+  // brings it back with the same frame, reveal() with another.
+  Status hide(Gva va, std::uint64_t size, std::uint8_t software, EditOptions options = {}) noexcept;
+  // Brings every hidden leaf inside [va, va + size) whose software bits are
+  // `software` back into service, mapping pa + (its address - va) with the
+  // rights, accessed and dirty bits it kept. Changes no table; leaves that
+  // straddle the range's edges stay hidden. Returns how many it revealed.
+  std::uint64_t reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t software) noexcept;
 
   // A copy of this tree: new tables, the same entries. With
   // `share_leaf_tables`, the 4 KiB-page tables themselves are shared, linked
@@ -150,6 +159,8 @@ class PageTable {
   // overlaps [va, va + size), in address order. The visitor may change the
   // entry only through store_entry/exchange_entry.
   void for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
+  // The same for every hidden leaf (PageTableEntry::hidden).
+  void for_each_hidden_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
 
   // Keep tables that unmap() empties, linked in place. A tree that other
   // vCPUs walk concurrently cannot hand a table back for reuse before every
@@ -185,7 +196,8 @@ class PageTable {
   Result<TablePage> allocate_table() const noexcept;
   void release_subtree(PageTableEntry old, unsigned level) const noexcept;
   void release_tree(TablePage table, unsigned level) const noexcept;
-  void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+  void visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept;
+  void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,
             LeafVisitor& visit) const noexcept;
 
   TableMemory* memory_;

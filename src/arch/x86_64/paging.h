@@ -152,6 +152,11 @@ class alignas(8) PageTableEntry {
   constexpr PageTableEntry as_hidden() const noexcept {
     return PageTableEntry(with_bit(with_bit(raw_, 0, false), kHiddenBit, true));
   }
+  // A hidden leaf back in service, mapping `pa` now: present again, every
+  // other bit (rights, accessed, dirty, PAT, key) as it was kept.
+  constexpr PageTableEntry revealed(Gpa pa, PageSize size) const noexcept {
+    return PageTableEntry(with_bit(with_bit(raw_, kHiddenBit, false), 0, true)).set_page_address(pa, size);
+  }
   // A present leaf or a hidden one, at `level`.
   constexpr bool maps_page(unsigned level) const noexcept { return (present() || hidden()) && is_leaf(level); }
   // A not-present entry that carries nothing but software bits (a marker

@@ -1,0 +1,248 @@
+// The address-space mirror on the host, with fake memory slots and a made-up
+// guest-physical width: mappings need no GPA space, the first touch of a
+// chunk assigns it, and a full GPA space is reclaimed so that any number of
+// chunks works on a 36-bit CPU.
+#include "core/mirror.h"
+
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <vector>
+
+namespace dunk::core {
+namespace {
+
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+constexpr std::uint64_t kPage = 4096;
+
+// KVM_SET_USER_MEMORY_REGION's rules, as far as the mirror meets them: a
+// slot's GPA range may not overlap another's, and an existing slot may not
+// change its host range (it must be deleted first).
+class FakeSlots final : public MemorySlots {
+ public:
+  struct Slot {
+    Gpa gpa;
+    std::uint64_t size;
+    Hva hva;
+  };
+
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override {
+    ++calls;
+    if (size == 0) {
+      if (slots.erase(slot) == 0) return Error{"fake: deleting a slot that does not exist", EINVAL};
+      ++deletions;
+      return {};
+    }
+    if (auto it = slots.find(slot); it != slots.end()) {
+      if (it->second.hva != hva) return Error{"fake: changing a slot's host range", EINVAL};
+    }
+    for (const auto& [id, s] : slots) {
+      if (id != slot && gpa.value() < s.gpa.value() + s.size && s.gpa.value() < gpa.value() + size) {
+        return Error{"fake: overlapping slots", EEXIST};
+      }
+    }
+    slots[slot] = Slot{gpa, size, hva};
+    return {};
+  }
+
+  // The host address KVM would reach for `gpa`, if a slot covers it.
+  std::optional<Hva> host_of(Gpa gpa) const {
+    for (const auto& [id, s] : slots) {
+      if (gpa.value() >= s.gpa.value() && gpa.value() < s.gpa.value() + s.size) {
+        return s.hva + (gpa.value() - s.gpa.value());
+      }
+    }
+    return std::nullopt;
+  }
+
+  std::map<std::uint32_t, Slot> slots;
+  int calls = 0;
+  int deletions = 0;
+};
+
+constexpr int kRw = PROT_READ | PROT_WRITE;
+
+class MirrorTest : public ::testing::Test {
+ protected:
+  void init(unsigned phys_bits) {
+    ASSERT_TRUE(arena.reserve());
+    const MirrorConfig config{
+        .gpa = {.phys_bits = phys_bits, .chunk_shift = 30, .reserved = default_reserved_gpa_ranges()},
+        .paging = {.gib_pages = true, .nx = true, .phys_bits = phys_bits},
+    };
+    Status s = mirror.init(slots, arena, config);
+    ASSERT_TRUE(s) << s.error().what;
+    pinned = mirror.chunks_assigned();
+  }
+
+  // Every present leaf of the process's tree reaches, through the slots,
+  // exactly the host address it mirrors; returns how many there are.
+  std::size_t check_translations(Hva start, std::uint64_t size) {
+    std::size_t n = 0;
+    mirror.page_table().for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
+      const auto host = slots.host_of(arch::load_entry(&e).page_address(s));
+      EXPECT_TRUE(host.has_value()) << std::hex << va.value() << " maps a GPA no slot covers";
+      if (host) {
+        EXPECT_EQ(host->value(), va.value()) << "a leaf reaches another chunk's memory";
+      }
+      ++n;
+    });
+    return n;
+  }
+
+  // A sparse range the test mirrors (no host memory is needed until the
+  // host is asked: the mirror knows these pages from set()).
+  static constexpr std::uint64_t kBase = 0x2000'0000'0000;
+
+  Arena arena;
+  FakeSlots slots;
+  Mirror mirror;
+  std::uint32_t pinned = 0;
+};
+
+TEST_F(MirrorTest, ThirtySixBitsLeaveRoomAfterTheArenaAndDunksImage) {
+  init(36);
+  EXPECT_EQ(mirror.chunk_capacity(), 63u);
+  // The arena and the chunks of this binary's image (one or two).
+  EXPECT_GE(pinned, 2u);
+  EXPECT_LE(pinned, 4u);
+  EXPECT_TRUE(mirror.resident(arena.base()));
+  EXPECT_EQ(slots.slots.size(), pinned);
+}
+
+TEST_F(MirrorTest, MappingsNeedNoGuestPhysicalSpace) {
+  init(36);
+  // 1024 pages, one every 2 GiB, and a 16 TiB range: far more chunks than
+  // a 36-bit space has. Nothing is assigned, nothing fails.
+  for (std::uint64_t i = 0; i < 1024; ++i) ASSERT_TRUE(mirror.set(Hva(kBase + i * 2 * kGiB), Hva(kBase + i * 2 * kGiB + kPage), kRw));
+  ASSERT_TRUE(mirror.set(Hva(0x4000'0000'0000), Hva(0x4000'0000'0000 + 16 * 1024 * kGiB), PROT_READ));
+  EXPECT_EQ(mirror.chunks_assigned(), pinned);
+  EXPECT_EQ(mirror.protection(Hva(kBase + 6 * kGiB + 100)), kRw);
+  EXPECT_EQ(mirror.protection(Hva(0x4000'0000'0000 + 9000 * kGiB)), PROT_READ);
+  EXPECT_FALSE(mirror.protection(Hva(kBase + 3 * kGiB)).has_value());
+  EXPECT_FALSE(mirror.translate(Hva(kBase)).has_value());
+  EXPECT_EQ(check_translations(Hva(kBase), 2048 * kGiB), 0u) << "nothing is present before it is touched";
+}
+
+TEST_F(MirrorTest, FirstTouchAssignsAndAFullSpaceIsReclaimed) {
+  init(36);
+  for (std::uint64_t i = 0; i < 1024; ++i) ASSERT_TRUE(mirror.set(Hva(kBase + i * 2 * kGiB), Hva(kBase + i * 2 * kGiB + kPage), kRw));
+  std::uint64_t assigned = 0, reclaimed = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint64_t i = 0; i < 1024; ++i) {
+      const Hva page(kBase + i * 2 * kGiB + 8);
+      const FaultResolution r = mirror.resolve_fault(page, /*write=*/true, /*fetch=*/false);
+      ASSERT_TRUE(r.resolved) << pass << " " << i;
+      EXPECT_EQ(r.chunks_assigned, 1u);
+      assigned += r.chunks_assigned;
+      reclaimed += r.chunks_reclaimed;
+      auto gpa = mirror.translate(page);
+      ASSERT_TRUE(gpa.has_value());
+      EXPECT_LT(gpa->value(), std::uint64_t{1} << 36);
+      EXPECT_EQ(slots.host_of(*gpa), page);
+      // Retried, the access finds the page present.
+      EXPECT_TRUE(mirror.resolve_fault(page, true, false).resolved);
+    }
+  }
+  EXPECT_EQ(assigned, 2048u);
+  EXPECT_EQ(reclaimed, 2048u - (63u - pinned));
+  EXPECT_EQ(mirror.chunks_reclaimed(), reclaimed);
+  EXPECT_EQ(mirror.chunks_assigned(), 63u);
+  EXPECT_EQ(slots.deletions, static_cast<int>(reclaimed));
+  // Only resident chunks have present leaves, and each reaches its own memory.
+  EXPECT_EQ(check_translations(Hva(kBase), 2048 * kGiB), 63u - pinned);
+  // Protections survived eviction: the pages are still known, read/write.
+  EXPECT_EQ(mirror.protection(Hva(kBase + 2 * kGiB)), kRw);
+  // The arena and dunk's image were never taken.
+  EXPECT_TRUE(mirror.resident(arena.base()));
+}
+
+TEST_F(MirrorTest, ChunksInUseStayWhileOthersComeAndGo) {
+  init(36);
+  const std::uint64_t hot = 8, cold = 500;
+  ASSERT_TRUE(mirror.set(Hva(kBase), Hva(kBase + (hot + cold) * kGiB), kRw));
+  for (std::uint64_t i = 0; i < hot; ++i) ASSERT_TRUE(mirror.resolve_fault(Hva(kBase + i * kGiB), true, false).resolved);
+  // The CPU marks the entries it walks; here the test does, for the hot
+  // chunks, between every two cold touches. A hot chunk taken while the
+  // space first fills up (every chunk looks used then) faults back in; once
+  // the clock has gone round, none is taken again.
+  unsigned hot_refaults = 0;
+  auto use_hot = [&](bool warm) {
+    for (std::uint64_t i = 0; i < hot; ++i) {
+      if (!mirror.resident(Hva(kBase + i * kGiB))) {
+        EXPECT_FALSE(warm) << "hot chunk " << i << " was taken";
+        ++hot_refaults;
+        ASSERT_TRUE(mirror.resolve_fault(Hva(kBase + i * kGiB), true, false).resolved);
+      }
+      arch::PageTableEntry* path[arch::kPagingLevels];
+      ASSERT_GE(mirror.page_table().path(Gva(kBase + i * kGiB), path), 2u);
+      arch::store_entry(path[1], arch::PageTableEntry(arch::load_entry(path[1])).set_accessed(true));
+    }
+  };
+  for (std::uint64_t i = hot; i < hot + cold; ++i) {
+    use_hot(/*warm=*/i > hot + 2 * 63);
+    ASSERT_TRUE(mirror.resolve_fault(Hva(kBase + i * kGiB + kPage), false, false).resolved);
+  }
+  EXPECT_GT(mirror.chunks_reclaimed(), cold - 63);
+  EXPECT_LE(hot_refaults, hot);
+  for (std::uint64_t i = 0; i < hot; ++i) EXPECT_TRUE(mirror.resident(Hva(kBase + i * kGiB))) << i;
+}
+
+TEST_F(MirrorTest, FaultsTheHostWouldNotAllowStayUnresolved) {
+  init(36);
+  ASSERT_TRUE(mirror.set(Hva(kBase), Hva(kBase + kPage), PROT_READ));
+  EXPECT_FALSE(mirror.resolve_fault(Hva(kBase), /*write=*/true, false).resolved);
+  EXPECT_FALSE(mirror.resolve_fault(Hva(kBase), false, /*fetch=*/true).resolved);
+  EXPECT_TRUE(mirror.resolve_fault(Hva(kBase), false, false).resolved);
+  // Nothing mapped here, on the host either.
+  EXPECT_FALSE(mirror.resolve_fault(Hva(0x6d75'6e6b'0000), false, false).resolved);
+  EXPECT_FALSE(mirror.resolve_fault(arena.base() + 5 * kPage, false, false).resolved);
+}
+
+TEST_F(MirrorTest, MemoryMappedBehindTheMirrorsBackIsFoundOnTheHost) {
+  init(36);
+  // A real mapping the mirror never saw (as if mapped outside VM mode).
+  const std::size_t size = 64 * kPage;
+  auto* p = static_cast<char*>(mmap(nullptr, size, kRw, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(p, MAP_FAILED);
+  const Hva page(reinterpret_cast<std::uint64_t>(p) + 5 * kPage);
+  const FaultResolution r = mirror.resolve_fault(page, true, false);
+  EXPECT_TRUE(r.resolved);
+  // The whole mapping, not just the page.
+  EXPECT_EQ(mirror.protection(Hva(reinterpret_cast<std::uint64_t>(p))), kRw);
+  EXPECT_EQ(mirror.protection(Hva(reinterpret_cast<std::uint64_t>(p) + size - kPage)), kRw);
+  munmap(p, size);
+}
+
+TEST_F(MirrorTest, ThePrivilegedApiSeesEveryMappedPagePresent) {
+  init(36);
+  ASSERT_TRUE(mirror.set(Hva(kBase), Hva(kBase + kPage), kRw));
+  ASSERT_TRUE(mirror.set(Hva(kBase + 7 * kGiB), Hva(kBase + 7 * kGiB + 2 * kPage), PROT_READ));
+  EXPECT_FALSE(mirror.assigns_eagerly());
+  arch::PageTable* tree = mirror.tree(0);  // what the privileged API does first
+  ASSERT_NE(tree, nullptr);
+  EXPECT_TRUE(mirror.assigns_eagerly());
+  EXPECT_TRUE(tree->lookup(Gva(kBase)).has_value());
+  EXPECT_TRUE(tree->lookup(Gva(kBase + 7 * kGiB + kPage)).has_value());
+  // From now on mappings are resident at once, and nothing is reclaimed:
+  // the distinct chunks must fit, as they had to before reclaiming existed.
+  unsigned mapped = 0;
+  Status s;
+  for (std::uint64_t i = 0; i < 100; ++i) {
+    s = mirror.set(Hva(kBase + (10 + i) * kGiB), Hva(kBase + (10 + i) * kGiB + kPage), kRw);
+    if (!s) break;
+    ++mapped;
+  }
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, ENOMEM);
+  EXPECT_EQ(mirror.chunks_reclaimed(), 0u);
+  EXPECT_EQ(mirror.chunks_assigned(), 63u);
+  EXPECT_EQ(mapped, 63u - pinned - 2u);
+}
+
+}  // namespace
+}  // namespace dunk::core
