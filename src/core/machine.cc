@@ -215,12 +215,15 @@ Status Machine::build_idt() noexcept {
 }
 
 Status Machine::setup_stats() noexcept {
+  // In the arena, like every mapping of dunk's.
+  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(Stats)));
   // `dunk exec --stats` names a file every process of the tree adds to.
   const char* path = config_.stats_path;
   if (*path != '\0') {
     long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
     if (!sys::failed(fd)) {
-      long addr = sys::call(SYS_mmap, 0, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      long addr = sys::call(SYS_mmap, reinterpret_cast<long>(memory), sizeof(Stats), PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_FIXED, fd, 0);
       sys::call(SYS_close, fd);
       if (!sys::failed(addr)) {
         auto* shared = reinterpret_cast<Stats*>(addr);
@@ -229,13 +232,16 @@ Status Machine::setup_stats() noexcept {
           stats_->add(stats_->processes);
           return {};
         }
-        sys::call(SYS_munmap, addr, sizeof(Stats));
       }
+      // Private zeroed memory again in its place (a failed MAP_FIXED may
+      // have unmapped it).
+      addr = sys::call(SYS_mmap, reinterpret_cast<long>(memory), sizeof(Stats), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (sys::failed(addr)) return errno_error("mmap(dunk stats block) failed", addr);
     }
     // A stats file that cannot be used must not stop the program; its
     // counts go to a private block instead.
   }
-  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(Stats)));
   stats_ = reinterpret_cast<Stats*>(memory);
   stats_->magic = Stats::kMagic;
   stats_->version = Stats::kVersion;
@@ -394,10 +400,7 @@ Status Machine::destroy() noexcept {
   vm_.reset();
   dunk_fds_.remove(kvm_->fd());
   kvm_.reset();  // a copy of an inherited handle (DUNK_KVM_FD), which stays
-  if (!arena_.contains(Hva(reinterpret_cast<std::uint64_t>(stats_)))) {
-    sys::call(SYS_munmap, reinterpret_cast<long>(stats_), sizeof(Stats));  // the --stats file's block
-  }
-  stats_ = nullptr;
+  stats_ = nullptr;  // in the arena (the --stats file's block too), recycled below
   idt_ = nullptr;
   fpu_init_ = nullptr;
   interrupts_ = false;
@@ -474,7 +477,11 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   // KVM_CREATE_VCPU's bare EINVAL. The program's thread creation fails with
   // EAGAIN, as when the kernel runs out of threads.
   if (id >= max_vcpus_) return Error{vcpu_limit_message_, EAGAIN};
-  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_));
+  // The run page in the arena, like every mapping of dunk's: the program's
+  // address space holds only what it mapped itself (a fork child's vCPU
+  // must not land in a hole the program left, where it expects a fault).
+  DUNK_ASSIGN_OR_RETURN(std::byte* run_page, arena_.allocate(vcpu_mmap_size_));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));
