@@ -121,7 +121,12 @@ void far_touch_op(std::uint64_t n) {
 void add_chunk_reclaim(std::uint64_t n, const Probes& probes, Report& report) {
   FarTouches& f = far_touches;
   f.chunks = core::Machine::instance().mirror().chunk_capacity() + 16;
-  void* base = mmap(nullptr, f.chunks * kGiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  // Mapped and unmapped in VM mode, where the monitor sees it.
+  void* base = MAP_FAILED;
+  if (enter()) {
+    base = mmap(nullptr, f.chunks * kGiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    leave();
+  }
   if (base == MAP_FAILED) {
     Result r;
     r.name = "chunk reclaim";
@@ -143,7 +148,10 @@ void add_chunk_reclaim(std::uint64_t n, const Probes& probes, Report& report) {
   vm.note = "VM mode: a page's first touch in a 1 GiB region without guest-physical space, the space full (a fault "
             "and a reclaim); native: a page's first touch";
   report.results.push_back(vm);
-  munmap(base, f.chunks * kGiB);
+  if (enter()) {
+    munmap(base, f.chunks * kGiB);
+    leave();
+  }
 }
 
 struct ProcessBenchmark {

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "arch/x86_64/vectors.h"
 #include "base/fd_placement.h"
@@ -219,17 +220,27 @@ Status Mirror::pin_range(Hva start, Hva end) noexcept {
 
 void Mirror::assign_eagerly() noexcept {
   if (eager_.load(std::memory_order_acquire) || !gpa_) return;
+  // The privileged API calls this from guest code too, where a system call
+  // made under the lock (an mprotect committing a table) would wait for the
+  // monitor, which would wait for the lock: tables come from a reserve
+  // committed first (see Arena::take_free_page).
+  (void)arena_->stock_pages(kEagerTableReserve);
   LockGuard hold(lock_);
+  const bool reserve_only = std::exchange(reserve_only_, true);
   (void)assign_eagerly_locked();
+  reserve_only_ = reserve_only;
 }
 
 Status Mirror::assign_eagerly_locked() noexcept {
   if (eager_.load(std::memory_order_relaxed)) return {};
+  // What was unmapped while no thread was in VM mode is still in the
+  // tables, hidden: the host's view first, so that only chunks with memory
+  // take GPA space.
+  Status status = sync_locked(Hva(0), Hva(kUserSpaceEnd));
   eager_.store(true, std::memory_order_release);
   // Every chunk with hidden leaves, in any tree, becomes resident. A chunk
   // that finds no GPA space stays hidden; its accesses fault and fail.
   // (Revealing changes leaves only, never the tables the walk follows.)
-  Status status;
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (!tree) continue;
     std::optional<Hva> last;

@@ -203,6 +203,9 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   bool chunk_accessed(Hva chunk) noexcept;
   Status pin_range(Hva start, Hva end) noexcept;
   Status assign_eagerly_locked() noexcept;
+  // Page-table pages committed for assign_eagerly's re-reading of the
+  // host's mappings.
+  static constexpr std::size_t kEagerTableReserve = 256;
 
   Lock lock_;
   MemorySlots* slots_ = nullptr;
