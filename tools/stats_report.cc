@@ -1,6 +1,5 @@
 #include "tools/stats_report.h"
 
-#include <seccomp.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -11,6 +10,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "abi/syscalls.h"
 #include "arch/x86_64/vectors.h"
 #include "core/exit.h"
 
@@ -83,11 +83,9 @@ double StatsReport::exits_per_syscall() const {
 }
 
 std::string syscall_name(unsigned nr) {
-  char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
-  if (name == nullptr) return fmt::format("syscall_{}", nr);
-  std::string out(name);
-  std::free(name);  // libseccomp returns a strdup()ed name
-  return out;
+  // The system-call schema's name (src/abi/syscalls.h).
+  const char* name = abi::name_of(nr);
+  return name != nullptr ? std::string(name) : fmt::format("syscall_{}", nr);
 }
 
 StatsReport make_report(const core::Stats& stats, const std::vector<std::string>& command, int wait_status) {

@@ -15,8 +15,9 @@
 
 namespace dunk {
 
-// Whether `path` (a readlink of the listed directory) is PID's descriptor
-// directory: "/proc/PID/fd" or "/proc/PID/task/TID/fd".
+// Whether `path` (a readlink of the listed directory) is one of PID's
+// descriptor directories: "/proc/PID/fd" or "/proc/PID/task/TID/fd", or
+// their "fdinfo" twins.
 inline bool is_fd_directory_of(std::string_view path, long pid) noexcept {
   auto take_number = [&path]() -> std::optional<long> {
     long value = 0;
@@ -36,7 +37,41 @@ inline bool is_fd_directory_of(std::string_view path, long pid) noexcept {
   };
   if (!take("/proc/") || take_number() != pid) return false;
   if (take("/task/") && !take_number()) return false;
-  return path == "/fd";
+  return path == "/fd" || path == "/fdinfo";
+}
+
+// The descriptor a path names through /proc when it is one of PID's own:
+// "/proc/self/fd/N", "/proc/thread-self/fdinfo/N", "/proc/PID/fd/N",
+// "/proc/PID/task/TID/fd/N" (fd or fdinfo), or "/dev/fd/N" — whatever
+// follows N. For a path of another process, or no such path: nullopt.
+inline std::optional<int> fd_named_by_path(std::string_view path, long pid) noexcept {
+  auto take = [&path](std::string_view prefix) {
+    if (!path.starts_with(prefix)) return false;
+    path.remove_prefix(prefix.size());
+    return true;
+  };
+  auto take_number = [&path]() -> std::optional<long> {
+    long value = 0;
+    std::size_t digits = 0;
+    while (digits < path.size() && path[digits] >= '0' && path[digits] <= '9' && digits < 10) {
+      value = value * 10 + (path[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0 || (digits < path.size() && path[digits] >= '0' && path[digits] <= '9')) return std::nullopt;
+    path.remove_prefix(digits);
+    return value;
+  };
+  if (!take("/dev/fd/")) {
+    if (!take("/proc/")) return std::nullopt;
+    if (!take("self/") && !take("thread-self/")) {
+      if (take_number() != pid || !take("/")) return std::nullopt;
+      if (take("task/") && (!take_number() || !take("/"))) return std::nullopt;
+    }
+    if (!take("fd/") && !take("fdinfo/")) return std::nullopt;
+  }
+  const std::optional<long> fd = take_number();
+  if (!fd || *fd > 0x7fffffff || (!path.empty() && path.front() != '/')) return std::nullopt;
+  return static_cast<int>(*fd);
 }
 
 // The descriptor number an entry named `name` stands for, if it is one.

@@ -17,3 +17,9 @@
 #define CALL_READY 72
 #define CALL_CHILD_FIXUP 80
 #define CALL_CLONE_FLAGS 88
+
+// struct PortAccess (core/port_io.h), the argument of dunk_port_io.
+#define PORT_ACCESS_PORT 0
+#define PORT_ACCESS_SIZE 2
+#define PORT_ACCESS_OUT 3
+#define PORT_ACCESS_VALUE 4

@@ -17,6 +17,7 @@ struct MachineConfig {
   unsigned gpa_bits = 0;               // DUNK_GPA_BITS: a guest-physical space narrower than the CPU's (0: the CPU's)
   long required_capability = -1;       // DUNK_REQUIRE_KVM_CAP: one more capability KVM must have
   char stats_path[kPathMax] = "";      // DUNK_STATS: the --stats file the process tree adds to
+  int strace_fd = -1;                  // DUNK_STRACE_FD: where --strace lines go
 
   // Reads the variables through `lookup` (getenv's contract: null when
   // unset). Values that do not parse are ignored, as if unset.

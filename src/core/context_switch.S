@@ -248,6 +248,87 @@ dunk_forward_syscall_done:
   ret
   .size dunk_forward_syscall, . - dunk_forward_syscall
 
+// long dunk_int80(const Syscall* call /*rdi*/);
+//
+// A 32-bit system call (`int $0x80`) the guest made, made on the host the
+// same way: number in EAX, arguments in EBX, ECX, EDX, ESI, EDI, EBP. Its
+// INT instruction is named for the host signal handler, like the SYSCALL of
+// dunk_forward_syscall.
+  .globl dunk_int80
+  .globl dunk_int80_insn
+  .globl dunk_int80_done
+  .type dunk_int80, @function
+  .p2align 4
+dunk_int80:
+  pushq %rbx
+  pushq %rbp
+  movq SYSCALL_NR(%rdi), %rax
+  movq SYSCALL_ARGS + 0(%rdi), %rbx
+  movq SYSCALL_ARGS + 8(%rdi), %rcx
+  movq SYSCALL_ARGS + 16(%rdi), %rdx
+  movq SYSCALL_ARGS + 24(%rdi), %rsi
+  movq SYSCALL_ARGS + 40(%rdi), %rbp
+  movq SYSCALL_ARGS + 32(%rdi), %rdi
+dunk_int80_insn:
+  int $0x80
+dunk_int80_done:
+  popq %rbp
+  popq %rbx
+  ret
+  .size dunk_int80, . - dunk_int80
+
+// bool dunk_port_io(PortAccess* access /*rdi*/);
+//
+// One port access of the guest's, made on the host with the host thread's
+// I/O permission (ioperm, iopl). A denied access raises #GP, which the
+// kernel turns into SIGSEGV at one of the IN/OUT instructions between
+// dunk_port_io and dunk_port_io_denied; dunk's probe handler
+// (core/port_io.cc) resumes at dunk_port_io_denied instead. Returns 1 when
+// the access was made (an IN's value in access->value), 0 when denied.
+  .globl dunk_port_io
+  .globl dunk_port_io_denied
+  .type dunk_port_io, @function
+  .p2align 4
+dunk_port_io:
+  movzwl PORT_ACCESS_PORT(%rdi), %edx
+  movl PORT_ACCESS_VALUE(%rdi), %eax
+  movzbl PORT_ACCESS_SIZE(%rdi), %ecx
+  cmpb $0, PORT_ACCESS_OUT(%rdi)
+  je 5f
+  cmpl $1, %ecx
+  jne 1f
+  outb %al, %dx
+  jmp 9f
+1:
+  cmpl $2, %ecx
+  jne 2f
+  outw %ax, %dx
+  jmp 9f
+2:
+  outl %eax, %dx
+  jmp 9f
+5:
+  cmpl $1, %ecx
+  jne 6f
+  inb %dx, %al
+  jmp 8f
+6:
+  cmpl $2, %ecx
+  jne 7f
+  inw %dx, %ax
+  jmp 8f
+7:
+  inl %dx, %eax
+8:
+  movl %eax, PORT_ACCESS_VALUE(%rdi)
+9:
+  movl $1, %eax
+  ret
+dunk_port_io_denied:
+  xorl %eax, %eax
+  ret
+  .size dunk_port_io, . - dunk_port_io
+
 // The sa_restorer of dunk's host signal handler: rt_sigreturn.
   .globl dunk_host_signal_restorer
   .type dunk_host_signal_restorer, @function

@@ -31,8 +31,10 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
     if (cpu_.area->dispatching != 0) return fault_in_handler(f);
     fatal("exception inside dunk's exception path", nullptr, &f);
   }
-  // Interrupts are dispatched in the guest (src/guest/dispatch.cc); one
-  // that reaches the monitor anyway is ignored.
+  // The program's own `int $n`: a 32-bit system call, or the #GP it is
+  // natively. Interrupts are dispatched in the guest (src/guest/dispatch.cc);
+  // another that reaches the monitor is ignored.
+  if (handle_software_interrupt(f)) return;
   if (f.vector >= DUNK_FIRST_INTERRUPT_VECTOR) return;
   if (in_dunk_code(f.rip)) fatal("exception in dunk's ring-0 entry code", nullptr, &f);
 

@@ -16,6 +16,7 @@
 #include "arch/x86_64/xsave.h"
 #include "base/syscall.h"
 #include "core/guest_cpuid.h"
+#include "core/monitor_context.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 #include "kvm/uapi.h"
@@ -318,7 +319,22 @@ Status Machine::create(const EnterOptions& options) noexcept {
   dunk_fds_.add(kvm_->fd());
   dunk_fds_.add(vm_->fd());
   dunk_fds_.add(mirror_.probe_fd());
+  // The --strace descriptor `dunk exec` passed down: dunk's, like the KVM
+  // handle (out of the program's reach), when it is open.
+  strace_fd_ = -1;
+  if (const int fd = config_.strace_fd; fd >= 0 && sys::call(SYS_fcntl, fd, F_GETFD) >= 0) {
+    strace_fd_ = fd;
+    dunk_fds_.add(fd);
+  }
   DUNK_TRY(build_idt());
+  DUNK_ASSIGN_OR_RETURN(std::byte* ldt_table, arena_.allocate(LdtMirror::kBytes));
+  new (&ldt_) LdtMirror();
+  ldt_.attach(ldt_table);
+  {
+    // The program's LDT, if it has one already (a fork child's, say).
+    LinuxHost host;
+    DUNK_TRY(ldt_.reload(host));
+  }
   DUNK_TRY(setup_stats());
   DUNK_TRY(build_fpu_init_image());
   DUNK_TRY(mirror_.sync_all());
@@ -341,10 +357,11 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
     // fork, not yet listed anywhere but the bitmap; then the program may
-    // reuse the numbers. The inherited KVM handle stays for this process's
-    // own VM and children (open_kvm owns it again).
+    // reuse the numbers. The inherited KVM handle and the --strace
+    // descriptor stay for this process's own VM and children (create()
+    // owns them again).
     dunk_fds_.drain([this](int fd) {
-      if (fd != inherited_kvm_fd_) sys::call(SYS_close, fd);
+      if (fd != inherited_kvm_fd_ && fd != strace_fd_) sys::call(SYS_close, fd);
     });
   }
   // Otherwise the numbers are the parent's descriptors, still in use: they
@@ -405,6 +422,7 @@ Status Machine::destroy() noexcept {
   fpu_init_ = nullptr;
   interrupts_ = false;
   guest::dunk_lapic_present = false;
+  new (&ldt_) LdtMirror();  // its table was in the arena
   // Page tables, areas, stacks: back to the kernel, the reservation kept.
   return arena_.recycle();
 }

@@ -19,6 +19,7 @@
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/ldt_mirror.h"
 #include "core/mirror.h"
 #include "core/signals.h"
 #include "core/stats.h"
@@ -78,6 +79,7 @@ class Machine {
   void close_fds_before_exit() noexcept;
 
   Mirror& mirror() noexcept { return mirror_; }
+  LdtMirror& ldt() noexcept { return ldt_; }
   Arena& arena() noexcept { return arena_; }
   Stats& stats() noexcept { return *stats_; }
   const arch::CpuFeatures& features() const noexcept { return features_; }
@@ -115,6 +117,9 @@ class Machine {
   }
   // DUNK_TRACE=1 in the environment: the monitor reports every exit on stderr.
   bool trace() const noexcept { return config_.trace; }
+  // DUNK_STRACE_FD: where the monitor writes a line per system call
+  // (dunk exec --strace), once checked to be open; -1: no tracing.
+  int strace_fd() const noexcept { return strace_fd_; }
 
   // File descriptors dunk holds (/dev/kvm, the VM, vCPUs, the mirror's
   // probe): the monitor keeps the program from closing them (a fork child
@@ -149,6 +154,7 @@ class Machine {
   Arena arena_;
   VmMemorySlots slots_;
   Mirror mirror_;
+  LdtMirror ldt_;
   kvm::CpuidBuffer cpuid_{};
   arch::CpuFeatures features_{};
   std::uint64_t xcr0_ = 0;
@@ -164,6 +170,7 @@ class Machine {
   char vcpu_limit_message_[160] = {};
   MachineConfig config_{};
   bool configured_ = false;
+  int strace_fd_ = -1;
   bool follow_fork_ = false;
   bool shares_fd_table_ = false;
   int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
@@ -234,6 +241,11 @@ class Cpu {
   // faulting access natively (a host fault KVM reports without an
   // address): the signal that comes of it goes back to VM mode.
   volatile bool refaulting = false;
+  // The CPUNODE segment's limit the vCPU answers getcpu with (the host
+  // CPU's, Monitor::follow_host_cpu).
+  std::uint32_t cpunode_limit = ~std::uint32_t{0};
+  // The generation of the LDT mirror this vCPU's LDTR holds.
+  std::uint64_t ldt_generation = 0;
   // This entry resumes a fork child, which has nowhere to report a failure.
   bool entering_fork_child = false;
   // The error that made the first entry fail, reported by enter().

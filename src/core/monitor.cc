@@ -43,6 +43,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
       cpu_(cpu),
       registers_(cpu.vcpu, machine.xsave_size()),
       threads_(machine, cpu),
+      tracer_(machine.strace_fd()),
       process_{.dunk_fds = machine.dunk_fds(),
                .actions = signal_table(),
                .action_lock = machine.signal_lock(),
@@ -50,7 +51,8 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .brk = machine.brk,
                .stats = machine.stats(),
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
-               .pid = sys::call(SYS_getpid)},
+               .pid = sys::call(SYS_getpid),
+               .ldt = &machine.ldt()},
       thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave} {}
 
 Status Monitor::load_entry_state() noexcept {
@@ -108,6 +110,8 @@ void Monitor::run() noexcept {
     // look sets it again and makes KVM_RUN return at once.
     run_page.immediate_exit = 0;
     deliver_pending();
+    follow_host_cpu();
+    if (cpu_.ldt_generation != machine_.ldt().generation()) load_ldt();
     stats.add(stats.kvm_runs);
     const long ret = cpu_.vcpu.run();
     resume_frame_ = nullptr;
@@ -149,6 +153,12 @@ void Monitor::handle(const Exit& exit) noexcept {
       f.rip -= 1;  // HLT's length
       leave_to_host(f, false);
     }
+    case ExitKind::kUnexpectedIo:
+      serve_port_io(exit);
+      return;
+    case ExitKind::kInternalError:
+      if (emulation_failed_into_exception(exit)) return;
+      fatal("KVM could not run the guest's instruction", &exit);
     case ExitKind::kFatal:
       fatal("double fault, NMI or machine check in the guest", &exit,
             reinterpret_cast<const TrapFrame*>(area.exception_frame));
@@ -161,7 +171,9 @@ void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   const Syscall call = Syscall::from_frame(frame);
   process_.stats.count_syscall(static_cast<std::uint32_t>(call.nr()));
   SyscallContext ctx{frame, registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_};
-  Outcome outcome = syscall_handler(call)(ctx, call);
+  if (tracer_.on()) tracer_.before(call, memory_);
+  Outcome outcome = dispatch_syscall(ctx, call);
+  if (tracer_.on()) tracer_.after(call, outcome, memory_);
   if (outcome.kind() == Outcome::Kind::kResult && outcome.value() == kRestartGuestSyscall) {
     // A signal arrived that the kernel would have delivered before
     // restarting this call: its handler runs first, then the guest executes
@@ -180,7 +192,8 @@ void Monitor::serve_syscall(TrapFrame& frame) noexcept {
       frame.rax = 0;
       leave_to_host(frame, /*user_gs_in_msr=*/true);
     case Outcome::Kind::kSignal:
-      force_signal(frame, static_cast<int>(outcome.value()));
+      frame.rax = static_cast<std::uint64_t>(outcome.value());
+      force_signal(frame, outcome.forced());
       return;
   }
 }

@@ -8,6 +8,7 @@
 //
 //   monitor.cc          the run loop, dispatch, leaving VM mode, fatal reports
 //   exceptions.cc       exceptions and host memory faults
+//   instructions.cc     port I/O, software interrupts, SYSENTER, getcpu
 //   signal_delivery.cc  delivering signals into the guest
 #pragma once
 
@@ -17,6 +18,7 @@
 #include "core/machine.h"
 #include "core/monitor_context.h"
 #include "core/signals.h"
+#include "core/strace.h"
 #include "core/syscall.h"
 #include "core/thread_start.h"
 #include "guest/abi.h"
@@ -48,6 +50,24 @@ class Monitor {
   bool in_dunk_code(std::uint64_t rip) const noexcept;
   [[noreturn]] void fatal(const char* what, const Exit* exit = nullptr, const TrapFrame* frame = nullptr) noexcept;
 
+  // instructions.cc
+  // Whether `int $vector` ends right before `rip` (read safely).
+  bool software_interrupt_before(std::uint64_t rip, std::uint64_t vector) noexcept;
+  // An exception raised by the program's own `int $n`: natively #GP, or a
+  // 32-bit system call for 0x80 (served here: true). Turns the frame into
+  // the #GP's, or returns false when it is the exception it looks like.
+  bool handle_software_interrupt(TrapFrame& frame) noexcept;
+  void serve_int80(TrapFrame& frame) noexcept;
+  void serve_port_io(const Exit& exit) noexcept;
+  // KVM's emulation error for an instruction it turned into a #UD for the
+  // guest (SYSENTER): entering again delivers it.
+  bool emulation_failed_into_exception(const Exit& exit) noexcept;
+  // Keeps the vCPU's answer to getcpu (its CPUNODE segment and TSC_AUX)
+  // equal to the host CPU the thread runs on. Before each entry.
+  void follow_host_cpu() noexcept;
+  // Loads the program's LDT (the mirror's current table) into this vCPU.
+  void load_ldt() noexcept;
+
   // exceptions.cc
   void handle_exception(TrapFrame& frame) noexcept;
   bool resolve_page_fault(const TrapFrame& frame) noexcept;
@@ -72,7 +92,7 @@ class Monitor {
   // rt_sigreturn frame, a signal frame that cannot be written): the
   // program's handler if it has one and does not block the signal, else
   // death by it.
-  void force_signal(TrapFrame& frame, int sig) noexcept;
+  void force_signal(TrapFrame& frame, const ForcedSignal& signal) noexcept;
   // Whether the guest is inside the program's trap or interrupt handler.
   bool in_program_trap_handler() const noexcept { return cpu_.area->dispatching != 0; }
   // Leaving VM mode: the guest's alternate stack becomes the host thread's.
@@ -85,6 +105,7 @@ class Monitor {
   ProcessMemory memory_;
   LinuxHost host_;
   MachineThreads threads_;
+  SyscallTracer tracer_;
   ProcessState process_;
   ThreadState thread_;
   // The frame the guest resumes through when it is stopped in one of dunk's

@@ -157,7 +157,7 @@ bool Monitor::deliver_exception(TrapFrame& f) noexcept {
   PendingSignal p{};
   if (!take_synchronous_signal(process_.actions, host_, p, signal->sig, signal->code, signal->address)) return false;
   p.trapno = f.vector;
-  p.error_code = f.error_code;
+  p.error_code = page_fault ? user_page_fault_error(f) : f.error_code;
   p.cr2 = page_fault ? f.cr2 : 0;
   deliver_signals(f, &p);
   return true;
@@ -172,9 +172,13 @@ bool Monitor::deliver_halt_as_signal() noexcept {
   return true;
 }
 
-void Monitor::force_signal(TrapFrame& f, int sig) noexcept {
+void Monitor::force_signal(TrapFrame& f, const ForcedSignal& signal) noexcept {
   PendingSignal p{};
-  if (!take_synchronous_signal(process_.actions, host_, p, sig, SI_KERNEL, 0)) die_by_signal(sig, nullptr);
+  if (!take_synchronous_signal(process_.actions, host_, p, signal.sig, signal.code, 0)) {
+    die_by_signal(signal.sig, nullptr);
+  }
+  p.trapno = signal.trapno;
+  p.error_code = signal.err;
   deliver_signals(f, &p);
 }
 

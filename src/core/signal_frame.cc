@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "arch/x86_64/paging.h"
 #include "arch/x86_64/registers.h"
 #include "arch/x86_64/vectors.h"
 #include "core/guest_state.h"
@@ -28,8 +29,20 @@ std::optional<ExceptionSignal> signal_for_exception(const TrapFrame& f, bool hos
   switch (static_cast<Vector>(f.vector)) {
     case Vector::kDivideError:
       return ExceptionSignal{SIGFPE, FPE_INTDIV, f.rip};
+    case Vector::kDebug: {
+      // The entry stub saves DR6 in the frame's CR2 slot for #DB. si_code
+      // as the kernel's get_si_code: a single step, a hardware breakpoint,
+      // or else a breakpoint.
+      const std::uint64_t dr6 = f.cr2;
+      const int code = (dr6 & arch::dr6::kSingleStep) != 0 ? TRAP_TRACE
+                       : (dr6 & arch::dr6::kBreakpoints) != 0 ? TRAP_HWBKPT
+                                                               : TRAP_BRKPT;
+      return ExceptionSignal{SIGTRAP, code, f.rip};
+    }
     case Vector::kBreakpoint:
       return ExceptionSignal{SIGTRAP, SI_KERNEL, 0};
+    case Vector::kOverflow:
+      return ExceptionSignal{SIGSEGV, SI_KERNEL, 0};
     case Vector::kInvalidOpcode:
       return ExceptionSignal{SIGILL, ILL_ILLOPN, f.rip};
     case Vector::kGeneralProtection:
@@ -43,6 +56,14 @@ std::optional<ExceptionSignal> signal_for_exception(const TrapFrame& f, bool hos
     default:
       return std::nullopt;
   }
+}
+
+std::uint64_t user_page_fault_error(const TrapFrame& f) noexcept {
+  constexpr std::uint64_t kTaskSizeMax = (std::uint64_t{1} << 47) - arch::kPageSize4K;
+  arch::PageFaultError e = arch::decode_page_fault_error(f.error_code);
+  e.user = true;
+  if (f.cr2 >= kTaskSizeMax) e.present = true;
+  return arch::encode_page_fault_error(e);
 }
 
 bool take_synchronous_signal(SignalTable& actions, HostKernel& host, PendingSignal& p, int sig, int code,
@@ -79,6 +100,10 @@ bool push_signal_frame(GuestMemory& memory, TrapFrame& f, const PendingSignal& p
   frame.uc.stack = alt;
   abi::Sigcontext& sc = frame.uc.mcontext;
   sc = to_sigcontext(f);
+  // The program runs at CPL 0 on dunk's selectors; its frames show the
+  // user selectors it would have natively (rt_sigreturn maps them back).
+  if (f.cs == DUNK_KERNEL_CS) sc.cs = DUNK_USER_CS;
+  if (f.ss == DUNK_KERNEL_DS) sc.ss = DUNK_USER_DS;
   sc.err = p.error_code, sc.trapno = p.trapno, sc.cr2 = p.cr2;
   sc.oldmask = p.mask_before;
   sc.fpstate = at.fpstate;

@@ -25,6 +25,13 @@ struct ExceptionSignal {
 // a page fault's address (SEGV_ACCERR rather than SEGV_MAPERR).
 std::optional<ExceptionSignal> signal_for_exception(const TrapFrame& frame, bool host_mapped) noexcept;
 
+// The page-fault error code a signal context shows for `frame`'s fault. The
+// program's code runs at CPL 0, where the CPU leaves the user bit clear;
+// natively its faults are user faults, and the kernel adds the protection
+// bit for addresses beyond user space (sanitize_error_code,
+// arch/x86/mm/fault.c).
+std::uint64_t user_page_fault_error(const TrapFrame& frame) noexcept;
+
 // A synchronous signal (from an exception, or forced like the kernel's
 // force_sig) for the calling thread: fills `p` and applies the handler's mask
 // when the program has a handler that is not blocked; SA_RESETHAND resets

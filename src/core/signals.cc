@@ -184,10 +184,12 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     text.append("dunk: fatal: signal ").dec(sig).append(" in dunk's monitor at rip=").hex(uc->mcontext.rip);
     die_by_signal(SIGABRT, text.append("\n").c_str());
   }
-  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn)) {
+  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
+      uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
     // A forwarded system call the kernel has rewound for a restart, or has
     // not started: it is the guest's to restart, after its handler ran.
-    uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
+    // (Both instructions are two bytes long.)
+    uc->mcontext.rip += 2;
     uc->mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
   }
   CpuSignals& s = cpu->signals;

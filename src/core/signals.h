@@ -107,6 +107,8 @@ void dunk_host_signal_restorer();
 long dunk_forward_syscall(const void* call);
 extern const char dunk_forward_syscall_insn[];
 extern const char dunk_forward_syscall_done[];
+// The same for a 32-bit call the guest made with `int $0x80` (dunk_int80).
+extern const char dunk_int80_insn[];
 }
 
 // What dunk_forward_syscall returns when the host handler took a signal for

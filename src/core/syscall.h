@@ -61,6 +61,17 @@ struct Syscall {
 static_assert(offsetof(Syscall, rax) == SYSCALL_NR);
 static_assert(offsetof(Syscall, args) == SYSCALL_ARGS);
 
+// A signal the kernel forces on the caller when a call goes wrong in a way
+// only a signal reports (force_sig: a bad rt_sigreturn frame, an IRET that
+// would fault), with what its frame says: si_code, trapno and err.
+struct ForcedSignal {
+  int sig = 0;
+  int code = 0x80;  // SI_KERNEL
+  std::uint64_t trapno = 0;
+  std::uint64_t err = 0;
+  constexpr bool operator==(const ForcedSignal&) const noexcept = default;
+};
+
 // What the monitor does with the guest after a handler.
 class Outcome {
  public:
@@ -68,23 +79,29 @@ class Outcome {
     kResult,   // the call returns `value` (RAX) to the instruction after SYSCALL
     kRestart,  // deliver pending signals, then execute the same SYSCALL again
     kLeave,    // resume the caller on the host, outside VM mode (leave())
-    kSignal,   // the call does not return: the thread takes signal `value`, as
-               // the kernel's force_sig (its handler if it has one, else death)
+    kSignal,   // the call returns `value`, and the thread takes `signal` at
+               // once: its handler if it has one (and does not block it),
+               // else death by it — the kernel's force_sig
   };
 
-  static constexpr Outcome result(long value) noexcept { return Outcome(Kind::kResult, value); }
-  static constexpr Outcome restart() noexcept { return Outcome(Kind::kRestart, 0); }
-  static constexpr Outcome leave() noexcept { return Outcome(Kind::kLeave, 0); }
-  static constexpr Outcome signal(int sig) noexcept { return Outcome(Kind::kSignal, sig); }
+  static constexpr Outcome result(long value) noexcept { return Outcome(Kind::kResult, value, {}); }
+  static constexpr Outcome restart() noexcept { return Outcome(Kind::kRestart, 0, {}); }
+  static constexpr Outcome leave() noexcept { return Outcome(Kind::kLeave, 0, {}); }
+  static constexpr Outcome signal(long value, ForcedSignal signal) noexcept {
+    return Outcome(Kind::kSignal, value, signal);
+  }
 
   constexpr Kind kind() const noexcept { return kind_; }
   constexpr long value() const noexcept { return value_; }
+  constexpr const ForcedSignal& forced() const noexcept { return signal_; }
   constexpr bool operator==(const Outcome&) const noexcept = default;
 
  private:
-  constexpr Outcome(Kind kind, long value) noexcept : kind_(kind), value_(value) {}
+  constexpr Outcome(Kind kind, long value, ForcedSignal signal) noexcept
+      : kind_(kind), value_(value), signal_(signal) {}
   Kind kind_;
   long value_;
+  ForcedSignal signal_;
 };
 
 // ---- The guest, as handlers see it -----------------------------------------
@@ -175,6 +192,8 @@ struct FpuFormat {
 };
 
 // What the process shares between its threads.
+class LdtMirror;
+
 struct ProcessState {
   FdSet& dunk_fds;           // dunk's own descriptors: not the program's
   SignalTable& actions;      // the program's signal actions
@@ -184,6 +203,7 @@ struct ProcessState {
   Stats& stats;
   FpuFormat fpu;
   long pid;
+  LdtMirror* ldt = nullptr;  // the program's LDT as the vCPUs see it (ldt_mirror.h)
 };
 
 // What one thread (vCPU) owns.
@@ -209,6 +229,10 @@ using SyscallHandler = Outcome (*)(SyscallContext& ctx, const Syscall& call) noe
 // The handler of every system call: an array lookup (syscalls/table.cc). A
 // number no handler claims is forwarded unchanged.
 SyscallHandler syscall_handler(const Syscall& call) noexcept;
+
+// What the monitor does with a call: the descriptor check every call goes
+// through (dunk's descriptors are not the program's), then its handler.
+Outcome dispatch_syscall(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // The handler for calls dunk only forwards.
 Outcome forward_unchanged(SyscallContext& ctx, const Syscall& call) noexcept;

@@ -34,6 +34,9 @@
 #define DUNK_FIRST_INTERRUPT_VECTOR 32
 // dunk's own interrupt: "flush your TLB" (flush_tlb_all_cpus).
 #define DUNK_TLB_SHOOTDOWN_VECTOR 254
+// The value #DB's entry writes back into DR6 (arch::dr6::kReset).
+#define DUNK_DR6_RESET 0xffff0ff0
+
 // Vectors that can strike while IST1 is unusable, so they run on IST2, and
 // that end the program with a report: NMI (2), #DF (8), #MC (18). The IDT
 // stubs, the IDT builder and set_trap_handler all ask this one macro.
@@ -131,6 +134,7 @@ static_assert(DUNK_KERNEL_DS == arch::gdt::kKernelData.raw());
 static_assert(DUNK_USER_CS == arch::gdt::kUserCode.raw());
 static_assert(DUNK_USER_DS == arch::gdt::kUserData.raw());
 static_assert(DUNK_TSS_SELECTOR == arch::gdt::kTss.raw());
+static_assert(DUNK_DR6_RESET == arch::dr6::kReset);
 
 constexpr bool is_fatal_vector(unsigned vector) noexcept { return DUNK_VECTOR_IS_FATAL(vector); }
 

@@ -55,7 +55,10 @@ namespace {
 // interrupts itself, and only when the vector is in service: an `int $n`
 // instruction reaches the same stub without involving the APIC, and an EOI
 // for it would end some other interrupt.
-void dispatch_interrupt(TrapFrame& frame) noexcept {
+// False for a vector nothing handles that the local APIC did not deliver
+// either: an `int $n` instruction of the program's, which natively is a
+// #GP (or, for 0x80, a 32-bit system call): the monitor's to serve.
+bool dispatch_interrupt(TrapFrame& frame) noexcept {
   const unsigned vector = static_cast<unsigned>(frame.vector);
   if (vector == DUNK_TLB_SHOOTDOWN_VECTOR && dunk_lapic_present) {
     // The generation first, then the flush: it covers every edit made
@@ -67,23 +70,27 @@ void dispatch_interrupt(TrapFrame& frame) noexcept {
     asm volatile("movq %0, %%cr3" : : "r"(cr3) : "memory");
     std::atomic_ref<std::uint64_t>(area->tlb_generation).store(generation, std::memory_order_release);
     if (lapic_in_service(vector)) lapic_eoi();
-    return;
+    return true;
   }
   InterruptHandler handler =
       std::atomic_ref<InterruptHandler>(dunk_interrupt_handlers[vector]).load(std::memory_order_acquire);
-  if (handler != nullptr) handler(frame);
-  if (!dunk_lapic_present) return;
-  if (handler != nullptr && std::atomic_ref<bool>(dunk_interrupt_manual_eoi[vector]).load(std::memory_order_relaxed)) {
-    return;
+  const bool in_service = dunk_lapic_present && lapic_in_service(vector);
+  if (handler == nullptr) {
+    if (in_service) lapic_eoi();  // an interrupt no one handles is dropped
+    return in_service;
   }
-  if (lapic_in_service(vector)) lapic_eoi();
+  handler(frame);
+  if (std::atomic_ref<bool>(dunk_interrupt_manual_eoi[vector]).load(std::memory_order_relaxed)) return true;
+  if (in_service) lapic_eoi();
+  return true;
 }
 }  // namespace
 
 extern "C" int dunk_guest_trap(TrapFrame* frame) noexcept {
   if (frame->vector >= DUNK_FIRST_INTERRUPT_VECTOR && frame->vector < 256) {
-    dispatch_interrupt(*frame);
-    return 1;
+    // Ring 3 cannot execute `int $n` through dunk's gates (they have DPL 0
+    // but for 3 and 4): what arrives from there is a real interrupt.
+    return dispatch_interrupt(*frame) || frame->from_ring3() ? 1 : 0;
   }
   if (frame->from_ring3()) {
     // Every event of a ring-3 run belongs to the run's supervisor; the

@@ -47,6 +47,14 @@ dunk_idt_stub_base:
 dunk_exception_common:
   PUSH_GPRS
   movq %cr2, %rax
+  // #DB: the frame's CR2 slot carries DR6 instead (what raised it), and DR6
+  // is reset, as its bits are sticky (SDM vol. 3B §17.2.3).
+  cmpq $1, 15 * 8(%rsp)            // the vector, above the 15 registers
+  jne 2f
+  movq %dr6, %rax
+  movl $DUNK_DR6_RESET, %ecx       // RCX is saved in the frame already
+  movq %rcx, %dr6
+2:
   pushq %rax
   movq %rsp, %rbx
   andq $DUNK_AREA_MASK, %rbx       // %rbx = this vCPU's area

@@ -25,6 +25,15 @@
   .p2align 4
 dunk_trap_hook:
   movq AREA_EXCEPTION_FRAME(%rbx), %rdi
+  // A frame whose CS is neither of the code selectors dunk runs on was
+  // not pushed the way its vector says: the program's `int $n` of a vector
+  // the CPU pushes an error code for (it pushed none, and every slot is
+  // one off). The monitor sorts it out (instructions.cc).
+  cmpq $DUNK_KERNEL_CS, FRAME_CS(%rdi)
+  je 1f
+  cmpq $DUNK_USER_CS, FRAME_CS(%rdi)
+  jne .Ldecline
+1:
   // A fault inside a handler (or nested deeper) is the monitor's to report.
   cmpq $1, AREA_EXCEPTION_DEPTH(%rbx)
   jne .Ldecline

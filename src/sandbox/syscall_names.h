@@ -1,7 +1,6 @@
-// System-call names for policies: x86-64's names and numbers, and the names
-// of other architectures' calls that multi-architecture policies mention.
-// See syscall_names.cc: the x86-64 half is a stand-in for the schema of
-// src/abi until it lands, and this header is the one place to swap it.
+// System-call names for policies: x86-64's names and numbers (the schema's,
+// src/abi/syscalls.h), and the names of other architectures' calls that
+// multi-architecture policies mention.
 #pragma once
 
 #include <optional>

@@ -7,12 +7,17 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -48,9 +53,12 @@ bool names_kvm_or_dunk(const std::string& target) {
   return target.find("kvm") != std::string::npos || target.find("dunk") != std::string::npos;
 }
 
-// Descriptors naming KVM objects or dunk's probe, found through
-// /proc/self/fdinfo (a listing of /proc/self/fd hides them in VM mode).
+// Descriptors naming KVM objects or dunk's probe. In VM mode the program
+// sees none of them (not in listings, not by name): the calling thread
+// looks from outside VM mode, for a moment.
 std::vector<int> kvm_descriptors_in_table() {
+  const bool was_in_vm = in_vm();
+  if (was_in_vm) leave();
   std::vector<int> out;
   DIR* dir = opendir("/proc/self/fdinfo");
   if (dir == nullptr) return out;
@@ -62,6 +70,7 @@ std::vector<int> kvm_descriptors_in_table() {
     if (n > 0 && names_kvm_or_dunk(target)) out.push_back(std::atoi(entry->d_name));
   }
   closedir(dir);
+  if (was_in_vm) test::enter_or_fail();
   return out;
 }
 
@@ -126,6 +135,65 @@ TEST(Descriptors, TheProgramCannotCloseThem) {
   EXPECT_EQ(kvm_descriptors_in_table(), own);
   EXPECT_TRUE(test::in_guest_ring0());
   std::thread([] { EXPECT_TRUE(test::in_guest_ring0()); }).join();
+  leave();
+}
+
+// Every call that takes a descriptor treats dunk's as closed, and so does
+// /proc: a number of dunk's behaves in VM mode exactly as a number the
+// program never opened behaves natively.
+TEST(Descriptors, EveryCallTreatsThemAsClosed) {
+  test::enter_or_fail();
+  const std::vector<int> own = kvm_descriptors_in_table();
+  ASSERT_GE(own.size(), 4u);
+  for (int fd : own) {
+    SCOPED_TRACE("descriptor " + std::to_string(fd));
+    char byte;
+    struct stat st {};
+    errno = 0;
+    EXPECT_EQ(read(fd, &byte, 1), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(dup(fd), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(dup2(fd, 100), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(fcntl(fd, F_GETFD), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(fstat(fd, &st), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(fstatat(fd, "", &st, AT_EMPTY_PATH), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(ioctl(fd, FIONREAD, &st), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(mmap(nullptr, 4096, PROT_READ, MAP_SHARED, fd, 0), MAP_FAILED);
+    EXPECT_EQ(errno, EBADF);
+    const std::string by_name = "/proc/self/fd/" + std::to_string(fd);
+    const std::string info = "/proc/self/fdinfo/" + std::to_string(fd);
+    errno = 0;
+    EXPECT_EQ(open(by_name.c_str(), O_RDONLY), -1);
+    EXPECT_EQ(errno, ENOENT);
+    errno = 0;
+    EXPECT_EQ(open(info.c_str(), O_RDONLY), -1);
+    EXPECT_EQ(errno, ENOENT);
+    char target[64];
+    errno = 0;
+    EXPECT_EQ(readlink(by_name.c_str(), target, sizeof target), -1);
+    EXPECT_EQ(errno, ENOENT);
+    pollfd entry{fd, POLLIN, 0};
+    EXPECT_EQ(poll(&entry, 1, 0), 1);
+    EXPECT_EQ(entry.revents, POLLNVAL);
+  }
+  // Nor do listings of /proc/self/fdinfo show them.
+  for (const auto& [fd, target] : listed_descriptors("/proc/self/fdinfo")) {
+    EXPECT_FALSE(std::find(own.begin(), own.end(), fd) != own.end()) << fd;
+  }
+  EXPECT_TRUE(test::in_guest_ring0());
   leave();
 }
 

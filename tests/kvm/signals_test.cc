@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 
@@ -604,6 +605,54 @@ TEST_F(Signals, ASignalWaitsUntilTheProgramsTrapHandlerHasReturned) {
   leave();
   EXPECT_GT(alarms.load(), 0);
   EXPECT_EQ(alarms_in_trap_handler.load(), 0);
+}
+
+// A signal frame the kernel cannot write (its alternate stack made
+// read-only by another thread, now and then): natively the kernel forces
+// SIGSEGV to the program's SIGSEGV handler (force_sigsegv) and the program
+// goes on, floating-point state intact; it dies only when SIGSEGV itself
+// cannot be delivered. (A bounded run: DUNK_TEST_ROUNDS raises the count.)
+std::atomic<int> hups{0}, segvs{0};
+
+TEST_F(Signals, AFrameThatCannotBeWrittenBecomesSigsegvAndTheProgramGoesOn) {
+  const char* env = std::getenv("DUNK_TEST_ROUNDS");
+  const int rounds = env != nullptr ? std::atoi(env) : 2000;
+  struct sigaction segv {};
+  segv.sa_handler = [](int) { segvs.fetch_add(1); };
+  ASSERT_EQ(sigaction(SIGSEGV, &segv, nullptr), 0);
+  struct sigaction hup {};
+  hup.sa_handler = [](int) { hups.fetch_add(1); };
+  hup.sa_flags = SA_ONSTACK;
+  ASSERT_EQ(sigaction(SIGHUP, &hup, nullptr), 0);
+  constexpr std::size_t kAltSize = 64 * 1024;
+  void* alt = mmap(nullptr, kAltSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(alt, MAP_FAILED);
+  stack_t ss{};
+  ss.ss_sp = alt;
+  ss.ss_size = kAltSize;
+  test::enter_or_fail();
+  ASSERT_EQ(sigaltstack(&ss, nullptr), 0);
+  std::atomic<bool> stop{false};
+  std::thread flipper([&] {
+    for (bool writable = false; !stop; writable = !writable) {
+      mprotect(alt, kAltSize, writable ? PROT_READ | PROT_WRITE : PROT_READ);
+      sched_yield();
+    }
+    mprotect(alt, kAltSize, PROT_READ | PROT_WRITE);
+  });
+  volatile double x = 1.0;
+  double expected = 1.0;
+  for (int i = 0; i < rounds; ++i) {
+    x = x * 1.0000001 + 0.5;
+    expected = expected * 1.0000001 + 0.5;
+    ASSERT_EQ(raise(SIGHUP), 0);
+    ASSERT_EQ(x, expected) << "floating-point state after round " << i;
+  }
+  stop = true;
+  flipper.join();
+  EXPECT_EQ(hups.load() + segvs.load(), rounds);
+  EXPECT_GT(hups.load(), 0);
+  EXPECT_TRUE(test::in_guest_ring0());
 }
 
 }  // namespace

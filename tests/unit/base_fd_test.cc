@@ -25,12 +25,33 @@ TEST(FdDirectory, RecognisesTheProcessAndItsThreads) {
   EXPECT_TRUE(is_fd_directory_of("/proc/1234/task/1240/fd", 1234));
   EXPECT_FALSE(is_fd_directory_of("/proc/1234/fd", 123));
   EXPECT_FALSE(is_fd_directory_of("/proc/12345/fd", 1234));
-  EXPECT_FALSE(is_fd_directory_of("/proc/1234/fdinfo", 1234));
+  EXPECT_TRUE(is_fd_directory_of("/proc/1234/fdinfo", 1234));
+  EXPECT_TRUE(is_fd_directory_of("/proc/1234/task/1240/fdinfo", 1234));
+  EXPECT_FALSE(is_fd_directory_of("/proc/1234/fdinfox", 1234));
   EXPECT_FALSE(is_fd_directory_of("/proc/1234/task//fd", 1234));
   EXPECT_FALSE(is_fd_directory_of("/proc/1234/fd/3", 1234));
   EXPECT_FALSE(is_fd_directory_of("/proc/self/fd", 1234));
   EXPECT_FALSE(is_fd_directory_of("/home/proc/1234/fd", 1234));
   EXPECT_FALSE(is_fd_directory_of("", 1234));
+}
+
+TEST(FdDirectory, PathsThatNameOneOfTheProcesssDescriptors) {
+  EXPECT_EQ(fd_named_by_path("/proc/self/fd/1024", 77), 1024);
+  EXPECT_EQ(fd_named_by_path("/proc/self/fdinfo/3", 77), 3);
+  EXPECT_EQ(fd_named_by_path("/proc/thread-self/fd/5", 77), 5);
+  EXPECT_EQ(fd_named_by_path("/proc/77/fd/9", 77), 9);
+  EXPECT_EQ(fd_named_by_path("/proc/77/task/78/fdinfo/9", 77), 9);
+  EXPECT_EQ(fd_named_by_path("/dev/fd/0", 77), 0);
+  EXPECT_EQ(fd_named_by_path("/proc/self/fd/1024/", 77), 1024);  // whatever follows N
+  EXPECT_EQ(fd_named_by_path("/proc/self/fd/4/x", 77), 4);
+  EXPECT_FALSE(fd_named_by_path("/proc/78/fd/9", 77));          // another process
+  EXPECT_FALSE(fd_named_by_path("/proc/self/fd", 77));          // the directory itself
+  EXPECT_FALSE(fd_named_by_path("/proc/self/fd/", 77));
+  EXPECT_FALSE(fd_named_by_path("/proc/self/fd/12a", 77));
+  EXPECT_FALSE(fd_named_by_path("/proc/self/fd/99999999999", 77));
+  EXPECT_FALSE(fd_named_by_path("/proc/self/maps", 77));
+  EXPECT_FALSE(fd_named_by_path("proc/self/fd/3", 77));
+  EXPECT_FALSE(fd_named_by_path("/proc/77/task/fd/3", 77));
 }
 
 TEST(FdDirectory, EntryNamesThatAreDescriptors) {

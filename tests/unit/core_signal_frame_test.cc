@@ -80,8 +80,10 @@ TEST_F(Delivery, TheFrameIsTheKernelsRtSigframeBelowTheRedZone) {
   EXPECT_EQ(sc.rbx, 22u);
   EXPECT_EQ(sc.r12, 1212u);
   EXPECT_EQ(sc.eflags, before.rflags);
-  EXPECT_EQ(sc.cs, DUNK_KERNEL_CS);
-  EXPECT_EQ(sc.ss, DUNK_KERNEL_DS);
+  // The program runs on dunk's ring-0 selectors; its frame shows the user
+  // selectors it has natively.
+  EXPECT_EQ(sc.cs, DUNK_USER_CS);
+  EXPECT_EQ(sc.ss, DUNK_USER_DS);
   EXPECT_EQ(sc.trapno, 14u);
   EXPECT_EQ(sc.err, 6u);
   EXPECT_EQ(sc.cr2, 0xdead000u);
@@ -153,8 +155,35 @@ TEST(ExceptionSignals, EachExceptionBecomesTheSignalLinuxSends) {
   EXPECT_EQ(of(arch::Vector::kPageFault)->code, SEGV_MAPERR);
   EXPECT_EQ(of(arch::Vector::kPageFault, true)->code, SEGV_ACCERR);
   EXPECT_EQ(of(arch::Vector::kPageFault)->address, 0x5000u);
-  EXPECT_FALSE(of(arch::Vector::kDebug));  // the native re-execution reports it
+  EXPECT_EQ(of(arch::Vector::kDebug)->sig, SIGTRAP);
+  EXPECT_EQ(of(arch::Vector::kOverflow)->sig, SIGSEGV);
   EXPECT_FALSE(of(arch::Vector::kSimdFloatingPoint));
+}
+
+TEST(ExceptionSignals, DebugTrapsSayWhatRaisedThem) {
+  TrapFrame f{};
+  f.vector = static_cast<std::uint64_t>(arch::Vector::kDebug);
+  f.rip = 0x401000;
+  f.cr2 = arch::dr6::kReset | arch::dr6::kSingleStep;  // the stub's DR6
+  EXPECT_EQ(signal_for_exception(f, false)->code, TRAP_TRACE);
+  EXPECT_EQ(signal_for_exception(f, false)->address, 0x401000u);
+  f.cr2 = arch::dr6::kReset | 0x2;  // DR1 matched
+  EXPECT_EQ(signal_for_exception(f, false)->code, TRAP_HWBKPT);
+  f.cr2 = arch::dr6::kReset;
+  EXPECT_EQ(signal_for_exception(f, false)->code, TRAP_BRKPT);
+  f.vector = static_cast<std::uint64_t>(arch::Vector::kOverflow);
+  EXPECT_EQ(signal_for_exception(f, false)->sig, SIGSEGV);
+}
+
+TEST(ExceptionSignals, PageFaultErrorCodesAreUserFaults) {
+  TrapFrame f{};
+  f.vector = static_cast<std::uint64_t>(arch::Vector::kPageFault);
+  f.error_code = 0x2;  // a write to a page not present, at CPL 0
+  f.cr2 = 0x1000;
+  EXPECT_EQ(user_page_fault_error(f), 0x6u);
+  f.error_code = 0x10;  // an instruction fetch beyond user space
+  f.cr2 = 0xffff'ffff'ff60'0000;
+  EXPECT_EQ(user_page_fault_error(f), 0x15u);
 }
 
 TEST(SynchronousSignals, AHandlerThatIsNotBlockedTakesItWithItsMask) {

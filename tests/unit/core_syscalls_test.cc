@@ -6,13 +6,17 @@
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
 #include <gtest/gtest.h>
 
 #include "arch/x86_64/xsave.h"
+#include "core/ldt_mirror.h"
 #include "core/syscalls/handlers.h"
 #include "fake_guest.h"
 
@@ -282,6 +286,117 @@ TEST(DescriptorSyscalls, TheOpenFileLimitIsReadUnderThePlacementLock) {
   EXPECT_FALSE(g.rlimit_lock.held());
 }
 
+// Every call family against a number of dunk's: as natively for a
+// descriptor the program never opened.
+TEST(DescriptorSyscalls, DunksDescriptorsAreClosedToEveryCall) {
+  FakeGuest g;
+  g.dunk_fds.add(1024);
+  const std::uint64_t buffer = g.memory.add(4096);
+  const std::uint64_t empty = g.memory.add(64);  // ""
+  for (const Syscall& c : {call(SYS_read, 1024, buffer, 10), call(SYS_write, 1024, buffer, 10),
+                           call(SYS_pread64, 1024, buffer, 10, 0), call(SYS_fstat, 1024, buffer),
+                           call(SYS_dup, 1024), call(SYS_dup2, 1024, 5), call(SYS_dup2, 5, 1024),
+                           call(SYS_dup3, 5, 1024, 0), call(SYS_fcntl, 1024, F_GETFD),
+                           call(SYS_ioctl, 1024, 0x5401 /*TCGETS*/, buffer), call(SYS_fchdir, 1024),
+                           call(SYS_mmap, 0, 4096, PROT_READ, MAP_PRIVATE, 1024, 0),
+                           call(SYS_epoll_ctl, 3, 1 /*EPOLL_CTL_ADD*/, 1024, buffer),
+                           call(SYS_newfstatat, 1024, empty, buffer, AT_EMPTY_PATH),
+                           call(SYS_getdents64, 1024, buffer, 4096), call(SYS_ftruncate, 1024, 0)}) {
+    SCOPED_TRACE(c.nr());
+    EXPECT_EQ(g.run(c), Outcome::result(-EBADF));
+  }
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // Numbers that are not dunk's, an anonymous mapping (its fd is ignored)
+  // and an absolute path from a dirfd of dunk's (ignored too) go through.
+  g.run(call(SYS_read, 3, buffer, 10));
+  g.run(call(SYS_mmap, 0, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, 1024, 0));
+  // (Regions of 64 bytes: the monitor reads a path's first 63 at once,
+  // which in a real process lie in mapped pages.)
+  const std::uint64_t absolute = g.memory.add(64);
+  std::memcpy(reinterpret_cast<char*>(absolute), "/etc/passwd", 12);
+  g.run(call(SYS_newfstatat, 1024, absolute, buffer, 0));
+  EXPECT_EQ(g.host.forwarded.size(), 3u);
+}
+
+TEST(DescriptorSyscalls, ProcPathsToDunksDescriptorsDoNotExist) {
+  FakeGuest g;
+  g.dunk_fds.add(1025);
+  auto path = [&](const char* text) {
+    const std::uint64_t at = g.memory.add(64);  // the monitor reads 63 bytes at once
+    std::memcpy(reinterpret_cast<char*>(at), text, std::strlen(text) + 1);
+    return at;
+  };
+  const std::uint64_t buffer = g.memory.add(256);
+  EXPECT_EQ(g.run(call(SYS_openat, static_cast<std::uint64_t>(AT_FDCWD), path("/proc/self/fd/1025"), O_RDONLY)),
+            Outcome::result(-ENOENT));
+  EXPECT_EQ(g.run(call(SYS_open, path("/proc/4242/fdinfo/1025"), O_RDONLY)), Outcome::result(-ENOENT));
+  EXPECT_EQ(g.run(call(SYS_readlink, path("/dev/fd/1025"), buffer, 256)), Outcome::result(-ENOENT));
+  EXPECT_EQ(g.run(call(SYS_newfstatat, static_cast<std::uint64_t>(AT_FDCWD), path("/proc/thread-self/fd/1025"),
+                       buffer, 0)),
+            Outcome::result(-ENOENT));
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // The program's own, and another process's with the same number.
+  g.run(call(SYS_open, path("/proc/self/fd/3"), O_RDONLY));
+  g.run(call(SYS_open, path("/proc/1/fd/1025"), O_RDONLY));
+  EXPECT_EQ(g.host.forwarded.size(), 2u);
+}
+
+TEST(DescriptorSyscalls, DescriptorsInsideStructures) {
+  FakeGuest g;
+  g.dunk_fds.add(1024);
+  // select: a set bit of dunk's.
+  const std::uint64_t set = g.memory.add(256);
+  reinterpret_cast<std::uint64_t*>(set)[1024 / 64] = std::uint64_t{1} << (1024 % 64);
+  EXPECT_EQ(g.run(call(SYS_select, 1025, set, 0, 0, 0)), Outcome::result(-EBADF));
+  // sendmsg passing one of dunk's descriptors (SCM_RIGHTS).
+  alignas(8) unsigned char control[CMSG_SPACE(sizeof(int))] = {};
+  auto* cmsg = reinterpret_cast<cmsghdr*>(control);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  const int passed = 1024;
+  std::memcpy(CMSG_DATA(cmsg), &passed, sizeof passed);
+  const std::uint64_t control_at = g.memory.add(sizeof control);
+  std::memcpy(reinterpret_cast<void*>(control_at), control, sizeof control);
+  msghdr msg{};
+  msg.msg_control = reinterpret_cast<void*>(control_at);
+  msg.msg_controllen = sizeof control;
+  EXPECT_EQ(g.run(call(SYS_sendmsg, 3, g.memory.add_object(msg), 0)), Outcome::result(-EBADF));
+  EXPECT_TRUE(g.host.forwarded.empty());
+}
+
+TEST(DescriptorSyscalls, PollReportsDunksDescriptorsInvalid) {
+  FakeGuest g;
+  g.dunk_fds.add(1024);
+  struct PollFd {
+    std::int32_t fd;
+    std::int16_t events, revents;
+  };
+  const PollFd entries[] = {{1024, POLLIN, 0}, {3, POLLIN, 0}};
+  const std::uint64_t array = g.memory.add(sizeof entries);
+  std::memcpy(reinterpret_cast<void*>(array), entries, sizeof entries);
+  std::vector<std::int32_t> seen_fds;
+  g.host.forward_result = [&](const Syscall& c) {
+    auto* kernel = reinterpret_cast<PollFd*>(c.args[0]);
+    for (int i = 0; i < 2; ++i) seen_fds.push_back(kernel[i].fd);
+    kernel[1].revents = POLLIN;  // fd 3 is readable
+    return 1L;
+  };
+  EXPECT_EQ(g.run(call(SYS_poll, array, 2, 0)), Outcome::result(2));
+  EXPECT_EQ(seen_fds, (std::vector<std::int32_t>{-1, 3}));  // dunk's is not polled
+  const auto* after = reinterpret_cast<const PollFd*>(array);
+  EXPECT_EQ(after[0].fd, 1024);
+  EXPECT_EQ(after[0].revents, POLLNVAL);
+  EXPECT_EQ(after[1].revents, POLLIN);
+  // Without one of dunk's, the program's array goes to the kernel as it is.
+  g.host.forward_result = [&](const Syscall& c) {
+    EXPECT_EQ(c.args[0], array);
+    return 0L;
+  };
+  reinterpret_cast<PollFd*>(array)[0].fd = 4;
+  EXPECT_EQ(g.run(call(SYS_poll, array, 2, 0)), Outcome::result(0));
+}
+
 // ---- Processes and threads ---------------------------------------------------
 
 TEST(CloneSyscalls, EachCallDecodesToTheChildTheKernelWouldMake) {
@@ -366,6 +481,39 @@ TEST(ProcessSyscalls, ArchPrctlKeepsTheVcpusBasesWithTheHosts) {
   g.host.forward_result = [](const Syscall&) { return static_cast<long>(-EPERM); };
   EXPECT_EQ(g.run(call(SYS_arch_prctl, ARCH_SET_FS, 0x8000'0000'0000'0000ULL)), Outcome::result(-EPERM));
   EXPECT_EQ(g.vcpu.fs, 0x3333u);
+}
+
+TEST(ProcessSyscalls, AThreadThatAsksToBeTracedLeavesVmMode) {
+  FakeGuest g;
+  EXPECT_EQ(g.run(call(SYS_ptrace, 0 /*PTRACE_TRACEME*/)), Outcome::leave());
+  g.host.forward_result = [](const Syscall&) { return static_cast<long>(-EPERM); };
+  EXPECT_EQ(g.run(call(SYS_ptrace, 0)), Outcome::result(-EPERM));  // refused: it stays
+  g.host.forward_result = [](const Syscall&) { return 0L; };
+  EXPECT_EQ(g.run(call(SYS_ptrace, 16 /*PTRACE_ATTACH*/, 1234)), Outcome::result(0));
+}
+
+TEST(ProcessSyscalls, ModifyLdtWritesReloadTheMirror) {
+  FakeGuest g;
+  alignas(8) std::byte table[LdtMirror::kBytes];
+  LdtMirror ldt;
+  ldt.attach(table);
+  g.process.ldt = &ldt;
+  // The kernel's table: two entries, the second one in use.
+  g.host.answer = [](const HostCall& c) -> long {
+    if (c.nr != SYS_modify_ldt || c.args[0] != 0) return 0;
+    auto* out = reinterpret_cast<std::uint64_t*>(c.args[1]);
+    std::memset(out, 0, static_cast<std::size_t>(c.args[2]));
+    out[1] = 0x00cff2000000ffffULL;
+    return c.args[2];  // read_ldt says it read the whole buffer
+  };
+  EXPECT_EQ(g.run(call(SYS_modify_ldt, 1, 0x1000, 16)), Outcome::result(0));
+  EXPECT_EQ(ldt.generation(), 1u);
+  EXPECT_EQ(ldt.bytes(), 16u);  // up to the last entry in use
+  EXPECT_EQ(g.run(call(SYS_modify_ldt, 0, 0x1000, 16)), Outcome::result(0));  // a read
+  EXPECT_EQ(ldt.generation(), 1u);
+  g.host.forward_result = [](const Syscall&) { return static_cast<long>(-EINVAL); };
+  EXPECT_EQ(g.run(call(SYS_modify_ldt, 0x11, 0x1000, 16)), Outcome::result(-EINVAL));
+  EXPECT_EQ(ldt.generation(), 1u);
 }
 
 // ---- dunk's own calls ----------------------------------------------------------
@@ -459,7 +607,14 @@ struct ReturnFrame {
   FakeGuest& g;
   abi::RtSigframe frame{};
   std::uint64_t at = 0;
-  explicit ReturnFrame(FakeGuest& guest) : g(guest) {}
+  // What push_signal_frame writes: the user selectors, the alternate
+  // stack as it was (none).
+  explicit ReturnFrame(FakeGuest& guest) : g(guest) {
+    frame.uc.mcontext.cs = DUNK_USER_CS;
+    frame.uc.mcontext.ss = DUNK_USER_DS;
+    frame.uc.flags = abi::kUcFpXstate | abi::kUcSigcontextSs | abi::kUcStrictRestoreSs;
+    frame.uc.stack = abi::kNoSignalStack;
+  }
   void place() {
     at = g.memory.add_object(frame);
     g.frame.rsp = at + 8;
@@ -500,32 +655,78 @@ TEST(SignalSyscalls, RtSigreturnRestoresRegistersMaskFpuAndAltstack) {
   EXPECT_EQ(g.signals.altstack.size, 16384u);
 }
 
+TEST(SignalSyscalls, FramesShowUserSelectorsAndRtSigreturnChecksThem) {
+  auto returning = [](std::uint16_t cs, std::uint16_t ss, std::uint64_t uc_flags) {
+    FakeGuest g;
+    g.frame.cs = DUNK_KERNEL_CS;
+    g.frame.ss = DUNK_KERNEL_DS;
+    ReturnFrame r(g);
+    r.frame.uc.mcontext.cs = cs;
+    r.frame.uc.mcontext.ss = ss;
+    r.frame.uc.mcontext.rax = 5;
+    r.frame.uc.flags = uc_flags;
+    r.place();
+    const Outcome o = g.run(call(SYS_rt_sigreturn));
+    // The guest keeps running on dunk's ring-0 selectors whatever happens.
+    EXPECT_EQ(g.frame.cs, static_cast<std::uint64_t>(DUNK_KERNEL_CS));
+    return o;
+  };
+  // What frames say (and a program that read CS/SS itself may write).
+  EXPECT_EQ(returning(0x33, 0x2b, abi::kUcStrictRestoreSs), Outcome::result(5));
+  EXPECT_EQ(returning(DUNK_KERNEL_CS, DUNK_KERNEL_DS, abi::kUcStrictRestoreSs), Outcome::result(5));
+  // RPL 3 is forced, as the kernel does.
+  EXPECT_EQ(returning(0x30, 0x28, abi::kUcStrictRestoreSs), Outcome::result(5));
+  // A data segment as CS, the null selector, a 32-bit code segment dunk
+  // cannot run at CPL 0: the IRET's #GP with the selector.
+  EXPECT_EQ(returning(0x2b, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x28}));
+  EXPECT_EQ(returning(0, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0}));
+  EXPECT_EQ(returning(0x23, 0x2b, 0), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x20}));
+  // A bad SS: replaced (force_valid_ss) unless UC_STRICT_RESTORE_SS.
+  EXPECT_EQ(returning(0x33, 0x33, 0), Outcome::result(5));
+  EXPECT_EQ(returning(0x33, 0x33, abi::kUcStrictRestoreSs), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x30}));
+}
+
+TEST(SignalSyscalls, AnXsaveImageTheCpuRefusesRestoresRegistersAndResetsTheFpu) {
+  // restore_sigcontext restores the registers before the FPU fails; the
+  // call then returns 0 with the FPU reset, and SIGSEGV is forced.
+  FakeGuest g;
+  ReturnFrame r(g);
+  r.frame.uc.mcontext.rbx = 77;
+  r.frame.uc.mcontext.rip = 0x400999;
+  r.frame.uc.mcontext.fpstate = g.memory.add(FakeGuest::kFpuSize);
+  r.place();
+  g.vcpu.refuse_fpu = true;
+  EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
+  EXPECT_EQ(g.frame.rbx, 77u);
+  EXPECT_EQ(g.frame.rip, 0x400999u);
+}
+
 TEST(SignalSyscalls, ABadFrameIsSigsegvAsTheKernelsSignalFault) {
   {
     FakeGuest g;
     g.frame.rsp = 0x18;  // unreadable
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.frame.uc.mcontext.fpstate = 0x40;  // unreadable image
     r.place();
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.place();
     g.vcpu.refuse_fpu = true;  // e.g. reserved MXCSR bits
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
   {
     FakeGuest g;
     ReturnFrame r(g);
     r.frame.uc.stack = abi::SignalStack{0x20000, 0, 0, 100};  // too small to install
     r.place();
-    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(SIGSEGV));
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::signal(0, ForcedSignal{SIGSEGV}));
   }
 }
 

@@ -240,10 +240,11 @@ struct FakeGuest {
 
   SyscallContext context() { return SyscallContext{frame, vcpu, memory, host, mirror, threads, process, thread}; }
 
-  // Runs the handler the table has for `call`, as the monitor would.
+  // Runs `call` as the monitor does: the descriptor check, then the
+  // handler the table has for it.
   Outcome run(const Syscall& call) {
     SyscallContext ctx = context();
-    return syscall_handler(call)(ctx, call);
+    return dispatch_syscall(ctx, call);
   }
 };
 

@@ -309,10 +309,13 @@ TEST(SandboxDifferential, EveryOciActionAndComparisonMatchesLibseccomp) {
 }
 
 // Docker's own default profile (moby/profiles seccomp/default.json) is not
-// in the repository; point DUNK_DOCKER_PROFILE at a copy to compare it.
-TEST(SandboxDifferential, DockersDefaultProfileMatchesLibseccomp) {
+// in the repository: this test is disabled (ctest lists it "Not Run"), and
+// runs by hand with a copy (one command line):
+//   DUNK_DOCKER_PROFILE=default.json build/tests/unit/unit_sandbox_differential_test
+//     --gtest_also_run_disabled_tests --gtest_filter='*Docker*'
+TEST(SandboxDifferential, DISABLED_DockersDefaultProfileMatchesLibseccomp) {
   const char* path = std::getenv("DUNK_DOCKER_PROFILE");
-  if (!path) GTEST_SKIP() << "DUNK_DOCKER_PROFILE is not set (Docker's default.json is not committed)";
+  ASSERT_NE(path, nullptr) << "set DUNK_DOCKER_PROFILE to a copy of Docker's default.json";
   const std::string text = read_file(path);
   ASSERT_FALSE(text.empty()) << path;
   for (std::uint64_t caps : {std::uint64_t{0}, kAllCapabilities}) {

@@ -342,6 +342,12 @@ constexpr SystemDescriptor tss_descriptor(Gva tss, bool busy) noexcept {
                                    .present = true});
 }
 
+// An LDT descriptor for `bytes` bytes of descriptors at `ldt` (a multiple of
+// 8, at least 8).
+constexpr SystemDescriptor ldt_descriptor(Gva ldt, std::uint32_t bytes) noexcept {
+  return SystemDescriptor::encode({.base = ldt, .limit = bytes - 1, .type = SystemType::kLdt, .present = true});
+}
+
 // ---------------------------------------------------------------------------
 // GDTR/IDTR operand of lgdt/lidt/sgdt/sidt in 64-bit mode (Figure 3-11).
 
@@ -368,6 +374,7 @@ inline constexpr unsigned kUser32CodeIndex = 4;
 inline constexpr unsigned kUserDataIndex = 5;
 inline constexpr unsigned kUserCodeIndex = 6;
 inline constexpr unsigned kTssIndex = 8;  // 16 bytes: entries 8 and 9
+inline constexpr unsigned kLdtIndex = 10;  // 16 bytes: entries 10 and 11
 inline constexpr unsigned kCpuNodeIndex = 15;
 
 inline constexpr Selector kKernelCode = Selector::make(kKernelCodeIndex, 0);   // 0x10
@@ -376,11 +383,12 @@ inline constexpr Selector kUser32Code = Selector::make(kUser32CodeIndex, 3);   /
 inline constexpr Selector kUserData = Selector::make(kUserDataIndex, 3);       // 0x2b
 inline constexpr Selector kUserCode = Selector::make(kUserCodeIndex, 3);       // 0x33
 inline constexpr Selector kTss = Selector::make(kTssIndex, 0);                 // 0x40
+inline constexpr Selector kLdt = Selector::make(kLdtIndex, 0);                 // 0x50
 inline constexpr Selector kCpuNode = Selector::make(kCpuNodeIndex, 3);         // 0x7b
 
 static_assert(kKernelCode.raw() == 0x10 && kKernelData.raw() == 0x18);
 static_assert(kUser32Code.raw() == 0x23 && kUserData.raw() == 0x2b && kUserCode.raw() == 0x33);
-static_assert(kTss.raw() == 0x40 && kCpuNode.raw() == 0x7b);
+static_assert(kTss.raw() == 0x40 && kLdt.raw() == 0x50 && kCpuNode.raw() == 0x7b);
 
 // STAR for this layout; compile-time proof that it suits syscall/sysret.
 inline constexpr std::uint64_t kStar = *make_star(kKernelCode, kKernelData, kUser32Code, kUserData, kUserCode);

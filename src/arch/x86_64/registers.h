@@ -142,6 +142,15 @@ constexpr bool valid_xcr0(std::uint64_t xcr0) noexcept {
 }
 }  // namespace xfeature
 
+// DR6, the debug status register (SDM vol. 3B §17.2.3, "Debug Status
+// Register (DR6)"): what raised a #DB. Its bits are sticky; the handler
+// writes the reset value back.
+namespace dr6 {
+inline constexpr std::uint64_t kBreakpoints = bit_mask(3, 0);  // B0-B3: DR0-DR3 matched
+inline constexpr std::uint64_t kSingleStep = bit(14);          // BS: RFLAGS.TF
+inline constexpr std::uint64_t kReset = 0xffff0ff0;            // its value after reset (RTM and BLD bits set)
+}  // namespace dr6
+
 // Model-specific register indices. Intel SDM vol. 4 "Model-Specific
 // Registers", Table 2-2 "IA-32 Architectural MSRs"; AMD APM vol. 2
 // Appendix A "MSR Cross-Reference".

@@ -6,8 +6,13 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
+#include <cstring>
 #include <optional>
+#include <string_view>
 
+#include "abi/syscalls.h"
+#include "abi/walk.h"
+#include "arch/x86_64/paging.h"
 #include "base/fd_listing.h"
 #include "base/syscall.h"
 #include "core/syscalls/handlers.h"
@@ -82,6 +87,185 @@ Outcome rlimit(SyscallContext& ctx, const Syscall& call) noexcept {
   std::optional<LockGuard> hold;
   if (own_process && resource == RLIMIT_NOFILE) hold.emplace(ctx.process.rlimit_lock);
   return Outcome::result(ctx.host.forward(call));
+}
+
+// ---- dunk's descriptors are closed as far as any call can tell ------------
+
+namespace {
+
+constexpr long kAtFdcwd = -100;
+constexpr std::uint64_t kPathProbe = 64;  // enough for /proc/PID/task/TID/fdinfo/N
+
+// The program's memory for the schema's walker: reads stop at the first
+// page the kernel cannot read.
+class WalkerMemory final : public abi::Memory {
+ public:
+  explicit WalkerMemory(GuestMemory& memory) noexcept : memory_(memory) {}
+  std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override {
+    std::size_t done = 0;
+    while (done < size) {
+      const std::uint64_t at = address + done;
+      const std::size_t in_page = arch::kPageSize4K - (at & (arch::kPageSize4K - 1));
+      const std::size_t piece = size - done < in_page ? size - done : in_page;
+      if (!memory_.read(static_cast<std::byte*>(out) + done, at, piece)) break;
+      done += piece;
+    }
+    return done;
+  }
+
+ private:
+  GuestMemory& memory_;
+};
+
+// Collects whether any descriptor a call uses is one of dunk's.
+class DunkFdFinder final : public abi::Visitor {
+ public:
+  explicit DunkFdFinder(const FdSet& fds) noexcept : fds_(fds) {}
+  const void* access(const abi::Access&) noexcept override { return nullptr; }
+  void fd(const abi::FdUse& use) noexcept override {
+    if (use.role == abi::FdRole::kNew || use.role == abi::FdRole::kRemote) return;
+    if (fds_.contains(use.fd)) found_ = true;
+  }
+  bool found() const noexcept { return found_; }
+
+ private:
+  const FdSet& fds_;
+  bool found_ = false;
+};
+
+// The first bytes of the path at `address`: a NUL-terminated view of at
+// most kPathProbe - 1 bytes (shorter when unreadable: the kernel will say).
+std::string_view probe_path(GuestMemory& memory, std::uint64_t address, char (&buffer)[kPathProbe]) noexcept {
+  WalkerMemory reader(memory);
+  const std::size_t got = reader.read(address, buffer, sizeof buffer - 1);
+  buffer[got] = '\0';
+  return std::string_view(buffer, std::strlen(buffer));
+}
+
+bool has_nested_descriptors(abi::Shape shape) noexcept {
+  switch (shape) {
+    case abi::Shape::kFdSet:
+    case abi::Shape::kMsghdr:
+    case abi::Shape::kMmsghdrs:
+    case abi::Shape::kFds:
+    case abi::Shape::kIoUringFilesUpdate:
+    case abi::Shape::kMountAttr:
+    case abi::Shape::kPathBeneath:
+    case abi::Shape::kFileCloneRange:
+    case abi::Shape::kCloneArgs:
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+std::optional<Outcome> refuse_dunk_descriptors(SyscallContext& ctx, const Syscall& call) noexcept {
+  const abi::CallSpec* spec = abi::lookup(call.rax);
+  if (spec == nullptr) return std::nullopt;
+  const FdSet& fds = ctx.process.dunk_fds;
+  const std::uint64_t(&raw)[abi::kMaxArgs] = *reinterpret_cast<const std::uint64_t(*)[abi::kMaxArgs]>(call.args.data());
+  // A command gives arguments their meaning (fcntl, ioctl, ...).
+  bool has_command = false;
+  for (unsigned i = 0; i < spec->arg_count; ++i) has_command |= spec->args[i].kind == abi::Kind::kCommand;
+  abi::Resolved resolved;
+  const abi::Arg* args = spec->args;
+  if (has_command) {
+    resolved = abi::resolve(*spec, raw);
+    args = resolved.args;
+  }
+  int path_arg = -1;
+  bool dunk_dirfd = false, nested = false;
+  for (unsigned i = 0; i < spec->arg_count; ++i) {
+    const abi::Arg& arg = args[i];
+    const auto value = static_cast<int>(abi::as_signed(call.args[i], abi::Type::kInt));
+    switch (arg.kind) {
+      case abi::Kind::kFd:
+      case abi::Kind::kFdTarget:
+        // Not open, as far as the program knows: EBADF, as natively for a
+        // number it never opened. (A target number of dunk's is refused the
+        // same way: dunk's descriptors sit above the program's soft limit,
+        // where natively the call fails with EBADF too, unless the program
+        // raised its limit past them.)
+        if (fds.contains(value)) return Outcome::result(-EBADF);
+        break;
+      case abi::Kind::kDirFd:
+        if (value == kAtFdcwd || !fds.contains(value)) break;
+        // The kernel looks it up only for a relative path (openat2's
+        // RESOLVE_IN_ROOT: always).
+        if ((arg.flags & abi::kDirFdAlways) != 0) return Outcome::result(-EBADF);
+        dunk_dirfd = true;
+        break;
+      case abi::Kind::kPath:
+        if (path_arg < 0) path_arg = static_cast<int>(i);
+        break;
+      case abi::Kind::kMemory:
+        nested |= has_nested_descriptors(arg.shape);
+        break;
+      default:
+        break;
+    }
+  }
+  if (path_arg >= 0) {
+    // /proc/self/fd/N and its kin name dunk's descriptors too: not there,
+    // as natively for a descriptor that is not open. A relative path from
+    // a descriptor of dunk's: EBADF (an absolute one ignores the dirfd).
+    char buffer[kPathProbe];
+    const std::string_view path = probe_path(ctx.memory, call.arg(static_cast<unsigned>(path_arg)), buffer);
+    if (auto fd = fd_named_by_path(path, ctx.process.pid); fd && fds.contains(*fd)) return Outcome::result(-ENOENT);
+    if (dunk_dirfd && (path.empty() || path.front() != '/')) return Outcome::result(-EBADF);
+  }
+  if (nested) {
+    // Descriptors inside structures: select's sets, SCM_RIGHTS, io_uring's
+    // registrations, ... A set of dunk's is EBADF for every such call.
+    WalkerMemory memory(ctx.memory);
+    DunkFdFinder finder(fds);
+    const abi::Call walked{call.rax, {call.arg(0), call.arg(1), call.arg(2), call.arg(3), call.arg(4), call.arg(5)}};
+    (void)abi::walk(walked, memory, finder, abi::Phase::kEntry);
+    if (finder.found()) return Outcome::result(-EBADF);
+  }
+  return std::nullopt;
+}
+
+Outcome poll(SyscallContext& ctx, const Syscall& call) noexcept {
+  // poll(fds, nfds, timeout), ppoll(fds, nfds, tsp, sigmask, size): an
+  // entry naming one of dunk's descriptors gets POLLNVAL, as natively for a
+  // descriptor that is not open. Such entries are polled as -1 (ignored)
+  // in a copy the kernel sees instead.
+  struct PollFd {
+    std::int32_t fd;
+    std::int16_t events, revents;
+  };
+  constexpr std::size_t kMax = 1024;
+  const std::uint64_t array = call.arg(0), count = call.arg(1);
+  PollFd copy[kMax];
+  if (count == 0 || count > kMax || !ctx.memory.read(copy, array, count * sizeof(PollFd))) {
+    return Outcome::result(ctx.host.forward(call));  // the kernel decides (EINVAL, EFAULT, ...)
+  }
+  bool dunks[kMax];
+  std::size_t hidden = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    dunks[i] = ctx.process.dunk_fds.contains(copy[i].fd);
+    if (dunks[i]) copy[i].fd = -1, ++hidden;
+  }
+  if (hidden == 0) return Outcome::result(ctx.host.forward(call));
+  Syscall on_copy = call;
+  on_copy.args[0] = reinterpret_cast<std::uint64_t>(copy);
+  long ret = ctx.host.forward(on_copy);
+  if (sys::failed(ret) || ret == kRestartGuestSyscall) return Outcome::result(ret);
+  constexpr std::int16_t kPollNval = 0x20;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!dunks[i]) continue;
+    copy[i].revents = kPollNval;
+  }
+  // Back into the program's array: its own fds, the revents the kernel and
+  // dunk gave.
+  PollFd mine[kMax];
+  if (!ctx.memory.read(mine, array, count * sizeof(PollFd))) return Outcome::result(-EFAULT);
+  for (std::size_t i = 0; i < count; ++i) mine[i].revents = copy[i].revents;
+  if (!ctx.memory.write(array, mine, count * sizeof(PollFd))) return Outcome::result(-EFAULT);
+  return Outcome::result(ret + static_cast<long>(hidden));
 }
 
 }  // namespace dunk::core::syscalls

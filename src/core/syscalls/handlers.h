@@ -3,6 +3,8 @@
 // them. Every handler has the SyscallHandler signature (core/syscall.h).
 #pragma once
 
+#include <optional>
+
 #include "core/syscall.h"
 
 namespace dunk::core::syscalls {
@@ -21,12 +23,20 @@ Outcome close(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome close_range(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome getdents64(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome rlimit(SyscallContext& ctx, const Syscall& call) noexcept;  // getrlimit, setrlimit, prlimit64
+Outcome poll(SyscallContext& ctx, const Syscall& call) noexcept;    // poll, ppoll
+// Before any handler: a call that names one of dunk's descriptors — as an
+// argument, inside a structure, or through /proc/self/fd/N — fails as it
+// would natively for a descriptor that is not open (EBADF, or ENOENT for a
+// path). nullopt: the call goes on.
+std::optional<Outcome> refuse_dunk_descriptors(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // process.cc: threads, processes, the thread's FS/GS bases.
 Outcome clone_family(SyscallContext& ctx, const Syscall& call) noexcept;  // fork, vfork, clone, clone3
 Outcome exit(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome exit_group(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome arch_prctl(SyscallContext& ctx, const Syscall& call) noexcept;
+Outcome modify_ldt(SyscallContext& ctx, const Syscall& call) noexcept;
+Outcome ptrace(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // signals.cc: signal state the monitor keeps on the guest's behalf.
 Outcome rt_sigaction(SyscallContext& ctx, const Syscall& call) noexcept;
@@ -40,5 +50,9 @@ Outcome dunk_call(SyscallContext& ctx, const Syscall& call) noexcept;
 // clone-family call asks for (clone3's block read through `memory`), or the
 // errno to fail the call with.
 Result<CloneRequest> decode_clone(const Syscall& call, GuestMemory& memory) noexcept;
+
+// The fault the IRET back to a signal context's selectors raises, if it
+// does: rt_sigreturn's last check (signals.cc).
+std::optional<ForcedSignal> return_selectors_fault(const abi::Sigcontext& context, std::uint64_t uc_flags) noexcept;
 
 }  // namespace dunk::core::syscalls

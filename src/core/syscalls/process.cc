@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include "core/ldt_mirror.h"
 #include "core/syscalls/handlers.h"
 
 namespace dunk::core::syscalls {
@@ -74,6 +75,29 @@ Outcome exit(SyscallContext& ctx, const Syscall& call) noexcept {
 Outcome exit_group(SyscallContext& ctx, const Syscall& call) noexcept {
   ctx.threads.process_exits();
   return Outcome::result(ctx.host.forward(call));
+}
+
+Outcome ptrace(SyscallContext& ctx, const Syscall& call) noexcept {
+  // A thread that asks to be traced leaves VM mode for good: its tracer's
+  // stops and register reads would be the monitor's (the KVM_RUN ioctl, the
+  // host thread's registers), never the program's. Natively traced, it
+  // behaves natively under the tracer.
+  constexpr long kTraceMe = 0;  // PTRACE_TRACEME
+  const long ret = ctx.host.forward(call);
+  if (call.long_arg(0) == kTraceMe && ret == 0) return Outcome::leave();
+  return Outcome::result(ret);
+}
+
+Outcome modify_ldt(SyscallContext& ctx, const Syscall& call) noexcept {
+  // After a write (func 1 or 0x11) the vCPUs load the new table at their
+  // next entry (ldt_mirror.h).
+  constexpr int kWrite = 1, kWriteNew = 0x11;
+  const int func = call.int_arg(0);
+  const long ret = ctx.host.forward(call);
+  if (ret >= 0 && (func == kWrite || func == kWriteNew) && ctx.process.ldt != nullptr) {
+    if (Status s = ctx.process.ldt->reload(ctx.host); !s) return Outcome::result(-ENOMEM);
+  }
+  return Outcome::result(ret);
 }
 
 Outcome arch_prctl(SyscallContext& ctx, const Syscall& call) noexcept {

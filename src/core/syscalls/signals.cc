@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <optional>
+
 #include "arch/x86_64/xsave.h"
 #include "core/guest_state.h"
 #include "core/syscalls/handlers.h"
@@ -51,36 +53,69 @@ Outcome sigaltstack(SyscallContext& ctx, const Syscall& call) noexcept {
   return Outcome::result(0);
 }
 
+std::optional<ForcedSignal> return_selectors_fault(const abi::Sigcontext& context, std::uint64_t uc_flags) noexcept {
+  // The kernel's restore_sigcontext: the frame's selectors with RPL 3, and
+  // the IRET back checks them. In VM mode the program runs at CPL 0 on
+  // dunk's selectors, which frames show as the user's (push_signal_frame):
+  // 0x33 and 0x2b mean "as before"; so do dunk's own 0x10 and 0x18, which a
+  // program that read CS or SS itself may have written.
+  const auto cs = static_cast<std::uint16_t>(context.cs | 3), ss = static_cast<std::uint16_t>(context.ss | 3);
+  constexpr std::uint16_t kUserCs = DUNK_USER_CS, kUserSs = DUNK_USER_DS;
+  constexpr std::uint16_t kRing0Cs = DUNK_KERNEL_CS | 3, kRing0Ss = DUNK_KERNEL_DS | 3;
+  constexpr std::uint64_t kGeneralProtection = 13;
+  if (cs != kUserCs && cs != kRing0Cs) {
+    // Another code segment the IRET would load: dunk's guest has no
+    // 32-bit or LDT code to run at CPL 0 (docs/compat/x86-selftests.md),
+    // and anything else faults natively too: #GP with the selector.
+    return ForcedSignal{SIGSEGV, SI_KERNEL, kGeneralProtection, static_cast<std::uint64_t>(cs & ~3)};
+  }
+  // Without UC_STRICT_RESTORE_SS the kernel replaces an unusable SS with
+  // the user data segment (force_valid_ss); with it, the IRET checks it.
+  if ((uc_flags & abi::kUcStrictRestoreSs) != 0 && ss != kUserSs && ss != kRing0Ss) {
+    return ForcedSignal{SIGSEGV, SI_KERNEL, kGeneralProtection, static_cast<std::uint64_t>(ss & ~3)};
+  }
+  return std::nullopt;
+}
+
 Outcome rt_sigreturn(SyscallContext& ctx, const Syscall&) noexcept {
-  // The handler's RET popped pretcode: the frame starts 8 bytes below RSP.
-  // A frame that cannot be read or restored is the kernel's signal_fault:
-  // SIGSEGV.
+  // The kernel's order (arch/x86/kernel/signal.c, rt_sigreturn and
+  // restore_sigcontext): the mask, the registers, the FPU state, the
+  // alternate stack. A frame that fails on the way is a bad frame: the
+  // call returns 0 with what was restored so far, and the kernel forces
+  // SIGSEGV (signal_fault).
+  constexpr ForcedSignal kBadFrame{SIGSEGV};
   abi::RtSigframe frame;
-  if (!ctx.memory.read(&frame, ctx.frame.rsp - 8, sizeof frame)) return Outcome::signal(SIGSEGV);
+  if (!ctx.memory.read(&frame, ctx.frame.rsp - 8, sizeof frame)) return Outcome::signal(0, kBadFrame);
   const abi::Sigcontext& sc = frame.uc.mcontext;
   const std::uint64_t mask = frame.uc.sigmask & ~abi::kUnblockable;
   ctx.host.call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
+  restore_from_sigcontext(sc, ctx.frame);
 
   const FpuFormat& fpu = ctx.process.fpu;
-  if (sc.fpstate != 0) {
-    std::byte* image = ctx.thread.fpu_scratch;
-    if (!ctx.memory.read(image, sc.fpstate, fpu.size)) return Outcome::signal(SIGSEGV);
+  bool fpu_restored = false;
+  if (sc.fpstate == 0) {
+    fpu_restored = static_cast<bool>(ctx.vcpu.load_fpu(fpu.initial));
+  } else if (std::byte* image = ctx.thread.fpu_scratch; ctx.memory.read(image, sc.fpstate, fpu.size)) {
     arch::xsave::Image(image).normalize_for(fpu.xcr0);
-    // An image the CPU would refuse (reserved MXCSR bits, say) is a bad
-    // frame, as natively.
-    if (!ctx.vcpu.load_fpu(image)) return Outcome::signal(SIGSEGV);
-  } else if (!ctx.vcpu.load_fpu(fpu.initial)) {
-    return Outcome::signal(SIGSEGV);
+    // An image the CPU would refuse (reserved header bytes, reserved MXCSR
+    // bits) is a bad frame, as natively.
+    fpu_restored = static_cast<bool>(ctx.vcpu.load_fpu(image));
+  }
+  if (!fpu_restored) {
+    // The kernel resets the FPU state it could not restore.
+    (void)ctx.vcpu.load_fpu(fpu.initial);
+    return Outcome::signal(0, kBadFrame);
   }
 
   // The alternate stack as the frame recorded it (restore_altstack).
   abi::SignalStack& alt = ctx.thread.signals.altstack;
   const abi::SignalStack& want = frame.uc.stack;
-  if (!abi::restorable_signal_stack(alt, want, sc.rsp)) return Outcome::signal(SIGSEGV);
+  if (!abi::restorable_signal_stack(alt, want, sc.rsp)) return Outcome::signal(0, kBadFrame);
   const std::int32_t mode = want.flags & ~abi::kSsAutodisarm;
   alt = mode == abi::kSsDisable ? abi::SignalStack{0, want.flags, 0, 0} : abi::SignalStack{want.sp, want.flags, 0, want.size};
 
-  restore_from_sigcontext(sc, ctx.frame);
+  // The return itself: an IRET to the frame's selectors.
+  if (auto fault = return_selectors_fault(sc, frame.uc.flags)) return Outcome::signal(static_cast<long>(sc.rax), *fault);
   return Outcome::result(static_cast<long>(sc.rax));
 }
 

@@ -36,6 +36,8 @@ constexpr Row kRows[] = {
     {SYS_getdents64, &syscalls::getdents64},
     {SYS_prlimit64, &syscalls::rlimit},
     {SYS_close_range, &syscalls::close_range},
+    {SYS_poll, &syscalls::poll},
+    {SYS_ppoll, &syscalls::poll},
     // signals (syscalls/signals.cc)
     {SYS_rt_sigaction, &syscalls::rt_sigaction},
     {SYS_rt_sigreturn, &syscalls::rt_sigreturn},
@@ -46,6 +48,8 @@ constexpr Row kRows[] = {
     {SYS_vfork, &syscalls::clone_family},
     {SYS_exit, &syscalls::exit},
     {SYS_arch_prctl, &syscalls::arch_prctl},
+    {SYS_modify_ldt, &syscalls::modify_ldt},
+    {SYS_ptrace, &syscalls::ptrace},
     {SYS_exit_group, &syscalls::exit_group},
     {SYS_clone3, &syscalls::clone_family},
 };
@@ -69,6 +73,11 @@ SyscallHandler syscall_handler(const Syscall& call) noexcept {
   if (is_dunk_call(call.rax)) return &syscalls::dunk_call;
   const auto nr = static_cast<unsigned>(call.nr());
   return nr < kTableSize ? kTable[nr] : &forward_unchanged;
+}
+
+Outcome dispatch_syscall(SyscallContext& ctx, const Syscall& call) noexcept {
+  if (std::optional<Outcome> refused = syscalls::refuse_dunk_descriptors(ctx, call)) return *refused;
+  return syscall_handler(call)(ctx, call);
 }
 
 Outcome forward_unchanged(SyscallContext& ctx, const Syscall& call) noexcept {
