@@ -85,7 +85,27 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
   return s;
 }
 
+// Whether this code runs in the guest: dunk's guest code runs at CPL 0,
+// the host process (the monitor included) at CPL 3.
+bool running_in_guest() noexcept {
+  std::uint16_t cs;
+  asm volatile("mov %%cs, %0" : "=r"(cs));
+  return (cs & 3) == 0;
+}
+
 }  // namespace
+
+Status VmMemorySlots::set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept {
+  if (!running_in_guest()) return vm->set_memory_region(slot, gpa, size, hva);
+  kvm_userspace_memory_region region{};
+  region.slot = slot;
+  region.guest_phys_addr = gpa.value();
+  region.memory_size = size;
+  region.userspace_addr = hva.value();
+  const long ret = sys::call(DUNK_SYSCALL_OWN_IOCTL, vm->fd(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<long>(&region));
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_SET_USER_MEMORY_REGION) from the guest failed", ret);
+  return {};
+}
 
 Machine& Machine::instance() noexcept {
   // Constructed once, never destroyed: vCPU threads may run until the very

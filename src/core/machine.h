@@ -31,12 +31,14 @@ namespace dunk::core {
 
 class Cpu;
 
-// The mirror's memory slots are the VM's.
+// The mirror's memory slots are the VM's. The mirror changes them from the
+// monitor (a first touch, a reclaim) and from dunk's code in the guest (the
+// privileged paging API's calls), whose ioctl goes to the monitor as
+// DUNK_SYSCALL_OWN_IOCTL: the plain one names a descriptor of dunk's, which
+// the program's calls may not.
 struct VmMemorySlots final : MemorySlots {
   kvm::Vm* vm = nullptr;
-  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override {
-    return vm->set_memory_region(slot, gpa, size, hva);
-  }
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override;
 };
 
 class Machine {

@@ -112,6 +112,12 @@
 // Made by ring-3 code (the return trampoline) to end its run; never reaches
 // the monitor (the ring-0 dispatcher takes it).
 #define DUNK_SYSCALL_USER_EXIT (DUNK_SYSCALL_BASE + 2)
+// ioctl(a0, a1, a2) on one of dunk's own descriptors (its VM's), made by
+// dunk's code running in the guest (the mirror giving a chunk GPA space for
+// the privileged API). The plain ioctl is refused there: every descriptor
+// argument of the program's calls that names one of dunk's fails with EBADF.
+// Any other descriptor: EBADF.
+#define DUNK_SYSCALL_OWN_IOCTL (DUNK_SYSCALL_BASE + 3)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000

@@ -23,6 +23,7 @@
 
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "dunk/paging.h"
 #include "support.h"
 
 namespace dunk {
@@ -248,6 +249,36 @@ TEST(HugeAddressSpace, AProgramThatFitsNeverPaysForAReclaim) {
   EXPECT_EQ(moved.reclaimed, 0u);
   EXPECT_EQ(stats().chunks_reclaimed.load(), 0u);
   EXPECT_LE(moved.assigned, 4u) << "first touches of chunks the program already used";
+}
+
+// --- the privileged paging API's eager assignment -------------------------------
+
+// The privileged paging API expects every mapped page present: its first
+// call, made by dunk's code in the guest, gives GPA space to every chunk
+// with mappings — a memory slot created from the guest, past the guard that
+// keeps the program's calls off dunk's descriptors (DUNK_SYSCALL_OWN_IOCTL).
+TEST(EagerAssignment, ThePagingApiMakesAnUntouchedChunkResidentFromTheGuest) {
+  test::enter_or_fail();
+  auto* region = static_cast<char*>(
+      mmap(nullptr, 3 * kGiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0));
+  ASSERT_NE(region, MAP_FAILED);
+  char* page = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(region) + kGiB) & ~(kGiB - 1)) + 5 * kPage;
+  ASSERT_EQ(mprotect(page, kPage, PROT_READ | PROT_WRITE), 0);
+  core::Mirror& mirror = core::Machine::instance().mirror();
+  const bool resident_before = mirror.resident(Hva(reinterpret_cast<std::uint64_t>(page)));
+  const std::uint64_t faults_before = stats().faults_resolved.load();
+  const std::optional<PageInfo> info = AddressSpace::current().lookup(page);  // in the guest
+  const bool resident_after = mirror.resident(Hva(reinterpret_cast<std::uint64_t>(page)));
+  page[7] = 'x';  // no fault: present already
+  const std::uint64_t faults_after = stats().faults_resolved.load();
+  leave();
+  EXPECT_FALSE(resident_before);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->access & (kRead | kWrite), kRead | kWrite);
+  EXPECT_TRUE(resident_after);
+  EXPECT_EQ(faults_after, faults_before);
+  EXPECT_EQ(page[7], 'x');
+  munmap(region, 3 * kGiB);
 }
 
 // --- dunk's own mappings stay out of the program's address space ---------------

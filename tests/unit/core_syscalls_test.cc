@@ -529,6 +529,26 @@ TEST(DunkSyscalls, LeaveWaitsForPendingSignalsAndPingAnswers) {
   EXPECT_EQ(g.stats.dunk_calls.load(), 4u);
 }
 
+TEST(DunkSyscalls, OwnIoctlReachesDunksDescriptorsOnlyAndThePlainOneDoesNot) {
+  FakeGuest g;
+  g.dunk_fds.add(1025);
+  constexpr std::uint64_t kRequest = 0x4020ae46, kArg = 0x7000'1000;  // KVM_SET_USER_MEMORY_REGION
+  // The program's ioctl on dunk's VM descriptor: refused before any handler.
+  EXPECT_EQ(g.run(call(SYS_ioctl, 1025, kRequest, kArg)), Outcome::result(-EBADF));
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // dunk's guest code: the same ioctl, forwarded as it is.
+  g.host.forward_result = [](const Syscall&) { return 0L; };
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_OWN_IOCTL, 1025, kRequest, kArg)), Outcome::result(0));
+  ASSERT_EQ(g.host.forwarded.size(), 1u);
+  EXPECT_EQ(g.host.forwarded[0].rax, static_cast<std::uint64_t>(SYS_ioctl));
+  EXPECT_EQ(g.host.forwarded[0].args[0], 1025u);
+  EXPECT_EQ(g.host.forwarded[0].args[1], kRequest);
+  EXPECT_EQ(g.host.forwarded[0].args[2], kArg);
+  // Not a descriptor of dunk's: EBADF, nothing reaches the kernel.
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_OWN_IOCTL, 5, kRequest, kArg)), Outcome::result(-EBADF));
+  EXPECT_EQ(g.host.forwarded.size(), 1u);
+}
+
 // ---- Signals -------------------------------------------------------------------
 
 TEST(SignalSyscalls, RtSigactionKeepsTheProgramsActionAndGivesTheHostDunksHandler) {
