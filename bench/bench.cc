@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "arch/x86_64/cpuid.h"
+#include "bench/dirty_scale.h"
 #include "bench/privileged.h"
 #include "bench/probes.h"
 #include "base/unique_fd.h"
@@ -206,14 +207,19 @@ bool run(const Options& options, Report& report) {
   sa.sa_handler = count_signal;
   sigaction(SIGUSR1, &sa, nullptr);
   for (const ProcessBenchmark& b : kProcessBenchmarks) {
+    if (!options.wants(b.name)) continue;
     const std::uint64_t k = std::max<std::uint64_t>(n / b.divisor, 20);
     report.results.push_back(measure(b.name, "native", k, false, probes, b.loop));
     report.results.push_back(measure(b.name, "vm", k, true, probes, b.loop));
   }
   // Before the privileged benchmarks: a program that uses the privileged
   // paging API keeps every chunk it maps, so nothing is reclaimed after.
-  add_chunk_reclaim(n, probes, report);
-  if (options.privileged) run_privileged(n, probes, report.results);
+  if (options.wants("chunk reclaim")) add_chunk_reclaim(n, probes, report);
+  if (options.privileged) {
+    run_privileged(n, options, probes, report.results);
+    // A few rounds: each writes and finds 2,621 pages of 1 GiB.
+    run_dirty_scale(std::max<std::uint64_t>(n / 25'000, 3), options, probes, report);
+  }
   return true;
 }
 
@@ -248,10 +254,12 @@ std::string ratio_text(const Report& report, const Result& r) {
 
 void print(const Report& report) {
   fmt::print("dunk bench — {}\n\n", report.environment);
-  fmt::print("{:<15} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", "operation", "mode", "iterations", "ns/op",
-             "ratio", "user exits/op", "VM exits/op", "host calls/op");
+  std::size_t width = 15;
+  for (const Result& r : report.results) width = std::max(width, r.name.size());
+  fmt::print("{:<{}} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", "operation", width, "mode", "iterations",
+             "ns/op", "ratio", "user exits/op", "VM exits/op", "host calls/op");
   for (const Result& r : report.results) {
-    fmt::print("{:<15} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", r.name, r.mode, r.iterations,
+    fmt::print("{:<{}} {:<22} {:>10} {:>13} {:>9} {:>14} {:>12} {:>14}\n", r.name, width, r.mode, r.iterations,
                r.ns_per_op < 0 ? "n/a" : fmt::format("{:.1f}", r.ns_per_op), ratio_text(report, r),
                count_text(r.userspace_exits_per_op), count_text(r.kvm_exits_per_op),
                count_text(r.host_syscalls_per_op));
@@ -275,6 +283,7 @@ void print(const Report& report) {
       "made on the host (KVM_RUN and the forwarded call). A new thread's or fork child's own exits and calls\n"
       "count only where they land on this process's vCPUs or this thread: read those rows for times.\n"
       "In a nested or emulated VM (see above) times are emulated: read the ratios and the exact counts.\n");
+  for (const std::string& failure : report.failures) fmt::print(stderr, "dunk bench: FAILED: {}\n", failure);
 }
 
 bool write_json(const Report& report, const std::string& path) {

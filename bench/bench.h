@@ -15,6 +15,9 @@ struct Options {
   std::string json_path;   // empty: no JSON
   std::string chart_path;  // empty: no chart (PNG)
   bool privileged = true;  // also the privileged-API benchmarks (bench/privileged.h)
+  // Only the operations whose name contains this (empty: all).
+  std::string only;
+  bool wants(const std::string& operation) const { return only.empty() || operation.find(only) != std::string::npos; }
 };
 
 // One operation measured one way (native, or in VM mode).
@@ -34,6 +37,9 @@ struct Result {
 struct Report {
   std::vector<Result> results;
   std::string environment;  // where it ran: kernel, KVM, nested or not
+  // Measurements that got a wrong answer (a dirty-tracking way that missed
+  // a written page): the run fails.
+  std::vector<std::string> failures;
 };
 
 // Runs every benchmark; fills `report`. Returns false (with a message on

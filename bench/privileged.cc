@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -482,10 +483,17 @@ void dirty_soft(std::uint64_t n) {
 // the region, a handler thread reads each write fault, records it and
 // unprotects the page, which wakes the writer.
 int uffd = -1;
+pthread_t uffd_thread;
 std::atomic<std::size_t> uffd_recorded{0};
+int uffd_stop = -1;  // an eventfd: readable when the handler must end
 void* uffd_handler(void*) {
   uffd_msg msg{};
-  while (read(uffd, &msg, sizeof msg) == static_cast<ssize_t>(sizeof msg)) {
+  // A read blocked on the userfaultfd does not end when the descriptor is
+  // closed: wait for either (the userfaultfd is non-blocking: poll reports
+  // POLLERR for a blocking one, userfaultfd(2)).
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {uffd_stop, POLLIN, 0}};
+  while (poll(fds, 2, -1) > 0 && (fds[1].revents & POLLIN) == 0) {
+    if (read(uffd, &msg, sizeof msg) != static_cast<ssize_t>(sizeof msg)) continue;  // EAGAIN: woken meanwhile
     if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
     uffd_recorded.fetch_add(1, std::memory_order_relaxed);
     uffdio_writeprotect wp{};
@@ -510,7 +518,7 @@ void dirty_uffd(std::uint64_t n) {
 }
 
 const char* setup_uffd() {
-  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+  long fd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
   if (fd < 0) return "userfaultfd unavailable here (vm.unprivileged_userfaultfd, or no CONFIG_USERFAULTFD)";
   uffd = static_cast<int>(fd);
   uffdio_api api{.api = UFFD_API, .features = UFFD_FEATURE_PAGEFAULT_FLAG_WP, .ioctls = 0};
@@ -520,10 +528,20 @@ const char* setup_uffd() {
   reg.range.len = kDirtyPages * kPage;
   reg.mode = UFFDIO_REGISTER_MODE_WP;
   if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return "UFFDIO_REGISTER (write-protect mode) failed";
-  pthread_t thread;
-  if (pthread_create(&thread, nullptr, uffd_handler, nullptr) != 0) return "no handler thread";
-  pthread_detach(thread);
+  uffd_stop = eventfd(0, EFD_CLOEXEC);
+  if (uffd_stop < 0 || pthread_create(&uffd_thread, nullptr, uffd_handler, nullptr) != 0) return "no handler thread";
   return nullptr;
+}
+
+// Ends the handler thread, then closes the descriptor (which unregisters
+// the region): a thread outside VM mode would make every later dirty-bit
+// collect report everything (dunk/dirty.h).
+void teardown_uffd() {
+  (void)!write(uffd_stop, "\1\0\0\0\0\0\0\0", 8);
+  pthread_join(uffd_thread, nullptr);
+  close(uffd_stop);
+  close(uffd);
+  uffd = uffd_stop = -1;
 }
 
 // A dirty-tracking result, with how many written pages each round found
@@ -545,83 +563,97 @@ std::uint64_t scaled(std::uint64_t iterations, std::uint64_t divisor) {
 
 }  // namespace
 
-void run_privileged(std::uint64_t iterations, const Probes& probes, std::vector<Result>& out) {
-  // page fault
-  const std::uint64_t faults = scaled(iterations, 25);
-  out.push_back(measure("page fault", "native", faults, false, probes, page_fault_loop));
-  out.push_back(measure("page fault", "vm", faults, true, probes, page_fault_loop));
-
-  // page walk
-  walk_region = static_cast<char*>(mmap(nullptr, kWalkPages * kPage, PROT_READ | PROT_WRITE,
-                                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
-  madvise(walk_region, kWalkPages * kPage, MADV_NOHUGEPAGE);
-  out.push_back(measure("page walk", "native", iterations, false, probes, page_walk_loop));
-  out.push_back(measure("page walk", "vm", iterations, true, probes, page_walk_loop));
-  munmap(walk_region, kWalkPages * kPage);
-
-  // trap delivery: a read of a page without access, skipped by the handler
+void run_privileged(std::uint64_t iterations, const Options& options, const Probes& probes, std::vector<Result>& out) {
   const std::uint64_t traps = scaled(iterations, 10);
-  trap_page = fresh_pages(1);
-  mprotect(trap_page, kPage, PROT_NONE);
-  set_sigsegv(skip_on_sigsegv);
-  out.push_back(measure("trap", "native", traps, false, probes, trap_native));
-  (void)set_trap_handler(kPageFault, skip_on_fault);
-  out.push_back(measure("trap", "vm", traps, true, probes, trap_native));
-
+  // page fault
+  if (options.wants("page fault")) {
+    const std::uint64_t faults = scaled(iterations, 25);
+    out.push_back(measure("page fault", "native", faults, false, probes, page_fault_loop));
+    out.push_back(measure("page fault", "vm", faults, true, probes, page_fault_loop));
+  }
+  // page walk
+  if (options.wants("page walk")) {
+    walk_region = static_cast<char*>(mmap(nullptr, kWalkPages * kPage, PROT_READ | PROT_WRITE,
+                                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+    madvise(walk_region, kWalkPages * kPage, MADV_NOHUGEPAGE);
+    out.push_back(measure("page walk", "native", iterations, false, probes, page_walk_loop));
+    out.push_back(measure("page walk", "vm", iterations, true, probes, page_walk_loop));
+    munmap(walk_region, kWalkPages * kPage);
+  }
+  // trap delivery: a read of a page without access, skipped by the handler
+  if (options.wants("trap")) {
+    trap_page = fresh_pages(1);
+    mprotect(trap_page, kPage, PROT_NONE);
+    set_sigsegv(skip_on_sigsegv);
+    out.push_back(measure("trap", "native", traps, false, probes, trap_native));
+    (void)set_trap_handler(kPageFault, skip_on_fault);
+    out.push_back(measure("trap", "vm", traps, true, probes, trap_native));
+  }
   // appel1, appel2
-  appel_count = 100;
-  appel_pages = fresh_pages(appel_count);
-  std::memset(appel_pages, 0, appel_count * kPage);
-  set_sigsegv(unprotect_on_sigsegv);                      // outside VM mode
-  (void)set_trap_handler(kPageFault, unprotect_on_fault);  // in VM mode
-  out.push_back(measure("appel1", "native", traps, false, probes, appel1_native));
-  out.push_back(measure("appel1", "vm", traps, true, probes, appel1_vm));
-  out.push_back(measure("appel2", "native", traps, false, probes, appel2_native));
-  out.push_back(measure("appel2", "vm", traps, true, probes, appel2_vm));
-  (void)set_trap_handler(kPageFault, nullptr);
-  signal(SIGSEGV, SIG_DFL);
-  mprotect(appel_pages, appel_count * kPage, PROT_READ | PROT_WRITE);
-
+  if (options.wants("appel")) {
+    appel_count = 100;
+    appel_pages = fresh_pages(appel_count);
+    std::memset(appel_pages, 0, appel_count * kPage);
+    set_sigsegv(unprotect_on_sigsegv);                      // outside VM mode
+    (void)set_trap_handler(kPageFault, unprotect_on_fault);  // in VM mode
+    out.push_back(measure("appel1", "native", traps, false, probes, appel1_native));
+    out.push_back(measure("appel1", "vm", traps, true, probes, appel1_vm));
+    out.push_back(measure("appel2", "native", traps, false, probes, appel2_native));
+    out.push_back(measure("appel2", "vm", traps, true, probes, appel2_vm));
+    (void)set_trap_handler(kPageFault, nullptr);
+    signal(SIGSEGV, SIG_DFL);
+    mprotect(appel_pages, appel_count * kPage, PROT_READ | PROT_WRITE);
+  }
   // system-call interception
-  const std::uint64_t calls = scaled(iterations, 10);
-  if (enter()) {
-    ring3_stack = fresh_pages(1);
-    auto code = reinterpret_cast<char*>(dunk_bench_ring3_getpid_loop);
-    (void)AddressSpace::current().protect(code, kPage, kRead | kExec | kUser);
-    (void)AddressSpace::current().protect(ring3_stack, kPage, kRead | kWrite | kUser);
-    flush_tlb();
-    leave();
+  if (options.wants("interception")) {
+    const std::uint64_t calls = scaled(iterations, 10);
+    if (enter()) {
+      ring3_stack = fresh_pages(1);
+      auto code = reinterpret_cast<char*>(dunk_bench_ring3_getpid_loop);
+      (void)AddressSpace::current().protect(code, kPage, kRead | kExec | kUser);
+      (void)AddressSpace::current().protect(ring3_stack, kPage, kRead | kWrite | kUser);
+      flush_tlb();
+      leave();
+    }
+    out.push_back(measure("interception", "dunk ring 3", calls, true, probes, intercept_dunk));
+    const std::uint64_t slow = scaled(iterations, 100);
+    out.push_back(timed_only("interception", "ptrace", slow, intercept_ptrace(slow), "ptrace failed"));
+    out.push_back(timed_only("interception", "seccomp trap", calls, time_in_child(calls, seccomp_trap_child),
+                             "seccomp(SECCOMP_RET_TRAP) unavailable"));
+    out.push_back(timed_only("interception", "seccomp notify", slow, time_in_child(slow, seccomp_notify_child),
+                             "seccomp user notification unavailable"));
+    out.push_back(timed_only("interception", "syscall user dispatch", calls, time_in_child(calls, sud_child),
+                             "Syscall User Dispatch unavailable (Linux 5.11+)"));
   }
-  out.push_back(measure("interception", "dunk ring 3", calls, true, probes, intercept_dunk));
-  const std::uint64_t slow = scaled(iterations, 100);
-  out.push_back(timed_only("interception", "ptrace", slow, intercept_ptrace(slow), "ptrace failed"));
-  out.push_back(timed_only("interception", "seccomp trap", calls, time_in_child(calls, seccomp_trap_child),
-                           "seccomp(SECCOMP_RET_TRAP) unavailable"));
-  out.push_back(timed_only("interception", "seccomp notify", slow, time_in_child(slow, seccomp_notify_child),
-                           "seccomp user notification unavailable"));
-  out.push_back(timed_only("interception", "syscall user dispatch", calls, time_in_child(calls, sud_child),
-                           "Syscall User Dispatch unavailable (Linux 5.11+)"));
-
   // dirty tracking
-  const std::uint64_t rounds = iterations / 1000 < 10 ? 10 : iterations / 1000;
-  dirty_region = fresh_pages(kDirtyPages);
-  std::memset(dirty_region, 1, kDirtyPages * kPage);
-  out.push_back(dirty_result("dunk dirty bits", rounds, true, probes, dirty_dunk));
-  set_sigsegv(record_on_sigsegv);
-  out.push_back(dirty_result("mprotect+SIGSEGV", rounds, false, probes, dirty_mprotect));
-  signal(SIGSEGV, SIG_DFL);
-  mprotect(dirty_region, kDirtyPages * kPage, PROT_READ | PROT_WRITE);
-  clear_refs_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
-  pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-  if (clear_refs_fd >= 0 && pagemap_fd >= 0) {
-    out.push_back(dirty_result("soft-dirty", rounds, false, probes, dirty_soft));
-  } else {
-    out.push_back(unavailable("dirty tracking", "soft-dirty", "/proc/self/clear_refs or pagemap unavailable"));
-  }
-  if (const char* why = setup_uffd()) {
-    out.push_back(unavailable("dirty tracking", "userfaultfd-wp", why));
-  } else {
-    out.push_back(dirty_result("userfaultfd-wp", rounds, false, probes, dirty_uffd));
+  if (options.wants("dirty tracking")) {
+    const std::uint64_t rounds = iterations / 1000 < 10 ? 10 : iterations / 1000;
+    dirty_region = fresh_pages(kDirtyPages);
+    std::memset(dirty_region, 1, kDirtyPages * kPage);
+    // Mirrored before the measurement: memory the guest first sees while
+    // tracked is reported dirty once (dunk/dirty.h), whatever wrote it.
+    if (enter()) {
+      for (std::size_t i = 0; i < kDirtyPages; ++i) (void)static_cast<volatile char*>(dirty_region)[i * kPage];
+      leave();
+    }
+    out.push_back(dirty_result("dunk dirty bits", rounds, true, probes, dirty_dunk));
+    set_sigsegv(record_on_sigsegv);
+    out.push_back(dirty_result("mprotect+SIGSEGV", rounds, false, probes, dirty_mprotect));
+    signal(SIGSEGV, SIG_DFL);
+    mprotect(dirty_region, kDirtyPages * kPage, PROT_READ | PROT_WRITE);
+    clear_refs_fd = open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+    pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (clear_refs_fd >= 0 && pagemap_fd >= 0) {
+      out.push_back(dirty_result("soft-dirty", rounds, false, probes, dirty_soft));
+    } else {
+      out.push_back(unavailable("dirty tracking", "soft-dirty", "/proc/self/clear_refs or pagemap unavailable"));
+    }
+    if (const char* why = setup_uffd()) {
+      out.push_back(unavailable("dirty tracking", "userfaultfd-wp", why));
+    } else {
+      out.push_back(dirty_result("userfaultfd-wp", rounds, false, probes, dirty_uffd));
+      teardown_uffd();
+    }
   }
 }
 

@@ -20,7 +20,8 @@ struct Probes;
 Result measure(const std::string& name, const std::string& mode, std::uint64_t n, bool vm, const Probes& probes,
                const std::function<void(std::uint64_t)>& loop);
 
-// Appends every privileged-API benchmark; `iterations` scales them.
-void run_privileged(std::uint64_t iterations, const Probes& probes, std::vector<Result>& out);
+// Appends every privileged-API benchmark options.wants(); `iterations`
+// scales them.
+void run_privileged(std::uint64_t iterations, const Options& options, const Probes& probes, std::vector<Result>& out);
 
 }  // namespace dunk::bench

@@ -10,7 +10,11 @@
 #     SOURCES <files>...       relative to src/<dir>
 #     DIR <dir>                the layer's directory under src/ (default: <name>)
 #     SEES <dirs>...           other layers' directories under src/ it may include
-#     API <headers>...         public headers (include/dunk/<header>) it may include)
+#     API <headers>...         public headers (include/dunk/<header>) it may include
+#     HEADERS <dirs>...        other directories of include/ it may include (a C
+#                              API's headers: libdune, kern)
+#     OWN_LIBRARY)             its objects go into a library of their own, not
+#                              into dunk_static (libdune)
 #
 # Every layer may include the vocabulary headers dunk/result.h and
 # dunk/address.h. dunk_static bundles every layer's objects; what links it
@@ -19,7 +23,7 @@ set(DUNK_VOCABULARY_HEADERS result.h address.h)
 set(DUNK_LAYERS "" CACHE INTERNAL "")
 
 function(dunk_layer name)
-  cmake_parse_arguments(L "" "DIR" "SOURCES;SEES;API" ${ARGN})
+  cmake_parse_arguments(L "OWN_LIBRARY" "DIR" "SOURCES;SEES;API;HEADERS" ${ARGN})
   if(NOT L_DIR)
     set(L_DIR ${name})
   endif()
@@ -36,10 +40,31 @@ function(dunk_layer name)
   foreach(header IN LISTS DUNK_VOCABULARY_HEADERS L_API)
     file(CREATE_LINK ${PROJECT_SOURCE_DIR}/include/dunk/${header} ${root}/dunk/${header} SYMBOLIC)
   endforeach()
+  foreach(dir IN LISTS L_HEADERS)
+    if(dir STREQUAL L_DIR)
+      # The layer's directory and its public headers' share a name
+      # (src/libdune, include/libdune): one directory with links to both's
+      # files, which may not share a name.
+      file(REMOVE ${root}/${dir})
+      file(MAKE_DIRECTORY ${root}/${dir})
+      file(GLOB files CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/${dir}/* ${PROJECT_SOURCE_DIR}/include/${dir}/*)
+      foreach(file IN LISTS files)
+        get_filename_component(file_name ${file} NAME)
+        if(EXISTS ${root}/${dir}/${file_name})
+          message(FATAL_ERROR "layer ${name}: src/${dir} and include/${dir} both hold ${file_name}")
+        endif()
+        file(CREATE_LINK ${file} ${root}/${dir}/${file_name} SYMBOLIC)
+      endforeach()
+    else()
+      file(CREATE_LINK ${PROJECT_SOURCE_DIR}/include/${dir} ${root}/${dir} SYMBOLIC)
+    endif()
+  endforeach()
   list(TRANSFORM L_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/src/${L_DIR}/)
   add_library(dunk_${name} OBJECT ${L_SOURCES})
   target_include_directories(dunk_${name} PRIVATE ${root})
   target_link_libraries(dunk_${name} PRIVATE dunk_flags)
   set_target_properties(dunk_${name} PROPERTIES DUNK_SEES "${L_SEES}" DUNK_API "${L_API}")
-  set(DUNK_LAYERS ${DUNK_LAYERS} dunk_${name} CACHE INTERNAL "")
+  if(NOT L_OWN_LIBRARY)
+    set(DUNK_LAYERS ${DUNK_LAYERS} dunk_${name} CACHE INTERNAL "")
+  endif()
 endfunction()

@@ -77,23 +77,66 @@ UniqueFd inheritable_kvm_handle() {
   return handle;
 }
 
+// Where --strace lines go: FILE, or dunk's stderr. One open file
+// description for the whole tree, appending, so that every line of every
+// thread and process lands whole; inherited (not close-on-exec) above the
+// program's descriptors, where the monitor keeps it out of the program's
+// reach like the KVM handle. Invalid with `why` set when FILE cannot be
+// written.
+UniqueFd strace_output(const ExecOptions& options, std::string& why) {
+  int fd = -1;
+  if (options.strace_path.empty() || options.strace_path == "-") {
+    fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+  } else {
+    fd = open(options.strace_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0666);
+  }
+  if (fd < 0) {
+    why = fmt::format("cannot write the system-call trace to {}: {}",
+                      options.strace_path.empty() ? "stderr" : options.strace_path, std::strerror(errno));
+    return UniqueFd();
+  }
+  UniqueFd out(move_out_of_program_range(fd));
+  if (fcntl(out.get(), F_SETFD, 0) != 0) {
+    why = fmt::format("cannot pass the system-call trace's descriptor on: {}", std::strerror(errno));
+    return UniqueFd();
+  }
+  return out;
+}
+
+// What the program's environment names for dunk: the inherited KVM handle,
+// the statistics block, the trace's descriptor, the address --gdb serves
+// PROG at (-1/empty: none).
+struct ChildHandles {
+  int kvm_fd = -1;
+  std::string stats_path;
+  int strace_fd = -1;
+  std::string gdb_address;
+};
+
 // The program's environment: dunk's, with the preload library first in
-// LD_PRELOAD, DUNK_KVM_FD naming the inherited KVM handle (if any) and,
-// with statistics, DUNK_STATS naming the shared block.
-std::vector<std::string> child_environment(const std::string& preload, const std::string& stats_path, int kvm_fd) {
+// LD_PRELOAD, DUNK_KVM_FD naming the inherited KVM handle (if any),
+// DUNK_STATS the shared statistics block and DUNK_STRACE_FD the trace's
+// descriptor (when asked for). A DUNK_STRACE_FD inherited from an outer
+// `dunk exec --strace` does not reach this one's program unless asked anew.
+std::vector<std::string> child_environment(const std::string& preload, const ChildHandles& handles) {
+  const std::string& stats_path = handles.stats_path;
   std::vector<std::string> env;
   std::string ld_preload = "LD_PRELOAD=" + preload;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);
     if (entry.starts_with("LD_PRELOAD=")) {
       if (entry.size() > 11) ld_preload += fmt::format(":{}", entry.substr(11));
-    } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty()) && !entry.starts_with("DUNK_KVM_FD=")) {
+    } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty()) && !entry.starts_with("DUNK_KVM_FD=") &&
+               !entry.starts_with("DUNK_STRACE_FD=") && !entry.starts_with("DUNK_GDB=")) {
       env.emplace_back(entry);
     }
   }
   env.push_back(std::move(ld_preload));
-  if (kvm_fd >= 0) env.push_back(fmt::format("DUNK_KVM_FD={}", kvm_fd));
+  if (handles.kvm_fd >= 0) env.push_back(fmt::format("DUNK_KVM_FD={}", handles.kvm_fd));
   if (!stats_path.empty()) env.push_back("DUNK_STATS=" + stats_path);
+  if (handles.strace_fd >= 0) env.push_back(fmt::format("DUNK_STRACE_FD={}", handles.strace_fd));
+  // --gdb: the preload library serves PROG to gdb (src/debug/gdb_server.h).
+  if (!handles.gdb_address.empty()) env.push_back("DUNK_GDB=" + handles.gdb_address);
   return env;
 }
 
@@ -149,9 +192,15 @@ int run_and_report(const ExecOptions& options, const std::string& path, const st
     if (!created) return fail(-1, fmt::format("cannot create the statistics file: {}", error_text(created.error())));
     stats.emplace(std::move(created).value());
   }
+  UniqueFd trace;
+  if (options.strace) {
+    std::string why;
+    trace = strace_output(options, why);
+    if (!trace.valid()) return fail(-1, why);
+  }
   UniqueFd kvm = inheritable_kvm_handle();
-  Result<int> status =
-      run_child(path, options.command, child_environment(preload, stats ? stats->path() : "", kvm.get()));
+  const ChildHandles handles{kvm.get(), stats ? stats->path() : "", trace.get(), options.gdb};
+  Result<int> status = run_child(path, options.command, child_environment(preload, handles));
   if (!status) return fail(-1, fmt::format("cannot start {}: {}", options.command[0], error_text(status.error())));
   if (stats) write_reports(out, make_report(stats->stats(), options.command, *status), options);
   return *status;

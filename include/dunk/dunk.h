@@ -26,6 +26,26 @@ struct EnterOptions {
   // that a whole process tree runs in VM mode; `dunk exec` sets this.
   // Otherwise the child continues outside VM mode.
   bool follow_fork = false;
+
+  // The layout of the guest's memory, for programs written for Dune's
+  // (libdune, include/libdune/). Like `interrupts`, they take effect at the
+  // first enter(), which creates the VM; a later enter() asking for one the
+  // VM lacks fails.
+  //
+  // Guest-physical addresses equal host addresses wherever they fit the
+  // CPU's physical width (Dune's identity-mapped low memory), dunk's own
+  // page tables included (placed there for it), so that a program can
+  // follow the physical address in an entry to the next table with a plain
+  // load; other memory gets guest-physical space from the top down.
+  bool identity_physical = false;
+  // The mirror of the host's mappings is reachable from ring 3 too (the
+  // user bit in every leaf the monitor makes), as Dune's full mode maps
+  // memory; by default ring 3 reaches only what the program opens to it
+  // (dunk/paging.h, kUser).
+  bool user_mirror = false;
+  // The mirror maps host memory with 4 KiB pages only, as Dune did, so that
+  // every page has an entry of its own (more page tables; no large pages).
+  bool small_pages = false;
 };
 
 // Moves the calling thread into guest ring 0 of the process's VM (created on

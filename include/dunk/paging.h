@@ -147,6 +147,73 @@ class AddressSpace {
   unsigned id_;
 };
 
+// --- Raw entries ------------------------------------------------------------
+//
+// For code that edits entries with its own loads and stores, the way Dune's
+// libdune (include/libdune/) and PTEditor do, rather than through map(),
+// unmap() and protect(). The tables lie in dunk's arena, which the guest
+// maps, so a pointer to an entry is an ordinary pointer.
+//
+//   auto edit = dunk::EntryEdit::begin(dunk::AddressSpace::process(), 4096);
+//   auto slot = edit->slot(va, dunk::PageSize::k4K, /*create=*/true);
+//   edit->store(slot->entry, physical | 0x3);      // present, writable
+//
+// dunk keeps an owner tag in bits 11:9 of every entry (core::Owner): what
+// the program stored through EntryEdit carries kEntryProgramOwned, and the
+// monitor leaves such entries alone, as it does those map() makes. A store
+// the program makes on its own (through the pointer, without store()) has
+// no tag unless it keeps the bits: the monitor may then change the entry
+// when the host's mapping of that address changes.
+
+inline constexpr std::uint64_t kEntryOwnerBits = 0xe00;
+inline constexpr std::uint64_t kEntryDunkOwned = 0x200;     // dunk's own memory: not the program's to edit
+inline constexpr std::uint64_t kEntryProgramOwned = 0x400;  // set by the program
+
+// One slot: the entry and the size of the page it maps (or would map).
+struct EntrySlot {
+  std::uint64_t* entry = nullptr;
+  PageSize size = PageSize::k4K;
+};
+
+class EntryEdit {
+ public:
+  // Holds the lock the monitor takes to edit the address space's tables,
+  // until destroyed: make no system call meanwhile (the monitor would wait
+  // for the lock). Page tables that mapping `size` bytes may need are set
+  // aside first. Works in VM mode and outside it, once the tables exist.
+  static Result<EntryEdit> begin(AddressSpace& space, std::size_t size = 0) noexcept;
+  EntryEdit(EntryEdit&& other) noexcept : space_(other.space_), held_(other.held_) { other.held_ = false; }
+  EntryEdit& operator=(EntryEdit&&) = delete;
+  ~EntryEdit();
+
+  // The entry that maps `va` with a page of `size` (k4K: its page-table
+  // entry; k2M, k1G: the directory entry), or the larger page that maps it
+  // on the way (present or hidden: not split). Missing tables are made when
+  // `create` (each entry of a new table holds the marker the entry above
+  // held), else ENOENT. EPERM in dunk's own memory.
+  Result<EntrySlot> slot(const void* va, PageSize size, bool create) noexcept;
+  // Stores `value` into a slot's entry with the program's owner tag.
+  void store(std::uint64_t* entry, std::uint64_t value) noexcept;
+
+ private:
+  explicit EntryEdit(AddressSpace& space) noexcept : space_(&space), held_(true) {}
+  AddressSpace* space_;
+  bool held_;
+};
+
+// The host address of one of dunk's page tables, from the guest-physical
+// address an entry above it holds (root(), too); null for anything else.
+std::uint64_t* page_table_at(std::uint64_t gpa) noexcept;
+
+// The guest-physical address behind host address `p` (any address of user
+// space: in VM mode, guest-physical space is assigned to its chunk if it
+// has none yet, mapped on the host or not); nullopt outside VM mode for
+// memory dunk has not mirrored. With EnterOptions::identity_physical it is
+// `p` itself for memory below the physical width.
+std::optional<std::uint64_t> guest_physical(const void* p) noexcept;
+// The host address behind a guest-physical one; null when it has none.
+void* host_address(std::uint64_t gpa) noexcept;
+
 // INVLPG: drops the calling vCPU's TLB entries for the page of `va`.
 void flush_tlb(const void* va) noexcept;
 // Drops every non-global TLB entry of the calling vCPU (CR3 reload).

@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "dunk/result.h"
 #include "dunk/traps.h"
@@ -49,6 +50,9 @@ struct Ring3Options {
   Ring3Handler on_syscall = nullptr;  // nullptr: a system call ends the run
   Ring3Handler on_fault = nullptr;    // nullptr: an exception ends the run
   void* cookie = nullptr;
+  // The FS base ring 3 starts with (its TLS); the caller's when absent.
+  // Needs CR4.FSGSBASE, without which ring 3 always runs with the caller's.
+  std::optional<std::uint64_t> fs_base = std::nullopt;
 };
 
 struct Ring3Exit {
@@ -75,6 +79,13 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
 // Performs the system call a ring-3 frame asks for on the host (from its
 // handler, possibly after changing the arguments); returns the result.
 long forward_syscall(const TrapFrame& frame) noexcept;
+
+// Ring 3's FS base, from a handler of its run: what ring 3 had when it
+// entered ring 0, and what it gets back when resumed (the handler runs with
+// its own). Emulating arch_prctl(ARCH_SET_FS) for ring 3 is setting it.
+// EPERM outside a handler of a ring-3 run; ENOTSUP without CR4.FSGSBASE.
+Result<std::uint64_t> ring3_fs_base() noexcept;
+Status set_ring3_fs_base(std::uint64_t base) noexcept;
 
 // The number ring-3 code passes in RAX to SYSCALL to end its run with RDI as
 // value (what returning from the function does).

@@ -87,4 +87,13 @@ struct PageFault {
 };
 PageFault page_fault(const TrapFrame& frame) noexcept;
 
+// What kDefault does first for a page fault, for a handler that takes every
+// page fault yet leaves dunk's own to dunk (Dune's libdune): asks the
+// monitor to bring the address-space mirror up to date for an access to
+// `address` (a stack growing, a mapping made behind its back, a TLB entry
+// older than the tables). True when the access should now succeed; false
+// when the fault is not dunk's to resolve (the page is the program's, or the
+// host does not allow the access). One exit; VM mode only (false outside).
+bool resolve_fault(const void* address, bool write, bool fetch) noexcept;
+
 }  // namespace dunk

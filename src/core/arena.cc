@@ -24,6 +24,23 @@ Status Arena::reserve() noexcept {
   return {};
 }
 
+Status Arena::reserve_between(Hva from, Hva limit) noexcept {
+  for (std::uint64_t at = from.align_up(kSize).value(); at + kSize <= limit.value(); at += kSize) {
+    long raw = sys::call(SYS_mmap, static_cast<long>(at), static_cast<long>(kSize), PROT_NONE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (sys::failed(raw)) continue;  // EEXIST: something lives there
+    if (static_cast<std::uint64_t>(raw) != at) {
+      // A kernel without MAP_FIXED_NOREPLACE took it as a hint.
+      sys::call(SYS_munmap, raw, static_cast<long>(kSize));
+      break;
+    }
+    base_ = at;
+    next_ = at;
+    return {};
+  }
+  return reserve();
+}
+
 Status Arena::recycle() noexcept {
   lock_.reset_after_fork();
   long ret = sys::call(SYS_mmap, static_cast<long>(base_), static_cast<long>(kSize - kTransitSize), PROT_NONE,
@@ -33,6 +50,14 @@ Status Arena::recycle() noexcept {
   free_pages_ = nullptr;
   free_count_ = 0;
   return {};
+}
+
+void Arena::release() noexcept {
+  if (base_ != 0) sys::call(SYS_munmap, static_cast<long>(base_), static_cast<long>(kSize));
+  base_ = 0;
+  next_ = 0;
+  free_pages_ = nullptr;
+  free_count_ = 0;
 }
 
 Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, bool guard) noexcept {

@@ -27,6 +27,11 @@ class Arena {
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
+  // Reserves it at the first free, size-aligned address in [from, limit),
+  // or wherever reserve() puts it when none is free (EnterOptions::
+  // identity_physical: an arena below 2^MAXPHYADDR can have the guest-
+  // physical address of its host address).
+  Status reserve_between(Hva from, Hva limit) noexcept;
   bool reserved() const noexcept { return base_ != 0; }
   // Replaces the region but its transit part with fresh, inaccessible
   // memory and forgets everything handed out. For a fork child building a
@@ -38,6 +43,9 @@ class Arena {
   // is neither the parent's VM's (recycled) nor in the program's address
   // space (where the program may expect nothing, and fault).
   Result<std::byte*> transit(std::size_t bytes) noexcept;
+  // Gives the region back to the kernel and forgets it (after
+  // dunk::shutdown, for a VM that needs its arena elsewhere).
+  void release() noexcept;
 
   Hva base() const noexcept { return Hva(base_); }
   Hva end() const noexcept { return Hva(base_ + kSize); }

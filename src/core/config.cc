@@ -33,6 +33,7 @@ MachineConfig MachineConfig::from_environment(Lookup lookup) noexcept {
   if (parse(lookup("DUNK_REQUIRE_KVM_CAP"), value, 0) && value >= 0) c.required_capability = value;
   copy_path(c.stats_path, lookup("DUNK_STATS"));
   if (parse(lookup("DUNK_STRACE_FD"), value) && value >= 0 && value <= 0x7fffffff) c.strace_fd = static_cast<int>(value);
+  copy_path(c.gdb_address, lookup("DUNK_GDB"));
   return c;
 }
 

@@ -64,8 +64,10 @@ void forget_in_fork_child() {
 // not return), or says why not.
 Status enter_fork_child(const guest::TrapFrame& frame, const void* xsave, const abi::SignalStack& altstack) {
   core::Machine& machine = core::Machine::instance();
-  // The parent's kind of VM (forget_after_fork keeps the flag).
-  DUNK_TRY(machine.ensure_created(EnterOptions{.interrupts = machine.interrupts(), .follow_fork = true}));
+  // The parent's kind of VM (forget_after_fork keeps its options).
+  EnterOptions options = machine.creation_options();
+  options.follow_fork = true;
+  DUNK_TRY(machine.ensure_created(options));
   DUNK_ASSIGN_OR_RETURN(core::Cpu * cpu, machine.acquire_cpu());
   set_tls_cpu(cpu);
   cpu->signals.reset();

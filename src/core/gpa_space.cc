@@ -31,6 +31,7 @@ Result<GpaSpace> GpaSpace::create(const GpaSpaceConfig& config, GpaSpaceStorage 
   if (storage.marks.size() < storage.reverse.size()) return Error{"GpaSpace: mark storage too small", EINVAL};
   GpaSpace space;
   space.chunk_shift_ = config.chunk_shift;
+  space.identity_ = config.identity;
   space.reserved_ = config.reserved;
   space.storage_ = storage;
   std::uint64_t gpa_chunks = std::min<std::uint64_t>(std::uint64_t{1} << (config.phys_bits - config.chunk_shift),
@@ -93,21 +94,39 @@ Result<ChunkAssignment> GpaSpace::assign(Hva address, bool* created) noexcept {
   }
   if (auto existing = assignment(address)) return *existing;
   if (full()) return Error{"every guest-physical chunk is in use", ENOMEM};
+  const std::uint64_t host_chunk = address.value() >> chunk_shift_;
+  const std::optional<std::uint32_t> g = free_chunk(host_chunk);
+  if (!g) return Error{"guest-physical address space exhausted", ENOMEM};
+  storage_.reverse[*g] = static_cast<std::uint32_t>(host_chunk + 1);
+  storage_.directory[host_chunk] = *g + 1;
+  // Just assigned for an access about to happen: not the next victim. In
+  // Dune's layout, a chunk at its own address keeps it for good: code may
+  // take its guest-physical address to be its host address.
+  storage_.marks[*g] = identity_ && *g == host_chunk ? kPinned : kReferenced;
+  ++assigned_;
+  next_free_hint_ = *g + 1;
+  if (created != nullptr) *created = true;
+  return describe(host_chunk, *g);
+}
+
+std::optional<std::uint32_t> GpaSpace::free_chunk(std::uint64_t host_chunk) const noexcept {
   const auto reverse_size = static_cast<std::uint32_t>(storage_.reverse.size());
+  auto usable = [&](std::uint32_t g) { return storage_.reverse[g] == 0 && !reserved(g); };
+  if (identity_) {
+    if (host_chunk < reverse_size && usable(static_cast<std::uint32_t>(host_chunk))) {
+      return static_cast<std::uint32_t>(host_chunk);
+    }
+    for (std::uint32_t g = reverse_size; g-- > 0;) {
+      if (usable(g)) return g;
+    }
+    return std::nullopt;
+  }
+  // Lowest first, continuing after the last assignment.
   for (std::uint32_t i = 0; i < reverse_size; ++i) {
     std::uint32_t g = (next_free_hint_ + i) % reverse_size;
-    if (storage_.reverse[g] != 0 || reserved(g)) continue;
-    std::uint64_t host_chunk = address.value() >> chunk_shift_;
-    storage_.reverse[g] = static_cast<std::uint32_t>(host_chunk + 1);
-    storage_.directory[host_chunk] = g + 1;
-    // Just assigned for an access about to happen: not the next victim.
-    storage_.marks[g] = kReferenced;
-    ++assigned_;
-    next_free_hint_ = g + 1;
-    if (created != nullptr) *created = true;
-    return describe(host_chunk, g);
+    if (usable(g)) return g;
   }
-  return Error{"guest-physical address space exhausted", ENOMEM};
+  return std::nullopt;
 }
 
 void GpaSpace::release(Hva address) noexcept {

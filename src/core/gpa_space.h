@@ -46,6 +46,11 @@ struct GpaSpaceConfig {
   // GPA ranges never handed out (e.g. the 32-bit MMIO hole where the local
   // APIC page and Intel's real-mode TSS live).
   std::span<const GpaRange> reserved = {};
+  // Dune's layout (EnterOptions::identity_physical): a host chunk whose
+  // address fits the physical width gets the GPA chunk of the same address
+  // when that one is free; the others get chunks from the top down, so that
+  // low GPAs stay free for the identity assignments still to come.
+  bool identity = false;
 };
 
 // The GPA ranges every x86 VM should avoid: [3 GiB, 4 GiB) (local APIC at
@@ -132,7 +137,10 @@ class GpaSpace {
   static constexpr std::uint8_t kPinned = 1;
   static constexpr std::uint8_t kReferenced = 2;
 
+  std::optional<std::uint32_t> free_chunk(std::uint64_t host_chunk) const noexcept;
+
   unsigned chunk_shift_ = 30;
+  bool identity_ = false;
   std::uint32_t capacity_ = 0;
   std::uint32_t assigned_ = 0;
   std::uint32_t next_free_hint_ = 0;

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -31,6 +32,17 @@ constexpr std::uint64_t kIntelTssGpa = 0xfffb'd000;
 constexpr std::uint64_t kIntelIdentityMapGpa = 0xfffb'c000;
 
 constexpr unsigned kIdtBytes = arch::kIdtEntries * sizeof(arch::IdtGate);
+
+// EnterOptions::identity_physical places dunk's arena (its page tables) at
+// the first free GiB from 12 GiB up, where its guest-physical address can be
+// its host address: just above the 4 GiB Dune's libdune keeps for its page
+// pool at 8 GiB (include/libdune/dune.h, PAGEBASE and MAX_PAGES), and below
+// both the physical width and the HyperTransport hole (gpa_space.cc).
+constexpr Hva kIdentityArenaFrom{std::uint64_t{12} << 30};
+Hva identity_limit(unsigned phys_bits) noexcept {
+  constexpr std::uint64_t kHyperTransportHole = 0xfd'0000'0000;
+  return Hva(std::min(std::uint64_t{1} << phys_bits, kHyperTransportHole));
+}
 
 std::uint64_t host_xcr0() noexcept {
   std::uint32_t eax, edx;
@@ -125,6 +137,12 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
                    "process's VM has no local APICs",
                    EINVAL};
     }
+    if ((options.identity_physical && !identity_physical_) || (options.user_mirror && !user_mirror_) ||
+        (options.small_pages && !small_pages_)) {
+      return Error{"EnterOptions' memory layout (identity_physical, user_mirror, small_pages) must be given to the "
+                   "first enter(), which creates the VM; this process's VM has another",
+                   EINVAL};
+    }
     return {};
   };
   if (created()) return settled();
@@ -134,6 +152,14 @@ Status Machine::ensure_created(const EnterOptions& options) noexcept {
   owner_pid_ = sys::call(SYS_getpid);
   created_.store(true, std::memory_order_release);
   return {};
+}
+
+EnterOptions Machine::creation_options() const noexcept {
+  return EnterOptions{.interrupts = interrupts_,
+                      .follow_fork = follow_fork_,
+                      .identity_physical = identity_physical_,
+                      .user_mirror = user_mirror_,
+                      .small_pages = small_pages_};
 }
 
 Status Machine::check_capabilities() noexcept {
@@ -321,18 +347,40 @@ Status Machine::create(const EnterOptions& options) noexcept {
     DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
   }
 
-  // A fork child's arena still holds its parent's VM: start afresh.
-  DUNK_TRY(arena_.reserved() ? arena_.recycle() : arena_.reserve());
+  identity_physical_ = options.identity_physical;
+  user_mirror_ = options.user_mirror;
+  small_pages_ = options.small_pages;
   // DUNK_GPA_BITS=N narrows the guest-physical space (to test a small one);
   // the page tables still follow the CPU.
   const unsigned gpa_bits =
       config_.gpa_bits > 30 && config_.gpa_bits < features_.phys_bits ? config_.gpa_bits : features_.phys_bits;
+  // A fork child's arena still holds its parent's VM: start afresh (at the
+  // same address, which keeps an identity layout). After dunk::shutdown of
+  // a VM of the other layout, an arena outside the identity window moves;
+  // never while this thread runs on it (a fork child waits on its transit
+  // region, which recycling keeps).
+  const Hva identity_end = identity_limit(gpa_bits);
+  const bool on_arena = arena_.reserved() && arena_.contains(Hva(reinterpret_cast<std::uint64_t>(__builtin_frame_address(0))));
+  if (identity_physical_ && arena_.reserved() && !on_arena &&
+      (arena_.base() < kIdentityArenaFrom || arena_.end() > identity_end)) {
+    arena_.release();
+  }
+  if (arena_.reserved()) {
+    DUNK_TRY(arena_.recycle());
+  } else if (identity_physical_) {
+    DUNK_TRY(arena_.reserve_between(kIdentityArenaFrom, identity_end));
+  } else {
+    DUNK_TRY(arena_.reserve());
+  }
   MirrorConfig config{
       .gpa = {.phys_bits = gpa_bits,
               .chunk_shift = 30,
               .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
-              .reserved = default_reserved_gpa_ranges()},
+              .reserved = default_reserved_gpa_ranges(),
+              .identity = identity_physical_},
       .paging = {.gib_pages = features_.gib_pages, .nx = features_.nx, .phys_bits = features_.phys_bits},
+      .user_mirror = user_mirror_,
+      .largest = small_pages_ ? arch::PageSize::k4K : arch::PageSize::k1G,
   };
   slots_.vm = &*vm_;
   DUNK_TRY(mirror_.init(slots_, arena_, config));
@@ -373,6 +421,11 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   shares_fd_table_ = shares_fd_table;
   exiting_.store(false, std::memory_order_relaxed);
   fds_closed_.store(false, std::memory_order_relaxed);
+  // The debugger serves the parent; its int3 in this copy of the memory
+  // would end the child.
+  if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
+    remove_breakpoints_in_fork_child(*link);
+  }
   if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
@@ -441,6 +494,9 @@ Status Machine::destroy() noexcept {
   idt_ = nullptr;
   fpu_init_ = nullptr;
   interrupts_ = false;
+  identity_physical_ = false;
+  user_mirror_ = false;
+  small_pages_ = false;
   guest::dunk_lapic_present = false;
   new (&ldt_) LdtMirror();  // its table was in the arena
   // Page tables, areas, stacks: back to the kernel, the reservation kept.

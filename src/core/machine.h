@@ -19,6 +19,7 @@
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/debug_link.h"
 #include "core/ldt_mirror.h"
 #include "core/mirror.h"
 #include "core/signals.h"
@@ -100,6 +101,9 @@ class Machine {
   // interrupts). Kept across fork, so that a child following the fork
   // builds the same kind of VM.
   bool interrupts() const noexcept { return interrupts_; }
+  // What the VM was created with: interrupts and the memory layout
+  // (EnterOptions), kept across fork like interrupts().
+  EnterOptions creation_options() const noexcept;
   // Whether KVM can single-step without injecting interrupts in between.
   bool step_blocks_irq() const noexcept { return step_blocks_irq_; }
   // The vCPU with KVM vCPU ID (= x2APIC ID) `id` whose thread has not
@@ -135,6 +139,12 @@ class Machine {
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
+
+  // The debugger serving this process (`dunk exec --gdb`,
+  // core/debug_link.h), or null. Async-signal-safe. A fork child forgets
+  // its parent's.
+  DebugLink* debugger() const noexcept { return debugger_.load(std::memory_order_acquire); }
+  void attach_debugger(DebugLink* link) noexcept { debugger_.store(link, std::memory_order_release); }
 
  private:
   Status create(const EnterOptions& options) noexcept;
@@ -177,9 +187,14 @@ class Machine {
   bool shares_fd_table_ = false;
   int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
   std::atomic<bool> exiting_{false};
+  std::atomic<DebugLink*> debugger_{nullptr};
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
+  // EnterOptions' layout fields, as the VM was created with them.
+  bool identity_physical_ = false;
+  bool user_mirror_ = false;
+  bool small_pages_ = false;
   bool step_blocks_irq_ = false;
   long owner_pid_ = 0;
   // Every Cpu created, for reuse by later threads (KVM cannot destroy a vCPU
@@ -236,6 +251,8 @@ class Cpu {
   bool own_tls = true;
   // Signals waiting for the guest, and the guest's alternate stack.
   CpuSignals signals;
+  // What a debugger and this vCPU's monitor tell each other.
+  CpuDebug debug;
 
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;

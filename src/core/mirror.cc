@@ -23,10 +23,12 @@ namespace {
 
 constexpr std::uint64_t kPage = arch::kPageSize4K;
 
-arch::PageAttributes attributes_for(int prot, Owner owner) noexcept {
+// Ring 3 reaches only what the program opens to it, unless the whole mirror
+// of host memory is to be its (MirrorConfig::user_mirror); never dunk's own.
+arch::PageAttributes attributes_for(int prot, Owner owner, bool user_mirror) noexcept {
   return arch::PageAttributes{
       .writable = (prot & PROT_WRITE) != 0,
-      .user = false,  // ring 3 reaches only what the program opens to it
+      .user = user_mirror && owner == Owner::kHost,
       .executable = (prot & PROT_EXEC) != 0,
       .software = static_cast<std::uint8_t>(owner),
   };
@@ -127,7 +129,7 @@ Status Mirror::install(const ChunkAssignment& chunk) noexcept {
   return slots_->set_memory_region(chunk.slot, chunk.guest, chunk.size, chunk.host);
 }
 
-Result<ChunkAssignment> Mirror::assign(Hva address, bool* created, FaultResolution* counts) noexcept {
+Result<ChunkAssignment> Mirror::take_chunk(Hva address, bool* created, FaultResolution* counts) noexcept {
   if (!gpa_->full() || gpa_->assignment(address)) return gpa_->assign(address, created);
   if (eager_.load(std::memory_order_relaxed)) {
     return Error{"guest-physical address space exhausted: the program uses the privileged paging API, so every "
@@ -143,7 +145,7 @@ Result<ChunkAssignment> Mirror::assign(Hva address, bool* created, FaultResoluti
 
 Status Mirror::make_resident(Hva address, FaultResolution* counts) noexcept {
   bool created = false;
-  DUNK_ASSIGN_OR_RETURN(ChunkAssignment chunk, assign(address, &created, counts));
+  DUNK_ASSIGN_OR_RETURN(ChunkAssignment chunk, take_chunk(address, &created, counts));
   if (created) {
     if (Status slot = install(chunk); !slot) {
       gpa_->release(address);
@@ -200,9 +202,15 @@ bool Mirror::chunk_accessed(Hva chunk) noexcept {
     for (std::uint64_t va = chunk.value(); va < chunk.value() + gpa_->chunk_size(); va += step) {
       arch::PageTableEntry* path[arch::kPagingLevels];
       if (tree->path(identity_gva(Hva(va)), path) <= index) continue;
+      // Dirty tracking prunes its scans by the accessed bits of table
+      // entries (arch::DirtyScanOptions::prune): a table entry keeps that it
+      // was accessed in a bit of its own, so that a scan still descends.
       arch::PageTableEntry current = arch::load_entry(path[index]);
+      const bool leaf = current.is_leaf(level);
       while (current.accessed() &&
-             !arch::exchange_entry(path[index], current, arch::PageTableEntry(current).set_accessed(false))) {
+             !arch::exchange_entry(path[index], current,
+                                   leaf ? arch::PageTableEntry(current).set_accessed(false)
+                                        : current.with_accessed_taken())) {
       }
       accessed |= current.accessed();
     }
@@ -256,6 +264,16 @@ Status Mirror::assign_eagerly_locked() noexcept {
 
 // --- keeping the tables current ------------------------------------------------
 
+Result<Gpa> Mirror::assign(Hva address) noexcept {
+  // The program is about to hold this guest-physical address (and store it
+  // in entries of its own): from now on nothing it may have learnt moves.
+  assign_eagerly();
+  LockGuard hold(lock_);
+  DUNK_TRY(make_resident(address));
+  gpa_->pin(address);
+  return *gpa_->translate(address);
+}
+
 Status Mirror::set(Hva start, Hva end, int prot) noexcept {
   LockGuard hold(lock_);
   // dunk's arena keeps the mapping init() gave it (its pages are committed
@@ -268,6 +286,8 @@ Status Mirror::set(Hva start, Hva end, int prot) noexcept {
 }
 
 Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
+  if (start >= end) return {};
+  generation_.fetch_add(1, std::memory_order_acq_rel);
   for (std::optional<arch::PageTable>& tree : trees_) {
     if (tree) DUNK_TRY(set_tree(*tree, start, end, prot, owner));
   }
@@ -279,7 +299,9 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
-  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1};
+  // New memory starts dirty (dirty tracking, core/dirty.h).
+  const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
+                               .new_leaves_dirty = true};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
@@ -287,15 +309,15 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
     const Hva base = piece.align_down(chunk);
     const Hva piece_end = std::min(end, base + chunk);
     if (eager_.load(std::memory_order_relaxed)) DUNK_TRY(make_resident(piece));
-    const arch::PageAttributes attrs = attributes_for(prot, owner);
+    const arch::PageAttributes attrs = attributes_for(prot, owner, config_.user_mirror);
     if (std::optional<Gpa> gpa = gpa_->translate(piece)) {
-      DUNK_TRY(tree.map(identity_gva(piece), *gpa, piece_end - piece, attrs, arch::PageSize::k1G, keep));
+      DUNK_TRY(tree.map(identity_gva(piece), *gpa, piece_end - piece, attrs, config_.largest, keep));
     } else {
       // No GPA space yet: known, not in service. The frame is the offset in
       // the chunk, so the pages get the sizes they will have once resident.
       arch::EditOptions hidden = keep;
       hidden.hidden = true;
-      DUNK_TRY(tree.map(identity_gva(piece), Gpa(piece - base), piece_end - piece, attrs, arch::PageSize::k1G,
+      DUNK_TRY(tree.map(identity_gva(piece), Gpa(piece - base), piece_end - piece, attrs, config_.largest,
                         hidden));
     }
     piece = piece_end;
@@ -538,31 +560,69 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
 
 Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
   assign_eagerly();
-  DUNK_TRY(stock_tables(size));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  for (std::optional<arch::PageTable>& tree : trees_) {
-    if (!tree) continue;
-    // Collect first, edit after: the walk must not see its own splits.
-    struct Large {
-      Gva va;
-      Gpa pa;
-      std::uint64_t size;
-      arch::PageAttributes attrs;
-    } large[64];
-    for (;;) {
-      unsigned n = 0;
-      tree->for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
-        const arch::PageTableEntry v = arch::load_entry(&e);
-        if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
-        large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
-      });
-      if (n == 0) break;
-      for (unsigned i = 0; i < n; ++i) {
-        DUNK_TRY(tree->map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K));
-      }
+  // Piece by piece, each tree on its own: stock_tables stocks at most 4096
+  // tables (about 8 GiB of 1 GiB pages split to 4 KiB), and the edit may
+  // only take what was stocked (guest code cannot commit arena pages while
+  // it holds the lock).
+  constexpr std::uint64_t kPiece = std::uint64_t{4} << 30;
+  for (std::uint64_t done = 0; done < size; done += kPiece) {
+    const Hva piece = start + done;
+    const std::uint64_t n = std::min(size - done, kPiece);
+    for (unsigned id = 0; id < kMaxTrees; ++id) {
+      DUNK_TRY(stock_tables(n));
+      UserEdit edit(lock_, reserve_only_, user_edits_);
+      if (trees_[id]) DUNK_TRY(split_in_tree(*trees_[id], piece, n));
     }
   }
   return {};
+}
+
+Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
+  // Entries the program stores hold guest-physical addresses it took from
+  // the mirror: they must keep their meaning.
+  assign_eagerly();
+  DUNK_TRY(stock_tables(size));
+  lock_.lock();
+  reserve_only_ = true;
+  user_edits_ = true;
+  return {};
+}
+
+void Mirror::end_raw_edit() noexcept {
+  reserve_only_ = false;
+  lock_.unlock();
+}
+
+Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, bool create) noexcept {
+  DUNK_TRY(check_user_range(id, va.align_down(kPage), kPage));
+  return trees_[id]->slot(va, level, create);
+}
+
+void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
+  arch::store_entry(entry, value.set_software(static_cast<std::uint8_t>(Owner::kUser)));
+}
+
+Status Mirror::split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept {
+  // Collect first, edit after: the walk must not see its own splits.
+  struct Large {
+    Gva va;
+    Gpa pa;
+    std::uint64_t size;
+    arch::PageAttributes attrs;
+  } large[64];
+  for (;;) {
+    unsigned n = 0;
+    tree.for_each_leaf(identity_gva(start), size, [&](Gva va, arch::PageSize s, arch::PageTableEntry& e) {
+      const arch::PageTableEntry v = arch::load_entry(&e);
+      if (s == arch::PageSize::k4K || v.software() != static_cast<std::uint8_t>(Owner::kHost) || n == 64) return;
+      large[n++] = {va, v.page_address(s), arch::page_bytes(s), v.attributes()};
+    });
+    if (n == 0) return {};
+    for (unsigned i = 0; i < n; ++i) {
+      DUNK_TRY(tree.map(large[i].va, large[i].pa, large[i].size, large[i].attrs, arch::PageSize::k4K,
+                        arch::EditOptions{.new_leaves_dirty = true}));
+    }
+  }
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {

@@ -57,6 +57,10 @@ enum class Owner : std::uint8_t {
 struct MirrorConfig {
   GpaSpaceConfig gpa;
   arch::PagingFeatures paging;
+  // Host mappings reachable from ring 3 (EnterOptions::user_mirror).
+  bool user_mirror = false;
+  // The largest page the mirror of host mappings uses (EnterOptions::small_pages: 4 KiB).
+  arch::PageSize largest = arch::PageSize::k1G;
 };
 
 // Where the mirror installs and deletes memory slots: the process's VM, or
@@ -68,13 +72,6 @@ class MemorySlots {
 
  protected:
   ~MemorySlots() = default;
-};
-
-// What resolving a guest page fault took.
-struct FaultResolution {
-  bool resolved = false;           // the access succeeds when retried
-  std::uint32_t chunks_assigned = 0;   // chunks made resident for it
-  std::uint32_t chunks_reclaimed = 0;  // of which GPA space was taken back from another chunk
 };
 
 class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
@@ -104,6 +101,12 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // process's tree), resident or not; nullopt when it has it unmapped.
   std::optional<int> protection(Hva address) noexcept override;
   std::optional<Gpa> translate(Hva address) const noexcept;
+  // The GPA of `address`, assigning GPA space (and a memory slot) to its
+  // chunk if it has none yet, mapped on the host or not. Takes the lock.
+  // The program learns the address (dunk::guest_physical, Dune's
+  // dune_va_to_pa): the mirror assigns eagerly from now on, and the chunk
+  // is pinned, never reclaimed.
+  Result<Gpa> assign(Hva address) noexcept override;
   // The host address behind a guest-physical one (nullopt: no chunk there).
   // For ptedit.h, which reads frames: from now on nothing is reclaimed.
   std::optional<Hva> host_of(Gpa address) noexcept;
@@ -113,7 +116,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // access (first touch of a chunk, stack growth, mappings made behind the
   // monitor's back, a stale TLB entry). `root`: the tree the vCPU ran on
   // (the area's root; 0: the process's).
-  FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept;
+  FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
 
   // The program uses the privileged paging API: it reads entries and
   // guest-physical addresses, copies them into entries of its own and
@@ -144,6 +147,10 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
     user_edits_ = true;
   }
   arch::PageTable* tree(unsigned id) noexcept;
+  // The same for dunk's own readers of the tables (dirty tracking, the
+  // pagemap view), which read hidden leaves as well: the mirror goes on
+  // assigning on first touch. Takes no lock.
+  arch::PageTable* tree_as_is(unsigned id) noexcept { return id < kMaxTrees && trees_[id] ? &*trees_[id] : nullptr; }
   // The tree whose root table is at `root` (Gpa(0): the process's).
   std::optional<unsigned> tree_of_root(Gpa root) noexcept;
   // These take the lock themselves.
@@ -160,10 +167,33 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status user_release(unsigned tree, Gva va, std::uint64_t size) noexcept;
   // Remaps the monitor's own (kHost) large pages in [start, start + size)
   // with 4 KiB pages, in every tree: same memory, rights and owner.
+  // Any size: tables are stocked per 4 GiB piece and tree.
   Status split_host_pages(Hva start, std::uint64_t size) noexcept;
   // Commits enough page-table pages for an edit of `size` bytes, before the
   // lock is taken (see Arena::take_free_page).
   Status stock_tables(std::uint64_t size) noexcept;
+
+  // Counts the changes of the host mappings' mirror (every set/sync): what
+  // a cache of /proc/self/maps facts is keyed by (core/dirty.h). Readable
+  // without the lock.
+  std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
+
+  // Raw entries: the program stores whole entries itself (Dune's libdune,
+  // through dunk::EntryEdit). begin_raw_edit commits tables for `size` bytes
+  // of new mappings, then holds the lock (tables from the reserve only, no
+  // system call) until end_raw_edit.
+  Status begin_raw_edit(std::uint64_t size) noexcept;
+  void end_raw_edit() noexcept;
+  // The slot of `va` at `level` in a tree (arch::PageTable::slot); EPERM in
+  // dunk's arena. Between begin_raw_edit and end_raw_edit.
+  Result<arch::EntryRef> raw_slot(unsigned tree, Gva va, unsigned level, bool create) noexcept;
+  // Stores `value`, marked as the program's (Owner::kUser): the monitor
+  // leaves the entry alone from now on. Between begin_raw_edit and
+  // end_raw_edit, into an entry raw_slot returned.
+  void raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept;
+  // The host address of a page table of the mirror, from its GPA (what an
+  // entry above it holds); null for anything else.
+  arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
@@ -195,7 +225,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // chunk is pinned or the mirror assigns eagerly — installs its slot and
   // brings its hidden leaves into service in every tree.
   Status make_resident(Hva address, FaultResolution* counts = nullptr) noexcept;
-  Result<ChunkAssignment> assign(Hva address, bool* created, FaultResolution* counts) noexcept;
+  Result<ChunkAssignment> take_chunk(Hva address, bool* created, FaultResolution* counts) noexcept;
   Status install(const ChunkAssignment& chunk) noexcept;
   Status evict(const ChunkAssignment& victim) noexcept;
   // Whether the CPU used `chunk` (an accessed bit in the entries that cover
@@ -206,6 +236,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // Page-table pages committed for assign_eagerly's re-reading of the
   // host's mappings.
   static constexpr std::size_t kEagerTableReserve = 256;
+  Status split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept;
 
   Lock lock_;
   MemorySlots* slots_ = nullptr;
@@ -225,6 +256,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint64_t root_gpa_ = 0;
   std::uint64_t arena_gpa_ = 0;
   std::uint64_t tables_allocated_ = 0;
+  std::atomic<std::uint64_t> generation_{0};
   // A memfd used to ask the kernel whether an address is readable: a pwrite
   // from it faults the page in (growing a stack) or fails with EFAULT,
   // without a signal.

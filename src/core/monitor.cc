@@ -11,7 +11,9 @@
 #include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
+#include "core/dirty.h"
 #include "core/guest_state.h"
+#include "core/soft_dirty.h"
 #include "core/text.h"
 #include "guest/dispatch.h"
 
@@ -22,6 +24,7 @@ inline constexpr std::uint64_t kSyscallInsnLength = 2;
 
 void die_by_signal(int signal, const char* message) noexcept {
   if (message != nullptr) write_stderr(message);
+  debug_report_death(signal);
   const abi::Sigaction dfl{};
   sys::call(SYS_rt_sigaction, signal, reinterpret_cast<long>(&dfl), 0, 8);
   const std::uint64_t set = abi::sigbit(signal);
@@ -53,7 +56,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
                .fpu = {machine.xsave_size(), machine.xcr0(), machine.fpu_init_image()},
                .pid = sys::call(SYS_getpid),
                .ldt = &machine.ldt()},
-      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave} {}
+      thread_{.signals = cpu.signals, .fpu_scratch = cpu.xsave, .page_table_root = cpu.area->root} {}
 
 Status Monitor::load_entry_state() noexcept {
   guest::VcpuArea& area = *cpu_.area;
@@ -102,6 +105,7 @@ void Monitor::run() noexcept {
     f.rax = static_cast<std::uint64_t>(-1);
     dunk_restore_frame(&f, cpu_.xsave);
   }
+  if (DebugLink* link = machine_.debugger()) cpu_.debug.reset(link->hold_new.load(std::memory_order_seq_cst) != 0);
   cpu_.in_guest = true;
   Stats& stats = machine_.stats();
   kvm_run& run_page = *cpu_.vcpu.run_page();
@@ -109,11 +113,13 @@ void Monitor::run() noexcept {
     // Cleared before looking at the queue: a signal that arrives after the
     // look sets it again and makes KVM_RUN return at once.
     run_page.immediate_exit = 0;
+    debug_checkpoint();
     deliver_pending();
     follow_host_cpu();
     if (cpu_.ldt_generation != machine_.ldt().generation()) load_ldt();
     stats.add(stats.kvm_runs);
     const long ret = cpu_.vcpu.run();
+    if (machine_.debugger() != nullptr) cpu_.debug.state.store(DebugState::kHost, std::memory_order_seq_cst);
     resume_frame_ = nullptr;
     const Exit exit = decode_exit(ret, run_page);
     stats.count_exit(exit.kind);
@@ -128,15 +134,18 @@ void Monitor::handle(const Exit& exit) noexcept {
   switch (exit.kind) {
     case ExitKind::kSyscall:
       resume_frame_ = reinterpret_cast<TrapFrame*>(area.syscall_frame);
+      if (machine_.debugger() != nullptr) return debug_serve_syscall(*resume_frame_);
       serve_syscall(*resume_frame_);
       return;
     case ExitKind::kException:
       resume_frame_ = reinterpret_cast<TrapFrame*>(area.exception_frame);
       handle_exception(*resume_frame_);
       return;
+    case ExitKind::kDebug:
+      debug_trap();  // a debugger's step or debug register; else the signal path's step
+      return;
     case ExitKind::kInterrupted:
     case ExitKind::kIrqWindowOpen:
-    case ExitKind::kDebug:
       // A host signal's handler has run (its signal, if it is the guest's,
       // is queued), or a step the monitor asked for: the loop delivers.
       return;
@@ -170,7 +179,8 @@ void Monitor::handle(const Exit& exit) noexcept {
 void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   const Syscall call = Syscall::from_frame(frame);
   process_.stats.count_syscall(static_cast<std::uint32_t>(call.nr()));
-  SyscallContext ctx{frame, registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_};
+  SyscallContext ctx{frame,    registers_, memory_, host_, machine_.mirror(), threads_, process_, thread_,
+                     process_dirty_bits()};
   if (tracer_.on()) tracer_.before(call, memory_);
   Outcome outcome = dispatch_syscall(ctx, call);
   if (tracer_.on()) tracer_.after(call, outcome, memory_);
@@ -282,6 +292,7 @@ void Monitor::leave_to_host(const TrapFrame& frame, bool user_gs_in_msr) noexcep
   sys::call(SYS_arch_prctl, ARCH_SET_GS, static_cast<long>(gs));
   hand_altstack_to_host();
   cpu_.in_guest = false;
+  note_left_vm_mode();  // its stores set no dirty bit from now on (core/dirty.h)
   dunk_restore_frame(&f, cpu_.xsave);
 }
 

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 
 #include "base/syscall.h"
+#include "core/dirty.h"
 #include "core/signals.h"
 #include "core/syscall.h"
 #include "core/text.h"
@@ -38,7 +39,11 @@ class ProcessMemory final : public GuestMemory {
     return copy_from_guest(to, from, size);
   }
   bool write(std::uint64_t to, const void* from, std::size_t size) noexcept override {
-    return copy_to_guest(to, from, size);
+    // The copy goes through the host's page tables: the guest's dirty bits
+    // learn of it here (core/dirty.h).
+    const bool written = copy_to_guest(to, from, size);
+    if (written) note_kernel_write(Hva(to), size);
+    return written;
   }
 };
 

@@ -55,6 +55,14 @@ bool shown_at_entry(const abi::CallSpec* spec) noexcept {
   return spec != nullptr && (spec->has(abi::kBlocks) || spec->has(abi::kNoReturn));
 }
 
+// The entry part without its trailing ", " (the arguments the call would
+// have filled in are not shown): "ptrace(PTRACE_TRACEME".
+std::size_t entry_only(char* out, std::size_t size, const abi::Call& call, abi::Memory& memory) noexcept {
+  std::size_t n = abi::format_entry(out, size, call, memory);
+  while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == ',')) out[--n] = '\0';
+  return n;
+}
+
 abi::Call as_call(const Syscall& call) noexcept {
   return abi::Call{call.rax, {call.arg(0), call.arg(1), call.arg(2), call.arg(3), call.arg(4), call.arg(5)}};
 }
@@ -68,8 +76,14 @@ void SyscallTracer::before(const Syscall& call, GuestMemory& memory) noexcept {
   prefix(text);
   char part[768];
   FormatterMemory reader(memory);
-  abi::format_entry(part, sizeof part, as_call(call), reader);
-  text.append(part).append(" <unfinished ...>\n");
+  if (call.rax == SYS_exit || call.rax == SYS_exit_group) {
+    // They never return: strace's "= ?".
+    entry_only(part, sizeof part, as_call(call), reader);
+    text.append(part).append(") = ?\n");
+  } else {
+    abi::format_entry(part, sizeof part, as_call(call), reader);
+    text.append(part).append(" <unfinished ...>\n");
+  }
   sys::call(SYS_write, fd_, reinterpret_cast<long>(text.c_str()), static_cast<long>(text.length()));
 }
 
@@ -97,11 +111,13 @@ void SyscallTracer::after(const Syscall& call, const Outcome& outcome, GuestMemo
       break;
     }
     case Outcome::Kind::kRestart:
-      abi::format_entry(part, sizeof part, c, reader);
+      entry_only(part, sizeof part, c, reader);
       text.append(part).append(") = ? ERESTARTSYS (To be restarted)");
       break;
     case Outcome::Kind::kLeave:
-      text.append("(dunk: leaves VM mode)");
+      // The host kernel serves this call and all after it, natively.
+      entry_only(part, sizeof part, c, reader);
+      text.append(part).append(") = ? <the thread leaves VM mode>");
       break;
   }
   text.append("\n");

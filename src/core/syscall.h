@@ -23,6 +23,7 @@
 #include "base/lock.h"
 #include "core/address_space_mirror.h"
 #include "core/asm_offsets.h"
+#include "core/served_files.h"
 #include "core/signals.h"
 #include "core/stats.h"
 #include "dunk/address.h"
@@ -147,6 +148,44 @@ class HostKernel {
   ~HostKernel() = default;
 };
 
+// The process's dirty state as handlers see it (core/dirty.h): the
+// writes the kernel makes for the program, reported so that they count as
+// the program's own stores (syscalls/kernel_writes.cc), and the soft-dirty
+// view of the process's memory that dunk serves in place of the kernel's
+// (syscalls/pagemap.cc, core/soft_dirty.h): bit 55 of /proc/self/pagemap
+// from the guest's dirty bits, and clear_refs "4" as a clean of them.
+class DirtyBits {
+ public:
+  // Whether a write must be reported at all: false until some reader has
+  // cleaned (until then every page is dirty anyway). One load.
+  virtual bool watching() noexcept = 0;
+  // The kernel wrote [start, start + length) of the program's memory, and
+  // has finished: the pages count as written.
+  virtual void kernel_wrote(std::uint64_t start, std::uint64_t length) noexcept = 0;
+  // The kernel may write [start, start + length) at any later time (an
+  // io_submit buffer, the rseq area): always dirty.
+  virtual void kernel_writes_later(std::uint64_t start, std::uint64_t length) noexcept = 0;
+  // Writes that have finished but that dunk cannot bound: everything is
+  // dirty at every reader's next pass.
+  virtual void unseen_writes() noexcept = 0;
+  // A writer dunk cannot follow from now on: everything is dirty for good.
+  virtual void unbounded_writer() noexcept = 0;
+
+  // Rewrites bit 55 ("soft-dirty", Linux Documentation/admin-guide/mm/
+  // pagemap.rst) of `count` pagemap entries, those of the pages from page
+  // number `first_page` (address / 4096) on: set for a page dunk knows or
+  // must assume written since the last clear, clear otherwise. `entries`
+  // hold the kernel's answer; every other bit stays the kernel's.
+  virtual void soft_dirty(std::uint64_t first_page, std::uint64_t* entries, std::size_t count) noexcept = 0;
+  // clear_refs "4": every page of the process clean from now on.
+  virtual void clear_soft_dirty() noexcept = 0;
+  // The descriptors served this way.
+  virtual ServedFiles& served_files() noexcept = 0;
+
+ protected:
+  ~DirtyBits() = default;
+};
+
 // A clone-family call's child, as the kernel would start it.
 struct CloneRequest {
   std::uint64_t flags = 0;  // CLONE_* | exit signal
@@ -210,6 +249,10 @@ struct ProcessState {
 struct ThreadState {
   CpuSignals& signals;
   std::byte* fpu_scratch;    // FpuFormat::size bytes, 64-byte aligned
+  // The page-table root the vCPU runs on as the privileged API set it (its
+  // area's; 0: the process's tree), which ring-0 code may change between
+  // two exits.
+  const std::uint64_t& page_table_root;
 };
 
 // Everything a handler may use.
@@ -222,6 +265,7 @@ struct SyscallContext {
   ThreadOps& threads;
   ProcessState& process;
   ThreadState& thread;
+  DirtyBits& dirty;
 };
 
 using SyscallHandler = Outcome (*)(SyscallContext& ctx, const Syscall& call) noexcept;
@@ -231,7 +275,8 @@ using SyscallHandler = Outcome (*)(SyscallContext& ctx, const Syscall& call) noe
 SyscallHandler syscall_handler(const Syscall& call) noexcept;
 
 // What the monitor does with a call: the descriptor check every call goes
-// through (dunk's descriptors are not the program's), then its handler.
+// through (dunk's descriptors are not the program's), then its handler,
+// then the report of what the kernel wrote (syscalls/kernel_writes.cc).
 Outcome dispatch_syscall(SyscallContext& ctx, const Syscall& call) noexcept;
 
 // The handler for calls dunk only forwards.

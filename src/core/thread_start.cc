@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 
 #include "base/syscall.h"
+#include "core/dirty.h"
 #include "core/machine.h"
 #include "core/monitor.h"
 #include "core/monitor_context.h"
@@ -107,6 +108,10 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
 }
 
 bool MachineThreads::thread_exits() noexcept {
+  // The kernel writes for the thread on its way out, through the host's
+  // page tables (its robust list's futex words, its clear_child_tid word):
+  // dirty-bit readers count it as outside VM mode until it is gone.
+  note_left_vm_mode();
   // Sequentially consistent with the loads in live_cpus: of two threads
   // exiting at once, at least one sees the other gone.
   cpu_.owner_exited.store(true, std::memory_order_seq_cst);

@@ -65,7 +65,11 @@
 // TLB shootdowns (dunk/interrupts.h, flush_tlb_all_cpus).
 #define AREA_IN_HOST 0x90         // nonzero while the SYSCALL entry waits for the monitor (the call may block)
 #define AREA_TLB_GENERATION 0x98  // the last shootdown generation this vCPU's TLB flush covers
-#define AREA_FIELDS_END 0xa0
+// Dirty tracking (src/core/dirty.h): how many times the SYSCALL entry went to
+// the host, so that a cleaner can tell "in the host all along" from "came
+// back and went again".
+#define AREA_HOST_ENTRIES 0xa0
+#define AREA_FIELDS_END 0xa8
 #define AREA_TSS 0x1080
 #define AREA_TSS_IST1 (AREA_TSS + 0x24)
 
@@ -112,12 +116,22 @@
 // Made by ring-3 code (the return trampoline) to end its run; never reaches
 // the monitor (the ring-0 dispatcher takes it).
 #define DUNK_SYSCALL_USER_EXIT (DUNK_SYSCALL_BASE + 2)
+// Asks the monitor to resolve a page fault the way an unhandled one would be
+// first (the mirror brought up to date): RDI the address, RSI bit 0 a write,
+// bit 1 an instruction fetch; RAX 1 when the access should now succeed.
+// For handlers that take every page fault (dunk/traps.h, resolve_fault).
+#define DUNK_SYSCALL_RESOLVE_FAULT (DUNK_SYSCALL_BASE + 3)
+// Asks the monitor for the guest-physical address of host address RDI,
+// assigning guest-physical space to its chunk if it has none yet (as Dune's
+// layout gave every address one); RAX the address or -errno. For
+// dunk::guest_physical (dunk/paging.h).
+#define DUNK_SYSCALL_GUEST_PHYSICAL (DUNK_SYSCALL_BASE + 4)
 // ioctl(a0, a1, a2) on one of dunk's own descriptors (its VM's), made by
 // dunk's code running in the guest (the mirror giving a chunk GPA space for
 // the privileged API). The plain ioctl is refused there: every descriptor
 // argument of the program's calls that names one of dunk's fails with EBADF.
 // Any other descriptor: EBADF.
-#define DUNK_SYSCALL_OWN_IOCTL (DUNK_SYSCALL_BASE + 3)
+#define DUNK_SYSCALL_OWN_IOCTL (DUNK_SYSCALL_BASE + 5)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000
@@ -171,6 +185,7 @@ struct alignas(4096) VcpuArea {
   std::uint64_t root;
   std::uint64_t in_host;
   std::uint64_t tlb_generation;
+  std::uint64_t host_entries;
   std::uint8_t page0_rest[0x1000 - AREA_FIELDS_END];
   // -- page 1: descriptor tables --
   arch::SegmentDescriptor gdt[arch::gdt::kEntries];
@@ -204,6 +219,7 @@ static_assert(offsetof(VcpuArea, user_gs) == AREA_USER_GS);
 static_assert(offsetof(VcpuArea, root) == AREA_ROOT);
 static_assert(offsetof(VcpuArea, in_host) == AREA_IN_HOST);
 static_assert(offsetof(VcpuArea, tlb_generation) == AREA_TLB_GENERATION);
+static_assert(offsetof(VcpuArea, host_entries) == AREA_HOST_ENTRIES);
 static_assert(offsetof(VcpuArea, page0_rest) == AREA_FIELDS_END);
 static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
 static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);

@@ -44,6 +44,9 @@ dunk_syscall_entry:
   // The call may block for as long as it likes: a TLB shootdown meanwhile
   // does not wait for this vCPU (AREA_IN_HOST), which catches up below,
   // before the caller's next instruction, whatever the caller's IF.
+  // The count before the flag: a cleaner that sees the flag set twice with
+  // the same count knows this vCPU ran nothing in between (src/core/dirty.h).
+  incq %gs:AREA_HOST_ENTRIES
   movq $1, %gs:AREA_IN_HOST
   outb %al, $DUNK_PORT_SYSCALL
   movq $0, %gs:AREA_IN_HOST

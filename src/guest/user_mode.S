@@ -52,6 +52,9 @@ dunk_user_enter:
   movq %rax, UCTX_IST1(%rdi)
   movq %rdi, AREA_USER_CONTEXT(%rsi)
   SAVE_FSGS %rsi, AREA_KERNEL_FS, AREA_KERNEL_GS
+  // Ring 3's own bases, which run_in_ring3 put in the area (the caller's,
+  // unless Ring3Options::fs_base says otherwise).
+  LOAD_FSGS %rsi, AREA_USER_FS, AREA_USER_GS
   movq %rdi, %rbx
   movl $-1, %eax
   movl $-1, %edx

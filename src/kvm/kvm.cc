@@ -192,8 +192,16 @@ Status Vcpu::set_xcr0(std::uint64_t value) noexcept {
 }
 
 Status Vcpu::set_single_step(bool on, bool block_irq) noexcept {
+  const std::uint64_t none[8] = {};
+  return set_guest_debug(
+      on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | (block_irq ? KVM_GUESTDBG_BLOCKIRQ : 0) : 0, none);
+}
+
+Status Vcpu::set_guest_debug(std::uint32_t control, const std::uint64_t (&debugreg)[8]) noexcept {
   kvm_guest_debug debug{};
-  debug.control = on ? KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | (block_irq ? KVM_GUESTDBG_BLOCKIRQ : 0) : 0;
+  debug.control = control;
+  static_assert(sizeof debug.arch.debugreg == sizeof debugreg);
+  std::memcpy(debug.arch.debugreg, debugreg, sizeof debugreg);
   return check(ioctl_raw(fd(), KVM_SET_GUEST_DEBUG, &debug), "ioctl(KVM_SET_GUEST_DEBUG) failed");
 }
 

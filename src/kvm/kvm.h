@@ -139,6 +139,11 @@ class Vcpu {
   // `block_irq` (KVM_GUESTDBG_BLOCKIRQ, Linux 5.15+) keeps KVM from
   // injecting interrupts between the steps.
   Status set_single_step(bool on, bool block_irq = false) noexcept;
+  // KVM_SET_GUEST_DEBUG in full: `control` is KVM_GUESTDBG_* (0: off);
+  // with KVM_GUESTDBG_USE_HW_BP, `debugreg` holds DR0-DR3, (DR6 unused),
+  // DR7, and every #DB of the guest ends in KVM_EXIT_DEBUG. Single-stepping
+  // sets TF at the RIP the vCPU has now: call it after KVM_SET_REGS.
+  Status set_guest_debug(std::uint32_t control, const std::uint64_t (&debugreg)[8]) noexcept;
   // KVM_SET_MP_STATE: with an in-kernel local APIC, a vCPU other than the
   // first starts waiting for INIT/SIPI, and one that executed HLT waits for
   // an interrupt; KVM_MP_STATE_RUNNABLE makes it run.

@@ -8,6 +8,9 @@
 #include "arch/x86_64/registers.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
+#include "base/syscall.h"
+#include "dunk/traps.h"
+#include "guest/abi.h"
 #include "priv/internal.h"
 
 namespace dunk {
@@ -208,6 +211,63 @@ Status AddressSpace::activate() noexcept {
   core::current_cpu()->area->root = r;
   asm volatile("movq %0, %%cr3" : : "r"(cr3.raw()) : "memory");
   return {};
+}
+
+// --- Raw entries ------------------------------------------------------------
+
+static_assert(kEntryDunkOwned == std::uint64_t{static_cast<std::uint8_t>(core::Owner::kDunk)} << 9);
+static_assert(kEntryProgramOwned == std::uint64_t{static_cast<std::uint8_t>(core::Owner::kUser)} << 9);
+
+Result<EntryEdit> EntryEdit::begin(AddressSpace& space, std::size_t size) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return kNoMachine;
+  if (m->tree(space.id()) == nullptr) return Error{"EntryEdit: no such address space", EINVAL};
+  DUNK_TRY(m->begin_raw_edit(size));
+  return EntryEdit(space);
+}
+
+EntryEdit::~EntryEdit() {
+  if (held_) mirror()->end_raw_edit();
+}
+
+Result<EntrySlot> EntryEdit::slot(const void* va, PageSize size, bool create) noexcept {
+  const unsigned level = size == PageSize::k4K ? 1 : size == PageSize::k2M ? 2 : 3;
+  DUNK_ASSIGN_OR_RETURN(arch::EntryRef ref, mirror()->raw_slot(space_->id(), gva(va), level, create));
+  const PageSize mapped = public_size(arch::leaf_size(ref.level));
+  return EntrySlot{reinterpret_cast<std::uint64_t*>(ref.entry), mapped};
+}
+
+void EntryEdit::store(std::uint64_t* entry, std::uint64_t value) noexcept {
+  mirror()->raw_store(reinterpret_cast<arch::PageTableEntry*>(entry), arch::PageTableEntry(value));
+}
+
+std::uint64_t* page_table_at(std::uint64_t gpa) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return nullptr;
+  return reinterpret_cast<std::uint64_t*>(m->table_of(Gpa(gpa & arch::PageTableEntry::kAddressMask4K)));
+}
+
+std::optional<std::uint64_t> guest_physical(const void* p) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return std::nullopt;
+  const Hva address = hva_of(p);
+  // The program will hold this address: no chunk gives its guest-physical
+  // space back from now on (Mirror::assign_eagerly).
+  m->assign_eagerly();
+  if (auto gpa = m->translate(address)) return gpa->value();
+  // No guest-physical space yet (the monitor assigns it as it mirrors
+  // memory, and PROT_NONE memory is not mirrored): the monitor assigns it.
+  if (!in_vm()) return std::nullopt;
+  const long gpa = sys::call(DUNK_SYSCALL_GUEST_PHYSICAL, static_cast<long>(address.value()));
+  if (sys::failed(gpa)) return std::nullopt;
+  return static_cast<std::uint64_t>(gpa);
+}
+
+void* host_address(std::uint64_t gpa) noexcept {
+  core::Mirror* m = mirror();
+  if (m == nullptr) return nullptr;
+  auto hva = m->host_of(Gpa(gpa));
+  return hva ? hva->as_ptr<void>() : nullptr;
 }
 
 void flush_tlb(const void* va) noexcept {

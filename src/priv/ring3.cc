@@ -40,6 +40,29 @@ guest::UserVerdict on_event(guest::UserContext& context, TrapFrame& frame) noexc
   return verdict(state.options->on_fault(frame, state.options->cookie));
 }
 
+// Ring 0 with CR4.FSGSBASE (VcpuArea::fsgsbase).
+std::uint64_t read_fs_base() noexcept {
+  std::uint64_t base;
+  asm volatile("rdfsbase %0" : "=r"(base));
+  return base;
+}
+std::uint64_t read_gs_base() noexcept {
+  std::uint64_t base;
+  asm volatile("rdgsbase %0" : "=r"(base));
+  return base;
+}
+
+// The area of the ring-3 run whose event the calling handler serves.
+Result<guest::VcpuArea*> run_area() noexcept {
+  if (!in_vm()) return Error{"ring 3's FS base: needs VM mode", EPERM};
+  guest::VcpuArea* area = core::current_cpu()->area;
+  if (area->user_context == 0 || area->dispatching == 0) {
+    return Error{"ring 3's FS base: only from a handler of a ring-3 run", EPERM};
+  }
+  if (area->fsgsbase == 0) return Error{"ring 3's FS base: the CPU lacks FSGSBASE", ENOTSUP};
+  return area;
+}
+
 bool reachable(const void* p, unsigned need) noexcept {
   auto info = AddressSpace::current().lookup(p);
   return info && (info->access & need) == need;
@@ -63,6 +86,10 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
     return Error{"run_in_ring3: not from an exception handler or another ring-3 run", EBUSY};
   }
   RunState state{&options};
+  // Ring 3's FS/GS bases, which dunk_user_enter loads (without FSGSBASE it
+  // loads nothing: ring 3 keeps the caller's).
+  area->user_fs = options.fs_base.value_or(area->fsgsbase != 0 ? read_fs_base() : 0);
+  area->user_gs = area->fsgsbase != 0 ? read_gs_base() : 0;
   guest::UserContext context{};
   context.area = area;
   context.frame = start;
@@ -103,6 +130,17 @@ Result<Ring3Exit> run_in_ring3(std::uint64_t (*fn)(std::uint64_t), std::uint64_t
   start.rsp = top;
   start.rdi = arg;
   return run_in_ring3(start, options);
+}
+
+Result<std::uint64_t> ring3_fs_base() noexcept {
+  DUNK_ASSIGN_OR_RETURN(guest::VcpuArea * area, run_area());
+  return area->user_fs;
+}
+
+Status set_ring3_fs_base(std::uint64_t base) noexcept {
+  DUNK_ASSIGN_OR_RETURN(guest::VcpuArea * area, run_area());
+  area->user_fs = base;
+  return {};
 }
 
 long forward_syscall(const TrapFrame& f) noexcept {

@@ -5,7 +5,9 @@
 #include <atomic>
 
 #include "arch/x86_64/vectors.h"
+#include "base/syscall.h"
 #include "core/machine.h"
+#include "dunk/dunk.h"
 #include "guest/dispatch.h"
 
 namespace dunk {
@@ -52,6 +54,12 @@ PageFault page_fault(const TrapFrame& frame) noexcept {
                    .user = e.user,
                    .reserved_bit = e.reserved_bit,
                    .fetch = e.instruction_fetch};
+}
+
+bool resolve_fault(const void* address, bool write, bool fetch) noexcept {
+  if (!in_vm()) return false;
+  const long how = (write ? 1 : 0) | (fetch ? 2 : 0);
+  return sys::call(DUNK_SYSCALL_RESOLVE_FAULT, reinterpret_cast<long>(address), how) == 1;
 }
 
 }  // namespace dunk

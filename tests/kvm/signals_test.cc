@@ -541,6 +541,47 @@ TEST_F(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
   }
 }
 
+// A signal that the host takes while the monitor serves a system call,
+// before the call is forwarded, is the program's as if it had come just
+// before the call: its handler runs first, and the call does not see the
+// handler's mask as the thread's. Otherwise rt_sigprocmask's old set has
+// SIGALRM in it, and code that sets that set back (glibc's pthread_create
+// around clone) leaves SIGALRM blocked for good
+// (tests/compat/repro/sigmask_syscall_race.c).
+//
+// Disabled: it fails today (nearly every call sees SIGALRM blocked and the
+// mask keeps it at the end); restarting the call when a signal is pending
+// as the monitor starts serving it does not close the window. An open bug
+// (docs/ARCHITECTURE.md, "Known problems"); enable with
+// --gtest_also_run_disabled_tests.
+TEST_F(Signals, DISABLED_ACallNeverSeesTheMaskOfAHandlerThatHasNotRun) {
+  struct sigaction sa {};
+  sa.sa_handler = [](int) { alrm_count.fetch_add(1); };
+  ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);
+  test::enter_or_fail();
+  const int before = alrm_count.load();
+  itimerval every_50us{{0, 50}, {0, 50}};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &every_50us, nullptr), 0);
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  int blocked_in_old = 0;
+  for (int i = 0; i < 10'000; ++i) {
+    sigset_t old;
+    pthread_sigmask(SIG_BLOCK, &usr1, &old);
+    blocked_in_old += sigismember(&old, SIGALRM);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+  itimerval stop{};
+  ASSERT_EQ(setitimer(ITIMER_REAL, &stop, nullptr), 0);
+  sigset_t now;
+  pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  leave();
+  EXPECT_EQ(blocked_in_old, 0) << "calls that saw SIGALRM blocked, of 10000";
+  EXPECT_EQ(sigismember(&now, SIGALRM), 0);
+  EXPECT_GT(alrm_count.load() - before, 20) << "too few signals came during the loop to test anything";
+}
+
 // A process in VM mode really stops on SIGSTOP and resumes on SIGCONT, and
 // SIGKILL ends it.
 TEST_F(Signals, StopContinueAndKill) {

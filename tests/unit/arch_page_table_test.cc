@@ -2,11 +2,11 @@
 
 #include <gtest/gtest.h>
 
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <set>
 #include <vector>
+
+#include "fake_table_memory.h"
 
 namespace dunk::arch {
 namespace {
@@ -14,60 +14,6 @@ namespace {
 constexpr std::uint64_t K4 = kPageSize4K;
 constexpr std::uint64_t M2 = kPageSize2M;
 constexpr std::uint64_t G1 = kPageSize1G;
-
-// Tables in posix_memalign'ed pages with made-up GPAs handed out in order
-// from `gpa_base`. Counts everything, can be told to fail, and frees a table
-// on release so a use after release is caught by table_at() (and ASan).
-class FakeTableMemory final : public TableMemory {
- public:
-  explicit FakeTableMemory(std::uint64_t gpa_base = 0x10'0000) : next_gpa_(gpa_base) {}
-  ~FakeTableMemory() {
-    for (auto& [gpa, p] : live_) std::free(p);
-  }
-
-  Result<TablePage> allocate() noexcept override {
-    if (remaining_ == 0) return Error{"fake: out of table memory", ENOMEM};
-    if (remaining_ > 0) --remaining_;
-    void* p = nullptr;
-    if (posix_memalign(&p, 4096, 4096) != 0) return Error{"posix_memalign failed", ENOMEM};
-    std::memset(p, 0, 4096);
-    const Gpa gpa(next_gpa_);
-    next_gpa_ += 4096;
-    live_[gpa.value()] = p;
-    ++allocations;
-    return TablePage{static_cast<PageTableEntry*>(p), gpa};
-  }
-
-  void release(TablePage page) noexcept override {
-    auto it = live_.find(page.gpa.value());
-    if (it == live_.end() || it->second != page.entries) {
-      ++bad_releases;
-      return;
-    }
-    std::free(it->second);
-    live_.erase(it);
-    ++releases;
-  }
-
-  PageTableEntry* table_at(Gpa gpa) noexcept override {
-    auto it = live_.find(gpa.value());
-    return it == live_.end() ? nullptr : static_cast<PageTableEntry*>(it->second);
-  }
-
-  // Allow `n` more allocations, then fail; -1 = unlimited.
-  void fail_after(int n) { remaining_ = n; }
-  std::size_t live() const { return live_.size(); }
-  bool is_live(Gpa gpa) const { return live_.count(gpa.value()) != 0; }
-
-  int allocations = 0;
-  int releases = 0;
-  int bad_releases = 0;
-
- private:
-  std::uint64_t next_gpa_;
-  int remaining_ = -1;
-  std::map<std::uint64_t, void*> live_;
-};
 
 constexpr PagingFeatures kFull{.gib_pages = true, .nx = true, .phys_bits = 46};
 constexpr PagingFeatures kNoGib{.gib_pages = false, .nx = true, .phys_bits = 39};
@@ -113,8 +59,9 @@ std::size_t check_tree(FakeTableMemory& mem, Gpa table_gpa, unsigned level, std:
       continue;
     }
     if (e.is_leaf(level)) continue;
-    // Intermediate entries: P|W|U, XD clear, nothing else.
-    EXPECT_EQ(e.raw() & ~PageTableEntry::kAddressMask4K, 0x7u);
+    // Intermediate entries: P|W|U, XD clear, nothing else but the accessed
+    // bit (the CPU's, or a split of a page that had been used).
+    EXPECT_EQ(e.raw() & ~PageTableEntry::kAddressMask4K & ~PageTableEntry().set_accessed(true).raw(), 0x7u);
     n += check_tree(mem, e.table_address(), level - 1, seen);
   }
   return n;
@@ -898,6 +845,66 @@ TEST(PageTable, FindReportsTheDecidingEntryAndItsLevel) {
   EXPECT_EQ(pt->find(Gva(K4))->level, 1u);
   EXPECT_EQ(pt->find(Gva(4 * G1))->level, 3u);  // an empty PDPT entry under a present PML4 entry
   EXPECT_FALSE(pt->find(Gva(0x8000'0000'0000)));
+}
+
+TEST(PageTable, SlotMakesTheTablesDownToTheAskedLevel) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  const Gva va(0x4000'0000'0000 + 5 * K4);
+  auto missing = pt->slot(va, 1, /*create=*/false);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().err, ENOENT);
+  EXPECT_EQ(mem.allocations, 1);  // the root only
+  auto slot = pt->slot(va, 1, /*create=*/true);
+  ASSERT_TRUE(slot.ok());
+  EXPECT_EQ(slot->level, 1u);
+  EXPECT_EQ(mem.allocations, 4);  // PDPT, PD, PT
+  EXPECT_EQ(load_entry(slot->entry).raw(), 0u);
+  // A store through the slot is what the CPU then sees.
+  store_entry(slot->entry, PageTableEntry::leaf(Gpa(0x7000'0000), PageSize::k4K, kRw, true));
+  auto t = pt->lookup(va + 9);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->pa, Gpa(0x7000'0009));
+  // The same slot again, now without creating anything.
+  auto again = pt->slot(va, 1, false);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->entry, slot->entry);
+  EXPECT_EQ(mem.allocations, 4);
+  // A 2 MiB slot is the PD entry above it.
+  auto pd = pt->slot(va, 2, false);
+  ASSERT_TRUE(pd.ok());
+  EXPECT_EQ(pd->level, 2u);
+  EXPECT_TRUE(load_entry(pd->entry).present());
+  expect_consistent(mem, *pt);
+}
+
+TEST(PageTable, SlotStopsAtALargePageAndInheritsMarkers) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  pt->set_keep_empty_tables(true);  // as dunk's mirror: a table of markers stays
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), G1, kRw));
+  auto big = pt->slot(Gva(G1 + 3 * K4), 1, /*create=*/true);
+  ASSERT_TRUE(big.ok());
+  EXPECT_EQ(big->level, 3u);  // the 1 GiB page, not split
+  EXPECT_TRUE(load_entry(big->entry).page_size());
+  // A hidden large page is a page too.
+  ASSERT_TRUE(pt->hide(Gva(G1), G1, kOwn));
+  auto hidden = pt->slot(Gva(G1 + 3 * K4), 1, true);
+  ASSERT_TRUE(hidden.ok());
+  EXPECT_EQ(hidden->level, 3u);
+  // Under a marker, the new tables carry the marker in every entry.
+  ASSERT_TRUE(pt->unmap(Gva(2 * G1), G1, PageTableEntry::marker(kOwn)));
+  auto marked = pt->slot(Gva(2 * G1 + 7 * K4), 1, true);
+  ASSERT_TRUE(marked.ok());
+  EXPECT_EQ(marked->level, 1u);
+  EXPECT_EQ(load_entry(marked->entry), PageTableEntry::marker(kOwn));
+  auto neighbour = pt->find(Gva(2 * G1 + 9 * M2));
+  ASSERT_TRUE(neighbour);
+  EXPECT_EQ(load_entry(neighbour->entry), PageTableEntry::marker(kOwn));
+  EXPECT_FALSE(pt->slot(Gva(0x8000'0000'0000), 1, true).ok());
+  EXPECT_FALSE(pt->slot(Gva(0), 4, true).ok());
 }
 
 }  // namespace

@@ -29,6 +29,7 @@ TEST(MachineConfig, AnEmptyEnvironmentGivesTheDefaults) {
   EXPECT_EQ(c.gpa_bits, 0u);
   EXPECT_EQ(c.required_capability, -1);
   EXPECT_STREQ(c.stats_path, "");
+  EXPECT_STREQ(c.gdb_address, "");
 }
 
 TEST(MachineConfig, EachVariableIsRead) {
@@ -38,7 +39,8 @@ TEST(MachineConfig, EachVariableIsRead) {
                                 {"DUNK_MAX_VCPUS", "4"},
                                 {"DUNK_GPA_BITS", "36"},
                                 {"DUNK_REQUIRE_KVM_CAP", "0xe8"},
-                                {"DUNK_STATS", "/tmp/stats"}});
+                                {"DUNK_STATS", "/tmp/stats"},
+                                {"DUNK_GDB", "unix:/tmp/gdb.sock"}});
   EXPECT_TRUE(c.trace);
   EXPECT_EQ(c.inherited_kvm_fd, 1031);
   EXPECT_STREQ(c.kvm_device, "/dev/other");
@@ -46,6 +48,7 @@ TEST(MachineConfig, EachVariableIsRead) {
   EXPECT_EQ(c.gpa_bits, 36u);
   EXPECT_EQ(c.required_capability, 0xe8);
   EXPECT_STREQ(c.stats_path, "/tmp/stats");
+  EXPECT_STREQ(c.gdb_address, "unix:/tmp/gdb.sock");
 }
 
 TEST(MachineConfig, ValuesThatDoNotParseAreIgnored) {

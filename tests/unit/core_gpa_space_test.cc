@@ -298,5 +298,82 @@ TEST(GpaSpace, AWorkingSetThatFitsIsNeverReclaimedOnceWarm) {
   sim.check_injective(all);
 }
 
+// Dune's layout (EnterOptions::identity_physical): low memory at its own
+// address, the rest from the top of the guest-physical space down.
+TEST(GpaSpace, IdentityModeKeepsLowChunksAtTheirOwnAddress) {
+  Space s(39);
+  s.config.identity = true;
+  GpaSpace space = s.make();
+  // A high chunk (a PIE program, libraries) first: it must not take a low
+  // GPA that an identity chunk will want later.
+  auto high = space.assign(Hva(0x5555'5555'8000));
+  ASSERT_TRUE(high.ok());
+  EXPECT_EQ(high->guest.value(), 511 * kGiB);
+  auto pool = space.assign(Hva(8 * kGiB + 0x1234));
+  ASSERT_TRUE(pool.ok());
+  EXPECT_EQ(pool->guest.value(), 8 * kGiB);
+  EXPECT_EQ(space.translate(Hva(8 * kGiB + 0x1234))->value(), 8 * kGiB + 0x1234);
+  EXPECT_EQ(space.reverse(Gpa(8 * kGiB + 0x1234)), Hva(8 * kGiB + 0x1234));
+  auto next_high = space.assign(Hva(0x7fff'1234'0000));
+  ASSERT_TRUE(next_high.ok());
+  EXPECT_EQ(next_high->guest.value(), 510 * kGiB);
+}
+
+TEST(GpaSpace, IdentityModeFallsBackWhereTheIdentityChunkIsUnavailable) {
+  Space s(36);
+  s.config.identity = true;
+  GpaSpace space = s.make();
+  // [3 GiB, 4 GiB) is reserved: that host chunk goes to the top.
+  auto hole = space.assign(Hva(3 * kGiB));
+  ASSERT_TRUE(hole.ok());
+  EXPECT_EQ(hole->guest.value(), 63 * kGiB);
+  // Beyond the physical width: the top too (the next free one down).
+  auto beyond = space.assign(Hva(100 * kGiB));
+  ASSERT_TRUE(beyond.ok());
+  EXPECT_EQ(beyond->guest.value(), 62 * kGiB);
+  // A low chunk whose GPA a fallback took: the next free one from the top.
+  auto taken = space.assign(Hva(62 * kGiB));
+  ASSERT_TRUE(taken.ok());
+  EXPECT_EQ(taken->guest.value(), 61 * kGiB);
+  // Still injective, to the last chunk.
+  std::set<std::uint64_t> gpas{hole->guest.value(), beyond->guest.value(), taken->guest.value()};
+  for (std::uint64_t c = 0; gpas.size() < space.capacity(); ++c) {
+    auto a = space.assign(Hva((200 + c) * kGiB));
+    ASSERT_TRUE(a.ok()) << c;
+    EXPECT_TRUE(gpas.insert(a->guest.value()).second);
+  }
+  EXPECT_FALSE(space.assign(Hva(1 * kGiB)).ok());
+}
+
 }  // namespace
+// A chunk at its own address in Dune's layout is pinned: code may have taken
+// its guest-physical address to be its host address, so reclaim must never
+// move it. The chunks given from the top down may still be reclaimed.
+TEST(GpaSpace, IdentityChunksAreNeverVictims) {
+  Space s(36);
+  s.config.identity = true;
+  GpaSpace space = s.make();
+  ASSERT_TRUE(space.assign(Hva(5 * kGiB)).ok());
+  ASSERT_TRUE(space.assign(Hva(7 * kGiB)).ok());
+  EXPECT_TRUE(space.pinned(Hva(5 * kGiB)));
+  EXPECT_TRUE(space.pinned(Hva(7 * kGiB)));
+  // The rest of the space from the top down, none at its own address.
+  std::vector<Hva> others;
+  for (std::uint64_t c = 0; !space.full(); ++c) {
+    others.push_back(Hva((100 + c) * kGiB));
+    ASSERT_TRUE(space.assign(others.back()).ok()) << c;
+    EXPECT_FALSE(space.pinned(others.back()));
+  }
+  std::set<std::uint64_t> victims;
+  for (std::size_t i = 0; i < 2 * others.size(); ++i) {
+    auto victim = space.choose_victim(never_accessed);
+    ASSERT_TRUE(victim.has_value());
+    EXPECT_NE(victim->host, Hva(5 * kGiB));
+    EXPECT_NE(victim->host, Hva(7 * kGiB));
+    victims.insert(victim->host.value());
+  }
+  EXPECT_EQ(victims.size(), others.size()) << "every other chunk comes round";
+  EXPECT_EQ(space.translate(Hva(5 * kGiB + 0x10))->value(), 5 * kGiB + 0x10);
+}
+
 }  // namespace dunk::core

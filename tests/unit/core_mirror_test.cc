@@ -65,6 +65,9 @@ class FakeSlots final : public MemorySlots {
 };
 
 constexpr int kRw = PROT_READ | PROT_WRITE;
+// A sparse range the tests mirror (no host memory is needed until the host
+// is asked: the mirror knows these pages from set()).
+constexpr std::uint64_t kBase = 0x2000'0000'0000;
 
 class MirrorTest : public ::testing::Test {
  protected:
@@ -93,10 +96,6 @@ class MirrorTest : public ::testing::Test {
     });
     return n;
   }
-
-  // A sparse range the test mirrors (no host memory is needed until the
-  // host is asked: the mirror knows these pages from set()).
-  static constexpr std::uint64_t kBase = 0x2000'0000'0000;
 
   Arena arena;
   FakeSlots slots;
@@ -258,6 +257,127 @@ TEST_F(MirrorTest, ThePrivilegedApiSeesEveryMappedPagePresent) {
   EXPECT_EQ(mapped, 63u - resident);
   munmap(rw, kPage);
   munmap(ro, 2 * kPage);
+}
+
+// ---- Reclaim and dirty tracking -------------------------------------------
+
+// The dirty leaves of [start, start + size) in the process's tree, as a pass
+// of core/dirty.h reads them (present and hidden leaves alike).
+std::vector<std::uint64_t> dirty_pages(Mirror& mirror, Hva start, std::uint64_t size, bool clean, bool prune,
+                                       arch::DirtyScanCounts* counts = nullptr) {
+  std::vector<std::uint64_t> pages;
+  mirror.page_table().scan_dirty(identity_gva(start), size, arch::DirtyScanOptions{.clean = clean, .prune = prune},
+                                 [&](Gva va, arch::PageSize, arch::PageTableEntry&) { pages.push_back(va.value()); },
+                                 counts);
+  return pages;
+}
+
+// Makes chunks resident until the GPA space is full: chunk i at
+// kBase + (100 + i) GiB, each one page mapped and touched.
+void fill_space(Mirror& mirror) {
+  for (std::uint64_t i = 0; mirror.chunks_assigned() < mirror.chunk_capacity(); ++i) {
+    const Hva page(kBase + (100 + i) * kGiB);
+    ASSERT_TRUE(mirror.set(page, page + kPage, kRw));
+    ASSERT_TRUE(mirror.resolve_fault(page, true, false).resolved) << i;
+  }
+}
+
+TEST_F(MirrorTest, APageWrittenBeforeItsChunkIsReclaimedIsReportedDirty) {
+  init(36);
+  const Hva chunk(kBase);
+  const Hva written = chunk + 5 * kPage;
+  ASSERT_TRUE(mirror.set(chunk, chunk + 16 * kPage, kRw));
+  ASSERT_TRUE(mirror.resolve_fault(chunk, true, false).resolved);
+  // A clean pass: from here only what is written is dirty.
+  EXPECT_EQ(dirty_pages(mirror, chunk, kGiB, /*clean=*/true, /*prune=*/false).size(), 16u) << "new memory starts dirty";
+  EXPECT_TRUE(dirty_pages(mirror, chunk, kGiB, false, true).empty());
+  // A store, as the CPU marks it, then so many other chunks touched that
+  // this one is taken back.
+  mirror.page_table().mark_written(identity_gva(written), 8);
+  for (std::uint64_t i = 0; mirror.resident(chunk); ++i) {
+    ASSERT_LT(i, 200u) << "the chunk was never reclaimed";
+    const Hva other(kBase + (100 + i) * kGiB);
+    ASSERT_TRUE(mirror.set(other, other + kPage, kRw));
+    ASSERT_TRUE(mirror.resolve_fault(other, true, false).resolved);
+  }
+  // Evicted: a pruning pass still reports exactly the written page.
+  EXPECT_EQ(dirty_pages(mirror, chunk, kGiB, false, true), std::vector<std::uint64_t>{written.value()});
+  // Back in service at another GPA: still dirty, then clean after a clean pass.
+  ASSERT_TRUE(mirror.resolve_fault(chunk + kPage, false, false).resolved);
+  EXPECT_EQ(check_translations(chunk, kGiB), 16u);
+  EXPECT_EQ(dirty_pages(mirror, chunk, kGiB, true, true), std::vector<std::uint64_t>{written.value()});
+  EXPECT_TRUE(dirty_pages(mirror, chunk, kGiB, false, true).empty());
+}
+
+TEST_F(MirrorTest, TheClockLeavesWhatAPruningScanNeeds) {
+  init(36);
+  fill_space(mirror);
+  // The last chunk assigned, so the hand meets it after the others: a
+  // reclaim takes its accessed bit (it was used) and moves on.
+  const Hva chunk(kBase + 100 * kGiB + (mirror.chunk_capacity() - pinned - 1) * kGiB);
+  ASSERT_TRUE(mirror.resident(chunk));
+  ASSERT_EQ(dirty_pages(mirror, chunk, kGiB, true, false).size(), 1u);
+  mirror.page_table().mark_written(identity_gva(chunk), 8);
+  const Hva newcomer(kBase + 10 * kGiB);
+  ASSERT_TRUE(mirror.set(newcomer, newcomer + kPage, kRw));
+  const FaultResolution r = mirror.resolve_fault(newcomer, true, false);
+  ASSERT_TRUE(r.resolved);
+  ASSERT_EQ(r.chunks_reclaimed, 1u);
+  ASSERT_TRUE(mirror.resident(chunk));
+  arch::PageTableEntry* path[arch::kPagingLevels];
+  ASSERT_GE(mirror.page_table().path(identity_gva(chunk), path), 2u);
+  const arch::PageTableEntry above = arch::load_entry(path[1]);
+  EXPECT_FALSE(above.accessed()) << "the clock read and cleared it";
+  EXPECT_TRUE(above.accessed_taken());
+  // A pruning pass descends all the same and finds the write.
+  EXPECT_EQ(dirty_pages(mirror, chunk, kGiB, true, true), std::vector<std::uint64_t>{chunk.value()});
+  // The cleaning pass cleared both marks: the next one skips the chunk.
+  arch::DirtyScanCounts counts;
+  EXPECT_TRUE(dirty_pages(mirror, chunk, kGiB, false, true, &counts).empty());
+  EXPECT_FALSE(arch::load_entry(path[1]).accessed_taken());
+  EXPECT_GE(counts.tables_skipped, 1u);
+}
+
+// Dune's layout: a chunk at its own guest-physical address stays there, and
+// so does one whose address the program was told; the rest is reclaimed.
+TEST_F(MirrorTest, ChunksWithAFixedGuestPhysicalAddressAreNeverReclaimed) {
+  ASSERT_TRUE(arena.reserve());
+  const MirrorConfig config{
+      .gpa = {.phys_bits = 36, .chunk_shift = 30, .reserved = default_reserved_gpa_ranges(), .identity = true},
+      .paging = {.gib_pages = true, .nx = true, .phys_bits = 36},
+  };
+  ASSERT_TRUE(mirror.init(slots, arena, config));
+  // Low memory, at its own address.
+  const Hva low(5 * kGiB);
+  ASSERT_TRUE(mirror.set(low, low + kPage, kRw));
+  ASSERT_TRUE(mirror.resolve_fault(low, true, false).resolved);
+  ASSERT_EQ(mirror.translate(low), Gpa(low.value()));
+  // Far more high chunks than there is room for, twice over.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint64_t i = 0; i < 150; ++i) {
+      const Hva page(kBase + i * kGiB);
+      ASSERT_TRUE(mirror.set(page, page + kPage, kRw));
+      ASSERT_TRUE(mirror.resolve_fault(page, true, false).resolved) << pass << " " << i;
+    }
+  }
+  EXPECT_GT(mirror.chunks_reclaimed(), 150u);
+  EXPECT_EQ(mirror.translate(low), Gpa(low.value())) << "the identity chunk moved";
+  // A GPA handed to the program (dunk::guest_physical): the chunk keeps it,
+  // and the mirror assigns eagerly from then on.
+  const Hva told(kBase + 149 * kGiB);
+  Result<Gpa> gpa = mirror.assign(told);
+  ASSERT_TRUE(gpa.ok());
+  EXPECT_TRUE(mirror.assigns_eagerly());
+  // The space is full and nothing may be taken back now: a new chunk's
+  // mapping fails instead.
+  const std::uint64_t reclaimed = mirror.chunks_reclaimed();
+  const Hva later(0x6000'0000'0000);
+  Status s = mirror.set(later, later + kPage, kRw);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().err, ENOMEM);
+  EXPECT_EQ(mirror.translate(told), *gpa);
+  EXPECT_EQ(mirror.translate(low), Gpa(low.value()));
+  EXPECT_EQ(mirror.chunks_reclaimed(), reclaimed);
 }
 
 }  // namespace

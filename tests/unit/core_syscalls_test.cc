@@ -549,6 +549,37 @@ TEST(DunkSyscalls, OwnIoctlReachesDunksDescriptorsOnlyAndThePlainOneDoesNot) {
   EXPECT_EQ(g.host.forwarded.size(), 1u);
 }
 
+TEST(DunkSyscalls, ResolveFaultAsksTheMirrorOnTheTablesTheVcpuRunsOn) {
+  FakeGuest g;
+  g.page_table_root = 0x7000;  // ring 0 switched to tables of its own
+  g.mirror.resolvable.insert(0x5000);
+  // RSI: bit 0 a write, bit 1 an instruction fetch.
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_RESOLVE_FAULT, 0x5000, 1)), Outcome::result(1));
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_RESOLVE_FAULT, 0x9000, 2)), Outcome::result(0));
+  g.page_table_root = 0;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_RESOLVE_FAULT, 0x5000, 0)), Outcome::result(1));
+  EXPECT_EQ(g.mirror.faults, (std::vector<FakeMirror::Fault>{{0x5000, true, false, 0x7000},
+                                                             {0x9000, false, true, 0x7000},
+                                                             {0x5000, false, false, 0}}));
+  EXPECT_EQ(g.stats.faults_resolved.load(), 2u);
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // A first touch the handler passed on is counted as the monitor's own.
+  g.mirror.fault_chunks_assigned = 1;
+  g.mirror.fault_chunks_reclaimed = 1;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_RESOLVE_FAULT, 0x5000, 0)), Outcome::result(1));
+  EXPECT_EQ(g.stats.chunks_assigned.load(), 1u);
+  EXPECT_EQ(g.stats.chunks_reclaimed.load(), 1u);
+}
+
+TEST(DunkSyscalls, GuestPhysicalAnswersTheAddressOrTheMirrorsErrno) {
+  FakeGuest g;
+  g.mirror.gpa_offset = 0x1000'0000;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_GUEST_PHYSICAL, 0x7f00'0000'1234)), Outcome::result(0x7f00'1000'1234));
+  g.mirror.assign_error = Error{"guest-physical address space exhausted", ENOMEM};
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_GUEST_PHYSICAL, 0x1234)), Outcome::result(-ENOMEM));
+  EXPECT_TRUE(g.host.forwarded.empty());
+}
+
 // ---- Signals -------------------------------------------------------------------
 
 TEST(SignalSyscalls, RtSigactionKeepsTheProgramsActionAndGivesTheHostDunksHandler) {

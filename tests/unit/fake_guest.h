@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,6 +154,30 @@ class FakeMirror final : public AddressSpaceMirror {
     if (it == protections.end()) return std::nullopt;
     return it->second;
   }
+
+  // resolve_fault: what it was asked; it resolves what `resolvable` holds.
+  struct Fault {
+    std::uint64_t address = 0;
+    bool write = false, fetch = false;
+    std::uint64_t root = 0;
+    bool operator==(const Fault&) const = default;
+  };
+  std::vector<Fault> faults;
+  std::set<std::uint64_t> resolvable;
+  // What a resolved fault reports having made resident (and reclaimed).
+  std::uint32_t fault_chunks_assigned = 0, fault_chunks_reclaimed = 0;
+  FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept override {
+    faults.push_back({address.value(), write, fetch, root.value()});
+    if (!resolvable.contains(address.value())) return {};
+    return {.resolved = true, .chunks_assigned = fault_chunks_assigned, .chunks_reclaimed = fault_chunks_reclaimed};
+  }
+  // assign: host address + `gpa_offset`, or `assign_error`.
+  std::uint64_t gpa_offset = 0;
+  Status assign_error = {};
+  Result<Gpa> assign(Hva address) noexcept override {
+    if (!assign_error) return assign_error.error();
+    return Gpa(address.value() + gpa_offset);
+  }
 };
 
 // The vCPU's registers beyond the frame, and its FPU image.
@@ -212,6 +237,56 @@ class FakeThreads final : public ThreadOps {
   bool process_exiting() const noexcept override { return exiting; }
 };
 
+// The process's dirty state: reports of the kernel's writes are recorded
+// (while `watching`); pages in `dirty` (page numbers) get bit 55, every
+// other entry loses it; clears are counted.
+class FakeDirtyBits final : public DirtyBits {
+ public:
+  struct Range {
+    std::uint64_t start, length;
+    bool operator==(const Range&) const = default;
+    auto operator<=>(const Range&) const = default;
+  };
+  bool watch = true;
+  int watch_checks = 0;
+  std::vector<Range> wrote;        // kernel_wrote
+  std::vector<Range> later;        // kernel_writes_later
+  int unseen = 0, unbounded = 0;   // unseen_writes, unbounded_writer
+  std::set<std::uint64_t> dirty;
+  int clears = 0;
+
+  bool watching() noexcept override {
+    ++watch_checks;
+    return watch;
+  }
+  void kernel_wrote(std::uint64_t start, std::uint64_t length) noexcept override { wrote.push_back({start, length}); }
+  void kernel_writes_later(std::uint64_t start, std::uint64_t length) noexcept override {
+    later.push_back({start, length});
+  }
+  void unseen_writes() noexcept override { ++unseen; }
+  void unbounded_writer() noexcept override { ++unbounded; }
+  struct Query {
+    std::uint64_t first_page;
+    std::size_t count;
+    bool operator==(const Query&) const = default;
+  };
+  std::vector<Query> queries;
+
+  void soft_dirty(std::uint64_t first_page, std::uint64_t* entries, std::size_t count) noexcept override {
+    queries.push_back({first_page, count});
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::uint64_t bit = std::uint64_t{1} << 55;
+      entries[i] = dirty.count(first_page + i) != 0 ? entries[i] | bit : entries[i] & ~bit;
+    }
+  }
+  void clear_soft_dirty() noexcept override {
+    ++clears;
+    dirty.clear();
+  }
+  ServedFiles& served_files() noexcept override { return served; }
+  ServedFiles served;
+};
+
 // Everything a handler sees, wired together.
 struct FakeGuest {
   static constexpr std::size_t kFpuSize = 1024;
@@ -222,6 +297,7 @@ struct FakeGuest {
   FakeHost host;
   FakeMirror mirror;
   FakeThreads threads;
+  FakeDirtyBits dirty;
   FdSet dunk_fds;
   SignalTable actions;
   Lock action_lock, rlimit_lock;
@@ -234,11 +310,14 @@ struct FakeGuest {
                        FpuFormat{kFpuSize, arch::xfeature::kX87 | arch::xfeature::kSSE | arch::xfeature::kAVX,
                                  initial_fpu},
                        4242};
-  ThreadState thread{signals, scratch};
+  std::uint64_t page_table_root = 0;  // the vCPU area's root
+  ThreadState thread{signals, scratch, page_table_root};
 
   FakeGuest() { vcpu.fpu.resize(kFpuSize); }
 
-  SyscallContext context() { return SyscallContext{frame, vcpu, memory, host, mirror, threads, process, thread}; }
+  SyscallContext context() {
+    return SyscallContext{frame, vcpu, memory, host, mirror, threads, process, thread, dirty};
+  }
 
   // Runs `call` as the monitor does: the descriptor check, then the
   // handler the table has for it.

@@ -176,11 +176,13 @@ std::uint64_t PageTable::reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t
   const std::uint64_t first = va.value(), end = first + size;
   std::uint64_t revealed = 0;
   for_each_hidden_leaf(va, size, [&](Gva page, PageSize s, PageTableEntry& e) {
-    const PageTableEntry v = load_entry(&e);
+    PageTableEntry v = load_entry(&e);
     if (v.software() != software || page.value() < first || page.value() + page_bytes(s) > end) return;
-    // Not present: the CPU neither caches nor updates the entry, so one
-    // store brings it into service.
-    store_entry(&e, v.revealed(pa + (page.value() - first), s));
+    // Not present: the CPU neither caches nor updates the entry, but
+    // mark_written may set its accessed and dirty bits meanwhile (a write
+    // the kernel made for the program): compare-and-exchange keeps them.
+    while (!exchange_entry(&e, v, v.revealed(pa + (page.value() - first), s))) {
+    }
     ++revealed;
   });
   return revealed;
@@ -218,11 +220,22 @@ Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t ba
       case Edit::Kind::kMap: {
         if (!can_map_leaf(level, base, edit)) break;
         const Gpa pa(base + edit.pa_minus_va);
-        PageTableEntry leaf = PageTableEntry::leaf(pa, leaf_size(level), edit.attrs, features_.nx);
+        const PageTableEntry leaf = PageTableEntry::leaf(pa, leaf_size(level), edit.attrs, features_.nx);
+        // Written out of service when the edit asks (EditOptions::hidden):
+        // every other bit as a present leaf would have it.
+        auto placed = [&](PageTableEntry v) { return edit.options.hidden ? v.as_hidden() : v; };
         if (old.maps_page(level) && old.page_address(leaf_size(level)) == pa) {
-          leaf.set_accessed(old.accessed()).set_dirty(old.dirty());
+          // The same page with new rights keeps its accessed and dirty bits,
+          // moved with a compare-and-exchange: a CPU (or mark_written) may
+          // set them between the load and the store.
+          PageTableEntry current = old;
+          while (!exchange_entry(
+              e, current, placed(PageTableEntry(leaf).set_accessed(current.accessed()).set_dirty(current.dirty())))) {
+          }
+          return {};
         }
-        store_entry(e, edit.options.hidden ? leaf.as_hidden() : leaf);
+        store_entry(e, placed(edit.options.new_leaves_dirty ? PageTableEntry(leaf).set_accessed(true).set_dirty(true)
+                                                            : leaf));
         release_subtree(old, level);
         return {};
       }
@@ -265,6 +278,14 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
   const Gpa child_gpa = old.table_address();
   PageTableEntry* child = memory_->table_at(child_gpa);
   if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+  if (edit.options.new_leaves_dirty && !old.accessed()) {
+    // Before the edit below: a scan that finds the new leaves must not have
+    // pruned this table meanwhile.
+    PageTableEntry current = old;
+    while (current.present() && !current.accessed() &&
+           !exchange_entry(e, current, PageTableEntry(current).set_accessed(true))) {
+    }
+  }
   DUNK_TRY(edit_table(child, level - 1, va, end, edit));
   if (edit.kind == Edit::Kind::kUnmap && !keep_empty_tables_ && old.software() != kBorrowedTable &&
       table_empty(child)) {
@@ -276,24 +297,42 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
 
 // Builds the new subtable off to the side (empty, or the split of a large
 // page), applies the edit to it, and links it with one store; on failure
-// nothing was linked and the detached tables go back to the memory. A split
-// is skipped when the edit rewrites the whole entry anyway.
+// nothing was linked and the detached tables go back to the memory.
 Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
                                 std::uint64_t end, const Edit& edit) noexcept {
   DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
-  if (end - va != level_span(level)) {
-    if (old.maps_page(level)) {
-      fill_split(fresh.entries, old, level);
-    } else if (old.raw() != 0) {
-      for (unsigned i = 0; i < kEntriesPerTable; ++i) fresh.entries[i] = old;  // a marker covers its part
-    }
+  if (old.maps_page(level)) {
+    // Even when the edit rewrites every piece: a piece mapped again over
+    // its own frame keeps the accessed and dirty bits it inherits here.
+    fill_split(fresh.entries, old, level);
+  } else if (old.raw() != 0 && end - va != level_span(level)) {
+    for (unsigned i = 0; i < kEntriesPerTable; ++i) fresh.entries[i] = old;  // a marker covers its part
   }
   Status status = edit_table(fresh.entries, level - 1, va, end, edit);
   if (!status) {
     release_tree(fresh, level - 1);
     return status;
   }
-  store_entry(e, PageTableEntry::table(fresh.gpa));
+  // The pieces of a large page that was used are used pieces: the link says
+  // so, or a scan that prunes by accessed bits would miss their dirty bits.
+  const bool used = edit.options.new_leaves_dirty || (old.maps_page(level) && (old.accessed() || old.dirty()));
+  PageTableEntry link = PageTableEntry::table(fresh.gpa).set_accessed(used);
+  const std::uint64_t ad = PageTableEntry().set_accessed(true).set_dirty(true).raw();
+  PageTableEntry current = old;
+  while (!exchange_entry(e, current, link)) {
+    if ((current.raw() & ~ad) != (old.raw() & ~ad)) {
+      store_entry(e, link);  // not a CPU's change: the caller's lock is not held
+      break;
+    }
+    // A CPU (or mark_written) set accessed or dirty on the large page since
+    // it was read: its pieces get them too, or that write would be lost.
+    for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+      if (fresh.entries[i].maps_page(level - 1)) {
+        fresh.entries[i] = PageTableEntry(fresh.entries[i].raw() | (current.raw() & ad));
+      }
+    }
+    link.set_accessed(true);
+  }
   return {};
 }
 
@@ -382,6 +421,31 @@ unsigned PageTable::path(Gva va, PageTableEntry* out[kPagingLevels]) const noexc
   }
 }
 
+Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create) noexcept {
+  if (root_.entries == nullptr) return Error{"page table: no tree", EINVAL};
+  if (!is_canonical(va) || level < 1 || level >= kPagingLevels) {
+    return Error{"page table: a slot needs a canonical address and a leaf level (1-3)", EINVAL};
+  }
+  PageTableEntry* table = root_.entries;
+  for (unsigned l = kPagingLevels;; --l) {
+    PageTableEntry* e = &table[index(l, va)];
+    const PageTableEntry v = load_entry(e);
+    if (l == level || v.maps_page(l)) return EntryRef{e, l};
+    if (v.present()) {
+      table = memory_->table_at(v.table_address());
+      if (table == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+      continue;
+    }
+    if (!create) return Error{"page table: no table on the way to the slot", ENOENT};
+    DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
+    if (v.raw() != 0) {
+      for (unsigned i = 0; i < kEntriesPerTable; ++i) fresh.entries[i] = v;
+    }
+    store_entry(e, PageTableEntry::table(fresh.gpa));
+    table = fresh.entries;
+  }
+}
+
 Result<PageTable> PageTable::clone(bool share_leaf_tables) const noexcept {
   if (root_.entries == nullptr) return Error{"page table: no tree to clone", EINVAL};
   DUNK_ASSIGN_OR_RETURN(TablePage root, allocate_table());
@@ -449,6 +513,118 @@ void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t 
       }
     } else if (v.is_leaf(level) && (hidden ? v.hidden() : v.present())) {
       visit(to_gva(base), leaf_size(level), *e);
+    }
+    va = piece_end;
+  }
+}
+
+// --- dirty tracking -----------------------------------------------------------
+
+namespace {
+constexpr std::uint64_t kAccessedDirty = (std::uint64_t{1} << 5) | (std::uint64_t{1} << 6);
+
+// Sets `bits` in *e while it still passes `still`; false when it stopped
+// passing first (another thread replaced the entry).
+template <class Still>
+bool set_bits(PageTableEntry* e, std::uint64_t bits, Still still) noexcept {
+  PageTableEntry current = load_entry(e);
+  for (;;) {
+    if (!still(current)) return false;
+    if ((current.raw() & bits) == bits) return true;
+    if (exchange_entry(e, current, PageTableEntry(current.raw() | bits))) return true;
+  }
+}
+
+// Clears `bits` in *e; returns the entry as it was when they were cleared.
+PageTableEntry clear_bits(PageTableEntry* e, std::uint64_t bits) noexcept {
+  PageTableEntry current = load_entry(e);
+  while ((current.raw() & bits) != 0 && !exchange_entry(e, current, PageTableEntry(current.raw() & ~bits))) {
+  }
+  return current;
+}
+}  // namespace
+
+std::uint64_t PageTable::mark_written(Gva va, std::uint64_t size) const noexcept {
+  if (root_.entries == nullptr || size == 0 || !is_canonical(va)) return 0;
+  const std::uint64_t lin = linear(va) & ~(kPageSize4K - 1);
+  const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
+  const std::uint64_t end = linear(va) + std::min(size, half_end - linear(va));
+  return mark_in(root_.entries, kPagingLevels, lin, std::min(half_end, (end + kPageSize4K - 1) & ~(kPageSize4K - 1)));
+}
+
+std::uint64_t PageTable::mark_in(PageTableEntry* table, unsigned level, std::uint64_t va,
+                                 std::uint64_t end) const noexcept {
+  const std::uint64_t span = level_span(level);
+  std::uint64_t marked = 0;
+  while (va < end) {
+    const std::uint64_t base = va & ~(span - 1);
+    const std::uint64_t piece_end = std::min(end, base + span);
+    PageTableEntry* e = &table[table_index(level, va)];
+    const PageTableEntry v = load_entry(e);
+    if (v.maps_page(level)) {
+      // Accessed and dirty, as a store sets them; a hidden leaf keeps them
+      // for the protect() that brings it back.
+      const std::uint64_t frame = v.page_address(leaf_size(level)).value();
+      if (set_bits(e, kAccessedDirty, [&](PageTableEntry c) {
+            return c.maps_page(level) && c.page_address(leaf_size(level)).value() == frame;
+          })) {
+        marked += (piece_end - va) / kPageSize4K;
+      }
+    } else if (v.present()) {
+      // The table entry first (top-down, as the CPU walks): a scan that
+      // finds it accessed descends to the leaf marked below.
+      const std::uint64_t link = v.table_address().value();
+      (void)set_bits(e, std::uint64_t{1} << 5, [&](PageTableEntry c) {
+        return c.present() && !c.is_leaf(level) && c.table_address().value() == link;
+      });
+      if (PageTableEntry* child = memory_->table_at(v.table_address())) marked += mark_in(child, level - 1, va, piece_end);
+    }
+    va = piece_end;
+  }
+  return marked;
+}
+
+void PageTable::scan_dirty(Gva va, std::uint64_t size, DirtyScanOptions options, LeafVisitor visit,
+                           DirtyScanCounts* counts) const noexcept {
+  if (root_.entries == nullptr || size == 0 || !is_canonical(va)) return;
+  const std::uint64_t lin = linear(va);
+  const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
+  DirtyScanCounts local;
+  scan_in(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), options, visit, local);
+  if (counts != nullptr) *counts += local;
+}
+
+void PageTable::scan_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+                        DirtyScanOptions options, LeafVisitor& visit, DirtyScanCounts& counts) const noexcept {
+  const std::uint64_t span = level_span(level);
+  while (va < end) {
+    const std::uint64_t base = va & ~(span - 1);
+    const std::uint64_t piece_end = std::min(end, base + span);
+    PageTableEntry* e = &table[table_index(level, va)];
+    const PageTableEntry v = load_entry(e);
+    ++counts.entries_read;
+    if (v.maps_page(level)) {
+      if (v.dirty()) {
+        // Cleaned before it is reported: a write after this point sets the
+        // bit again and is found by the next scan.
+        if (options.clean) (void)clear_bits(e, kAccessedDirty);
+        ++counts.dirty_leaves;
+        visit(to_gva(base), leaf_size(level), *e);
+      }
+    } else if (v.present()) {
+      const bool used = v.accessed() || v.accessed_taken();
+      if (options.prune && !used) {
+        ++counts.tables_skipped;
+      } else {
+        // Accessed goes before the leaves below are read: a write after the
+        // clear sets it again on its way down.
+        if (options.clean && used && va == base && piece_end == base + span) {
+          (void)clear_bits(e, std::uint64_t{1} << 5 | std::uint64_t{1} << PageTableEntry::kAccessedTakenBit);
+        }
+        if (PageTableEntry* child = memory_->table_at(v.table_address())) {
+          scan_in(child, level - 1, va, piece_end, options, visit, counts);
+        }
+      }
     }
     va = piece_end;
   }

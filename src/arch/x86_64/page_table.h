@@ -85,6 +85,41 @@ struct EditOptions {
   // leaves them; reveal() brings them into service later. A mapping known
   // before the memory behind it may be used.
   bool hidden = false;
+  // For dirty tracking (dunk/dirty.h): a leaf that maps a new frame (where
+  // none was, or another) starts accessed and dirty, and every table entry
+  // the edit links or descends through is made accessed. Memory that
+  // appears in a range has changed since anyone last looked at it, and a
+  // scan that prunes subtrees by their accessed bit (scan_dirty) must reach
+  // it. A leaf re-made over the same frame keeps its own bits either way.
+  bool new_leaves_dirty = false;
+};
+
+// How scan_dirty() treats what it reads.
+struct DirtyScanOptions {
+  // Clears accessed and dirty on each dirty leaf it reports, and accessed on
+  // each table entry whose whole span lies in the range, before descending
+  // below it: the next write anywhere underneath sets them again (SDM vol.
+  // 3A §4.8, "Accessed and Dirty Flags": the CPU sets A in every
+  // paging-structure entry it uses to translate, D in the leaf it writes
+  // through). The caller flushes TLBs.
+  bool clean = false;
+  // Skips every table whose entry has accessed clear (and not taken by
+  // another reader, PageTableEntry::accessed_taken): nothing below it was
+  // used since a clean scan cleared it. Sound only when no CPU can still use
+  // paging-structure-cache entries or TLB entries from before that scan
+  // (they let writes through without setting A above the leaf).
+  bool prune = false;
+};
+
+// What a scan_dirty() did, exactly.
+struct DirtyScanCounts {
+  std::uint64_t entries_read = 0;    // paging-structure entries loaded, all levels
+  std::uint64_t tables_skipped = 0;  // subtrees pruned (accessed clear)
+  std::uint64_t dirty_leaves = 0;    // leaves reported
+  DirtyScanCounts& operator+=(const DirtyScanCounts& o) noexcept {
+    entries_read += o.entries_read, tables_skipped += o.tables_skipped, dirty_leaves += o.dirty_leaves;
+    return *this;
+  }
 };
 
 // The entry that decides a virtual address: a leaf, a hidden leaf, a marker
@@ -151,6 +186,14 @@ class PageTable {
   // tree, or non-canonical).
   unsigned path(Gva va, PageTableEntry* out[kPagingLevels]) const noexcept;
 
+  // The slot of `va` at `level` (1: a 4 KiB page's entry, 2: a 2 MiB page's,
+  // 3: a 1 GiB page's), for code that stores whole entries itself (Dune's
+  // libdune). A page of a larger size that maps `va` on the way, present or
+  // hidden, is returned instead (its level says so), not split. A missing
+  // table on the way is created with `create` (empty, or holding the marker
+  // the entry above held: a marker covers its part), else ENOENT.
+  Result<EntryRef> slot(Gva va, unsigned level, bool create) noexcept;
+
   // The translation of `va`. Writable/user/executable are the effective
   // rights: the AND over every level (SDM §4.6 "Access Rights").
   std::optional<Translation> lookup(Gva va) const noexcept;
@@ -161,6 +204,26 @@ class PageTable {
   void for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
   // The same for every hidden leaf (PageTableEntry::hidden).
   void for_each_hidden_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
+
+  // ---- Dirty tracking (dunk/dirty.h) ----
+  // Both are lock-free: they change entries only by compare-and-exchange, so
+  // CPUs may walk the tree and set accessed/dirty meanwhile, and another
+  // thread may edit it, as long as tables are not reused while a call runs
+  // (dunk's tables never are: Mirror::release).
+
+  // Marks [va, va + size) written, as the CPU marks a store: accessed and
+  // dirty on each leaf that maps part of it (present, or hidden: the bits
+  // travel with the frame), accessed on every table entry above. Pages
+  // without a leaf are left alone (memory that appears there later starts
+  // dirty: EditOptions::new_leaves_dirty). Returns how many 4 KiB pages of
+  // the range lay under a leaf.
+  std::uint64_t mark_written(Gva va, std::uint64_t size) const noexcept;
+
+  // Calls `visit(page start, size, leaf)` for every leaf (present or hidden)
+  // with dirty set that overlaps [va, va + size), in address order, after
+  // cleaning it when options.clean. Adds what it read to *counts if given.
+  void scan_dirty(Gva va, std::uint64_t size, DirtyScanOptions options, LeafVisitor visit,
+                  DirtyScanCounts* counts = nullptr) const noexcept;
 
   // Keep tables that unmap() empties, linked in place. A tree that other
   // vCPUs walk concurrently cannot hand a table back for reuse before every
@@ -199,6 +262,9 @@ class PageTable {
   void visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept;
   void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,
             LeafVisitor& visit) const noexcept;
+  std::uint64_t mark_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end) const noexcept;
+  void scan_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, DirtyScanOptions options,
+               LeafVisitor& visit, DirtyScanCounts& counts) const noexcept;
 
   TableMemory* memory_;
   PagingFeatures features_;

@@ -12,10 +12,10 @@
 
 #include "abi/syscalls.h"
 #include "abi/walk.h"
-#include "arch/x86_64/paging.h"
 #include "base/fd_listing.h"
 #include "base/syscall.h"
 #include "core/syscalls/handlers.h"
+#include "core/syscalls/walker_memory.h"
 #include "core/text.h"
 
 namespace dunk::core::syscalls {
@@ -95,27 +95,6 @@ namespace {
 
 constexpr long kAtFdcwd = -100;
 constexpr std::uint64_t kPathProbe = 64;  // enough for /proc/PID/task/TID/fdinfo/N
-
-// The program's memory for the schema's walker: reads stop at the first
-// page the kernel cannot read.
-class WalkerMemory final : public abi::Memory {
- public:
-  explicit WalkerMemory(GuestMemory& memory) noexcept : memory_(memory) {}
-  std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override {
-    std::size_t done = 0;
-    while (done < size) {
-      const std::uint64_t at = address + done;
-      const std::size_t in_page = arch::kPageSize4K - (at & (arch::kPageSize4K - 1));
-      const std::size_t piece = size - done < in_page ? size - done : in_page;
-      if (!memory_.read(static_cast<std::byte*>(out) + done, at, piece)) break;
-      done += piece;
-    }
-    return done;
-  }
-
- private:
-  GuestMemory& memory_;
-};
 
 // Collects whether any descriptor a call uses is one of dunk's.
 class DunkFdFinder final : public abi::Visitor {
@@ -221,8 +200,7 @@ std::optional<Outcome> refuse_dunk_descriptors(SyscallContext& ctx, const Syscal
     // registrations, ... A set of dunk's is EBADF for every such call.
     WalkerMemory memory(ctx.memory);
     DunkFdFinder finder(fds);
-    const abi::Call walked{call.rax, {call.arg(0), call.arg(1), call.arg(2), call.arg(3), call.arg(4), call.arg(5)}};
-    (void)abi::walk(walked, memory, finder, abi::Phase::kEntry);
+    (void)abi::walk(walker_call(call), memory, finder, abi::Phase::kEntry);
     if (finder.found()) return Outcome::result(-EBADF);
   }
   return std::nullopt;

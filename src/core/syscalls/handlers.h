@@ -43,6 +43,18 @@ Outcome rt_sigaction(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome rt_sigreturn(SyscallContext& ctx, const Syscall& call) noexcept;
 Outcome sigaltstack(SyscallContext& ctx, const Syscall& call) noexcept;
 
+// pagemap.cc: /proc/self/pagemap's soft-dirty bit and clear_refs "4",
+// served from dunk's dirty bits.
+Outcome open_proc_file(SyscallContext& ctx, const Syscall& call) noexcept;  // open, openat, openat2
+Outcome read_served(SyscallContext& ctx, const Syscall& call) noexcept;     // read, pread64
+Outcome write_served(SyscallContext& ctx, const Syscall& call) noexcept;    // write, pwrite64
+
+// kernel_writes.cc: after every call, the buffers the kernel wrote into
+// the program's memory are reported to the dirty state (ctx.dirty), and so
+// are the writers it cannot bound. A single check while no reader has
+// cleaned dirty bits, unless the call registers a later writer.
+void record_kernel_writes(SyscallContext& ctx, const Syscall& call, const Outcome& outcome) noexcept;
+
 // dunk.cc: dunk's private calls (DUNK_SYSCALL_*).
 Outcome dunk_call(SyscallContext& ctx, const Syscall& call) noexcept;
 

@@ -52,6 +52,14 @@ constexpr Row kRows[] = {
     {SYS_ptrace, &syscalls::ptrace},
     {SYS_exit_group, &syscalls::exit_group},
     {SYS_clone3, &syscalls::clone_family},
+    // the soft-dirty files of /proc (syscalls/pagemap.cc)
+    {SYS_read, &syscalls::read_served},
+    {SYS_write, &syscalls::write_served},
+    {SYS_open, &syscalls::open_proc_file},
+    {SYS_pread64, &syscalls::read_served},
+    {SYS_pwrite64, &syscalls::write_served},
+    {SYS_openat, &syscalls::open_proc_file},
+    {SYS_openat2, &syscalls::open_proc_file},
 };
 
 constexpr std::array<SyscallHandler, kTableSize> build_table() noexcept {
@@ -77,7 +85,11 @@ SyscallHandler syscall_handler(const Syscall& call) noexcept {
 
 Outcome dispatch_syscall(SyscallContext& ctx, const Syscall& call) noexcept {
   if (std::optional<Outcome> refused = syscalls::refuse_dunk_descriptors(ctx, call)) return *refused;
-  return syscall_handler(call)(ctx, call);
+  const Outcome outcome = syscall_handler(call)(ctx, call);
+  // Whoever made it (forwarded as it is, or by a handler), what the kernel
+  // wrote for the call is the program's write (core/dirty.h).
+  syscalls::record_kernel_writes(ctx, call, outcome);
+  return outcome;
 }
 
 Outcome forward_unchanged(SyscallContext& ctx, const Syscall& call) noexcept {
