@@ -104,11 +104,13 @@ UniqueFd strace_output(const ExecOptions& options, std::string& why) {
 }
 
 // What the program's environment names for dunk: the inherited KVM handle,
-// the statistics block, the trace's descriptor (-1/empty: none).
+// the statistics block, the trace's descriptor, the address --gdb serves
+// PROG at (-1/empty: none).
 struct ChildHandles {
   int kvm_fd = -1;
   std::string stats_path;
   int strace_fd = -1;
+  std::string gdb_address;
 };
 
 // The program's environment: dunk's, with the preload library first in
@@ -125,7 +127,7 @@ std::vector<std::string> child_environment(const std::string& preload, const Chi
     if (entry.starts_with("LD_PRELOAD=")) {
       if (entry.size() > 11) ld_preload += fmt::format(":{}", entry.substr(11));
     } else if (!(entry.starts_with("DUNK_STATS=") && !stats_path.empty()) && !entry.starts_with("DUNK_KVM_FD=") &&
-               !entry.starts_with("DUNK_STRACE_FD=")) {
+               !entry.starts_with("DUNK_STRACE_FD=") && !entry.starts_with("DUNK_GDB=")) {
       env.emplace_back(entry);
     }
   }
@@ -133,6 +135,8 @@ std::vector<std::string> child_environment(const std::string& preload, const Chi
   if (handles.kvm_fd >= 0) env.push_back(fmt::format("DUNK_KVM_FD={}", handles.kvm_fd));
   if (!stats_path.empty()) env.push_back("DUNK_STATS=" + stats_path);
   if (handles.strace_fd >= 0) env.push_back(fmt::format("DUNK_STRACE_FD={}", handles.strace_fd));
+  // --gdb: the preload library serves PROG to gdb (src/debug/gdb_server.h).
+  if (!handles.gdb_address.empty()) env.push_back("DUNK_GDB=" + handles.gdb_address);
   return env;
 }
 
@@ -195,7 +199,7 @@ int run_and_report(const ExecOptions& options, const std::string& path, const st
     if (!trace.valid()) return fail(-1, why);
   }
   UniqueFd kvm = inheritable_kvm_handle();
-  const ChildHandles handles{kvm.get(), stats ? stats->path() : "", trace.get()};
+  const ChildHandles handles{kvm.get(), stats ? stats->path() : "", trace.get(), options.gdb};
   Result<int> status = run_child(path, options.command, child_environment(preload, handles));
   if (!status) return fail(-1, fmt::format("cannot start {}: {}", options.command[0], error_text(status.error())));
   if (stats) write_reports(out, make_report(stats->stats(), options.command, *status), options);

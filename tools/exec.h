@@ -14,6 +14,7 @@ struct ExecOptions {
   std::string stats_json_path;       // the same as JSON; empty: none
   bool strace = false;               // a line for every system call of the tree
   std::string strace_path;           // where to: a file; "-" or empty: stderr
+  std::string gdb;                   // serve PROG to gdb at this address; empty: no
 };
 
 // Returns dunk's exit status: the program's, or 125/126/127 when it could

@@ -19,6 +19,12 @@ does not preload into: statically linked ones and set-user-ID ones. A
 program whose first library is AddressSanitizer's runtime, which must come
 first, executes itself once more with that runtime ahead of dunk's library.
 
+With --gdb, PROG waits at its first instruction in VM mode for gdb to
+connect (`target remote 127.0.0.1:PORT`, or the socket's path); gdb then
+debugs it as it runs in guest ring 0: registers, memory, breakpoints,
+watchpoints, single steps, signals, one thread per vCPU. The programs it
+executes and its fork children run undebugged.
+
 Exit status: PROG's (if a signal kills PROG, the same signal kills dunk);
 125 when VM mode is unavailable or PROG cannot run in it, 126 when PROG is
 not executable, 127 when it is not found.
@@ -46,6 +52,9 @@ Command add_exec(CLI::App& dunk) {
       app->add_flag("--strace{-}", options->strace_path,
                     "A line for every system call of PROG's tree, as strace prints it, on stderr (or into FILE)")
           ->option_text("[=FILE]");
+  app->add_option("--gdb", options->gdb,
+                  "Serve PROG to gdb (target remote ADDRESS): it stops at its first instruction in VM mode")
+      ->type_name("PORT|HOST:PORT|unix:PATH");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]")
       ->required();

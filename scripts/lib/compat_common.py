@@ -210,7 +210,8 @@ class Runner:
         if mode == "dunk" and self.stats:
             try:
                 s = json.loads(stats_path.read_text())
-                r["stats"] = {k: s.get(k) for k in ("processes", "vcpus", "kvm_runs", "totals")}
+                r["stats"] = {k: s.get(k) for k in ("processes", "vcpus", "kvm_runs", "totals", "chunks_assigned",
+                                                    "chunks_reclaimed")}
             except (OSError, ValueError):
                 r["stats"] = None
         text = read_text(r["log"])

@@ -7,6 +7,7 @@
 
 #include "arch/x86_64/vectors.h"
 #include "core/monitor.h"
+#include "core/signal_frame.h"
 #include "core/text.h"
 
 namespace dunk::core {
@@ -14,10 +15,13 @@ namespace dunk::core {
 bool Monitor::resolve_page_fault(const TrapFrame& f) noexcept {
   if (f.vector != static_cast<std::uint64_t>(arch::Vector::kPageFault)) return false;
   const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
-  if (!machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, Gpa(cpu_.area->root))) {
-    return false;
-  }
-  machine_.stats().add(machine_.stats().faults_resolved);
+  const FaultResolution r =
+      machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, Gpa(cpu_.area->root));
+  Stats& stats = machine_.stats();
+  stats.chunks_assigned.fetch_add(r.chunks_assigned, std::memory_order_relaxed);
+  stats.chunks_reclaimed.fetch_add(r.chunks_reclaimed, std::memory_order_relaxed);
+  if (!r.resolved) return false;
+  stats.add(stats.faults_resolved);
   return true;
 }
 
@@ -28,6 +32,8 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
     if (cpu_.area->dispatching != 0) return fault_in_handler(f);
     fatal("exception inside dunk's exception path", nullptr, &f);
   }
+  // An int3 a debugger put there stops for it, not as SIGTRAP.
+  if (debug_breakpoint(f)) return;
   // The program's own `int $n`: a 32-bit system call, or the #GP it is
   // natively. Interrupts are dispatched in the guest (src/guest/dispatch.cc);
   // another that reaches the monitor is ignored.
@@ -36,6 +42,8 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
   if (in_dunk_code(f.rip)) fatal("exception in dunk's ring-0 entry code", nullptr, &f);
 
   if (resolve_page_fault(f)) return;  // IRETQ retries the access
+  // A debugger sees the signal first, and may discard it.
+  if (debug_exception(f)) return;
   // The program's signal handler, if it has one, in VM mode.
   if (deliver_exception(f)) return;
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kPageFault) &&
@@ -59,6 +67,7 @@ void Monitor::handle_exception(TrapFrame& f) noexcept {
     f.rip -= (code[-1] == 0xcc) ? 1 : 2;  // int3, or int $3 (cd 03)
   }
   if (f.vector == static_cast<std::uint64_t>(arch::Vector::kDebug)) die_by_signal(SIGTRAP, nullptr);
+  if (const auto signal = signal_for_exception(f, false)) debug_process_ends(DebugStopKind::kKilled, signal->sig);
   cpu_.refaulting = true;  // a handler for what comes of it runs in VM mode
   leave_to_host(f, false);
 }

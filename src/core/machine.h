@@ -19,6 +19,7 @@
 #include "base/lock.h"
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/debug_link.h"
 #include "core/ldt_mirror.h"
 #include "core/mirror.h"
 #include "core/signals.h"
@@ -30,6 +31,16 @@
 namespace dunk::core {
 
 class Cpu;
+
+// The mirror's memory slots are the VM's. The mirror changes them from the
+// monitor (a first touch, a reclaim) and from dunk's code in the guest (the
+// privileged paging API's calls), whose ioctl goes to the monitor as
+// DUNK_SYSCALL_OWN_IOCTL: the plain one names a descriptor of dunk's, which
+// the program's calls may not.
+struct VmMemorySlots final : MemorySlots {
+  kvm::Vm* vm = nullptr;
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override;
+};
 
 class Machine {
  public:
@@ -129,6 +140,12 @@ class Machine {
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
 
+  // The debugger serving this process (`dunk exec --gdb`,
+  // core/debug_link.h), or null. Async-signal-safe. A fork child forgets
+  // its parent's.
+  DebugLink* debugger() const noexcept { return debugger_.load(std::memory_order_acquire); }
+  void attach_debugger(DebugLink* link) noexcept { debugger_.store(link, std::memory_order_release); }
+
  private:
   Status create(const EnterOptions& options) noexcept;
   Result<kvm::System> open_kvm() noexcept;
@@ -147,6 +164,7 @@ class Machine {
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;
   Arena arena_;
+  VmMemorySlots slots_;
   Mirror mirror_;
   LdtMirror ldt_;
   kvm::CpuidBuffer cpuid_{};
@@ -169,6 +187,7 @@ class Machine {
   bool shares_fd_table_ = false;
   int inherited_kvm_fd_ = -1;  // DUNK_KVM_FD, once used
   std::atomic<bool> exiting_{false};
+  std::atomic<DebugLink*> debugger_{nullptr};
   std::atomic<std::uint64_t> generation_{0};
   std::atomic<bool> fds_closed_{false};
   bool interrupts_ = false;
@@ -232,6 +251,8 @@ class Cpu {
   bool own_tls = true;
   // Signals waiting for the guest, and the guest's alternate stack.
   CpuSignals signals;
+  // What a debugger and this vCPU's monitor tell each other.
+  CpuDebug debug;
 
   // Whether the guest face is live (read by in_vm() from guest code).
   volatile bool in_guest = false;

@@ -24,6 +24,7 @@ inline constexpr std::uint64_t kSyscallInsnLength = 2;
 
 void die_by_signal(int signal, const char* message) noexcept {
   if (message != nullptr) write_stderr(message);
+  debug_report_death(signal);
   const abi::Sigaction dfl{};
   sys::call(SYS_rt_sigaction, signal, reinterpret_cast<long>(&dfl), 0, 8);
   const std::uint64_t set = abi::sigbit(signal);
@@ -104,6 +105,7 @@ void Monitor::run() noexcept {
     f.rax = static_cast<std::uint64_t>(-1);
     dunk_restore_frame(&f, cpu_.xsave);
   }
+  if (DebugLink* link = machine_.debugger()) cpu_.debug.reset(link->hold_new.load(std::memory_order_seq_cst) != 0);
   cpu_.in_guest = true;
   Stats& stats = machine_.stats();
   kvm_run& run_page = *cpu_.vcpu.run_page();
@@ -111,11 +113,13 @@ void Monitor::run() noexcept {
     // Cleared before looking at the queue: a signal that arrives after the
     // look sets it again and makes KVM_RUN return at once.
     run_page.immediate_exit = 0;
+    debug_checkpoint();
     deliver_pending();
     follow_host_cpu();
     if (cpu_.ldt_generation != machine_.ldt().generation()) load_ldt();
     stats.add(stats.kvm_runs);
     const long ret = cpu_.vcpu.run();
+    if (machine_.debugger() != nullptr) cpu_.debug.state.store(DebugState::kHost, std::memory_order_seq_cst);
     resume_frame_ = nullptr;
     const Exit exit = decode_exit(ret, run_page);
     stats.count_exit(exit.kind);
@@ -130,15 +134,18 @@ void Monitor::handle(const Exit& exit) noexcept {
   switch (exit.kind) {
     case ExitKind::kSyscall:
       resume_frame_ = reinterpret_cast<TrapFrame*>(area.syscall_frame);
+      if (machine_.debugger() != nullptr) return debug_serve_syscall(*resume_frame_);
       serve_syscall(*resume_frame_);
       return;
     case ExitKind::kException:
       resume_frame_ = reinterpret_cast<TrapFrame*>(area.exception_frame);
       handle_exception(*resume_frame_);
       return;
+    case ExitKind::kDebug:
+      debug_trap();  // a debugger's step or debug register; else the signal path's step
+      return;
     case ExitKind::kInterrupted:
     case ExitKind::kIrqWindowOpen:
-    case ExitKind::kDebug:
       // A host signal's handler has run (its signal, if it is the guest's,
       // is queued), or a step the monitor asked for: the loop delivers.
       return;

@@ -10,6 +10,7 @@
 //   exceptions.cc       exceptions and host memory faults
 //   instructions.cc     port I/O, software interrupts, SYSENTER, getcpu
 //   signal_delivery.cc  delivering signals into the guest
+//   debug_stops.cc      stopping for a debugger (core/debug_link.h)
 #pragma once
 
 #include <cstdint>
@@ -97,6 +98,30 @@ class Monitor {
   bool in_program_trap_handler() const noexcept { return cpu_.area->dispatching != 0; }
   // Leaving VM mode: the guest's alternate stack becomes the host thread's.
   void hand_altstack_to_host() noexcept;
+
+  // debug_stops.cc: a debugger's stops (dunk exec --gdb). Without one
+  // (Machine::debugger() null) each returns at once.
+  // At the top of the loop: parks while the debugger holds this vCPU.
+  void debug_checkpoint() noexcept;
+  // A system call, with this vCPU readable by the debugger while it runs.
+  void debug_serve_syscall(TrapFrame& frame) noexcept;
+  // An int3 of the debugger's (true: it took the stop).
+  bool debug_breakpoint(TrapFrame& frame) noexcept;
+  // An exception that becomes a signal: true when the debugger discards it.
+  bool debug_exception(TrapFrame& frame) noexcept;
+  // KVM_EXIT_DEBUG: a step or a debug register.
+  void debug_trap() noexcept;
+  // Queued signals the debugger decides on before any is delivered; after
+  // delivery, the step it asked for stops at the handler.
+  void debug_filter_signals(TrapFrame& frame) noexcept;
+  void debug_after_delivery(TrapFrame& frame) noexcept;
+  void debug_process_ends(DebugStopKind kind, int value) noexcept;
+  DebugCommand debug_stop(const DebugStop& stop, TrapFrame* frame) noexcept;
+  void debug_resume(const DebugCommand& command, TrapFrame* frame, const DebugStop& stop) noexcept;
+  bool debug_at_program_instruction() noexcept;
+  void debug_inject(int sig) noexcept;
+  // KVM_SET_GUEST_DEBUG from what the signal path and the debugger want.
+  Status apply_guest_debug() noexcept;
 
   Machine& machine_;
   Cpu& cpu_;

@@ -62,8 +62,8 @@ bool Monitor::event_in_delivery() noexcept {
 }
 
 void Monitor::stop_stepping() noexcept {
-  if (!cpu_.vcpu.set_single_step(false)) fatal("cannot stop single-stepping the guest");
   cpu_.signals.stepping = false;
+  if (!apply_guest_debug()) fatal("cannot stop single-stepping the guest");
 }
 
 void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind) noexcept {
@@ -86,11 +86,10 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
     // address. Step: the event is taken first, then dunk's entry code runs.
     if (!cpu_.signals.stepping) {
       // Not into an interrupt's handler, where the program would be
-      // interrupted at an instruction of its handler instead.
-      if (!cpu_.vcpu.set_single_step(true, machine_.step_blocks_irq())) {
-        fatal("cannot single-step the guest to deliver a signal");
-      }
+      // interrupted at an instruction of its handler instead (the step
+      // blocks interrupts where KVM can: apply_guest_debug).
       cpu_.signals.stepping = true;
+      if (!apply_guest_debug()) fatal("cannot single-step the guest to deliver a signal");
     }
     return;
   }
@@ -111,12 +110,19 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
 void Monitor::deliver_signals(TrapFrame& f, const PendingSignal* synchronous) noexcept {
   CpuSignals& s = cpu_.signals;
   const FpuFormat& fpu = process_.fpu;
+  // A debugger decides on the queued signals first (it may change registers).
+  debug_filter_signals(f);
   // The interrupted code's FPU state goes into the first frame; a handler
   // that is itself interrupted before its first instruction had the
   // initial state.
   if (!registers_.save_fpu(cpu_.xsave)) fatal("KVM_GET_XSAVE failed while delivering a signal");
   bool delivered = false;
   auto deliver = [&](const PendingSignal& p) {
+    if (p.debugger == PendingSignal::kDebuggerDrops) {
+      // Discarded by the debugger: as if it had never come, mask included.
+      sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&p.mask_before), 0, 8);
+      return;
+    }
     const std::byte* image = delivered ? fpu.initial : cpu_.xsave;
     if (!push_signal_frame(memory_, f, p, image, fpu, s.altstack)) {
       // A frame that cannot be written (an alternate stack made read-only,
@@ -148,6 +154,7 @@ void Monitor::deliver_signals(TrapFrame& f, const PendingSignal* synchronous) no
     sys::call(SYS_rt_sigprocmask, SIG_UNBLOCK, reinterpret_cast<long>(&deferred), 0, 8);
   }
   if (delivered && !registers_.load_fpu(fpu.initial)) fatal("KVM_SET_XSAVE failed while delivering a signal");
+  debug_after_delivery(f);
 }
 
 bool Monitor::deliver_exception(TrapFrame& f) noexcept {

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/syscall.h"
+#include "core/debug_link.h"
 #include "core/machine.h"
 #include "core/monitor.h"
 #include "core/guest_state.h"
@@ -89,6 +90,36 @@ abi::Sigaction host_action_for(const abi::Sigaction& program) noexcept {
                          reinterpret_cast<std::uint64_t>(&dunk_host_signal_restorer), ~std::uint64_t{0}};
 }
 
+namespace {
+// The signal a debugger kicks vCPUs with (0: none).
+std::atomic<int> reserved_signal{0};
+
+// dunk's handler, restarting calls: a kick must not end a system call the
+// program waits in.
+abi::Sigaction reserved_host_action() noexcept {
+  return abi::Sigaction{reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler),
+                         abi::kSaSiginfo | abi::kSaRestorer | abi::kSaRestart,
+                         reinterpret_cast<std::uint64_t>(&dunk_host_signal_restorer), ~std::uint64_t{0}};
+}
+}  // namespace
+
+abi::Sigaction host_action_for(int sig, const abi::Sigaction& program) noexcept {
+  if (sig == reserved_signal.load(std::memory_order_relaxed) && !abi::is_handler(program.handler)) {
+    return reserved_host_action();
+  }
+  return host_action_for(program);
+}
+
+void reserve_signal_for_debugger(int sig) noexcept {
+  SignalTable& table = signal_table();
+  abi::Sigaction current;
+  if (raw_sigaction(sig, nullptr, &current) != 0) return;
+  if (current.handler != reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler)) table.set(sig, current);
+  reserved_signal.store(sig, std::memory_order_relaxed);
+  const abi::Sigaction host = host_action_for(sig, table.get(sig));
+  raw_sigaction(sig, &host, nullptr);
+}
+
 void adopt_signal_handlers() noexcept {
   SignalTable& table = signal_table();
   const auto ours = reinterpret_cast<std::uint64_t>(&dunk_host_signal_handler);
@@ -128,6 +159,7 @@ namespace {
   p.action = action;
   p.mask_before = uc.sigmask;
   p.trapno = sc.trapno, p.error_code = sc.err, p.cr2 = sc.cr2;
+  p.debugger = PendingSignal::kDebuggerUnasked;
   s.tail.store(tail + 1, std::memory_order_release);
   // The kernel's frame is abandoned, so the mask it would restore is set
   // here: the program handler's (the host handler runs with all blocked).
@@ -136,12 +168,42 @@ namespace {
   dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
 }
 
+// A forwarded system call the kernel has rewound for a restart, or has not
+// started, when a signal interrupted it: it is the guest's to restart (both
+// instructions are two bytes long).
+void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
+  if (uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
+      uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
+    uc.mcontext.rip += 2;
+    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+  }
+}
+
+// The calling thread's Cpu, also for a thread made without TLS of its own
+// (no CLONE_SETTLS), which finds its creator's Cpu there.
+Cpu* calling_threads_cpu() noexcept {
+  Cpu* cpu = current_cpu();
+  if (cpu == nullptr) return nullptr;
+  const auto tid = static_cast<std::int32_t>(sys::call(SYS_gettid));
+  return cpu->owner_tid.load(std::memory_order_relaxed) == tid ? cpu : Machine::instance().cpu_of_thread(tid);
+}
+
 }  // namespace
 
 // The host side of every signal the program catches. Runs on whatever stack
 // the host thread is on: the monitor's for a thread in VM mode.
 extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
   auto* uc = static_cast<abi::Ucontext*>(context);
+  if (is_debugger_kick(sig, info)) {
+    // Out of KVM_RUN, to the monitor's checkpoint, where it parks. Nothing
+    // for the program. (A kick that interrupts a forwarded call, in the
+    // moment between KVM_RUN and the call, restarts it like a signal.)
+    if (Cpu* cpu = calling_threads_cpu(); cpu != nullptr && cpu->in_guest) {
+      restart_forwarded_call_in_guest(*uc);
+      cpu->vcpu.run_page()->immediate_exit = 1;
+    }
+    return;
+  }
   SignalTable& table = signal_table();
   abi::Sigaction action = table.get(sig);
   if (abi::is_handler(action.handler) && (action.flags & abi::kSaResethand) != 0) {
@@ -158,13 +220,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     sys::call(SYS_tgkill, sys::call(SYS_getpid), sys::call(SYS_gettid), sig);
     return;
   }
-  Cpu* cpu = current_cpu();
-  if (cpu != nullptr) {
-    // A thread made without TLS of its own (no CLONE_SETTLS) finds its
-    // creator's Cpu there.
-    const auto tid = static_cast<std::int32_t>(sys::call(SYS_gettid));
-    if (cpu->owner_tid.load(std::memory_order_relaxed) != tid) cpu = Machine::instance().cpu_of_thread(tid);
-  }
+  Cpu* cpu = calling_threads_cpu();
   if (cpu != nullptr && cpu->refaulting && is_monitor_fault(sig, info)) {
     cpu->refaulting = false;
     back_to_vm_with(*cpu, sig, info, *uc, action);
@@ -184,14 +240,9 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     text.append("dunk: fatal: signal ").dec(sig).append(" in dunk's monitor at rip=").hex(uc->mcontext.rip);
     die_by_signal(SIGABRT, text.append("\n").c_str());
   }
-  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
-      uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
-    // A forwarded system call the kernel has rewound for a restart, or has
-    // not started: it is the guest's to restart, after its handler ran.
-    // (Both instructions are two bytes long.)
-    uc->mcontext.rip += 2;
-    uc->mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
-  }
+  // A forwarded call being restarted: the guest restarts it after its
+  // handler ran.
+  restart_forwarded_call_in_guest(*uc);
   CpuSignals& s = cpu->signals;
   const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
   if (tail - s.head.load(std::memory_order_acquire) >= CpuSignals::kQueue) {
@@ -203,6 +254,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     p.action = action;
     p.mask_before = uc->sigmask;
     p.trapno = p.error_code = p.cr2 = 0;
+    p.debugger = PendingSignal::kDebuggerUnasked;
     // The guest's handler runs with the mask its action asks for; the
     // kernel installs it when this handler returns.
     uc->sigmask = abi::handler_mask(uc->sigmask, action, sig);

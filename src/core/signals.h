@@ -50,6 +50,10 @@ struct PendingSignal {
   std::uint64_t mask_before;  // the thread's mask before the handler's
   // For a signal from an exception: what the kernel puts into sigcontext.
   std::uint64_t trapno = 0, error_code = 0, cr2 = 0;
+  // A debugger's decision on a queued signal (core/debug_link.h): not asked
+  // yet, deliver, or drop. The host handler queues it as kDebuggerUnasked.
+  static constexpr std::uint8_t kDebuggerUnasked = 0, kDebuggerDelivers = 1, kDebuggerDrops = 2;
+  std::uint8_t debugger = kDebuggerUnasked;
 };
 
 // The signal's number, from its siginfo.
@@ -92,6 +96,12 @@ void adopt_signal_handlers() noexcept;
 
 // The host-side action dunk installs for a program action.
 abi::Sigaction host_action_for(const abi::Sigaction& program) noexcept;
+// The same for signal `sig`: the signal a debugger reserved keeps dunk's
+// handler whatever the program's action (core/debug_link.h).
+abi::Sigaction host_action_for(int sig, const abi::Sigaction& program) noexcept;
+// A debugger's kick signal: dunk's handler from now on, the program's action
+// kept in the table (rt_sigaction goes on seeing it).
+void reserve_signal_for_debugger(int sig) noexcept;
 
 // rt_sigaction(2) without libc.
 long raw_sigaction(int sig, const abi::Sigaction* action, abi::Sigaction* old) noexcept;

@@ -101,7 +101,11 @@ class Vm {
   Status set_tss_addr(std::uint64_t gpa) noexcept;
   Status set_identity_map_addr(std::uint64_t gpa) noexcept;
 
-  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size) noexcept;
+  // A vCPU and its kvm_run page, mapped at `at` (MAP_FIXED, over memory
+  // the caller reserved for it) or, with nullptr, wherever the kernel
+  // chooses. A placed run page is replaced by inaccessible memory when the
+  // vCPU goes, so the caller's reservation stays whole.
+  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size, void* at = nullptr) noexcept;
 
  private:
   Vm(UniqueFd fd, FdPlacer placer) noexcept : fd_(std::move(fd)), placer_(placer) {}
@@ -135,6 +139,11 @@ class Vcpu {
   // `block_irq` (KVM_GUESTDBG_BLOCKIRQ, Linux 5.15+) keeps KVM from
   // injecting interrupts between the steps.
   Status set_single_step(bool on, bool block_irq = false) noexcept;
+  // KVM_SET_GUEST_DEBUG in full: `control` is KVM_GUESTDBG_* (0: off);
+  // with KVM_GUESTDBG_USE_HW_BP, `debugreg` holds DR0-DR3, (DR6 unused),
+  // DR7, and every #DB of the guest ends in KVM_EXIT_DEBUG. Single-stepping
+  // sets TF at the RIP the vCPU has now: call it after KVM_SET_REGS.
+  Status set_guest_debug(std::uint32_t control, const std::uint64_t (&debugreg)[8]) noexcept;
   // KVM_SET_MP_STATE: with an in-kernel local APIC, a vCPU other than the
   // first starts waiting for INIT/SIPI, and one that executed HLT waits for
   // an interrupt; KVM_MP_STATE_RUNNABLE makes it run.
@@ -151,16 +160,18 @@ class Vcpu {
   Result<UniqueFd> stats_fd() noexcept;
 
   Vcpu(Vcpu&&) noexcept = default;
-  Vcpu& operator=(Vcpu&&) noexcept = default;
+  Vcpu& operator=(Vcpu&&) noexcept = delete;
+  ~Vcpu();
 
  private:
   friend class Vm;
-  Vcpu(UniqueFd fd, Mapping run, unsigned id) noexcept
-      : fd_(std::move(fd)), run_(std::move(run)), id_(id) {}
+  Vcpu(UniqueFd fd, Mapping run, unsigned id, bool placed) noexcept
+      : fd_(std::move(fd)), run_(std::move(run)), id_(id), placed_(placed) {}
   UniqueFd fd_;
   Mapping run_;
   unsigned id_ = 0;
   bool xsave2_ = false;
+  bool placed_ = false;
 };
 
 // Reads one named 64-bit counter ("exits", "io_exits", ...) from a KVM binary

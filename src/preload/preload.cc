@@ -22,7 +22,10 @@
 #include <string_view>
 
 #include "base/syscall.h"
+#include "core/config.h"
+#include "core/machine.h"
 #include "core/text.h"
+#include "debug/gdb_server.h"
 #include "dunk/dunk.h"
 #include "preload/library_order.h"
 
@@ -207,16 +210,31 @@ static void dunk_preload_startup_done() {}
 
 namespace {
 
-__attribute__((constructor)) void dunk_preload_enter() {
-  dunk::Status status = dunk::enter(dunk::EnterOptions{.follow_fork = true});
-  if (status) return;
+[[noreturn]] void refuse(const char* what, const dunk::Error& error) {
   // The user asked for VM mode; running natively instead would be a lie.
   char reason[512];
   char line[768];
-  int n = std::snprintf(line, sizeof line, "dunk: cannot enter VM mode: %s\n",
-                        dunk::describe(status.error(), reason, sizeof reason));
+  int n = std::snprintf(line, sizeof line, "dunk: %s: %s\n", what, dunk::describe(error, reason, sizeof reason));
   if (n > 0) (void)!write(2, line, static_cast<std::size_t>(n) < sizeof line ? n : sizeof line - 1);
   _exit(125);
+}
+
+__attribute__((constructor)) void dunk_preload_enter() {
+  // The environment, read once (core/config.h): the machine is created
+  // with this configuration.
+  const dunk::core::MachineConfig config = dunk::core::MachineConfig::from_environment();
+  dunk::core::Machine::instance().configure(config);
+  // `dunk exec --gdb`: this process is served to gdb and stops at its first
+  // instruction in VM mode. Only this one: the programs it executes and its
+  // fork children run undebugged.
+  if (config.gdb_address[0] != '\0') {
+    if (dunk::Status started = dunk::debug::start_gdb_stub(config.gdb_address); !started) {
+      refuse("cannot serve gdb", started.error());
+    }
+    unsetenv(dunk::debug::kGdbEnvironment);
+  }
+  dunk::Status status = dunk::enter(dunk::EnterOptions{.follow_fork = true});
+  if (!status) refuse("cannot enter VM mode", status.error());
 }
 
 }  // namespace

@@ -29,7 +29,7 @@ expect() {
   fi
 }
 
-for layer in base arch abi kvm guest core priv sandbox libdune; do
+for layer in base arch abi kvm guest core debug priv sandbox libdune; do
   [[ -d $layers/$layer ]] || { echo "FAIL: no include root for layer $layer in $layers"; exit 1; }
 done
 
@@ -42,6 +42,7 @@ expect kvm allow kvm/kvm.h
 expect guest allow guest/abi.h
 expect guest allow dunk/trap_frame.h
 expect core allow core/monitor.h
+expect debug allow debug/gdb_session.h
 expect priv allow priv/internal.h
 expect sandbox allow sandbox/policy.h
 expect libdune allow libdune/internal.h
@@ -54,6 +55,10 @@ expect kvm allow base/unique_fd.h
 expect core allow guest/abi.h
 expect core allow kvm/kvm.h
 expect core allow dunk/dunk.h
+expect debug allow core/debug_link.h
+expect debug allow core/machine.h
+expect debug allow kvm/kvm.h
+expect debug allow arch/x86_64/debug_registers.h
 expect priv allow core/mirror.h
 expect priv allow dunk/paging.h
 expect sandbox allow abi/signal.h
@@ -77,6 +82,10 @@ expect core deny priv/internal.h
 expect core deny dunk/paging.h
 expect core deny dunk/traps.h
 expect core deny sandbox/policy.h
+expect core deny debug/gdb_server.h
+expect debug deny priv/internal.h
+expect debug deny dunk/traps.h
+expect debug deny sandbox/policy.h
 expect sandbox deny core/machine.h
 expect sandbox deny kvm/kvm.h
 expect sandbox deny priv/internal.h

@@ -29,7 +29,7 @@ Outcome rt_sigaction(SyscallContext& ctx, const Syscall& call) noexcept {
     // The table first: a signal arriving in between finds the new action
     // in it whichever host action caught it.
     table.set(sig, act);
-    const abi::Sigaction host = host_action_for(act);
+    const abi::Sigaction host = host_action_for(sig, act);
     if (long ret = ctx.host.call(SYS_rt_sigaction, sig, reinterpret_cast<long>(&host), 0, 8); ret != 0) {
       table.set(sig, old);
       return Outcome::result(ret);
