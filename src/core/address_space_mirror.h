@@ -37,6 +37,9 @@ class AddressSpaceMirror {
   // has none yet (Dune's layout gave every address one). The program knows
   // it from now on: the chunk keeps it for good.
   virtual Result<Gpa> assign(Hva address) noexcept = 0;
+  // From now on every chunk with mappings has guest-physical space and
+  // keeps it (the program reads its page tables: Mirror::assign_eagerly).
+  virtual void assign_eagerly() noexcept = 0;
 
  protected:
   ~AddressSpaceMirror() = default;

@@ -97,15 +97,15 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
   return s;
 }
 
-// Whether this code runs in the guest: dunk's guest code runs at CPL 0,
-// the host process (the monitor included) at CPL 3.
+}  // namespace
+
+// dunk's guest code runs at CPL 0, the host process (the monitor included)
+// at CPL 3.
 bool running_in_guest() noexcept {
   std::uint16_t cs;
   asm volatile("mov %%cs, %0" : "=r"(cs));
   return (cs & 3) == 0;
 }
-
-}  // namespace
 
 Status VmMemorySlots::set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept {
   if (!running_in_guest()) return vm->set_memory_region(slot, gpa, size, hva);

@@ -10,6 +10,7 @@
 #include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
+#include "guest/abi.h"
 #include "guest/dispatch.h"
 
 // The bounds of the ELF image dunk is linked into (the program, or the
@@ -228,6 +229,13 @@ Status Mirror::pin_range(Hva start, Hva end) noexcept {
 
 void Mirror::assign_eagerly() noexcept {
   if (eager_.load(std::memory_order_acquire) || !gpa_) return;
+  // Guest code asks the monitor: the re-reading below runs under the lock
+  // and calls into libc, whose chunk may not be resident yet, and the fault
+  // of its first touch would wait for the lock this thread holds.
+  if (running_in_guest()) {
+    (void)sys::call(DUNK_SYSCALL_ASSIGN_EAGERLY);
+    return;
+  }
   // The privileged API calls this from guest code too, where a system call
   // made under the lock (an mprotect committing a table) would wait for the
   // monitor, which would wait for the lock: tables come from a reserve

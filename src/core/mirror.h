@@ -74,6 +74,9 @@ class MemorySlots {
   ~MemorySlots() = default;
 };
 
+// Whether this code runs in the guest (CPL 0) rather than on the host.
+bool running_in_guest() noexcept;
+
 class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
  public:
   Mirror() noexcept = default;
@@ -126,7 +129,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // GPA space). Called by the privileged API's entry points below; for a
   // program that handles page faults itself (dunk/traps.h), by
   // set_trap_handler. Idempotent.
-  void assign_eagerly() noexcept;
+  void assign_eagerly() noexcept override;
   bool assigns_eagerly() const noexcept { return eager_.load(std::memory_order_acquire); }
   // Whether `address`'s chunk has GPA space (and a memory slot) now.
   bool resident(Hva address) const noexcept { return translate(address).has_value(); }

@@ -132,6 +132,11 @@
 // argument of the program's calls that names one of dunk's fails with EBADF.
 // Any other descriptor: EBADF.
 #define DUNK_SYSCALL_OWN_IOCTL (DUNK_SYSCALL_BASE + 5)
+// Switches the mirror to eager assignment (Mirror::assign_eagerly) in the
+// monitor, for dunk's code in the guest: done there, under the mirror's
+// lock, the switch would touch code and data (libc's) whose chunk may not
+// be resident yet, and the fault that makes it resident needs that lock.
+#define DUNK_SYSCALL_ASSIGN_EAGERLY (DUNK_SYSCALL_BASE + 6)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000

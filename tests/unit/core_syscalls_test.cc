@@ -571,6 +571,13 @@ TEST(DunkSyscalls, ResolveFaultAsksTheMirrorOnTheTablesTheVcpuRunsOn) {
   EXPECT_EQ(g.stats.chunks_reclaimed.load(), 1u);
 }
 
+TEST(DunkSyscalls, AssignEagerlyIsTheMonitorsSwitch) {
+  FakeGuest g;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_ASSIGN_EAGERLY)), Outcome::result(0));
+  EXPECT_EQ(g.mirror.eager_switches, 1);
+  EXPECT_TRUE(g.host.forwarded.empty());
+}
+
 TEST(DunkSyscalls, GuestPhysicalAnswersTheAddressOrTheMirrorsErrno) {
   FakeGuest g;
   g.mirror.gpa_offset = 0x1000'0000;

@@ -174,6 +174,8 @@ class FakeMirror final : public AddressSpaceMirror {
   // assign: host address + `gpa_offset`, or `assign_error`.
   std::uint64_t gpa_offset = 0;
   Status assign_error = {};
+  int eager_switches = 0;  // assign_eagerly() calls
+  void assign_eagerly() noexcept override { ++eager_switches; }
   Result<Gpa> assign(Hva address) noexcept override {
     if (!assign_error) return assign_error.error();
     return Gpa(address.value() + gpa_offset);

@@ -39,6 +39,9 @@ Outcome dunk_call(SyscallContext& ctx, const Syscall& call) noexcept {
       if (!ctx.process.dunk_fds.contains(call.int_arg(0))) return Outcome::result(-EBADF);
       return Outcome::result(ctx.host.forward(Syscall::make(SYS_ioctl, {call.arg(0), call.arg(1), call.arg(2)})));
     }
+    case DUNK_SYSCALL_ASSIGN_EAGERLY:
+      ctx.mirror.assign_eagerly();
+      return Outcome::result(0);
     default:
       return Outcome::result(-ENOSYS);
   }
