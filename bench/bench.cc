@@ -214,11 +214,7 @@ bool run(const Options& options, Report& report) {
   }
   // Before the privileged benchmarks: a program that uses the privileged
   // paging API keeps every chunk it maps, so nothing is reclaimed after.
-  // Only when asked for by name (--only), like the large dirty-tracking
-  // rows: it first gives every guest-physical chunk away (511 on a 39-bit
-  // machine), and the plain run timed out with it in the nested test VM
-  // (cli_bench_json_report, 20 minutes).
-  if (!options.only.empty() && options.wants("chunk reclaim")) add_chunk_reclaim(n, probes, report);
+  if (options.wants("chunk reclaim")) add_chunk_reclaim(n, probes, report);
   if (options.privileged) {
     run_privileged(n, options, probes, report.results);
     // A few rounds: each writes and finds 2,621 pages of 1 GiB.

@@ -12,8 +12,7 @@ Command add_bench(CLI::App& dunk) {
 the other: system calls, page faults, page walks, trap delivery, Appel and
 Li's appel1/appel2, system-call interception (dunk's ring 3 against ptrace,
 seccomp and Syscall User Dispatch) and dirty-page tracking (dirty bits
-against mprotect, soft-dirty and userfaultfd, over 64 pages; over 1 GiB with --only "dirty tracking 1 GiB", the scan alone over 64 MiB to 64 GiB with --only "dirty scan"), and, with
---only "chunk reclaim", the first touch of a 1 GiB region when the guest-physical space is full. Besides the time per operation it counts exactly, per operation,
+against mprotect, soft-dirty and userfaultfd, over 64 pages; over 1 GiB with --only "dirty tracking 1 GiB", the scan alone over 64 MiB to 64 GiB with --only "dirty scan"). Besides the time per operation it counts exactly, per operation,
 the VM exits that reached dunk, the exits KVM saw and the host system calls
 of the thread. In an emulated machine (the nested test VM) read the ratios
 and the counts, not the times.
