@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/perf_event.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <pthread.h>
 #include <signal.h>
@@ -97,6 +98,63 @@ void fork_op(std::uint64_t n) {
   }
 }
 
+// Touches a page never touched before, each time in the next of `chunks`
+// 1 GiB regions of one reservation, round-robin. With more regions than the
+// guest-physical space has chunks, once the space is full every touch in VM
+// mode is the first of a chunk without GPA space, which takes a chunk back
+// from another (a reclaim: its leaves hidden, its memory slot deleted and
+// made anew). Natively each touch is a page fault.
+struct FarTouches {
+  char* base = nullptr;
+  std::uint64_t chunks = 0;
+  std::uint64_t next = 0;
+} far_touches;
+
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+void far_touch_op(std::uint64_t n) {
+  FarTouches& f = far_touches;
+  for (std::uint64_t i = 0; i < n; ++i, ++f.next) {
+    f.base[(f.next % f.chunks) * kGiB + (f.next / f.chunks) * 4096] = 1;
+  }
+}
+
+void add_chunk_reclaim(std::uint64_t n, const Probes& probes, Report& report) {
+  FarTouches& f = far_touches;
+  f.chunks = core::Machine::instance().mirror().chunk_capacity() + 16;
+  // Mapped and unmapped in VM mode, where the monitor sees it.
+  void* base = MAP_FAILED;
+  if (enter()) {
+    base = mmap(nullptr, f.chunks * kGiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    leave();
+  }
+  if (base == MAP_FAILED) {
+    Result r;
+    r.name = "chunk reclaim";
+    r.mode = "vm";
+    r.ns_per_op = -1;
+    r.note = fmt::format("cannot reserve {} GiB to fill the guest-physical space", f.chunks);
+    report.results.push_back(r);
+    return;
+  }
+  f.base = static_cast<char*>(base);
+  const std::uint64_t k = std::max<std::uint64_t>(n / 1000, 20);
+  report.results.push_back(measure("chunk reclaim", "native", k, false, probes, far_touch_op));
+  // Every chunk in use first (not measured): from here each touch reclaims.
+  if (enter()) {
+    far_touch_op(f.chunks);
+    leave();
+  }
+  Result vm = measure("chunk reclaim", "vm", k, true, probes, far_touch_op);
+  vm.note = "VM mode: a page's first touch in a 1 GiB region without guest-physical space, the space full (a fault "
+            "and a reclaim); native: a page's first touch";
+  report.results.push_back(vm);
+  if (enter()) {
+    munmap(base, f.chunks * kGiB);
+    leave();
+  }
+}
+
 struct ProcessBenchmark {
   const char* name;
   void (*loop)(std::uint64_t);
@@ -154,6 +212,9 @@ bool run(const Options& options, Report& report) {
     report.results.push_back(measure(b.name, "native", k, false, probes, b.loop));
     report.results.push_back(measure(b.name, "vm", k, true, probes, b.loop));
   }
+  // Before the privileged benchmarks: a program that uses the privileged
+  // paging API keeps every chunk it maps, so nothing is reclaimed after.
+  if (options.wants("chunk reclaim")) add_chunk_reclaim(n, probes, report);
   if (options.privileged) {
     run_privileged(n, options, probes, report.results);
     // A few rounds: each writes and finds 2,621 pages of 1 GiB.

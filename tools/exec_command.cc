@@ -15,7 +15,9 @@ moves the process into guest ring 0 of a KVM virtual machine of its own;
 every system call is then forwarded to the host kernel. LD_PRELOAD is
 inherited, so the programs PROG starts run in VM mode too. For the same
 reason dunk refuses, before starting anything, programs the dynamic linker
-does not preload into: statically linked ones and set-user-ID ones.
+does not preload into: statically linked ones and set-user-ID ones. A
+program whose first library is AddressSanitizer's runtime, which must come
+first, executes itself once more with that runtime ahead of dunk's library.
 
 With --gdb, PROG waits at its first instruction in VM mode for gdb to
 connect (`target remote 127.0.0.1:PORT`, or the socket's path); gdb then

@@ -98,6 +98,8 @@ StatsReport make_report(const core::Stats& stats, const std::vector<std::string>
   r.kvm_runs = stats.kvm_runs.load();
   r.dunk_calls = stats.dunk_calls.load();
   r.faults_resolved = stats.faults_resolved.load();
+  r.chunks_assigned = stats.chunks_assigned.load();
+  r.chunks_reclaimed = stats.chunks_reclaimed.load();
   auto exit_name = [](unsigned kind) { return std::string(core::exit_kind_name(static_cast<core::ExitKind>(kind))); };
   r.exits = named_counts(stats.exits, Stats::kExitKinds, exit_name, r.total_exits);
   r.exceptions = named_counts(stats.exceptions, Stats::kVectors, exception_name, r.total_exceptions);
@@ -117,6 +119,8 @@ std::string format_text(const StatsReport& r) {
   section(out, "system calls forwarded", r.total_syscalls, r.syscalls);
   line(out, 2, "dunk's own calls", r.dunk_calls);
   line(out, 2, "page faults resolved", r.faults_resolved);
+  line(out, 4, "GPA chunks assigned", r.chunks_assigned);
+  line(out, 4, "GPA chunks reclaimed", r.chunks_reclaimed);
   return out;
 }
 
@@ -142,6 +146,8 @@ std::string format_json(const StatsReport& r) {
   j["syscalls"] = object(r.syscalls);
   j["dunk_calls"] = r.dunk_calls;
   j["faults_resolved"] = r.faults_resolved;
+  j["chunks_assigned"] = r.chunks_assigned;
+  j["chunks_reclaimed"] = r.chunks_reclaimed;
   j["totals"] = {{"exits", r.total_exits}, {"exceptions", r.total_exceptions}, {"syscalls", r.total_syscalls}};
   j["exits_per_syscall"] = r.exits_per_syscall();
   // Arguments need not be UTF-8; replace what is not rather than fail.

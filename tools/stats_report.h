@@ -24,6 +24,8 @@ struct StatsReport {
   std::uint64_t kvm_runs = 0;
   std::uint64_t dunk_calls = 0;
   std::uint64_t faults_resolved = 0;
+  std::uint64_t chunks_assigned = 0;   // guest-physical chunks given on first touch
+  std::uint64_t chunks_reclaimed = 0;  // of those, taken back from another chunk
   // Non-zero entries only, by count descending (then by name).
   std::vector<NamedCount> exits;
   std::vector<NamedCount> exceptions;

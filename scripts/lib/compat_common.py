@@ -198,19 +198,20 @@ class Runner:
             pre += ["--stats-json", str(stats_path)]
         return pre + ["--"] + list(argv)
 
-    def __call__(self, mode, name, argv, timeout, cwd=None, tmpdir=None):
+    def __call__(self, mode, name, argv, timeout, cwd=None, tmpdir=None, extra_env=None):
         stats_path = self.results / f"{name}.{mode}.stats.json"
         tmpdir = Path(tmpdir or self.work / f"{name}.{mode}.tmp")
         tmpdir.mkdir(parents=True, exist_ok=True)
         if mode == "dunk":
             timeout = int(timeout * self.slow)
         r = run(self.argv(mode, argv, stats_path), self.results / f"{name}.{mode}.log", timeout,
-                cwd or tmpdir, self.env(tmpdir))
+                cwd or tmpdir, dict(self.env(tmpdir), **(extra_env or {})))
         r["mode"] = mode
         if mode == "dunk" and self.stats:
             try:
                 s = json.loads(stats_path.read_text())
-                r["stats"] = {k: s.get(k) for k in ("processes", "vcpus", "kvm_runs", "totals")}
+                r["stats"] = {k: s.get(k) for k in ("processes", "vcpus", "kvm_runs", "totals", "chunks_assigned",
+                                                    "chunks_reclaimed")}
             except (OSError, ValueError):
                 r["stats"] = None
         text = read_text(r["log"])

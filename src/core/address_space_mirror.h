@@ -3,12 +3,20 @@
 // An interface, so that handlers can be tested with a fake.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 
 #include "dunk/address.h"
 #include "dunk/result.h"
 
 namespace dunk::core {
+
+// What resolving a guest page fault took.
+struct FaultResolution {
+  bool resolved = false;               // the access succeeds when retried
+  std::uint32_t chunks_assigned = 0;   // chunks made resident for it
+  std::uint32_t chunks_reclaimed = 0;  // of which GPA space was taken back from another chunk
+};
 
 class AddressSpaceMirror {
  public:
@@ -22,12 +30,16 @@ class AddressSpaceMirror {
   virtual std::optional<int> protection(Hva address) noexcept = 0;
   // A page fault resolved the way the monitor resolves its own before the
   // program's handler sees it (the mirror brought up to date at `address`),
-  // in the tree whose root is `root` (Gpa(0): the process's). True when the
-  // access should now succeed.
-  virtual bool resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept = 0;
+  // in the tree whose root is `root` (Gpa(0): the process's): resolved when
+  // the access should now succeed, and the chunks it made resident.
+  virtual FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept = 0;
   // The GPA of `address`, assigning guest-physical space to its chunk if it
-  // has none yet (Dune's layout gave every address one).
+  // has none yet (Dune's layout gave every address one). The program knows
+  // it from now on: the chunk keeps it for good.
   virtual Result<Gpa> assign(Hva address) noexcept = 0;
+  // From now on every chunk with mappings has guest-physical space and
+  // keeps it (the program reads its page tables: Mirror::assign_eagerly).
+  virtual void assign_eagerly() noexcept = 0;
 
  protected:
   ~AddressSpaceMirror() = default;

@@ -43,7 +43,7 @@ Status Arena::reserve_between(Hva from, Hva limit) noexcept {
 
 Status Arena::recycle() noexcept {
   lock_.reset_after_fork();
-  long ret = sys::call(SYS_mmap, static_cast<long>(base_), static_cast<long>(kSize), PROT_NONE,
+  long ret = sys::call(SYS_mmap, static_cast<long>(base_), static_cast<long>(kSize - kTransitSize), PROT_NONE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
   if (sys::failed(ret)) return errno_error("mmap(dunk arena recycle) failed", ret);
   next_ = base_;
@@ -65,11 +65,19 @@ Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, boo
   bytes = (bytes + kPage - 1) & ~(kPage - 1);
   std::uint64_t start = next_ + (guard ? kPage : 0);
   start = (start + alignment - 1) & ~(std::uint64_t{alignment} - 1);
-  if (start + bytes > base_ + kSize) return Error{"dunk arena exhausted", ENOMEM};
+  if (start + bytes > base_ + kSize - kTransitSize) return Error{"dunk arena exhausted", ENOMEM};
   long ret = sys::call(SYS_mprotect, static_cast<long>(start), static_cast<long>(bytes),
                        PROT_READ | PROT_WRITE);
   if (sys::failed(ret)) return errno_error("mprotect(dunk arena commit) failed", ret);
   next_ = start + bytes;
+  return reinterpret_cast<std::byte*>(start);
+}
+
+Result<std::byte*> Arena::transit(std::size_t bytes) noexcept {
+  if (bytes > kTransitSize) return Error{"dunk arena: the transit region is too small", ENOMEM};
+  const std::uint64_t start = base_ + kSize - kTransitSize;
+  long ret = sys::call(SYS_mprotect, static_cast<long>(start), static_cast<long>(kTransitSize), PROT_READ | PROT_WRITE);
+  if (sys::failed(ret)) return errno_error("mprotect(dunk arena transit) failed", ret);
   return reinterpret_cast<std::byte*>(start);
 }
 

@@ -20,6 +20,10 @@ class Arena {
  public:
   static constexpr std::uint64_t kSize = std::uint64_t{1} << 30;
   static constexpr std::size_t kPage = arch::kPageSize4K;
+  // The top of the region, which allocate() never hands out and recycle()
+  // leaves as it is: where a fork child waits while it builds a VM of its
+  // own over the rest (transit()).
+  static constexpr std::size_t kTransitSize = 512 * 1024;
 
   // Reserves the region (inaccessible, no memory committed).
   Status reserve() noexcept;
@@ -29,11 +33,16 @@ class Arena {
   // physical address of its host address).
   Status reserve_between(Hva from, Hva limit) noexcept;
   bool reserved() const noexcept { return base_ != 0; }
-  // Replaces the whole region with fresh, inaccessible memory and forgets
-  // everything handed out. For a fork child building a VM of its own: the
-  // copy it inherited describes the parent's VM. Must not run on memory
-  // inside the arena (a monitor stack).
+  // Replaces the region but its transit part with fresh, inaccessible
+  // memory and forgets everything handed out. For a fork child building a
+  // VM of its own: the copy it inherited describes the parent's VM. Must
+  // not run on memory it replaces (a monitor stack); transit() is outside.
   Status recycle() noexcept;
+  // `bytes` (at most kTransitSize) of readable, writable memory at the top
+  // of the region, which recycle() keeps: for a fork child, a stack that
+  // is neither the parent's VM's (recycled) nor in the program's address
+  // space (where the program may expect nothing, and fault).
+  Result<std::byte*> transit(std::size_t bytes) noexcept;
   // Gives the region back to the kernel and forgets it (after
   // dunk::shutdown, for a VM that needs its arena elsewhere).
   void release() noexcept;

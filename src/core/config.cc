@@ -29,6 +29,7 @@ MachineConfig MachineConfig::from_environment(Lookup lookup) noexcept {
   if (parse(lookup("DUNK_KVM_FD"), value) && value >= 0 && value <= 0x7fffffff) c.inherited_kvm_fd = static_cast<int>(value);
   copy_path(c.kvm_device, lookup("DUNK_KVM_DEVICE"));
   if (parse(lookup("DUNK_MAX_VCPUS"), value) && value > 0 && value <= 0xffffff) c.max_vcpus = static_cast<unsigned>(value);
+  if (parse(lookup("DUNK_GPA_BITS"), value) && value >= 32 && value <= 52) c.gpa_bits = static_cast<unsigned>(value);
   if (parse(lookup("DUNK_REQUIRE_KVM_CAP"), value, 0) && value >= 0) c.required_capability = value;
   copy_path(c.stats_path, lookup("DUNK_STATS"));
   if (parse(lookup("DUNK_STRACE_FD"), value) && value >= 0 && value <= 0x7fffffff) c.strace_fd = static_cast<int>(value);

@@ -14,6 +14,7 @@ struct MachineConfig {
   int inherited_kvm_fd = -1;           // DUNK_KVM_FD: a KVM handle `dunk exec` passed down
   char kvm_device[kPathMax] = "/dev/kvm";  // DUNK_KVM_DEVICE
   unsigned max_vcpus = 0;              // DUNK_MAX_VCPUS: below KVM's limit (0: KVM's)
+  unsigned gpa_bits = 0;               // DUNK_GPA_BITS: a guest-physical space narrower than the CPU's (0: the CPU's)
   long required_capability = -1;       // DUNK_REQUIRE_KVM_CAP: one more capability KVM must have
   char stats_path[kPathMax] = "";      // DUNK_STATS: the --stats file the process tree adds to
   int strace_fd = -1;                  // DUNK_STRACE_FD: where --strace lines go

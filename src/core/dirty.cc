@@ -105,7 +105,7 @@ void note_kernel_write(Hva start, std::uint64_t length) noexcept {
   if (machine == nullptr || length == 0) return;
   Mirror& mirror = machine->mirror();
   for (unsigned id = 0; id < Mirror::kMaxTrees; ++id) {
-    if (arch::PageTable* tree = mirror.tree(id)) (void)tree->mark_written(identity_gva(start), length);
+    if (arch::PageTable* tree = mirror.tree_as_is(id)) (void)tree->mark_written(identity_gva(start), length);
   }
 }
 
@@ -271,7 +271,7 @@ void DirtyPass::scan(Hva start, std::uint64_t size, arch::LeafVisitor visit) noe
   for (const Range& piece : pieces) {
     if (piece.start >= piece.end) continue;
     for (unsigned id = 0; id < Mirror::kMaxTrees; ++id) {
-      arch::PageTable* tree = mirror_->tree(id);
+      arch::PageTable* tree = mirror_->tree_as_is(id);
       if (tree == nullptr) continue;
       tree->scan_dirty(Gva(piece.start), piece.end - piece.start, options, visit, &counts_);
     }

@@ -79,8 +79,8 @@ Status enter_fork_child(const guest::TrapFrame& frame, const core::UserSegments&
   core::dunk_run_on_stack(cpu->monitor_stack_top, &core::monitor_main, cpu);
 }
 
-// What a fork child needs to resume the program, on a stack outside dunk's
-// arena (which building its own VM replaces).
+// What a fork child needs to resume the program, on the arena's transit
+// region (building its own VM replaces the rest of the arena).
 struct ForkChild {
   guest::TrapFrame frame;
   core::UserSegments segments;
@@ -121,15 +121,14 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
   const bool shares_fd_table = (clone_flags & CLONE_FILES) != 0;
   forget_parent_vm(shares_fd_table);
   if (follow) {
-    // This stack lies in the arena, which the new VM recycles: move to a
-    // stack of the child's own first (it stays, 256 KiB, for the child's
-    // life; the child's monitor runs on a stack of the new arena).
+    // This stack lies in the arena, which the new VM recycles: move to the
+    // arena's transit region first, which recycling keeps (the child's
+    // monitor then runs on a stack of the new arena). Not to memory mapped
+    // anywhere else: the program may expect a fault there.
     constexpr std::size_t kStack = 256 * 1024;
     const std::size_t size = kStack + sizeof(ForkChild) + machine.xsave_size();
-    long memory = sys::call(SYS_mmap, 0, static_cast<long>(size), PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (!sys::failed(memory)) {
-      auto* child = reinterpret_cast<ForkChild*>(memory + static_cast<long>(kStack));
+    if (Result<std::byte*> memory = machine.arena().transit(size); memory.ok()) {
+      auto* child = reinterpret_cast<ForkChild*>(*memory + kStack);
       child->frame = *frame;
       child->segments = segments;
       child->altstack = altstack;

@@ -15,10 +15,13 @@ namespace dunk::core {
 bool Monitor::resolve_page_fault(const TrapFrame& f) noexcept {
   if (f.vector != static_cast<std::uint64_t>(arch::Vector::kPageFault)) return false;
   const arch::PageFaultError error = arch::decode_page_fault_error(f.error_code);
-  if (!machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, Gpa(cpu_.area->root))) {
-    return false;
-  }
-  machine_.stats().add(machine_.stats().faults_resolved);
+  const FaultResolution r =
+      machine_.mirror().resolve_fault(Hva(f.cr2), error.write, error.instruction_fetch, Gpa(cpu_.area->root));
+  Stats& stats = machine_.stats();
+  stats.chunks_assigned.fetch_add(r.chunks_assigned, std::memory_order_relaxed);
+  stats.chunks_reclaimed.fetch_add(r.chunks_reclaimed, std::memory_order_relaxed);
+  if (!r.resolved) return false;
+  stats.add(stats.faults_resolved);
   return true;
 }
 

@@ -28,6 +28,7 @@ Result<GpaSpace> GpaSpace::create(const GpaSpaceConfig& config, GpaSpaceStorage 
   if (storage.directory.size() < directory_entries(config.chunk_shift)) {
     return Error{"GpaSpace: directory storage too small", EINVAL};
   }
+  if (storage.marks.size() < storage.reverse.size()) return Error{"GpaSpace: mark storage too small", EINVAL};
   GpaSpace space;
   space.chunk_shift_ = config.chunk_shift;
   space.identity_ = config.identity;
@@ -41,6 +42,7 @@ Result<GpaSpace> GpaSpace::create(const GpaSpaceConfig& config, GpaSpaceStorage 
   }
   space.capacity_ = std::min(usable, config.max_chunks);
   space.storage_.reverse = storage.reverse.first(gpa_chunks);
+  space.storage_.marks = storage.marks.first(gpa_chunks);
   if (space.capacity_ == 0) return Error{"GpaSpace: no guest-physical space left after reservations", ENOSPC};
   return space;
 }
@@ -91,14 +93,16 @@ Result<ChunkAssignment> GpaSpace::assign(Hva address, bool* created) noexcept {
     return Error{"address beyond 47-bit user space cannot be mirrored (4-level guest paging)", EFAULT};
   }
   if (auto existing = assignment(address)) return *existing;
-  if (assigned_ >= capacity_) {
-    return Error{"guest-physical address space exhausted: too many distinct 1 GiB regions mapped", ENOMEM};
-  }
+  if (full()) return Error{"every guest-physical chunk is in use", ENOMEM};
   const std::uint64_t host_chunk = address.value() >> chunk_shift_;
   const std::optional<std::uint32_t> g = free_chunk(host_chunk);
   if (!g) return Error{"guest-physical address space exhausted", ENOMEM};
   storage_.reverse[*g] = static_cast<std::uint32_t>(host_chunk + 1);
   storage_.directory[host_chunk] = *g + 1;
+  // Just assigned for an access about to happen: not the next victim. In
+  // Dune's layout, a chunk at its own address keeps it for good: code may
+  // take its guest-physical address to be its host address.
+  storage_.marks[*g] = identity_ && *g == host_chunk ? kPinned : kReferenced;
   ++assigned_;
   next_free_hint_ = *g + 1;
   if (created != nullptr) *created = true;
@@ -131,8 +135,31 @@ void GpaSpace::release(Hva address) noexcept {
   std::uint32_t entry = storage_.directory[host_chunk];
   if (entry == 0) return;
   storage_.reverse[entry - 1] = 0;
+  storage_.marks[entry - 1] = 0;
   storage_.directory[host_chunk] = 0;
   --assigned_;
+}
+
+void GpaSpace::pin(Hva address) noexcept {
+  if (address.value() >= kUserSpaceEnd) return;
+  const std::uint32_t entry = storage_.directory[address.value() >> chunk_shift_];
+  if (entry != 0) storage_.marks[entry - 1] |= kPinned;
+}
+
+bool GpaSpace::pinned(Hva address) const noexcept {
+  if (address.value() >= kUserSpaceEnd) return false;
+  const std::uint32_t entry = storage_.directory[address.value() >> chunk_shift_];
+  return entry != 0 && (storage_.marks[entry - 1] & kPinned) != 0;
+}
+
+std::optional<std::uint32_t> GpaSpace::advance_hand() noexcept {
+  const auto size = static_cast<std::uint32_t>(storage_.reverse.size());
+  for (std::uint32_t i = 0; i < size; ++i) {
+    const std::uint32_t g = hand_;
+    hand_ = (hand_ + 1) % size;
+    if (storage_.reverse[g] != 0 && (storage_.marks[g] & kPinned) == 0) return g;
+  }
+  return std::nullopt;
 }
 
 }  // namespace dunk::core

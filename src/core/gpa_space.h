@@ -3,11 +3,18 @@
 // The guest maps every host virtual address to itself, so the guest-physical
 // address (GPA) behind a page only has to be unique and fit the CPU's
 // physical width. Host user space spans 47 bits (128 TiB); the guest-physical
-// space may be as small as 39 bits (512 GiB). GpaSpace hands out GPA space in
+// space may be as small as 36 bits (64 GiB). GpaSpace hands out GPA space in
 // aligned chunks, on demand, to the chunks of host address space the process
 // actually uses: host chunk H (chunk-aligned) gets GPA chunk G, and every
 // address H + o inside it translates to G + o. Each assignment becomes one KVM
 // memory slot.
+//
+// When every GPA chunk is in use, one is taken back from the host chunk that
+// holds it (choose_victim, then release): the process's address space may be
+// any size, only the chunks in use at once have to fit. Victims are chosen
+// in clock order, skipping chunks used since the hand last passed (a
+// referenced mark set at assignment, and the caller's accessed test) and
+// pinned ones.
 //
 // Pure bookkeeping: no KVM, no system calls, no allocation. The directory
 // (host chunk -> GPA chunk) lives in caller-provided memory.
@@ -68,6 +75,9 @@ struct GpaSpaceStorage {
   // One entry per GPA chunk that may be handed out, zeroed: 0 = free,
   // n = host chunk n - 1. Its size bounds the GPA chunks in use.
   std::span<std::uint32_t> reverse;
+  // One entry per entry of `reverse`, zeroed: the chunk's pinned and
+  // referenced marks.
+  std::span<std::uint8_t> marks;
 };
 
 class GpaSpace {
@@ -93,17 +103,39 @@ class GpaSpace {
 
   // Assigns GPA space to the chunk containing `address` (or returns the
   // existing assignment). `created` tells whether this call made it, i.e.
-  // whether a memory slot must be installed.
+  // whether a memory slot must be installed. Fails with ENOMEM when every
+  // GPA chunk is in use: choose_victim() and release() make room.
   Result<ChunkAssignment> assign(Hva address, bool* created = nullptr) noexcept;
   // Gives a chunk's GPA space back (its memory slot must be deleted first).
   void release(Hva address) noexcept;
   // The assignment of the chunk containing `address`, if any.
   std::optional<ChunkAssignment> assignment(Hva address) const noexcept;
+  bool full() const noexcept { return assigned_ >= capacity_; }
+
+  // The assigned chunk containing `address` is never chosen as a victim.
+  void pin(Hva address) noexcept;
+  bool pinned(Hva address) const noexcept;
+
+  // The assignment to take back next, in clock order: the first unpinned
+  // chunk after the hand that was not used since the hand last passed it.
+  // A chunk counts as used when it was assigned since, or when
+  // `accessed(host chunk)` says so (the caller's test of the hardware's
+  // accessed bits, which it clears as it reads them). After two turns
+  // without an unused chunk, the one at the hand. nullopt: every assigned
+  // chunk is pinned.
+  template <class Accessed>
+  std::optional<ChunkAssignment> choose_victim(Accessed&& accessed) noexcept;
 
  private:
   GpaSpace() noexcept = default;
   bool reserved(std::uint64_t gpa_chunk) const noexcept;
   ChunkAssignment describe(std::uint64_t host_chunk, std::uint32_t gpa_chunk) const noexcept;
+  // The next candidate under the clock hand that is assigned and unpinned;
+  // advances the hand past it. nullopt when there is none.
+  std::optional<std::uint32_t> advance_hand() noexcept;
+
+  static constexpr std::uint8_t kPinned = 1;
+  static constexpr std::uint8_t kReferenced = 2;
 
   std::optional<std::uint32_t> free_chunk(std::uint64_t host_chunk) const noexcept;
 
@@ -112,8 +144,27 @@ class GpaSpace {
   std::uint32_t capacity_ = 0;
   std::uint32_t assigned_ = 0;
   std::uint32_t next_free_hint_ = 0;
+  std::uint32_t hand_ = 0;
   std::span<const GpaRange> reserved_;
   GpaSpaceStorage storage_;
 };
+
+template <class Accessed>
+std::optional<ChunkAssignment> GpaSpace::choose_victim(Accessed&& accessed) noexcept {
+  // Two turns: the first may only clear marks.
+  const auto turns = 2 * static_cast<std::uint64_t>(storage_.reverse.size());
+  for (std::uint64_t step = 0; step < turns; ++step) {
+    const std::optional<std::uint32_t> g = advance_hand();
+    if (!g) return std::nullopt;
+    const std::uint64_t host_chunk = storage_.reverse[*g] - 1;
+    bool used = (storage_.marks[*g] & kReferenced) != 0;
+    storage_.marks[*g] &= static_cast<std::uint8_t>(~kReferenced);
+    if (accessed(Hva(host_chunk << chunk_shift_))) used = true;
+    if (!used) return describe(host_chunk, *g);
+  }
+  const std::optional<std::uint32_t> g = advance_hand();
+  if (!g) return std::nullopt;
+  return describe(storage_.reverse[*g] - 1, *g);
+}
 
 }  // namespace dunk::core

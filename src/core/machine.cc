@@ -99,6 +99,26 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
 
 }  // namespace
 
+// dunk's guest code runs at CPL 0, the host process (the monitor included)
+// at CPL 3.
+bool running_in_guest() noexcept {
+  std::uint16_t cs;
+  asm volatile("mov %%cs, %0" : "=r"(cs));
+  return (cs & 3) == 0;
+}
+
+Status VmMemorySlots::set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept {
+  if (!running_in_guest()) return vm->set_memory_region(slot, gpa, size, hva);
+  kvm_userspace_memory_region region{};
+  region.slot = slot;
+  region.guest_phys_addr = gpa.value();
+  region.memory_size = size;
+  region.userspace_addr = hva.value();
+  const long ret = sys::call(DUNK_SYSCALL_OWN_IOCTL, vm->fd(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<long>(&region));
+  if (sys::failed(ret)) return errno_error("ioctl(KVM_SET_USER_MEMORY_REGION) from the guest failed", ret);
+  return {};
+}
+
 Machine& Machine::instance() noexcept {
   // Constructed once, never destroyed: vCPU threads may run until the very
   // end of the process, after static destructors.
@@ -242,12 +262,15 @@ Status Machine::build_idt() noexcept {
 }
 
 Status Machine::setup_stats() noexcept {
+  // In the arena, like every mapping of dunk's.
+  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(Stats)));
   // `dunk exec --stats` names a file every process of the tree adds to.
   const char* path = config_.stats_path;
   if (*path != '\0') {
     long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDWR | O_CLOEXEC);
     if (!sys::failed(fd)) {
-      long addr = sys::call(SYS_mmap, 0, sizeof(Stats), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      long addr = sys::call(SYS_mmap, reinterpret_cast<long>(memory), sizeof(Stats), PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_FIXED, fd, 0);
       sys::call(SYS_close, fd);
       if (!sys::failed(addr)) {
         auto* shared = reinterpret_cast<Stats*>(addr);
@@ -256,13 +279,16 @@ Status Machine::setup_stats() noexcept {
           stats_->add(stats_->processes);
           return {};
         }
-        sys::call(SYS_munmap, addr, sizeof(Stats));
       }
+      // Private zeroed memory again in its place (a failed MAP_FIXED may
+      // have unmapped it).
+      addr = sys::call(SYS_mmap, reinterpret_cast<long>(memory), sizeof(Stats), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (sys::failed(addr)) return errno_error("mmap(dunk stats block) failed", addr);
     }
     // A stats file that cannot be used must not stop the program; its
     // counts go to a private block instead.
   }
-  DUNK_ASSIGN_OR_RETURN(std::byte* memory, arena_.allocate(sizeof(Stats)));
   stats_ = reinterpret_cast<Stats*>(memory);
   stats_->magic = Stats::kMagic;
   stats_->version = Stats::kVersion;
@@ -324,11 +350,18 @@ Status Machine::create(const EnterOptions& options) noexcept {
   identity_physical_ = options.identity_physical;
   user_mirror_ = options.user_mirror;
   small_pages_ = options.small_pages;
+  // DUNK_GPA_BITS=N narrows the guest-physical space (to test a small one);
+  // the page tables still follow the CPU.
+  const unsigned gpa_bits =
+      config_.gpa_bits > 30 && config_.gpa_bits < features_.phys_bits ? config_.gpa_bits : features_.phys_bits;
   // A fork child's arena still holds its parent's VM: start afresh (at the
   // same address, which keeps an identity layout). After dunk::shutdown of
-  // a VM of the other layout, an arena outside the identity window moves.
-  const Hva identity_end = identity_limit(features_.phys_bits);
-  if (identity_physical_ && arena_.reserved() &&
+  // a VM of the other layout, an arena outside the identity window moves;
+  // never while this thread runs on it (a fork child waits on its transit
+  // region, which recycling keeps).
+  const Hva identity_end = identity_limit(gpa_bits);
+  const bool on_arena = arena_.reserved() && arena_.contains(Hva(reinterpret_cast<std::uint64_t>(__builtin_frame_address(0))));
+  if (identity_physical_ && arena_.reserved() && !on_arena &&
       (arena_.base() < kIdentityArenaFrom || arena_.end() > identity_end)) {
     arena_.release();
   }
@@ -340,7 +373,7 @@ Status Machine::create(const EnterOptions& options) noexcept {
     DUNK_TRY(arena_.reserve());
   }
   MirrorConfig config{
-      .gpa = {.phys_bits = features_.phys_bits,
+      .gpa = {.phys_bits = gpa_bits,
               .chunk_shift = 30,
               .max_chunks = static_cast<std::uint32_t>(kvm_->check_extension(KVM_CAP_NR_MEMSLOTS)),
               .reserved = default_reserved_gpa_ranges(),
@@ -349,7 +382,8 @@ Status Machine::create(const EnterOptions& options) noexcept {
       .user_mirror = user_mirror_,
       .largest = small_pages_ ? arch::PageSize::k4K : arch::PageSize::k1G,
   };
-  DUNK_TRY(mirror_.init(*vm_, arena_, config));
+  slots_.vm = &*vm_;
+  DUNK_TRY(mirror_.init(slots_, arena_, config));
   dunk_fds_.add(kvm_->fd());
   dunk_fds_.add(vm_->fd());
   dunk_fds_.add(mirror_.probe_fd());
@@ -466,10 +500,7 @@ Status Machine::destroy() noexcept {
   vm_.reset();
   dunk_fds_.remove(kvm_->fd());
   kvm_.reset();  // a copy of an inherited handle (DUNK_KVM_FD), which stays
-  if (!arena_.contains(Hva(reinterpret_cast<std::uint64_t>(stats_)))) {
-    sys::call(SYS_munmap, reinterpret_cast<long>(stats_), sizeof(Stats));  // the --stats file's block
-  }
-  stats_ = nullptr;
+  stats_ = nullptr;  // in the arena (the --stats file's block too), recycled below
   idt_ = nullptr;
   fpu_init_ = nullptr;
   interrupts_ = false;
@@ -550,7 +581,11 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   // KVM_CREATE_VCPU's bare EINVAL. The program's thread creation fails with
   // EAGAIN, as when the kernel runs out of threads.
   if (id >= max_vcpus_) return Error{vcpu_limit_message_, EAGAIN};
-  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_));
+  // The run page in the arena, like every mapping of dunk's: the program's
+  // address space holds only what it mapped itself (a fork child's vCPU
+  // must not land in a hole the program left, where it expects a fault).
+  DUNK_ASSIGN_OR_RETURN(std::byte* run_page, arena_.allocate(vcpu_mmap_size_));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));

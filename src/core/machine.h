@@ -33,6 +33,16 @@ namespace dunk::core {
 
 class Cpu;
 
+// The mirror's memory slots are the VM's. The mirror changes them from the
+// monitor (a first touch, a reclaim) and from dunk's code in the guest (the
+// privileged paging API's calls), whose ioctl goes to the monitor as
+// DUNK_SYSCALL_OWN_IOCTL: the plain one names a descriptor of dunk's, which
+// the program's calls may not.
+struct VmMemorySlots final : MemorySlots {
+  kvm::Vm* vm = nullptr;
+  Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept override;
+};
+
 class Machine {
  public:
   // The process's machine; created() tells whether it holds a VM.
@@ -159,6 +169,7 @@ class Machine {
   std::optional<kvm::System> kvm_;
   std::optional<kvm::Vm> vm_;
   Arena arena_;
+  VmMemorySlots slots_;
   Mirror mirror_;
   LdtMirror ldt_;
   kvm::CpuidBuffer cpuid_{};

@@ -4,10 +4,20 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <utility>
 
+#include "arch/x86_64/vectors.h"
 #include "base/fd_placement.h"
 #include "base/proc_maps.h"
 #include "base/syscall.h"
+#include "guest/abi.h"
+#include "guest/dispatch.h"
+
+// The bounds of the ELF image dunk is linked into (the program, or the
+// preload library), defined by the linker for the image that references
+// them.
+extern "C" const char __ehdr_start[] __attribute__((visibility("hidden")));
+extern "C" const char _end[] __attribute__((visibility("hidden")));
 
 namespace dunk::core {
 namespace {
@@ -36,8 +46,8 @@ int prot_of(const MapEntry& entry) noexcept {
 
 }  // namespace
 
-Status Mirror::init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexcept {
-  vm_ = &vm;
+Status Mirror::init(MemorySlots& slots, Arena& arena, const MirrorConfig& config) noexcept {
+  slots_ = &slots;
   arena_ = &arena;
   config_ = config;
 
@@ -45,8 +55,10 @@ Status Mirror::init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexc
   const std::uint64_t reverse = GpaSpace::reverse_entries(config.gpa);
   DUNK_ASSIGN_OR_RETURN(std::byte* dir, arena.allocate(entries * sizeof(std::uint32_t)));
   DUNK_ASSIGN_OR_RETURN(std::byte* rev, arena.allocate(reverse * sizeof(std::uint32_t)));
+  DUNK_ASSIGN_OR_RETURN(std::byte* marks, arena.allocate(reverse));
   GpaSpaceStorage storage{{reinterpret_cast<std::uint32_t*>(dir), entries},
-                          {reinterpret_cast<std::uint32_t*>(rev), reverse}};
+                          {reinterpret_cast<std::uint32_t*>(rev), reverse},
+                          {reinterpret_cast<std::uint8_t*>(marks), reverse}};
   DUNK_ASSIGN_OR_RETURN(GpaSpace space, GpaSpace::create(config.gpa, storage));
   gpa_.emplace(std::move(space));
 
@@ -54,7 +66,8 @@ Status Mirror::init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexc
   if (arena.base().value() % gpa_->chunk_size() != 0 || Arena::kSize > gpa_->chunk_size()) {
     return Error{"dunk arena does not fit one GPA chunk", EINVAL};
   }
-  DUNK_TRY(ensure_chunk(arena.base()));
+  DUNK_TRY(make_resident(arena.base()));
+  gpa_->pin(arena.base());
   arena_gpa_ = gpa_->translate(arena.base())->value();
 
   DUNK_ASSIGN_OR_RETURN(arch::PageTable table, arch::PageTable::create(*this, config.paging));
@@ -65,6 +78,16 @@ Status Mirror::init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexc
   // structures are reached by linear address (GDT, TSS, IDT, vCPU areas),
   // and an uncommitted part is as inaccessible to the guest as to the host.
   DUNK_TRY(set_locked(arena.base(), arena.end(), PROT_READ | PROT_WRITE, Owner::kDunk));
+  // dunk's ring-0 entry code runs with no fault allowed (a fault there is
+  // fatal, and the IDT stubs are what a fault would run), and reads data of
+  // dunk's image (the shootdown generation, the trap handler table): the
+  // chunks of the whole image stay resident.
+  DUNK_TRY(pin_range(Hva(reinterpret_cast<std::uint64_t>(__ehdr_start)),
+                     Hva(reinterpret_cast<std::uint64_t>(_end))));
+  // A program that handles page faults itself would see first touches.
+  if (guest::dunk_trap_handlers[static_cast<unsigned>(arch::Vector::kPageFault)] != nullptr) {
+    eager_.store(true, std::memory_order_release);
+  }
 
   long fd = sys::call(SYS_memfd_create, reinterpret_cast<long>("dunk-probe"), MFD_CLOEXEC);
   if (sys::failed(fd)) return errno_error("memfd_create(dunk-probe) failed", fd);
@@ -94,23 +117,169 @@ arch::PageTableEntry* Mirror::table_at(Gpa gpa) noexcept {
   return (arena_->base() + offset).as_ptr<arch::PageTableEntry>();
 }
 
-Status Mirror::ensure_chunk(Hva address) noexcept {
+std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
+
+std::optional<Hva> Mirror::host_of(Gpa address) noexcept {
+  if (!gpa_) return std::nullopt;
+  assign_eagerly();
+  return gpa_->reverse(address);
+}
+
+// --- residency ---------------------------------------------------------------
+
+Status Mirror::install(const ChunkAssignment& chunk) noexcept {
+  return slots_->set_memory_region(chunk.slot, chunk.guest, chunk.size, chunk.host);
+}
+
+Result<ChunkAssignment> Mirror::take_chunk(Hva address, bool* created, FaultResolution* counts) noexcept {
+  if (!gpa_->full() || gpa_->assignment(address)) return gpa_->assign(address, created);
+  if (eager_.load(std::memory_order_relaxed)) {
+    return Error{"guest-physical address space exhausted: the program uses the privileged paging API, so every "
+                 "1 GiB region it maps keeps its guest-physical space",
+                 ENOMEM};
+  }
+  auto victim = gpa_->choose_victim([this](Hva host) { return chunk_accessed(host); });
+  if (!victim) return Error{"every guest-physical chunk is pinned: none can be reclaimed", ENOMEM};
+  DUNK_TRY(evict(*victim));
+  if (counts != nullptr) ++counts->chunks_reclaimed;
+  return gpa_->assign(address, created);
+}
+
+Status Mirror::make_resident(Hva address, FaultResolution* counts) noexcept {
   bool created = false;
-  DUNK_ASSIGN_OR_RETURN(ChunkAssignment chunk, gpa_->assign(address, &created));
-  if (!created) return {};
-  Status slot = vm_->set_memory_region(chunk.slot, chunk.guest, chunk.size, chunk.host);
-  if (!slot) {
-    gpa_->release(address);
-    return slot;
+  DUNK_ASSIGN_OR_RETURN(ChunkAssignment chunk, take_chunk(address, &created, counts));
+  if (created) {
+    if (Status slot = install(chunk); !slot) {
+      gpa_->release(address);
+      return slot;
+    }
+    if (counts != nullptr) ++counts->chunks_assigned;
+  }
+  // What was mapped while the chunk had no GPA space (or lost it) comes
+  // into service; not present before, so no TLB holds it.
+  for (std::optional<arch::PageTable>& tree : trees_) {
+    if (tree) tree->reveal(identity_gva(chunk.host), chunk.size, chunk.guest, static_cast<std::uint8_t>(Owner::kHost));
   }
   return {};
 }
 
-std::optional<Gpa> Mirror::translate(Hva address) const noexcept { return gpa_->translate(address); }
+Status Mirror::evict(const ChunkAssignment& victim) noexcept {
+  // Out of service in every tree first: from here a walk through any of
+  // them faults, and the fault makes the chunk resident again. The
+  // program's own entries are not in a chunk that can be evicted (the
+  // privileged API makes the mirror assign eagerly), but are kept anyway.
+  const arch::EditOptions keep{.keep_software = static_cast<int>(Owner::kUser)};
+  for (std::optional<arch::PageTable>& tree : trees_) {
+    if (tree) DUNK_TRY(tree->hide(identity_gva(victim.host), victim.size, static_cast<std::uint8_t>(Owner::kHost), keep));
+  }
+  // Deleting the slot is the TLB shootdown. KVM must guarantee that no vCPU
+  // reaches a deleted slot's memory once this returns (the caller may unmap
+  // it), so it drops its nested page tables and flushes every vCPU's TLB —
+  // the guest's linear translations included, which end in the same host
+  // pages: it kicks each vCPU running in the guest out with a host IPI and
+  // waits for it, and flushes the others before their next entry
+  // (arch/x86/kvm/mmu: kvm_mmu_zap_all_fast, kvm_mmu_load). That reaches
+  // every vCPU wherever it is — in the guest with interrupts off, in ring 3,
+  // in a blocking system call — with no signal (the program may block them
+  // all) and no interrupt (dunk exec's VMs have none).
+  DUNK_TRY(slots_->set_memory_region(victim.slot, victim.guest, 0, victim.host));
+  gpa_->release(victim.host);
+  ++chunks_reclaimed_;
+  return {};
+}
+
+bool Mirror::chunk_accessed(Hva chunk) noexcept {
+  // The entries one level above the chunk's pages cover it whole (for 1 GiB
+  // chunks, one PDPT entry); the CPU sets their accessed bit on every walk
+  // through them (SDM vol. 3A §4.8, "Accessed and Dirty Flags"). Walks
+  // served from the TLB set nothing, so a busy chunk may look idle: the
+  // clock then takes it and the next access faults it back in.
+  unsigned level = arch::kPagingLevels;
+  while (level > 1 && arch::level_span(level) > gpa_->chunk_size()) --level;
+  const std::uint64_t step = arch::level_span(level);
+  const unsigned index = arch::kPagingLevels - level;  // path() lists the top level first
+  bool accessed = false;
+  for (std::optional<arch::PageTable>& tree : trees_) {
+    if (!tree) continue;
+    for (std::uint64_t va = chunk.value(); va < chunk.value() + gpa_->chunk_size(); va += step) {
+      arch::PageTableEntry* path[arch::kPagingLevels];
+      if (tree->path(identity_gva(Hva(va)), path) <= index) continue;
+      // Dirty tracking prunes its scans by the accessed bits of table
+      // entries (arch::DirtyScanOptions::prune): a table entry keeps that it
+      // was accessed in a bit of its own, so that a scan still descends.
+      arch::PageTableEntry current = arch::load_entry(path[index]);
+      const bool leaf = current.is_leaf(level);
+      while (current.accessed() &&
+             !arch::exchange_entry(path[index], current,
+                                   leaf ? arch::PageTableEntry(current).set_accessed(false)
+                                        : current.with_accessed_taken())) {
+      }
+      accessed |= current.accessed();
+    }
+  }
+  return accessed;
+}
+
+Status Mirror::pin_range(Hva start, Hva end) noexcept {
+  for (Hva chunk = gpa_->chunk_of(start); chunk < end; chunk = chunk + gpa_->chunk_size()) {
+    DUNK_TRY(make_resident(chunk));
+    gpa_->pin(chunk);
+  }
+  return {};
+}
+
+void Mirror::assign_eagerly() noexcept {
+  if (eager_.load(std::memory_order_acquire) || !gpa_) return;
+  // Guest code asks the monitor: the re-reading below runs under the lock
+  // and calls into libc, whose chunk may not be resident yet, and the fault
+  // of its first touch would wait for the lock this thread holds.
+  if (running_in_guest()) {
+    (void)sys::call(DUNK_SYSCALL_ASSIGN_EAGERLY);
+    return;
+  }
+  // The privileged API calls this from guest code too, where a system call
+  // made under the lock (an mprotect committing a table) would wait for the
+  // monitor, which would wait for the lock: tables come from a reserve
+  // committed first (see Arena::take_free_page).
+  (void)arena_->stock_pages(kEagerTableReserve);
+  LockGuard hold(lock_);
+  const bool reserve_only = std::exchange(reserve_only_, true);
+  (void)assign_eagerly_locked();
+  reserve_only_ = reserve_only;
+}
+
+Status Mirror::assign_eagerly_locked() noexcept {
+  if (eager_.load(std::memory_order_relaxed)) return {};
+  // What was unmapped while no thread was in VM mode is still in the
+  // tables, hidden: the host's view first, so that only chunks with memory
+  // take GPA space.
+  Status status = sync_locked(Hva(0), Hva(kUserSpaceEnd));
+  eager_.store(true, std::memory_order_release);
+  // Every chunk with hidden leaves, in any tree, becomes resident. A chunk
+  // that finds no GPA space stays hidden; its accesses fault and fail.
+  // (Revealing changes leaves only, never the tables the walk follows.)
+  for (std::optional<arch::PageTable>& tree : trees_) {
+    if (!tree) continue;
+    std::optional<Hva> last;
+    tree->for_each_hidden_leaf(Gva(0), kUserSpaceEnd, [&](Gva page, arch::PageSize, arch::PageTableEntry& e) {
+      const Hva chunk = gpa_->chunk_of(identity_hva(page));
+      if (arch::load_entry(&e).software() != static_cast<std::uint8_t>(Owner::kHost) || chunk == last) return;
+      last = chunk;
+      if (Status s = make_resident(chunk); !s && status) status = s;
+    });
+  }
+  return status;
+}
+
+// --- keeping the tables current ------------------------------------------------
 
 Result<Gpa> Mirror::assign(Hva address) noexcept {
+  // The program is about to hold this guest-physical address (and store it
+  // in entries of its own): from now on nothing it may have learnt moves.
+  assign_eagerly();
   LockGuard hold(lock_);
-  DUNK_TRY(ensure_chunk(address));
+  DUNK_TRY(make_resident(address));
+  gpa_->pin(address);
   return *gpa_->translate(address);
 }
 
@@ -191,11 +360,20 @@ Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Own
 
   const std::uint64_t chunk = gpa_->chunk_size();
   for (Hva piece = start; piece < end;) {
-    Hva piece_end = std::min(end, piece.align_down(chunk) + chunk);
-    DUNK_TRY(ensure_chunk(piece));
-    Gpa gpa = *gpa_->translate(piece);
-    DUNK_TRY(tree.map(identity_gva(piece), gpa, piece_end - piece,
-                      attributes_for(prot, owner, user, config_.user_mirror), config_.largest, keep));
+    const Hva base = piece.align_down(chunk);
+    const Hva piece_end = std::min(end, base + chunk);
+    if (eager_.load(std::memory_order_relaxed)) DUNK_TRY(make_resident(piece));
+    const arch::PageAttributes attrs = attributes_for(prot, owner, user, config_.user_mirror);
+    if (std::optional<Gpa> gpa = gpa_->translate(piece)) {
+      DUNK_TRY(tree.map(identity_gva(piece), *gpa, piece_end - piece, attrs, config_.largest, keep));
+    } else {
+      // No GPA space yet: known, not in service. The frame is the offset in
+      // the chunk, so the pages get the sizes they will have once resident.
+      arch::EditOptions hidden = keep;
+      hidden.hidden = true;
+      DUNK_TRY(tree.map(identity_gva(piece), Gpa(piece - base), piece_end - piece, attrs, config_.largest,
+                        hidden));
+    }
     piece = piece_end;
   }
   return {};
@@ -226,9 +404,12 @@ Status Mirror::sync_locked(Hva start, Hva end) noexcept {
   return {};
 }
 
-std::optional<int> Mirror::protection(Hva address) noexcept { return protection_in(*trees_[0], address); }
+std::optional<int> Mirror::protection(Hva address) noexcept {
+  LockGuard hold(lock_);
+  return mirrored_protection(*trees_[0], address);
+}
 
-std::optional<int> Mirror::protection_in(arch::PageTable& tree, Hva address) noexcept {
+std::optional<int> Mirror::present_protection(arch::PageTable& tree, Hva address) noexcept {
   auto t = tree.lookup(identity_gva(address));
   if (!t) return std::nullopt;
   int prot = PROT_READ;
@@ -237,51 +418,71 @@ std::optional<int> Mirror::protection_in(arch::PageTable& tree, Hva address) noe
   return prot;
 }
 
-bool Mirror::host_allows(Hva address, bool write, bool fetch) noexcept {
+std::optional<int> Mirror::mirrored_protection(arch::PageTable& tree, Hva address) noexcept {
+  if (auto prot = present_protection(tree, address)) return prot;
+  // A hidden leaf of the monitor's: the mapping of a chunk not resident.
+  // (Upper levels allow everything, so the leaf's own bits are the rights.)
+  auto ref = tree.find(identity_gva(address));
+  if (!ref) return std::nullopt;
+  const arch::PageTableEntry e = arch::load_entry(ref->entry);
+  if (!e.hidden() || !e.is_leaf(ref->level) || e.software() != static_cast<std::uint8_t>(Owner::kHost)) {
+    return std::nullopt;
+  }
+  int prot = PROT_READ;
+  if (e.writable()) prot |= PROT_WRITE;
+  if (!config_.paging.nx || !e.execute_disable()) prot |= PROT_EXEC;
+  return prot;
+}
+
+namespace {
+bool allows(std::optional<int> prot, bool write, bool fetch) noexcept {
+  return prot && (!write || (*prot & PROT_WRITE) != 0) && (!fetch || (*prot & PROT_EXEC) != 0);
+}
+}  // namespace
+
+bool Mirror::mirror_from_host(Hva address) noexcept {
   // Reading one byte through the kernel faults the page in as a user access
   // would: a stack below its current bottom grows; an unmapped address fails
   // with EFAULT, with no signal.
   long ret = sys::call(SYS_pwrite64, probe_fd_, static_cast<long>(address.value()), 1, 0);
   if (ret != 1) return false;
-  // The page is there; its protection decides.
-  Hva page = address.align_down(kPage);
-  if (sync_locked(page, page + kPage).ok() == false) return false;
-  auto prot = protection(address);
-  if (!prot) return false;
-  if (write && (*prot & PROT_WRITE) == 0) return false;
-  if (fetch && (*prot & PROT_EXEC) == 0) return false;
-  return true;
+  // Mirror the whole mapping the address belongs to, so that a growing
+  // stack or a foreign mapping costs one fault, not one per page.
+  const Hva page = address.align_down(kPage);
+  MapsReader reader(maps_buffer_, sizeof maps_buffer_);
+  if (!reader.open().ok()) return false;
+  MapEntry entry;
+  while (reader.next(entry) && entry.start <= page) {
+    if (entry.contains(page)) return set_locked(entry.start, entry.end, prot_of(entry), Owner::kHost).ok();
+  }
+  return false;
 }
 
-bool Mirror::resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept {
+FaultResolution Mirror::resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept {
   LockGuard hold(lock_);
-  if (arena_->contains(address)) return false;
+  FaultResolution r;
+  if (arena_->contains(address)) return r;
   arch::PageTable& tree = *trees_[tree_of_root(root).value_or(0)];
-  auto allowed = [&] {
-    auto prot = protection_in(tree, address);
-    return prot && (!write || (*prot & PROT_WRITE) != 0) && (!fetch || (*prot & PROT_EXEC) != 0);
-  };
   // A TLB entry older than the current mapping: the page tables already
   // allow the access, and the fault itself evicted the stale entry (SDM vol.
   // 3A §4.10.4.1, "Operations that Invalidate TLBs and Paging-Structure
   // Caches": a page fault invalidates the faulting address's entries).
-  if (allowed()) return true;
-  // What the program set is the program's: the fault is its answer.
-  if (owned_by_program(tree, address)) return false;
-  if (!host_allows(address, write, fetch)) return false;
-  // Mirror the whole mapping the address belongs to, so that a growing
-  // stack or a foreign mapping costs one fault, not one per page.
-  Hva page = address.align_down(kPage);
-  MapsReader reader(maps_buffer_, sizeof maps_buffer_);
-  if (!reader.open().ok()) return true;
-  MapEntry entry;
-  while (reader.next(entry)) {
-    if (entry.start <= page && page < entry.end) {
-      (void)set_locked(entry.start, entry.end, prot_of(entry), Owner::kHost);
-      break;
-    }
+  if (allows(present_protection(tree, address), write, fetch)) {
+    r.resolved = true;
+    return r;
   }
-  return allowed();
+  // What the program set is the program's: the fault is its answer.
+  if (owned_by_program(tree, address)) return r;
+  // Not mirrored as allowed: ask the host (a stack growing, a mapping made
+  // behind the monitor's back, or none: the program's fault).
+  if (!allows(mirrored_protection(tree, address), write, fetch) &&
+      (!mirror_from_host(address) || !allows(mirrored_protection(tree, address), write, fetch))) {
+    return r;
+  }
+  // Mirrored and allowed: the first touch of a chunk without GPA space.
+  if (!make_resident(address, &r).ok()) return r;
+  r.resolved = allows(present_protection(tree, address), write, fetch);
+  return r;
 }
 
 // --- the privileged API's side ---------------------------------------------
@@ -300,6 +501,8 @@ bool Mirror::program_owned(Hva address, Gpa root) noexcept {
 }
 
 arch::PageTable* Mirror::tree(unsigned id) noexcept {
+  // The program reads the tables: every mapped page must be there.
+  assign_eagerly();
   return id < kMaxTrees && trees_[id] ? &*trees_[id] : nullptr;
 }
 
@@ -338,6 +541,7 @@ class UserEdit {
 }  // namespace
 
 Result<unsigned> Mirror::clone_tree(unsigned from, bool share_leaf_tables) noexcept {
+  assign_eagerly();
   // A copy needs at most as many tables as the mirror ever allocated.
   DUNK_TRY(arena_->stock_pages(tables_allocated_ + 16));
   UserEdit edit(lock_, reserve_only_, user_edits_);
@@ -373,6 +577,7 @@ Status Mirror::check_user_range(unsigned id, Gva va, std::uint64_t size) noexcep
 
 Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arch::PageAttributes attrs,
                         arch::PageSize largest) noexcept {
+  assign_eagerly();
   DUNK_TRY(stock_tables(size));
   UserEdit edit(lock_, reserve_only_, user_edits_);
   DUNK_TRY(check_user_range(id, va, size));
@@ -381,7 +586,7 @@ Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arc
   for (std::uint64_t done = 0; done < size;) {
     const Hva piece = memory + done;
     const std::uint64_t n = std::min(size - done, piece.align_down(chunk) + chunk - piece);
-    DUNK_TRY(ensure_chunk(piece));
+    DUNK_TRY(make_resident(piece));
     DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest));
     done += n;
   }
@@ -389,6 +594,7 @@ Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arc
 }
 
 Status Mirror::user_unmap(unsigned id, Gva va, std::uint64_t size) noexcept {
+  assign_eagerly();
   DUNK_TRY(stock_tables(0));
   UserEdit edit(lock_, reserve_only_, user_edits_);
   DUNK_TRY(check_user_range(id, va, size));
@@ -397,6 +603,7 @@ Status Mirror::user_unmap(unsigned id, Gva va, std::uint64_t size) noexcept {
 
 Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageAttributes attrs,
                             bool present) noexcept {
+  assign_eagerly();
   DUNK_TRY(stock_tables(0));
   UserEdit edit(lock_, reserve_only_, user_edits_);
   DUNK_TRY(check_user_range(id, va, size));
@@ -406,6 +613,7 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
 }
 
 Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
+  assign_eagerly();
   // Piece by piece, each tree on its own: stock_tables stocks at most 4096
   // tables (about 8 GiB of 1 GiB pages split to 4 KiB), and the edit may
   // only take what was stocked (guest code cannot commit arena pages while
@@ -424,6 +632,9 @@ Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
 }
 
 Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
+  // Entries the program stores hold guest-physical addresses it took from
+  // the mirror: they must keep their meaning.
+  assign_eagerly();
   DUNK_TRY(stock_tables(size));
   lock_.lock();
   reserve_only_ = true;
@@ -469,6 +680,7 @@ Status Mirror::split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t siz
 }
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {
+  assign_eagerly();
   DUNK_TRY(stock_tables(size));
   UserEdit edit(lock_, reserve_only_, user_edits_);
   DUNK_TRY(check_user_range(id, va, size));

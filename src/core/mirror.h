@@ -4,14 +4,23 @@
 //   host VA ──(guest page tables: identity, host prot)──> guest VA = host VA
 //   guest VA ──(page tables)──> GPA ──(KVM memory slot per chunk)──> host VA
 //
-// GPA space is assigned per chunk on demand (GpaSpace); each assigned chunk
-// becomes a memory slot whose host range is the chunk itself, so KVM follows
-// the host's page tables for whatever is mapped there now or later. The
-// guest page tables carry the protections (present / writable / executable)
-// so that a bad access is a guest #PF with its exact address and error code
-// rather than an EFAULT from KVM_RUN. The monitor keeps them current as
-// mmap, munmap, mprotect, mremap, brk and friends pass through it, and
-// resolves anything else lazily from /proc/self/maps when the guest faults.
+// The guest page tables carry the protections (present / writable /
+// executable) so that a bad access is a guest #PF with its exact address and
+// error code rather than an EFAULT from KVM_RUN. The monitor keeps them
+// current as mmap, munmap, mprotect, mremap, brk and friends pass through it,
+// and resolves anything else lazily from /proc/self/maps when the guest
+// faults.
+//
+// GPA space is assigned per chunk (GpaSpace) on first touch: a chunk of host
+// address space becomes *resident* — a GPA chunk, a memory slot whose host
+// range is the chunk itself, so that KVM follows the host's page tables for
+// whatever is mapped there now or later — when the guest first faults in
+// it. Until then the chunk's mappings are written as hidden leaves (not
+// present, rights kept), so a mapping call never needs GPA space. When every
+// GPA chunk is in use, the fault takes one back from a chunk not used
+// lately: its leaves are hidden again in every tree and its slot deleted,
+// which is also the TLB shootdown (see evict()). The process's address
+// space may therefore be any size; only the chunks used at once must fit.
 #pragma once
 
 #include <sys/mman.h>
@@ -28,7 +37,6 @@
 #include "core/gpa_space.h"
 #include "dunk/address.h"
 #include "dunk/result.h"
-#include "kvm/kvm.h"
 
 namespace dunk::core {
 
@@ -66,6 +74,20 @@ struct UserRange {
   int max_prot = PROT_READ | PROT_WRITE | PROT_EXEC;
 };
 
+// Where the mirror installs and deletes memory slots: the process's VM, or
+// a fake in unit tests.
+class MemorySlots {
+ public:
+  // KVM_SET_USER_MEMORY_REGION: size 0 deletes the slot.
+  virtual Status set_memory_region(std::uint32_t slot, Gpa gpa, std::uint64_t size, Hva hva) noexcept = 0;
+
+ protected:
+  ~MemorySlots() = default;
+};
+
+// Whether this code runs in the guest (CPL 0) rather than on the host.
+bool running_in_guest() noexcept;
+
 class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
  public:
   Mirror() noexcept = default;
@@ -73,8 +95,10 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Mirror& operator=(const Mirror&) = delete;
 
   // Sets up GPA bookkeeping and the root table. The arena must be reserved;
-  // its chunk is assigned first, so tables have GPAs from the start.
-  Status init(kvm::Vm& vm, Arena& arena, const MirrorConfig& config) noexcept;
+  // its chunk is assigned first, so tables have GPAs from the start. It and
+  // the chunks of dunk's own image (the ring-0 entry code and the data it
+  // reads, which must never fault) are resident for good.
+  Status init(MemorySlots& slots, Arena& arena, const MirrorConfig& config) noexcept;
 
   Gpa root() const noexcept { return Gpa(root_gpa_); }
   arch::PageTable& page_table() noexcept { return *trees_[0]; }
@@ -94,22 +118,39 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status sync(Hva start, Hva end) noexcept override;
   Status sync_all() noexcept override { return sync(Hva(0), Hva(kUserSpaceEnd)); }
 
-  // The host protection (PROT_*) the guest mapping of `address` carries, or
-  // nullopt when it is not present.
+  // The host protection (PROT_*) the mirror holds for `address` (in the
+  // process's tree), resident or not; nullopt when it has it unmapped.
   std::optional<int> protection(Hva address) noexcept override;
   std::optional<Gpa> translate(Hva address) const noexcept;
   // The GPA of `address`, assigning GPA space (and a memory slot) to its
   // chunk if it has none yet, mapped on the host or not. Takes the lock.
+  // The program learns the address (dunk::guest_physical, Dune's
+  // dune_va_to_pa): the mirror assigns eagerly from now on, and the chunk
+  // is pinned, never reclaimed.
   Result<Gpa> assign(Hva address) noexcept override;
   // The host address behind a guest-physical one (nullopt: no chunk there).
-  std::optional<Hva> host_of(Gpa address) const noexcept { return gpa_ ? gpa_->reverse(address) : std::nullopt; }
+  // For ptedit.h, which reads frames: from now on nothing is reclaimed.
+  std::optional<Hva> host_of(Gpa address) noexcept;
 
-  // A guest page fault at `address`: brings the mirror up to date with the
-  // host if the host allows the access (stack growth, mappings made behind
-  // the monitor's back, a stale TLB entry). True if the access should now
-  // succeed.
-  // `root`: the tree the vCPU ran on (the area's root; 0: the process's).
-  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
+  // A guest page fault at `address`: makes the address's chunk resident and
+  // brings the mirror up to date with the host if the host allows the
+  // access (first touch of a chunk, stack growth, mappings made behind the
+  // monitor's back, a stale TLB entry). `root`: the tree the vCPU ran on
+  // (the area's root; 0: the process's).
+  FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root = Gpa(0)) noexcept override;
+
+  // The program uses the privileged paging API: it reads entries and
+  // guest-physical addresses, copies them into entries of its own and
+  // expects every mapped page present. From now on every chunk with
+  // mappings is resident and stays so: GPA space is assigned when memory is
+  // mapped, never reclaimed (the old limit: the distinct chunks must fit the
+  // GPA space). Called by the privileged API's entry points below; for a
+  // program that handles page faults itself (dunk/traps.h), by
+  // set_trap_handler. Idempotent.
+  void assign_eagerly() noexcept override;
+  bool assigns_eagerly() const noexcept { return eager_.load(std::memory_order_acquire); }
+  // Whether `address`'s chunk has GPA space (and a memory slot) now.
+  bool resident(Hva address) const noexcept { return translate(address).has_value(); }
 
   // Whether the entry that decides `address` in the tree of `root` was set
   // by the program (Owner::kUser).
@@ -122,8 +163,15 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Lock& lock() noexcept { return lock_; }
   // For edits made outside the calls below (raw entry writes, ptedit.h):
   // from now on the monitor's edits keep kUser entries.
-  void note_user_edits() noexcept { user_edits_ = true; }
+  void note_user_edits() noexcept {
+    assign_eagerly();
+    user_edits_ = true;
+  }
   arch::PageTable* tree(unsigned id) noexcept;
+  // The same for dunk's own readers of the tables (dirty tracking, the
+  // pagemap view), which read hidden leaves as well: the mirror goes on
+  // assigning on first touch. Takes no lock.
+  arch::PageTable* tree_as_is(unsigned id) noexcept { return id < kMaxTrees && trees_[id] ? &*trees_[id] : nullptr; }
   // The tree whose root table is at `root` (Gpa(0): the process's).
   std::optional<unsigned> tree_of_root(Gpa root) noexcept;
   // These take the lock themselves.
@@ -170,6 +218,8 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
 
   int probe_fd() const noexcept { return probe_fd_; }
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
+  std::uint32_t chunk_capacity() const noexcept { return gpa_ ? gpa_->capacity() : 0; }
+  std::uint64_t chunks_reclaimed() const noexcept { return chunks_reclaimed_; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
 
  private:
@@ -182,16 +232,37 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept;
   const UserRange* user_range_at(Hva address) const noexcept;
   Hva next_user_start(Hva address) const noexcept;
-  std::optional<int> protection_in(arch::PageTable& tree, Hva address) noexcept;
+  // The rights a present leaf gives `address` (what the CPU would allow).
+  std::optional<int> present_protection(arch::PageTable& tree, Hva address) noexcept;
+  // The same, or those a hidden leaf of a chunk not resident holds.
+  std::optional<int> mirrored_protection(arch::PageTable& tree, Hva address) noexcept;
   Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
   bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
   Status sync_locked(Hva start, Hva end) noexcept;
+  // Mirrors the host mapping that holds `address` after asking the kernel
+  // to fault it in (stack growth); false if the host has no mapping there.
+  bool mirror_from_host(Hva address) noexcept;
+
+  // Residency (lock held). make_resident assigns GPA space to `address`'s
+  // chunk — taking it from another chunk when none is free, unless every
+  // chunk is pinned or the mirror assigns eagerly — installs its slot and
+  // brings its hidden leaves into service in every tree.
+  Status make_resident(Hva address, FaultResolution* counts = nullptr) noexcept;
+  Result<ChunkAssignment> take_chunk(Hva address, bool* created, FaultResolution* counts) noexcept;
+  Status install(const ChunkAssignment& chunk) noexcept;
+  Status evict(const ChunkAssignment& victim) noexcept;
+  // Whether the CPU used `chunk` (an accessed bit in the entries that cover
+  // it in any tree) since the last call; clears what it reads.
+  bool chunk_accessed(Hva chunk) noexcept;
+  Status pin_range(Hva start, Hva end) noexcept;
+  Status assign_eagerly_locked() noexcept;
+  // Page-table pages committed for assign_eagerly's re-reading of the
+  // host's mappings.
+  static constexpr std::size_t kEagerTableReserve = 256;
   Status split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t size) noexcept;
-  Status ensure_chunk(Hva address) noexcept;
-  bool host_allows(Hva address, bool write, bool fetch) noexcept;
 
   Lock lock_;
-  kvm::Vm* vm_ = nullptr;
+  MemorySlots* slots_ = nullptr;
   Arena* arena_ = nullptr;
   MirrorConfig config_;
   std::optional<GpaSpace> gpa_;
@@ -201,6 +272,9 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   bool user_edits_ = false;
   UserRange user_ranges_[kMaxUserRanges];
   unsigned user_range_count_ = 0;
+  // assign_eagerly(): written under lock_, read without it.
+  std::atomic<bool> eager_{false};
+  std::uint64_t chunks_reclaimed_ = 0;
   // While guest code edits under lock_: tables come from the arena's
   // reserve only (no system call).
   bool reserve_only_ = false;

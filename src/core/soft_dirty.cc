@@ -67,12 +67,16 @@ void PagemapDirtyBits::soft_dirty(std::uint64_t first_page, std::uint64_t* entri
   // keeps the kernel's bit, which dunk never clears: it says whether the
   // page was written (or created) since it was mapped.
   Machine& machine = Machine::instance();
-  if (arch::PageTable* tree = machine.mirror().tree(0)) {
-    tree->for_each_leaf(Gva(start), end - start, [&](Gva page, arch::PageSize size, arch::PageTableEntry&) {
+  // (A hidden leaf, of a chunk without guest-physical space now, maps its
+  // page as well: its dirty bit is kept for when it comes back.)
+  if (arch::PageTable* tree = machine.mirror().tree_as_is(0)) {
+    auto mapped = [&](Gva page, arch::PageSize size, arch::PageTableEntry&) {
       const std::uint64_t lo = std::max(page.value(), start);
       const std::uint64_t hi = std::min(page.value() + arch::page_bytes(size), end);
       for (std::uint64_t p = lo; p < hi; p += kPage) entries[(p - start) / kPage] &= ~kSoftDirty;
-    });
+    };
+    tree->for_each_leaf(Gva(start), end - start, mapped);
+    tree->for_each_hidden_leaf(Gva(start), end - start, mapped);
   }
   pass.scan(Hva(start), end - start, [&](Gva page, arch::PageSize size, arch::PageTableEntry&) {
     set(page.value(), page.value() + arch::page_bytes(size));

@@ -13,7 +13,7 @@ namespace dunk::core {
 
 struct Stats {
   static constexpr std::uint64_t kMagic = 0x7374'6174'6b6e'7564;  // "dunkstat"
-  static constexpr std::uint32_t kVersion = 2;
+  static constexpr std::uint32_t kVersion = 3;
   static constexpr unsigned kExitKinds = static_cast<unsigned>(ExitKind::kOther) + 1;
   static constexpr unsigned kVectors = 32;
   static constexpr unsigned kSyscalls = 1024;
@@ -30,6 +30,11 @@ struct Stats {
   std::atomic<std::uint64_t> dunk_calls;   // dunk's private system calls
   std::atomic<std::uint64_t> faults_resolved;  // guest #PFs the mirror fixed up
   std::atomic<std::uint64_t> signals_delivered;  // signal frames built for the program's handlers
+  // Guest-physical chunks the mirror gave host chunks on first touch, and
+  // how many of those it had to take back from another chunk (GPA space
+  // exhausted): a program whose chunks fit never pays for a reclaim.
+  std::atomic<std::uint64_t> chunks_assigned;
+  std::atomic<std::uint64_t> chunks_reclaimed;
 
   void add(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
   void count_exit(ExitKind kind) noexcept { add(exits[static_cast<unsigned>(kind)]); }

@@ -127,6 +127,17 @@
 // layout gave every address one); RAX the address or -errno. For
 // dunk::guest_physical (dunk/paging.h).
 #define DUNK_SYSCALL_GUEST_PHYSICAL (DUNK_SYSCALL_BASE + 4)
+// ioctl(a0, a1, a2) on one of dunk's own descriptors (its VM's), made by
+// dunk's code running in the guest (the mirror giving a chunk GPA space for
+// the privileged API). The plain ioctl is refused there: every descriptor
+// argument of the program's calls that names one of dunk's fails with EBADF.
+// Any other descriptor: EBADF.
+#define DUNK_SYSCALL_OWN_IOCTL (DUNK_SYSCALL_BASE + 5)
+// Switches the mirror to eager assignment (Mirror::assign_eagerly) in the
+// monitor, for dunk's code in the guest: done there, under the mirror's
+// lock, the switch would touch code and data (libc's) whose chunk may not
+// be resident yet, and the fault that makes it resident needs that lock.
+#define DUNK_SYSCALL_ASSIGN_EAGERLY (DUNK_SYSCALL_BASE + 6)
 
 // Size of the stack program handlers run on, per vCPU (its XSAVE image on top).
 #define DUNK_TRAP_STACK_SIZE 0x10000

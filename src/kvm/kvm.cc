@@ -130,15 +130,24 @@ Status Vm::set_identity_map_addr(std::uint64_t gpa) noexcept {
                "ioctl(KVM_SET_IDENTITY_MAP_ADDR) failed");
 }
 
-Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size) noexcept {
+Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size, void* at) noexcept {
   long fd = ioctl_raw(this->fd(), KVM_CREATE_VCPU, static_cast<long>(id));
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VCPU) failed", fd);
   UniqueFd owned = placed(fd, placer_);
-  DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(nullptr, mmap_size, PROT_READ | PROT_WRITE,
-                                                  MAP_SHARED, owned.get(), 0));
-  Vcpu vcpu(std::move(owned), std::move(run), id);
+  DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(at, mmap_size, PROT_READ | PROT_WRITE,
+                                                  MAP_SHARED | (at != nullptr ? MAP_FIXED : 0), owned.get(), 0));
+  Vcpu vcpu(std::move(owned), std::move(run), id, at != nullptr);
   vcpu.xsave2_ = check_extension(KVM_CAP_XSAVE2) > 0;
   return vcpu;
+}
+
+Vcpu::~Vcpu() {
+  if (!placed_ || run_.data() == nullptr) return;
+  // One mmap replaces the run page: no moment with a hole another mapping
+  // could take.
+  sys::call(SYS_mmap, reinterpret_cast<long>(run_.data()), static_cast<long>(run_.size()), PROT_NONE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  run_.release();
 }
 
 long Vcpu::run() noexcept { return sys::call(SYS_ioctl, fd(), KVM_RUN, 0); }

@@ -101,7 +101,11 @@ class Vm {
   Status set_tss_addr(std::uint64_t gpa) noexcept;
   Status set_identity_map_addr(std::uint64_t gpa) noexcept;
 
-  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size) noexcept;
+  // A vCPU and its kvm_run page, mapped at `at` (MAP_FIXED, over memory
+  // the caller reserved for it) or, with nullptr, wherever the kernel
+  // chooses. A placed run page is replaced by inaccessible memory when the
+  // vCPU goes, so the caller's reservation stays whole.
+  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size, void* at = nullptr) noexcept;
 
  private:
   Vm(UniqueFd fd, FdPlacer placer) noexcept : fd_(std::move(fd)), placer_(placer) {}
@@ -156,16 +160,18 @@ class Vcpu {
   Result<UniqueFd> stats_fd() noexcept;
 
   Vcpu(Vcpu&&) noexcept = default;
-  Vcpu& operator=(Vcpu&&) noexcept = default;
+  Vcpu& operator=(Vcpu&&) noexcept = delete;
+  ~Vcpu();
 
  private:
   friend class Vm;
-  Vcpu(UniqueFd fd, Mapping run, unsigned id) noexcept
-      : fd_(std::move(fd)), run_(std::move(run)), id_(id) {}
+  Vcpu(UniqueFd fd, Mapping run, unsigned id, bool placed) noexcept
+      : fd_(std::move(fd)), run_(std::move(run)), id_(id), placed_(placed) {}
   UniqueFd fd_;
   Mapping run_;
   unsigned id_ = 0;
   bool xsave2_ = false;
+  bool placed_ = false;
 };
 
 // Reads one named 64-bit counter ("exits", "io_exits", ...) from a KVM binary

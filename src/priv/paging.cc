@@ -251,6 +251,9 @@ std::optional<std::uint64_t> guest_physical(const void* p) noexcept {
   core::Mirror* m = mirror();
   if (m == nullptr) return std::nullopt;
   const Hva address = hva_of(p);
+  // The program will hold this address: no chunk gives its guest-physical
+  // space back from now on (Mirror::assign_eagerly).
+  m->assign_eagerly();
   if (auto gpa = m->translate(address)) return gpa->value();
   // No guest-physical space yet (the monitor assigns it as it mirrors
   // memory, and PROT_NONE memory is not mirrored): the monitor assigns it.

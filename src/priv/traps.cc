@@ -6,6 +6,7 @@
 
 #include "arch/x86_64/vectors.h"
 #include "base/syscall.h"
+#include "core/machine.h"
 #include "dunk/dunk.h"
 #include "guest/dispatch.h"
 
@@ -27,6 +28,12 @@ Status set_trap_handler(unsigned vector, TrapHandler handler) noexcept {
     // They arrive on IST2 when the machine may be in any state; dunk ends
     // the program with a report instead.
     return Error{"set_trap_handler: NMI, double fault and machine check cannot be handled", EINVAL};
+  }
+  // A program that handles page faults must not see the faults that give a
+  // chunk its guest-physical space on first touch: the mirror assigns at
+  // mapping time from now on (a VM created later starts that way).
+  if (handler != nullptr && vector == kPageFault && core::Machine::instance().created()) {
+    core::Machine::instance().mirror().assign_eagerly();
   }
   // One aligned 64-bit store: a vCPU taking the exception right now sees the
   // old handler or the new one, never half of each.

@@ -79,18 +79,26 @@ same_trees() {
 	done <<<"$list_a"
 }
 
-# compare_native [--setup FUNCTION] CMD...: runs CMD natively and with
-# `dunk exec`, each in a fresh working directory (prepared by FUNCTION DIR),
-# in the same environment otherwise; stdout, stderr, the exit status and the
-# files each run leaves behind must be identical byte for byte; the VM-mode
-# run must have run in VM mode. Prints the two wall-clock times and what the
-# VM-mode run cost.
+# compare_native [--setup FUNCTION] [--normalise FILTER] [--processes N] CMD...:
+# runs CMD natively and with `dunk exec`, each in a fresh working directory
+# (prepared by FUNCTION DIR), in the same environment otherwise; stdout,
+# stderr, the exit status and the files each run leaves behind must be
+# identical byte for byte (stdout and stderr after FILTER, a command that
+# reads the text and writes it with what differs from run to run natively
+# too — addresses, process IDs — replaced); the VM-mode run must have run
+# in VM mode (with at least N processes in it, default 1). Prints the two
+# wall-clock times and what the VM-mode run cost.
 compare_native() {
-	local setup=:
-	if [[ $1 == --setup ]]; then
-		setup=$2
+	local setup=: normalise=cat processes=1
+	while [[ $1 == --* ]]; do
+		case $1 in
+		--setup) setup=$2 ;;
+		--normalise) normalise=$2 ;;
+		--processes) processes=$2 ;;
+		*) fail "compare_native: unknown option $1" ;;
+		esac
 		shift 2
-	fi
+	done
 	local mode dir start
 	for mode in native vm; do
 		dir=$WORK/$mode
@@ -106,12 +114,19 @@ compare_native() {
 		awk -v what="$*" -v mode="$mode" -v start="$start" -v end="$EPOCHREALTIME" \
 			'BEGIN { printf "%s: %-6s %7.2f s\n", what, mode, end - start }'
 	done
+	local stream
+	for mode in native vm; do
+		for stream in stdout stderr; do
+			"$normalise" <"$WORK/$mode.$stream" >"$WORK/$mode.$stream.normalised"
+			mv "$WORK/$mode.$stream.normalised" "$WORK/$mode.$stream"
+		done
+	done
 	same_files "exit status" "$WORK/native.status" "$WORK/vm.status"
 	same_files "stdout" "$WORK/native.stdout" "$WORK/vm.stdout"
 	same_files "stderr" "$WORK/native.stderr" "$WORK/vm.stderr"
 	same_trees "$WORK/native" "$WORK/vm"
 	# Equal results prove nothing if the program did not run in VM mode.
-	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 1" "totals.syscalls >= 1" ||
+	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= $processes" "totals.syscalls >= 1" ||
 		fail "$* did not run in VM mode"
 }
 

@@ -98,6 +98,27 @@ test_killed_program() {
 	expect_no_leftovers
 }
 
+# Guest-physical chunks: a program whose 1 GiB regions fit the guest-physical
+# space gets them on first touch and never has one taken back; the issue's
+# 2 TiB reservation, touched every 2 GiB, on a 36-bit space (63 chunks),
+# takes many back, prints what it prints natively and dunk says nothing.
+test_gpa_chunks_reclaimed_only_when_they_do_not_fit() {
+	private_tmpdir
+	run_cmd "$DUNK" exec --stats-json="$WORK/fits.json" sh -c 'echo hi; /bin/echo there'
+	expect_eq "stdout" "$(printf 'hi\nthere')" "$OUT"
+	expect_eq "stderr" "" "$ERR"
+	check "$WORK/fits.json" "chunks_assigned >= 1" "chunks_reclaimed == 0"
+	cc -O2 -o "$WORK/huge" "$TESTS_DIR/../compat/address_space/huge_reservation.c" || fail "cannot build the reproducer"
+	local native
+	native=$("$WORK/huge")
+	run_cmd env DUNK_GPA_BITS=36 "$DUNK" exec --stats-json="$WORK/huge.json" "$WORK/huge"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "stdout" "$native" "$OUT"
+	expect_eq "stderr" "" "$ERR"
+	check "$WORK/huge.json" "chunks_assigned >= 2048" "chunks_reclaimed >= 1900"
+	expect_no_leftovers
+}
+
 # A report that cannot be written is an error before the program starts.
 test_unwritable_report() {
 	private_tmpdir

@@ -263,6 +263,9 @@ std::uint64_t probe(const void* p) {
 
 TEST(ResolveFault, DunksOwnFaultsAreResolvedAndTheRestGoToTheHandler) {
   ASSERT_NO_FATAL_FAILURE(enter_with({}));
+  // The paging API's first use re-reads the host's mappings (the mirror
+  // assigns eagerly from then on): done before the foreign mapping exists.
+  EXPECT_TRUE(AddressSpace::process().lookup(&resolved_by_dunk));
   leave();
   // A mapping the monitor never saw: made on the host, outside VM mode,
   // after the VM (and its mirror) exists.

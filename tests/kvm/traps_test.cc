@@ -143,12 +143,14 @@ TrapAction decline(TrapFrame&) noexcept {
 TEST(Traps, DeclinedPageFaultsStillReachTheMirror) {
   // Memory mapped while outside VM mode is unknown to the mirror until the
   // guest touches it; the handler sees that fault first and declines it.
+  // (Mapped after the handler is set: setting it brings the mirror up to
+  // date with the host, see Mirror::assign_eagerly.)
   test::enter_or_fail();
   leave();
+  ASSERT_TRUE(set_trap_handler(kPageFault, decline));
   auto* p = static_cast<volatile char*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(p, MAP_FAILED);
   p[0] = 7;
-  ASSERT_TRUE(set_trap_handler(kPageFault, decline));
   test::enter_or_fail();
   EXPECT_EQ(p[0], 7);
   p[1] = 8;

@@ -694,6 +694,65 @@ TEST(PageTable, HideKeepsTheFrameAndProtectBringsItBack) {
   EXPECT_FALSE(load_entry(back->leaf).hidden());
 }
 
+TEST(PageTable, HiddenMappingIsKnownButNotPresentUntilRevealedElsewhere) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  // A mapping known before its memory may be used: written hidden, with
+  // the alignment its frame will have (here: the offset in a 1 GiB chunk).
+  const EditOptions hidden{.hidden = true};
+  ASSERT_TRUE(pt->map(Gva(5 * G1 + M2 - 2 * K4), Gpa(M2 - 2 * K4), 2 * M2, kRw, PageSize::k1G, hidden));
+  EXPECT_FALSE(pt->lookup(Gva(5 * G1 + M2)));
+  EXPECT_TRUE(leaves(*pt, Gva(5 * G1), G1).empty());
+  std::vector<Leaf> known;
+  pt->for_each_hidden_leaf(Gva(5 * G1), G1, [&](Gva page, PageSize s, PageTableEntry& e) {
+    EXPECT_TRUE(load_entry(&e).hidden());
+    EXPECT_TRUE(load_entry(&e).writable());
+    known.push_back({page.value(), s, e.page_address(s).value()});
+  });
+  // Two 4 KiB pages, a 2 MiB page, 510 4 KiB pages: the shapes a present
+  // mapping would have had.
+  ASSERT_EQ(known.size(), 2u + 1u + 510u);
+  EXPECT_EQ(count_sizes(known)[PageSize::k2M], 1);
+  // Into service mapping another frame: chunk 9.
+  EXPECT_EQ(pt->reveal(Gva(5 * G1), G1, Gpa(9 * G1), /*software=*/0), known.size());
+  auto t = pt->lookup(Gva(5 * G1 + M2 + 0x123));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->pa, Gpa(9 * G1 + M2 + 0x123));
+  EXPECT_EQ(t->size, PageSize::k2M);
+  EXPECT_TRUE(t->attrs.writable);
+  EXPECT_FALSE(load_entry(t->leaf).hidden());
+  EXPECT_EQ(pt->lookup(Gva(5 * G1 + M2 - K4))->pa, Gpa(9 * G1 + M2 - K4));
+  EXPECT_EQ(leaves(*pt, Gva(5 * G1), G1).size(), known.size());
+}
+
+TEST(PageTable, HideAndRevealMoveAMappingToAnotherFrameKeepingItsBits) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(3 * G1), 8 * K4, kRw));
+  ASSERT_TRUE(pt->map(Gva(G1 + 5 * K4), Gpa(0x7000'0000), K4, kOwnRw));  // another owner's page
+  PageTableEntry* e = pt->lookup(Gva(G1 + K4))->leaf;
+  store_entry(e, PageTableEntry(load_entry(e)).set_accessed(true).set_dirty(true));
+  ASSERT_TRUE(pt->hide(Gva(G1), G1, 0, EditOptions{.keep_software = kOwn}));
+  EXPECT_FALSE(pt->lookup(Gva(G1)));
+  EXPECT_TRUE(pt->lookup(Gva(G1 + 5 * K4))) << "the kept owner's page stays in service";
+  // Revealing another owner's bits finds nothing; the right ones come back
+  // at the new frame, accessed and dirty kept.
+  EXPECT_EQ(pt->reveal(Gva(G1), G1, Gpa(7 * G1), kOwn), 0u);
+  EXPECT_EQ(pt->reveal(Gva(G1), G1, Gpa(7 * G1), 0), 7u);
+  auto t = pt->lookup(Gva(G1 + K4));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->pa, Gpa(7 * G1 + K4));
+  EXPECT_TRUE(load_entry(t->leaf).accessed());
+  EXPECT_TRUE(load_entry(t->leaf).dirty());
+  EXPECT_EQ(pt->lookup(Gva(G1 + 5 * K4))->pa, Gpa(0x7000'0000));
+  // A range that covers a leaf only in part leaves it hidden.
+  ASSERT_TRUE(pt->map(Gva(4 * G1), Gpa(0), M2, kRw, PageSize::k2M, EditOptions{.hidden = true}));
+  EXPECT_EQ(pt->reveal(Gva(4 * G1), K4, Gpa(0), 0), 0u);
+  EXPECT_FALSE(pt->lookup(Gva(4 * G1)));
+}
+
 TEST(PageTable, KeptEntriesSurviveEditsOfTheRangeAroundThem) {
   FakeTableMemory mem;
   auto pt = PageTable::create(mem, kFull);

@@ -529,6 +529,26 @@ TEST(DunkSyscalls, LeaveWaitsForPendingSignalsAndPingAnswers) {
   EXPECT_EQ(g.stats.dunk_calls.load(), 4u);
 }
 
+TEST(DunkSyscalls, OwnIoctlReachesDunksDescriptorsOnlyAndThePlainOneDoesNot) {
+  FakeGuest g;
+  g.dunk_fds.add(1025);
+  constexpr std::uint64_t kRequest = 0x4020ae46, kArg = 0x7000'1000;  // KVM_SET_USER_MEMORY_REGION
+  // The program's ioctl on dunk's VM descriptor: refused before any handler.
+  EXPECT_EQ(g.run(call(SYS_ioctl, 1025, kRequest, kArg)), Outcome::result(-EBADF));
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // dunk's guest code: the same ioctl, forwarded as it is.
+  g.host.forward_result = [](const Syscall&) { return 0L; };
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_OWN_IOCTL, 1025, kRequest, kArg)), Outcome::result(0));
+  ASSERT_EQ(g.host.forwarded.size(), 1u);
+  EXPECT_EQ(g.host.forwarded[0].rax, static_cast<std::uint64_t>(SYS_ioctl));
+  EXPECT_EQ(g.host.forwarded[0].args[0], 1025u);
+  EXPECT_EQ(g.host.forwarded[0].args[1], kRequest);
+  EXPECT_EQ(g.host.forwarded[0].args[2], kArg);
+  // Not a descriptor of dunk's: EBADF, nothing reaches the kernel.
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_OWN_IOCTL, 5, kRequest, kArg)), Outcome::result(-EBADF));
+  EXPECT_EQ(g.host.forwarded.size(), 1u);
+}
+
 TEST(DunkSyscalls, ResolveFaultAsksTheMirrorOnTheTablesTheVcpuRunsOn) {
   FakeGuest g;
   g.page_table_root = 0x7000;  // ring 0 switched to tables of its own
@@ -542,6 +562,19 @@ TEST(DunkSyscalls, ResolveFaultAsksTheMirrorOnTheTablesTheVcpuRunsOn) {
                                                              {0x9000, false, true, 0x7000},
                                                              {0x5000, false, false, 0}}));
   EXPECT_EQ(g.stats.faults_resolved.load(), 2u);
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // A first touch the handler passed on is counted as the monitor's own.
+  g.mirror.fault_chunks_assigned = 1;
+  g.mirror.fault_chunks_reclaimed = 1;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_RESOLVE_FAULT, 0x5000, 0)), Outcome::result(1));
+  EXPECT_EQ(g.stats.chunks_assigned.load(), 1u);
+  EXPECT_EQ(g.stats.chunks_reclaimed.load(), 1u);
+}
+
+TEST(DunkSyscalls, AssignEagerlyIsTheMonitorsSwitch) {
+  FakeGuest g;
+  EXPECT_EQ(g.run(call(DUNK_SYSCALL_ASSIGN_EAGERLY)), Outcome::result(0));
+  EXPECT_EQ(g.mirror.eager_switches, 1);
   EXPECT_TRUE(g.host.forwarded.empty());
 }
 

@@ -164,13 +164,18 @@ class FakeMirror final : public AddressSpaceMirror {
   };
   std::vector<Fault> faults;
   std::set<std::uint64_t> resolvable;
-  bool resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept override {
+  // What a resolved fault reports having made resident (and reclaimed).
+  std::uint32_t fault_chunks_assigned = 0, fault_chunks_reclaimed = 0;
+  FaultResolution resolve_fault(Hva address, bool write, bool fetch, Gpa root) noexcept override {
     faults.push_back({address.value(), write, fetch, root.value()});
-    return resolvable.contains(address.value());
+    if (!resolvable.contains(address.value())) return {};
+    return {.resolved = true, .chunks_assigned = fault_chunks_assigned, .chunks_reclaimed = fault_chunks_reclaimed};
   }
   // assign: host address + `gpa_offset`, or `assign_error`.
   std::uint64_t gpa_offset = 0;
   Status assign_error = {};
+  int eager_switches = 0;  // assign_eagerly() calls
+  void assign_eagerly() noexcept override { ++eager_switches; }
   Result<Gpa> assign(Hva address) noexcept override {
     if (!assign_error) return assign_error.error();
     return Gpa(address.value() + gpa_offset);

@@ -167,9 +167,25 @@ Status PageTable::protect(Gva va, std::uint64_t size, PageAttributes attrs, Edit
   return apply(va, size, Edit{.kind = Edit::Kind::kProtect, .attrs = attrs, .options = options});
 }
 
-Status PageTable::hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept {
+Status PageTable::hide(Gva va, std::uint64_t size, std::uint8_t software, EditOptions options) noexcept {
   DUNK_TRY(check_range(va, size));
-  return apply(va, size, Edit{.kind = Edit::Kind::kHide, .software = software});
+  return apply(va, size, Edit{.kind = Edit::Kind::kHide, .options = options, .software = software});
+}
+
+std::uint64_t PageTable::reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t software) noexcept {
+  const std::uint64_t first = va.value(), end = first + size;
+  std::uint64_t revealed = 0;
+  for_each_hidden_leaf(va, size, [&](Gva page, PageSize s, PageTableEntry& e) {
+    PageTableEntry v = load_entry(&e);
+    if (v.software() != software || page.value() < first || page.value() + page_bytes(s) > end) return;
+    // Not present: the CPU neither caches nor updates the entry, but
+    // mark_written may set its accessed and dirty bits meanwhile (a write
+    // the kernel made for the program): compare-and-exchange keeps them.
+    while (!exchange_entry(&e, v, v.revealed(pa + (page.value() - first), s))) {
+    }
+    ++revealed;
+  });
+  return revealed;
 }
 
 Status PageTable::apply(Gva va, std::uint64_t size, const Edit& edit) noexcept {
@@ -205,17 +221,21 @@ Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t ba
         if (!can_map_leaf(level, base, edit)) break;
         const Gpa pa(base + edit.pa_minus_va);
         const PageTableEntry leaf = PageTableEntry::leaf(pa, leaf_size(level), edit.attrs, features_.nx);
+        // Written out of service when the edit asks (EditOptions::hidden):
+        // every other bit as a present leaf would have it.
+        auto placed = [&](PageTableEntry v) { return edit.options.hidden ? v.as_hidden() : v; };
         if (old.maps_page(level) && old.page_address(leaf_size(level)) == pa) {
           // The same page with new rights keeps its accessed and dirty bits,
           // moved with a compare-and-exchange: a CPU (or mark_written) may
           // set them between the load and the store.
           PageTableEntry current = old;
-          while (!exchange_entry(e, current,
-                                 PageTableEntry(leaf).set_accessed(current.accessed()).set_dirty(current.dirty()))) {
+          while (!exchange_entry(
+              e, current, placed(PageTableEntry(leaf).set_accessed(current.accessed()).set_dirty(current.dirty())))) {
           }
           return {};
         }
-        store_entry(e, edit.options.new_leaves_dirty ? PageTableEntry(leaf).set_accessed(true).set_dirty(true) : leaf);
+        store_entry(e, placed(edit.options.new_leaves_dirty ? PageTableEntry(leaf).set_accessed(true).set_dirty(true)
+                                                            : leaf));
         release_subtree(old, level);
         return {};
       }
@@ -464,13 +484,22 @@ Status PageTable::clone_table(const PageTableEntry* from, PageTableEntry* to, un
 }
 
 void PageTable::for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {
+  visit_leaves(va, size, /*hidden=*/false, visit);
+}
+
+void PageTable::for_each_hidden_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {
+  visit_leaves(va, size, /*hidden=*/true, visit);
+}
+
+void PageTable::visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept {
   if (root_.entries == nullptr || size == 0 || !is_canonical(va)) return;
   const std::uint64_t lin = linear(va);
   const std::uint64_t half_end = lin < kHalf ? kHalf : 2 * kHalf;
-  walk(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), visit);
+  walk(root_.entries, kPagingLevels, lin, lin + std::min(size, half_end - lin), hidden, visit);
 }
 
-void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+// Visits the present leaves (`hidden` false) or the hidden ones.
+void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,
                      LeafVisitor& visit) const noexcept {
   const std::uint64_t span = level_span(level);
   while (va < end) {
@@ -478,12 +507,12 @@ void PageTable::walk(const PageTableEntry* table, unsigned level, std::uint64_t 
     const std::uint64_t piece_end = std::min(end, base + span);
     PageTableEntry* e = const_cast<PageTableEntry*>(&table[table_index(level, va)]);
     const PageTableEntry v = load_entry(e);
-    if (v.present() && v.is_leaf(level)) {
-      visit(to_gva(base), leaf_size(level), *e);
-    } else if (v.present()) {
+    if (v.present() && !v.is_leaf(level)) {
       if (const PageTableEntry* child = memory_->table_at(v.table_address())) {
-        walk(child, level - 1, va, piece_end, visit);
+        walk(child, level - 1, va, piece_end, hidden, visit);
       }
+    } else if (v.is_leaf(level) && (hidden ? v.hidden() : v.present())) {
+      visit(to_gva(base), leaf_size(level), *e);
     }
     va = piece_end;
   }
@@ -583,13 +612,14 @@ void PageTable::scan_in(PageTableEntry* table, unsigned level, std::uint64_t va,
         visit(to_gva(base), leaf_size(level), *e);
       }
     } else if (v.present()) {
-      if (options.prune && !v.accessed()) {
+      const bool used = v.accessed() || v.accessed_taken();
+      if (options.prune && !used) {
         ++counts.tables_skipped;
       } else {
         // Accessed goes before the leaves below are read: a write after the
         // clear sets it again on its way down.
-        if (options.clean && v.accessed() && va == base && piece_end == base + span) {
-          (void)clear_bits(e, std::uint64_t{1} << 5);
+        if (options.clean && used && va == base && piece_end == base + span) {
+          (void)clear_bits(e, std::uint64_t{1} << 5 | std::uint64_t{1} << PageTableEntry::kAccessedTakenBit);
         }
         if (PageTableEntry* child = memory_->table_at(v.table_address())) {
           scan_in(child, level - 1, va, piece_end, options, visit, counts);

@@ -81,6 +81,10 @@ struct EditOptions {
   // descended rather than replaced or dropped wholesale, so that such
   // entries inside it survive. -1: nothing is kept.
   int keep_software = -1;
+  // map(): the leaves are written taken out of service (hidden), as hide()
+  // leaves them; reveal() brings them into service later. A mapping known
+  // before the memory behind it may be used.
+  bool hidden = false;
   // For dirty tracking (dunk/dirty.h): a leaf that maps a new frame (where
   // none was, or another) starts accessed and dirty, and every table entry
   // the edit links or descends through is made accessed. Memory that
@@ -99,7 +103,8 @@ struct DirtyScanOptions {
   // paging-structure entry it uses to translate, D in the leaf it writes
   // through). The caller flushes TLBs.
   bool clean = false;
-  // Skips every table whose entry has accessed clear: nothing below it was
+  // Skips every table whose entry has accessed clear (and not taken by
+  // another reader, PageTableEntry::accessed_taken): nothing below it was
   // used since a clean scan cleared it. Sound only when no CPU can still use
   // paging-structure-cache entries or TLB entries from before that scan
   // (they let writes through without setting A above the leaf).
@@ -160,8 +165,13 @@ class PageTable {
   Status protect(Gva va, std::uint64_t size, PageAttributes attrs, EditOptions options = {}) noexcept;
   // Takes every present mapping in [va, va + size) out of service (hidden,
   // PageTableEntry::as_hidden) with software bits `software`; protect()
-  // brings it back with the same frame.
-  Status hide(Gva va, std::uint64_t size, std::uint8_t software) noexcept;
+  // brings it back with the same frame, reveal() with another.
+  Status hide(Gva va, std::uint64_t size, std::uint8_t software, EditOptions options = {}) noexcept;
+  // Brings every hidden leaf inside [va, va + size) whose software bits are
+  // `software` back into service, mapping pa + (its address - va) with the
+  // rights, accessed and dirty bits it kept. Changes no table; leaves that
+  // straddle the range's edges stay hidden. Returns how many it revealed.
+  std::uint64_t reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t software) noexcept;
 
   // A copy of this tree: new tables, the same entries. With
   // `share_leaf_tables`, the 4 KiB-page tables themselves are shared, linked
@@ -192,6 +202,8 @@ class PageTable {
   // overlaps [va, va + size), in address order. The visitor may change the
   // entry only through store_entry/exchange_entry.
   void for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
+  // The same for every hidden leaf (PageTableEntry::hidden).
+  void for_each_hidden_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept;
 
   // ---- Dirty tracking (dunk/dirty.h) ----
   // Both are lock-free: they change entries only by compare-and-exchange, so
@@ -247,7 +259,8 @@ class PageTable {
   Result<TablePage> allocate_table() const noexcept;
   void release_subtree(PageTableEntry old, unsigned level) const noexcept;
   void release_tree(TablePage table, unsigned level) const noexcept;
-  void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
+  void visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept;
+  void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,
             LeafVisitor& visit) const noexcept;
   std::uint64_t mark_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end) const noexcept;
   void scan_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, DirtyScanOptions options,

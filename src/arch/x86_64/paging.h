@@ -152,6 +152,22 @@ class alignas(8) PageTableEntry {
   constexpr PageTableEntry as_hidden() const noexcept {
     return PageTableEntry(with_bit(with_bit(raw_, 0, false), kHiddenBit, true));
   }
+  // A hidden leaf back in service, mapping `pa` now: present again, every
+  // other bit (rights, accessed, dirty, PAT, key) as it was kept.
+  constexpr PageTableEntry revealed(Gpa pa, PageSize size) const noexcept {
+    return PageTableEntry(with_bit(with_bit(raw_, kHiddenBit, false), 0, true)).set_page_address(pa, size);
+  }
+  // An entry that links a table and whose accessed bit another reader than
+  // a dirty scan took (the mirror's reclaim clock, core/mirror.cc) keeps the
+  // fact here: the CPU ignores bits 62:52 of such an entry (SDM vol. 3A
+  // §4.5, Tables 4-15 to 4-17; AMD APM vol. 2 §5.4.1), and a scan that prunes
+  // by accessed bits must still descend below it (PageTable::scan_dirty),
+  // since writes there may be unreported. A cleaning scan clears both.
+  static constexpr unsigned kAccessedTakenBit = 53;
+  constexpr bool accessed_taken() const noexcept { return get_bit(raw_, kAccessedTakenBit); }
+  constexpr PageTableEntry with_accessed_taken() const noexcept {
+    return PageTableEntry(with_bit(with_bit(raw_, 5, false), kAccessedTakenBit, true));
+  }
   // A present leaf or a hidden one, at `level`.
   constexpr bool maps_page(unsigned level) const noexcept { return (present() || hidden()) && is_leaf(level); }
   // A not-present entry that carries nothing but software bits (a marker
