@@ -115,13 +115,16 @@ __attribute__((noinline)) void* mark_stack(void* arg) {
 TEST(Sthread, RecycledCompartmentStartsClean) {
   init_or_fail();
   const sc_t sc = empty_context();
+  const std::uint64_t fresh = st::stats().created_fresh;
   for (int i = 0; i < 5; ++i) {
     const sthread_report r = run(sc, mark_stack, reinterpret_cast<void*>(0x40 + i));
     EXPECT_EQ(r.end, STHREAD_RETURNED);
     EXPECT_EQ(r.value, 0x100u) << "run " << i << ": the stack kept a byte of the one before";
-    EXPECT_EQ(r.recycled, i > 0 ? 1 : 0);
+    if (i > 0) {
+      EXPECT_EQ(r.recycled, 1);
+    }
   }
-  EXPECT_EQ(st::stats().created_fresh, 1u);
+  EXPECT_LE(st::stats().created_fresh - fresh, 1u);
 }
 
 // --- Tags ----------------------------------------------------------------------
@@ -279,9 +282,13 @@ void* leak(void* arg) {
 TEST(Sthread, PointerTheSthreadCannotReadIsRefused) {
   init_or_fail();
   Pipe p;
-  // A secret on the heap after init (supervisor memory) and one in a tag
-  // the sthread lacks: write(fd, secret, n) must not reach the pipe.
-  char* heap_secret = static_cast<char*>(malloc(64));
+  // A secret in memory mapped after init (the supervisor's alone) and one in
+  // a tag the sthread lacks: write(fd, secret, n) must not reach the pipe.
+  // (The heap as it was at init is in the snapshot: there an sthread sees
+  // its own copy, never what the supervisor writes later.)
+  char* heap_secret = static_cast<char*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(heap_secret, MAP_FAILED);
   std::strcpy(heap_secret, "HEAP-SECRET-0123");
   const tag_t t = tag_new(), mine = tag_new();
   char* tag_secret = static_cast<char*>(smalloc(t, 64));
@@ -300,7 +307,7 @@ TEST(Sthread, PointerTheSthreadCannotReadIsRefused) {
     EXPECT_EQ(r.last_errno, EFAULT);
     EXPECT_EQ(p.drain(), "");
   }
-  free(heap_secret);
+  munmap(heap_secret, 4096);
 }
 
 TEST(Sthread, KernelSeesTheSthreadsViewOfAGlobal) {
@@ -330,11 +337,12 @@ TEST(Sthread, KernelWritesLandInTheSthreadsCopy) {
   init_or_fail();
   Pipe p;
   ASSERT_EQ(write(p.w, "fresh", 5), 5);
+  std::strcpy(g_secret_global, "supervisor-own");
   sc_t sc = empty_context();
   sc_fd_add(&sc, p.r, PROT_READ);
   const sthread_report r = run(sc, read_into_global, reinterpret_cast<void*>(static_cast<long>(p.r)));
   EXPECT_EQ(r.value, 1u);
-  EXPECT_STREQ(g_secret_global, "snapshot-value");  // the supervisor's is untouched
+  EXPECT_STREQ(g_secret_global, "supervisor-own");  // the supervisor's is untouched
 }
 
 void* read_into_code(void* arg) {
