@@ -170,6 +170,8 @@ Row pipe_row(std::uint64_t n) {
   if (pipe(to_child) != 0 || pipe(to_parent) != 0) std::exit(1);
   const pid_t pid = fork();
   if (pid == 0) {
+    close(to_child[1]);  // else its read never sees the end
+    close(to_parent[0]);
     char c;
     while (read(to_child[0], &c, 1) == 1) {
       if (write(to_parent[1], &c, 1) != 1) break;
@@ -225,6 +227,7 @@ Row futex_row(std::uint64_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::uint64_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 200;
   const std::uint64_t calls = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 2000;
   std::printf("%-34s %-7s %8s %14s %10s %8s %8s\n", "operation", "mode", "n", "ns/op", "exits/op", "cow/op",
