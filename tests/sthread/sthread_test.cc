@@ -459,6 +459,29 @@ TEST(Sthread, FaultInCallgateEndsTheCallNotTheCaller) {
   EXPECT_EQ(r.value, 0x600du);
 }
 
+void* gate_leaves_vector_state(void*, void*) {
+  const std::uint64_t secret = 0x5ec7e75ec7e7ull;
+  asm volatile("movq %0, %%xmm5" : : "r"(secret) : "xmm5");
+  return nullptr;
+}
+cg_t g_vector_gate = gate_leaves_vector_state;
+void* read_xmm5_after_gate(void*) {
+  (void)cgate(g_vector_gate, nullptr, nullptr);
+  std::uint64_t v;
+  asm volatile("movq %%xmm5, %0" : "=r"(v));
+  return reinterpret_cast<void*>(v);
+}
+
+TEST(Sthread, CallgateLeavesNoVectorStateToItsCaller) {
+  init_or_fail();
+  sc_t gate_sc = empty_context();
+  sc_t sc = empty_context();
+  sc_cgate_add(&sc, gate_leaves_vector_state, &gate_sc, nullptr);
+  const sthread_report r = run(sc, read_xmm5_after_gate, nullptr);
+  EXPECT_EQ(r.end, STHREAD_RETURNED);
+  EXPECT_EQ(r.value, 0u);
+}
+
 // --- Concurrency -----------------------------------------------------------------
 
 void* spin_sum(void* arg) {
