@@ -3,7 +3,8 @@
  *
  *   dunk-sthttpd MODE PORT DIR [--bug]
  *   MODE: sthread (each connection in an sthread), pthread (a thread per
- *         connection), fork (a process per connection)
+ *         connection), pthread-vm (the same in VM mode: every system call
+ *         an exit, as in an sthread), fork (a process per connection)
  *
  * Every response carries X-Signature, a keyed hash of its body under a
  * secret key. In sthread mode the key lies in a tag only the signing
@@ -42,7 +43,7 @@
 
 #include "sthread.h"
 
-enum mode { MODE_STHREAD, MODE_PTHREAD, MODE_FORK };
+enum mode { MODE_STHREAD, MODE_PTHREAD, MODE_PTHREAD_VM, MODE_FORK };
 
 static int g_dirfd = -1;
 static int g_bug;
@@ -212,11 +213,12 @@ static void *reaper(void *unused)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: %s sthread|pthread|fork PORT DIR [--bug]\n", argv[0]);
+		fprintf(stderr, "usage: %s sthread|pthread|pthread-vm|fork PORT DIR [--bug]\n", argv[0]);
 		return 2;
 	}
 	enum mode mode = strcmp(argv[1], "sthread") == 0   ? MODE_STHREAD
 			 : strcmp(argv[1], "pthread") == 0 ? MODE_PTHREAD
+			 : strcmp(argv[1], "pthread-vm") == 0 ? MODE_PTHREAD_VM
 			 : strcmp(argv[1], "fork") == 0    ? MODE_FORK
 							   : (enum mode)-1;
 	if ((int)mode < 0) {
@@ -262,6 +264,10 @@ int main(int argc, char **argv)
 		pthread_t t;
 		pthread_create(&t, NULL, reaper, NULL);
 	} else {
+		if (mode == MODE_PTHREAD_VM && sthread_init() != 0) { /* VM mode, no compartments */
+			perror("sthttpd: sthread_init");
+			return 1;
+		}
 		g_sign = sign_direct;
 		key = g_key = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (mode == MODE_FORK)
@@ -291,7 +297,7 @@ int main(int argc, char **argv)
 			perror("sthttpd: accept");
 			return 1;
 		}
-		if (mode == MODE_PTHREAD) {
+		if (mode == MODE_PTHREAD || mode == MODE_PTHREAD_VM) {
 			pthread_t t;
 			if (pthread_create(&t, NULL, serve_and_close, (void *)(intptr_t)fd) != 0) {
 				close(fd);
