@@ -177,9 +177,29 @@ struct Supervisor {
   unsigned idle_workers = 0;
   std::atomic<int> report_fd{2};
   Counters counters;
+  // Page-table edits through dunk's API (clone, map, release, destroy), one
+  // at a time. Each edit first stocks the tables it needs and then takes
+  // them under the mirror's lock; two threads editing at once take each
+  // other's stock, and the second fails with ENOMEM (retried, below).
+  // Taken after `lock` when both are held, never the other way round.
+  Lock edit_lock;
 };
 
 Supervisor& supervisor() noexcept;
+
+// Runs a page-table edit (returning Status or Result) under edit_lock,
+// again while the tables it stocked went to dunk's monitor meanwhile
+// (ENOMEM), a few times.
+template <class F>
+auto page_table_edit(F&& edit) noexcept -> decltype(edit()) {
+  for (int attempt = 0;; ++attempt) {
+    auto result = [&] {
+      LockGuard guard(supervisor().edit_lock);
+      return edit();
+    }();
+    if (result || result.error().err != ENOMEM || attempt == 3) return result;
+  }
+}
 
 // supervisor.cc
 const SnapshotRange* snapshot_at(std::uint64_t va) noexcept;

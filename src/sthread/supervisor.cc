@@ -160,7 +160,8 @@ Status add_snapshot(Supervisor& s, const Candidate& m) noexcept {
   char* copy = map_anonymous(size);
   if (copy == nullptr) return Error{"sthread_init: mmap for the snapshot", ENOMEM};
   // Mapped before copied: dunk's own memory (its arena) refuses (EPERM).
-  Status mapped = s.tmpl->map(reinterpret_cast<void*>(m.start), copy, size, kRead | kUser, PageSize::k4K);
+  Status mapped = page_table_edit(
+      [&] { return s.tmpl->map(reinterpret_cast<void*>(m.start), copy, size, kRead | kUser, PageSize::k4K); });
   if (!mapped) {
     ::munmap(copy, size);
     return mapped.error().err == EPERM ? Status{} : mapped;
@@ -187,18 +188,21 @@ Status check_no_user_mirror(Supervisor& s) noexcept {
 Status build_template(Supervisor& s, const OwnObjects& own) noexcept {
   static Candidate candidates[kMaxSnapshotRanges * 2];
   DUNK_ASSIGN_OR_RETURN(unsigned n, list_candidates(own, candidates, kMaxSnapshotRanges * 2));
-  DUNK_ASSIGN_OR_RETURN(s.tmpl, AddressSpace::process().clone(CloneMode::kCopy));
+  DUNK_ASSIGN_OR_RETURN(s.tmpl, page_table_edit([] { return AddressSpace::process().clone(CloneMode::kCopy); }));
   for (unsigned i = 0; i < n; ++i) {
     const Candidate& m = candidates[i];
     if (m.write) {
       DUNK_TRY(add_snapshot(s, m));
       continue;
     }
-    Status mapped = s.tmpl->map(reinterpret_cast<void*>(m.start), reinterpret_cast<void*>(m.start), m.end - m.start,
-                                kRead | kUser | (m.exec ? unsigned{kExec} : 0u));
+    Status mapped = page_table_edit([&] {
+      return s.tmpl->map(reinterpret_cast<void*>(m.start), reinterpret_cast<void*>(m.start), m.end - m.start,
+                         kRead | kUser | (m.exec ? unsigned{kExec} : 0u));
+    });
     if (!mapped && mapped.error().err != EPERM) return mapped;
   }
-  DUNK_TRY(s.tmpl->map(const_cast<char*>(sthread_ring3_page), sthread_ring3_page, kPage, kRead | kExec | kUser));
+  DUNK_TRY(page_table_edit(
+      [&] { return s.tmpl->map(const_cast<char*>(sthread_ring3_page), sthread_ring3_page, kPage, kRead | kExec | kUser); }));
   DUNK_TRY(check_no_user_mirror(s));
   // Ring 3's TLS is the init thread's, as the snapshot has it.
   if (snapshot_at(s.fs_base) == nullptr) {
@@ -264,20 +268,21 @@ Result<Compartment*> fresh_compartment() noexcept {
   if (memory == nullptr) return Error{"sthread: mmap for a compartment", ENOMEM};
   auto* c = new (memory) Compartment;
   auto fail = [&](const Error& e) -> Result<Compartment*> {
-    if (c->view != nullptr) (void)c->view->destroy();
+    if (c->view != nullptr) (void)page_table_edit([&] { return c->view->destroy(); });
     if (c->stack != nullptr) ::munmap(c->stack, kStackSize);
     if (c->pages != nullptr) ::munmap(c->pages, c->page_capacity * sizeof(PrivatePage));
     ::munmap(memory, sizeof(Compartment));
     return e;
   };
-  auto view = s.tmpl->clone(CloneMode::kCopy);
+  auto view = page_table_edit([&] { return s.tmpl->clone(CloneMode::kCopy); });
   if (!view) return fail(view.error());
   c->view = *view;
   c->stack = map_anonymous(kStackSize);
   c->page_capacity = snapshot_pages(s);
   c->pages = reinterpret_cast<PrivatePage*>(map_anonymous(std::max<std::size_t>(c->page_capacity, 1) * sizeof(PrivatePage)));
   if (c->stack == nullptr || c->pages == nullptr) return fail(Error{"sthread: mmap for a compartment", ENOMEM});
-  if (Status st = c->view->map(c->stack, c->stack, kStackSize, kRead | kWrite | kUser, PageSize::k4K); !st) {
+  if (Status st = page_table_edit([&] { return c->view->map(c->stack, c->stack, kStackSize, kRead | kWrite | kUser, PageSize::k4K); });
+      !st) {
     return fail(st.error());
   }
   s.counters.fresh.fetch_add(1, std::memory_order_relaxed);
@@ -329,7 +334,7 @@ void destroy_compartment(Compartment* c) noexcept {
   for (Compartment* gate : c->gates) {
     if (gate != nullptr) destroy_compartment(gate);
   }
-  (void)c->view->destroy();
+  (void)page_table_edit([&] { return c->view->destroy(); });
   for (std::size_t i = 0; i < c->npages; ++i) give_page(c->pages[i].page);
   ::munmap(c->stack, kStackSize);
   ::munmap(c->pages, std::max<std::size_t>(c->page_capacity, 1) * sizeof(PrivatePage));
@@ -729,7 +734,7 @@ bool copy_on_write(Compartment& c, std::uint64_t va) noexcept {
   char* page = take_page();
   if (page == nullptr) return false;
   std::memcpy(page, r->copy + (va - r->va), kPage);
-  if (!c.view->map(reinterpret_cast<void*>(va), page, kPage, kRead | kWrite | kUser, PageSize::k4K)) {
+  if (!page_table_edit([&] { return c.view->map(reinterpret_cast<void*>(va), page, kPage, kRead | kWrite | kUser, PageSize::k4K); })) {
     give_page(page);
     return false;
   }

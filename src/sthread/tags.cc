@@ -144,7 +144,7 @@ Status tag_grant(Compartment& c, tag_t t, int prot) noexcept {
   if (c.ngranted == STHREAD_MAX_MEM) return Error{"sthread: too many tags", E2BIG};
   // x86 has no write-only page: PROT_WRITE alone is read and write.
   const unsigned access = kRead | kUser | ((prot & PROT_WRITE) != 0 ? kWrite : 0u) | ((prot & PROT_EXEC) != 0 ? kExec : 0u);
-  DUNK_TRY(c.view->map(tag->base, tag->base, kTagSize, access));
+  DUNK_TRY(page_table_edit([&] { return c.view->map(tag->base, tag->base, kTagSize, access); }));
   ++tag->grants;
   c.granted[c.ngranted++] = t;
   return {};
@@ -156,7 +156,7 @@ void tag_revoke_all(Compartment& c) noexcept {
   for (unsigned i = 0; i < c.ngranted; ++i) {
     Tag& tag = s.tags[c.granted[i]];
     // Back to the monitor's mirror: supervisor-only, like all memory.
-    (void)c.view->release(tag.base, kTagSize);
+    (void)page_table_edit([&] { return c.view->release(tag.base, kTagSize); });
     if (--tag.grants == 0 && tag.doomed) retire(tag);
   }
   c.ngranted = 0;
