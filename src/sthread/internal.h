@@ -116,10 +116,9 @@ struct GateFrame {
   TrapFrame caller{};
   Compartment* caller_compartment = nullptr;
   Compartment* gate = nullptr;
-  int extra_fds[STHREAD_MAX_FD]{};  // perms' descriptors lent for this call
-  unsigned nextra_fds = 0;
-  tag_t extra_tags[STHREAD_MAX_MEM]{};
-  unsigned nextra_tags = 0;
+  // The callgate's own policy, to go back to after the call (perms lend
+  // descriptors and tags for one call only).
+  Policy kept;
 };
 
 // A ring-3 run on a worker: an sthread and the callgates it calls.

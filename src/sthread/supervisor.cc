@@ -435,16 +435,17 @@ void start_frame(TrapFrame& f, Compartment& c, std::uint64_t entry, std::uint64_
   f.rsi = rsi;
 }
 
+// A callgate's compartment as it was before the call: its writes undone
+// (it starts from the snapshot each call), its own rights only.
+void restore_gate(Compartment& gate, const Policy& kept) noexcept {
+  reset_compartment(gate);  // revokes every tag, lent or not
+  gate.policy = kept;
+  for (unsigned i = 0; i < kept.nmem; ++i) (void)tag_grant(gate, kept.mem[i].tag, kept.mem[i].prot);
+}
+
 void gate_return(Run& run, TrapFrame& f, std::uint64_t value) noexcept {
   GateFrame& frame = run.gates[--run.depth];
-  Compartment& gate = *frame.gate;
-  for (unsigned i = 0; i < frame.nextra_fds; ++i) gate.policy.remove_fd(frame.extra_fds[i]);
-  // Lent tags go with the rest at the reset: a callgate starts fresh each call.
-  const Policy kept = gate.policy;
-  reset_compartment(gate);
-  gate.policy = kept;
-  // The compartment's own grants again (reset revoked them all).
-  for (unsigned i = 0; i < kept.nmem; ++i) (void)tag_grant(gate, kept.mem[i].tag, kept.mem[i].prot);
+  restore_gate(*frame.gate, frame.kept);
   f = frame.caller;
   f.rax = value;
   run.current = frame.caller_compartment;
@@ -484,30 +485,29 @@ void gate_call(Run& run, TrapFrame& f) noexcept {
   }
   GateFrame& frame = run.gates[run.depth];
   frame = GateFrame{};
+  frame.kept = gate->policy;
   // Rights the caller lends for this call: its own, no more.
   if (f.rsi != 0) {
     static_assert(sizeof(sc_t) < 4096, "the trap stack holds a context");
     sc_t perms;
     if (!read_view(caller, f.rsi, &perms, sizeof perms)) return refuse(EFAULT, "cgate: perms not readable");
-    for (unsigned i = 0; i < std::min<unsigned>(perms.sc_nfd, STHREAD_MAX_FD); ++i) {
+    const unsigned nfd = std::min<unsigned>(perms.sc_nfd, STHREAD_MAX_FD);
+    const unsigned nmem = std::min<unsigned>(perms.sc_nmem, STHREAD_MAX_MEM);
+    for (unsigned i = 0; i < nfd; ++i) {
       const int have = caller.policy.fd_rights(perms.sc_fd[i].fd);
       if (have < 0 || (perms.sc_fd[i].prot & ~have) != 0) return refuse(EPERM, "cgate: lends a descriptor it lacks");
     }
-    for (unsigned i = 0; i < std::min<unsigned>(perms.sc_nmem, STHREAD_MAX_MEM); ++i) {
+    for (unsigned i = 0; i < nmem; ++i) {
       bool held = false;
       for (unsigned j = 0; j < caller.policy.nmem; ++j) {
         held |= caller.policy.mem[j].tag == perms.sc_mem[i].tag && (perms.sc_mem[i].prot & ~caller.policy.mem[j].prot) == 0;
       }
       if (!held) return refuse(EPERM, "cgate: lends a tag it lacks");
     }
-    for (unsigned i = 0; i < std::min<unsigned>(perms.sc_nfd, STHREAD_MAX_FD); ++i) {
-      if (gate->policy.fd_rights(perms.sc_fd[i].fd) < 0) {
-        gate->policy.add_fd(perms.sc_fd[i].fd, perms.sc_fd[i].prot);
-        frame.extra_fds[frame.nextra_fds++] = perms.sc_fd[i].fd;
-      }
-    }
-    for (unsigned i = 0; i < std::min<unsigned>(perms.sc_nmem, STHREAD_MAX_MEM); ++i) {
+    for (unsigned i = 0; i < nfd; ++i) gate->policy.add_fd(perms.sc_fd[i].fd, perms.sc_fd[i].prot);
+    for (unsigned i = 0; i < nmem; ++i) {
       if (Status st = tag_grant(*gate, perms.sc_mem[i].tag, perms.sc_mem[i].prot); !st) {
+        restore_gate(*gate, frame.kept);
         return refuse(st.error().err, "cgate: lending a tag");
       }
     }

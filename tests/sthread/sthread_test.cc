@@ -482,6 +482,46 @@ TEST(Sthread, CallgateLeavesNoVectorStateToItsCaller) {
   EXPECT_EQ(r.value, 0u);
 }
 
+void* gate_reads_lent(void*, void* arg) { return reinterpret_cast<void*>(static_cast<long>(*static_cast<volatile char*>(arg))); }
+cg_t g_lent_gate = gate_reads_lent;
+struct LendArgs {
+  sc_t perms;
+  char* data;
+};
+void* lend_then_not(void* arg) {
+  auto* a = static_cast<LendArgs*>(arg);
+  const long with = reinterpret_cast<long>(cgate(g_lent_gate, &a->perms, a->data));
+  void* without = cgate(g_lent_gate, nullptr, a->data);
+  const long err = without == nullptr ? errno : 0;
+  return reinterpret_cast<void*>(with << 16 | err);
+}
+
+TEST(Sthread, CallgateGetsLentRightsForOneCallOnly) {
+  init_or_fail();
+  const tag_t mine = tag_new();
+  auto* args = static_cast<LendArgs*>(smalloc(mine, sizeof(LendArgs)));
+  args->data = static_cast<char*>(smalloc(mine, 16));
+  args->data[0] = 'Q';
+  sc_init(&args->perms);
+  sc_mem_add(&args->perms, mine, PROT_READ);
+  sc_t gate_sc = empty_context();
+  sc_t sc = empty_context();
+  sc_mem_add(&sc, mine, PROT_READ | PROT_WRITE);
+  sc_cgate_add(&sc, gate_reads_lent, &gate_sc, nullptr);
+  // Lent: the gate reads the caller's tag; the next call, not lent, faults.
+  sthread_report r = run(sc, lend_then_not, args);
+  EXPECT_EQ(r.end, STHREAD_RETURNED);
+  EXPECT_EQ(r.value, (static_cast<unsigned long>('Q') << 16) | EFAULT);
+  // A caller cannot lend what it lacks (here: write access).
+  sc_mem_add(&args->perms, mine, PROT_WRITE);
+  sc_t reader = empty_context();
+  sc_mem_add(&reader, mine, PROT_READ);
+  sc_cgate_add(&reader, gate_reads_lent, &gate_sc, nullptr);
+  r = run(reader, lend_then_not, args);
+  EXPECT_EQ(r.value >> 16, 0u);
+  EXPECT_GE(r.violations, 1u);
+}
+
 // --- Concurrency -----------------------------------------------------------------
 
 void* spin_sum(void* arg) {
