@@ -4,12 +4,16 @@
 #   libexec/dunk/libdunk-preload.so       its preload library next to itself
 #   lib/libdunk.so, lib/libdunk.a         dunk (C++: include/dunk/)
 #   lib/libdune.so, lib/libdune.a         Dune's libdune on dunk (C)
+#   lib/libsthread.so                     Wedge's sthreads on dunk (C and C++;
+#                                         shared only: see src/sthread)
 #   include/dunk/*.h
+#   include/sthread/sthread.h             -I include/sthread gives "sthread.h",
+#                                         as Wedge's programs include it
 #   include/dune/libdune/*.h, include/dune/kern/dune.h
 #                                         Dune's paths: -I include/dune gives
 #                                         "libdune/dune.h", whose "../kern/dune.h"
 #                                         resolves beside it
-#   lib/pkgconfig/dunk.pc, libdune.pc
+#   lib/pkgconfig/dunk.pc, libdune.pc, sthread.pc
 #   lib/cmake/dunk/                       find_package(dunk): dunk::dunk,
 #                                         dunk::dune (and their _static forms)
 #
@@ -26,13 +30,14 @@ install(CODE "
   file(CREATE_LINK \"../${CMAKE_INSTALL_LIBEXECDIR}/dunk/dunk\"
        \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/dunk\" SYMBOLIC)")
 
-install(TARGETS dunk_shared dune_shared dune_static
+install(TARGETS dunk_shared dune_shared dune_static sthread_shared
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
 # dunk_static's file is libdunk_static.a in the build tree.
 install(FILES $<TARGET_FILE:dunk_static> DESTINATION ${CMAKE_INSTALL_LIBDIR} RENAME libdunk.a)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/dunk DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/sthread DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/libdune ${PROJECT_SOURCE_DIR}/include/kern
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/dune)
 
@@ -41,7 +46,7 @@ set(DUNK_PKGCONFIG_DIR ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 # `cmake --install --prefix` anywhere works.
 file(RELATIVE_PATH DUNK_PC_TO_PREFIX /prefix/${DUNK_PKGCONFIG_DIR} /prefix)
 string(REGEX REPLACE "/$" "" DUNK_PC_TO_PREFIX "${DUNK_PC_TO_PREFIX}")
-foreach(pc dunk libdune)
+foreach(pc dunk libdune sthread)
   configure_file(${PROJECT_SOURCE_DIR}/cmake/${pc}.pc.in ${PROJECT_BINARY_DIR}/${pc}.pc @ONLY)
   install(FILES ${PROJECT_BINARY_DIR}/${pc}.pc DESTINATION ${DUNK_PKGCONFIG_DIR})
 endforeach()

@@ -61,15 +61,24 @@ void Arena::release() noexcept {
 }
 
 Result<std::byte*> Arena::allocate(std::size_t bytes, std::size_t alignment, bool guard) noexcept {
-  LockGuard hold(lock_);
   bytes = (bytes + kPage - 1) & ~(kPage - 1);
-  std::uint64_t start = next_ + (guard ? kPage : 0);
-  start = (start + alignment - 1) & ~(std::uint64_t{alignment} - 1);
-  if (start + bytes > base_ + kSize - kTransitSize) return Error{"dunk arena exhausted", ENOMEM};
+  std::uint64_t start;
+  {
+    LockGuard hold(lock_);
+    start = next_ + (guard ? kPage : 0);
+    start = (start + alignment - 1) & ~(std::uint64_t{alignment} - 1);
+    if (start + bytes > base_ + kSize - kTransitSize) return Error{"dunk arena exhausted", ENOMEM};
+    next_ = start + bytes;  // reserved: the next allocation goes past it
+  }
+  // The commit outside the lock: from guest code (stock_pages before a
+  // page-table edit through the API) the mprotect goes to the monitor,
+  // which takes the mirror's lock, while another guest thread may hold the
+  // mirror's lock and wait for this one (Mirror::user_map ->
+  // take_free_page): holding it here deadlocked both. A range whose commit
+  // fails stays reserved and is never handed out.
   long ret = sys::call(SYS_mprotect, static_cast<long>(start), static_cast<long>(bytes),
                        PROT_READ | PROT_WRITE);
   if (sys::failed(ret)) return errno_error("mprotect(dunk arena commit) failed", ret);
-  next_ = start + bytes;
   return reinterpret_cast<std::byte*>(start);
 }
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs dunk into a fresh prefix and builds, outside the tree, a C program
 # against libdune with pkg-config (shared and -static) and with
-# find_package(dunk), and a C++ program with find_package(dunk); runs each
+# find_package(dunk), a C++ program with find_package(dunk) and a Wedge
+# program against libsthread with pkg-config; runs each
 # in VM mode, and the installed `dunk exec`.
 #
 # Usage: install_test.sh build|run BUILD_DIR SOURCE_DIR WORK_DIR
@@ -38,6 +39,9 @@ build_all() {
 	cc -static -Wall -Werror $(pkg-config --cflags libdune) "$src/consumer.c" -o "$work/pc_static" \
 		$(pkg-config --static --libs libdune)
 	if readelf -d "$work/pc_static" | grep -q NEEDED; then fail "the -static program has dynamic dependencies"; fi
+	# pkg-config sthread: a Wedge program (#include "sthread.h"), as Wedge's are built.
+	cc -Wall -Werror $(pkg-config --cflags sthread) "$src/../sthread/sthread_c_test.c" -o "$work/pc_sthread" \
+		$(pkg-config --libs sthread) -Wl,-rpath,"$prefix/lib"
 
 	# find_package(dunk): dunk::dunk, dunk::dune, dunk::dune_static.
 	mkdir "$work/consumer"
@@ -53,7 +57,7 @@ build_all() {
 current() {
 	[ -f "$stamp" ] || return 1
 	for f in "$build/dunk" "$build/libdunk-preload.so" "$build"/src/libdune/libdune.so "$build"/src/libdune/libdune.a \
-		"$build"/src/libdune/libdunk.so "$build"/src/libdunk_static.a; do
+		"$build"/src/libdune/libdunk.so "$build"/src/libdunk_static.a "$build"/src/sthread/libsthread.so; do
 		[ -e "$f" ] && [ ! "$f" -nt "$stamp" ] || return 1
 	done
 	return 0
@@ -64,6 +68,8 @@ run_all() {
 	expect "$out" "libdune consumer: ring 0, a pool page" "pkg-config shared program"
 	out=$("$work/pc_static") || fail "pkg-config static program failed: $out"
 	expect "$out" "libdune consumer: ring 0, a pool page" "pkg-config static program"
+	out=$("$work/pc_sthread") || fail "pkg-config sthread program failed: $out"
+	expect "$out" "sthread C API: all checks passed" "pkg-config sthread program"
 	out=$("$work/consumer/build/cxx_consumer") || fail "find_package C++ program failed: $out"
 	expect "$out" "dunk consumer: in VM mode yes" "find_package C++ program"
 	out=$("$work/consumer/build/c_consumer") || fail "find_package C program failed: $out"

@@ -29,7 +29,7 @@ expect() {
   fi
 }
 
-for layer in base arch abi kvm guest core debug priv sandbox libdune; do
+for layer in base arch abi kvm guest core debug priv sandbox libdune sthread; do
   [[ -d $layers/$layer ]] || { echo "FAIL: no include root for layer $layer in $layers"; exit 1; }
 done
 
@@ -48,6 +48,8 @@ expect sandbox allow sandbox/policy.h
 expect libdune allow libdune/internal.h
 expect libdune allow libdune/dune.h
 expect libdune allow kern/dune.h
+expect sthread allow sthread/internal.h
+expect sthread allow sthread/sthread.h
 
 # Downward includes the diagram allows.
 expect abi allow arch/x86_64/registers.h
@@ -66,6 +68,10 @@ expect sandbox allow base/syscall.h
 expect libdune allow dunk/paging.h
 expect libdune allow dunk/traps.h
 expect libdune allow base/proc_maps.h
+expect sthread allow dunk/sthread.h
+expect sthread allow dunk/ring3.h
+expect sthread allow abi/walk.h
+expect sthread allow base/lock.h
 
 # Upward and sideways includes, each of which must fail to compile.
 expect base deny arch/x86_64/registers.h
@@ -96,6 +102,14 @@ expect libdune deny kvm/kvm.h
 expect libdune deny sandbox/policy.h
 expect priv deny libdune/dune.h
 expect core deny libdune/internal.h
+expect sthread deny priv/internal.h
+expect sthread deny core/mirror.h
+expect sthread deny core/machine.h
+expect sthread deny guest/abi.h
+expect sthread deny kvm/kvm.h
+expect sthread deny libdune/dune.h
+expect priv deny sthread/internal.h
+expect libdune deny dunk/sthread.h
 
 if ((failures > 0)); then
   echo "$failures layering check(s) failed"
