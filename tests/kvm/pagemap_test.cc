@@ -65,6 +65,10 @@ TEST(Pagemap, SoftDirtyIsDunksAndClearRefsNeverReachesTheKernel) {
   ASSERT_EQ(write(clear, "4\n", 2), 2);
   p[2 * kPage] = 1;
   p[5 * kPage + 100] = 1;
+  // A read first, uncounted: with guest-physical space assigned on first
+  // touch, the first use of fresh memory (the vector entries() returns) may
+  // take a fault exit of its own. Reading pagemap changes nothing.
+  (void)entries(pagemap, p);
   const std::uint64_t before = kvm_runs();
   const std::vector<std::uint64_t> after_writes = entries(pagemap, p);
   const std::uint64_t one_read = kvm_runs() - before;
