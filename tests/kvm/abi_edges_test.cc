@@ -7,6 +7,7 @@
 // the kernel forces, getcpu.
 #include <sched.h>
 #include <signal.h>
+#include <asm/ldt.h>
 #include <asm/prctl.h>
 #include <sys/auxv.h>
 #include <sys/io.h>
@@ -251,12 +252,8 @@ std::optional<SegmentView> examine(std::uint16_t selector) {
 }
 
 TEST_F(AbiEdges, TheProgramsLdtIsItsOwnInVmModeToo) {
-  // An LDT data segment, as modify_ldt(2) makes one (asm/ldt.h user_desc).
-  struct UserDesc {
-    unsigned entry_number, base_addr, limit;
-    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
-        useable : 1;
-  } desc{};
+  // An LDT data segment, as modify_ldt(2) makes one.
+  user_desc desc{};
   desc.entry_number = 3;
   desc.limit = 0xabcd;
   desc.seg_32bit = 1;
@@ -306,11 +303,7 @@ TEST_F(AbiEdges, AnLdtSelectorInGsStaysAcrossAForkAndLeavingVmMode) {
   void* page = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0);
   ASSERT_NE(page, MAP_FAILED);
   *static_cast<std::uint32_t*>(page) = kWord;
-  struct UserDesc {
-    unsigned entry_number, base_addr, limit;
-    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
-        useable : 1;
-  } desc{};
+  user_desc desc{};
   desc.entry_number = 0;
   desc.base_addr = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(page));
   desc.limit = 3;
@@ -378,11 +371,7 @@ TEST_F(AbiEdges, AGsBaseWrittenWithWrgsbaseReachesAForkChildAndTheHost) {
 
 // An LDT data segment for SS (DPL 3, as every entry modify_ldt makes).
 void make_ldt_stack_segment(unsigned entry) {
-  struct UserDesc {
-    unsigned entry_number, base_addr, limit;
-    unsigned seg_32bit : 1, contents : 2, read_exec_only : 1, limit_in_pages : 1, seg_not_present : 1,
-        useable : 1;
-  } desc{};
+  user_desc desc{};
   desc.entry_number = entry;
   desc.limit = 0xfffff;
   desc.limit_in_pages = 1;
