@@ -38,14 +38,32 @@ std::size_t command_position(const std::vector<std::string>& args) {
 // fenced off with "--" where the user has not already done so. `i` is where
 // the command's name is. Returns an unknown option's name, or empty.
 std::string fence_command_line(const Command& command, std::vector<std::string>& args, std::size_t i) {
+  // CLI11 takes a "--" right after an option with a variable number of
+  // values (sandbox's --ro-bind SRC [DST]) as the end of those values, not
+  // of the options: one more "--" there keeps PROG's arguments PROG's.
+  bool variable = false;
+  auto fence_at = [&](std::size_t at) {
+    args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
+    if (variable) args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
+  };
   for (++i; i < args.size(); ++i) {
-    if (args[i] == "--") return {};
+    if (args[i] == "--") {
+      if (variable) args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "--");
+      return {};
+    }
     if (!is_option(args[i])) break;
     std::string name = args[i].substr(0, args[i].find('='));
-    if (command.app->get_option_no_throw(name) == nullptr) return name;
-    if (takes_next_argument(*command.app, args[i])) ++i;
+    const CLI::Option* option = command.app->get_option_no_throw(name);
+    if (option == nullptr) return name;
+    variable = false;
+    if (!takes_next_argument(*command.app, args[i])) continue;
+    // The value, and those the option may take after it, up to the next
+    // option or "--".
+    int more = option->get_items_expected_max() - 1;
+    for (++i; more > 0 && i + 1 < args.size() && args[i + 1] != "--" && !is_option(args[i + 1]); --more) ++i;
+    variable = option->get_items_expected_max() > option->get_items_expected_min();
   }
-  if (i < args.size()) args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "--");
+  if (i < args.size()) fence_at(i);
   return {};
 }
 

@@ -4,19 +4,25 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <optional>
 #include <string_view>
 
 #include "abi/names.h"
 #include "base/fd_placement.h"
+#include "base/unique_fd.h"
+#include "sandbox/fs_view.h"
+#include "sandbox/host_layer.h"
 #include "sandbox/policy.h"
 #include "sandbox/runtime.h"
 #include "tools/program.h"
@@ -83,6 +89,8 @@ struct Child {
   sandbox::SandboxOptions options;
   std::string stats_path;
   std::vector<Limit> limits;
+  int kvm_fd = -1;          // inherited by the sandbox (a view's Landlock rules leave /dev/kvm out)
+  std::string chdir;        // without a view: the directory to start in
 };
 
 // nsjail's units: seconds of CPU (SIGXCPU at the limit, SIGKILL a second
@@ -110,6 +118,12 @@ int sandbox_child(void* arg) {
   // The monitor reads DUNK_STATS when it builds the VM; the program's
   // environment does not carry it.
   if (!child.stats_path.empty()) setenv("DUNK_STATS", child.stats_path.c_str(), 1);
+  // ... and DUNK_KVM_FD, in every process of the sandbox: under Landlock,
+  // a fork child could not open the device again.
+  if (child.kvm_fd >= 0) setenv("DUNK_KVM_FD", std::to_string(child.kvm_fd).c_str(), 1);
+  if (!child.chdir.empty() && chdir(child.chdir.c_str()) != 0) {
+    return fail(kExitCannotRun, fmt::format("sandbox: --chdir {}: {}", child.chdir, std::strerror(errno)));
+  }
   sandbox::StartFailure failure = sandbox::run_sandbox(child.options);
   return fail(failure.status, failure.message);
 }
@@ -138,6 +152,47 @@ void report_stats(const SandboxCommandOptions& options, const StatsFile& stats, 
   }
 }
 
+// ---- File system ---------------------------------------------------------------
+
+// PROG as execvp() would find it inside the view: a name with a slash as it
+// is (the loader resolves it there), else the first executable regular
+// file of that name in a PATH directory of the view.
+std::string resolve_in_view(sandbox::FsView& view, const std::string& name, int& status, std::string& why) {
+  if (name.empty() || name.find('/') != std::string::npos) return resolve(name, status, why);
+  const char* env = std::getenv("PATH");
+  std::string_view path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
+  bool denied = false;
+  while (true) {
+    const std::size_t colon = path.find(':');
+    std::string dir(path.substr(0, colon));
+    if (dir.empty() || dir[0] != '/') dir = "/" + dir;
+    const std::string candidate = dir + "/" + name;
+    sandbox::FsView::Resolved r;
+    if (view.resolve("/", candidate, {}, r) == 0 && S_ISREG(r.st.st_mode)) {
+      if (syscall(SYS_faccessat2, r.object, "", X_OK, AT_EACCESS | AT_EMPTY_PATH) == 0) return candidate;
+      denied = true;
+    }
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  status = denied ? kExitNotExecutable : kExitNotFound;
+  why = fmt::format("{}: {}", name, denied ? "Permission denied" : "command not found");
+  return {};
+}
+
+std::string kvm_device() {
+  const char* device = std::getenv("DUNK_KVM_DEVICE");
+  return device != nullptr && device[0] != '\0' ? device : "/dev/kvm";
+}
+
+// Removes the view's skeleton directory however dunk leaves.
+struct ViewCleanup {
+  sandbox::FsView* view = nullptr;
+  ~ViewCleanup() {
+    if (view != nullptr) view->remove_skeleton();
+  }
+};
+
 }  // namespace
 
 int run_sandbox_command(const SandboxCommandOptions& options) {
@@ -159,9 +214,29 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
           : sandbox::load_policy_file(options.policy_path, sandbox::LoadOptions::for_this_process(options.policy_path));
   if (!policy) return fail(kExitCannotRun, policy.error());
 
+  // The view: every SRC opened and checked before anything runs.
+  if (!options.bind_error.empty()) return fail(kExitCannotRun, "sandbox: " + options.bind_error);
+  std::unique_ptr<sandbox::FsView> view;
+  ViewCleanup cleanup;
+  int landlock = 0;
+  if (!options.binds.empty()) {
+    std::vector<sandbox::BindSpec> specs;
+    for (const auto& b : options.binds) specs.push_back({b.option, b.source, b.destination, b.writable});
+    std::string why;
+    view = sandbox::FsView::build(specs, why);
+    if (!view) return fail(kExitCannotRun, "sandbox: " + why);
+    cleanup.view = view.get();
+    landlock = sandbox::landlock_abi();
+    if (landlock == 0) {
+      fmt::print(stderr, "dunk: sandbox: this kernel has no Landlock: the file-system view rests on the supervisor's "
+                         "checks alone\n");
+    }
+  }
+
   int status = 0;
   std::string why;
-  const std::string path = resolve(options.command[0], status, why);
+  const std::string path =
+      view ? resolve_in_view(*view, options.command[0], status, why) : resolve(options.command[0], status, why);
   if (path.empty()) return fail(status, why);
 
   Child child;
@@ -185,8 +260,26 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   }
   child.options.envp = program_environment(stats.has_value());
   child.limits = limits_of(options);
+  UniqueFd kvm;
+  if (view) {
+    child.options.view = view.get();
+    if (!options.chdir.empty()) {
+      child.options.cwd = options.chdir;
+    } else if (char here[PATH_MAX]; getcwd(here, sizeof here) != nullptr) {
+      child.options.cwd = here;
+    }
+    child.options.landlock = landlock > 0;
+    child.options.own_file = child.stats_path;
+    if (const int fd = open(kvm_device().c_str(), O_RDWR | O_CLOEXEC); fd >= 0) {
+      kvm = UniqueFd(move_out_of_program_range(fd));
+      child.kvm_fd = kvm.get();
+    }
+  } else {
+    child.chdir = options.chdir;
+  }
 
   Result<int> wait_status = run_function_child(sandbox_child, &child);
+  if (view) view->remove_skeleton();
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));
   if (stats) report_stats(options, *stats, *wait_status);
   if (WIFSIGNALED(*wait_status)) {

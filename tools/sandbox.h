@@ -23,6 +23,21 @@ struct SandboxCommandOptions {
   // seconds, largest file in MiB. Absent: the inherited ones.
   std::optional<std::uint64_t> rlimit_cpu;
   std::optional<std::uint64_t> rlimit_fsize;
+
+  // File system (docs/SANDBOX.md, "The file-system view"): bubblewrap's
+  // --ro-bind/--bind/--dev-bind SRC [DST], in command-line order (a later
+  // bind of the same destination wins); --chdir DIR, the directory in the
+  // view the program starts in (default: dunk's own, if the view has it).
+  struct Bind {
+    std::string option;
+    std::string source;
+    std::string destination;  // empty: the same as source
+    bool writable = false;
+  };
+  std::vector<Bind> binds;
+  std::string chdir;
+  // A bind's SRC and DST as CLI11 hands them over, or why they are wrong.
+  std::string bind_error;
 };
 
 // dunk's exit status: the program's; 125 when the sandbox could not be set

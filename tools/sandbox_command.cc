@@ -47,6 +47,28 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_option("--rlimit-fsize", options->rlimit_fsize,
                   "No file written past this size: such a write raises SIGXFSZ, as natively")
       ->type_name("MiB");
+  // File system: the view (src/sandbox/fs_view.h).
+  auto bind = [app, options](const char* name, bool writable, const char* help) {
+    app->add_option_function<std::vector<std::string>>(
+           name,
+           [options, name, writable](const std::vector<std::string>& values) {
+             SandboxCommandOptions::Bind b{name, values.empty() ? std::string() : values[0],
+                                           values.size() > 1 ? values[1] : std::string(), writable};
+             if (b.source.empty() && options->bind_error.empty()) options->bind_error = std::string(name) + ": an empty SRC";
+             options->binds.push_back(std::move(b));
+           },
+           help)
+        ->expected(1, 2)
+        ->trigger_on_parse()
+        ->type_name("SRC [DST]");
+  };
+  bind("--ro-bind", false,
+       "Make SRC reachable at DST (default: SRC), read-only; with any bind, nothing else is reachable by path "
+       "(put -- before PROG when DST is left out)");
+  bind("--bind", true, "The same, read-write");
+  bind("--dev-bind", true, "The same as --bind (device nodes are usable under every bind)");
+  app->add_option("--chdir", options->chdir, "Start PROG in DIR of the view (default: dunk's directory, else /)")
+      ->type_name("DIR");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]");
   return Command{app, [options] { return run_sandbox_command(*options); }, /*takes_command_line=*/true};

@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "base/syscall.h"
+#include "sandbox/fs_view.h"
 #include "sandbox/supervisor.h"
 
 namespace dunk::sandbox {
@@ -46,19 +47,11 @@ class File {
   File& operator=(const File&) = delete;
 
   // Opens an executable as execve would check it: a regular file the caller
-  // may execute.
-  int open(const std::string& path) noexcept {
-    const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path.c_str()), O_RDONLY | O_CLOEXEC);
+  // may execute (open_executable).
+  int open(const std::string& path, int program_fd = -1) noexcept {
+    const long fd = open_executable(path, program_fd);
     if (sys::failed(fd)) return static_cast<int>(-fd);
     fd_ = static_cast<int>(fd);
-    struct stat st {};
-    if (sys::call(SYS_fstat, fd_, reinterpret_cast<long>(&st)) != 0 || !S_ISREG(st.st_mode)) return EACCES;
-    const long access = sys::call(SYS_faccessat2, AT_FDCWD, reinterpret_cast<long>(path.c_str()), X_OK, AT_EACCESS);
-    if (access == -ENOSYS) {
-      if (sys::call(SYS_access, reinterpret_cast<long>(path.c_str()), X_OK) != 0) return EACCES;
-    } else if (access != 0) {
-      return EACCES;
-    }
     return 0;
   }
   int fd() const noexcept { return fd_; }
@@ -357,13 +350,45 @@ bool load_elf(const std::string& path, const std::string& execfn, const std::vec
 
 }  // namespace
 
+long open_executable(const std::string& path, int program_fd) noexcept {
+  // The program's own descriptor (execveat's AT_EMPTY_PATH) by its /proc
+  // link; a path through the file-system view, if there is one.
+  std::string link;
+  long fd;
+  if (program_fd >= 0) {
+    link = "/proc/self/fd/" + std::to_string(program_fd);
+    fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(link.c_str()), O_RDONLY | O_CLOEXEC);
+  } else {
+    fd = open_for_exec(path);
+  }
+  if (sys::failed(fd)) return fd;
+  struct stat st {};
+  long access = sys::call(SYS_fstat, fd, reinterpret_cast<long>(&st));
+  if (access == 0 && !S_ISREG(st.st_mode)) access = -EACCES;
+  if (access == 0) {
+    // The check on what was opened (what the view resolved), or, where
+    // AT_EMPTY_PATH is older than the kernel, on the path.
+    access = sys::call(SYS_faccessat2, fd, reinterpret_cast<long>(""), X_OK, AT_EACCESS | AT_EMPTY_PATH);
+    const std::string& name = program_fd >= 0 ? link : path;
+    if (access == -ENOSYS || (access == -EINVAL && view() == nullptr)) {
+      access = sys::call(SYS_access, reinterpret_cast<long>(name.c_str()), X_OK);
+    }
+  }
+  if (access != 0) {
+    sys::call(SYS_close, fd);
+    return -EACCES;
+  }
+  return fd;
+}
+
 bool load_program(const std::string& path, const std::vector<std::string>& argv_in,
-                  const std::vector<std::string>& envp, LoadedProgram& out, LoadFailure& failure) noexcept {
+                  const std::vector<std::string>& envp, LoadedProgram& out, LoadFailure& failure,
+                  int program_fd) noexcept {
   std::string current = path;
   std::vector<std::string> argv = argv_in;
   for (int depth = 0; depth <= kMaxScriptDepth; ++depth) {
     File file;
-    if (int err = file.open(current); err != 0) return fail(failure, err, current);
+    if (int err = file.open(current, depth == 0 ? program_fd : -1); err != 0) return fail(failure, err, current);
     char line[kMaxScriptLine];
     const long n = file.read_some(line, sizeof line);
     if (n >= 2 && line[0] == '#' && line[1] == '!') {

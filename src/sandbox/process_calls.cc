@@ -26,6 +26,7 @@
 
 #include "base/syscall.h"
 #include "core/machine.h"
+#include "sandbox/fs_view.h"
 #include "sandbox/supervisor.h"
 
 namespace dunk::sandbox {
@@ -312,6 +313,7 @@ namespace {
 struct ExecRequest {
   std::string path;
   std::vector<std::string> argv, envp;
+  int fd = -1;  // execveat's AT_EMPTY_PATH under a file-system view: the program's descriptor
 };
 
 void strings_of(std::uint64_t array, std::vector<std::string>& out) {
@@ -345,8 +347,17 @@ long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) 
     if (name.empty()) {
       if ((flags & AT_EMPTY_PATH) == 0) return -ENOENT;
       name = "/proc/self/fd/" + std::to_string(dirfd);
+      // A view resolves paths, and refuses /proc's magic links: the
+      // descriptor is opened as the program's own.
+      if (view() != nullptr) r.fd = dirfd;
     } else if (name[0] != '/' && dirfd != AT_FDCWD) {
-      name = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+      if (FsView* v = view()) {
+        std::string dir;
+        if (const long err = v->locate(dirfd, dir); err != 0) return err;
+        name = (dir == "/" ? std::string() : dir) + "/" + name;
+      } else {
+        name = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+      }
     }
   }
   if (name.empty()) return -ENOENT;
@@ -389,14 +400,10 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   }
   // What fails before the point of no return fails the call, as natively:
   // the file must be there and executable.
-  if (long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(request.path.c_str()), O_RDONLY | O_CLOEXEC);
-      sys::failed(fd)) {
+  if (long fd = open_executable(request.path, request.fd); sys::failed(fd)) {
     return answer(t, fd);
   } else {
     sys::call(SYS_close, fd);
-  }
-  if (sys::call(SYS_faccessat2, AT_FDCWD, reinterpret_cast<long>(request.path.c_str()), X_OK, AT_EACCESS) != 0) {
-    return answer(t, -EACCES);
   }
   s.reporter.flush();
   // The point of no return: the old image goes, the new one comes into the
@@ -427,7 +434,7 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   sys::call(SYS_prctl, PR_SET_NAME, reinterpret_cast<long>(comm.c_str()));
   LoadedProgram program;
   LoadFailure why;
-  if (!load_program(request.path, request.argv, request.envp, program, why)) {
+  if (!load_program(request.path, request.argv, request.envp, program, why, request.fd)) {
     // Natively a failure past the point of no return kills the process.
     die_by_signal(SIGSEGV, ("execve of " + request.path + " failed after the old program was gone: " + why.what).c_str());
   }

@@ -21,6 +21,8 @@
 
 namespace dunk::sandbox {
 
+class FsView;
+
 // What happens to a call the policy denies.
 enum class OnViolation {
   kPolicy,  // what the policy's action says
@@ -37,6 +39,15 @@ struct SandboxOptions {
   std::string path;                // the program, as execve() would take it
   std::vector<std::string> argv;   // argv[0] included
   std::vector<std::string> envp;
+  // File system (fs_view.h, host_layer.h): the view (null: none), the path
+  // in it the program starts in (when it resolves to a directory there;
+  // else "/"), and whether Landlock rules back it up (false: the kernel
+  // has none), with read and write allowed on `own_file` (dunk's
+  // statistics file, empty: none) besides the view.
+  FsView* view = nullptr;
+  std::string cwd;
+  bool landlock = false;
+  std::string own_file;
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the

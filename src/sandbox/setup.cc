@@ -14,6 +14,8 @@
 #include "core/machine.h"
 #include "dunk/dunk.h"
 #include "dunk/ring3.h"
+#include "sandbox/fs_view.h"
+#include "sandbox/host_layer.h"
 #include "sandbox/supervisor.h"
 #include "sandbox/user_access.h"
 
@@ -96,6 +98,20 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   s.xcr0 = core::Machine::instance().xcr0();
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
   reset_dispositions();
+  if (options.view != nullptr) {
+    // The program starts inside its view, confined to it in the host
+    // kernel too, before its first instruction (and before its ELF is
+    // opened, through the view).
+    if (const long err = options.view->start(options.cwd); err != 0) {
+      return failure(125, "cannot enter the file-system view", errno_error("fchdir failed", err));
+    }
+    set_view(options.view);
+    if (options.landlock) {
+      if (Status st = apply_landlock(*options.view, options.own_file); !st) {
+        return failure(125, "cannot confine the sandbox with Landlock", st.error());
+      }
+    }
+  }
 
   auto* t = new ProgramThread();
   if (t->fpu == nullptr || t->fpu_scratch == nullptr) return StartFailure{125, "out of memory"};

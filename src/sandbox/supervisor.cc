@@ -24,6 +24,7 @@
 #include "core/machine.h"
 #include "dunk/dunk.h"
 #include "dunk/ring3.h"
+#include "sandbox/fs_view.h"
 #include "sandbox/user_access.h"
 
 namespace dunk::sandbox {
@@ -280,6 +281,9 @@ void serve_call(ProgramThread& t) noexcept {
   if (injects_terminal_input(nr, call.args[1])) {
     return refuse(t, call, -EPERM, "it would push input into a terminal outside the sandbox");
   }
+  // Paths, the working directory and descriptor numbers under a
+  // file-system view (fs_view.h).
+  if (serve_in_view(t, call)) return;
   if (CallHandler handler = emulated(nr)) {
     if (!s.reporter.empty()) s.reporter.flush();
     handler(t, call);
@@ -298,6 +302,10 @@ void serve_call(ProgramThread& t) noexcept {
 }  // namespace
 
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
+  return forward_with_copies(t, call, nullptr, nullptr);
+}
+
+long forward_with_copies(ProgramThread& t, const abi::Call& call, Perform perform, void* context) noexcept {
   Sandbox& s = sandbox();
   CallCopies copies(s.region, t.scratch);
   const CopiesInUse in_use(t, copies);
@@ -320,7 +328,7 @@ long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
   // monitor (where dunk's private calls live).
   rewritten.number = static_cast<std::uint32_t>(call.number);
   if (!s.reporter.empty() && !touches_nothing(entry.walk.call)) s.reporter.flush();
-  long ret = dunk_sandbox_forward(&rewritten);
+  long ret = perform != nullptr ? perform(t, call, rewritten, context) : dunk_sandbox_forward(&rewritten);
   if (ret == kRestartForSignal) return ret;
   ret = copies.leave(rewritten, ret);
   const int nr = abi::kernel_number(call.number);

@@ -172,6 +172,12 @@ bool refuse_outside(ProgramThread& t, const abi::Call& call, std::uint64_t addre
 
 // The generic path: copies, one forwarded call, copies back (supervisor.cc).
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept;
+// The same with the kernel's part done by `perform` instead of one forward
+// of the call on the copies (`copied`): the file-system view's calls, which
+// the kernel gets rewritten (fs_calls.cc). It returns the kernel's answer
+// (kRestartForSignal included); the copies go back as for the call itself.
+using Perform = long (*)(ProgramThread& t, const abi::Call& call, const abi::Call& copied, void* context) noexcept;
+long forward_with_copies(ProgramThread& t, const abi::Call& call, Perform perform, void* context) noexcept;
 // Performs a call on the host as it is (the supervisor's own).
 extern "C" long dunk_sandbox_forward(const abi::Call* call);
 extern "C" const char dunk_sandbox_forward_insn[];
@@ -216,7 +222,15 @@ struct LoadFailure {
 // Loads `path` (an ELF, or a #! script of one) into the region, with argv
 // and envp on a new stack, as execve does. On failure the region may hold
 // parts of the image.
+// `program_fd` >= 0: the program's descriptor names the file (execveat's
+// AT_EMPTY_PATH), `path` only what AT_EXECFN says.
 bool load_program(const std::string& path, const std::vector<std::string>& argv,
-                  const std::vector<std::string>& envp, LoadedProgram& out, LoadFailure& failure) noexcept;
+                  const std::vector<std::string>& envp, LoadedProgram& out, LoadFailure& failure,
+                  int program_fd = -1) noexcept;
+// Opens what an execve of `path` (or of the program's descriptor
+// `program_fd`, when >= 0) runs, through the file-system view if there is
+// one, and checks it as execve does: a regular file the caller may
+// execute. The descriptor, or -errno (EACCES for what is not executable).
+long open_executable(const std::string& path, int program_fd) noexcept;
 
 }  // namespace dunk::sandbox

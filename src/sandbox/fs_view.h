@@ -1,0 +1,164 @@
+// The sandbox's file-system view: bubblewrap's --ro-bind, --bind and
+// --dev-bind without a mount namespace (docs/SANDBOX.md, "The file-system
+// view").
+//
+//   FsView::build(binds)      in dunk, before the sandbox starts: every SRC
+//                             opened (O_PATH, pinned for the sandbox's
+//                             lifetime), the destinations checked, a small
+//                             read-only directory tree ("the skeleton") made
+//                             for "/" and the ancestors of the destinations
+//   serve_in_view(t, call)    in ring 0, for every call that names a path:
+//                             the path, as copied, resolved by dunk in the
+//                             view — component by component, symlinks
+//                             followed inside the view, ".." stopping at its
+//                             root, magic links refused — to a mount and a
+//                             path beneath it; the kernel then gets that path
+//                             from the mount's pinned descriptor with
+//                             openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//                             RESOLVE_NO_MAGICLINKS), which it refuses if
+//                             anything changed meanwhile, or a descriptor
+//                             of the object that lookup pinned
+//
+// A path outside every bind does not exist (ENOENT); a change under a
+// --ro-bind fails with EROFS. Landlock rules for the same trees back this
+// up in the host kernel (host_layer.h).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "abi/walk.h"
+#include "base/lock.h"
+
+namespace dunk::sandbox {
+
+struct ProgramThread;
+
+// One --ro-bind/--bind/--dev-bind SRC [DST] of the command line.
+struct BindSpec {
+  std::string option;       // its spelling, for messages
+  std::string source;       // relative to dunk's working directory
+  std::string destination;  // in the view; empty: the same as source
+  bool writable = false;
+};
+
+class FsView {
+ public:
+  // A tree the program can reach.
+  struct Mount {
+    std::string destination;  // canonical view path: "/", "/usr/lib"
+    std::string host;         // the source's canonical host path
+    int fd = -1;              // O_PATH of the source, out of the program's range
+    bool writable = false;
+    bool directory = true;
+    bool skeleton = false;    // dunk's tree for "/" and the destinations' ancestors
+  };
+
+  // Opens every source (symlinks followed, as bubblewrap does), checks the
+  // destinations and builds the skeleton. Null, with `why` (one line naming
+  // the option), when a bind cannot be made.
+  static std::unique_ptr<FsView> build(const std::vector<BindSpec>& binds, std::string& why);
+  ~FsView();
+  FsView(const FsView&) = delete;
+  FsView& operator=(const FsView&) = delete;
+
+  const std::vector<Mount>& mounts() const noexcept { return mounts_; }
+  // The skeleton's directory on the host (empty when "/" is bound).
+  const std::string& skeleton_path() const noexcept { return skeleton_; }
+  // In dunk after the sandbox ended: removes the skeleton.
+  void remove_skeleton() noexcept;
+
+  // ---- In the sandbox's process -------------------------------------------
+
+  // Makes the mounts' descriptors the sandbox's own and moves the working
+  // directory into the view: `cwd` (dunk's own, or --chdir) if it resolves
+  // to a directory there, else the view's "/". -errno on failure.
+  long start(const std::string& cwd) noexcept;
+
+  // Resolution, for the calls (fs_calls.cc) and the loader.
+  struct ResolveOptions {
+    bool follow_last = true;   // follow a symlink in the last component
+    bool must_exist = true;    // the last component must exist
+    bool no_symlinks = false;  // RESOLVE_NO_SYMLINKS: no symlink at all
+    bool beneath = false;      // RESOLVE_BENEATH from the start directory
+    bool in_root = false;      // RESOLVE_IN_ROOT: the start directory is "/"
+  };
+  struct Resolved {
+    std::string view;      // the canonical view path
+    int mount = -1;        // into mounts()
+    std::string rel;       // beneath the mount's root; empty: the root itself
+    bool exists = false;
+    struct stat st {};     // the object's own (not followed) when it exists
+    int object = -1;       // O_PATH | O_NOFOLLOW of it (owned: close it), or
+                           // the mount's fd (not owned) when rel is empty
+    bool owned = false;
+    // Why the resolution was refused where a native lookup would have gone
+    // on (a magic link), for the report; null otherwise.
+    const char* why = nullptr;
+    Resolved() = default;
+    Resolved(const Resolved&) = delete;
+    Resolved& operator=(const Resolved&) = delete;
+    Resolved(Resolved&& other) noexcept;
+    Resolved& operator=(Resolved&& other) noexcept;
+    ~Resolved();
+  };
+  // `path` from `start` (a view path; for relative paths). 0 or -errno.
+  long resolve(const std::string& start, std::string_view path, const ResolveOptions& options,
+               Resolved& out) noexcept;
+  // The view path of the directory `dirfd` names (AT_FDCWD: the working
+  // directory). 0, or -ENOTDIR (not a directory), -EACCES (a directory
+  // outside the view), -errno.
+  long locate(int dirfd, std::string& view) noexcept;
+  // What the working directory is in the view, kept across chdir/fchdir.
+  void set_cwd(std::string view) noexcept;
+  void forget_cwd() noexcept;
+
+  // The mount a view path lies in, and the path beneath its root.
+  int mount_of(std::string_view view, std::string& rel) const noexcept;
+  // Whether `view` is a bind's destination (a mount point).
+  bool is_mount_point(std::string_view view) const noexcept;
+
+  // Held by the calls that act on a descriptor the view opened for a
+  // moment (an object's or a parent's, in the program's descriptor table)
+  // and by the program's calls that free or replace a descriptor number
+  // (close, close_range, dup2, dup3) and fork: no program thread can put
+  // another file under that number between its opening and its use.
+  Lock& numbers_lock() noexcept { return numbers_lock_; }
+
+ private:
+  FsView() = default;
+  struct Lookup;
+  long lookup(const std::string& view, Lookup& out) noexcept;
+  long walk(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
+  long fast(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
+  bool make_skeleton(std::string& why);
+  long locate_host(int dirfd, const char* link, std::string& view) noexcept;
+
+  std::vector<Mount> mounts_;
+  std::string skeleton_;
+  std::vector<std::string> skeleton_entries_;  // made in this order
+  Lock cwd_lock_;
+  std::string cwd_;  // the working directory's view path; empty: unknown
+  Lock numbers_lock_;
+};
+
+// The view of this sandbox, or null (no --ro-bind/--bind given).
+FsView* view() noexcept;
+void set_view(FsView* view) noexcept;
+
+// Serves `call` when it names a path (or changes the working directory or
+// descriptor numbers) and the sandbox has a view: true when it did (the
+// answer is in t.frame.rax). fs_calls.cc.
+bool serve_in_view(ProgramThread& t, const abi::Call& call) noexcept;
+
+// The loader's open of a program or interpreter: `path` through the view
+// (relative to the working directory) when there is one, else as it is.
+// The descriptor (O_RDONLY | O_CLOEXEC), or -errno.
+long open_for_exec(const std::string& path) noexcept;
+
+}  // namespace dunk::sandbox
