@@ -309,19 +309,28 @@ long open_beneath(const FsView::Mount& m, const std::string& rel, std::uint64_t 
 
 // Under --ro-bind: nothing opened for writing; O_CREAT of a file that
 // exists, without writing, opens it as the kernel does on a read-only
-// mount.
+// mount. The lookup comes first, as in the kernel: a path whose directory
+// does not exist is ENOENT, not EROFS.
 long open_in_mount(const FsView::Mount& m, const std::string& rel, std::uint64_t flags, std::uint64_t mode,
                    std::uint64_t resolve) noexcept {
   if (m.writable || !opens_for_writing(flags)) return open_beneath(m, rel, flags, mode, resolve);
+  const std::uint64_t nofollow = (flags & O_NOFOLLOW) != 0 || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)
+                                     ? O_NOFOLLOW : 0;
+  const long probe = open_beneath(m, rel, O_PATH | O_CLOEXEC | nofollow, 0, resolve);
+  if (probe == -ENOENT && (flags & O_CREAT) != 0) {
+    // Creating: EROFS if the directory is there.
+    const std::size_t slash = rel.rfind('/');
+    const std::string dir = slash == std::string::npos ? std::string() : rel.substr(0, slash);
+    const long parent = open_beneath(m, dir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, resolve);
+    if (parent >= 0) sys::call(SYS_close, parent);
+    return parent >= 0 ? -EROFS : parent;
+  }
+  if (probe < 0) return probe;
+  sys::call(SYS_close, probe);
   const std::uint64_t writing = O_TRUNC | kTmpfile;
   if ((flags & O_CREAT) == 0 || (flags & O_ACCMODE) != O_RDONLY || (flags & writing) != 0) return -EROFS;
-  const long fd = open_beneath(m, rel, flags & ~std::uint64_t{O_CREAT | O_EXCL}, 0, resolve);
-  if (fd == -ENOENT) return -EROFS;
-  if (fd >= 0 && (flags & O_EXCL) != 0) {
-    sys::call(SYS_close, fd);
-    return -EEXIST;
-  }
-  return fd;
+  if ((flags & O_EXCL) != 0) return -EEXIST;
+  return open_beneath(m, rel, flags & ~std::uint64_t{O_CREAT | O_EXCL}, 0, resolve);
 }
 
 long perform_open(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {

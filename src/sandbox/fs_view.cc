@@ -424,11 +424,10 @@ long FsView::walk(const std::string& start, std::string_view path, const Resolve
     const bool last = pending.empty();
     if (c == ".") continue;
     if (c == "..") {
-      if (cur == root) {
-        if (options.beneath) return -EXDEV;
-      } else {
-        cur = parent_of(cur);
-      }
+      // RESOLVE_BENEATH: never above the start; otherwise ".." of the
+      // root (the view's, or RESOLVE_IN_ROOT's start) is the root.
+      if (options.beneath && cur == start) return -EXDEV;
+      if (cur != root) cur = parent_of(cur);
       continue;
     }
     std::string next = join(cur, c);

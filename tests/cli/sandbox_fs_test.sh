@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# The file-system view of `dunk sandbox` (kvm tier): --ro-bind/--bind trees
+# reachable and nothing else, writes under --ro-bind refused, and no way out
+# by symlinks, "..", magic links, inherited descriptors or races
+# (tests/programs/sandbox_fs.c); real programs inside a view.
+#
+# A long run of the races (a million rounds each):
+#   DUNK_FS_RACE_ROUNDS=1000000 scripts/in-vm ctest --test-dir build -R cli_sandbox_fs_races --output-on-failure
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROUNDS=${DUNK_FS_RACE_ROUNDS:-400}
+
+# WORK/in, ro, in2, race are bound; WORK/outside and WORK/file are not.
+make_tree() {
+	mkdir -p "$WORK"/{in,ro/sub,in2,outside,race/dir,race/deep/a/b}
+	echo inside >"$WORK/in/file"
+	echo read-only >"$WORK/ro/file"
+	echo SECRET >"$WORK/outside/secret"
+	echo SECRET >"$WORK/outside/file"
+	echo SECRET >"$WORK/file"
+	echo inside >"$WORK/race/dir/file"
+	echo inside >"$WORK/race/deep/file"
+	ln -s "$WORK/outside" "$WORK/race/link"
+	ln -s "$WORK/outside/secret" "$WORK/in/abs_escape"
+	ln -s "../../../../../../../..$WORK/outside/secret" "$WORK/in/rel_escape"
+	ln -s /ro/file "$WORK/in/to_ro"
+	ln -s loop "$WORK/in/loop"
+}
+
+# An allow-all policy: only the view stands in the way.
+allow_all() {
+	printf '{"defaultAction": "SCMP_ACT_ALLOW"}\n' >"$WORK/allow.json"
+	echo "$WORK/allow.json"
+}
+
+# What a dynamic program needs (Debian's /lib, /lib64 and /bin are symlinks
+# into /usr: a bind follows them, as bubblewrap's does), the test programs,
+# and the trees above.
+view() {
+	local programs
+	programs=$(dirname "$DUNK")/tests/programs
+	VIEW=(--ro-bind /usr /usr --ro-bind /lib /lib --ro-bind /lib64 /lib64 --ro-bind /bin /bin
+		--ro-bind /proc /proc --ro-bind "$programs" /programs
+		--bind "$WORK/in" /work --ro-bind "$WORK/ro" /ro --bind "$WORK/in2" /work2
+		--bind "$WORK/race" "$WORK/race")
+}
+
+# The names of the cases of `sandbox_fs paths`, in its order.
+PATH_CASES="read_inside read_ro unbound_path host_path_outside dotdot_from_bind dotdot_above_root dotdot_of_root
+dotdot_from_dirfd symlink_absolute_escape symlink_relative_escape symlink_inside symlink_loop lstat_symlink readlink
+proc_self_fd proc_self_fd_inside proc_self_root proc_thread_self_root proc_self_cwd proc_pid_cwd proc_self_ordinary
+ro_open_write ro_open_trunc ro_creat ro_creat_existing_readonly ro_creat_excl_existing ro_mkdir ro_unlink ro_rmdir
+ro_rename ro_link ro_symlink ro_chmod ro_truncate ro_utimes ro_access_write ro_access_read ro_via_symlink root_mkdir
+mount_point_rmdir rw_create rw_mkdir rw_rename rw_symlink rw_link rw_chmod rw_unlink rename_across_binds
+hardlink_from_outside create_outside getcwd_view_path relative_open relative_dotdot fchdir chdir_outside
+chdir_dotdot_at_root openat2_beneath openat2_in_root openat2_no_symlinks name_to_handle_at chroot inherited_dirfd"
+
+# expect_cases OUTPUT NAMES: every NAME has an "ok" line, in that order,
+# and there is nothing else; nothing escaped.
+expect_cases() {
+	[[ $1 != *ESCAPED* ]] || fail "a case escaped: $1"
+	local got expected
+	got=$(sed -n 's/^\([a-z0-9_]*\): ok (.*)$/\1/p' <<<"$1")
+	expected=$(tr -s ' \n' '\n\n' <<<"$2" | sed '/^$/d')
+	if [[ $got != "$expected" ]]; then
+		echo "$1" >&2
+		fail "the cases that held differ from the list"
+	fi
+	expect_eq "lines of output" "$(grep -c '' <<<"$expected")" "$(grep -c '' <<<"$1")"
+}
+
+test_paths() {
+	make_tree
+	view
+	# fd 3: a directory outside the view, inherited.
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- /programs/sandbox_fs paths "$WORK/outside" \
+		3<"$WORK/outside"
+	echo "$OUT"
+	echo "--- stderr"
+	echo "$ERR"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_cases "$OUT" "$PATH_CASES"
+	# On the host: what the program made in /work is in WORK/in; nothing
+	# changed under --ro-bind or outside.
+	expect_eq "the file made and moved" made "$(<"$WORK/in/dir/moved")"
+	expect_eq "the read-only tree" "file sub" "$(cd "$WORK/ro" && echo *)"
+	expect_eq "the read-only file" read-only "$(<"$WORK/ro/file")"
+	expect_eq "outside" "file secret" "$(cd "$WORK/outside" && echo *)"
+	# What bubblewrap would follow and the view refuses is reported: the
+	# magic links, the handle, chroot, the inherited directory.
+	local report
+	for report in 'refused openat(AT_FDCWD, "/proc/self/fd/' 'refused openat(AT_FDCWD, "/proc/self/root' \
+		'refused openat(AT_FDCWD, "/proc/self/cwd' 'refused name_to_handle_at(' 'refused chroot("/work")' \
+		'refused openat(3, "secret"'; do
+		grep -F "dunk sandbox: $report" <<<"$ERR" >/dev/null || fail "no report [$report...]"
+	done
+	grep -F 'a magic link of /proc' <<<"$ERR" >/dev/null || fail "the magic-link reports do not say why"
+	grep -F 'a directory outside the file-system view' <<<"$ERR" >/dev/null ||
+		fail "the inherited directory's report does not say why"
+}
+
+test_races() {
+	make_tree
+	view
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- /programs/sandbox_fs races "$WORK/outside" \
+		"$WORK/race" "$ROUNDS"
+	echo "$OUT"
+	echo "$ERR" | head -n 5
+	expect_eq "exit status" 0 "$STATUS"
+	expect_cases "$OUT" "symlink_swap_race rename_race"
+}
+
+# Real programs in a view: a shell pipeline, a #! script, execve inside the
+# view (and not of a program outside it), python3 with its standard
+# library from the view.
+test_programs() {
+	make_tree
+	view
+	printf '#!/bin/sh\necho "script in $(pwd)"\n' >"$WORK/in/script.sh"
+	chmod +x "$WORK/in/script.sh"
+	cp /bin/true "$WORK/outside/prog"
+	run_cmd "$DUNK" sandbox "${VIEW[@]}" --chdir /work -- /bin/sh -c \
+		'ls /; cat file | tr a-z A-Z; ./script.sh; /bin/echo executed; '"'$WORK/outside/prog'"'; echo "outside: $?"'
+	expect_eq "exit status" 0 "$STATUS"
+	local root
+	root=$(printf '%s\n' bin lib lib64 proc programs ro tmp usr work work2)
+	expect_eq "the shell's output" "$(printf '%s\nINSIDE\nscript in /work\nexecuted\noutside: 127' "$root")" "$OUT"
+	expect_contains "sh's message" "not found" "$ERR"
+	run_cmd "$DUNK" sandbox "${VIEW[@]}" -- "$PYTHON" -c 'import json, os, sqlite3, hashlib
+os.chdir("/work")
+with open("out.json", "w") as f: json.dump(sorted(os.listdir(".")), f)
+print(os.getcwd(), hashlib.sha256(open("file", "rb").read()).hexdigest(), sqlite3.sqlite_version_info >= (3,))'
+	expect_eq "python3's exit status" 0 "$STATUS"
+	expect_eq "python3's output" "/work $(sha256sum <"$WORK/in/file" | cut -d' ' -f1) True" "$OUT"
+	expect_eq "python3's file" '["abs_escape", "file", "loop", "out.json", "rel_escape", "script.sh", "to_ro"]' \
+		"$(<"$WORK/in/out.json")"
+	# Without its loader in the view, a dynamic program cannot start.
+	run_cmd "$DUNK" sandbox --ro-bind /usr/bin /usr/bin -- /usr/bin/true
+	expect_eq "a dynamic program without /lib64" 127 "$STATUS"
+	expect_contains "the reason" "ld-linux-x86-64.so.2 (the program's interpreter): No such file or directory" "$ERR"
+}
+
+main "$@"
