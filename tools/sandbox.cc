@@ -25,7 +25,9 @@
 #include "sandbox/host_layer.h"
 #include "sandbox/policy.h"
 #include "sandbox/runtime.h"
+#include "sandbox/test_switches.h"
 #include "tools/program.h"
+#include "tools/sandbox_host_filter.h"
 #include "tools/stats_file.h"
 #include "tools/stats_report.h"
 #include "tools/supervise.h"
@@ -233,6 +235,16 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     }
   }
 
+  // The host filter: what the policy may allow, what the view turns it
+  // into, what dunk needs; every other call kills the process.
+  std::vector<std::uint64_t> host_filter;
+  if (const std::vector<int> calls = sandbox::host_filter_calls(policy.value(), *on_violation, view != nullptr);
+      !calls.empty()) {
+    std::string why;
+    host_filter = host_filter_program(calls, sandbox::test_switches().host_filter_logs, why);
+    if (host_filter.empty()) return fail(kExitCannotRun, "sandbox: cannot build the host's seccomp filter: " + why);
+  }
+
   int status = 0;
   std::string why;
   const std::string path =
@@ -259,6 +271,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     child.stats_path = stats->path();
   }
   child.options.envp = program_environment(stats.has_value());
+  child.options.host_filter = std::move(host_filter);
   child.limits = limits_of(options);
   UniqueFd kvm;
   if (view) {

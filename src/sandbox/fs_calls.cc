@@ -672,6 +672,40 @@ void answer(ProgramThread& t, long ret) noexcept {
 
 }  // namespace
 
+std::array<int, 2> view_calls_for(int nr) noexcept {
+  const FileCall* what = classify(nr);
+  if (what == nullptr) return {-1, -1};
+  switch (what->op) {
+    // The kernel's open from a mount; a bound file through its /proc link.
+    case Op::kOpen: return {SYS_openat2, SYS_openat};
+    // The call (or its following form) on the object's /proc link; itself
+    // when it acts on a descriptor.
+    case Op::kObject: return {what->follow_nr >= 0 ? what->follow_nr : nr, nr};
+    case Op::kReadlink: return {SYS_readlinkat, -1};
+    case Op::kChdir: return {SYS_fchdir, -1};
+    case Op::kEntry:
+      switch (nr) {
+        case SYS_mkdir:
+        case SYS_mkdirat: return {SYS_mkdirat, -1};
+        case SYS_mknod:
+        case SYS_mknodat: return {SYS_mknodat, -1};
+        case SYS_symlink:
+        case SYS_symlinkat: return {SYS_symlinkat, -1};
+        default: return {SYS_unlinkat, -1};
+      }
+    case Op::kRename: return {SYS_renameat2, -1};
+    case Op::kLink: return {SYS_linkat, -1};
+    case Op::kGetcwd:
+    case Op::kRefuse:
+    case Op::kExec:      // dunk's loader
+    case Op::kProcess:   // dunk's own threads and forks
+      return {-1, -1};
+    default: return {nr, -1};  // fchdir, close, dup2, dup3, close_range: as they are
+  }
+}
+
+bool served_by_view(int nr) noexcept { return classify(nr) != nullptr; }
+
 bool serve_in_view(ProgramThread& t, const abi::Call& call) noexcept {
   FsView* v = view();
   if (v == nullptr) return false;

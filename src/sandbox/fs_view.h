@@ -26,6 +26,7 @@
 
 #include <sys/stat.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -155,6 +156,13 @@ void set_view(FsView* view) noexcept;
 // descriptor numbers) and the sandbox has a view: true when it did (the
 // answer is in t.frame.rax). fs_calls.cc.
 bool serve_in_view(ProgramThread& t, const abi::Call& call) noexcept;
+
+// The calls the view makes on the kernel in place of the program's call
+// `nr` (for the host filter, host_layer.h): up to two, -1 for none.
+std::array<int, 2> view_calls_for(int nr) noexcept;
+// Whether the view serves the program's call `nr` (then the kernel sees
+// only view_calls_for(nr)).
+bool served_by_view(int nr) noexcept;
 
 // The loader's open of a program or interpreter: `path` through the view
 // (relative to the working directory) when there is one, else as it is.

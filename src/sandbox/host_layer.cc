@@ -1,15 +1,22 @@
-// The host layer (host_layer.h): Landlock rules for the file-system view.
+// The host layer (host_layer.h): Landlock rules for the file-system view,
+// and the system calls the host filter lets through.
 #include "sandbox/host_layer.h"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/landlock.h>
+#include <linux/seccomp.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <iterator>
 
 #include "base/syscall.h"
+#include "abi/syscalls.h"
 #include "base/unique_fd.h"
+#include "sandbox/supervisor.h"
 
 namespace dunk::sandbox {
 namespace {
@@ -92,6 +99,115 @@ Status apply_landlock(const FsView& view, const std::string& extra_file) noexcep
   if (const long err = sys::call(SYS_landlock_restrict_self, hold.get(), 0); err != 0) {
     return errno_error("landlock_restrict_self failed", err);
   }
+  return {};
+}
+
+// ---- seccomp -------------------------------------------------------------------
+
+namespace {
+
+// What dunk's own code asks of the host kernel once the program runs,
+// whatever the program does: read off the code that makes them (the
+// supervisor's, the monitor's, the kvm layer's) and measured by running
+// programs under a filter that logs what it would refuse
+// (tests/cli/sandbox_host_layer_test.sh's header has the command; the
+// measurement found modify_ldt, the process_vm_* pair and readlinkat).
+// One entry per reason; dunk needs every call listed here whatever the
+// policy says, so none of them is ever stopped by this filter.
+constexpr int kDunkCalls[] = {
+    // The VM: KVM_RUN and every other KVM ioctl (the vCPUs of new threads,
+    // a fork child's new VM), the vCPU's run area.
+    SYS_ioctl, SYS_mmap, SYS_munmap, SYS_mprotect, SYS_madvise, SYS_mremap, SYS_brk,
+    // Threads: a program thread is a pthread of dunk's (stack, TLS, robust
+    // list, rseq as glibc registers them), parked on futexes.
+    SYS_clone, SYS_clone3, SYS_futex, SYS_set_robust_list, SYS_rseq, SYS_exit, SYS_exit_group,
+    SYS_sched_yield, SYS_gettid, SYS_getpid,
+    // Signals: the supervisor's host handlers, their masks, their returns,
+    // the cheap call that lets the monitor deliver them (getppid), the
+    // signal that ends the process as the program's did.
+    SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_sigaltstack, SYS_getppid, SYS_tgkill, SYS_kill,
+    // Reports and statistics.
+    SYS_write, SYS_writev,
+    // Descriptors: dunk's placed out of the program's range (fcntl,
+    // prlimit64), closed, listed at execve (getdents64 of /proc/self/fd).
+    SYS_close, SYS_fcntl, SYS_dup3, SYS_prlimit64, SYS_getdents64,
+    // The loader (at execve): the program's files, AT_RANDOM, auxv's ids,
+    // the process's name.
+    SYS_openat, SYS_read, SYS_pread64, SYS_fstat, SYS_newfstatat, SYS_faccessat2, SYS_access, SYS_getrandom,
+    SYS_getuid, SYS_geteuid, SYS_getgid, SYS_getegid, SYS_prctl, SYS_getrlimit,
+    // /proc: a fork child's mirror reads /proc/self/maps; a /proc/PID/mem
+    // descriptor is recognised by its link and file system.
+    SYS_readlink, SYS_fstatfs,
+    // The monitor reads and writes the process's own memory through the
+    // kernel, so that a bad pointer fails a copy instead of faulting it
+    // (core/monitor_context.h): signal frames, the old masks and sets it
+    // answers. It names a descriptor by its /proc link (getdents64 of
+    // /proc/self/fd hides dunk's).
+    SYS_process_vm_readv, SYS_process_vm_writev, SYS_readlinkat, SYS_lseek,
+    // A fork child's VM: the LDT it mirrors (read), the FS and GS bases it
+    // resumes with, the address-space mirror's probe file.
+    SYS_modify_ldt, SYS_arch_prctl, SYS_memfd_create, SYS_pwrite64, SYS_clock_gettime,
+    // System V segments the program attaches are attached by dunk.
+    SYS_shmat, SYS_shmdt,
+    // A fork child's first call in VM mode; restarted calls.
+    SYS_restart_syscall,
+};
+
+// What the file-system view adds: its lookups (openat2 from the pinned
+// descriptors, fstat, readlinkat of symlinks, fstatfs for /proc), the
+// working directory it enters.
+constexpr int kViewCalls[] = {SYS_openat2, SYS_newfstatat, SYS_readlinkat, SYS_fstatfs, SYS_close, SYS_fchdir};
+
+// Whether some rule or the default lets `nr` run for some arguments: the
+// rules in decide()'s order, until one without comparisons decides every
+// call left.
+bool may_allow(const Policy& policy, int nr) noexcept {
+  for (const Rule& r : policy.rules_of(nr)) {
+    if (!denies(r.action)) return true;
+    if (r.count == 0) return false;
+  }
+  return !denies(policy.default_action());
+}
+
+// The calls the supervisor serves itself never reach the kernel as the
+// program made them (execve loads in ring 0, clone starts dunk's threads,
+// ptrace is refused, ...): the policy allowing them lets none through.
+// prctl, modify_ldt and close_range are served by passing some on.
+bool served_by_supervisor(int nr) noexcept {
+  return emulated(nr) != nullptr && nr != SYS_prctl && nr != SYS_modify_ldt && nr != SYS_close_range;
+}
+
+}  // namespace
+
+std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, bool view) {
+  if (on_violation == OnViolation::kLog) return {};
+  std::vector<int> calls(std::begin(kDunkCalls), std::end(kDunkCalls));
+  if (view) calls.insert(calls.end(), std::begin(kViewCalls), std::end(kViewCalls));
+  for (int nr = 0; nr <= static_cast<int>(abi::kMaxSyscall); ++nr) {
+    if (abi::lookup(static_cast<std::uint64_t>(nr)) == nullptr || !may_allow(policy, nr)) continue;
+    if (view && served_by_view(nr)) {
+      for (int issued : view_calls_for(nr)) {
+        if (issued >= 0) calls.push_back(issued);
+      }
+    } else if (!served_by_supervisor(nr)) {
+      calls.push_back(nr);
+    }
+  }
+  std::sort(calls.begin(), calls.end());
+  calls.erase(std::unique(calls.begin(), calls.end()), calls.end());
+  return calls;
+}
+
+Status install_host_filter(const void* program, std::size_t count) noexcept {
+  if (count == 0 || count > BPF_MAXINSNS) return Error{"a host filter of no or too many instructions", EINVAL};
+  sock_fprog prog{};
+  prog.len = static_cast<unsigned short>(count);
+  prog.filter = static_cast<sock_filter*>(const_cast<void*>(program));
+  if (const long err = sys::call(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != 0) {
+    return errno_error("prctl(PR_SET_NO_NEW_PRIVS) failed", err);
+  }
+  const long ret = sys::call(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, reinterpret_cast<long>(&prog));
+  if (ret != 0) return errno_error("seccomp(SECCOMP_SET_MODE_FILTER) failed", ret < 0 ? ret : -ESRCH);
   return {};
 }
 

@@ -15,12 +15,15 @@
 // instruction; its threads and fork children inherit them.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dunk/result.h"
 #include "sandbox/fs_view.h"
 #include "sandbox/policy.h"
+#include "sandbox/runtime.h"
 
 namespace dunk::sandbox {
 
@@ -32,5 +35,20 @@ int landlock_abi() noexcept;
 // to `extra_file` (read and write; empty: none) — dunk's own statistics
 // file, which every process of the sandbox opens. Call with one thread.
 Status apply_landlock(const FsView& view, const std::string& extra_file) noexcept;
+
+// ---- seccomp -------------------------------------------------------------------
+
+// The system calls the host filter lets through, in increasing order:
+// those `policy` may allow (for some arguments: the filter works per call,
+// ring 0 decides on the arguments), those the file-system view makes in
+// their place (`view`), and dunk's own (host_layer.cc, kDunkCalls). Empty
+// when every call may run (--on-violation log): then there is no filter.
+// dunk builds the BPF program from this with libseccomp (tools/), which
+// libdunk does not link.
+std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, bool view);
+
+// Installs a BPF program (`count` struct sock_filter) on the calling
+// thread, and with TSYNC on its others; no_new_privs first.
+Status install_host_filter(const void* program, std::size_t count) noexcept;
 
 }  // namespace dunk::sandbox

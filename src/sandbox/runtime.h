@@ -48,6 +48,9 @@ struct SandboxOptions {
   std::string cwd;
   bool landlock = false;
   std::string own_file;
+  // The host filter (host_layer.h): a BPF program, struct sock_filter's
+  // 8 bytes each; empty: none.
+  std::vector<std::uint64_t> host_filter;
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the

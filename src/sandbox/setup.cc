@@ -17,6 +17,7 @@
 #include "sandbox/fs_view.h"
 #include "sandbox/host_layer.h"
 #include "sandbox/supervisor.h"
+#include "sandbox/test_switches.h"
 #include "sandbox/user_access.h"
 
 namespace dunk::sandbox {
@@ -105,8 +106,8 @@ StartFailure run_sandbox(const SandboxOptions& options) {
     if (const long err = options.view->start(options.cwd); err != 0) {
       return failure(125, "cannot enter the file-system view", errno_error("fchdir failed", err));
     }
-    set_view(options.view);
-    if (options.landlock) {
+    if (!test_switches().view_off) set_view(options.view);
+    if (options.landlock && !test_switches().no_landlock) {
       if (Status st = apply_landlock(*options.view, options.own_file); !st) {
         return failure(125, "cannot confine the sandbox with Landlock", st.error());
       }
@@ -133,6 +134,14 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   t->frame.rsp = program.stack_pointer;
   t->frame.rflags = arch::rflags::kIF | arch::rflags::kFixed1;
   t->fpu_live = false;
+  // The last step before the program's first instruction: from here on
+  // every host call of the process, dunk's and the program's, meets the
+  // host filter.
+  if (!options.host_filter.empty() && !test_switches().no_host_filter) {
+    if (Status st = install_host_filter(options.host_filter.data(), options.host_filter.size()); !st) {
+      return failure(125, "cannot install the host's seccomp filter", st.error());
+    }
+  }
   run_thread(*t);
 }
 

@@ -16,6 +16,8 @@
 //   sandbox_fs races OUTSIDE_DIR ROUNDS
 //                                   the symlink-swap and rename races
 //   sandbox_fs one CASE OUTSIDE_DIR a single path case
+//   sandbox_fs call mkdir|read|write PATH
+//                                   one call (tests/cli/sandbox_host_layer_test.sh)
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -336,8 +338,36 @@ static void races(long rounds) {
   race("rename_race", mover, deep, rounds);
 }
 
+// ---- Single calls (the host layer's tests) ----------------------------------------
+
+// `call mkdir PATH`: the mkdir system call itself; `call read PATH`: the
+// file's first line; `call write PATH`: opens PATH for writing. Prints what
+// happened; the status is 0 when the call succeeded.
+static int single_call(const char* what, const char* path) {
+  long ret = -1;
+  char buf[256] = "";
+  if (strcmp(what, "mkdir") == 0) {
+    ret = syscall(SYS_mkdir, path, 0755);
+  } else if (strcmp(what, "read") == 0) {
+    ret = read_file(path, buf, sizeof buf);
+    if (ret < 0) errno = (int)-ret;
+  } else if (strcmp(what, "write") == 0) {
+    ret = open(path, O_WRONLY);
+  } else {
+    fprintf(stderr, "no call %s\n", what);
+    return 2;
+  }
+  if (ret < 0) {
+    printf("%s %s: %s\n", what, path, strerror(errno));
+    return 1;
+  }
+  printf("%s %s: ok%s%s", what, path, buf[0] != '\0' ? ": " : "\n", buf);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc == 4 && strcmp(argv[1], "call") == 0) return single_call(argv[2], argv[3]);
   if (argc < 3) {
     fprintf(stderr, "usage: %s paths|races|one CASE ... OUTSIDE [ROUNDS]\n", argv[0]);
     return 2;
