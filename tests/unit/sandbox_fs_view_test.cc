@@ -1,0 +1,247 @@
+// The sandbox's file-system view without a VM: FsView::build and its
+// resolution are ordinary system calls (src/sandbox/fs_view.h), so the
+// view's answers for paths, symlinks, "..", magic links, mount points and
+// descriptors are checked here on a real tree; which calls the view serves
+// against the system-call schema; and which calls the host filter lets
+// through (src/sandbox/host_layer.h).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "abi/syscalls.h"
+#include "sandbox/fs_view.h"
+#include "sandbox/host_layer.h"
+#include "sandbox/policy.h"
+
+namespace dunk::sandbox {
+namespace {
+
+// A tree under a fresh temporary directory:
+//   in/file ("inside"), in/sub/, in/abs -> ROOT/outside/secret,
+//   in/rel -> ../../../../../..ROOT/outside/secret, in/up -> ../ro/file,
+//   in/loop -> loop, ro/file, outside/secret
+class ViewTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char templ[] = "/tmp/dunk-fs-view-test.XXXXXX";
+    ASSERT_NE(mkdtemp(templ), nullptr);
+    root_ = templ;
+    for (const char* dir : {"in", "in/sub", "ro", "outside"}) ASSERT_EQ(mkdir((root_ + "/" + dir).c_str(), 0755), 0);
+    write("in/file", "inside\n");
+    write("ro/file", "read-only\n");
+    write("outside/secret", "SECRET\n");
+    link("in/abs", root_ + "/outside/secret");
+    link("in/rel", "../../../../../.." + root_ + "/outside/secret");
+    link("in/up", "../ro/file");
+    link("in/loop", "loop");
+  }
+  void TearDown() override {
+    if (view_) view_->remove_skeleton();
+    view_.reset();
+    ASSERT_EQ(std::system(("rm -rf " + root_).c_str()), 0);
+  }
+
+  void write(const std::string& rel, const std::string& text) { std::ofstream(root_ + "/" + rel) << text; }
+  void link(const std::string& rel, const std::string& target) {
+    ASSERT_EQ(symlink(target.c_str(), (root_ + "/" + rel).c_str()), 0);
+  }
+
+  // --bind ROOT/in /work --ro-bind ROOT/ro /ro (and `more`).
+  FsView& build(std::vector<BindSpec> more = {}) {
+    std::vector<BindSpec> binds = {{"--bind", root_ + "/in", "/work", true}, {"--ro-bind", root_ + "/ro", "/ro", false}};
+    binds.insert(binds.end(), more.begin(), more.end());
+    std::string why;
+    view_ = FsView::build(binds, why);
+    EXPECT_NE(view_, nullptr) << why;
+    return *view_;
+  }
+
+  // The view path `path` resolves to from `start`, or the error's name.
+  std::string resolve(const std::string& path, FsView::ResolveOptions options = {}, const std::string& start = "/") {
+    FsView::Resolved r;
+    const long err = view_->resolve(start, path, options, r);
+    if (err != 0) return std::string("errno ") + std::to_string(-err);
+    return r.exists ? r.view : r.view + " (absent)";
+  }
+
+  std::string root_;
+  std::unique_ptr<FsView> view_;
+};
+
+TEST_F(ViewTest, PathsResolveInsideTheView) {
+  build();
+  EXPECT_EQ(resolve("/work/file"), "/work/file");
+  EXPECT_EQ(resolve("/work/./sub/../file"), "/work/file");
+  EXPECT_EQ(resolve("/work/up"), "/ro/file");  // a symlink followed inside the view
+  EXPECT_EQ(resolve("/work/up", {.follow_last = false}), "/work/up");
+  EXPECT_EQ(resolve("file", {}, "/work"), "/work/file");
+  EXPECT_EQ(resolve("/work/new", {.must_exist = false}), "/work/new (absent)");
+  EXPECT_EQ(resolve("/"), "/");
+  EXPECT_EQ(resolve("/.."), "/");
+}
+
+TEST_F(ViewTest, NothingOutsideIsReachable) {
+  build();
+  const std::string enoent = "errno " + std::to_string(ENOENT);
+  EXPECT_EQ(resolve(root_ + "/outside/secret"), enoent);
+  EXPECT_EQ(resolve("/work/../../../../.." + root_ + "/outside/secret"), enoent);
+  EXPECT_EQ(resolve("/work/abs"), enoent);  // an absolute host path, in the view
+  EXPECT_EQ(resolve("/work/rel"), enoent);  // ".." stops at the view's /
+  EXPECT_EQ(resolve("/etc/passwd"), enoent);
+  EXPECT_EQ(resolve("/work/loop"), "errno " + std::to_string(ELOOP));
+  EXPECT_EQ(resolve("/work/file/x"), "errno " + std::to_string(ENOTDIR));
+}
+
+TEST_F(ViewTest, OpenatTwoFlags) {
+  build();
+  EXPECT_EQ(resolve("../ro/file", {.beneath = true}, "/work"), "errno " + std::to_string(EXDEV));
+  EXPECT_EQ(resolve("/file", {.beneath = true}, "/work"), "errno " + std::to_string(EXDEV));
+  EXPECT_EQ(resolve("sub/../file", {.beneath = true}, "/work"), "/work/file");
+  EXPECT_EQ(resolve("/file", {.in_root = true}, "/work"), "/work/file");
+  EXPECT_EQ(resolve("../../file", {.in_root = true}, "/work"), "/work/file");
+  EXPECT_EQ(resolve("/work/up", {.no_symlinks = true}), "errno " + std::to_string(ELOOP));
+}
+
+TEST_F(ViewTest, MagicLinksAreRefused) {
+  build({{"--ro-bind", "/proc", "/proc", false}});
+  FsView::Resolved r;
+  EXPECT_EQ(view_->resolve("/", "/proc/self/root/etc/passwd", {}, r), -ELOOP);
+  ASSERT_NE(r.why, nullptr);
+  EXPECT_EQ(view_->resolve("/", "/proc/self/cwd", {}, r), -ELOOP);
+  const int fd = open("/", O_RDONLY | O_DIRECTORY);
+  EXPECT_EQ(view_->resolve("/", "/proc/self/fd/" + std::to_string(fd) + "/etc", {}, r), -ELOOP);
+  close(fd);
+  // /proc's own symlinks ("self") are ordinary; a magic link itself can be
+  // looked at without following it.
+  EXPECT_EQ(resolve("/proc/self/comm").substr(0, 6), "/proc/");
+  EXPECT_EQ(resolve("/proc/self/exe", {.follow_last = false}).substr(0, 6), "/proc/");
+}
+
+TEST_F(ViewTest, MountsAndTheSkeleton) {
+  FsView& v = build({{"--ro-bind", root_ + "/in/file", "/etc/file", false}});
+  std::string rel;
+  EXPECT_EQ(v.mounts()[static_cast<std::size_t>(v.mount_of("/work/sub/x", rel))].destination, "/work");
+  EXPECT_EQ(rel, "sub/x");
+  EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/", rel))].skeleton);
+  EXPECT_TRUE(v.is_mount_point("/work"));
+  EXPECT_FALSE(v.is_mount_point("/"));
+  // The skeleton holds what a listing of / and /etc shows.
+  ASSERT_FALSE(v.skeleton_path().empty());
+  struct stat st {};
+  EXPECT_EQ(stat((v.skeleton_path() + "/work").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(stat((v.skeleton_path() + "/etc/file").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISREG(st.st_mode));
+  EXPECT_EQ(resolve("/etc/file"), "/etc/file");  // a bound file
+  EXPECT_EQ(resolve("/etc/file/x"), "errno " + std::to_string(ENOTDIR));
+  const std::string skeleton = v.skeleton_path();
+  v.remove_skeleton();
+  EXPECT_NE(stat(skeleton.c_str(), &st), 0);
+}
+
+TEST_F(ViewTest, DescriptorsAreLocated) {
+  FsView& v = build();
+  const int sub = open((root_ + "/in/sub").c_str(), O_RDONLY | O_DIRECTORY);
+  const int outside = open((root_ + "/outside").c_str(), O_RDONLY | O_DIRECTORY);
+  const int file = open((root_ + "/in/file").c_str(), O_RDONLY);
+  std::string where;
+  EXPECT_EQ(v.locate(sub, where), 0);
+  EXPECT_EQ(where, "/work/sub");
+  EXPECT_EQ(v.locate(outside, where), -EACCES);
+  EXPECT_EQ(v.locate(file, where), -ENOTDIR);
+  close(sub);
+  close(outside);
+  close(file);
+}
+
+TEST_F(ViewTest, BadBindsAreRefused) {
+  std::string why;
+  EXPECT_EQ(FsView::build({{"--bind", root_ + "/missing", "/m", true}}, why), nullptr);
+  EXPECT_NE(why.find("cannot open the source"), std::string::npos) << why;
+  EXPECT_EQ(FsView::build({{"--bind", root_ + "/in", "relative", true}}, why), nullptr);
+  EXPECT_NE(why.find("absolute path"), std::string::npos) << why;
+  EXPECT_EQ(FsView::build({{"--bind", root_ + "/in/file", "/", true}}, why), nullptr);
+  EXPECT_NE(why.find("only a directory"), std::string::npos) << why;
+  EXPECT_EQ(FsView::build({{"--ro-bind", root_ + "/ro", "/ro", false}, {"--bind", root_ + "/in", "/ro/none/x", true}},
+                          why),
+            nullptr);
+  EXPECT_NE(why.find("/ro/none is not a directory in the view"), std::string::npos) << why;
+}
+
+// Every call the schema says takes a path or a directory descriptor is
+// one the view serves (or refuses, or leaves to the loader): none reaches
+// the kernel with the program's path.
+TEST(FsViewCalls, EveryPathCallIsServed) {
+  std::vector<std::string> missing;
+  for (const abi::CallSpec& call : abi::all_calls()) {
+    if (!call.exists()) continue;
+    bool paths = false;
+    for (unsigned i = 0; i < call.arg_count; ++i) {
+      paths |= call.args[i].kind == abi::Kind::kPath || call.args[i].kind == abi::Kind::kDirFd;
+    }
+    if (paths && !served_by_view(call.number)) missing.emplace_back(call.name);
+  }
+  EXPECT_TRUE(missing.empty()) << missing.size() << " path calls the view does not serve, the first " << missing[0];
+}
+
+std::vector<int> filter(const char* policy_text, bool view, OnViolation on = OnViolation::kPolicy) {
+  LoadResult policy = load_policy_text(policy_text, LoadOptions{});
+  EXPECT_TRUE(policy.ok()) << policy.error();
+  return host_filter_calls(policy.value(), on, view);
+}
+
+bool has(const std::vector<int>& calls, int nr) { return std::binary_search(calls.begin(), calls.end(), nr); }
+
+TEST(HostFilter, DefaultPolicy) {
+  LoadResult policy = load_default_policy(LoadOptions{});
+  ASSERT_TRUE(policy.ok()) << policy.error();
+  const std::vector<int> calls = host_filter_calls(policy.value(), OnViolation::kPolicy, false);
+  ASSERT_TRUE(std::is_sorted(calls.begin(), calls.end()));
+  // dunk's own and what the default allows.
+  for (int nr : {SYS_ioctl, SYS_mmap, SYS_futex, SYS_read, SYS_openat, SYS_socket}) EXPECT_TRUE(has(calls, nr)) << nr;
+  // What the default denies, and what ring 0 serves itself and never
+  // passes on, whatever a policy says.
+  for (int nr : {SYS_mount, SYS_umount2, SYS_pivot_root, SYS_ptrace, SYS_bpf, SYS_keyctl, SYS_add_key, SYS_unshare,
+                 SYS_setns, SYS_init_module, SYS_finit_module, SYS_delete_module, SYS_kexec_load, SYS_reboot,
+                 SYS_execve, SYS_execveat, SYS_userfaultfd, SYS_io_uring_setup, SYS_open_by_handle_at,
+                 SYS_perf_event_open, SYS_seccomp, SYS_fsopen, SYS_move_mount}) {
+    EXPECT_FALSE(has(calls, nr)) << nr;
+  }
+}
+
+TEST(HostFilter, AllowAllStillKeepsWhatRingZeroServes) {
+  const std::vector<int> calls = filter(R"({"defaultAction": "SCMP_ACT_ALLOW"})", false);
+  EXPECT_TRUE(has(calls, SYS_mount));  // a call the policy allows is the kernel's to refuse
+  for (int nr : {SYS_execve, SYS_ptrace, SYS_seccomp, SYS_userfaultfd, SYS_set_tid_address}) EXPECT_FALSE(has(calls, nr));
+  EXPECT_TRUE(filter(R"({"defaultAction": "SCMP_ACT_ERRNO"})", false, OnViolation::kLog).empty());
+}
+
+TEST(HostFilter, ArgumentRulesAndTheView) {
+  // Allowed for some arguments: allowed at the host (ring 0 decides).
+  const char* some = R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+    {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+    {"names": ["open", "mkdir"], "action": "SCMP_ACT_ALLOW"}]})";
+  std::vector<int> calls = filter(some, false);
+  EXPECT_TRUE(has(calls, SYS_socket));
+  EXPECT_TRUE(has(calls, SYS_open));
+  EXPECT_FALSE(has(calls, SYS_openat2));
+  EXPECT_FALSE(has(calls, SYS_mkdirat));
+  // With a view, open and mkdir reach the kernel as openat2 and mkdirat.
+  calls = filter(some, true);
+  EXPECT_TRUE(has(calls, SYS_openat2));
+  EXPECT_TRUE(has(calls, SYS_mkdirat));
+  EXPECT_FALSE(has(calls, SYS_mkdir));
+  EXPECT_FALSE(has(calls, SYS_renameat2));
+}
+
+}  // namespace
+}  // namespace dunk::sandbox
