@@ -68,6 +68,7 @@ class CopiesMemory final : public abi::Memory {
 bool is_dunk_fd(int fd) noexcept { return core::Machine::instance().dunk_fds().contains(fd) || sandbox_fds.contains(fd); }
 
 void add_sandbox_fd(int fd) noexcept { sandbox_fds.add(fd); }
+void remove_sandbox_fd(int fd) noexcept { sandbox_fds.remove(fd); }
 
 void for_each_sandbox_fd(void (*each)(int, void*), void* cookie) noexcept {
   for (int fd = 0; fd < FdSet::kLimit; ++fd) {

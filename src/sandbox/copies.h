@@ -68,6 +68,7 @@ bool is_dunk_fd(int fd) noexcept;
 // The sandbox's own descriptors (the log): kept out of the program's reach
 // like dunk's.
 void add_sandbox_fd(int fd) noexcept;
+void remove_sandbox_fd(int fd) noexcept;
 void for_each_sandbox_fd(void (*each)(int fd, void* cookie), void* cookie) noexcept;
 
 class CallCopies {

@@ -28,18 +28,24 @@
 #include <linux/bpf.h>
 #include <linux/openat2.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "abi/syscalls.h"
 #include "base/syscall.h"
+#include "sandbox/copies.h"
 #include "sandbox/fs_view.h"
 #include "sandbox/supervisor.h"
 
@@ -59,6 +65,7 @@ enum class Op : std::uint8_t {
   kNumbers,   // close, dup2, dup3, close_range: under numbers_lock
   kProcess,   // clone, fork, vfork, clone3: under numbers_lock
   kExec,      // execve, execveat: the loader (open_for_exec)
+  kSocket,    // connect, bind, sendto, sendmsg: an AF_UNIX address by path
   kRefuse,    // would reach the host's file system around the view
 };
 
@@ -140,6 +147,12 @@ constexpr FileCall kCalls[] = {
     {SYS_vfork, Op::kProcess},
     {SYS_execve, Op::kExec},
     {SYS_execveat, Op::kExec},
+    // A socket's path is a file in the view: bind makes it, the others
+    // reach it (following a symlink, as the kernel's lookup does).
+    {SYS_connect, Op::kSocket},
+    {SYS_sendto, Op::kSocket},
+    {SYS_sendmsg, Op::kSocket},
+    {SYS_bind, Op::kSocket, Follow::kNever, -1, true},
     // Mounts, root changes, handles, fanotify, accounting, swap, quotas:
     // each reaches files by a way the view cannot follow.
     {SYS_mount, Op::kRefuse},
@@ -624,6 +637,105 @@ long perform_link(ProgramThread& t, const abi::Call& call, const abi::Call& copi
   return forward(abi::Call{SYS_linkat, {fd_arg(a.dir), str_arg(a.name), fd_arg(b.dir), str_arg(b.name), 0}});
 }
 
+// ---- Unix sockets by path ---------------------------------------------------------------------
+
+// The path of a pathname AF_UNIX address (as copied, `size` bytes); empty
+// for any other (abstract, unnamed, another family).
+std::string unix_path(std::uint64_t address, std::uint64_t size) {
+  constexpr std::size_t kPathAt = offsetof(sockaddr_un, sun_path);
+  if (address == 0 || size <= kPathAt) return {};
+  const auto* sa = reinterpret_cast<const sockaddr_un*>(address);
+  if (sa->sun_family != AF_UNIX || sa->sun_path[0] == '\0') return {};
+  const std::size_t max = std::min<std::uint64_t>(size - kPathAt, sizeof sa->sun_path);
+  return std::string(sa->sun_path, strnlen(sa->sun_path, max));
+}
+
+// A descriptor the view opened, kept for a call that may block: a copy
+// made the sandbox's own (under numbers_lock, so that no close or dup2 of
+// the program's is half done over it), which the program's calls cannot
+// name, so that the lock need not be held while the call waits. (Not moved
+// out of the program's range: in VM mode that placement's prlimit64 is the
+// monitor's to serve, under the lock the placement holds.)
+class Pinned {
+ public:
+  explicit Pinned(int fd) noexcept {
+    const long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
+    if (sys::failed(copy)) return;
+    fd_ = static_cast<int>(copy);
+    add_sandbox_fd(fd_);
+  }
+  ~Pinned() {
+    if (fd_ < 0) return;
+    remove_sandbox_fd(fd_);
+    sys::call(SYS_close, fd_);
+  }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+  int fd() const noexcept { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+long perform_socket(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {
+  const int nr = c.what.nr;
+  // Where the address is: a register pair, or msghdr's msg_name/msg_namelen.
+  msghdr header{};
+  std::uint64_t address = 0, size = 0;
+  if (nr == SYS_sendmsg) {
+    if (copied.args[1] == 0) return forward(copied);
+    std::memcpy(&header, reinterpret_cast<const void*>(copied.args[1]), sizeof header);
+    address = reinterpret_cast<std::uint64_t>(header.msg_name);
+    size = static_cast<std::uint32_t>(header.msg_namelen);
+  } else {
+    const int at = nr == SYS_sendto ? 4 : 1;
+    address = copied.args[at];
+    size = static_cast<std::uint32_t>(copied.args[at + 1]);
+  }
+  const std::string path = unix_path(address, size);
+  if (path.empty()) return forward(copied);
+  // The file's /proc link — the socket's (connect, sendto, sendmsg), or
+  // its directory's and its name (bind) — in an address of dunk's.
+  sockaddr_un mine{};
+  mine.sun_family = AF_UNIX;
+  std::unique_ptr<Pinned> pinned;
+  std::string name;
+  {
+    LockGuard hold(c.view.numbers_lock());
+    if (c.what.writes) {
+      Entry e;
+      if (const long err = resolve_entry(t, call, c.view, AT_FDCWD, path.c_str(), e); err != 0) return err;
+      if (e.mount_point) return -EADDRINUSE;
+      if (!entry_writable(c.view, e)) return -EROFS;
+      pinned = std::make_unique<Pinned>(e.dir.object);
+      name = "/" + e.name;
+    } else {
+      std::string start;
+      if (const long err = start_of(t, call, c.view, AT_FDCWD, path.c_str(), false, start); err != 0) return err;
+      FsView::Resolved r;
+      if (const long err = c.view.resolve(start, path, FsView::ResolveOptions{}, r); err != 0) {
+        return refused(t, call, err, r.why);
+      }
+      pinned = std::make_unique<Pinned>(r.object);
+    }
+  }
+  if (pinned->fd() < 0) return -EMFILE;
+  const int n = std::snprintf(mine.sun_path, sizeof mine.sun_path, "/proc/self/fd/%d%s", pinned->fd(), name.c_str());
+  if (n < 0 || static_cast<std::size_t>(n) >= sizeof mine.sun_path) return -ENAMETOOLONG;
+  const auto length = static_cast<std::uint64_t>(offsetof(sockaddr_un, sun_path) + static_cast<std::size_t>(n) + 1);
+  abi::Call f = copied;
+  if (nr == SYS_sendmsg) {
+    header.msg_name = &mine;
+    header.msg_namelen = static_cast<socklen_t>(length);
+    f.args[1] = reinterpret_cast<std::uint64_t>(&header);
+  } else {
+    const int at = nr == SYS_sendto ? 4 : 1;
+    f.args[at] = reinterpret_cast<std::uint64_t>(&mine);
+    f.args[at + 1] = length;
+  }
+  return forward(f);
+}
+
 // ---- The working directory -----------------------------------------------------------------
 
 long perform_getcwd(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {
@@ -657,6 +769,7 @@ long perform(ProgramThread& t, const abi::Call& call, const abi::Call& copied, v
     case Op::kLink: return perform_link(t, call, copied, c);
     case Op::kGetcwd: return perform_getcwd(t, call, copied, c);
     case Op::kFchdir: return perform_fchdir(t, call, copied, c);
+    case Op::kSocket: return perform_socket(t, call, copied, c);
     default: return forward(copied);
   }
 }

@@ -27,6 +27,28 @@ make_tree() {
 	ln -s loop "$WORK/in/loop"
 }
 
+# Sockets on a tmpfs (the nested test VM's /tmp, 9p, cannot hold them):
+# SOCKETS/in is bound at /sockets; SOCKETS/outside holds a listening
+# stream socket and a bound datagram socket, as a daemon's would be.
+outside_sockets() {
+	SOCKETS=$(mktemp -d /dev/shm/dunk-fs-test.XXXXXX)
+	mkdir "$SOCKETS/in" "$SOCKETS/outside"
+	ln -s "$SOCKETS/outside/sock" "$SOCKETS/in/sock_link"
+	"$PYTHON" -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1] + "/sock"); s.listen()
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); d.bind(sys.argv[1] + "/dgram")
+open(sys.argv[1] + "/ready", "w").close()
+time.sleep(600)' "$SOCKETS/outside" &
+	LISTENER=$!
+	trap 'kill $LISTENER 2>/dev/null; rm -rf "$WORK" "$SOCKETS"' EXIT
+	local i
+	for ((i = 0; i < 600; i++)); do
+		[[ -e $SOCKETS/outside/ready ]] && return 0
+		sleep 0.1
+	done
+	fail "the outside sockets did not come up"
+}
+
 # An allow-all policy: only the view stands in the way.
 allow_all() {
 	printf '{"defaultAction": "SCMP_ACT_ALLOW"}\n' >"$WORK/allow.json"
@@ -53,7 +75,8 @@ ro_open_write ro_open_trunc ro_creat ro_creat_existing_readonly ro_creat_excl_ex
 ro_rename ro_link ro_symlink ro_chmod ro_truncate ro_utimes ro_access_write ro_access_read ro_via_symlink root_mkdir
 mount_point_rmdir rw_create rw_mkdir rw_rename rw_symlink rw_link rw_chmod rw_unlink rename_across_binds
 hardlink_from_outside create_outside getcwd_view_path relative_open relative_dotdot fchdir chdir_outside
-chdir_dotdot_at_root openat2_beneath openat2_in_root openat2_no_symlinks name_to_handle_at chroot inherited_dirfd"
+chdir_dotdot_at_root openat2_beneath openat2_in_root openat2_no_symlinks name_to_handle_at chroot inherited_dirfd unix_bind_inside
+unix_connect_inside unix_connect_outside unix_connect_symlink unix_sendto_outside unix_bind_read_only"
 
 # expect_cases OUTPUT NAMES: every NAME has an "ok" line, in that order,
 # and there is nothing else; nothing escaped.
@@ -71,10 +94,12 @@ expect_cases() {
 
 test_paths() {
 	make_tree
+	outside_sockets
 	view
+	VIEW+=(--bind "$SOCKETS/in" /sockets)
 	# fd 3: a directory outside the view, inherited.
-	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- /programs/sandbox_fs paths "$WORK/outside" \
-		3<"$WORK/outside"
+	DUNK_FS_SOCKETS=$SOCKETS run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- \
+		/programs/sandbox_fs paths "$WORK/outside" 3<"$WORK/outside"
 	echo "$OUT"
 	echo "--- stderr"
 	echo "$ERR"
@@ -86,6 +111,7 @@ test_paths() {
 	expect_eq "the read-only tree" "file sub" "$(cd "$WORK/ro" && echo *)"
 	expect_eq "the read-only file" read-only "$(<"$WORK/ro/file")"
 	expect_eq "outside" "file secret" "$(cd "$WORK/outside" && echo *)"
+	[[ -S $SOCKETS/in/srv ]] || fail "the program's socket is not in SOCKETS/in"
 	# What bubblewrap would follow and the view refuses is reported: the
 	# magic links, the handle, chroot, the inherited directory.
 	local report
@@ -119,13 +145,17 @@ test_programs() {
 	printf '#!/bin/sh\necho "script in $(pwd)"\n' >"$WORK/in/script.sh"
 	chmod +x "$WORK/in/script.sh"
 	cp /bin/true "$WORK/outside/prog"
-	run_cmd "$DUNK" sandbox "${VIEW[@]}" --chdir /work -- /bin/sh -c \
+	# --stats: every process of the view's sandbox (Landlock on) opens the
+	# statistics file, which is not in the view.
+	run_cmd "$DUNK" sandbox "${VIEW[@]}" --stats-json "$WORK/stats.json" --chdir /work -- /bin/sh -c \
 		'ls /; cat file | tr a-z A-Z; ./script.sh; /bin/echo executed; '"'$WORK/outside/prog'"'; echo "outside: $?"'
 	expect_eq "exit status" 0 "$STATUS"
 	local root
 	root=$(printf '%s\n' bin lib lib64 proc programs ro tmp usr work work2)
 	expect_eq "the shell's output" "$(printf '%s\nINSIDE\nscript in /work\nexecuted\noutside: 127' "$root")" "$OUT"
 	expect_contains "sh's message" "not found" "$ERR"
+	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 5" ||
+		fail "the statistics did not count every process of the shell"
 	run_cmd "$DUNK" sandbox "${VIEW[@]}" -- "$PYTHON" -c 'import json, os, sqlite3, hashlib
 os.chdir("/work")
 with open("out.json", "w") as f: json.dump(sorted(os.listdir(".")), f)

@@ -29,7 +29,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const char* outside;   // the host directory holding "secret"
@@ -249,6 +251,63 @@ static void case_inherited_dirfd(void) {
   expect_errno("inherited_dirfd", fd, EACCES, "openat(inherited OUTSIDE, secret)");
 }
 
+// AF_UNIX sockets by path, in SOCKETS (a tmpfs directory: the nested test
+// VM's shared /tmp cannot hold sockets), named by the environment's
+// DUNK_FS_SOCKETS: a listener the program binds in /sockets (SOCKETS/in)
+// takes its connection; SOCKETS/outside/sock (a listener of the test's,
+// outside the view) and a symlink to it are not there; bind under
+// --ro-bind is EROFS.
+static int unix_socket(int type) { return socket(AF_UNIX, type | SOCK_CLOEXEC, 0); }
+
+static struct sockaddr_un unix_address(const char* path) {
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  return a;
+}
+
+static void case_unix_sockets(void) {
+  const char* sockets = getenv("DUNK_FS_SOCKETS");
+  if (sockets == NULL) {
+    report("unix_sockets", 0, "no DUNK_FS_SOCKETS");
+    return;
+  }
+  struct sockaddr_un a = unix_address("/sockets/srv");
+  int server = unix_socket(SOCK_STREAM);
+  int ok = bind(server, (struct sockaddr*)&a, sizeof a) == 0 && listen(server, 4) == 0;
+  report("unix_bind_inside", ok, "bind(/sockets/srv) and listen");
+  int client = unix_socket(SOCK_STREAM);
+  ok = connect(client, (struct sockaddr*)&a, sizeof a) == 0;
+  int conn = ok ? accept(server, NULL, NULL) : -1;
+  char buf[16] = "";
+  ok = conn >= 0 && write(client, "ping", 4) == 4 && read(conn, buf, sizeof buf - 1) == 4 && strcmp(buf, "ping") == 0;
+  report("unix_connect_inside", ok, "connect(/sockets/srv), accept, a message through");
+  close(conn);
+  close(client);
+  close(server);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/outside/sock", sockets);
+  a = unix_address(path);
+  client = unix_socket(SOCK_STREAM);
+  expect_errno("unix_connect_outside", connect(client, (struct sockaddr*)&a, sizeof a), ENOENT,
+               "connect(SOCKETS/outside/sock)");
+  close(client);
+  a = unix_address("/sockets/sock_link");
+  client = unix_socket(SOCK_STREAM);
+  expect_errno("unix_connect_symlink", connect(client, (struct sockaddr*)&a, sizeof a), ENOENT,
+               "connect(/sockets/sock_link -> SOCKETS/outside/sock)");
+  close(client);
+  snprintf(path, sizeof path, "%s/outside/dgram", sockets);
+  a = unix_address(path);
+  client = unix_socket(SOCK_DGRAM);
+  expect_errno("unix_sendto_outside", sendto(client, "x", 1, 0, (struct sockaddr*)&a, sizeof a), ENOENT,
+               "sendto(SOCKETS/outside/dgram)");
+  close(client);
+  a = unix_address("/ro/srv");
+  server = unix_socket(SOCK_STREAM);
+  expect_errno("unix_bind_read_only", bind(server, (struct sockaddr*)&a, sizeof a), EROFS, "bind(/ro/srv)");
+  close(server);
+}
+
 struct path_case {
   const char* name;
   void (*run)(void);
@@ -257,7 +316,7 @@ static const struct path_case path_cases[] = {
     {"inside", case_inside},         {"outside", case_outside},   {"symlinks", case_symlinks},
     {"magic_links", case_magic_links}, {"read_only", case_read_only}, {"read_write", case_read_write},
     {"cwd", case_cwd},               {"openat2", case_openat2},   {"refused", case_refused},
-    {"inherited_dirfd", case_inherited_dirfd},
+    {"inherited_dirfd", case_inherited_dirfd}, {"unix_sockets", case_unix_sockets},
 };
 
 // ---- Races -----------------------------------------------------------------------
