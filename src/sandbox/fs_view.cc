@@ -184,6 +184,7 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& binds, std::s
     m.fd = move_out_of_program_range(static_cast<int>(fd));
     m.destination = dst;
     m.writable = b.writable;
+    m.spec = name;
     struct stat st {};
     if (fstat_fd(m.fd, st) != 0 || (m.host = host_path_of(m.fd)).empty() || m.host[0] != '/') {
       sys::call(SYS_close, m.fd);
@@ -200,19 +201,23 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& binds, std::s
   }
   const bool root_bound = std::any_of(v->mounts_.begin(), v->mounts_.end(), [](const Mount& m) { return m.destination == "/"; });
   if (!root_bound && !v->make_skeleton(why)) return nullptr;
+  // The view cannot be enforced without openat2's RESOLVE_BENEATH.
+  std::string root_rel;
+  const long probe = openat2(v->mounts_[static_cast<std::size_t>(v->mount_of("/", root_rel))].fd, ".",
+                             O_PATH | O_CLOEXEC, 0, kBeneath);
+  if (probe == -ENOSYS) {
+    why = "--ro-bind/--bind: this kernel has no openat2 (Linux 5.6): the file-system view cannot be enforced";
+    return nullptr;
+  }
+  if (!sys::failed(probe)) sys::call(SYS_close, probe);
   // Every destination must hang in the view: its parent a directory there
-  // (inside another bind, or the skeleton's). Also the first use of
-  // openat2, which the view cannot do without.
+  // (inside another bind, or the skeleton's).
   for (const Mount& m : v->mounts_) {
     if (m.skeleton || m.destination == "/") continue;
     Resolved parent;
     const long err = v->resolve("/", parent_of(m.destination), ResolveOptions{}, parent);
-    if (err == -ENOSYS) {
-      why = "--ro-bind/--bind: this kernel has no openat2 (Linux 5.6): the file-system view cannot be enforced";
-      return nullptr;
-    }
     if (err != 0 || !S_ISDIR(parent.st.st_mode)) {
-      why = m.destination + ": its parent " + parent_of(m.destination) +
+      why = m.spec + ": the destination's parent " + parent_of(m.destination) +
             " is not a directory in the view (bind it, or a directory above it)";
       return nullptr;
     }

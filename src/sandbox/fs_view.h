@@ -58,6 +58,7 @@ class FsView {
     bool writable = false;
     bool directory = true;
     bool skeleton = false;    // dunk's tree for "/" and the destinations' ancestors
+    std::string spec;         // the option as given ("--bind SRC DST"), for messages
   };
 
   // Opens every source (symlinks followed, as bubblewrap does), checks the

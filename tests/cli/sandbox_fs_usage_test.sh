@@ -20,7 +20,7 @@ test_bad_binds() {
 		"$DUNK" sandbox --ro-bind "$WORK/dir" /a/../b -- /bin/touch "$ran"
 	no_kvm expect_refused 125 "--ro-bind $WORK/file /: only a directory can be the view's /" \
 		"$DUNK" sandbox --ro-bind "$WORK/file" / -- /bin/touch "$ran"
-	no_kvm expect_refused 125 "/usr/no-such-dir/x: its parent /usr/no-such-dir is not a directory in the view" \
+	no_kvm expect_refused 125 "--bind $WORK/dir /usr/no-such-dir/x: the destination's parent /usr/no-such-dir is not a directory in the view" \
 		"$DUNK" sandbox --ro-bind /usr /usr --bind "$WORK/dir" /usr/no-such-dir/x -- /bin/touch "$ran"
 	no_kvm expect_refused 125 "--bind: an empty SRC" "$DUNK" sandbox --bind '' -- /bin/touch "$ran"
 	[[ ! -e $ran ]] || fail "a program ran with a bad bind"
