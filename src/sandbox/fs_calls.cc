@@ -658,7 +658,8 @@ std::string unix_path(std::uint64_t address, std::uint64_t size) {
 // monitor's to serve, under the lock the placement holds.)
 class Pinned {
  public:
-  explicit Pinned(int fd) noexcept {
+  // Call with `numbers` held.
+  Pinned(Lock& numbers, int fd) noexcept : numbers_(numbers) {
     const long copy = sys::call(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 0);
     if (sys::failed(copy)) return;
     fd_ = static_cast<int>(copy);
@@ -666,14 +667,16 @@ class Pinned {
   }
   ~Pinned() {
     if (fd_ < 0) return;
-    remove_sandbox_fd(fd_);
+    LockGuard hold(numbers_);
     sys::call(SYS_close, fd_);
+    remove_sandbox_fd(fd_);
   }
   Pinned(const Pinned&) = delete;
   Pinned& operator=(const Pinned&) = delete;
   int fd() const noexcept { return fd_; }
 
  private:
+  Lock& numbers_;
   int fd_ = -1;
 };
 
@@ -707,7 +710,7 @@ long perform_socket(ProgramThread& t, const abi::Call& call, const abi::Call& co
       if (const long err = resolve_entry(t, call, c.view, AT_FDCWD, path.c_str(), e); err != 0) return err;
       if (e.mount_point) return -EADDRINUSE;
       if (!entry_writable(c.view, e)) return -EROFS;
-      pinned = std::make_unique<Pinned>(e.dir.object);
+      pinned = std::make_unique<Pinned>(c.view.numbers_lock(), e.dir.object);
       name = "/" + e.name;
     } else {
       std::string start;
@@ -716,7 +719,7 @@ long perform_socket(ProgramThread& t, const abi::Call& call, const abi::Call& co
       if (const long err = c.view.resolve(start, path, FsView::ResolveOptions{}, r); err != 0) {
         return refused(t, call, err, r.why);
       }
-      pinned = std::make_unique<Pinned>(r.object);
+      pinned = std::make_unique<Pinned>(c.view.numbers_lock(), r.object);
     }
   }
   if (pinned->fd() < 0) return -EMFILE;
