@@ -4,8 +4,11 @@
 # by symlinks, "..", magic links, inherited descriptors or races
 # (tests/programs/sandbox_fs.c); real programs inside a view.
 #
-# A long run of the races (a million rounds each):
-#   DUNK_FS_RACE_ROUNDS=1000000 scripts/in-vm ctest --test-dir build -R cli_sandbox_fs_races --output-on-failure
+# A long run of the races (400 rounds each take about a minute in the nested
+# test VM, where a round is a few emulated VM exits; with hardware KVM a
+# million take minutes):
+#   DUNK_FS_RACE_ROUNDS=1000000 ctest --test-dir build -R cli_sandbox_fs_races --output-on-failure
+#   DUNK_FS_RACE_ROUNDS=20000 scripts/in-vm ctest --test-dir build -R cli_sandbox_fs_races --output-on-failure
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ROUNDS=${DUNK_FS_RACE_ROUNDS:-400}
