@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "sandbox/limits.h"
 #include "sandbox/policy.h"
 #include "sandbox/report.h"
 
@@ -37,6 +38,8 @@ struct SandboxOptions {
   std::string path;                // the program, as execve() would take it
   std::vector<std::string> argv;   // argv[0] included
   std::vector<std::string> envp;
+  // ---- limits/network ----
+  LimitSettings limits;  // limits.h; the host limits are set by the caller
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the

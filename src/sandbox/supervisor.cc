@@ -416,6 +416,10 @@ constexpr Row kRows[] = {
     {SYS_prctl, &sys_prctl},
     {SYS_userfaultfd, &sys_userfaultfd},
     {SYS_modify_ldt, &sys_modify_ldt},
+    // limits/network
+    {SYS_getrlimit, &sys_prlimit},
+    {SYS_setrlimit, &sys_prlimit},
+    {SYS_prlimit64, &sys_prlimit},
 };
 
 constexpr unsigned kTableSize = 512;
@@ -521,11 +525,10 @@ long start_program_thread(ProgramThread* t, std::uint64_t parent_tid) noexcept {
   auto* start = new (std::nothrow) ThreadStart{t};
   if (start == nullptr) return -ENOMEM;
   pthread_t id;
-  sandbox().threads.fetch_add(1);
+  // The thread is counted already (claim_thread_slot).
   const int err = pthread_create(&id, &attr, thread_main, start);
   pthread_attr_destroy(&attr);
   if (err != 0) {
-    sandbox().threads.fetch_sub(1);
     delete start;
     return -err;
   }
