@@ -21,6 +21,7 @@
 #include "abi/names.h"
 #include "base/fd_placement.h"
 #include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/policy.h"
 #include "sandbox/runtime.h"
 #include "tools/program.h"
@@ -300,6 +301,14 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     }
     limit_settings.max_threads = static_cast<std::int64_t>(n);
   }
+  sandbox::NetworkPolicy network;
+  if (options.unshare_net) network.set_unshare();
+  for (const std::string& rule : options.allow_connect) {
+    if (std::string why = network.add_connect(rule); !why.empty()) return fail(kExitCannotRun, "sandbox: --allow-connect: " + why);
+  }
+  for (const std::string& port : options.allow_bind) {
+    if (std::string why = network.add_bind(port); !why.empty()) return fail(kExitCannotRun, "sandbox: --allow-bind: " + why);
+  }
   sandbox::LoadResult policy =
       options.policy_path.empty()
           ? sandbox::load_default_policy(sandbox::LoadOptions::for_this_process("the built-in default policy"))
@@ -333,6 +342,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   child.options.envp = program_environment(stats.has_value());
   child.limits = std::move(limits);
   child.options.limits = limit_settings;
+  child.options.network = &network;
 
   bool timed_out = false;
   const TimeLimit time_limit{seconds, &kill_sandbox_tree, &timed_out};

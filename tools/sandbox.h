@@ -27,6 +27,9 @@ struct SandboxCommandOptions {
   std::array<std::string, 6> rlimits;
   std::string time_limit;   // --time-limit SECONDS (wall clock); empty or 0: none
   std::string max_threads;  // --max-threads N; empty: no limit
+  bool unshare_net = false;                // no network (sandbox/network.h)
+  std::vector<std::string> allow_connect;  // ADDR[/PREFIX]:PORT, repeatable
+  std::vector<std::string> allow_bind;     // PORT, repeatable
 };
 
 // The --rlimit-* options, in SandboxCommandOptions::rlimits' order.

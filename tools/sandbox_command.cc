@@ -69,6 +69,16 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_option("--max-threads", options->max_threads,
                   "Threads a process may run besides its first: one more fails with EAGAIN, reported")
       ->type_name("N");
+  app->add_flag("--unshare-net", options->unshare_net,
+                "No network: sockets of AF_UNIX only (plus what --allow-connect/--allow-bind name), no abstract "
+                "AF_UNIX names");
+  app->add_option("--allow-connect", options->allow_connect,
+                  "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
+                  "others fail with EPERM, reported")
+      ->type_name("ADDR[/PREFIX]:PORT");
+  app->add_option("--allow-bind", options->allow_bind,
+                  "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
+      ->type_name("PORT");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]");
   return Command{app, [options] { return run_sandbox_command(*options); }, /*takes_command_line=*/true};

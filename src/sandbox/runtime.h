@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/policy.h"
 #include "sandbox/report.h"
 
@@ -40,6 +41,7 @@ struct SandboxOptions {
   std::vector<std::string> envp;
   // ---- limits/network ----
   LimitSettings limits;  // limits.h; the host limits are set by the caller
+  const NetworkPolicy* network = nullptr;  // network.h; null or inactive: no decision
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the

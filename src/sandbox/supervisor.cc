@@ -319,6 +319,10 @@ long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
   // The number as the kernel decodes it: RAX's high half never reaches the
   // monitor (where dunk's private calls live).
   rewritten.number = static_cast<std::uint32_t>(call.number);
+  // limits/network: --unshare-net, --allow-connect, --allow-bind, decided on the copies (network.h).
+  if (s.network != nullptr) {
+    if (const long err = decide_network(t, call, rewritten); err != 0) return err;
+  }
   if (!s.reporter.empty() && !touches_nothing(entry.walk.call)) s.reporter.flush();
   long ret = dunk_sandbox_forward(&rewritten);
   if (ret == kRestartForSignal) return ret;

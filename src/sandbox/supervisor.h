@@ -29,6 +29,7 @@
 #include "dunk/trap_frame.h"
 #include "sandbox/copies.h"
 #include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/region.h"
 #include "sandbox/report.h"
 #include "sandbox/runtime.h"
@@ -118,6 +119,7 @@ struct Sandbox {
   std::atomic<int> threads{0};
   // ---- limits/network ----
   Limits limits;  // --rlimit-*, --max-threads; the program's RLIMIT_AS (limits.h)
+  const NetworkPolicy* network = nullptr;  // --unshare-net, --allow-* (network.h); null: none
 };
 
 Sandbox& sandbox() noexcept;
