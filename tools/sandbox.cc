@@ -20,6 +20,7 @@
 
 #include "abi/names.h"
 #include "base/fd_placement.h"
+#include "sandbox/call_log.h"
 #include "sandbox/limits.h"
 #include "sandbox/network.h"
 #include "sandbox/policy.h"
@@ -95,6 +96,7 @@ struct Child {
   sandbox::SandboxOptions options;
   std::string stats_path;
   std::vector<Limit> limits;
+  int close_fd = -1;  // dunk's, not the program's (--learn's file)
 };
 
 // The --rlimit-* options (sandbox/limits.h): the host's limits to set and
@@ -223,6 +225,7 @@ void kill_sandbox_tree(pid_t, void* fired) {
 
 int sandbox_child(void* arg) {
   auto& child = *static_cast<Child*>(arg);
+  if (child.close_fd >= 0) close(child.close_fd);
   // In the sandbox's process before the program's first instruction; the
   // program's own setrlimit may only lower them (the hard limits).
   for (const Limit& l : child.limits) {
@@ -304,16 +307,37 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   sandbox::NetworkPolicy network;
   if (options.unshare_net) network.set_unshare();
   for (const std::string& rule : options.allow_connect) {
-    if (std::string why = network.add_connect(rule); !why.empty()) return fail(kExitCannotRun, "sandbox: --allow-connect: " + why);
+    if (std::string why = network.add_connect(rule); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: --allow-connect: " + why);
+    }
   }
   for (const std::string& port : options.allow_bind) {
-    if (std::string why = network.add_bind(port); !why.empty()) return fail(kExitCannotRun, "sandbox: --allow-bind: " + why);
+    if (std::string why = network.add_bind(port); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: --allow-bind: " + why);
+    }
   }
   sandbox::LoadResult policy =
       options.policy_path.empty()
           ? sandbox::load_default_policy(sandbox::LoadOptions::for_this_process("the built-in default policy"))
           : sandbox::load_policy_file(options.policy_path, sandbox::LoadOptions::for_this_process(options.policy_path));
   if (!policy) return fail(kExitCannotRun, policy.error());
+  // --learn: the run allows every call; `policy` is the reference the
+  // learned one is compared with.
+  std::optional<sandbox::LoadResult> allow_all;
+  sandbox::CallLog* learned = nullptr;
+  int learn_fd = -1;
+  if (!options.learn_path.empty()) {
+    allow_all.emplace(sandbox::load_policy_text(R"({"defaultAction": "SCMP_ACT_ALLOW"})",
+                                                sandbox::LoadOptions::for_this_process("--learn")));
+    if (!*allow_all) return fail(kExitCannotRun, allow_all->error());
+    learn_fd = open(options.learn_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (learn_fd < 0) {
+      return fail(kExitCannotRun,
+                  fmt::format("sandbox: --learn: cannot write {}: {}", options.learn_path, std::strerror(errno)));
+    }
+    learned = sandbox::CallLog::create();
+    if (learned == nullptr) return fail(kExitCannotRun, "sandbox: --learn: cannot map the record of the run's calls");
+  }
 
   int status = 0;
   std::string why;
@@ -321,7 +345,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (path.empty()) return fail(status, why);
 
   Child child;
-  child.options.policy = &policy.value();
+  child.options.policy = allow_all ? &allow_all->value() : &policy.value();
   child.options.on_violation = *on_violation;
   child.options.log_format = options.log_format == "json" ? sandbox::LogFormat::kJson : sandbox::LogFormat::kText;
   child.options.path = path;
@@ -343,6 +367,8 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   child.limits = std::move(limits);
   child.options.limits = limit_settings;
   child.options.network = &network;
+  child.options.learn = learned;
+  child.close_fd = learn_fd;
 
   bool timed_out = false;
   const TimeLimit time_limit{seconds, &kill_sandbox_tree, &timed_out};
@@ -352,6 +378,18 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));
   if (stats) report_stats(options, *stats, *wait_status);
+  if (learned != nullptr) {
+    const std::string reference =
+        options.policy_path.empty() ? "dunk's default policy" : "the policy " + options.policy_path;
+    const std::string text = sandbox::learn_policy(learned->calls(), &policy.value(), reference);
+    const bool written = write(learn_fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const int err = errno;
+    close(learn_fd);
+    if (!written) {
+      return fail(kExitCannotRun,
+                  fmt::format("sandbox: --learn: cannot write {}: {}", options.learn_path, std::strerror(err)));
+    }
+  }
   if (timed_out) {
     fmt::print(stderr, "dunk: {}: killed at the time limit ({} s, --time-limit)\n", options.command[0], seconds);
     return kExitTimeLimit;

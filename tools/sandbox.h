@@ -30,6 +30,9 @@ struct SandboxCommandOptions {
   bool unshare_net = false;                // no network (sandbox/network.h)
   std::vector<std::string> allow_connect;  // ADDR[/PREFIX]:PORT, repeatable
   std::vector<std::string> allow_bind;     // PORT, repeatable
+  // --learn FILE: run allowing every call, then write the policy the run
+  // needed (the --policy, or the default, is the reference it is compared to).
+  std::string learn_path;
 };
 
 // The --rlimit-* options, in SandboxCommandOptions::rlimits' order.

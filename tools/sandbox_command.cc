@@ -59,8 +59,8 @@ Command add_sandbox(CLI::App& dunk) {
     // nsjail's own spelling (--rlimit_as) as well.
     std::string nsjail = o.name + 2;
     std::replace(nsjail.begin(), nsjail.end(), '-', '_');
-    app->add_option(std::string(o.name) + ",--" + nsjail, options->rlimits[i], std::string(kLimitHelp[i]) + " (nsjail's value: a number, max/hard, "
-                                                                           "def/soft or inf)")
+    app->add_option(std::string(o.name) + ",--" + nsjail, options->rlimits[i],
+                    std::string(kLimitHelp[i]) + " (nsjail's value: a number, max/hard, def/soft or inf)")
         ->type_name(o.unit_name);
   }
   app->add_option("--time-limit,--time_limit", options->time_limit,
@@ -76,6 +76,10 @@ Command add_sandbox(CLI::App& dunk) {
                   "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
                   "others fail with EPERM, reported")
       ->type_name("ADDR[/PREFIX]:PORT");
+  app->add_option("--learn", options->learn_path,
+                  "Run PROG allowing every call, then write the smallest policy that lets this run pass "
+                  "(rerun with --policy FILE)")
+      ->type_name("FILE");
   app->add_option("--allow-bind", options->allow_bind,
                   "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
       ->type_name("PORT");

@@ -141,7 +141,9 @@ long nofile(ProgramThread& t, const abi::Call& call, const rlimit* set, rlimit& 
   old = rlimit{host.rlim_cur, s.limits.nofile_hard()};
   if (set == nullptr) return 0;
   if (set->rlim_cur > set->rlim_max) return -EINVAL;
-  if (set->rlim_max > s.limits.nofile_hard()) return refuse_raise(t, call, RLIMIT_NOFILE, s.limits.nofile_hard()), -EPERM;
+  if (set->rlim_max > s.limits.nofile_hard()) {
+    return refuse_raise(t, call, RLIMIT_NOFILE, s.limits.nofile_hard()), -EPERM;
+  }
   const rlimit applied{set->rlim_cur, host.rlim_max};
   if (const long r = sys::call(SYS_prlimit64, 0, RLIMIT_NOFILE, reinterpret_cast<long>(&applied), 0); r != 0) return r;
   s.limits.set_nofile_hard(set->rlim_max);
@@ -214,8 +216,9 @@ bool claim_thread_slot(ProgramThread& t, const abi::Call& call) noexcept {
     if (max >= 0 && running > max) {
       char why[160];
       std::snprintf(why, sizeof why,
-                    "--max-threads %" PRId64 ": the process runs %d threads already (its first and %" PRId64 " more)", max,
-                    running, max);
+                    "--max-threads %" PRId64 ": the process runs %d threads already (its first and %" PRId64
+                    " more)",
+                    max, running, max);
       refuse(t, call, -EAGAIN, why);
       return false;
     }

@@ -156,7 +156,9 @@ std::string NetworkPolicy::add_connect(std::string_view text) {
     if (colon == std::string_view::npos) return quoted + ": no ':PORT' after the address (ADDR[/PREFIX]:PORT)";
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos) return quoted + ": an IPv6 address goes in brackets ([ADDR]/PREFIX:PORT)";
+    if (host.find(':') != std::string_view::npos) {
+      return quoted + ": an IPv6 address goes in brackets ([ADDR]/PREFIX:PORT)";
+    }
     if (const std::size_t slash = host.find('/'); slash != std::string_view::npos) {
       has_prefix = true;
       prefix_text = host.substr(slash + 1);
@@ -226,7 +228,8 @@ const char* NetworkPolicy::option() const noexcept {
   return unshare_ ? "--unshare-net" : !connect_.empty() ? "--allow-connect" : "--allow-bind";
 }
 
-NetVerdict NetworkPolicy::socket(std::int64_t domain_arg, std::int64_t type_arg, std::int64_t protocol_arg) const noexcept {
+NetVerdict NetworkPolicy::socket(std::int64_t domain_arg, std::int64_t type_arg,
+                                 std::int64_t protocol_arg) const noexcept {
   const int domain = static_cast<int>(domain_arg), protocol = static_cast<int>(protocol_arg);
   const int type = static_cast<int>(type_arg) & 0xf;  // without SOCK_NONBLOCK, SOCK_CLOEXEC
   if (domain == AF_UNIX) return {};

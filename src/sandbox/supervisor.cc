@@ -267,6 +267,10 @@ void serve_call(ProgramThread& t) noexcept {
   }
   const int nr = abi::kernel_number(f.rax);
   Sandbox& s = sandbox();
+  // limits/network: --learn notes every call the program makes (call_log.h).
+  if (s.learn != nullptr) {
+    s.learn->note(nr, Args{call.args[0], call.args[1], call.args[2], call.args[3], call.args[4], call.args[5]});
+  }
   const Decision d = s.policy->decide(nr, Args{call.args[0], call.args[1], call.args[2], call.args[3],
                                                  call.args[4], call.args[5]});
   const Action action = effective(d);

@@ -27,6 +27,7 @@
 #include "base/lock.h"
 #include "core/signals.h"
 #include "dunk/trap_frame.h"
+#include "sandbox/call_log.h"
 #include "sandbox/copies.h"
 #include "sandbox/limits.h"
 #include "sandbox/network.h"
@@ -120,6 +121,7 @@ struct Sandbox {
   // ---- limits/network ----
   Limits limits;  // --rlimit-*, --max-threads; the program's RLIMIT_AS (limits.h)
   const NetworkPolicy* network = nullptr;  // --unshare-net, --allow-* (network.h); null: none
+  CallLog* learn = nullptr;                // --learn: every call noted (call_log.h); null: none
 };
 
 Sandbox& sandbox() noexcept;
