@@ -201,8 +201,7 @@ std::vector<ProcessEntry> read_processes() {
   return all;
 }
 
-void kill_sandbox_tree(pid_t, void* fired) {
-  *static_cast<bool*>(fired) = true;
+void kill_descendants() {
   const pid_t self = getpid();
   for (int pass = 0; pass < 10000; ++pass) {
     const std::vector<ProcessEntry> all = read_processes();
@@ -221,6 +220,11 @@ void kill_sandbox_tree(pid_t, void* fired) {
     if (alive == 0) return;
     usleep(1000);
   }
+}
+
+void kill_sandbox_tree(pid_t, void* fired) {
+  *static_cast<bool*>(fired) = true;
+  kill_descendants();
 }
 
 int sandbox_child(void* arg) {
@@ -377,6 +381,9 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (seconds != 0) prctl(PR_SET_CHILD_SUBREAPER, 1);
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));
+  // What the program left running would outlive the time limit: the
+  // sandbox ends with its program.
+  if (seconds != 0 && !timed_out) kill_descendants();
   if (stats) report_stats(options, *stats, *wait_status);
   if (learned != nullptr) {
     const std::string reference =

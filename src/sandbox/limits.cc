@@ -118,6 +118,8 @@ bool served_here(const Limits& limits, unsigned resource) noexcept {
 // RLIMIT_AS: never the host's (limits.h).
 long address_space(ProgramThread& t, const abi::Call& call, const rlimit* set, rlimit& old) noexcept {
   Sandbox& s = sandbox();
+  // The region's lock first, as fork takes them (process_calls.cc).
+  LockGuard region(s.region.lock());
   LockGuard hold(s.limits.lock());
   old = s.limits.address_space();
   if (set == nullptr) return 0;
@@ -127,7 +129,6 @@ long address_space(ProgramThread& t, const abi::Call& call, const rlimit* set, r
     return -EPERM;
   }
   s.limits.set_address_space(*set);
-  LockGuard region(s.region.lock());
   s.region.set_address_space_limit(set->rlim_cur);
   return 0;
 }

@@ -134,6 +134,15 @@ test_time_limit() {
 	# A program that ends in time is not touched.
 	run_cmd "$DUNK" sandbox --time-limit 100 -- /bin/echo in time
 	expect_eq "a quick program" "0 in time" "$STATUS $OUT"
+	# What it leaves running does not outlive it (nor the limit).
+	start=$EPOCHREALTIME
+	run_cmd "$DUNK" sandbox --time-limit 100 -- "$(limits_program)" orphan "$WORK/pids"
+	took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", b - a }')
+	expect_eq "the program's own status and output" "0 leaving" "$STATUS $OUT"
+	((took < 60)) || fail "dunk waited $took s for the orphan"
+	pid=$(tail -n 1 "$WORK/pids")
+	state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
+	[[ -z $state || $state == Z ]] || fail "the orphan $pid outlived the sandbox (state $state)"
 }
 
 test_bad_values_refused_before_running() {

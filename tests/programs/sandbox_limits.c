@@ -12,6 +12,8 @@
  *   sleep [PIDFILE] a tree: a child in a session of its own, its orphaned
  *                   grandchild, and this process, all sleeping for ever
  *                   (their pids in PIDFILE)
+ *   orphan [PIDFILE] the same tree, but this process exits at once, leaving
+ *                   the grandchild behind
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -175,7 +177,7 @@ static int threads(int count) {
   return 0;
 }
 
-static int sleep_tree(const char *pidfile) {
+static int sleep_tree(const char *pidfile, int leave) {
   int p[2];
   if (pipe(p) != 0) return 2;
   pid_t child = fork();
@@ -198,6 +200,10 @@ static int sleep_tree(const char *pidfile) {
     fprintf(f, "%d\n%s", getpid(), line);
     fclose(f);
   }
+  if (leave) {
+    printf("leaving\n");
+    return 0;
+  }
   printf("sleeping\n");
   fflush(stdout);
   for (;;) pause();
@@ -212,7 +218,8 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "nproc") == 0) return processes();
   if (strcmp(mode, "raise") == 0 && argc > 2) return raise_hard(argv[2]);
   if (strcmp(mode, "threads") == 0 && argc > 2) return threads(atoi(argv[2]));
-  if (strcmp(mode, "sleep") == 0) return sleep_tree(argc > 2 ? argv[2] : NULL);
-  fprintf(stderr, "usage: %s as|nofile|stack|nproc|raise RESOURCE|threads N|sleep [PIDFILE]\n", argv[0]);
+  if (strcmp(mode, "sleep") == 0) return sleep_tree(argc > 2 ? argv[2] : NULL, 0);
+  if (strcmp(mode, "orphan") == 0) return sleep_tree(argc > 2 ? argv[2] : NULL, 1);
+  fprintf(stderr, "usage: %s as|nofile|stack|nproc|raise RESOURCE|threads N|sleep|orphan [PIDFILE]\n", argv[0]);
   return 2;
 }
