@@ -76,13 +76,13 @@ Command add_sandbox(CLI::App& dunk) {
                   "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
                   "others fail with EPERM, reported")
       ->type_name("ADDR[/PREFIX]:PORT");
+  app->add_option("--allow-bind", options->allow_bind,
+                  "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
+      ->type_name("PORT");
   app->add_option("--learn", options->learn_path,
                   "Run PROG allowing every call, then write the smallest policy that lets this run pass "
                   "(rerun with --policy FILE)")
       ->type_name("FILE");
-  app->add_option("--allow-bind", options->allow_bind,
-                  "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
-      ->type_name("PORT");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]");
   return Command{app, [options] { return run_sandbox_command(*options); }, /*takes_command_line=*/true};
