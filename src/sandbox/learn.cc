@@ -10,7 +10,8 @@
 
 namespace dunk::sandbox {
 
-std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference) {
+std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference,
+                         std::string_view reference_name) {
   // The first arguments of each call, in number order.
   std::map<int, const Args*> first;
   for (const ObservedCall& c : calls) first.emplace(c.nr, &c.first_args);
@@ -60,8 +61,8 @@ std::string learn_policy(std::span<const ObservedCall> calls, const Policy* refe
     Json rule;
     rule["names"] = beyond;
     rule["action"] = "SCMP_ACT_ALLOW";
-    rule["comment"] = "calls the learning run made that dunk's default policy denies with the "
-                      "arguments they were first made with";
+    rule["comment"] = "calls the learning run made that " + std::string(reference_name) +
+                      " denies with the arguments they were first made with";
     rules.push_back(rule);
   }
   policy["syscalls"] = rules;
