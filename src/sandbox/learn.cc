@@ -3,6 +3,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandbox/policy.h"
@@ -63,6 +64,24 @@ std::string learn_policy(std::span<const ObservedCall> calls, const Policy* refe
     rule["action"] = "SCMP_ACT_ALLOW";
     rule["comment"] = "calls the learning run made that " + std::string(reference_name) +
                       " denies with the arguments they were first made with";
+    rules.push_back(rule);
+  }
+  // A program of more than one thread or process waits on a futex when a
+  // lock or a wait is contended, which depends on timing: a run that never
+  // met contention still needs the call the next time.
+  const auto made = [&](std::string_view name) {
+    return std::any_of(first.begin(), first.end(), [&](const auto& call) {
+      const char* n = x86_64_name(call.first);
+      return n != nullptr && name == n;
+    });
+  };
+  if (!made("futex") && (made("clone") || made("clone3") || made("fork") || made("vfork"))) {
+    Json rule;
+    rule["names"] = Json::array({"futex"});
+    rule["action"] = "SCMP_ACT_ALLOW";
+    rule["comment"] =
+        "not made by the learning run, which made other threads or processes: their futex waits come with "
+        "contention, which depends on timing";
     rules.push_back(rule);
   }
   policy["syscalls"] = rules;

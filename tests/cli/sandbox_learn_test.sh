@@ -19,7 +19,8 @@ learn_then_rerun() {
 	[[ -s $WORK/learned.json ]] || fail "--learn wrote nothing for $*"
 	grep -q '^dunk sandbox:' <<<"$err" && fail "the learning run of $* reported: [$err]"
 	run_cmd "$DUNK" sandbox --policy "$WORK/learned.json" -- "$@"
-	expect_eq "exit status under the learned policy ($*)" "$status" "$STATUS"
+	[[ $STATUS == "$status" ]] ||
+		fail "exit status under the learned policy ($*): expected [$status], got [$STATUS]; stderr: [$ERR]"
 	expect_eq "stdout under the learned policy ($*)" "$out" "$OUT"
 	expect_eq "stderr under the learned policy ($*), no violation" "$err" "$ERR"
 	echo "$*: $("$PYTHON" -c 'import json, sys; print(sum(len(r["names"]) for r in json.load(open(sys.argv[1]))["syscalls"]))' "$WORK/learned.json") calls"

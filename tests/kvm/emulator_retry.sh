@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs a kvm-tier test binary (its command line is this script's) and, in
-# the nested test VM only, runs it once more if it failed with the mark of
-# a fault of the emulated CPU rather than of dunk (docs/ARCHITECTURE.md,
+# Runs a kvm-tier test (a test binary or a cli script: its command line is
+# this script's) and, in the nested test VM only, runs it once more if it
+# failed with the mark of a fault of the emulated CPU rather than of dunk
+# (docs/ARCHITECTURE.md,
 # "Known problems"):
 #  - a KVM_RUN that fails entry with SVM's VMEXIT_INVALID;
 #  - for the binaries whose tests take interrupts, a run that outlives
