@@ -168,13 +168,20 @@ namespace {
   dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
 }
 
-// A forwarded system call the kernel has rewound for a restart, or has not
-// started, when a signal interrupted it: it is the guest's to restart (both
-// instructions are two bytes long).
+// A forwarded system call not made yet (between its stub's look at
+// CpuSignals::arrived and its SYSCALL or INT), or one the kernel has rewound
+// for a restart, when a signal interrupted it: it is the guest's to restart
+// after its handler. The stub returns as if the call had said so.
 void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
-  if (uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
-      uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
-    uc.mcontext.rip += 2;
+  const auto at = [&](const char* check, const char* insn) {
+    return uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(check) &&
+           uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(insn);
+  };
+  if (at(dunk_forward_syscall_check, dunk_forward_syscall_insn)) {
+    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
+    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+  } else if (at(dunk_int80_check, dunk_int80_insn)) {
+    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_int80_done);
     uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
   }
 }
@@ -240,10 +247,13 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     text.append("dunk: fatal: signal ").dec(sig).append(" in dunk's monitor at rip=").hex(uc->mcontext.rip);
     die_by_signal(SIGABRT, text.append("\n").c_str());
   }
-  // A forwarded call being restarted: the guest restarts it after its
-  // handler ran.
+  // A forwarded call not made yet, or being restarted: the guest restarts
+  // it after its handler ran; one the monitor is about to make is not made
+  // (CpuSignals::arrived): it would see the handler's mask, set below, as
+  // the thread's before the handler has run.
   restart_forwarded_call_in_guest(*uc);
   CpuSignals& s = cpu->signals;
+  s.arrived = 1;
   const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
   if (tail - s.head.load(std::memory_order_acquire) >= CpuSignals::kQueue) {
     s.deferred.fetch_or(abi::sigbit(sig), std::memory_order_relaxed);

@@ -16,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "sandbox/call_log.h"
+#include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/policy.h"
 #include "sandbox/report.h"
 
@@ -51,6 +54,10 @@ struct SandboxOptions {
   // The host filter (host_layer.h): a BPF program, struct sock_filter's
   // 8 bytes each; empty: none.
   std::vector<std::uint64_t> host_filter;
+  // ---- limits/network ----
+  LimitSettings limits;  // limits.h; the host limits are set by the caller
+  const NetworkPolicy* network = nullptr;  // network.h; null or inactive: no decision
+  CallLog* learn = nullptr;  // --learn: where every call the program makes is noted (shared memory)
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the
