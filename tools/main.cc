@@ -17,12 +17,19 @@ constexpr int kExitInternal = 125;
 
 bool is_option(const std::string& arg) { return arg.size() > 1 && arg[0] == '-'; }
 
-// Whether `arg`, an option of `app`, takes the next argument as its value.
-bool takes_next_argument(CLI::App& app, const std::string& arg) {
-  if (arg.find('=') != std::string::npos) return false;
-  if (!arg.starts_with("--") && arg.size() != 2) return false;  // -xVALUE
-  const CLI::Option* option = app.get_option_no_throw(arg);
-  return option != nullptr && option->get_items_expected_min() > 0;
+// How many values one occurrence of `option` takes, by CLI11's own rule: a
+// container option that allows no extra arguments (dunk's repeatable ones,
+// --allow-connect ADDR) takes its type's count, one.
+struct ValueCount {
+  int min, max;
+};
+ValueCount value_count(const CLI::Option& option) {
+  const int min = std::min(option.get_type_size_min(), option.get_items_expected_min());
+  int max = option.get_items_expected_max();
+  if (max >= CLI::detail::expected_max_vector_size / 16 && !option.get_allow_extra_args()) {
+    max = option.get_type_size_max() * option.get_expected_min();
+  }
+  return {min, max};
 }
 
 // Where the subcommand's name is in `args`: after the global options, none
@@ -41,27 +48,33 @@ std::string fence_command_line(const Command& command, std::vector<std::string>&
   // CLI11 takes a "--" right after an option with a variable number of
   // values (sandbox's --ro-bind SRC [DST]) as the end of those values, not
   // of the options: one more "--" there keeps PROG's arguments PROG's.
-  bool variable = false;
+  bool open = false;
   auto fence_at = [&](std::size_t at) {
     args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
-    if (variable) args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
+    if (open) args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
   };
   for (++i; i < args.size(); ++i) {
     if (args[i] == "--") {
-      if (variable) args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "--");
+      if (open) args.insert(args.begin() + static_cast<std::ptrdiff_t>(i), "--");
       return {};
     }
     if (!is_option(args[i])) break;
     std::string name = args[i].substr(0, args[i].find('='));
     const CLI::Option* option = command.app->get_option_no_throw(name);
     if (option == nullptr) return name;
-    variable = false;
-    if (!takes_next_argument(*command.app, args[i])) continue;
-    // The value, and those the option may take after it, up to the next
-    // option or "--".
-    int more = option->get_items_expected_max() - 1;
-    for (++i; more > 0 && i + 1 < args.size() && args[i + 1] != "--" && !is_option(args[i + 1]); --more) ++i;
-    variable = option->get_items_expected_max() > option->get_items_expected_min();
+    const ValueCount count = value_count(*option);
+    // A value given with the option itself (--log=FILE, -xVALUE).
+    const int attached = args[i].find('=') != std::string::npos || (!args[i].starts_with("--") && args[i].size() > 2);
+    // The values after it: those it needs whatever they look like, then
+    // those it may take, up to the next option or "--".
+    for (int taken = attached; taken < count.max && i + 1 < args.size() &&
+                               (taken < count.min || (args[i + 1] != "--" && !is_option(args[i + 1])));
+         ++taken) {
+      ++i;
+    }
+    // CLI11 eats a "--" after an option that had room for more values once
+    // it had the values it needs, however many it then took.
+    open = count.max > std::max(count.min, attached) || (count.max > 0 && option->get_allow_extra_args());
   }
   if (i < args.size()) fence_at(i);
   return {};

@@ -75,9 +75,11 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_option("--allow-connect", options->allow_connect,
                   "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
                   "others fail with EPERM, reported")
+      ->allow_extra_args(false)  // one value each time, as nsjail's and bubblewrap's repeatable options
       ->type_name("ADDR[/PREFIX]:PORT");
   app->add_option("--allow-bind", options->allow_bind,
                   "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
+      ->allow_extra_args(false)
       ->type_name("PORT");
   // File system: the view (src/sandbox/fs_view.h).
   auto bind = [app, options](const char* name, bool writable, const char* help) {
@@ -91,6 +93,7 @@ Command add_sandbox(CLI::App& dunk) {
            },
            help)
         ->expected(1, 2)
+        ->allow_extra_args(false)
         ->trigger_on_parse()
         ->type_name("SRC [DST]");
   };

@@ -50,6 +50,27 @@ test_options_after_program_are_the_programs() {
 	expect_refused 127 "dunk: --help: command not found" "$DUNK" exec -- --help
 }
 
+# The same for dunk sandbox, whatever its options before PROG: repeatable
+# ones (one value each time), ones with a value after '=', --ro-bind's
+# optional DST. PROG and its arguments reach the VM-mode check, which
+# fails here; a dunk that took them would print its help or say that no
+# program was given.
+test_sandbox_options_leave_the_command_line_alone() {
+	local -a forms=("--allow-connect 127.0.0.1:80" "--allow-connect=127.0.0.1:80"
+		"--allow-connect 127.0.0.1:80 --allow-connect [::1]:53 --" "--allow-bind 8080 --allow-bind 8081"
+		"--unshare-net --allow-bind=8080" "--rlimit-as 64 --time-limit 5 --max-threads 2"
+		"--ro-bind=/usr --" "--ro-bind /usr /usr --allow-connect 127.0.0.1:80"
+		"--allow-bind 8080 --ro-bind / /" "--learn $WORK/learned.json --log-format text")
+	local form
+	for form in "${forms[@]}"; do
+		# shellcheck disable=SC2086 # split the form into its words
+		DUNK_KVM_DEVICE=/nonexistent expect_refused 125 "dunk: cannot enter VM mode: no /nonexistent" \
+			"$DUNK" sandbox $form /bin/sh -c 'exit 4' -c --help
+	done
+	expect_refused 127 "dunk: nonexistent-program-4711: command not found" \
+		"$DUNK" sandbox --allow-connect 127.0.0.1:80 nonexistent-program-4711 --help
+}
+
 test_not_found() {
 	expect_refused 127 "dunk: nonexistent-program-4711: command not found" "$DUNK" exec nonexistent-program-4711
 	expect_refused 127 "dunk: ./nonexistent-4711: No such file or directory" "$DUNK" exec ./nonexistent-4711
