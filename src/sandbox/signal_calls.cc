@@ -338,9 +338,12 @@ void serve_fault(ProgramThread& t) noexcept {
   line.rip = t != nullptr ? t->frame.rip : 0;
   if (why != nullptr) s.reporter.add(line);
   s.reporter.flush();
-  // No core dump of the supervisor's state in the program's name.
+  // No core dump of the supervisor's state in the program's name. prlimit64,
+  // not setrlimit: the host filter lets dunk's own prlimit64 through
+  // whatever the policy says (host_layer.cc), and setrlimit only when the
+  // policy allows the program's, which the supervisor serves itself.
   const rlimit no_core{0, 0};
-  sys::call(SYS_setrlimit, RLIMIT_CORE, reinterpret_cast<long>(&no_core));
+  sys::call(SYS_prlimit64, 0, RLIMIT_CORE, reinterpret_cast<long>(&no_core), 0);
   const abi::Sigaction dfl{0, abi::kSaRestorer, reinterpret_cast<std::uint64_t>(&dunk_sandbox_restorer), 0};
   sys::call(SYS_rt_sigaction, sig, reinterpret_cast<long>(&dfl), 0, 8);
   const std::uint64_t only = abi::sigbit(sig);
