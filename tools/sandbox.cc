@@ -419,11 +419,13 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     }
   }
 
-  // The host filter: what the policy may allow, what the view turns it
-  // into, what dunk needs; every other call kills the process.
+  // The host filter: what the policy the program runs under may allow
+  // (under --learn, every call), what the view turns it into, what dunk
+  // needs; every other call kills the process.
   std::vector<std::uint64_t> host_filter;
-  if (const std::vector<int> calls = sandbox::host_filter_calls(policy.value(), *on_violation, view != nullptr);
-      !calls.empty()) {
+  const sandbox::Policy& enforced = allow_all ? allow_all->value() : policy.value();
+  const sandbox::HostFilterFor with{.view = view != nullptr, .network = network.active()};
+  if (const std::vector<int> calls = sandbox::host_filter_calls(enforced, *on_violation, with); !calls.empty()) {
     std::string why;
     host_filter = host_filter_program(calls, sandbox::test_switches().host_filter_logs, why);
     if (host_filter.empty()) return fail(kExitCannotRun, "sandbox: cannot build the host's seccomp filter: " + why);
@@ -436,7 +438,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (path.empty()) return fail(status, why);
 
   Child child;
-  child.options.policy = allow_all ? &allow_all->value() : &policy.value();
+  child.options.policy = &enforced;
   child.options.on_violation = *on_violation;
   child.options.log_format = options.log_format == "json" ? sandbox::LogFormat::kJson : sandbox::LogFormat::kText;
   child.options.path = path;

@@ -130,6 +130,9 @@ constexpr int kDunkCalls[] = {
     SYS_write, SYS_writev,
     // Descriptors: dunk's placed out of the program's range (fcntl,
     // prlimit64), closed, listed at execve (getdents64 of /proc/self/fd).
+    // prlimit64 also serves the program's getrlimit, setrlimit and
+    // prlimit64 (limits.cc) and drops the core-dump limit before the
+    // process dies of the program's fatal signal.
     SYS_close, SYS_fcntl, SYS_dup3, SYS_prlimit64, SYS_getdents64,
     // The loader (at execve): the program's files, AT_RANDOM, auxv's ids,
     // the process's name.
@@ -179,10 +182,14 @@ bool served_by_supervisor(int nr) noexcept {
 
 }  // namespace
 
-std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, bool view) {
+std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, HostFilterFor with) {
   if (on_violation == OnViolation::kLog) return {};
+  const bool view = with.view;
   std::vector<int> calls(std::begin(kDunkCalls), std::end(kDunkCalls));
   if (view) calls.insert(calls.end(), std::begin(kViewCalls), std::end(kViewCalls));
+  // listen is decided on the address the socket is bound to, which the
+  // supervisor asks the host for (network.cc).
+  if (with.network && may_allow(policy, SYS_listen)) calls.push_back(SYS_getsockname);
   for (int nr = 0; nr <= static_cast<int>(abi::kMaxSyscall); ++nr) {
     if (abi::lookup(static_cast<std::uint64_t>(nr)) == nullptr || !may_allow(policy, nr)) continue;
     if (view && served_by_view(nr)) {

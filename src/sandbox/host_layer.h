@@ -38,14 +38,22 @@ Status apply_landlock(const FsView& view, const std::string& extra_file) noexcep
 
 // ---- seccomp -------------------------------------------------------------------
 
+// What the sandbox runs with besides its policy, which adds calls dunk
+// makes for the program.
+struct HostFilterFor {
+  bool view = false;     // a file-system view (fs_view.h)
+  bool network = false;  // --unshare-net, --allow-connect or --allow-bind (network.h)
+};
+
 // The system calls the host filter lets through, in increasing order:
 // those `policy` may allow (for some arguments: the filter works per call,
 // ring 0 decides on the arguments), those the file-system view makes in
-// their place (`view`), and dunk's own (host_layer.cc, kDunkCalls). Empty
-// when every call may run (--on-violation log): then there is no filter.
-// dunk builds the BPF program from this with libseccomp (tools/), which
-// libdunk does not link.
-std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, bool view);
+// their place, those the supervisor makes to decide a call the policy may
+// allow (getsockname for listen under the network options), and dunk's
+// own (host_layer.cc, kDunkCalls). Empty when every call may run
+// (--on-violation log): then there is no filter. dunk builds the BPF
+// program from this with libseccomp (tools/), which libdunk does not link.
+std::vector<int> host_filter_calls(const Policy& policy, OnViolation on_violation, HostFilterFor with);
 
 // Installs a BPF program (`count` struct sock_filter) on the calling
 // thread, and with TSYNC on its others; no_new_privs first.

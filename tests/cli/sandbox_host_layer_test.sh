@@ -122,4 +122,58 @@ print(sum(range(1000)))'
 	expect_eq "stderr (no denial, no kill)" "" "$ERR"
 }
 
+# The same under the limits, the network options and a view: each workload
+# runs once with --learn and then under the policy it learned (only the
+# calls that run made), with the same options. The host filter, built from
+# that policy, must let through what dunk does for the options on the
+# program's behalf (prlimit64 for the limits, getsockname for a listen
+# under --allow-bind, the view's calls): the same stdout, status and
+# number of reports, and no kill by SIGSYS.
+strict_rerun() {
+	local -a opts=()
+	while [[ $1 != -- ]]; do
+		opts+=("$1")
+		shift
+	done
+	shift
+	rm -f "$WORK/learned.json"
+	run_cmd "$DUNK" sandbox "${opts[@]}" --learn "$WORK/learned.json" -- "$@"
+	local out=$OUT status=$STATUS reports
+	reports=$(grep -c '^dunk sandbox: ' <<<"$ERR" || true)
+	[[ -s $WORK/learned.json ]] || fail "--learn wrote nothing under ${opts[*]}"
+	run_cmd "$DUNK" sandbox "${opts[@]}" --policy "$WORK/learned.json" -- "$@"
+	echo "${opts[*]} -- ${*##*/}: status $STATUS, $reports reports"
+	[[ $ERR != *"killed by SIGSYS"* ]] || fail "the host filter killed the rerun under ${opts[*]}: [$ERR]"
+	expect_eq "exit status under ${opts[*]} and the learned policy" "$status" "$STATUS"
+	expect_eq "stdout under ${opts[*]} and the learned policy" "$out" "$OUT"
+	expect_eq "reports under ${opts[*]} and the learned policy" "$reports" "$(grep -c '^dunk sandbox: ' <<<"$ERR" || true)"
+}
+
+test_strict_policies_under_the_limits_network_and_view() {
+	local net limits a d dir
+	net=$(programs)/sandbox_net
+	limits=$(programs)/sandbox_limits
+	read -r a d <<<"$("$PYTHON" -c 'import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')"
+	# AF_UNIX sockets cannot be made in the nested test VM's /tmp (9p).
+	dir=$(mktemp -d /dev/shm/dunk-host-layer.XXXXXX 2>/dev/null) || dir=$WORK
+	export SOCKET_DIR=$dir
+	strict_rerun --allow-connect "127.0.0.1:$a" --allow-bind "$a" --allow-bind "$d" -- "$net" rules "$a" "$d"
+	strict_rerun --unshare-net -- "$net" sockets
+	strict_rerun --rlimit-as 64 -- "$limits" as
+	strict_rerun --rlimit-nofile 20 -- "$limits" threads 3
+	strict_rerun --rlimit-as 512 --rlimit-nofile 64 --rlimit-cpu 100 -- "$limits" raise nofile
+	strict_rerun --rlimit-stack 1 -- "$limits" stack
+	strict_rerun --max-threads 3 -- "$limits" threads 4
+	strict_rerun --time-limit 100 -- "$limits" orphan "$WORK/pids"
+	strict_rerun --time-limit 2 -- "$limits" sleep "$WORK/pids"
+	# A view with the network options: the view's own calls, the socket's
+	# path resolved in it after the network decision.
+	strict_rerun --ro-bind / / --bind "$dir" "$dir" --allow-connect "127.0.0.1:$a" --allow-bind "$a" \
+		--allow-bind "$d" -- "$net" rules "$a" "$d"
+	[[ $dir == "$WORK" ]] || rm -rf "$dir"
+}
+
 main "$@"

@@ -85,6 +85,18 @@ test_learn_against_a_policy() {
 	EOF
 	run_cmd "$DUNK" sandbox --policy "$WORK/learned.json" -- "$(probe static)" errno getppid
 	expect_eq "rerun" "0 getppid: ok (errno 0) " "$STATUS $OUT $ERR"
+	# A call the policy denies that dunk never makes itself: the host
+	# filter of the learning run is the allow-all policy's, not the
+	# reference's, so the call runs rather than killing the process.
+	printf '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}\n' >"$WORK/no-mkdir.json"
+	run_cmd "$DUNK" sandbox --policy "$WORK/no-mkdir.json" --learn "$WORK/mkdir.json" -- /bin/mkdir "$WORK/made"
+	expect_eq "the learning run of mkdir under a policy that denies it" "0  " "$STATUS $OUT $ERR"
+	[[ -d $WORK/made ]] || fail "the learning run did not make the directory"
+	"$PYTHON" - "$WORK/mkdir.json" <<-'EOF' || fail "the learned policy: $(<"$WORK/mkdir.json")"
+		import json, sys
+		beyond = json.load(open(sys.argv[1]))["syscalls"][-1]
+		assert beyond["names"] == ["mkdir"], beyond
+	EOF
 }
 
 test_learn_file_refused_before_running() {

@@ -198,7 +198,7 @@ TEST(FsViewCalls, EveryPathCallIsServed) {
 std::vector<int> filter(const char* policy_text, bool view, OnViolation on = OnViolation::kPolicy) {
   LoadResult policy = load_policy_text(policy_text, LoadOptions{});
   EXPECT_TRUE(policy.ok()) << policy.error();
-  return host_filter_calls(policy.value(), on, view);
+  return host_filter_calls(policy.value(), on, HostFilterFor{.view = view});
 }
 
 bool has(const std::vector<int>& calls, int nr) { return std::binary_search(calls.begin(), calls.end(), nr); }
@@ -206,7 +206,7 @@ bool has(const std::vector<int>& calls, int nr) { return std::binary_search(call
 TEST(HostFilter, DefaultPolicy) {
   LoadResult policy = load_default_policy(LoadOptions{});
   ASSERT_TRUE(policy.ok()) << policy.error();
-  const std::vector<int> calls = host_filter_calls(policy.value(), OnViolation::kPolicy, false);
+  const std::vector<int> calls = host_filter_calls(policy.value(), OnViolation::kPolicy, HostFilterFor{});
   ASSERT_TRUE(std::is_sorted(calls.begin(), calls.end()));
   // dunk's own and what the default allows.
   for (int nr : {SYS_ioctl, SYS_mmap, SYS_futex, SYS_read, SYS_openat, SYS_socket}) EXPECT_TRUE(has(calls, nr)) << nr;
@@ -243,6 +243,18 @@ TEST(HostFilter, ArgumentRulesAndTheView) {
   EXPECT_TRUE(has(calls, SYS_mkdirat));
   EXPECT_FALSE(has(calls, SYS_mkdir));
   EXPECT_FALSE(has(calls, SYS_renameat2));
+}
+
+TEST(HostFilter, TheNetworkOptionsAddWhatTheSupervisorAsksForListen) {
+  LoadResult policy = load_policy_text(R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+    {"names": ["socket", "bind", "listen"], "action": "SCMP_ACT_ALLOW"}]})", LoadOptions{});
+  ASSERT_TRUE(policy.ok()) << policy.error();
+  EXPECT_FALSE(has(host_filter_calls(policy.value(), OnViolation::kPolicy, HostFilterFor{}), SYS_getsockname));
+  EXPECT_TRUE(has(host_filter_calls(policy.value(), OnViolation::kPolicy, HostFilterFor{.network = true}),
+                  SYS_getsockname));
+  // Without listen allowed, the supervisor never asks.
+  EXPECT_FALSE(has(filter(R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+    {"names": ["socket", "connect"], "action": "SCMP_ACT_ALLOW"}]})", false), SYS_getsockname));
 }
 
 }  // namespace
