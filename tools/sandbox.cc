@@ -51,6 +51,34 @@ int fail(int status, std::string_view message) {
   return status;
 }
 
+// What a PATH search found in one directory.
+enum class Found { kNothing, kExecutable, kNotExecutable };
+struct Candidate {
+  std::string path;
+  Found found;
+};
+
+// The first executable regular file PATH's directories hold (`look` says
+// what one directory holds), as execvp() searches; empty, with the status
+// and message, when there is none.
+template <typename Look>
+std::string search_path(const std::string& name, int& status, std::string& why, Look look) {
+  const char* env = std::getenv("PATH");
+  std::string_view path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
+  bool denied = false;
+  while (true) {
+    const std::size_t colon = path.find(':');
+    const Candidate c = look(std::string(path.substr(0, colon)));
+    if (c.found == Found::kExecutable) return c.path;
+    denied |= c.found == Found::kNotExecutable;
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  status = denied ? kExitNotExecutable : kExitNotFound;
+  why = fmt::format("{}: {}", name, denied ? "Permission denied" : "command not found");
+  return {};
+}
+
 // PROG as execvp() finds it: a name with a slash as it is, else the first
 // executable regular file of that name on PATH. Empty, with the status and
 // message, when there is none.
@@ -61,25 +89,14 @@ std::string resolve(const std::string& name, int& status, std::string& why) {
     return {};
   }
   if (name.find('/') != std::string::npos) return name;
-  const char* env = std::getenv("PATH");
-  std::string_view path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
-  bool denied = false;
-  while (true) {
-    const std::size_t colon = path.find(':');
-    std::string dir(path.substr(0, colon));
+  return search_path(name, status, why, [&](std::string dir) {
     if (dir.empty()) dir = ".";
     std::string candidate = dir + "/" + name;
     struct stat st {};
-    if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-      if (access(candidate.c_str(), X_OK) == 0) return candidate;
-      denied = true;
-    }
-    if (colon == std::string_view::npos) break;
-    path.remove_prefix(colon + 1);
-  }
-  status = denied ? kExitNotExecutable : kExitNotFound;
-  why = fmt::format("{}: {}", name, denied ? "Permission denied" : "command not found");
-  return {};
+    if (stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return Candidate{candidate, Found::kNothing};
+    const bool runs = access(candidate.c_str(), X_OK) == 0;
+    return Candidate{candidate, runs ? Found::kExecutable : Found::kNotExecutable};
+  });
 }
 
 std::optional<sandbox::OnViolation> parse_on_violation(const std::string& text) {
@@ -292,25 +309,14 @@ void report_stats(const SandboxCommandOptions& options, const StatsFile& stats, 
 // file of that name in a PATH directory of the view.
 std::string resolve_in_view(sandbox::FsView& view, const std::string& name, int& status, std::string& why) {
   if (name.empty() || name.find('/') != std::string::npos) return resolve(name, status, why);
-  const char* env = std::getenv("PATH");
-  std::string_view path = env != nullptr ? env : "/usr/local/bin:/usr/bin:/bin";
-  bool denied = false;
-  while (true) {
-    const std::size_t colon = path.find(':');
-    std::string dir(path.substr(0, colon));
+  return search_path(name, status, why, [&](std::string dir) {
     if (dir.empty() || dir[0] != '/') dir = "/" + dir;
-    const std::string candidate = dir + "/" + name;
+    std::string candidate = dir + "/" + name;
     sandbox::FsView::Resolved r;
-    if (view.resolve("/", candidate, {}, r) == 0 && S_ISREG(r.st.st_mode)) {
-      if (syscall(SYS_faccessat2, r.object, "", X_OK, AT_EACCESS | AT_EMPTY_PATH) == 0) return candidate;
-      denied = true;
-    }
-    if (colon == std::string_view::npos) break;
-    path.remove_prefix(colon + 1);
-  }
-  status = denied ? kExitNotExecutable : kExitNotFound;
-  why = fmt::format("{}: {}", name, denied ? "Permission denied" : "command not found");
-  return {};
+    if (view.resolve("/", candidate, {}, r) != 0 || !S_ISREG(r.st.st_mode)) return Candidate{candidate, Found::kNothing};
+    const bool runs = syscall(SYS_faccessat2, r.object, "", X_OK, AT_EACCESS | AT_EMPTY_PATH) == 0;
+    return Candidate{candidate, runs ? Found::kExecutable : Found::kNotExecutable};
+  });
 }
 
 std::string kvm_device() {
