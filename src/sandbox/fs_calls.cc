@@ -43,6 +43,7 @@
 #include <string>
 #include <string_view>
 
+#include "abi/layouts.h"
 #include "abi/syscalls.h"
 #include "base/syscall.h"
 #include "sandbox/copies.h"
@@ -65,7 +66,7 @@ enum class Op : std::uint8_t {
   kNumbers,   // close, dup2, dup3, close_range: under numbers_lock
   kProcess,   // clone, fork, vfork, clone3: under numbers_lock
   kExec,      // execve, execveat: the loader (open_for_exec)
-  kSocket,    // connect, bind, sendto, sendmsg: an AF_UNIX address by path
+  kSocket,    // connect, bind, sendto, sendmsg, sendmmsg: an AF_UNIX address by path
   kRefuse,    // would reach the host's file system around the view
 };
 
@@ -152,6 +153,7 @@ constexpr FileCall kCalls[] = {
     {SYS_connect, Op::kSocket},
     {SYS_sendto, Op::kSocket},
     {SYS_sendmsg, Op::kSocket},
+    {SYS_sendmmsg, Op::kSocket},
     {SYS_bind, Op::kSocket, Follow::kNever, -1, true},
     // Mounts, root changes, handles, fanotify, accounting, swap, quotas:
     // each reaches files by a way the view cannot follow.
@@ -739,6 +741,31 @@ long perform_socket(ProgramThread& t, const abi::Call& call, const abi::Call& co
   return forward(f);
 }
 
+// sendmmsg: the kernel sends the messages one by one and answers how many
+// went before the first error (that error when none did). When a message
+// names an AF_UNIX path, the messages go the same way, each as the sendmsg
+// above, which finds the path in the view.
+long perform_sendmmsg(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {
+  auto* messages = reinterpret_cast<mmsghdr*>(copied.args[1]);
+  // As many as the kernel takes (UIO_MAXIOV), all of them copied.
+  const unsigned count = std::min(static_cast<std::uint32_t>(copied.args[2]), abi::layout::kUioMaxIov);
+  bool paths = false;
+  for (unsigned i = 0; messages != nullptr && i < count && !paths; ++i) {
+    const msghdr& m = messages[i].msg_hdr;
+    paths = !unix_path(reinterpret_cast<std::uint64_t>(m.msg_name), m.msg_namelen).empty();
+  }
+  if (!paths) return forward(copied);
+  Context one{c.view, *classify(SYS_sendmsg), c.spec};
+  for (unsigned i = 0; i < count; ++i) {
+    const abi::Call message{SYS_sendmsg, {copied.args[0], reinterpret_cast<std::uint64_t>(&messages[i].msg_hdr),
+                                          copied.args[3]}};
+    const long ret = perform_socket(t, call, message, one);
+    if (ret < 0) return i == 0 ? ret : static_cast<long>(i);
+    messages[i].msg_len = static_cast<unsigned>(ret);
+  }
+  return static_cast<long>(count);
+}
+
 // ---- The working directory -----------------------------------------------------------------
 
 long perform_getcwd(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {
@@ -772,7 +799,8 @@ long perform(ProgramThread& t, const abi::Call& call, const abi::Call& copied, v
     case Op::kLink: return perform_link(t, call, copied, c);
     case Op::kGetcwd: return perform_getcwd(t, call, copied, c);
     case Op::kFchdir: return perform_fchdir(t, call, copied, c);
-    case Op::kSocket: return perform_socket(t, call, copied, c);
+    case Op::kSocket:
+      return c.what.nr == SYS_sendmmsg ? perform_sendmmsg(t, call, copied, c) : perform_socket(t, call, copied, c);
     default: return forward(copied);
   }
 }
@@ -811,6 +839,8 @@ std::array<int, 2> view_calls_for(int nr) noexcept {
       }
     case Op::kRename: return {SYS_renameat2, -1};
     case Op::kLink: return {SYS_linkat, -1};
+    // sendmmsg naming an AF_UNIX path: one sendmsg per message.
+    case Op::kSocket: return {nr, nr == SYS_sendmmsg ? SYS_sendmsg : -1};
     case Op::kGetcwd:
     case Op::kRefuse:
     case Op::kExec:      // dunk's loader

@@ -79,7 +79,8 @@ ro_rename ro_link ro_symlink ro_chmod ro_truncate ro_utimes ro_access_write ro_a
 mount_point_rmdir rw_create rw_mkdir rw_rename rw_symlink rw_link rw_chmod rw_unlink rename_across_binds
 hardlink_from_outside create_outside getcwd_view_path relative_open relative_dotdot fchdir chdir_outside
 chdir_dotdot_at_root openat2_beneath openat2_in_root openat2_no_symlinks name_to_handle_at chroot inherited_dirfd unix_bind_inside
-unix_connect_inside unix_connect_outside unix_connect_symlink unix_sendto_outside unix_bind_read_only"
+unix_connect_inside unix_connect_outside unix_connect_symlink unix_sendto_outside unix_sendmmsg_outside unix_sendmmsg_inside
+unix_bind_read_only"
 
 # expect_cases OUTPUT NAMES: every NAME has an "ok" line, in that order,
 # and there is nothing else; nothing escaped.

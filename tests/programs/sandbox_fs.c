@@ -301,6 +301,22 @@ static void case_unix_sockets(void) {
   client = unix_socket(SOCK_DGRAM);
   expect_errno("unix_sendto_outside", sendto(client, "x", 1, 0, (struct sockaddr*)&a, sizeof a), ENOENT,
                "sendto(SOCKETS/outside/dgram)");
+  // sendmmsg names each message's address: the same paths, the same view.
+  struct iovec iov = {.iov_base = "x", .iov_len = 1};
+  struct mmsghdr outside = {.msg_hdr = {.msg_name = &a, .msg_namelen = sizeof a, .msg_iov = &iov, .msg_iovlen = 1}};
+  expect_errno("unix_sendmmsg_outside", sendmmsg(client, &outside, 1, 0), ENOENT, "sendmmsg(SOCKETS/outside/dgram)");
+  struct sockaddr_un in = unix_address("/sockets/dgram");
+  int receiver = unix_socket(SOCK_DGRAM);
+  struct iovec two[2] = {{.iov_base = "one", .iov_len = 3}, {.iov_base = "two", .iov_len = 3}};
+  struct mmsghdr inside[2] = {
+      {.msg_hdr = {.msg_name = &in, .msg_namelen = sizeof in, .msg_iov = &two[0], .msg_iovlen = 1}},
+      {.msg_hdr = {.msg_name = &in, .msg_namelen = sizeof in, .msg_iov = &two[1], .msg_iovlen = 1}}};
+  char got[8] = "", got2[8] = "";
+  ok = bind(receiver, (struct sockaddr*)&in, sizeof in) == 0 && sendmmsg(client, inside, 2, 0) == 2 &&
+       inside[0].msg_len == 3 && inside[1].msg_len == 3 && recv(receiver, got, sizeof got - 1, 0) == 3 &&
+       recv(receiver, got2, sizeof got2 - 1, 0) == 3 && strcmp(got, "one") == 0 && strcmp(got2, "two") == 0;
+  report("unix_sendmmsg_inside", ok, "sendmmsg of two messages to /sockets/dgram, both received");
+  close(receiver);
   close(client);
   a = unix_address("/ro/srv");
   server = unix_socket(SOCK_STREAM);
