@@ -149,6 +149,51 @@ test_allow_connect_and_bind() {
 	expect_lines "reports (one per refusal)" 12 "$ERR"
 }
 
+# Under a file-system view, which serves connect, bind, sendto, sendmsg and
+# sendmmsg itself (an AF_UNIX path is found in the view), the network
+# options decide first, on the same copies: the same answers and reports
+# as without a view.
+test_network_options_under_a_view() {
+	local a d dir
+	read -r a d <<<"$(free_ports)"
+	dir=$(socket_dir)
+	export SOCKET_DIR=$dir
+	local -a view=(--ro-bind / / --bind "$dir" "$dir")
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" --unshare-net -- "$(net_program)" sockets
+	local out=$OUT
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${view[@]}" --unshare-net -- "$(net_program)" sockets
+	expect_eq "sockets under --unshare-net and --ro-bind /" "$out" "$OUT"
+	expect_contains "sockets under --unshare-net and --ro-bind /" "AF_INET stream: EACCES" "$OUT"
+	expect_report "$ERR" "dunk sandbox: denied socket(AF_INET, SOCK_STREAM, 0) -> -1 EACCES by --unshare-net: an AF_INET socket "
+	expect_lines "reports" 7 "$ERR"
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" --allow-connect "127.0.0.1:$a" --allow-bind "$a" \
+		--allow-bind "$d" -- "$(net_program)" rules "$a" "$d"
+	out=$OUT
+	rm -f "$dir"/*
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${view[@]}" --allow-connect "127.0.0.1:$a" --allow-bind "$a" \
+		--allow-bind "$d" -- "$(net_program)" rules "$a" "$d"
+	echo "$OUT"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "rules under --ro-bind /" "$out" "$OUT"
+	expect_contains "rules under --ro-bind /" "connect D: EPERM" "$OUT"
+	expect_contains "rules under --ro-bind /" "sendmmsg A then D: EPERM" "$OUT"
+	expect_contains "rules under --ro-bind /" "connect AF_UNIX path: ok" "$OUT"
+	local why="--allow-connect: no rule for 127.0.0.1 port $d"
+	grep -q "^dunk sandbox: denied connect(.*) -> -1 EPERM by $why \[" <<<"$ERR" || fail "no report of connect D: [$ERR]"
+	grep -q "^dunk sandbox: denied sendmmsg(.*) -> -1 EPERM by $why \[" <<<"$ERR" || fail "no report of sendmmsg: [$ERR]"
+	grep -q "^dunk sandbox: denied connect(.*) -> -1 EPERM by --allow-connect: an abstract AF_UNIX name" <<<"$ERR" ||
+		fail "no report of the abstract AF_UNIX connect: [$ERR]"
+	expect_lines "reports (one per refusal)" 12 "$ERR"
+	# A real program in the view.
+	run_cmd "$DUNK" sandbox "${view[@]}" --unshare-net -- "$PYTHON" -c 'import socket
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=5)
+except OSError as e:
+    print("refused:", e.errno)'
+	expect_eq "python under --unshare-net and --ro-bind /" "refused: 13" "$OUT"
+	[[ $dir == "$WORK" ]] || rm -rf "$dir"
+}
+
 # A listener outside the sandbox: reached through the rule, and only so.
 test_connect_to_a_host_listener() {
 	local a d
