@@ -243,6 +243,11 @@ TEST(HostFilter, ArgumentRulesAndTheView) {
   EXPECT_TRUE(has(calls, SYS_mkdirat));
   EXPECT_FALSE(has(calls, SYS_mkdir));
   EXPECT_FALSE(has(calls, SYS_renameat2));
+  // sendmmsg to an AF_UNIX path goes as one sendmsg per message.
+  const char* mmsg = R"({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["sendmmsg"], "action": "SCMP_ACT_ALLOW"}]})";
+  EXPECT_FALSE(has(filter(mmsg, false), SYS_sendmsg));
+  EXPECT_TRUE(has(filter(mmsg, true), SYS_sendmsg));
+  EXPECT_TRUE(has(filter(mmsg, true), SYS_sendmmsg));
 }
 
 TEST(HostFilter, TheNetworkOptionsAddWhatTheSupervisorAsksForListen) {
