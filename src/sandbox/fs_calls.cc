@@ -223,7 +223,12 @@ int dirfd_at(const abi::Call& copied, int arg) noexcept {
 
 void proc_link(char (&out)[64], int fd) noexcept { std::snprintf(out, sizeof out, "/proc/self/fd/%d", fd); }
 
-long forward(abi::Call call) noexcept { return dunk_sandbox_forward(&call); }
+// One host call of the view's; kRestartForSignal without making it when a
+// signal for the program is queued (forward.S), as for any forwarded call.
+long forward(abi::Call call) noexcept {
+  ProgramThread& t = *current_thread();
+  return dunk_sandbox_forward(&call, &t.signals.head, &t.signals.tail);
+}
 
 // What one call of the program needs while it is served.
 struct Context {
