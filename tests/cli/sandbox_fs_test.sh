@@ -174,4 +174,25 @@ print(os.getcwd(), hashlib.sha256(open("file", "rb").read()).hexdigest(), sqlite
 	expect_contains "the reason" "ld-linux-x86-64.so.2 (the program's interpreter): No such file or directory" "$ERR"
 }
 
+# A call the view serves itself that blocks (a sendto by path to a full
+# AF_UNIX datagram socket) and a timer's handler that alone unblocks it
+# (tests/programs/sandbox_timer_wakes.c): a signal that comes while the
+# view resolves the path or forwards the send reaches the program's handler
+# first, and the send runs again; none hangs or fails.
+test_signals_wake_blocking_sends_in_the_view() {
+	local program want
+	program="$(dirname "$DUNK")/tests/programs/sandbox_timer_wakes"
+	SIGNAL_DIR=$(mktemp -d /dev/shm/dunk-fs-signals.XXXXXX)
+	trap 'rm -rf "$WORK" "$SIGNAL_DIR"' EXIT
+	want=$("$program" 1000 "$SIGNAL_DIR")
+	expect_eq "natively" "1000 rounds, each send woken by its own handler" "$want"
+	make_tree
+	view
+	run_cmd timeout 600 "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" --bind "$SIGNAL_DIR" /sockets -- \
+		/programs/sandbox_timer_wakes 1000 /sockets
+	expect_eq "status in the view" 0 "$STATUS"
+	expect_eq "stdout in the view" "$want" "$OUT"
+	expect_eq "stderr in the view" "" "$ERR"
+}
+
 main "$@"
