@@ -72,6 +72,17 @@ class Machine {
   // the parent's descriptors open and out of the program's reach; any other
   // child closes its copies.
   void forget_after_fork(bool shares_fd_table) noexcept;
+  // In a fork child following the fork (EnterOptions::follow_fork), in
+  // place of forget_after_fork and create: the child's own VM, built from
+  // its copy of the parent's (dunk's arena as fork copied it: the page
+  // tables with the program's edits and clones, the GPA assignments, the
+  // IDT, the LDT mirror, the vCPU area of `forking`, the thread that
+  // forked). Only KVM's objects are new: the VM, the memory slots the
+  // copied tables need (Mirror::adopt_after_fork), and one vCPU, set up
+  // for `forking`'s area, which the child's thread takes. The parent's
+  // other vCPUs are dropped. Monitor rules (it runs before the child's
+  // first instruction, on the copy of `forking`'s monitor stack).
+  Status adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept;
   // Whether the process is exiting and has closed (or is closing) its VM's
   // descriptors (close_fds_before_exit): KVM calls may fail from now on.
   bool exiting() const noexcept { return exiting_.load(std::memory_order_seq_cst); }
@@ -141,6 +152,16 @@ class Machine {
   Lock& signal_lock() noexcept { return signal_lock_; }
   // Serialises the CPUID set-up of new vCPUs (Cpu::setup).
   Lock& cpuid_lock() noexcept { return cpuid_lock_; }
+  // Held while vCPUs are handed out or made (acquire_cpu). A thread that
+  // forks holds it, then the mirror's and the arena's locks, across the
+  // fork (MachineThreads::start_process): a child following the fork finds
+  // the copy of dunk's state that no other thread was changing.
+  Lock& cpus_lock() noexcept { return cpus_lock_; }
+  // The vCPU of the thread forking now (under cpus_lock()), for the child:
+  // its thread's TLS may be another thread's (a thread made without
+  // CLONE_SETTLS), so the child cannot ask current_cpu().
+  void set_forking(Cpu* cpu) noexcept { forking_ = cpu; }
+  Cpu* forking() const noexcept { return forking_; }
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
@@ -160,6 +181,13 @@ class Machine {
   Status build_idt() noexcept;
   Status build_fpu_init_image() noexcept;
   Status setup_stats() noexcept;
+  // The parts of create() that set up a new VM's KVM objects.
+  Status create_vm() noexcept;
+  // Closes (or, sharing the descriptor table, forgets) the parent's VM and
+  // vCPU descriptors in a fork child, keeping the KVM device's, the mirror's
+  // probe and the ones dunk exec passed down.
+  void drop_parent_descriptors(bool shares_fd_table) noexcept;
+  void reset_locks_after_fork() noexcept;
 
   Lock create_lock_;
   Lock signal_lock_;
@@ -179,6 +207,7 @@ class Machine {
   std::size_t vcpu_mmap_size_ = 0;
   arch::IdtGate* idt_ = nullptr;
   Stats* stats_ = nullptr;
+  bool stats_shared_ = false;  // stats_ is the --stats file's block
   std::byte* fpu_init_ = nullptr;
   Result<Cpu*> create_cpu() noexcept;
 
@@ -210,6 +239,7 @@ class Machine {
   Lock cpus_lock_;
   Cpu* cpus_[kMaxCpus] = {};
   std::atomic<unsigned> cpu_count_{0};  // written under cpus_lock_; read by signal handlers
+  Cpu* forking_ = nullptr;              // written under cpus_lock_
 };
 
 // Per-thread state. Lives in the arena; never freed while the process runs
@@ -230,6 +260,14 @@ class Cpu {
   // The program's FS and GS at its last fork (selectors included, which the
   // host thread does not hold in VM mode): what a fork child resumes with.
   UserSegments fork_segments{};
+  // The vCPU's special registers at that fork: a child following the fork
+  // resumes its copy of this vCPU's state (CR3, FS, GS, the LDT) on a vCPU
+  // of its own.
+  kvm_sregs fork_sregs{};
+  // The next entry resumes a fork child where its parent's vCPU stopped for
+  // the fork, inside dunk's SYSCALL entry with the area as the parent left
+  // it (Machine::adopt_after_fork), rather than starting afresh.
+  bool resumes_fork = false;
 
   // Sets the state the next entry resumes: `frame`, FS and GS, and the FPU
   // image `fpu` (xsave_size bytes; null: `xsave` holds it already).
@@ -281,8 +319,16 @@ class Cpu {
   explicit Cpu(kvm::Vcpu v) noexcept : vcpu(std::move(v)) {}
 
   // Loads the general state every entry needs (segments, control registers,
-  // MSRs); called once at creation.
+  // MSRs); called once at creation: init_area, then setup_vcpu.
   Status setup(Machine& machine) noexcept;
+  // The area's descriptor tables and stacks for a new vCPU.
+  Status init_area() noexcept;
+  // The vCPU's side: CPUID, segments, control registers, MSRs, XCR0, TSC,
+  // the local APIC. With `fork` (a fork child's vCPU on its copy of the
+  // parent's area), CR3, FS, GS and the LDT are the parent vCPU's
+  // (fork_sregs) and KERNEL_GS_BASE holds the program's GS base, as they
+  // were when the parent's vCPU stopped in dunk's SYSCALL entry.
+  Status setup_vcpu(Machine& machine, bool fork = false) noexcept;
 
   // The local APIC's state right after setup (x2APIC mode, software-enabled,
   // nothing pending); null when the VM has no interrupts. A vCPU reused by a

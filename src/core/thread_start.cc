@@ -93,6 +93,7 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
   auto user_gs = registers.user_gs_base();
   if (!cpu_.vcpu.get_sregs(sregs) || !user_gs) return -EAGAIN;
   cpu_.fork_segments = vcpu_user_segments(sregs, *user_gs);
+  cpu_.fork_sregs = sregs;
   volatile std::uint32_t ready = 0;
   const bool shares_memory = (request.flags & CLONE_VM) != 0;
   const bool parent_waits_for_exec = (request.flags & CLONE_VFORK) != 0;
@@ -107,7 +108,25 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
       .child_fixup = shares_memory ? nullptr : &dunk_fork_child_fixup,
       .clone_flags = request.flags,
   };
+  // A child with memory of its own copies dunk's state with it, which a
+  // child following the fork keeps (Machine::adopt_after_fork): no other
+  // thread may be changing it meanwhile — making a vCPU, editing the page
+  // tables or the GPA assignments, allocating. The order is the one other
+  // paths nest these locks in (a vCPU's making allocates; the mirror
+  // allocates tables).
+  if (!shares_memory) {
+    machine_.cpus_lock().lock();
+    machine_.mirror().lock().lock();
+    machine_.arena().lock().lock();
+    machine_.set_forking(&cpu_);
+  }
   const long ret = dunk_clone_native(&clone);
+  if (!shares_memory) {
+    machine_.set_forking(nullptr);
+    machine_.arena().lock().unlock();
+    machine_.mirror().lock().unlock();
+    machine_.cpus_lock().unlock();
+  }
   if (ret > 0 && clone.ready != nullptr) {
     // The child copies `child` and the XSAVE image off this stack first.
     while (ready == 0) sys::call(SYS_futex, reinterpret_cast<long>(&ready), FUTEX_WAIT_PRIVATE, 0, 0);

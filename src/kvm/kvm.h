@@ -116,6 +116,9 @@ class Vm {
 class Vcpu {
  public:
   int fd() const noexcept { return fd_.get(); }
+  // Forgets the descriptor without closing it (see System::abandon_fd); the
+  // run page still goes with the object.
+  void abandon_fd() noexcept { fd_.release(); }
   unsigned id() const noexcept { return id_; }
   kvm_run* run_page() const noexcept { return run_.as<kvm_run>(); }
 
