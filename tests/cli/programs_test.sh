@@ -103,4 +103,12 @@ test_fork_sleepers() {
 	compare_native --processes 49 "$WORK/fork_sleepers" 24 2
 }
 
+# A page made MADV_DONTFORK is missing in a fork child, which under dunk
+# keeps its parent's page tables: its write there is the native SIGSEGV,
+# fatal without a handler, delivered to its handler with one.
+test_fork_dontfork() {
+	cc -O2 -o "$WORK/fork_dontfork" "$TESTS_DIR/../compat/processes/fork_dontfork.c" || fail "cannot build the program"
+	compare_native --processes 3 "$WORK/fork_dontfork"
+}
+
 main "$@"

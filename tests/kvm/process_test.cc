@@ -1,11 +1,13 @@
 // fork, vfork/posix_spawn, execve and threads from VM mode work: a fork
 // child continues outside VM mode, or, with EnterOptions::follow_fork (what
-// `dunk exec` uses), in a VM of its own.
+// `dunk exec` uses), in a VM of its own that carries the parent's page
+// tables.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "dunk/dunk.h"
+#include "dunk/paging.h"
 #include "support.h"
 
 extern char** environ;
@@ -294,6 +297,61 @@ TEST(Process, ForkWhileOtherThreadsHoldDunksLocksDoesNotHangTheChild) {
   spawner.join();
   EXPECT_EQ(hung, 0);
   EXPECT_EQ(failed, 0);
+}
+
+// A fork child following the fork keeps what the program did to its page
+// tables through the privileged API (dunk/paging.h), whatever the host's
+// mappings say: an alias made with map(), a page made read-only with
+// protect(), a page unmapped with unmap(), and a clone, which maps the
+// alias too. Its writes go to its own copy of the memory.
+TEST(Process, ForkChildKeepsThePageTableEdits) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  constexpr std::size_t kPage = 4096;
+  AddressSpace& as = AddressSpace::process();
+  auto* data = static_cast<char*>(
+      mmap(nullptr, 3 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+  ASSERT_NE(data, MAP_FAILED);
+  // The alias's addresses: reserved on the host, so that nothing else goes there.
+  auto* alias = static_cast<char*>(mmap(nullptr, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(alias, MAP_FAILED);
+  data[0] = 'a';
+  ASSERT_TRUE(as.map(alias, data, kPage, kRead | kWrite, PageSize::k4K));
+  ASSERT_TRUE(as.protect(data + kPage, kPage, kRead));
+  ASSERT_TRUE(as.unmap(data + 2 * kPage, kPage));
+  flush_tlb();
+  auto clone = as.clone(CloneMode::kCopy);
+  ASSERT_TRUE(clone);
+  ASSERT_EQ(alias[0], 'a');
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int code = 0;
+    auto read_only = as.lookup(data + kPage);
+    auto in_clone = (*clone)->lookup(alias);
+    auto alias_page = as.lookup(alias);
+    if (!in_vm()) {
+      code = 10;
+    } else if (alias[0] != 'a') {
+      code = 11;
+    } else if (!read_only || (read_only->access & kWrite) != 0 || !read_only->program_owned) {
+      code = 12;
+    } else if (as.lookup(data + 2 * kPage)) {
+      code = 13;
+    } else if (!in_clone || !alias_page || in_clone->physical != alias_page->physical) {
+      code = 14;
+    } else {
+      alias[0] = 'b';  // the same frame as data[0], in the child's copy
+      if (data[0] != 'b') code = 15;
+    }
+    _exit(code);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(data[0], 'a');
+  EXPECT_TRUE(in_vm());
+  leave();
 }
 
 TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {
