@@ -229,6 +229,7 @@ Status Machine::read_cpu_features() noexcept {
   if (!arch::xfeature::valid_xcr0(xcr0_)) return Error{"no valid guest XCR0 for this host", ENOTSUP};
 
   long xsave2 = kvm_->check_extension(KVM_CAP_XSAVE2);
+  xsave2_ = xsave2 > 0;
   std::size_t size = dunk_kvm_xsave_size;
   if (xsave2 > 0 && static_cast<std::size_t>(xsave2) > size) size = static_cast<std::size_t>(xsave2);
   std::size_t host_size = arch::host_cpuid(0xd, 0).ebx;  // for the host's current XCR0
@@ -496,7 +497,11 @@ void Machine::drop_parent_descriptors(bool shares_fd_table) noexcept {
   // without another close; each vCPU's run page (a mapping of the parent's
   // vCPU, which pins it too) becomes inaccessible memory of the arena.
   for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
-    cpus_[i]->vcpu.abandon_fd();
+    if (cpus_[i] == forking_) {
+      cpus_[i]->vcpu.abandon();  // its run page is replaced by the child's vCPU's
+    } else {
+      cpus_[i]->vcpu.abandon_fd();
+    }
     cpus_[i]->vcpu.~Vcpu();
   }
   if (vm_) vm_->abandon_fd();
@@ -526,7 +531,7 @@ Status Machine::adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept {
   DUNK_TRY(create_vm());
   dunk_fds_.add(vm_->fd());
   DUNK_TRY(mirror_.adopt_after_fork(slots_));
-  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(0, vcpu_mmap_size_, run_page));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(0, vcpu_mmap_size_, run_page, xsave2_ ? 1 : 0));
   dunk_fds_.add(vcpu.fd());
   new (&forking.vcpu) kvm::Vcpu(std::move(vcpu));
   DUNK_TRY(forking.setup_vcpu(*this, /*fork=*/true));
@@ -663,7 +668,7 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   // address space holds only what it mapped itself (a fork child's vCPU
   // must not land in a hole the program left, where it expects a fault).
   DUNK_ASSIGN_OR_RETURN(std::byte* run_page, arena_.allocate(vcpu_mmap_size_));
-  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page, xsave2_ ? 1 : 0));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));

@@ -204,6 +204,7 @@ class Machine {
   arch::CpuFeatures features_{};
   std::uint64_t xcr0_ = 0;
   std::size_t xsave_size_ = 0;
+  bool xsave2_ = false;  // KVM_CAP_XSAVE2
   std::size_t vcpu_mmap_size_ = 0;
   arch::IdtGate* idt_ = nullptr;
   Stats* stats_ = nullptr;
