@@ -86,7 +86,8 @@ Status enter_fork_child(const guest::TrapFrame& frame, const core::UserSegments&
 // then starts over from its top: `frame` and `xsave` (below the current
 // stack pointer) are copied into `forking` first.
 Status adopt_fork_child(core::Cpu& forking, const guest::TrapFrame& frame, const core::UserSegments& segments,
-                        const void* xsave, const abi::SignalStack& altstack, bool shares_fd_table) {
+                        const void* xsave, const abi::SignalStack& altstack, bool shares_fd_table,
+                        std::uint64_t program_mask) {
   core::Machine& machine = core::Machine::instance();
   DUNK_TRY(machine.adopt_after_fork(forking, shares_fd_table));
   set_tls_cpu(&forking);
@@ -99,6 +100,8 @@ Status adopt_fork_child(core::Cpu& forking, const guest::TrapFrame& frame, const
   forking.resumes_fork = true;
   forking.owner_exited.store(false, std::memory_order_relaxed);
   forking.owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
+  forking.fork_sigmask = program_mask;
+  forking.unmask_at_entry = true;
   forking.prepare_entry(frame, segments, static_cast<const std::byte*>(xsave), machine.xsave_size());
   core::dunk_run_on_stack(forking.monitor_stack_top, &core::monitor_main, &forking);
 }
@@ -134,9 +137,19 @@ void hand_altstack_to_host(const abi::SignalStack& altstack) {
 // its monitor's stack, before the child resumes the program: in a VM of its
 // own when the process follows forks, otherwise on the host (by returning).
 extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags) {
+  // No signal handler runs while the child is neither the parent's copy nor
+  // in a VM of its own; the mask is the program's again once it is.
+  const std::uint64_t all = ~std::uint64_t{0};
+  std::uint64_t program_mask = 0;
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&program_mask), 8);
+  // Signals dunk's handler kept blocked for the VM before this point.
+  program_mask &= ~core::take_signals_deferred_in_fork_child();
   core::Machine& machine = core::Machine::instance();
   // The vCPU of the thread that forked (MachineThreads::start_process).
+  // Forgotten at once: from here on dunk's signal handler no longer takes
+  // this process for a child whose fixup has not begun.
   core::Cpu* const forking = machine.forking();
+  machine.set_forking(nullptr);
   const abi::SignalStack altstack = forking != nullptr ? forking->signals.altstack : abi::kNoSignalStack;
   // The program's FS and GS as the parent's monitor read them before the
   // fork (MachineThreads::start_process).
@@ -146,7 +159,7 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
   if (follow && forking != nullptr) {
     // The parent's state as fork copied it: the page tables with every edit
     // the program made, a handler or ring-3 run in progress, all kept.
-    const Status s = adopt_fork_child(*forking, *frame, segments, xsave, altstack, shares_fd_table);
+    const Status s = adopt_fork_child(*forking, *frame, segments, xsave, altstack, shares_fd_table, program_mask);
     char why[256];
     char line[400];
     const int n = std::snprintf(line, sizeof line,
@@ -154,6 +167,7 @@ extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void*
                                 describe(s.error(), why, sizeof why));
     if (n > 0) sys::call(SYS_write, 2, reinterpret_cast<long>(line), n);
   }
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&program_mask), 0, 8);
   forget_parent_vm(shares_fd_table);
   if (follow) {
     // This stack lies in the arena, which the new VM recycles: move to the

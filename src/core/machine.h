@@ -162,6 +162,12 @@ class Machine {
   // CLONE_SETTLS), so the child cannot ask current_cpu().
   void set_forking(Cpu* cpu) noexcept { forking_ = cpu; }
   Cpu* forking() const noexcept { return forking_; }
+  // Whether this is a fork child following the fork whose VM is not built
+  // yet: its copy of the machine is still its parent's (made by another
+  // process, a fork in progress). Async-signal-safe.
+  bool fork_child_before_its_vm() const noexcept {
+    return forking_ != nullptr && follow_fork_ && owner_pid_ != sys::call(SYS_getpid);
+  }
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
@@ -269,6 +275,12 @@ class Cpu {
   // the fork, inside dunk's SYSCALL entry with the area as the parent left
   // it (Machine::adopt_after_fork), rather than starting afresh.
   bool resumes_fork = false;
+  // The program's signal mask, which a fork child has blocked every signal
+  // in place of while it builds its VM: given back once the vCPU is the
+  // thread's (Monitor::run), so that a signal sent meanwhile reaches the
+  // program in VM mode, as any other, and not dunk's code on the host.
+  std::uint64_t fork_sigmask = 0;
+  bool unmask_at_entry = false;
 
   // Sets the state the next entry resumes: `frame`, FS and GS, and the FPU
   // image `fpu` (xsave_size bytes; null: `xsave` holds it already).

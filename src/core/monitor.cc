@@ -131,6 +131,11 @@ void Monitor::run() noexcept {
   }
   if (DebugLink* link = machine_.debugger()) cpu_.debug.reset(link->hold_new.load(std::memory_order_seq_cst) != 0);
   cpu_.in_guest = true;
+  if (cpu_.unmask_at_entry) {
+    // From here dunk's host handler queues what arrives for the guest.
+    cpu_.unmask_at_entry = false;
+    sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&cpu_.fork_sigmask), 0, 8);
+  }
   Stats& stats = machine_.stats();
   kvm_run& run_page = *cpu_.vcpu.run_page();
   for (;;) {

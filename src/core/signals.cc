@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "base/syscall.h"
@@ -181,6 +182,28 @@ void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
 
 // The calling thread's Cpu, also for a thread made without TLS of its own
 // (no CLONE_SETTLS), which finds its creator's Cpu there.
+// See take_signals_deferred_in_fork_child.
+std::atomic<std::uint64_t> deferred_in_fork_child{0};
+
+// A signal that reaches a fork child following the fork before its fixup
+// has blocked every signal: one pending when the kernel first returned to
+// the child. Its VM does not exist yet, nor has it a vCPU of its own: the
+// program's handler would run on the host, on dunk's stack with dunk's
+// registers. Instead the signal is sent again to this thread as it came
+// (rt_tgsigqueueinfo to itself may carry any siginfo) and stays blocked
+// when this handler returns, until the child gives the program its mask
+// back in VM mode (Monitor::run).
+bool defer_in_fork_child(int sig, const void* info, abi::Ucontext& uc) noexcept {
+  if (!Machine::instance().fork_child_before_its_vm()) return false;
+  if (sys::call(SYS_rt_tgsigqueueinfo, sys::call(SYS_getpid), sys::call(SYS_gettid), sig,
+                reinterpret_cast<long>(info)) != 0) {
+    return false;
+  }
+  uc.sigmask |= abi::sigbit(sig);
+  deferred_in_fork_child.fetch_or(abi::sigbit(sig), std::memory_order_relaxed);
+  return true;
+}
+
 Cpu* calling_threads_cpu() noexcept {
   Cpu* cpu = current_cpu();
   if (cpu == nullptr) return nullptr;
@@ -226,6 +249,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     back_to_vm_with(*cpu, sig, info, *uc, action);
   }
   if (cpu != nullptr) cpu->refaulting = false;
+  if (cpu == nullptr && defer_in_fork_child(sig, info, *uc)) return;
   if (cpu == nullptr || !cpu->in_guest) {
     // A thread outside VM mode: the program's handler, right here, with the
     // mask the kernel would have given it.
@@ -262,6 +286,10 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
   }
   // Make the next KVM_RUN return at once if the monitor is about to enter.
   cpu->vcpu.run_page()->immediate_exit = 1;
+}
+
+std::uint64_t take_signals_deferred_in_fork_child() noexcept {
+  return deferred_in_fork_child.exchange(0, std::memory_order_relaxed);
 }
 
 }  // namespace dunk::core

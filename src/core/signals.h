@@ -106,6 +106,13 @@ void reserve_signal_for_debugger(int sig) noexcept;
 // rt_sigaction(2) without libc.
 long raw_sigaction(int sig, const abi::Sigaction* action, abi::Sigaction* old) noexcept;
 
+// Signals that reached a fork child following the fork before it had
+// blocked them to build its VM (Machine::fork_child_before_its_vm): sent
+// again to its thread and kept blocked; the child's fixup takes their bits
+// out of the program's mask, which it gives back in VM mode. Read and
+// cleared once.
+std::uint64_t take_signals_deferred_in_fork_child() noexcept;
+
 extern "C" {
 // The host handler and its restorer (signals.cc, context_switch.S).
 void dunk_host_signal_handler(int sig, void* info, void* ucontext);

@@ -354,6 +354,53 @@ TEST(Process, ForkChildKeepsThePageTableEdits) {
   leave();
 }
 
+// A signal sent to a fork child at once, while dunk builds its VM (or even
+// before the child has run at all): the child's handler runs in VM mode, in
+// ring 0, as every handler of a program in VM mode does, never on the host
+// in dunk's code.
+volatile sig_atomic_t child_handler_ran = 0;
+volatile sig_atomic_t child_handler_in_ring0 = 0;
+void note_where_the_handler_runs(int) {
+  child_handler_in_ring0 = test::in_guest_ring0() ? 1 : 0;
+  child_handler_ran = 1;
+}
+
+TEST(Process, SignalSentRightAfterForkReachesTheChildInVmMode) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  struct sigaction act {};
+  act.sa_handler = note_where_the_handler_runs;
+  ASSERT_EQ(sigaction(SIGUSR1, &act, nullptr), 0);
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  constexpr int kRounds = 20;
+  int on_host = 0, failed = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      // Until the handler has run (it may have before this line).
+      sigprocmask(SIG_BLOCK, &usr1, &old);
+      while (child_handler_ran == 0) sigsuspend(&old);
+      _exit(child_handler_in_ring0 != 0 && in_vm() ? 0 : 3);
+    }
+    ASSERT_GT(pid, 0);
+    kill(pid, SIGUSR1);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status)) {
+      ++failed;
+    } else if (WEXITSTATUS(status) == 3) {
+      ++on_host;
+    } else if (WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  EXPECT_EQ(on_host, 0);
+  EXPECT_EQ(failed, 0);
+  signal(SIGUSR1, SIG_DFL);
+  leave();
+}
+
 TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {
   test::enter_or_fail();
   std::atomic<int> counter{0};
