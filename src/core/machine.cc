@@ -476,7 +476,7 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   cpu_count_.store(0, std::memory_order_relaxed);
 }
 
-void Machine::drop_parent_descriptors(bool shares_fd_table) noexcept {
+void Machine::drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) noexcept {
   const int kept[] = {kvm_ ? kvm_->fd() : -1, mirror_.probe_fd(), inherited_kvm_fd_, strace_fd_};
   auto is_kept = [&](int fd) { return std::find(std::begin(kept), std::end(kept), fd) != std::end(kept); };
   if (!shares_fd_table) {
@@ -497,7 +497,7 @@ void Machine::drop_parent_descriptors(bool shares_fd_table) noexcept {
   // without another close; each vCPU's run page (a mapping of the parent's
   // vCPU, which pins it too) becomes inaccessible memory of the arena.
   for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
-    if (cpus_[i] == forking_) {
+    if (cpus_[i] == &forking) {
       cpus_[i]->vcpu.abandon();  // its run page is replaced by the child's vCPU's
     } else {
       cpus_[i]->vcpu.abandon_fd();
@@ -520,7 +520,7 @@ Status Machine::adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept {
     remove_breakpoints_in_fork_child(*link);
   }
   void* const run_page = forking.vcpu.run_page();
-  drop_parent_descriptors(shares_fd_table);
+  drop_parent_descriptors(forking, shares_fd_table);
   // The parent's other vCPUs served threads this process does not have.
   cpus_[0] = &forking;
   cpu_count_.store(1, std::memory_order_relaxed);

@@ -191,8 +191,9 @@ class Machine {
   Status create_vm() noexcept;
   // Closes (or, sharing the descriptor table, forgets) the parent's VM and
   // vCPU descriptors in a fork child, keeping the KVM device's, the mirror's
-  // probe and the ones dunk exec passed down.
-  void drop_parent_descriptors(bool shares_fd_table) noexcept;
+  // probe and the ones dunk exec passed down; `forking`'s run page stays
+  // mapped for the child's vCPU to replace.
+  void drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) noexcept;
   void reset_locks_after_fork() noexcept;
 
   Lock create_lock_;
