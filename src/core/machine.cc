@@ -521,6 +521,17 @@ Status Machine::adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept {
   }
   void* const run_page = forking.vcpu.run_page();
   drop_parent_descriptors(forking, shares_fd_table);
+  if (shares_fd_table) {
+    // The device's and the probe's descriptors are the parent's, in the
+    // table both processes share, and this one closes its own at its exit
+    // (close_fds_before_exit): it takes copies of its own.
+    DUNK_ASSIGN_OR_RETURN(kvm::System own, kvm::System::duplicate(kvm_->fd(), &move_out_of_program_range));
+    kvm_->abandon_fd();
+    kvm_.emplace(std::move(own));
+    dunk_fds_.add(kvm_->fd());
+    DUNK_TRY(mirror_.renew_probe());
+    dunk_fds_.add(mirror_.probe_fd());
+  }
   // The parent's other vCPUs served threads this process does not have.
   cpus_[0] = &forking;
   cpu_count_.store(1, std::memory_order_relaxed);
@@ -640,15 +651,28 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
   // the fork, so that the child never copies a vCPU half made (its run page
   // mapped but not yet listed, which would keep the parent's VM alive).
   LockGuard hold(cpus_lock_);
-  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
-    Cpu* cpu = cpus_[i];
-    if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
-    // The exiting thread ran on this Cpu's monitor stack up to its exit
-    // system call: reuse it only once the kernel reports the thread gone.
-    if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) continue;
-    if (Status reset = cpu->reset_interrupts(); !reset) return reset.error();  // stays reusable
-    cpu->owner_exited.store(false, std::memory_order_relaxed);
-    return cpu;
+  // At KVM's cap of vCPUs, a thread that has exited but is not reaped yet
+  // will free its vCPU in a moment: natively a thread created after
+  // pthread_join of another never fails for the other's sake, so wait for
+  // it (a bounded number of yields) rather than fail.
+  constexpr unsigned kReapWaits = 10'000;
+  for (unsigned waits = 0;; ++waits) {
+    bool exiting = false;
+    for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
+      Cpu* cpu = cpus_[i];
+      if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
+      // The exiting thread ran on this Cpu's monitor stack up to its exit
+      // system call: reuse it only once the kernel reports the thread gone.
+      if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) {
+        exiting = true;
+        continue;
+      }
+      if (Status reset = cpu->reset_interrupts(); !reset) return reset.error();  // stays reusable
+      cpu->owner_exited.store(false, std::memory_order_relaxed);
+      return cpu;
+    }
+    if (!exiting || next_vcpu_id_.load(std::memory_order_relaxed) < max_vcpus_ || waits == kReapWaits) break;
+    sys::call(SYS_sched_yield);
   }
   DUNK_ASSIGN_OR_RETURN(Cpu * cpu, create_cpu());
   if (unsigned n = cpu_count_.load(std::memory_order_relaxed); n < kMaxCpus) {

@@ -89,6 +89,10 @@ Status Mirror::init(MemorySlots& slots, Arena& arena, const MirrorConfig& config
     eager_.store(true, std::memory_order_release);
   }
 
+  return renew_probe();
+}
+
+Status Mirror::renew_probe() noexcept {
   long fd = sys::call(SYS_memfd_create, reinterpret_cast<long>("dunk-probe"), MFD_CLOEXEC);
   if (sys::failed(fd)) return errno_error("memfd_create(dunk-probe) failed", fd);
   probe_fd_ = move_out_of_program_range(static_cast<int>(fd));

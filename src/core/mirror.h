@@ -229,6 +229,10 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
+  // A probe descriptor of this process's own, in place of the one it has
+  // (a fork child sharing its parent's descriptor table must neither use
+  // nor close at its exit the parent's).
+  Status renew_probe() noexcept;
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
   std::uint32_t chunk_capacity() const noexcept { return gpa_ ? gpa_->capacity() : 0; }
   std::uint64_t chunks_reclaimed() const noexcept { return chunks_reclaimed_; }
