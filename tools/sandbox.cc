@@ -1,7 +1,9 @@
 #include "tools/sandbox.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -12,11 +14,15 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <optional>
 #include <string_view>
 
 #include "abi/names.h"
 #include "base/fd_placement.h"
+#include "sandbox/call_log.h"
+#include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/policy.h"
 #include "sandbox/runtime.h"
 #include "tools/program.h"
@@ -28,6 +34,9 @@ extern char** environ;
 
 namespace dunk::cli {
 namespace {
+
+// --time-limit ended the program: coreutils' timeout's status.
+constexpr int kExitTimeLimit = 124;
 
 int fail(int status, std::string_view message) {
   fmt::print(stderr, "dunk: {}\n", message);
@@ -73,6 +82,10 @@ std::optional<sandbox::OnViolation> parse_on_violation(const std::string& text) 
   return std::nullopt;
 }
 
+// ---- limits/network ------------------------------------------------------------
+
+// A limit set on the sandbox's process (the host's), before the program's
+// first instruction.
 struct Limit {
   int resource;
   rlim_t soft, hard;
@@ -83,22 +96,140 @@ struct Child {
   sandbox::SandboxOptions options;
   std::string stats_path;
   std::vector<Limit> limits;
+  int close_fd = -1;  // dunk's, not the program's (--learn's file)
 };
 
-// nsjail's units: seconds of CPU (SIGXCPU at the limit, SIGKILL a second
-// later, as the kernel does between a soft and a hard limit), MiB of file.
-std::vector<Limit> limits_of(const SandboxCommandOptions& options) {
-  std::vector<Limit> limits;
-  if (options.rlimit_cpu) limits.push_back({RLIMIT_CPU, *options.rlimit_cpu, *options.rlimit_cpu + 1, "--rlimit-cpu"});
-  if (options.rlimit_fsize) {
-    const rlim_t bytes = *options.rlimit_fsize << 20;
-    limits.push_back({RLIMIT_FSIZE, bytes, bytes, "--rlimit-fsize"});
+// The --rlimit-* options (sandbox/limits.h): the host's limits to set and
+// what the supervisor keeps; empty, or why the command line is refused.
+std::string parse_limits(const SandboxCommandOptions& options, std::vector<Limit>& limits,
+                         sandbox::LimitSettings& settings) {
+  constexpr rlim_t kMinStack = rlim_t{1} << 20;
+  for (std::size_t i = 0; i < options.rlimits.size(); ++i) {
+    const std::string& text = options.rlimits[i];
+    const sandbox::LimitOption& o = sandbox::limit_options()[i];
+    if (text.empty()) continue;
+    rlimit current{};
+    getrlimit(o.resource, &current);
+    const sandbox::ParsedLimit p = sandbox::parse_limit(text, o.unit, current);
+    if (!p.ok) return fmt::format("{}: {}", o.name, p.error);
+    const rlim_t v = p.value;
+    switch (o.resource) {
+      case RLIMIT_AS:
+        // Served by the supervisor, never the host's (limits.h).
+        settings.address_space_set = true;
+        settings.address_space = rlimit{v, v};
+        settings.ceiling[RLIMIT_AS] = v;
+        break;
+      case RLIMIT_CPU: {
+        // SIGXCPU at the limit, SIGKILL a second later (the kernel's
+        // behaviour between a soft and a hard limit).
+        const rlim_t hard = p.keyword || v == RLIM_INFINITY ? v : v + 1;
+        limits.push_back({RLIMIT_CPU, v, hard, o.name});
+        settings.ceiling[RLIMIT_CPU] = hard;
+        break;
+      }
+      case RLIMIT_NOFILE:
+        // The host's hard limit stays, for dunk's own descriptors above the
+        // program's range; the program is held to v (limits.h).
+        limits.push_back({RLIMIT_NOFILE, v, std::max(v, current.rlim_max), o.name});
+        settings.nofile_set = true;
+        settings.nofile_hard = v;
+        settings.ceiling[RLIMIT_NOFILE] = v;
+        break;
+      case RLIMIT_STACK:
+        if (v < kMinStack) {
+          return fmt::format("{}: at least 1 MiB (the supervisor of the program's first thread runs on the "
+                             "process's stack), not '{}'",
+                             o.name, text);
+        }
+        [[fallthrough]];
+      default:
+        limits.push_back({o.resource, v, v, o.name});
+        settings.ceiling[o.resource] = v;
+    }
   }
-  return limits;
+  return {};
+}
+
+// A whole number for `option`, at most `max`; or why not.
+std::string parse_count(const char* option, const std::string& text, std::uint64_t max, std::uint64_t& out) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) {
+    return fmt::format("{}: '{}' is not a whole number", option, text);
+  }
+  out = 0;
+  for (const char c : text) {
+    out = out * 10 + static_cast<std::uint64_t>(c - '0');
+    if (out > max) return fmt::format("{}: '{}' is more than {}", option, text, max);
+  }
+  return {};
+}
+
+// --time-limit: every process of the sandbox is dunk's descendant (dunk
+// is their subreaper, so an orphan comes back to it rather than to init);
+// each is killed, parents before children, pass after pass until none is
+// left alive (a process being killed cannot fork, so the passes end).
+struct ProcessEntry {
+  pid_t pid, parent;
+  char state;
+};
+
+std::vector<ProcessEntry> read_processes() {
+  std::vector<ProcessEntry> all;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return all;
+  while (dirent* d = readdir(proc)) {
+    if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
+    const int pid = std::atoi(d->d_name);
+    char path[64], text[512];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const ssize_t n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n <= 0) continue;
+    text[n] = '\0';
+    // "pid (comm) state ppid ...": comm may hold anything but ends at the last ')'.
+    const char* close_paren = std::strrchr(text, ')');
+    ProcessEntry e{};
+    int parent = 0;
+    if (close_paren == nullptr || std::sscanf(close_paren + 1, " %c %d", &e.state, &parent) != 2) continue;
+    e.pid = static_cast<pid_t>(pid);
+    e.parent = parent;
+    all.push_back(e);
+  }
+  closedir(proc);
+  return all;
+}
+
+void kill_descendants() {
+  const pid_t self = getpid();
+  for (int pass = 0; pass < 10000; ++pass) {
+    const std::vector<ProcessEntry> all = read_processes();
+    std::vector<pid_t> tree{self};
+    std::size_t alive = 0;
+    for (std::size_t next = 0; next < tree.size(); ++next) {
+      for (const ProcessEntry& e : all) {
+        if (e.parent != tree[next]) continue;
+        tree.push_back(e.pid);
+        if (e.state != 'Z' && e.state != 'X') {
+          kill(e.pid, SIGKILL);
+          ++alive;
+        }
+      }
+    }
+    if (alive == 0) return;
+    usleep(1000);
+  }
+}
+
+void kill_sandbox_tree(pid_t, void* fired) {
+  *static_cast<bool*>(fired) = true;
+  kill_descendants();
 }
 
 int sandbox_child(void* arg) {
   auto& child = *static_cast<Child*>(arg);
+  if (child.close_fd >= 0) close(child.close_fd);
   // In the sandbox's process before the program's first instruction; the
   // program's own setrlimit may only lower them (the hard limits).
   for (const Limit& l : child.limits) {
@@ -140,6 +271,11 @@ void report_stats(const SandboxCommandOptions& options, const StatsFile& stats, 
 
 }  // namespace
 
+RlimitOption rlimit_option(std::size_t index) {
+  const sandbox::LimitOption& o = sandbox::limit_options()[index];
+  return RlimitOption{o.name, o.unit == (1u << 20) ? "MiB" : o.resource == RLIMIT_CPU ? "SECONDS" : "N"};
+}
+
 int run_sandbox_command(const SandboxCommandOptions& options) {
   if (options.print_default_policy) {
     fmt::print("{}", sandbox::default_policy_text());
@@ -153,11 +289,59 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (options.log_format != "text" && options.log_format != "json") {
     return fail(kExitCannotRun, fmt::format("sandbox: --log-format takes text or json, not '{}'", options.log_format));
   }
+  // ---- limits/network ----
+  std::vector<Limit> limits;
+  sandbox::LimitSettings limit_settings;
+  if (std::string why = parse_limits(options, limits, limit_settings); !why.empty()) {
+    return fail(kExitCannotRun, "sandbox: " + why);
+  }
+  std::uint64_t seconds = 0;
+  if (!options.time_limit.empty()) {
+    if (std::string why = parse_count("--time-limit", options.time_limit, 1u << 30, seconds); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: " + why);
+    }
+  }
+  if (!options.max_threads.empty()) {
+    std::uint64_t n = 0;
+    if (std::string why = parse_count("--max-threads", options.max_threads, 1u << 20, n); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: " + why);
+    }
+    limit_settings.max_threads = static_cast<std::int64_t>(n);
+  }
+  sandbox::NetworkPolicy network;
+  if (options.unshare_net) network.set_unshare();
+  for (const std::string& rule : options.allow_connect) {
+    if (std::string why = network.add_connect(rule); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: --allow-connect: " + why);
+    }
+  }
+  for (const std::string& port : options.allow_bind) {
+    if (std::string why = network.add_bind(port); !why.empty()) {
+      return fail(kExitCannotRun, "sandbox: --allow-bind: " + why);
+    }
+  }
   sandbox::LoadResult policy =
       options.policy_path.empty()
           ? sandbox::load_default_policy(sandbox::LoadOptions::for_this_process("the built-in default policy"))
           : sandbox::load_policy_file(options.policy_path, sandbox::LoadOptions::for_this_process(options.policy_path));
   if (!policy) return fail(kExitCannotRun, policy.error());
+  // --learn: the run allows every call; `policy` is the reference the
+  // learned one is compared with.
+  std::optional<sandbox::LoadResult> allow_all;
+  sandbox::CallLog* learned = nullptr;
+  int learn_fd = -1;
+  if (!options.learn_path.empty()) {
+    allow_all.emplace(sandbox::load_policy_text(R"({"defaultAction": "SCMP_ACT_ALLOW"})",
+                                                sandbox::LoadOptions::for_this_process("--learn")));
+    if (!*allow_all) return fail(kExitCannotRun, allow_all->error());
+    learn_fd = open(options.learn_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (learn_fd < 0) {
+      return fail(kExitCannotRun,
+                  fmt::format("sandbox: --learn: cannot write {}: {}", options.learn_path, std::strerror(errno)));
+    }
+    learned = sandbox::CallLog::create();
+    if (learned == nullptr) return fail(kExitCannotRun, "sandbox: --learn: cannot map the record of the run's calls");
+  }
 
   int status = 0;
   std::string why;
@@ -165,7 +349,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (path.empty()) return fail(status, why);
 
   Child child;
-  child.options.policy = &policy.value();
+  child.options.policy = allow_all ? &allow_all->value() : &policy.value();
   child.options.on_violation = *on_violation;
   child.options.log_format = options.log_format == "json" ? sandbox::LogFormat::kJson : sandbox::LogFormat::kText;
   child.options.path = path;
@@ -184,11 +368,39 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     child.stats_path = stats->path();
   }
   child.options.envp = program_environment(stats.has_value());
-  child.limits = limits_of(options);
+  child.limits = std::move(limits);
+  child.options.limits = limit_settings;
+  child.options.network = &network;
+  child.options.learn = learned;
+  child.close_fd = learn_fd;
 
-  Result<int> wait_status = run_function_child(sandbox_child, &child);
+  bool timed_out = false;
+  const TimeLimit time_limit{seconds, &kill_sandbox_tree, &timed_out};
+  // Orphans of the sandbox come back to dunk, which must find them all
+  // when the time is up.
+  if (seconds != 0) prctl(PR_SET_CHILD_SUBREAPER, 1);
+  Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));
+  // What the program left running would outlive the time limit: the
+  // sandbox ends with its program.
+  if (seconds != 0 && !timed_out) kill_descendants();
   if (stats) report_stats(options, *stats, *wait_status);
+  if (learned != nullptr) {
+    const std::string reference =
+        options.policy_path.empty() ? "dunk's default policy" : "the policy " + options.policy_path;
+    const std::string text = sandbox::learn_policy(learned->calls(), &policy.value(), reference);
+    const bool written = write(learn_fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const int err = errno;
+    close(learn_fd);
+    if (!written) {
+      return fail(kExitCannotRun,
+                  fmt::format("sandbox: --learn: cannot write {}: {}", options.learn_path, std::strerror(err)));
+    }
+  }
+  if (timed_out) {
+    fmt::print(stderr, "dunk: {}: killed at the time limit ({} s, --time-limit)\n", options.command[0], seconds);
+    return kExitTimeLimit;
+  }
   if (WIFSIGNALED(*wait_status)) {
     const int sig = WTERMSIG(*wait_status);
     const char* name = abi::signal_name(sig);

@@ -1,4 +1,7 @@
+#include <algorithm>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "tools/command.h"
 #include "tools/sandbox.h"
@@ -19,8 +22,9 @@ Policy: an OCI runtime-spec seccomp object or a Docker seccomp profile;
 without --policy, dunk's built-in default (--print-default-policy).
 
 Exit status: PROG's; 128+N when signal N killed it (159, SIGSYS, when a
-policy violation did); 125 when the sandbox could not be set up, 126 when
-PROG cannot be executed, 127 when it is not found.)";
+policy violation did); 124 when --time-limit ended it; 125 when the sandbox
+could not be set up, 126 when PROG cannot be executed, 127 when it is not
+found.)";
 
 }  // namespace
 
@@ -41,12 +45,44 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_flag("--stats", options->stats, "After PROG: VM exits and system calls on stderr");
   app->add_option("--stats-json", options->stats_json_path, "After PROG: the same report as JSON into FILE")
       ->type_name("FILE");
-  app->add_option("--rlimit-cpu", options->rlimit_cpu,
-                  "At most this much CPU time: SIGXCPU, then SIGKILL a second later, as natively")
+  // ---- limits/network ----
+  constexpr const char* kLimitHelp[] = {
+      "Address space of PROG's mappings (served by dunk): mmap/brk past it fail with ENOMEM",
+      "CPU time: SIGXCPU, then SIGKILL a second later, as natively",
+      "No file written past this size: such a write raises SIGXFSZ, as natively",
+      "Descriptors: open() past the limit fails with EMFILE",
+      "Processes and threads of the user (the kernel's count; not for root): fork fails with EAGAIN",
+      "PROG's stack (at least 1 MiB): a deeper recursion dies of SIGSEGV",
+  };
+  for (std::size_t i = 0; i < options->rlimits.size(); ++i) {
+    const RlimitOption o = rlimit_option(i);
+    // nsjail's own spelling (--rlimit_as) as well.
+    std::string nsjail = o.name + 2;
+    std::replace(nsjail.begin(), nsjail.end(), '-', '_');
+    app->add_option(std::string(o.name) + ",--" + nsjail, options->rlimits[i],
+                    std::string(kLimitHelp[i]) + " (nsjail's value: a number, max/hard, def/soft or inf)")
+        ->type_name(o.unit_name);
+  }
+  app->add_option("--time-limit,--time_limit", options->time_limit,
+                  "Wall-clock limit: then the whole sandboxed tree is killed and dunk exits 124 (0: none)")
       ->type_name("SECONDS");
-  app->add_option("--rlimit-fsize", options->rlimit_fsize,
-                  "No file written past this size: such a write raises SIGXFSZ, as natively")
-      ->type_name("MiB");
+  app->add_option("--max-threads", options->max_threads,
+                  "Threads a process may run besides its first: one more fails with EAGAIN, reported")
+      ->type_name("N");
+  app->add_flag("--unshare-net", options->unshare_net,
+                "No network: sockets of AF_UNIX only (plus what --allow-connect/--allow-bind name), no abstract "
+                "AF_UNIX names");
+  app->add_option("--allow-connect", options->allow_connect,
+                  "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
+                  "others fail with EPERM, reported")
+      ->type_name("ADDR[/PREFIX]:PORT");
+  app->add_option("--allow-bind", options->allow_bind,
+                  "Bind and listen only on these ports (repeatable); others fail with EACCES, reported")
+      ->type_name("PORT");
+  app->add_option("--learn", options->learn_path,
+                  "Run PROG allowing every call, then write the smallest policy that lets this run pass "
+                  "(rerun with --policy FILE)")
+      ->type_name("FILE");
   app->add_option("PROG", options->command, "The program (PATH is searched), then its arguments")
       ->type_name("[ARGS]");
   return Command{app, [options] { return run_sandbox_command(*options); }, /*takes_command_line=*/true};

@@ -1,7 +1,9 @@
 #include "tools/supervise.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace dunk::cli {
 namespace {
@@ -109,8 +112,43 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
   _exit(err == ENOENT ? 127 : 126);
 }
 
+std::uint64_t now_ns() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<std::uint64_t>(now.tv_sec) * 1000000000u + static_cast<std::uint64_t>(now.tv_nsec);
+}
+
+// Whether the child ended (it stays waitable) before `deadline_ns`.
+bool ended_before(pid_t pid, std::uint64_t deadline_ns) {
+  const int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  for (;;) {
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT | WNOHANG) == 0 && info.si_pid == pid) break;
+    const std::uint64_t now = now_ns();
+    if (now >= deadline_ns) {
+      if (pidfd >= 0) close(pidfd);
+      return false;
+    }
+    // The pidfd becomes readable when the child ends; without one (a
+    // kernel before 5.3), a look every 10 ms.
+    const std::uint64_t left_ms = (deadline_ns - now + 999999) / 1000000;
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      poll(&p, 1, static_cast<int>(std::min<std::uint64_t>(left_ms, 1000)));
+    } else {
+      usleep(static_cast<useconds_t>(std::min<std::uint64_t>(left_ms, 10) * 1000));
+    }
+  }
+  if (pidfd >= 0) close(pidfd);
+  return true;
+}
+
 // Waits for the child; stops forwarding signals to it before reaping it.
-Result<int> wait_for(pid_t pid) {
+Result<int> wait_for(pid_t pid, const TimeLimit* limit) {
+  if (limit != nullptr && limit->seconds != 0 &&
+      !ended_before(pid, now_ns() + std::min<std::uint64_t>(limit->seconds, 1u << 30) * 1000000000u)) {
+    limit->expired(pid, limit->cookie);
+  }
   siginfo_t info{};
   while (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0) {
     if (errno != EINTR) return Error{"waitid failed", errno};
@@ -138,10 +176,10 @@ Result<int> run_child(const std::string& path, const std::vector<std::string>& a
   if (pid < 0) return Error{"fork failed", errno};
   if (pid == 0) exec_child(path.c_str(), c_argv.data(), c_shell.data(), c_envp.data(), signals);
   signals.child_started(pid);
-  return wait_for(pid);
+  return wait_for(pid, nullptr);
 }
 
-Result<int> run_function_child(int (*child)(void*), void* arg) {
+Result<int> run_function_child(int (*child)(void*), void* arg, const TimeLimit* limit) {
   SignalScope signals;
   pid_t pid = fork();
   if (pid < 0) return Error{"fork failed", errno};
@@ -152,7 +190,7 @@ Result<int> run_function_child(int (*child)(void*), void* arg) {
     _exit(child(arg));
   }
   signals.child_started(pid);
-  return wait_for(pid);
+  return wait_for(pid, limit);
 }
 
 void end_like(int wait_status) {

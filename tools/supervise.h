@@ -3,6 +3,9 @@
 // the same signal.
 #pragma once
 
+#include <sys/types.h>
+
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -18,10 +21,18 @@ namespace dunk::cli {
 Result<int> run_child(const std::string& path, const std::vector<std::string>& argv,
                       const std::vector<std::string>& envp);
 
+// A wall-clock limit on the child: when `seconds` pass before it ends,
+// `expired(child, cookie)` runs (it kills what must die) and the wait goes on.
+struct TimeLimit {
+  std::uint64_t seconds = 0;
+  void (*expired)(pid_t child, void* cookie) = nullptr;
+  void* cookie = nullptr;
+};
+
 // Forks; the child runs `child(arg)` with dunk's original signal mask and
 // dispositions and exits with what it returns (or never returns). Signals
 // are managed as for run_child. Returns the child's wait status.
-Result<int> run_function_child(int (*child)(void*), void* arg);
+Result<int> run_function_child(int (*child)(void*), void* arg, const TimeLimit* limit = nullptr);
 
 // Ends dunk the way the child ended: exit(code), or death by the same signal
 // (without a core file of dunk's own).

@@ -98,7 +98,7 @@ Result<std::byte*> Arena::allocate_page() noexcept {
 Result<std::byte*> Arena::take_free_page() noexcept {
   LockGuard hold(lock_);
   FreePage* page = free_pages_;
-  if (page == nullptr) return Error{"dunk arena: no committed page-table page in reserve", ENOMEM};
+  if (page == nullptr) return Error{kReserveEmpty, ENOMEM};
   free_pages_ = page->next;
   --free_count_;
   std::memset(page, 0, kPage);

@@ -63,7 +63,9 @@ class Arena {
   void free_page(std::byte* page) noexcept;
   // A page from the free list only: never a system call (which, from guest
   // code holding the mirror's lock, would deadlock on the monitor's side).
+  // Fails with kReserveEmpty when the list is empty.
   Result<std::byte*> take_free_page() noexcept;
+  static constexpr const char* kReserveEmpty = "dunk arena: no committed page-table page in reserve";
   // Commits pages so that at least `count` wait on the free list (one
   // mprotect at most).
   Status stock_pages(std::size_t count) noexcept;

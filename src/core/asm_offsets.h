@@ -7,6 +7,10 @@
 #define SYSCALL_NR 0
 #define SYSCALL_ARGS 8
 
+// What dunk_forward_syscall and dunk_int80 return for a call the guest
+// restarts after its handler (core/signals.h, kRestartGuestSyscall).
+#define RESTART_GUEST_SYSCALL (-512)
+
 // struct CloneCall (core/thread_start.h), the argument block of
 // dunk_clone_native and dunk_clone_thread.
 #define CALL_NR 0

@@ -222,19 +222,27 @@ dunk_run_on_stack:
   ud2
   .size dunk_run_on_stack, . - dunk_run_on_stack
 
-// long dunk_forward_syscall(const Syscall* call /*rdi*/);
+// long dunk_forward_syscall(const Syscall* call /*rdi*/,
+//                           const uint32_t* signal_arrived /*rsi*/);
 //
 // The system call the guest asked for, made on the host: RAX and the six
-// arguments of a struct Syscall (core/syscall.h). Its SYSCALL
-// instruction has a name of its own: when a host signal interrupts the call
-// and the kernel rewinds it for a restart, the host handler finds RIP there
-// (see dunk_host_signal_handler) and makes the guest restart it instead.
+// arguments of a struct Syscall (core/syscall.h) — unless a signal for the
+// guest has arrived since the monitor last delivered (*signal_arrived,
+// CpuSignals::arrived): then it returns kRestartGuestSyscall without making
+// the call, so that the guest's handler runs first and the call is made
+// after it, with the mask the handler's return restores. The check and the
+// SYSCALL have names of their own: when a host signal interrupts the stub
+// between them, or the call itself and the kernel rewinds it for a
+// restart, the host handler finds RIP in [check, insn] (see
+// dunk_host_signal_handler) and makes the stub return kRestartGuestSyscall.
   .globl dunk_forward_syscall
+  .globl dunk_forward_syscall_check
   .globl dunk_forward_syscall_insn
   .globl dunk_forward_syscall_done
   .type dunk_forward_syscall, @function
   .p2align 4
 dunk_forward_syscall:
+  movq %rsi, %r11
   movq SYSCALL_NR(%rdi), %rax
   movq SYSCALL_ARGS + 8(%rdi), %rsi
   movq SYSCALL_ARGS + 16(%rdi), %rdx
@@ -242,19 +250,27 @@ dunk_forward_syscall:
   movq SYSCALL_ARGS + 32(%rdi), %r8
   movq SYSCALL_ARGS + 40(%rdi), %r9
   movq SYSCALL_ARGS + 0(%rdi), %rdi
+dunk_forward_syscall_check:
+  cmpl $0, (%r11)
+  jne 1f
 dunk_forward_syscall_insn:
   syscall
 dunk_forward_syscall_done:
   ret
+1:
+  movq $RESTART_GUEST_SYSCALL, %rax
+  ret
   .size dunk_forward_syscall, . - dunk_forward_syscall
 
-// long dunk_int80(const Syscall* call /*rdi*/);
+// long dunk_int80(const Syscall* call /*rdi*/,
+//                 const uint32_t* signal_arrived /*rsi*/);
 //
 // A 32-bit system call (`int $0x80`) the guest made, made on the host the
 // same way: number in EAX, arguments in EBX, ECX, EDX, ESI, EDI, EBP. Its
-// INT instruction is named for the host signal handler, like the SYSCALL of
-// dunk_forward_syscall.
+// check and its INT instruction are named for the host signal handler,
+// like those of dunk_forward_syscall.
   .globl dunk_int80
+  .globl dunk_int80_check
   .globl dunk_int80_insn
   .globl dunk_int80_done
   .type dunk_int80, @function
@@ -262,6 +278,7 @@ dunk_forward_syscall_done:
 dunk_int80:
   pushq %rbx
   pushq %rbp
+  movq %rsi, %r11
   movq SYSCALL_NR(%rdi), %rax
   movq SYSCALL_ARGS + 0(%rdi), %rbx
   movq SYSCALL_ARGS + 8(%rdi), %rcx
@@ -269,12 +286,18 @@ dunk_int80:
   movq SYSCALL_ARGS + 24(%rdi), %rsi
   movq SYSCALL_ARGS + 40(%rdi), %rbp
   movq SYSCALL_ARGS + 32(%rdi), %rdi
+dunk_int80_check:
+  cmpl $0, (%r11)
+  jne 1f
 dunk_int80_insn:
   int $0x80
 dunk_int80_done:
   popq %rbp
   popq %rbx
   ret
+1:
+  movq $RESTART_GUEST_SYSCALL, %rax
+  jmp dunk_int80_done
   .size dunk_int80, . - dunk_int80
 
 // bool dunk_port_io(PortAccess* access /*rdi*/);

@@ -27,10 +27,6 @@
 #include "core/signal_frame.h"
 #include "core/text.h"
 
-extern "C" {
-long dunk_int80(const void* call);
-}
-
 namespace dunk::core {
 namespace {
 
@@ -117,9 +113,13 @@ void Monitor::serve_int80(TrapFrame& f) noexcept {
     f.rax = static_cast<std::uint64_t>(-ENOSYS);
     return;
   }
+  // An exit is made whatever signal arrives meanwhile: the vCPU is let go
+  // of first (HostKernel::finish).
+  static constexpr std::uint32_t kNever = 0;
+  const bool exits = nr == kIa32Exit || nr == kIa32ExitGroup;
   if (nr == kIa32Exit && threads_.thread_exits()) threads_.process_exits();
   if (nr == kIa32ExitGroup) threads_.process_exits();
-  const long ret = dunk_int80(&call);
+  const long ret = dunk_int80(&call, exits ? &kNever : &cpu_.signals.arrived);
   // Like a forwarded call the kernel would restart after a handler: the
   // handler runs first, then the guest's INT again (also 2 bytes).
   if (ret == kRestartGuestSyscall) {

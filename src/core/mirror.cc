@@ -606,41 +606,60 @@ Status Mirror::check_user_range(unsigned id, Gva va, std::uint64_t size) noexcep
 }
 
 
+template <class Edit>
+Status Mirror::user_edit(std::uint64_t size, Edit edit) noexcept {
+  // The stock is committed before the lock is taken (guest code may not
+  // make a system call holding it), so an edit on another thread may take
+  // it first, and this one runs dry part way. Every user edit can be made
+  // again over its own partial result (it sets entries to what they must
+  // be; the tables it created stay and are not needed again), so it is:
+  // each attempt needs fewer new tables than the one before.
+  constexpr int kAttempts = 8;
+  for (int attempt = 1;; ++attempt) {
+    DUNK_TRY(stock_tables(size));
+    Status done = [&] {
+      UserEdit hold(lock_, reserve_only_, user_edits_);
+      return edit();
+    }();
+    if (done || done.error().what != Arena::kReserveEmpty || attempt == kAttempts) return done;
+  }
+}
+
 Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arch::PageAttributes attrs,
                         arch::PageSize largest) noexcept {
   assign_eagerly();
-  DUNK_TRY(stock_tables(size));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  DUNK_TRY(check_user_range(id, va, size));
   attrs.software = static_cast<std::uint8_t>(Owner::kUser);
-  const std::uint64_t chunk = gpa_->chunk_size();
-  for (std::uint64_t done = 0; done < size;) {
-    const Hva piece = memory + done;
-    const std::uint64_t n = std::min(size - done, piece.align_down(chunk) + chunk - piece);
-    DUNK_TRY(make_resident(piece));
-    DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest));
-    done += n;
-  }
-  return {};
+  return user_edit(size, [&]() -> Status {
+    DUNK_TRY(check_user_range(id, va, size));
+    const std::uint64_t chunk = gpa_->chunk_size();
+    for (std::uint64_t done = 0; done < size;) {
+      const Hva piece = memory + done;
+      const std::uint64_t n = std::min(size - done, piece.align_down(chunk) + chunk - piece);
+      DUNK_TRY(make_resident(piece));
+      DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest));
+      done += n;
+    }
+    return {};
+  });
 }
 
 Status Mirror::user_unmap(unsigned id, Gva va, std::uint64_t size) noexcept {
   assign_eagerly();
-  DUNK_TRY(stock_tables(0));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  DUNK_TRY(check_user_range(id, va, size));
-  return trees_[id]->unmap(va, size, arch::PageTableEntry::marker(static_cast<std::uint8_t>(Owner::kUser)));
+  return user_edit(0, [&]() -> Status {
+    DUNK_TRY(check_user_range(id, va, size));
+    return trees_[id]->unmap(va, size, arch::PageTableEntry::marker(static_cast<std::uint8_t>(Owner::kUser)));
+  });
 }
 
 Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageAttributes attrs,
                             bool present) noexcept {
   assign_eagerly();
-  DUNK_TRY(stock_tables(0));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  DUNK_TRY(check_user_range(id, va, size));
-  if (!present) return trees_[id]->hide(va, size, static_cast<std::uint8_t>(Owner::kUser));
   attrs.software = static_cast<std::uint8_t>(Owner::kUser);
-  return trees_[id]->protect(va, size, attrs);
+  return user_edit(0, [&]() -> Status {
+    DUNK_TRY(check_user_range(id, va, size));
+    if (!present) return trees_[id]->hide(va, size, static_cast<std::uint8_t>(Owner::kUser));
+    return trees_[id]->protect(va, size, attrs);
+  });
 }
 
 Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
@@ -712,12 +731,12 @@ Status Mirror::split_in_tree(arch::PageTable& tree, Hva start, std::uint64_t siz
 
 Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {
   assign_eagerly();
-  DUNK_TRY(stock_tables(size));
-  UserEdit edit(lock_, reserve_only_, user_edits_);
-  DUNK_TRY(check_user_range(id, va, size));
-  DUNK_TRY(trees_[id]->unmap(va, size));
-  // Mirrored from the host again (in every tree; the others' kUser entries stay).
-  return sync_locked(identity_hva(va), identity_hva(va) + size);
+  return user_edit(size, [&]() -> Status {
+    DUNK_TRY(check_user_range(id, va, size));
+    DUNK_TRY(trees_[id]->unmap(va, size));
+    // Mirrored from the host again (in every tree; the others' kUser entries stay).
+    return sync_locked(identity_hva(va), identity_hva(va) + size);
+  });
 }
 
 }  // namespace dunk::core

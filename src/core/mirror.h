@@ -253,6 +253,11 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // The same, or those a hidden leaf of a chunk not resident holds.
   std::optional<int> mirrored_protection(arch::PageTable& tree, Hva address) noexcept;
   Status check_user_range(unsigned tree, Gva va, std::uint64_t size) noexcept;
+  // Runs `edit` (an edit of `size` bytes made by guest code) under the lock
+  // with tables from the arena's reserve only, stocked first; again,
+  // stocked again, when another thread's edit took the stock meanwhile.
+  template <class Edit>
+  Status user_edit(std::uint64_t size, Edit edit) noexcept;
   bool owned_by_program(arch::PageTable& tree, Hva address) noexcept;
   Status sync_locked(Hva start, Hva end) noexcept;
   // Mirrors the host mapping that holds `address` after asking the kernel

@@ -45,6 +45,7 @@ Monitor::Monitor(Machine& machine, Cpu& cpu) noexcept
     : machine_(machine),
       cpu_(cpu),
       registers_(cpu.vcpu, machine.xsave_size()),
+      host_(&cpu.signals.arrived),
       threads_(machine, cpu),
       tracer_(machine.strace_fd()),
       process_{.dunk_fds = machine.dunk_fds(),
@@ -140,10 +141,15 @@ void Monitor::run() noexcept {
   kvm_run& run_page = *cpu_.vcpu.run_page();
   for (;;) {
     // Cleared before looking at the queue: a signal that arrives after the
-    // look sets it again and makes KVM_RUN return at once.
+    // look sets them again, which makes KVM_RUN return at once and the
+    // next forwarded call wait for the guest's handler.
     run_page.immediate_exit = 0;
+    cpu_.signals.arrived = 0;
     debug_checkpoint();
     deliver_pending();
+    // Stepping the guest out of dunk's entry code to deliver: if that code
+    // is on its way to a system call, the call waits for the handler too.
+    if (cpu_.signals.stepping && !cpu_.signals.empty()) cpu_.signals.arrived = 1;
     follow_host_cpu();
     if (cpu_.ldt_generation != machine_.ldt().generation()) load_ldt();
     stats.add(stats.kvm_runs);

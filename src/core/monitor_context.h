@@ -58,10 +58,19 @@ class ProcessMemory final : public GuestMemory {
 // The host kernel, called directly (the monitor rules: no libc).
 class LinuxHost final : public HostKernel {
  public:
-  long forward(const Syscall& call) noexcept override { return dunk_forward_syscall(&call); }
+  // `signal_arrived`: the thread's CpuSignals::arrived, which stops a
+  // forwarded call that a signal for the guest overtook (without one,
+  // every call is made).
+  explicit LinuxHost(const volatile std::uint32_t* signal_arrived = &kNever) noexcept : arrived_(signal_arrived) {}
+  long forward(const Syscall& call) noexcept override { return dunk_forward_syscall(&call, arrived_); }
+  long finish(const Syscall& call) noexcept override { return dunk_forward_syscall(&call, &kNever); }
   long call(long nr, long a0, long a1, long a2, long a3, long a4, long a5) noexcept override {
     return sys::call(nr, a0, a1, a2, a3, a4, a5);
   }
+
+ private:
+  static constexpr std::uint32_t kNever = 0;
+  const volatile std::uint32_t* arrived_;
 };
 
 }  // namespace dunk::core

@@ -59,6 +59,7 @@ void CpuSignals::reset() noexcept {
   deferred.store(0, std::memory_order_relaxed);
   altstack = abi::kNoSignalStack;
   stepping = false;
+  arrived = 0;
 }
 
 int signal_number(const PendingSignal& p) noexcept {
@@ -169,19 +170,24 @@ namespace {
   dunk_run_on_stack(cpu.monitor_stack_top, &resume_in_vm, &cpu);
 }
 
-// A forwarded system call the kernel has rewound for a restart, or has not
-// started, when a signal interrupted it: it is the guest's to restart (both
-// instructions are two bytes long).
+// A forwarded system call not made yet (between its stub's look at
+// CpuSignals::arrived and its SYSCALL or INT), or one the kernel has rewound
+// for a restart, when a signal interrupted it: it is the guest's to restart
+// after its handler. The stub returns as if the call had said so.
 void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
-  if (uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_forward_syscall_insn) ||
-      uc.mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_int80_insn)) {
-    uc.mcontext.rip += 2;
+  const auto at = [&](const char* check, const char* insn) {
+    return uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(check) &&
+           uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(insn);
+  };
+  if (at(dunk_forward_syscall_check, dunk_forward_syscall_insn)) {
+    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
+    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+  } else if (at(dunk_int80_check, dunk_int80_insn)) {
+    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_int80_done);
     uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
   }
 }
 
-// The calling thread's Cpu, also for a thread made without TLS of its own
-// (no CLONE_SETTLS), which finds its creator's Cpu there.
 // See take_signals_deferred_in_fork_child.
 std::atomic<std::uint64_t> deferred_in_fork_child{0};
 
@@ -204,6 +210,8 @@ bool defer_in_fork_child(int sig, const void* info, abi::Ucontext& uc) noexcept 
   return true;
 }
 
+// The calling thread's Cpu, also for a thread made without TLS of its own
+// (no CLONE_SETTLS), which finds its creator's Cpu there.
 Cpu* calling_threads_cpu() noexcept {
   Cpu* cpu = current_cpu();
   if (cpu == nullptr) return nullptr;
@@ -264,10 +272,13 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     text.append("dunk: fatal: signal ").dec(sig).append(" in dunk's monitor at rip=").hex(uc->mcontext.rip);
     die_by_signal(SIGABRT, text.append("\n").c_str());
   }
-  // A forwarded call being restarted: the guest restarts it after its
-  // handler ran.
+  // A forwarded call not made yet, or being restarted: the guest restarts
+  // it after its handler ran; one the monitor is about to make is not made
+  // (CpuSignals::arrived): it would see the handler's mask, set below, as
+  // the thread's before the handler has run.
   restart_forwarded_call_in_guest(*uc);
   CpuSignals& s = cpu->signals;
+  s.arrived = 1;
   const std::uint32_t tail = s.tail.load(std::memory_order_relaxed);
   if (tail - s.head.load(std::memory_order_acquire) >= CpuSignals::kQueue) {
     s.deferred.fetch_or(abi::sigbit(sig), std::memory_order_relaxed);

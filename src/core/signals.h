@@ -25,6 +25,7 @@
 #include <cstdint>
 
 #include "abi/signal.h"
+#include "core/asm_offsets.h"
 
 namespace dunk::core {
 
@@ -77,13 +78,22 @@ struct CpuSignals {
   // The monitor is single-stepping the guest out of dunk's entry code to
   // deliver a signal at an instruction boundary of the program.
   bool stepping = false;
+  // Set by the host handler when it queues (or defers) a signal; cleared
+  // by the monitor before it delivers what is queued. A forwarded call
+  // finds it set and is not made: the guest restarts it after its handler
+  // (dunk_forward_syscall). Written by a signal handler on this thread,
+  // read on the same thread: volatile is the whole protocol.
+  volatile std::uint32_t arrived = 0;
 
   bool empty() const noexcept {
     return head.load(std::memory_order_acquire) == tail.load(std::memory_order_acquire);
   }
   // Whether anything waits for delivery, queued or deferred.
   bool pending() const noexcept { return !empty() || deferred.load(std::memory_order_relaxed) != 0; }
-  // For a thread starting on this Cpu: nothing pending, no alternate stack.
+  // For a thread starting on this Cpu (a new thread, or a fork child on
+  // its copy of the forking thread's): nothing pending, nothing arrived
+  // (a copy may hold a signal the parent's handler queued), no alternate
+  // stack.
   void reset() noexcept;
 };
 
@@ -118,19 +128,26 @@ extern "C" {
 void dunk_host_signal_handler(int sig, void* info, void* ucontext);
 void dunk_host_signal_restorer();
 // A forwarded system call, a struct Syscall (core/syscall.h): RAX, then the
-// six arguments. The SYSCALL instruction is at dunk_forward_syscall_insn,
-// the instruction after it at dunk_forward_syscall_done, so the host handler
-// can tell a call the kernel has rewound for a restart.
-long dunk_forward_syscall(const void* call);
+// six arguments — made only if `*signal_arrived` (CpuSignals::arrived) is
+// clear when the stub looks, at dunk_forward_syscall_check. Between that
+// look and the SYSCALL instruction (dunk_forward_syscall_insn; the one
+// after it is dunk_forward_syscall_done) the call is not made yet, so the
+// host handler can turn it into a restart (restart_forwarded_call_in_guest).
+long dunk_forward_syscall(const void* call, const volatile std::uint32_t* signal_arrived);
+extern const char dunk_forward_syscall_check[];
 extern const char dunk_forward_syscall_insn[];
 extern const char dunk_forward_syscall_done[];
-// The same for a 32-bit call the guest made with `int $0x80` (dunk_int80).
+// The same for a 32-bit call the guest made with `int $0x80`.
+long dunk_int80(const void* call, const volatile std::uint32_t* signal_arrived);
+extern const char dunk_int80_check[];
 extern const char dunk_int80_insn[];
+extern const char dunk_int80_done[];
 }
 
-// What dunk_forward_syscall returns when the host handler took a signal for
-// a call the kernel would restart: ERESTARTSYS, which never reaches user
-// space natively.
-inline constexpr long kRestartGuestSyscall = -512;
+// What dunk_forward_syscall returns when the call is the guest's to restart
+// after a handler: a signal came first, or the kernel would restart it
+// after the signal's handler. ERESTARTSYS, which never reaches user space
+// natively.
+inline constexpr long kRestartGuestSyscall = RESTART_GUEST_SYSCALL;
 
 }  // namespace dunk::core

@@ -136,11 +136,15 @@ class GuestMemory {
 };
 
 // The host kernel. `forward` performs the guest's call as the guest made it
-// (it returns kRestartGuestSyscall when a signal the guest must see first
-// interrupted it); `call` makes a system call on dunk's own behalf.
+// (it returns kRestartGuestSyscall, without making the call, when a signal
+// the guest must see first came before it or interrupted it); `finish`
+// performs it whatever arrives meanwhile, for the calls the thread does not
+// come back from (exit, exit_group: the monitor has let go of the vCPU);
+// `call` makes a system call on dunk's own behalf.
 class HostKernel {
  public:
   virtual long forward(const Syscall& call) noexcept = 0;
+  virtual long finish(const Syscall& call) noexcept = 0;
   virtual long call(long nr, long a0 = 0, long a1 = 0, long a2 = 0, long a3 = 0, long a4 = 0,
                     long a5 = 0) noexcept = 0;
 

@@ -3,6 +3,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sandbox/policy.h"
@@ -10,7 +11,8 @@
 
 namespace dunk::sandbox {
 
-std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference) {
+std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference,
+                         std::string_view reference_name) {
   // The first arguments of each call, in number order.
   std::map<int, const Args*> first;
   for (const ObservedCall& c : calls) first.emplace(c.nr, &c.first_args);
@@ -60,8 +62,26 @@ std::string learn_policy(std::span<const ObservedCall> calls, const Policy* refe
     Json rule;
     rule["names"] = beyond;
     rule["action"] = "SCMP_ACT_ALLOW";
-    rule["comment"] = "calls the learning run made that dunk's default policy denies with the "
-                      "arguments they were first made with";
+    rule["comment"] = "calls the learning run made that " + std::string(reference_name) +
+                      " denies with the arguments they were first made with";
+    rules.push_back(rule);
+  }
+  // A program of more than one thread or process waits on a futex when a
+  // lock or a wait is contended, which depends on timing: a run that never
+  // met contention still needs the call the next time.
+  const auto made = [&](std::string_view name) {
+    return std::any_of(first.begin(), first.end(), [&](const auto& call) {
+      const char* n = x86_64_name(call.first);
+      return n != nullptr && name == n;
+    });
+  };
+  if (!made("futex") && (made("clone") || made("clone3") || made("fork") || made("vfork"))) {
+    Json rule;
+    rule["names"] = Json::array({"futex"});
+    rule["action"] = "SCMP_ACT_ALLOW";
+    rule["comment"] =
+        "not made by the learning run, which made other threads or processes: their futex waits come with "
+        "contention, which depends on timing";
     rules.push_back(rule);
   }
   policy["syscalls"] = rules;

@@ -114,6 +114,9 @@ void sys_mremap(ProgramThread& t, const abi::Call& call) noexcept {
   LockGuard hold(region.lock());
   if (!region.all_mapped(old_address, old_address + old_size)) return answer(t, -EFAULT);
   const bool keep_old = (flags & MREMAP_DONTUNMAP) != 0;
+  // RLIMIT_AS (limits.h): what the program's mappings grow by.
+  const std::uint64_t kept = keep_old ? 0 : old_size;
+  if (new_size > kept && !region.may_grow(new_size - kept)) return answer(t, -ENOMEM);
   auto move_to = [&](std::uint64_t at) {
     const long ret = sys::call(SYS_mremap, static_cast<long>(old_address), static_cast<long>(old_size),
                                static_cast<long>(new_size), static_cast<long>(flags | MREMAP_MAYMOVE | MREMAP_FIXED),
@@ -197,6 +200,7 @@ void sys_shmat(ProgramThread& t, const abi::Call& call) noexcept {
     if (!free) return answer(t, -ENOMEM);
     address = *free;
   }
+  if (!s.region.fits(address, address + size)) return answer(t, -ENOMEM);  // RLIMIT_AS (limits.h)
   // SHM_REMAP: the segment replaces the reservation (or the program's own
   // mapping the program asked to replace).
   const long ret = sys::call(SYS_shmat, id, static_cast<long>(address), flags | SHM_REMAP);

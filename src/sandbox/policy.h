@@ -222,7 +222,9 @@ struct ObservedCall {
 // grouped: the calls `reference` (dunk's default, normally) would also have
 // allowed with the arguments they were first made with, then, in a rule of
 // their own with a comment, those it would have denied — what the run needed
-// beyond the reference. Deterministic; loads back with load_policy_text.
-std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference);
+// beyond the reference (`reference_name` in its comment). Deterministic;
+// loads back with load_policy_text.
+std::string learn_policy(std::span<const ObservedCall> calls, const Policy* reference,
+                         std::string_view reference_name = "dunk's default policy");
 
 }  // namespace dunk::sandbox

@@ -110,8 +110,13 @@ void start_thread(ProgramThread& t, const abi::Call& call, const CloneRequest& r
     return refuse(t, call, -EFAULT, "a thread's stack or tid pointer outside the program's memory");
   }
   if ((r.flags & CLONE_SETTLS) != 0 && r.tls >= kTaskSizeMax) return answer(t, -EPERM);
+  if (!claim_thread_slot(t, call)) return;  // --max-threads (limits.h)
   auto* child = new (std::nothrow) ProgramThread();
-  if (child == nullptr || child->fpu == nullptr) return answer(t, -ENOMEM);
+  if (child == nullptr || child->fpu == nullptr) {
+    delete child;
+    release_thread_slot();
+    return answer(t, -ENOMEM);
+  }
   // The parent's registers at the SYSCALL, RAX 0, the new stack; the FPU
   // state as the parent has it; no alternate stack (the kernel clears it
   // for a CLONE_VM child).
@@ -127,6 +132,7 @@ void start_thread(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   const long tid = start_program_thread(child, (r.flags & CLONE_PARENT_SETTID) != 0 ? r.parent_tid : 0);
   if (tid < 0) {
     delete child;
+    release_thread_slot();
     return answer(t, tid);
   }
   answer(t, tid);
@@ -151,8 +157,10 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   // the child finds them free and consistent.
   s.region.lock().lock();
   s.signal_lock.lock();
+  s.limits.lock().lock();
   const pid_t pid = fork();
   if (pid != 0) {
+    s.limits.lock().unlock();
     s.signal_lock.unlock();
     s.region.lock().unlock();
     if (pid < 0) return answer(t, -errno);
@@ -165,6 +173,7 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   // The child: one thread, a VM of its own.
   s.signal_lock.reset_after_fork();
   s.region.lock().reset_after_fork();
+  s.limits.reset_after_fork();
   s.threads.store(1);
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
   s.reporter.reset_after_fork(static_cast<long>(s.pid));

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <cerrno>
 
 #include "base/proc_maps.h"
 #include "base/syscall.h"
@@ -68,6 +69,22 @@ bool Region::none_mapped(std::uint64_t start, std::uint64_t end) const noexcept 
   return it == used_.end() || it->first >= end;
 }
 
+std::uint64_t Region::mapped_within(std::uint64_t start, std::uint64_t end) const noexcept {
+  std::uint64_t bytes = 0;
+  auto it = used_.upper_bound(start);
+  if (it != used_.begin()) --it;
+  for (; it != used_.end() && it->first < end; ++it) {
+    const std::uint64_t a = std::max(it->first, start), b = std::min(it->second, end);
+    if (a < b) bytes += b - a;
+  }
+  return bytes;
+}
+
+bool Region::fits(std::uint64_t start, std::uint64_t end) const noexcept {
+  if (start >= end) return true;
+  return may_grow((end - start) - mapped_within(start, end));
+}
+
 void Region::note_mapped(std::uint64_t start, std::uint64_t end) noexcept {
   if (start >= end) return;
   // Merge with every range it touches.
@@ -76,9 +93,11 @@ void Region::note_mapped(std::uint64_t start, std::uint64_t end) noexcept {
   while (it != used_.end() && it->first <= end) {
     start = std::min(start, it->first);
     end = std::max(end, it->second);
+    mapped_bytes_ -= it->second - it->first;
     it = used_.erase(it);
   }
   used_.emplace(start, end);
+  mapped_bytes_ += end - start;
 }
 
 void Region::note_unmapped(std::uint64_t start, std::uint64_t end) noexcept {
@@ -92,8 +111,15 @@ void Region::note_unmapped(std::uint64_t start, std::uint64_t end) noexcept {
       continue;
     }
     it = used_.erase(it);
-    if (a < start) used_.emplace(a, start);
-    if (b > end) used_.emplace(end, b);
+    mapped_bytes_ -= b - a;
+    if (a < start) {
+      used_.emplace(a, start);
+      mapped_bytes_ += start - a;
+    }
+    if (b > end) {
+      used_.emplace(end, b);
+      mapped_bytes_ += b - end;
+    }
   }
 }
 
@@ -127,6 +153,7 @@ Status Region::reserve_range(std::uint64_t address, std::uint64_t size) noexcept
 
 long Region::map(std::uint64_t address, std::uint64_t size, int prot, int flags, int fd,
                  std::uint64_t offset) noexcept {
+  if (!fits(address, address + size)) return -ENOMEM;
   const long ret = sys::call(SYS_mmap, static_cast<long>(address), static_cast<long>(size), prot,
                              (flags & ~MAP_FIXED_NOREPLACE) | MAP_FIXED, fd, static_cast<long>(offset));
   if (sys::failed(ret)) {
@@ -172,6 +199,7 @@ void Region::heal(std::uint64_t start, std::uint64_t end) noexcept {
 void Region::clear() noexcept {
   (void)reserve_range(start_, end_ - start_);
   used_.clear();
+  mapped_bytes_ = 0;
   mmap_top_ = end_;
 }
 

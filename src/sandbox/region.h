@@ -74,8 +74,9 @@ class Region {
   std::uint64_t mmap_top() const noexcept { return mmap_top_; }
   void set_mmap_top(std::uint64_t top) noexcept { mmap_top_ = top; }
 
-  // Host mappings: the kernel's mmap at a fixed address inside the region,
-  // and the way back to the reservation. Both keep the bookkeeping.
+  // Host mappings: the kernel's mmap at a fixed address inside the region
+  // (-ENOMEM, without a host call, past the RLIMIT_AS below), and the way
+  // back to the reservation. Both keep the bookkeeping.
   long map(std::uint64_t address, std::uint64_t size, int prot, int flags, int fd, std::uint64_t offset) noexcept;
   Status unmap(std::uint64_t address, std::uint64_t size) noexcept;
   // Re-reads [start, end) from /proc/self/maps after a host call that failed
@@ -84,6 +85,16 @@ class Region {
   void heal(std::uint64_t start, std::uint64_t end) noexcept;
   // Everything back to the reservation (execve).
   void clear() noexcept;
+
+  // ---- RLIMIT_AS (limits.h): the program's mappings, counted ----
+  // The bytes of the program's mappings; the most they may take.
+  std::uint64_t mapped_bytes() const noexcept { return mapped_bytes_; }
+  void set_address_space_limit(std::uint64_t bytes) noexcept { as_limit_ = bytes; }
+  // Whether mapping [start, end) (parts already mapped count once) keeps the
+  // program within its RLIMIT_AS. map() checks it itself.
+  bool fits(std::uint64_t start, std::uint64_t end) const noexcept;
+  // Whether `bytes` more keep it within.
+  bool may_grow(std::uint64_t bytes) const noexcept { return bytes <= as_limit_ && mapped_bytes_ <= as_limit_ - bytes; }
 
  private:
   Status reserve_range(std::uint64_t address, std::uint64_t size) noexcept;
@@ -94,6 +105,10 @@ class Region {
   Lock lock_;
   // The program's mappings, merged: start -> end.
   std::map<std::uint64_t, std::uint64_t> used_;
+  std::uint64_t mapped_bytes_ = 0;  // their total
+  std::uint64_t as_limit_ = ~std::uint64_t{0};
+  // The bytes of [start, end) that are the program's.
+  std::uint64_t mapped_within(std::uint64_t start, std::uint64_t end) const noexcept;
 };
 
 }  // namespace dunk::sandbox

@@ -16,6 +16,9 @@
 #include <string>
 #include <vector>
 
+#include "sandbox/call_log.h"
+#include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/policy.h"
 #include "sandbox/report.h"
 
@@ -37,6 +40,10 @@ struct SandboxOptions {
   std::string path;                // the program, as execve() would take it
   std::vector<std::string> argv;   // argv[0] included
   std::vector<std::string> envp;
+  // ---- limits/network ----
+  LimitSettings limits;  // limits.h; the host limits are set by the caller
+  const NetworkPolicy* network = nullptr;  // network.h; null or inactive: no decision
+  CallLog* learn = nullptr;  // --learn: where every call the program makes is noted (shared memory)
 };
 
 // Why the sandbox could not start, and the exit status for it: 125 (the

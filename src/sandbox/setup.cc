@@ -82,6 +82,10 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   if (options.log_fd != 2) add_sandbox_fd(options.log_fd);
   // First: nothing of dunk's may ever be mapped in the region.
   if (Status st = s.region.reserve(); !st) return failure(125, "cannot reserve the untrusted region", st.error());
+  s.limits.configure(options.limits);
+  if (options.network != nullptr && options.network->active()) s.network = options.network;
+  s.learn = options.learn;
+  s.region.set_address_space_limit(s.limits.address_space().rlim_cur);
   // Before enter(): the mirror sees the page-fault handler when it starts.
   if (Status st = install_user_access(); !st) return failure(125, "cannot install the supervisor's fault handlers", st.error());
   if (Status st = enter(EnterOptions{.follow_fork = true}); !st) {

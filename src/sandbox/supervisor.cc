@@ -267,6 +267,10 @@ void serve_call(ProgramThread& t) noexcept {
   }
   const int nr = abi::kernel_number(f.rax);
   Sandbox& s = sandbox();
+  // limits/network: --learn notes every call the program makes (call_log.h).
+  if (s.learn != nullptr) {
+    s.learn->note(nr, Args{call.args[0], call.args[1], call.args[2], call.args[3], call.args[4], call.args[5]});
+  }
   const Decision d = s.policy->decide(nr, Args{call.args[0], call.args[1], call.args[2], call.args[3],
                                                  call.args[4], call.args[5]});
   const Action action = effective(d);
@@ -319,6 +323,10 @@ long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
   // The number as the kernel decodes it: RAX's high half never reaches the
   // monitor (where dunk's private calls live).
   rewritten.number = static_cast<std::uint32_t>(call.number);
+  // limits/network: --unshare-net, --allow-connect, --allow-bind, decided on the copies (network.h).
+  if (s.network != nullptr) {
+    if (const long err = decide_network(t, call, rewritten); err != 0) return err;
+  }
   if (!s.reporter.empty() && !touches_nothing(entry.walk.call)) s.reporter.flush();
   long ret = dunk_sandbox_forward(&rewritten);
   if (ret == kRestartForSignal) return ret;
@@ -416,6 +424,10 @@ constexpr Row kRows[] = {
     {SYS_prctl, &sys_prctl},
     {SYS_userfaultfd, &sys_userfaultfd},
     {SYS_modify_ldt, &sys_modify_ldt},
+    // limits/network
+    {SYS_getrlimit, &sys_prlimit},
+    {SYS_setrlimit, &sys_prlimit},
+    {SYS_prlimit64, &sys_prlimit},
 };
 
 constexpr unsigned kTableSize = 512;
@@ -521,11 +533,10 @@ long start_program_thread(ProgramThread* t, std::uint64_t parent_tid) noexcept {
   auto* start = new (std::nothrow) ThreadStart{t};
   if (start == nullptr) return -ENOMEM;
   pthread_t id;
-  sandbox().threads.fetch_add(1);
+  // The thread is counted already (claim_thread_slot).
   const int err = pthread_create(&id, &attr, thread_main, start);
   pthread_attr_destroy(&attr);
   if (err != 0) {
-    sandbox().threads.fetch_sub(1);
     delete start;
     return -err;
   }

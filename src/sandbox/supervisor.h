@@ -27,7 +27,10 @@
 #include "base/lock.h"
 #include "core/signals.h"
 #include "dunk/trap_frame.h"
+#include "sandbox/call_log.h"
 #include "sandbox/copies.h"
+#include "sandbox/limits.h"
+#include "sandbox/network.h"
 #include "sandbox/region.h"
 #include "sandbox/report.h"
 #include "sandbox/runtime.h"
@@ -115,6 +118,10 @@ struct Sandbox {
   std::uint64_t pid = 0;
   // How many program threads are alive (exit of the last ends the process).
   std::atomic<int> threads{0};
+  // ---- limits/network ----
+  Limits limits;  // --rlimit-*, --max-threads; the program's RLIMIT_AS (limits.h)
+  const NetworkPolicy* network = nullptr;  // --unshare-net, --allow-* (network.h); null: none
+  CallLog* learn = nullptr;                // --learn: every call noted (call_log.h); null: none
 };
 
 Sandbox& sandbox() noexcept;
@@ -124,7 +131,8 @@ Sandbox& sandbox() noexcept;
 [[noreturn]] void run_thread(ProgramThread& t) noexcept;
 // Starts a new host thread for a program thread and returns its tid (or
 // -errno); `t` is handed over. The tid is written at `parent_tid` (in the
-// region; 0: nowhere) before the thread's first instruction.
+// region; 0: nowhere) before the thread's first instruction. The caller
+// has counted the thread in Sandbox::threads (claim_thread_slot).
 long start_program_thread(ProgramThread* t, std::uint64_t parent_tid) noexcept;
 
 // A call the supervisor serves itself: the program's registers in `t.frame`

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <thread>
+#include <vector>
 
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -137,6 +139,42 @@ TEST(Paging, AliasMapsTheSameMemoryAtAnotherAddress) {
   EXPECT_TRUE(a->program_owned);
   EXPECT_FALSE(m->program_owned);
   leave();
+}
+
+TEST(Paging, EditsOnManyThreadsAtOnceNeverRunOutOfTables) {
+  // Each edit stocks the page-table pages it may need before it takes the
+  // tables' lock; edits on other threads may take that stock meanwhile. No
+  // edit may fail for it: the threads, started together, each map 64 MiB
+  // of 4 KiB pages (about 35 new tables) at a new GiB every round.
+  ASSERT_TRUE(enter(EnterOptions{}));
+  constexpr int kThreads = 3, kRounds = 32;
+  constexpr std::size_t kSize = 64u << 20;
+  char* memory = map_aligned(kSize, k2M);
+  std::memset(memory, 1, kSize);
+  std::atomic<int> failed{0}, in_vm{0}, ready{0};
+  const char* first_error = nullptr;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    char* places = unused_va(kRounds * k1G, k1G);
+    threads.emplace_back([&, places] {
+      in_vm += dunk::in_vm();
+      ready.fetch_add(1);
+      while (ready.load() < kThreads) {
+      }
+      AddressSpace& as = AddressSpace::process();
+      for (int r = 0; r < kRounds; ++r) {
+        // The memory a page off 2 MiB alignment: 4 KiB pages only.
+        if (Status s = as.map(places + r * k1G, memory + kPage, kSize - kPage, kRead | kWrite); !s) {
+          if (failed.fetch_add(1) == 0) first_error = s.error().what;
+        }
+      }
+      for (int r = 0; r < kRounds; ++r) (void)as.unmap(places + r * k1G, kSize - kPage);
+    });
+  }
+  for (auto& th : threads) th.join();
+  leave();
+  EXPECT_EQ(in_vm.load(), kThreads);
+  EXPECT_EQ(failed.load(), 0) << "first: " << (first_error ? first_error : "");
 }
 
 TEST(Paging, TwoMegabyteAndOneGigabytePages) {

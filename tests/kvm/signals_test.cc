@@ -547,14 +547,10 @@ TEST_F(Signals, SimultaneousSignalsLeaveTheMaskAsItWas) {
 // handler's mask as the thread's. Otherwise rt_sigprocmask's old set has
 // SIGALRM in it, and code that sets that set back (glibc's pthread_create
 // around clone) leaves SIGALRM blocked for good
-// (tests/compat/repro/sigmask_syscall_race.c).
-//
-// Disabled: it fails today (nearly every call sees SIGALRM blocked and the
-// mask keeps it at the end); restarting the call when a signal is pending
-// as the monitor starts serving it does not close the window. An open bug
-// (docs/ARCHITECTURE.md, "Known problems"); enable with
-// --gtest_also_run_disabled_tests.
-TEST_F(Signals, DISABLED_ACallNeverSeesTheMaskOfAHandlerThatHasNotRun) {
+// (tests/compat/repro/sigmask_syscall_race.c). Before the fix (the
+// forwarding stub's look at CpuSignals::arrived, docs/ARCHITECTURE.md,
+// "Masks") nearly every call saw SIGALRM blocked.
+TEST_F(Signals, ACallNeverSeesTheMaskOfAHandlerThatHasNotRun) {
   struct sigaction sa {};
   sa.sa_handler = [](int) { alrm_count.fetch_add(1); };
   ASSERT_EQ(sigaction(SIGALRM, &sa, nullptr), 0);

@@ -91,9 +91,14 @@ class FakeHost final : public HostKernel {
   std::function<long(const HostCall&)> answer = [](const HostCall&) { return 0L; };
   // The thread's signal mask, as rt_sigprocmask sees it.
   std::uint64_t thread_mask = 0;
+  std::vector<Syscall> finished;  // made by finish(): no signal stops them
 
   long forward(const Syscall& call) noexcept override {
     forwarded.push_back(call);
+    return forward_result(call);
+  }
+  long finish(const Syscall& call) noexcept override {
+    finished.push_back(call);
     return forward_result(call);
   }
   long call(long nr, long a0, long a1, long a2, long a3, long a4, long a5) noexcept override {

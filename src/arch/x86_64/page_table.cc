@@ -596,6 +596,10 @@ void PageTable::scan_dirty(Gva va, std::uint64_t size, DirtyScanOptions options,
 
 void PageTable::scan_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end,
                         DirtyScanOptions options, LeafVisitor& visit, DirtyScanCounts& counts) const noexcept {
+  if (level == 1) {
+    scan_leaf_table(table, va, end, options, visit, counts);
+    return;
+  }
   const std::uint64_t span = level_span(level);
   while (va < end) {
     const std::uint64_t base = va & ~(span - 1);
@@ -627,6 +631,41 @@ void PageTable::scan_in(PageTableEntry* table, unsigned level, std::uint64_t va,
       }
     }
     va = piece_end;
+  }
+}
+
+// The last level, where a scan spends its time: with writes spread thin
+// nearly every entry is clean, and at this level an entry without the
+// dirty bit is one the scan passes over (present or hidden, it is not
+// reported; absent, there is nothing below it). So the entries are tested
+// eight at a time (one cache line) with one branch, and only a group with
+// a dirty bit among them is looked at entry by entry.
+void PageTable::scan_leaf_table(PageTableEntry* table, std::uint64_t va, std::uint64_t end, DirtyScanOptions options,
+                                LeafVisitor& visit, DirtyScanCounts& counts) noexcept {
+  constexpr unsigned kGroup = 8;
+  constexpr std::uint64_t kDirtyBit = std::uint64_t{1} << 6;
+  const std::uint64_t table_base = va & ~(level_span(2) - 1);
+  unsigned i = table_index(1, va);
+  const unsigned stop = i + static_cast<unsigned>(((end - 1) >> level_shift(1)) - (va >> level_shift(1))) + 1;
+  counts.entries_read += stop - i;
+  while (i < stop) {
+    if (i % kGroup == 0 && stop - i >= kGroup) {
+      std::uint64_t any = 0;
+      for (unsigned k = 0; k < kGroup; ++k) any |= load_entry(&table[i + k]).raw();
+      if ((any & kDirtyBit) == 0) {
+        i += kGroup;
+        continue;
+      }
+    }
+    PageTableEntry* e = &table[i];
+    const PageTableEntry v = load_entry(e);
+    if (v.maps_page(1) && v.dirty()) {
+      // Cleaned before it is reported, as in scan_in.
+      if (options.clean) (void)clear_bits(e, kAccessedDirty);
+      ++counts.dirty_leaves;
+      visit(to_gva(table_base + std::uint64_t{i} * kPageSize4K), PageSize::k4K, *e);
+    }
+    ++i;
   }
 }
 

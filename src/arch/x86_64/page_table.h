@@ -265,6 +265,8 @@ class PageTable {
   std::uint64_t mark_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end) const noexcept;
   void scan_in(PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, DirtyScanOptions options,
                LeafVisitor& visit, DirtyScanCounts& counts) const noexcept;
+  static void scan_leaf_table(PageTableEntry* table, std::uint64_t va, std::uint64_t end, DirtyScanOptions options,
+                              LeafVisitor& visit, DirtyScanCounts& counts) noexcept;
 
   TableMemory* memory_;
   PagingFeatures features_;

@@ -68,13 +68,15 @@ Outcome clone_family(SyscallContext& ctx, const Syscall& call) noexcept {
 Outcome exit(SyscallContext& ctx, const Syscall& call) noexcept {
   // The thread ends here; its vCPU serves a later thread. The last thread's
   // exit ends the process (glibc's clone() child returns through here).
+  // Made whatever signal arrives meanwhile (HostKernel::finish): the
+  // vCPU is let go of already.
   if (ctx.threads.thread_exits()) ctx.threads.process_exits();
-  return Outcome::result(ctx.host.forward(call));
+  return Outcome::result(ctx.host.finish(call));
 }
 
 Outcome exit_group(SyscallContext& ctx, const Syscall& call) noexcept {
   ctx.threads.process_exits();
-  return Outcome::result(ctx.host.forward(call));
+  return Outcome::result(ctx.host.finish(call));
 }
 
 Outcome ptrace(SyscallContext& ctx, const Syscall& call) noexcept {

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# `dunk sandbox`'s limits (kvm tier): --rlimit-as/nofile/stack/nproc give the
+# program what the same limits give it natively (compared with a native run
+# under prlimit), a hard limit dunk set cannot be raised, --max-threads'
+# extra thread fails with EAGAIN and a report, and --time-limit kills the
+# whole sandboxed tree with status 124.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+limits_program() {
+	echo "$(dirname "$DUNK")/tests/programs/sandbox_limits"
+}
+
+# expect_report TEXT PREFIX: a line of TEXT is PREFIX followed by the
+# report's tail, "[pid P tid T rip 0xR]".
+expect_report() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
+	done <<<"$1"
+	fail "no report [$2...] in [$1]"
+}
+
+# same_as_native "PRLIMIT OPTIONS" "SANDBOX OPTIONS" ARGS...: the program
+# under prlimit and under dunk sandbox prints the same and ends the same.
+same_as_native() {
+	local native=$1 sandbox=$2
+	shift 2
+	local -a native_opts sandbox_opts
+	read -r -a native_opts <<<"$native"
+	read -r -a sandbox_opts <<<"$sandbox"
+	run_cmd prlimit "${native_opts[@]}" -- "$(limits_program)" "$@"
+	local native_out=$OUT native_status=$STATUS
+	run_cmd "$DUNK" sandbox "${sandbox_opts[@]}" -- "$(limits_program)" "$@"
+	echo "$OUT"
+	expect_eq "stdout under $sandbox (native: prlimit $native)" "$native_out" "$OUT"
+	expect_eq "exit status under $sandbox" "$native_status" "$STATUS"
+}
+
+test_rlimit_as() {
+	same_as_native "--as=$((64 << 20))" "--rlimit-as 64" as
+	expect_eq "stderr" "" "$ERR"
+	expect_contains "the limit the program sees" "RLIMIT_AS (MiB): soft 64 hard 64" "$OUT"
+	expect_contains "past the limit" "mmap 256 MiB: ENOMEM" "$OUT"
+	# nsjail's spelling, and its keywords.
+	run_cmd "$DUNK" sandbox --rlimit_as inf -- "$(limits_program)" as
+	expect_contains "--rlimit_as inf" "mmap 256 MiB: ok" "$OUT"
+	# The program's own limit, set by a shell before it executes the
+	# program (the host's RLIMIT_AS could not hold: the region's
+	# reservation would exceed it).
+	local script="ulimit -v $((64 << 10)); exec $(limits_program) as"
+	run_cmd /bin/sh -c "$script"
+	local native=$OUT
+	run_cmd "$DUNK" sandbox -- /bin/sh -c "$script"
+	expect_eq "ulimit -v in the sandbox" "$native" "$OUT"
+}
+
+test_rlimit_nofile() {
+	same_as_native "--nofile=20" "--rlimit-nofile 20" nofile
+	expect_contains "EMFILE where natively" "opened up to fd 19, then EMFILE" "$OUT"
+	# dunk's own descriptors (a vCPU's per thread) still find room above.
+	run_cmd "$DUNK" sandbox --rlimit-nofile 20 -- "$(limits_program)" threads 3
+	expect_eq "threads under --rlimit-nofile 20" "$(printf 'thread 1: ok\nthread 2: ok\nthread 3: ok\nafter they ended: ok')" "$OUT"
+}
+
+test_rlimit_stack() {
+	same_as_native "--stack=$((1 << 20))" "--rlimit-stack 1" stack
+	expect_eq "a recursion deeper than the stack (128+SIGSEGV)" 139 "$STATUS"
+	expect_contains "the limit the program sees" "RLIMIT_STACK (MiB): soft 1 hard 1" "$OUT"
+}
+
+# RLIMIT_NPROC binds only a user without CAP_SYS_RESOURCE: as root, the
+# test runs dunk as nobody, with a KVM handle it inherits (DUNK_KVM_FD).
+as_unprivileged() {
+	if (($(id -u) == 0)); then
+		exec 9<>/dev/kvm
+		DUNK_KVM_FD=9 setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
+	else
+		"$@"
+	fi
+}
+
+test_rlimit_nproc() {
+	cd "$WORK"
+	run_cmd as_unprivileged "$DUNK" sandbox --rlimit-nproc 6 -- "$(limits_program)" nproc
+	echo "$OUT"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "forks past the limit" "$(printf 'RLIMIT_NPROC: soft 6 hard 6\nforks: fewer than 8, then EAGAIN')" "$OUT"
+	# The limit is what stopped them: with room, all 16 forks work.
+	run_cmd as_unprivileged "$DUNK" sandbox --rlimit-nproc 100 -- "$(limits_program)" nproc
+	expect_eq "forks within the limit" "$(printf 'RLIMIT_NPROC: soft 100 hard 100\nforks: 8 or more, then no failure')" "$OUT"
+}
+
+# A hard limit dunk set cannot be raised, by root either; lowering works.
+test_hard_limits_stay() {
+	local resource
+	for resource in as nofile cpu; do
+		run_cmd "$DUNK" sandbox --rlimit-as 512 --rlimit-nofile 64 --rlimit-cpu 100 -- "$(limits_program)" raise $resource
+		expect_eq "raising $resource" "$(printf 'raise %s: EPERM\nlower %s: ok\nnow: soft lowered, hard lowered' $resource $resource)" "$OUT"
+		expect_contains "report for $resource" "-> -1 EPERM: raises the hard limit --rlimit-$resource set" "$ERR"
+	done
+	[[ $ERR =~ ^dunk\ sandbox:\ refused\ prlimit64\(0,\ 0,\ 0x[0-9a-f]+,\ NULL\)\ -\>\ -1\ EPERM:\ raises\ the\ hard\ limit\ --rlimit-cpu\ set\ \(101\)\ \[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] ||
+		fail "the report of raising RLIMIT_CPU: [$ERR]"
+}
+
+test_max_threads() {
+	run_cmd "$DUNK" sandbox --max-threads 3 -- "$(limits_program)" threads 4
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "the fourth thread" "$(printf 'thread 1: ok\nthread 2: ok\nthread 3: ok\nthread 4: EAGAIN\nafter they ended: ok')" "$OUT"
+	local line
+	line=$(grep '^dunk sandbox: refused clone' <<<"$ERR") || fail "no report of the refused thread: [$ERR]"
+	expect_lines "reports of refused threads" 1 "$line"
+	expect_contains "the report" "-> -1 EAGAIN: --max-threads 3: the process runs 4 threads already (its first and 3 more) [pid" "$line"
+	run_cmd "$DUNK" sandbox --max-threads 0 -- "$(limits_program)" threads 1
+	expect_eq "--max-threads 0" "$(printf 'thread 1: EAGAIN\nafter they ended: EAGAIN')" "$OUT"
+}
+
+test_time_limit() {
+	local start=$EPOCHREALTIME
+	run_cmd "$DUNK" sandbox --time-limit 3 -- "$(limits_program)" sleep "$WORK/pids"
+	local took
+	took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", b - a }')
+	echo "--time-limit 3: status $STATUS after ${took} s"
+	expect_eq "exit status" 124 "$STATUS"
+	expect_eq "stdout" "sleeping" "$OUT"
+	expect_eq "stderr" "dunk: $(limits_program): killed at the time limit (3 s, --time-limit)" "$ERR"
+	((took >= 3 && took <= 30)) || fail "the limit of 3 s ended the run after $took s"
+	# The sandbox's process and the grandchild that left its session: gone.
+	local pid state
+	expect_lines "pids the tree wrote" 2 "$(<"$WORK/pids")"
+	while read -r pid; do
+		state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
+		[[ -z $state || $state == Z ]] || fail "process $pid of the sandboxed tree is still alive (state $state)"
+	done <"$WORK/pids"
+	# A program that ends in time is not touched.
+	run_cmd "$DUNK" sandbox --time-limit 100 -- /bin/echo in time
+	expect_eq "a quick program" "0 in time" "$STATUS $OUT"
+	# What it leaves running does not outlive it (nor the limit).
+	start=$EPOCHREALTIME
+	run_cmd "$DUNK" sandbox --time-limit 100 -- "$(limits_program)" orphan "$WORK/pids"
+	took=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%d", b - a }')
+	expect_eq "the program's own status and output" "0 leaving" "$STATUS $OUT"
+	((took < 60)) || fail "dunk waited $took s for the orphan"
+	pid=$(tail -n 1 "$WORK/pids")
+	state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null || true)
+	[[ -z $state || $state == Z ]] || fail "the orphan $pid outlived the sandbox (state $state)"
+}
+
+test_bad_values_refused_before_running() {
+	local -a cases=(
+		"--rlimit-as abc|--rlimit-as: 'abc' is not a number"
+		"--rlimit_nofile 1x|--rlimit-nofile: '1x' is not a number"
+		"--rlimit-stack 0|--rlimit-stack: at least 1 MiB"
+		"--rlimit-cpu 99999999999999999999|--rlimit-cpu: '99999999999999999999' is too large"
+		"--time-limit 1.5|--time-limit: '1.5' is not a whole number"
+		"--max-threads -1|--max-threads: '-1' is not a whole number"
+	)
+	local c
+	for c in "${cases[@]}"; do
+		local -a opts
+		read -r -a opts <<<"${c%%|*}"
+		expect_refused 125 "${c#*|}" "$DUNK" sandbox "${opts[@]}" -- /bin/touch "$WORK/ran"
+		[[ ! -e $WORK/ran ]] || fail "the program ran with ${c%%|*}"
+	done
+}
+
+main "$@"
