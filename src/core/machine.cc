@@ -97,6 +97,14 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
   return s;
 }
 
+// Whether the thread that last owned `cpu` (exited) may still be running on
+// its monitor's stack: until the kernel reports it gone. A Cpu whose thread
+// never started (its clone failed, or was restarted for a signal) had none.
+bool owner_not_reaped(const Cpu& cpu, long pid) noexcept {
+  const std::int32_t owner = cpu.owner_tid.load();
+  return owner != 0 && sys::call(SYS_tgkill, pid, owner, 0) != -ESRCH;
+}
+
 }  // namespace
 
 // dunk's guest code runs at CPL 0, the host process (the monitor included)
@@ -570,7 +578,7 @@ Status Machine::destroy() noexcept {
       if (!exited && cpu.in_guest) return Error{"shutdown: a thread is still in VM mode", EBUSY};
       // An exiting thread runs on its monitor's stack until the kernel has
       // reaped it: the stack must stay until then.
-      if (exited && sys::call(SYS_tgkill, pid, cpu.owner_tid.load(), 0) != -ESRCH) {
+      if (exited && owner_not_reaped(cpu, pid)) {
         return Error{"shutdown: a thread that exited in VM mode is still being reaped", EBUSY};
       }
     }
@@ -663,7 +671,7 @@ Result<Cpu*> Machine::acquire_cpu() noexcept {
       if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
       // The exiting thread ran on this Cpu's monitor stack up to its exit
       // system call: reuse it only once the kernel reports the thread gone.
-      if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) {
+      if (owner_not_reaped(*cpu, pid)) {
         exiting = true;
         continue;
       }

@@ -173,18 +173,28 @@ namespace {
 // A forwarded system call not made yet (between its stub's look at
 // CpuSignals::arrived and its SYSCALL or INT), or one the kernel has rewound
 // for a restart, when a signal interrupted it: it is the guest's to restart
-// after its handler. The stub returns as if the call had said so.
+// after its handler. The stub returns as if the call had said so. The
+// clone-family stubs are alike (a clone the kernel rewinds has made no
+// child: it restarts with -ERESTARTNOINTR for a signal that came meanwhile).
 void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
-  const auto at = [&](const char* check, const char* insn) {
-    return uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(check) &&
-           uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(insn);
+  struct Stub {
+    const char* check;  // the look at CpuSignals::arrived
+    const char* insn;   // SYSCALL or INT, not made yet or rewound
+    const char* done;   // where the stub goes on with the result in RAX
   };
-  if (at(dunk_forward_syscall_check, dunk_forward_syscall_insn)) {
-    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
-    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
-  } else if (at(dunk_int80_check, dunk_int80_insn)) {
-    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_int80_done);
-    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+  static constexpr Stub kStubs[] = {
+      {dunk_forward_syscall_check, dunk_forward_syscall_insn, dunk_forward_syscall_done},
+      {dunk_int80_check, dunk_int80_insn, dunk_int80_done},
+      {dunk_clone_native_check, dunk_clone_native_insn, dunk_clone_native_done},
+      {dunk_clone_thread_check, dunk_clone_thread_insn, dunk_clone_thread_done},
+  };
+  for (const Stub& stub : kStubs) {
+    if (uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(stub.check) &&
+        uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(stub.insn)) {
+      uc.mcontext.rip = reinterpret_cast<std::uint64_t>(stub.done);
+      uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+      return;
+    }
   }
 }
 

@@ -142,6 +142,13 @@ long dunk_int80(const void* call, const volatile std::uint32_t* signal_arrived);
 extern const char dunk_int80_check[];
 extern const char dunk_int80_insn[];
 extern const char dunk_int80_done[];
+// And for the clone-family calls the monitor makes itself (core/thread_start.h).
+extern const char dunk_clone_native_check[];
+extern const char dunk_clone_native_insn[];
+extern const char dunk_clone_native_done[];
+extern const char dunk_clone_thread_check[];
+extern const char dunk_clone_thread_insn[];
+extern const char dunk_clone_thread_done[];
 }
 
 // What dunk_forward_syscall returns when the call is the guest's to restart

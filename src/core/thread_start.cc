@@ -56,7 +56,7 @@ long MachineThreads::start_thread(const Syscall& call, const CloneRequest& reque
                   .args = {static_cast<long>(call.arg(0)), static_cast<long>(monitor_top), static_cast<long>(call.arg(2)),
                            static_cast<long>(call.arg(3)), static_cast<long>(call.arg(4))},
                   .frame = nullptr, .xsave = nullptr, .xsave_size = 0, .ready = nullptr, .child_fixup = nullptr,
-                  .clone_flags = request.flags};
+                  .clone_flags = request.flags, .signal_arrived = &cpu_.signals.arrived};
   // clone3: a copy of the program's block with the monitor's stack in it.
   // Room for later versions of struct clone_args than this one's (the
   // kernel checks that what it does not know is zero).
@@ -107,6 +107,11 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
       .ready = (shares_memory && !parent_waits_for_exec) ? &ready : nullptr,
       .child_fixup = shares_memory ? nullptr : &dunk_fork_child_fixup,
       .clone_flags = request.flags,
+      // A signal that came first is delivered first: the child would copy
+      // the mask of a handler that has not run (the host handler sets it on
+      // the thread), where natively its parent's handler has run and
+      // restored the program's (or the kernel restarts the fork after it).
+      .signal_arrived = &cpu_.signals.arrived,
   };
   // A child with memory of its own copies dunk's state with it, which a
   // child following the fork keeps (Machine::adopt_after_fork): no other
