@@ -436,7 +436,7 @@ Status Machine::set_user_ranges(std::span<const UserRange> ranges) noexcept {
   return {};
 }
 
-void Machine::reset_locks_after_fork() noexcept {
+void Machine::start_over_in_fork_child(bool shares_fd_table) noexcept {
   // Runs in the child, which has one thread: no lock is held by anyone,
   // though another thread of the parent may have held one at the fork.
   create_lock_.reset_after_fork();
@@ -444,10 +444,6 @@ void Machine::reset_locks_after_fork() noexcept {
   cpuid_lock_.reset_after_fork();
   cpus_lock_.reset_after_fork();
   fd_placement_lock().reset_after_fork();
-}
-
-void Machine::forget_after_fork(bool shares_fd_table) noexcept {
-  reset_locks_after_fork();
   created_.store(false, std::memory_order_relaxed);
   shares_fd_table_ = shares_fd_table;
   exiting_.store(false, std::memory_order_relaxed);
@@ -457,6 +453,10 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
     remove_breakpoints_in_fork_child(*link);
   }
+}
+
+void Machine::forget_after_fork(bool shares_fd_table) noexcept {
+  start_over_in_fork_child(shares_fd_table);
   if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
@@ -517,16 +517,9 @@ void Machine::drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) 
 }
 
 Status Machine::adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept {
-  reset_locks_after_fork();
+  start_over_in_fork_child(shares_fd_table);
   arena_.reset_after_fork();
   ldt_.reset_after_fork();
-  created_.store(false, std::memory_order_relaxed);
-  shares_fd_table_ = shares_fd_table;
-  exiting_.store(false, std::memory_order_relaxed);
-  fds_closed_.store(false, std::memory_order_relaxed);
-  if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
-    remove_breakpoints_in_fork_child(*link);
-  }
   void* const run_page = forking.vcpu.run_page();
   drop_parent_descriptors(forking, shares_fd_table);
   if (shares_fd_table) {

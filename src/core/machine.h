@@ -194,7 +194,10 @@ class Machine {
   // probe and the ones dunk exec passed down; `forking`'s run page stays
   // mapped for the child's vCPU to replace.
   void drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) noexcept;
-  void reset_locks_after_fork() noexcept;
+  // What forget_after_fork and adopt_after_fork both do first in a fork
+  // child: its copies of dunk's locks freed, no VM (yet), not exiting, the
+  // parent's debugger and its breakpoints gone.
+  void start_over_in_fork_child(bool shares_fd_table) noexcept;
 
   Lock create_lock_;
   Lock signal_lock_;
