@@ -219,10 +219,14 @@ void Monitor::serve_syscall(TrapFrame& frame) noexcept {
   if (tracer_.on()) tracer_.before(call, memory_);
   Outcome outcome = dispatch_syscall(ctx, call);
   if (tracer_.on()) tracer_.after(call, outcome, memory_);
-  if (outcome.kind() == Outcome::Kind::kResult && outcome.value() == kRestartGuestSyscall) {
+  if (outcome.kind() == Outcome::Kind::kResult && outcome.value() == kRestartGuestSyscall &&
+      call.nr() != SYS_rt_sigreturn) {
     // A signal arrived that the kernel would have delivered before
     // restarting this call: its handler runs first, then the guest executes
-    // the same SYSCALL again, as natively.
+    // the same SYSCALL again, as natively. Not rt_sigreturn's: its result is
+    // the RAX the frame restored, which a handler may have set to this value
+    // (dunk sandbox's supervisor does, to skip its own forwarded call), and
+    // the guest resumes where the frame says.
     outcome = Outcome::restart();
   }
   switch (outcome.kind()) {

@@ -41,6 +41,11 @@ dunk_user_enter:
   movq %rax, UCTX_RSP(%rdi)
   pushfq
   popq UCTX_RFLAGS(%rdi)
+  // The caller never runs with TF: a TF that PUSHF shows here is KVM's
+  // single-step (the monitor steps the guest out of this code to deliver a
+  // signal), and dunk_user_exit's POPF would make it a real #DB in dunk's
+  // entry code after the step has ended.
+  andq $~0x100, UCTX_RFLAGS(%rdi)   // TF (RFLAGS bit 8)
   stmxcsr UCTX_MXCSR(%rdi)
   fnstcw UCTX_FCW(%rdi)
   // No interrupt between here and ring 3: the area says ring 3 from now on.

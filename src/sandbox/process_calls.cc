@@ -251,7 +251,7 @@ void sys_arch_prctl(ProgramThread& t, const abi::Call& call) noexcept {
     case ARCH_SET_CPUID:
       return answer(t, -ENODEV);  // no CPUID faulting for ring 3
     default:
-      return answer(t, forward_with_copies(t, call));
+      return answer_forwarded(t, call);
   }
 }
 

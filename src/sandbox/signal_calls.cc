@@ -114,11 +114,14 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
   if (t == nullptr) return;
   Sandbox& s = sandbox();
   const abi::Sigaction action = s.actions.get(sig);
-  if (uc->mcontext.rip == reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn)) {
-    // The program's call was interrupted and the kernel would run it again:
-    // the program's handler must run first, so the call returns, and the
-    // loop points ring 3 at its SYSCALL again under the handler's frame.
-    uc->mcontext.rip += 2;
+  const std::uint64_t rip = uc->mcontext.rip;
+  if (rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
+      rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn)) {
+    // The program's call is about to be made, or was interrupted and the
+    // kernel would run it again: the program's handler must run first, so
+    // the call returns without running, and the loop points ring 3 at its
+    // SYSCALL again under the handler's frame (forward.S).
+    uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done);
     uc->mcontext.rax = static_cast<std::uint64_t>(kRestartForSignal);
   }
   if ((action.flags & abi::kSaResethand) != 0) s.actions.set(sig, abi::Sigaction{});

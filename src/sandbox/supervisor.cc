@@ -289,17 +289,21 @@ void serve_call(ProgramThread& t) noexcept {
     handler(t, call);
     return;
   }
+  answer_forwarded(t, call);
+}
+
+}  // namespace
+
+void answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept {
   const long ret = forward_with_copies(t, call);
   if (ret == kRestartForSignal) {
-    // Interrupted for a signal whose handler runs first; the SYSCALL runs
-    // again after it (RAX still holds the number).
-    f.rip -= kSyscallInsnLength;
+    // A signal for the program came first: its handler runs, then the
+    // SYSCALL runs again (RAX still holds the number).
+    t.frame.rip -= kSyscallInsnLength;
     return;
   }
   answer(t, ret);
 }
-
-}  // namespace
 
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
   Sandbox& s = sandbox();
@@ -328,7 +332,7 @@ long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {
     if (const long err = decide_network(t, call, rewritten); err != 0) return err;
   }
   if (!s.reporter.empty() && !touches_nothing(entry.walk.call)) s.reporter.flush();
-  long ret = dunk_sandbox_forward(&rewritten);
+  long ret = dunk_sandbox_forward(&rewritten, &t.signals.head, &t.signals.tail);
   if (ret == kRestartForSignal) return ret;
   ret = copies.leave(rewritten, ret);
   const int nr = abi::kernel_number(call.number);
@@ -370,7 +374,7 @@ void sys_prctl(ProgramThread& t, const abi::Call& call) noexcept {
   const int option = static_cast<int>(call.args[0]);
   if (option == PR_SET_SECCOMP) return sys_seccomp(t, call);
   if (option == PR_SET_MM) return refuse_call(t, call, "PR_SET_MM rewrites the host process's memory layout");
-  answer(t, forward_with_copies(t, call));
+  answer_forwarded(t, call);
 }
 void sys_userfaultfd(ProgramThread& t, const abi::Call& call) noexcept {
   refuse_call(t, call, "userfaultfd would stall the supervisor's copies at the program's will");
@@ -383,7 +387,7 @@ void sys_modify_ldt(ProgramThread& t, const abi::Call& call) noexcept {
   if (func == 1 || func == 0x11) {
     return refuse_call(t, call, "an LDT would give ring 3 code segments the supervisor does not know");
   }
-  answer(t, forward_with_copies(t, call));
+  answer_forwarded(t, call);
 }
 
 struct Row {

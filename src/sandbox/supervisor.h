@@ -180,9 +180,14 @@ bool refuse_outside(ProgramThread& t, const abi::Call& call, std::uint64_t addre
 
 // The generic path: copies, one forwarded call, copies back (supervisor.cc).
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept;
-// Performs a call on the host as it is (the supervisor's own).
-extern "C" long dunk_sandbox_forward(const abi::Call* call);
-extern "C" const char dunk_sandbox_forward_insn[];
+// forward_with_copies, and its result to ring 3, or ring 3 back at its
+// SYSCALL when a signal's handler must run first (kRestartForSignal).
+void answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept;
+// Performs a call on the host as it is, unless a signal for the program
+// is queued (head != tail: kRestartForSignal, forward.S).
+extern "C" long dunk_sandbox_forward(const abi::Call* call, const std::atomic<std::uint32_t>* head,
+                                     const std::atomic<std::uint32_t>* tail);
+extern "C" const char dunk_sandbox_forward_check[], dunk_sandbox_forward_insn[], dunk_sandbox_forward_done[];
 // What a forwarded call returns when a signal interrupted it that the
 // program must see before the call runs again (see signals.cc).
 inline constexpr long kRestartForSignal = -512;

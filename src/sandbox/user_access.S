@@ -10,7 +10,18 @@
   .text
 
 // long dunk_sandbox_copy(void* to /*rdi*/, const void* from /*rsi*/, size_t n /*rdx*/);
+// long dunk_sandbox_copy_out(void* to /*rdi*/, const void* from /*rsi*/, size_t n /*rdx*/);
 // 0, or -EFAULT after a fault (the bytes before it are copied).
+//
+// Another thread of the program may store to the memory while it is copied.
+// The kernel reads a pointer or a length in the program's memory with one
+// 8-byte load (get_user), so it sees either the old value or the new one;
+// a byte copy (REP MOVSB is interruptible between bytes, by a VM exit for
+// one) can mix the two into an address the program never wrote. So the
+// program's side is accessed in aligned 8-byte words: dunk_sandbox_copy
+// aligns the source (copies from the program), dunk_sandbox_copy_out the
+// destination (copies into it); the bytes before the first word boundary
+// and after the last one go one at a time.
   .globl dunk_sandbox_copy
   .hidden dunk_sandbox_copy
   .type dunk_sandbox_copy, @function
@@ -18,13 +29,45 @@
 dunk_sandbox_copy:
   leaq .Lfault(%rip), %r11
   movq %rdx, %rcx
+  movq %rsi, %r8                   // the side to align
+  jmp .Lhead
+  .size dunk_sandbox_copy, . - dunk_sandbox_copy
+
+  .globl dunk_sandbox_copy_out
+  .hidden dunk_sandbox_copy_out
+  .type dunk_sandbox_copy_out, @function
+  .p2align 4
+dunk_sandbox_copy_out:
+  leaq .Lfault(%rip), %r11
+  movq %rdx, %rcx
+  movq %rdi, %r8
   .globl dunk_sandbox_access_begin
   .hidden dunk_sandbox_access_begin
 dunk_sandbox_access_begin:
+.Lhead:                            // bytes up to the aligned side's word boundary
+  testq %rcx, %rcx
+  jz .Ldone
+  testq $7, %r8
+  jz .Lwords
+  movsb
+  incq %r8
+  decq %rcx
+  jmp .Lhead
+.Lwords:
+  cmpq $8, %rcx
+  jb .Ltail
+  movq (%rsi), %rax
+  movq %rax, (%rdi)
+  addq $8, %rsi
+  addq $8, %rdi
+  subq $8, %rcx
+  jmp .Lwords
+.Ltail:
   rep movsb
+.Ldone:
   xorl %eax, %eax
   ret
-  .size dunk_sandbox_copy, . - dunk_sandbox_copy
+  .size dunk_sandbox_copy_out, . - dunk_sandbox_copy_out
 
 // long dunk_sandbox_probe_write(void* start /*rdi*/, void* end /*rsi*/);
 // Whether every page of [start, end) (start < end) can be written: an atomic

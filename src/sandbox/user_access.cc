@@ -9,6 +9,7 @@
 
 extern "C" {
 long dunk_sandbox_copy(void* to, const void* from, std::size_t size);
+long dunk_sandbox_copy_out(void* to, const void* from, std::size_t size);
 long dunk_sandbox_probe_write(void* start, void* end);
 long dunk_sandbox_try_xrstor(const void* image, void* scratch);
 extern const char dunk_sandbox_access_begin[], dunk_sandbox_access_end[];
@@ -72,7 +73,7 @@ bool copy_from_program(void* to, std::uint64_t from, std::size_t size) noexcept 
 
 bool copy_to_program(std::uint64_t to, const void* from, std::size_t size) noexcept {
   if (size == 0) return true;
-  return dunk_sandbox_copy(reinterpret_cast<void*>(to), from, size) == 0;
+  return dunk_sandbox_copy_out(reinterpret_cast<void*>(to), from, size) == 0;
 }
 
 bool program_writable(std::uint64_t start, std::size_t size) noexcept {

@@ -24,6 +24,8 @@ namespace dunk::sandbox {
 Status install_user_access() noexcept;
 
 // Each returns false after a fault; the bytes before it may have been copied.
+// The program's side is accessed in aligned 8-byte words where it can be (a
+// pointer or length stored meanwhile by another thread is read whole).
 // The caller has checked that every program address is in the region.
 bool copy_from_program(void* to, std::uint64_t from, std::size_t size) noexcept;
 bool copy_to_program(std::uint64_t to, const void* from, std::size_t size) noexcept;

@@ -207,8 +207,12 @@ test_toctou_path() {
 }
 test_toctou_iovec() {
 	run_case toctou_iovec held "refused writev("
-	if grep '^dunk sandbox: refused writev(' "$WORK/err" | grep -v 'iov_base=0x[0-9a-f]*, iov_len=16}], 1) -> -1 EFAULT' >/dev/null; then
-		fail "a refused writev's report does not show the iovec that was refused"
+	# Each refused writev's report decodes the copy that was refused: one
+	# iov_base at least is the pointer outside the region (shown as a
+	# pointer; the program's own buffers are shown as their bytes).
+	if grep '^dunk sandbox: refused writev(' "$WORK/err" |
+		grep -Ev 'writev\([0-9]+, \[\{iov_base=.*iov_base=0x[0-9a-f]+, iov_len=16\}.*\], 32\) -> -1 EFAULT|writev\([0-9]+, \[\{iov_base=0x[0-9a-f]+, iov_len=16\}.*\], 32\) -> -1 EFAULT' >/dev/null; then
+		fail "a refused writev's report does not show the iovecs that were refused"
 	fi
 }
 

@@ -181,6 +181,30 @@ test_exit_statuses() {
 	expect_refused 127 "command not found" "$DUNK" sandbox -- no-such-command-anywhere
 }
 
+# A timer's handler is the only thing that ends each blocking read
+# (tests/programs/sandbox_timer_wakes.c): signals that catch the supervisor
+# anywhere on its way to forwarding the read run the program's handler
+# first, and the read runs again. Before the fixes: the program's read
+# failed with ENOSYS within a few dozen rounds (the monitor took the
+# supervisor's restart marker, restored by rt_sigreturn, for its own), and
+# with a report per call (--log, a log-all policy) dunk died of a #DB in its
+# entry code (KVM's single-step TF kept by PUSHF in dunk_user_enter).
+test_timer_handlers_wake_blocking_reads() {
+	local program want
+	program="$(dirname "$DUNK")/tests/programs/sandbox_timer_wakes"
+	want=$("$program" 2000)
+	expect_eq "natively" "2000 rounds, each read woken by its own handler" "$want"
+	run_cmd timeout 600 "$DUNK" sandbox --policy "$(allow_all)" -- "$program" 2000
+	expect_eq "status (allow-all)" 0 "$STATUS"
+	expect_eq "stdout (allow-all)" "$want" "$OUT"
+	local log_all
+	log_all=$(policy_file log_all '{"defaultAction": "SCMP_ACT_LOG"}')
+	run_cmd timeout 600 "$DUNK" sandbox --policy "$log_all" --log "$WORK/calls.log" -- "$program" 2000
+	expect_eq "status (every call reported)" 0 "$STATUS"
+	expect_eq "stdout (every call reported)" "$want" "$OUT"
+	expect_contains "the reports" "logged read(" "$(head -c 2000000 "$WORK/calls.log")"
+}
+
 # --rlimit-fsize (MiB) and --rlimit-cpu (seconds), as nsjail spells them:
 # the program meets them as it would natively.
 test_rlimits() {

@@ -182,6 +182,30 @@ TEST_F(Signals, HandlerChangesUcontextRegisters) {
   EXPECT_EQ(rax, 0x1234u);
 }
 
+// A handler may set RAX to any value, -512 (ERESTARTSYS) among them, and
+// the interrupted code finds it after rt_sigreturn, as natively. dunk used
+// to read that result of rt_sigreturn as its own "restart the call" marker
+// and ran the SYSCALL before the restored RIP again, with RAX -512: the
+// interrupted code got ENOSYS. (dunk sandbox's supervisor sets exactly that
+// value from its handler, so every signal that caught it before a
+// forwarded call failed the program's call with ENOSYS.)
+void set_rax_minus_512(int sig, siginfo_t* info, void* context) {
+  record(sig, info, context);
+  static_cast<ucontext_t*>(context)->uc_mcontext.gregs[REG_RAX] = -512;
+}
+
+TEST_F(Signals, AHandlersRaxOfMinus512ReachesTheInterruptedCode) {
+  install(SIGUSR1, set_rax_minus_512);
+  const long pid = getpid(), tid = gettid();
+  test::enter_or_fail();
+  long ret = SYS_tgkill;
+  // The signal comes as tgkill returns: its handler runs before the next
+  // instruction, and that instruction sees the handler's RAX.
+  asm volatile("syscall" : "+a"(ret) : "D"(pid), "S"(tid), "d"(SIGUSR1) : "rcx", "r11", "memory");
+  expect_handled_in_vm(SIGUSR1);
+  EXPECT_EQ(ret, -512);
+}
+
 // Floating-point and vector state: the handler clobbers it; the
 // interrupted code finds its own again.
 void clobber_fpu(int sig, siginfo_t* info, void* context) {

@@ -657,7 +657,9 @@ static void hold(void) {
   }
 }
 /* Rounds of each race (each a forwarded call, under emulation too). */
+#ifndef RACE_ROUNDS
 #define RACE_ROUNDS 5000
+#endif
 static atomic_int stop_flipping, flipping;
 static char race_path[64];
 static void *flip_path(void *arg) {
@@ -696,15 +698,19 @@ static int toctou_path(void) {
   return held("every open saw one path, checked and used: /proc/self/mem never opened");
 }
 
-static struct iovec race_vec;
+/* Many iovecs, all flipped: a copy of the array that is not checked and used
+ * as one, or that reads an iov_base in pieces (half the program's pointer,
+ * half dunk's), sends bytes the program never passed. */
+#define RACE_IOVECS 32
+static struct iovec race_vecs[RACE_IOVECS];
 static char race_mine[16] = "AAAAAAAAAAAAAAAA";
 static void *flip_iovec(void *arg) {
   void *dunk = arg;
   atomic_store(&flipping, 1);
   while (!atomic_load(&stop_flipping)) {
-    race_vec.iov_base = dunk;
+    for (int k = 0; k < RACE_IOVECS; ++k) race_vecs[k].iov_base = dunk;
     hold();
-    race_vec.iov_base = race_mine;
+    for (int k = 0; k < RACE_IOVECS; ++k) race_vecs[k].iov_base = race_mine;
     hold();
   }
   return NULL;
@@ -713,26 +719,33 @@ static int toctou_iovec(void) {
   int p[2];
   if (pipe(p) != 0) return 2;
   fcntl(p[0], F_SETFL, O_NONBLOCK);
-  race_vec.iov_base = race_mine;
-  race_vec.iov_len = 16;
+  for (int k = 0; k < RACE_IOVECS; ++k) race_vecs[k] = (struct iovec){race_mine, 16};
   pthread_t t;
   pthread_create(&t, NULL, flip_iovec, dunk_text());
   while (!atomic_load(&flipping)) sched_yield();
-  int leaked = 0, refused = 0;
+  int leaked = 0, refused = 0, first_leak_round = -1;
+  unsigned char first_leak[16];
   for (int i = 0; i < RACE_ROUNDS; ++i) {
-    long r = writev(p[1], &race_vec, 1);
-    if (r < 0) ++refused;
+    if (writev(p[1], race_vecs, RACE_IOVECS) < 0) ++refused;
     char got[16];
     while (read(p[0], got, sizeof got) == 16) {
-      if (memcmp(got, race_mine, 16) != 0) ++leaked;
+      if (memcmp(got, race_mine, 16) != 0 && leaked++ == 0) {
+        memcpy(first_leak, got, 16);
+        first_leak_round = i;
+      }
     }
   }
   atomic_store(&stop_flipping, 1);
   pthread_join(t, NULL);
-  printf("%s: %d writevs, %d refused\n", current, RACE_ROUNDS, refused);
-  if (leaked != 0) return escaped("dunk's bytes went through the pipe");
+  printf("%s: %d writevs of %d iovecs, %d refused\n", current, RACE_ROUNDS, RACE_IOVECS, refused);
+  if (leaked != 0) {
+    printf("%s: %d reads were not the program's bytes; the first (round %d):", current, leaked, first_leak_round);
+    for (int k = 0; k < 16; ++k) printf(" %02x", first_leak[k]);
+    printf("\n");
+    return escaped("bytes the program never passed went through the pipe (dunk's, or from a torn iov_base)");
+  }
   if (refused == 0) return escaped("the flip was never seen: the race did not run");
-  return held("the iovec was copied once: dunk's bytes never reached the pipe");
+  return held("each iov_base was copied whole, once: only the program's bytes reached the pipe");
 }
 
 /* ---- Other kernel interfaces ------------------------------------------------- */
