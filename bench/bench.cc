@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/perf_event.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <pthread.h>
@@ -40,8 +41,11 @@ namespace {
 
 // Counts the system calls this thread makes, via the raw_syscalls:sys_enter
 // tracepoint (perf_event_open(2), PERF_TYPE_TRACEPOINT). Needs tracefs and
-// permission to use tracepoints; `why` says what was missing.
-UniqueFd open_syscall_counter(std::string& why) {
+// permission to use tracepoints; `why` says what was missing. With
+// `inherit`, the calls of the children the thread creates from now on count
+// too, each child's once it has exited; `filter` (a tracepoint filter such
+// as "id == 16") counts only the calls it matches.
+UniqueFd open_syscall_counter(std::string& why, bool inherit = false, const char* filter = nullptr) {
   const char* paths[] = {"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
                          "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id"};
   long id = -1;
@@ -60,12 +64,24 @@ UniqueFd open_syscall_counter(std::string& why) {
   attr.type = PERF_TYPE_TRACEPOINT;
   attr.size = sizeof attr;
   attr.config = static_cast<std::uint64_t>(id);
+  attr.inherit = inherit ? 1 : 0;
   long fd = syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
   if (fd < 0) {
     why = fmt::format("perf_event_open(raw_syscalls:sys_enter) failed: {}", std::strerror(errno));
     return UniqueFd();
   }
-  return UniqueFd(static_cast<int>(fd));
+  UniqueFd counter(static_cast<int>(fd));
+  if (filter != nullptr && ioctl(counter.get(), PERF_EVENT_IOC_SET_FILTER, filter) != 0) {
+    why = fmt::format("PERF_EVENT_IOC_SET_FILTER({}) failed: {}", filter, std::strerror(errno));
+    return UniqueFd();
+  }
+  return counter;
+}
+
+std::uint64_t read_counter(const UniqueFd& counter) {
+  std::uint64_t n = 0;
+  if (!counter.valid() || ::read(counter.get(), &n, sizeof n) != sizeof n) return 0;
+  return n;
 }
 
 void getpid_op(std::uint64_t n) {
@@ -96,6 +112,83 @@ void fork_op(std::uint64_t n) {
     if (pid == 0) _exit(0);
     if (pid > 0) waitpid(pid, nullptr, 0);
   }
+}
+
+// How long after the parent calls fork() its child runs its first
+// instruction after the call (in VM mode: once dunk has built the child's VM
+// and entered it), measured by the child itself: it reads CLOCK_MONOTONIC
+// (the vDSO, no exit in VM mode) into shared memory and exits. And what the
+// child costs the host: its system calls from fork to exit, counted by an
+// inherited counter (a child's calls reach it when the child exits).
+struct ForkStart {
+  std::uint64_t* child_ns = nullptr;  // shared with the children
+  std::uint64_t total_ns = 0;
+} fork_start;
+
+void fork_start_op(std::uint64_t n) {
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const std::uint64_t t0 = now_ns();
+    const pid_t pid = fork();
+    if (pid == 0) {
+      *fork_start.child_ns = now_ns();
+      _exit(0);
+    }
+    if (pid < 0) continue;
+    waitpid(pid, nullptr, 0);
+    fork_start.total_ns += *fork_start.child_ns - t0;
+  }
+}
+
+Result measure_fork_start(const char* mode, std::uint64_t k, bool vm, const Probes& probes) {
+  Result r;
+  r.name = "fork child start";
+  r.mode = mode;
+  r.iterations = k;
+  std::string why;
+  UniqueFd calls = open_syscall_counter(why, /*inherit=*/true);
+  UniqueFd ioctls = open_syscall_counter(why, /*inherit=*/true, "id == 16");
+  UniqueFd own_ioctls = open_syscall_counter(why, /*inherit=*/false, "id == 16");
+  const Counters before = probes.read();
+  const std::uint64_t calls_before = read_counter(calls), ioctls_before = read_counter(ioctls),
+                      own_ioctls_before = read_counter(own_ioctls);
+  fork_start.total_ns = 0;
+  if (vm && !enter()) {
+    r.ns_per_op = -1;
+    r.note = "cannot enter VM mode";
+    return r;
+  }
+  fork_start_op(k);
+  if (vm) leave();
+  const Counters after = probes.read();
+  const std::uint64_t calls_after = read_counter(calls), ioctls_after = read_counter(ioctls),
+                      own_ioctls_after = read_counter(own_ioctls);
+  auto per_op = [&](std::uint64_t a, std::uint64_t b) { return (static_cast<double>(a) - static_cast<double>(b)) / k; };
+  r.ns_per_op = static_cast<double>(fork_start.total_ns) / static_cast<double>(k);
+  r.userspace_exits_per_op = vm ? per_op(after.userspace_exits, before.userspace_exits) : 0;
+  r.kvm_exits_per_op = !vm ? 0 : probes.kvm_stats.valid() ? per_op(after.kvm_exits, before.kvm_exits) : -1;
+  r.host_syscalls_per_op = probes.syscalls.valid() ? per_op(after.host_syscalls, before.host_syscalls) : -1;
+  if (calls.valid() && ioctls.valid() && own_ioctls.valid() && probes.syscalls.valid()) {
+    // The inherited counters hold the parent's calls too: take them out.
+    r.note = fmt::format(
+        "time from the parent's fork() to the child's first instruction after it; the child makes {:.1f} host "
+        "system calls from fork to exit, {:.1f} of them ioctls",
+        per_op(calls_after, calls_before) - per_op(after.host_syscalls, before.host_syscalls),
+        per_op(ioctls_after, ioctls_before) - per_op(own_ioctls_after, own_ioctls_before));
+  } else {
+    r.note = "time from the parent's fork() to the child's first instruction after it; the child's host calls "
+             "not counted: " + why;
+  }
+  return r;
+}
+
+void add_fork_start(std::uint64_t n, const Probes& probes, Report& report) {
+  void* shared = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) return;
+  fork_start.child_ns = static_cast<std::uint64_t*>(shared);
+  const std::uint64_t k = std::max<std::uint64_t>(n / 1000, 20);
+  report.results.push_back(measure_fork_start("native", k, false, probes));
+  report.results.push_back(measure_fork_start("vm", k, true, probes));
+  munmap(shared, 4096);
 }
 
 // Touches a page never touched before, each time in the next of `chunks`
@@ -212,6 +305,7 @@ bool run(const Options& options, Report& report) {
     report.results.push_back(measure(b.name, "native", k, false, probes, b.loop));
     report.results.push_back(measure(b.name, "vm", k, true, probes, b.loop));
   }
+  if (options.wants("fork child start")) add_fork_start(n, probes, report);
   // Before the privileged benchmarks: a program that uses the privileged
   // paging API keeps every chunk it maps, so nothing is reclaimed after.
   if (options.wants("chunk reclaim")) add_chunk_reclaim(n, probes, report);

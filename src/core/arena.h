@@ -70,6 +70,13 @@ class Arena {
   // mprotect at most).
   Status stock_pages(std::size_t count) noexcept;
 
+  // The lock of the allocator's state. A thread that forks holds it across
+  // the fork, so that the child's copy of the arena is one no allocation
+  // was changing; the child, which has one thread, frees its copy with
+  // reset_after_fork().
+  Lock& lock() noexcept { return lock_; }
+  void reset_after_fork() noexcept { lock_.reset_after_fork(); }
+
  private:
   Lock lock_;
   std::uint64_t base_ = 0;

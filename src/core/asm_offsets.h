@@ -7,8 +7,9 @@
 #define SYSCALL_NR 0
 #define SYSCALL_ARGS 8
 
-// What dunk_forward_syscall and dunk_int80 return for a call the guest
-// restarts after its handler (core/signals.h, kRestartGuestSyscall).
+// What dunk_forward_syscall, dunk_int80, dunk_clone_native and
+// dunk_clone_thread return for a call the guest restarts after its handler
+// (core/signals.h, kRestartGuestSyscall).
 #define RESTART_GUEST_SYSCALL (-512)
 
 // struct CloneCall (core/thread_start.h), the argument block of
@@ -21,6 +22,7 @@
 #define CALL_READY 72
 #define CALL_CHILD_FIXUP 80
 #define CALL_CLONE_FLAGS 88
+#define CALL_SIGNAL_ARRIVED 96
 
 // struct PortAccess (core/port_io.h), the argument of dunk_port_io.
 #define PORT_ACCESS_PORT 0

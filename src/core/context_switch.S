@@ -114,12 +114,20 @@ dunk_restore_frame:
 // `call->ready` that `call` may go away, optionally calls
 // `call->child_fixup(frame, xsave, call->clone_flags)` (only for children with memory of their
 // own; it does not return if it resumes the child elsewhere), and restores
-// the copy. Returns the system call's result in the parent.
+// the copy. Returns the system call's result in the parent — or
+// kRestartGuestSyscall without making the call when `*call->signal_arrived`
+// (CpuSignals::arrived) is set, like dunk_forward_syscall, whose named check,
+// instruction and return the host handler treats alike (`_check`, `_insn`,
+// `_done` here): the child must not copy the mask of a handler that has not
+// run.
 #define FRAME_COPY_SIZE ((FRAME_SIZE + 63) & ~63)
 // FUTEX_WAKE | FUTEX_PRIVATE_FLAG (linux/futex.h, which is not assembler-safe).
 #define FUTEX_WAKE_PRIVATE 129
 
   .globl dunk_clone_native
+  .globl dunk_clone_native_check
+  .globl dunk_clone_native_insn
+  .globl dunk_clone_native_done
   .type dunk_clone_native, @function
   .p2align 4
 dunk_clone_native:
@@ -131,11 +139,20 @@ dunk_clone_native:
   movq CALL_ARGS + 16(%rbx), %rdx
   movq CALL_ARGS + 24(%rbx), %r10
   movq CALL_ARGS + 32(%rbx), %r8
+  movq CALL_SIGNAL_ARRIVED(%rbx), %r11
+dunk_clone_native_check:
+  cmpl $0, (%r11)
+  jne 4f
+dunk_clone_native_insn:
   syscall
+dunk_clone_native_done:
   testq %rax, %rax
   jz 1f
   popq %rbx
   ret
+4:
+  movq $RESTART_GUEST_SYSCALL, %rax
+  jmp dunk_clone_native_done
 1:
   // The child: every register is the parent's but RAX and RSP.
   andq $-64, %rsp
@@ -179,8 +196,12 @@ dunk_clone_native:
 // Performs a clone-family system call whose child is a thread that gets a
 // vCPU of its own: `call`'s arguments already name the child's monitor stack
 // as its stack, so the child starts there and calls start(cpu), which never
-// returns. Returns the system call's result in the parent.
+// returns. Returns the system call's result in the parent, or
+// kRestartGuestSyscall as dunk_clone_native does.
   .globl dunk_clone_thread
+  .globl dunk_clone_thread_check
+  .globl dunk_clone_thread_insn
+  .globl dunk_clone_thread_done
   .type dunk_clone_thread, @function
   .p2align 4
 dunk_clone_thread:
@@ -189,17 +210,26 @@ dunk_clone_thread:
   movq %rsi, %rbx                  // callee-saved: the child has them too
   movq %rdx, %r12
   movq CALL_NR(%rdi), %rax
+  movq CALL_SIGNAL_ARRIVED(%rdi), %r11
   movq CALL_ARGS + 8(%rdi), %rsi
   movq CALL_ARGS + 16(%rdi), %rdx
   movq CALL_ARGS + 24(%rdi), %r10
   movq CALL_ARGS + 32(%rdi), %r8
   movq CALL_ARGS + 0(%rdi), %rdi
+dunk_clone_thread_check:
+  cmpl $0, (%r11)
+  jne 4f
+dunk_clone_thread_insn:
   syscall
+dunk_clone_thread_done:
   testq %rax, %rax
   jz 1f
   popq %r12
   popq %rbx
   ret
+4:
+  movq $RESTART_GUEST_SYSCALL, %rax
+  jmp dunk_clone_thread_done
 1:
   xorl %ebp, %ebp                  // the outermost frame of this thread
   andq $-16, %rsp

@@ -79,6 +79,33 @@ Status enter_fork_child(const guest::TrapFrame& frame, const core::UserSegments&
   core::dunk_run_on_stack(cpu->monitor_stack_top, &core::monitor_main, cpu);
 }
 
+// Moves a fork child into a VM of its own built from its copy of the
+// parent's (Machine::adopt_after_fork) and resumes the program there where
+// the parent's vCPU stopped for the fork (does not return), or says why not.
+// Runs on the copy of `forking`'s monitor stack, which the child's monitor
+// then starts over from its top: `frame` and `xsave` (below the current
+// stack pointer) are copied into `forking` first.
+Status adopt_fork_child(core::Cpu& forking, const guest::TrapFrame& frame, const core::UserSegments& segments,
+                        const void* xsave, const abi::SignalStack& altstack, bool shares_fd_table,
+                        std::uint64_t program_mask) {
+  core::Machine& machine = core::Machine::instance();
+  DUNK_TRY(machine.adopt_after_fork(forking, shares_fd_table));
+  set_tls_cpu(&forking);
+  forking.signals.reset();
+  forking.signals.altstack = altstack;
+  forking.debug.reset(/*held=*/false);
+  forking.refaulting = false;
+  forking.in_guest = false;
+  forking.entering_fork_child = true;
+  forking.resumes_fork = true;
+  forking.owner_exited.store(false, std::memory_order_relaxed);
+  forking.owner_tid.store(static_cast<std::int32_t>(sys::call(SYS_gettid)), std::memory_order_relaxed);
+  forking.fork_sigmask = program_mask;
+  forking.unmask_at_entry = true;
+  forking.prepare_entry(frame, segments, static_cast<const std::byte*>(xsave), machine.xsave_size());
+  core::dunk_run_on_stack(forking.monitor_stack_top, &core::monitor_main, &forking);
+}
+
 // What a fork child needs to resume the program, on the arena's transit
 // region (building its own VM replaces the rest of the arena).
 struct ForkChild {
@@ -110,15 +137,37 @@ void hand_altstack_to_host(const abi::SignalStack& altstack) {
 // its monitor's stack, before the child resumes the program: in a VM of its
 // own when the process follows forks, otherwise on the host (by returning).
 extern "C" void dunk_fork_child_fixup(const guest::TrapFrame* frame, const void* xsave, std::uint64_t clone_flags) {
-  const abi::SignalStack altstack =
-      live_tls_cpu() != nullptr ? live_tls_cpu()->signals.altstack : abi::kNoSignalStack;
+  // No signal handler runs while the child is neither the parent's copy nor
+  // in a VM of its own; the mask is the program's again once it is.
+  const std::uint64_t all = ~std::uint64_t{0};
+  std::uint64_t program_mask = 0;
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&program_mask), 8);
+  // Signals dunk's handler kept blocked for the VM before this point.
+  program_mask &= ~core::take_signals_deferred_in_fork_child();
+  core::Machine& machine = core::Machine::instance();
+  // The vCPU of the thread that forked (MachineThreads::start_process).
+  // Forgotten at once: from here on dunk's signal handler no longer takes
+  // this process for a child whose fixup has not begun.
+  core::Cpu* const forking = machine.forking();
+  machine.set_forking(nullptr);
+  const abi::SignalStack altstack = forking != nullptr ? forking->signals.altstack : abi::kNoSignalStack;
   // The program's FS and GS as the parent's monitor read them before the
   // fork (MachineThreads::start_process).
-  const core::UserSegments segments =
-      live_tls_cpu() != nullptr ? live_tls_cpu()->fork_segments : core::host_user_segments();
-  core::Machine& machine = core::Machine::instance();
+  const core::UserSegments segments = forking != nullptr ? forking->fork_segments : core::host_user_segments();
   const bool follow = machine.follow_fork();
   const bool shares_fd_table = (clone_flags & CLONE_FILES) != 0;
+  if (follow && forking != nullptr) {
+    // The parent's state as fork copied it: the page tables with every edit
+    // the program made, a handler or ring-3 run in progress, all kept.
+    const Status s = adopt_fork_child(*forking, *frame, segments, xsave, altstack, shares_fd_table, program_mask);
+    char why[256];
+    char line[400];
+    const int n = std::snprintf(line, sizeof line,
+                                "dunk: a fork child cannot keep its parent's VM state (%s); it builds a VM afresh\n",
+                                describe(s.error(), why, sizeof why));
+    if (n > 0) sys::call(SYS_write, 2, reinterpret_cast<long>(line), n);
+  }
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&program_mask), 0, 8);
   forget_parent_vm(shares_fd_table);
   if (follow) {
     // This stack lies in the arena, which the new VM recycles: move to the

@@ -112,6 +112,15 @@ class GpaSpace {
   std::optional<ChunkAssignment> assignment(Hva address) const noexcept;
   bool full() const noexcept { return assigned_ >= capacity_; }
 
+  // Every assignment, in GPA order: f(const ChunkAssignment&). `f` may
+  // release the assignment it is given.
+  template <class F>
+  void for_each_assignment(F&& f) noexcept {
+    for (std::uint32_t g = 0; g < storage_.reverse.size(); ++g) {
+      if (storage_.reverse[g] != 0) f(describe(storage_.reverse[g] - 1, g));
+    }
+  }
+
   // The assigned chunk containing `address` is never chosen as a victim.
   void pin(Hva address) noexcept;
   bool pinned(Hva address) const noexcept;

@@ -40,6 +40,11 @@ class LdtMirror {
   std::uint32_t bytes() const noexcept { return bytes_.load(std::memory_order_acquire); }
   std::uint64_t generation() const noexcept { return generation_.load(std::memory_order_acquire); }
 
+  // In a fork child that keeps its copy of the mirror (the kernel gave it a
+  // copy of the parent's LDT): a lock another thread of the parent held is
+  // stale.
+  void reset_after_fork() noexcept { lock_.reset_after_fork(); }
+
  private:
   Lock lock_;
   std::byte* table_ = nullptr;

@@ -97,6 +97,14 @@ kvm_segment flat_segment(std::uint16_t selector, bool code, unsigned dpl) noexce
   return s;
 }
 
+// Whether the thread that last owned `cpu` (exited) may still be running on
+// its monitor's stack: until the kernel reports it gone. A Cpu whose thread
+// never started (its clone failed, or was restarted for a signal) had none.
+bool owner_not_reaped(const Cpu& cpu, long pid) noexcept {
+  const std::int32_t owner = cpu.owner_tid.load();
+  return owner != 0 && sys::call(SYS_tgkill, pid, owner, 0) != -ESRCH;
+}
+
 }  // namespace
 
 // dunk's guest code runs at CPL 0, the host process (the monitor included)
@@ -229,6 +237,7 @@ Status Machine::read_cpu_features() noexcept {
   if (!arch::xfeature::valid_xcr0(xcr0_)) return Error{"no valid guest XCR0 for this host", ENOTSUP};
 
   long xsave2 = kvm_->check_extension(KVM_CAP_XSAVE2);
+  xsave2_ = xsave2 > 0;
   std::size_t size = dunk_kvm_xsave_size;
   if (xsave2 > 0 && static_cast<std::size_t>(xsave2) > size) size = static_cast<std::size_t>(xsave2);
   std::size_t host_size = arch::host_cpuid(0xd, 0).ebx;  // for the host's current XCR0
@@ -276,6 +285,7 @@ Status Machine::setup_stats() noexcept {
         auto* shared = reinterpret_cast<Stats*>(addr);
         if (shared->magic == Stats::kMagic && shared->version == Stats::kVersion) {
           stats_ = shared;
+          stats_shared_ = true;
           stats_->add(stats_->processes);
           return {};
         }
@@ -290,6 +300,7 @@ Status Machine::setup_stats() noexcept {
     // counts go to a private block instead.
   }
   stats_ = reinterpret_cast<Stats*>(memory);
+  stats_shared_ = false;
   stats_->magic = Stats::kMagic;
   stats_->version = Stats::kVersion;
   stats_->size = sizeof(Stats);
@@ -314,6 +325,21 @@ Result<kvm::System> Machine::open_kvm() noexcept {
   return kvm::System::open(config_.kvm_device, &move_out_of_program_range);
 }
 
+Status Machine::create_vm() noexcept {
+  DUNK_ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::create(*kvm_));
+  vm_.emplace(std::move(vm));
+  guest::dunk_lapic_present = false;
+  if (interrupts_) DUNK_TRY(enable_interrupts());
+  guest::dunk_lapic_present = interrupts_;
+  if (features_.vendor == arch::Vendor::kIntel) {
+    // VMX-only set-up (api.rst, KVM_SET_TSS_ADDR: "required on Intel-based hosts").
+    DUNK_TRY(vm_->set_identity_map_addr(kIntelIdentityMapGpa));
+    DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
+  }
+  slots_.vm = &*vm_;
+  return {};
+}
+
 Status Machine::create(const EnterOptions& options) noexcept {
   if (!configured_) config_ = MachineConfig::from_environment();
   configured_ = true;
@@ -324,8 +350,8 @@ Status Machine::create(const EnterOptions& options) noexcept {
   DUNK_ASSIGN_OR_RETURN(std::size_t mmap_size, kvm_->vcpu_mmap_size());
   vcpu_mmap_size_ = mmap_size;
 
-  DUNK_ASSIGN_OR_RETURN(kvm::Vm vm, kvm::Vm::create(*kvm_));
-  vm_.emplace(std::move(vm));
+  interrupts_ = options.interrupts;
+  DUNK_TRY(create_vm());
   // KVM's limit of vCPUs per VM (api.rst, KVM_CAP_MAX_VCPUS; without it,
   // KVM_CAP_NR_VCPUS): one per thread alive in VM mode at once.
   long max_vcpus = vm_->check_extension(KVM_CAP_MAX_VCPUS);
@@ -337,15 +363,6 @@ Status Machine::create(const EnterOptions& options) noexcept {
       .append("KVM allows ")
       .dec(max_vcpus_)
       .append(" vCPUs per VM (KVM_CAP_MAX_VCPUS) and every one serves a live thread: no more threads in VM mode");
-  interrupts_ = options.interrupts;
-  guest::dunk_lapic_present = false;
-  if (interrupts_) DUNK_TRY(enable_interrupts());
-  guest::dunk_lapic_present = interrupts_;
-  if (features_.vendor == arch::Vendor::kIntel) {
-    // VMX-only set-up (api.rst, KVM_SET_TSS_ADDR: "required on Intel-based hosts").
-    DUNK_TRY(vm_->set_identity_map_addr(kIntelIdentityMapGpa));
-    DUNK_TRY(vm_->set_tss_addr(kIntelTssGpa));
-  }
 
   identity_physical_ = options.identity_physical;
   user_mirror_ = options.user_mirror;
@@ -382,7 +399,6 @@ Status Machine::create(const EnterOptions& options) noexcept {
       .user_mirror = user_mirror_,
       .largest = small_pages_ ? arch::PageSize::k4K : arch::PageSize::k1G,
   };
-  slots_.vm = &*vm_;
   DUNK_TRY(mirror_.init(slots_, arena_, config));
   dunk_fds_.add(kvm_->fd());
   dunk_fds_.add(vm_->fd());
@@ -420,12 +436,13 @@ Status Machine::set_user_ranges(std::span<const UserRange> ranges) noexcept {
   return {};
 }
 
-void Machine::forget_after_fork(bool shares_fd_table) noexcept {
+void Machine::start_over_in_fork_child(bool shares_fd_table) noexcept {
   // Runs in the child, which has one thread: no lock is held by anyone,
   // though another thread of the parent may have held one at the fork.
   create_lock_.reset_after_fork();
   signal_lock_.reset_after_fork();
   cpuid_lock_.reset_after_fork();
+  cpus_lock_.reset_after_fork();
   fd_placement_lock().reset_after_fork();
   created_.store(false, std::memory_order_relaxed);
   shares_fd_table_ = shares_fd_table;
@@ -436,6 +453,10 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   if (DebugLink* link = debugger_.exchange(nullptr, std::memory_order_relaxed)) {
     remove_breakpoints_in_fork_child(*link);
   }
+}
+
+void Machine::forget_after_fork(bool shares_fd_table) noexcept {
+  start_over_in_fork_child(shares_fd_table);
   if (!shares_fd_table) {
     // Copies of the parent's descriptors: close them all (each vCPU's pins
     // the parent's VM), including one a parent thread was creating at the
@@ -463,6 +484,80 @@ void Machine::forget_after_fork(bool shares_fd_table) noexcept {
   cpu_count_.store(0, std::memory_order_relaxed);
 }
 
+void Machine::drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) noexcept {
+  const int kept[] = {kvm_ ? kvm_->fd() : -1, mirror_.probe_fd(), inherited_kvm_fd_, strace_fd_};
+  auto is_kept = [&](int fd) { return std::find(std::begin(kept), std::end(kept), fd) != std::end(kept); };
+  if (!shares_fd_table) {
+    // Copies of the parent's VM and vCPU descriptors (each pins the
+    // parent's VM), including one a parent thread was creating at the fork,
+    // listed nowhere but in the bitmap: closed, so that the program may
+    // reuse the numbers. The KVM device's, the probe's and dunk exec's stay
+    // this process's.
+    dunk_fds_.drain([&](int fd) {
+      if (!is_kept(fd)) sys::call(SYS_close, fd);
+    });
+    for (int fd : kept) {
+      if (fd >= 0) dunk_fds_.add(fd);
+    }
+  }
+  // Otherwise the numbers are the parent's live descriptors: they stay open
+  // and out of this program's reach. Either way the objects forget them
+  // without another close; each vCPU's run page (a mapping of the parent's
+  // vCPU, which pins it too) becomes inaccessible memory of the arena.
+  for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
+    if (cpus_[i] == &forking) {
+      cpus_[i]->vcpu.abandon();  // its run page is replaced by the child's vCPU's
+    } else {
+      cpus_[i]->vcpu.abandon_fd();
+    }
+    cpus_[i]->vcpu.~Vcpu();
+  }
+  if (vm_) vm_->abandon_fd();
+  vm_.reset();
+}
+
+Status Machine::adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept {
+  start_over_in_fork_child(shares_fd_table);
+  arena_.reset_after_fork();
+  ldt_.reset_after_fork();
+  void* const run_page = forking.vcpu.run_page();
+  drop_parent_descriptors(forking, shares_fd_table);
+  if (shares_fd_table) {
+    // The device's and the probe's descriptors are the parent's, in the
+    // table both processes share, and this one closes its own at its exit
+    // (close_fds_before_exit): it takes copies of its own.
+    DUNK_ASSIGN_OR_RETURN(kvm::System own, kvm::System::duplicate(kvm_->fd(), &move_out_of_program_range));
+    kvm_->abandon_fd();
+    kvm_.emplace(std::move(own));
+    dunk_fds_.add(kvm_->fd());
+    DUNK_TRY(mirror_.renew_probe());
+    dunk_fds_.add(mirror_.probe_fd());
+  }
+  // The parent's other vCPUs served threads this process does not have.
+  cpus_[0] = &forking;
+  cpu_count_.store(1, std::memory_order_relaxed);
+  next_vcpu_id_.store(1, std::memory_order_relaxed);
+
+  // KVM's objects. The device's descriptor, its capabilities, CPUID and
+  // limits are the parent's (the same kernel): none is asked again.
+  DUNK_TRY(create_vm());
+  dunk_fds_.add(vm_->fd());
+  DUNK_TRY(mirror_.adopt_after_fork(slots_));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(0, vcpu_mmap_size_, run_page, xsave2_ ? 1 : 0));
+  dunk_fds_.add(vcpu.fd());
+  new (&forking.vcpu) kvm::Vcpu(std::move(vcpu));
+  DUNK_TRY(forking.setup_vcpu(*this, /*fork=*/true));
+  owner_pid_ = sys::call(SYS_getpid);
+
+  // A process of its own in the counts: the --stats file's block counts
+  // one more, a private block starts afresh.
+  if (!stats_shared_) stats_->clear_counts();
+  stats_->add(stats_->processes);
+  stats_->add(stats_->vcpus);
+  created_.store(true, std::memory_order_release);
+  return {};
+}
+
 Status Machine::destroy() noexcept {
   LockGuard hold(create_lock_);
   if (!created()) return {};
@@ -476,7 +571,7 @@ Status Machine::destroy() noexcept {
       if (!exited && cpu.in_guest) return Error{"shutdown: a thread is still in VM mode", EBUSY};
       // An exiting thread runs on its monitor's stack until the kernel has
       // reaped it: the stack must stay until then.
-      if (exited && sys::call(SYS_tgkill, pid, cpu.owner_tid.load(), 0) != -ESRCH) {
+      if (exited && owner_not_reaped(cpu, pid)) {
         return Error{"shutdown: a thread that exited in VM mode is still being reaped", EBUSY};
       }
     }
@@ -553,21 +648,34 @@ Cpu* Machine::live_cpu(unsigned id) noexcept {
 
 Result<Cpu*> Machine::acquire_cpu() noexcept {
   const long pid = sys::call(SYS_getpid);
-  {
-    LockGuard hold(cpus_lock_);
+  // Held while a new vCPU is made too: a thread that forks holds it across
+  // the fork, so that the child never copies a vCPU half made (its run page
+  // mapped but not yet listed, which would keep the parent's VM alive).
+  LockGuard hold(cpus_lock_);
+  // At KVM's cap of vCPUs, a thread that has exited but is not reaped yet
+  // will free its vCPU in a moment: natively a thread created after
+  // pthread_join of another never fails for the other's sake, so wait for
+  // it (a bounded number of yields) rather than fail.
+  constexpr unsigned kReapWaits = 10'000;
+  for (unsigned waits = 0;; ++waits) {
+    bool exiting = false;
     for (unsigned i = 0, n = cpu_count_.load(std::memory_order_relaxed); i < n; ++i) {
       Cpu* cpu = cpus_[i];
       if (!cpu->owner_exited.load(std::memory_order_acquire)) continue;
       // The exiting thread ran on this Cpu's monitor stack up to its exit
       // system call: reuse it only once the kernel reports the thread gone.
-      if (sys::call(SYS_tgkill, pid, cpu->owner_tid.load(), 0) != -ESRCH) continue;
+      if (owner_not_reaped(*cpu, pid)) {
+        exiting = true;
+        continue;
+      }
       if (Status reset = cpu->reset_interrupts(); !reset) return reset.error();  // stays reusable
       cpu->owner_exited.store(false, std::memory_order_relaxed);
       return cpu;
     }
+    if (!exiting || next_vcpu_id_.load(std::memory_order_relaxed) < max_vcpus_ || waits == kReapWaits) break;
+    sys::call(SYS_sched_yield);
   }
   DUNK_ASSIGN_OR_RETURN(Cpu * cpu, create_cpu());
-  LockGuard hold(cpus_lock_);
   if (unsigned n = cpu_count_.load(std::memory_order_relaxed); n < kMaxCpus) {
     cpus_[n] = cpu;
     cpu_count_.store(n + 1, std::memory_order_release);
@@ -585,7 +693,7 @@ Result<Cpu*> Machine::create_cpu() noexcept {
   // address space holds only what it mapped itself (a fork child's vCPU
   // must not land in a hole the program left, where it expects a fault).
   DUNK_ASSIGN_OR_RETURN(std::byte* run_page, arena_.allocate(vcpu_mmap_size_));
-  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page));
+  DUNK_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->create_vcpu(id, vcpu_mmap_size_, run_page, xsave2_ ? 1 : 0));
   DUNK_ASSIGN_OR_RETURN(std::byte* object, arena_.allocate(sizeof(Cpu)));
   DUNK_ASSIGN_OR_RETURN(std::byte* area, arena_.allocate(DUNK_AREA_SIZE, DUNK_AREA_SIZE));
   DUNK_ASSIGN_OR_RETURN(std::byte* stack, arena_.allocate(Cpu::kMonitorStackSize, Arena::kPage, /*guard=*/true));
@@ -611,6 +719,11 @@ Result<Cpu*> Machine::create_cpu() noexcept {
 }
 
 Status Cpu::setup(Machine& machine) noexcept {
+  DUNK_TRY(init_area());
+  return setup_vcpu(machine);
+}
+
+Status Cpu::init_area() noexcept {
   const unsigned id = vcpu.id();
   guest::VcpuArea& a = *area;
   a.self = reinterpret_cast<std::uint64_t>(&a);
@@ -621,7 +734,13 @@ Status Cpu::setup(Machine& machine) noexcept {
   a.tss.set_ist_stack(2, reinterpret_cast<std::uint64_t>(a.fatal_stack + sizeof a.fatal_stack));
   a.tss.iomap_base = arch::kTssNoIoBitmap;
   const arch::CpuNode where{id % (arch::kMaxCpuNodeCpu + 1), 0};
-  DUNK_TRY(arch::fill_gdt(a.gdt, Gva(reinterpret_cast<std::uint64_t>(&a.tss)), where));
+  return arch::fill_gdt(a.gdt, Gva(reinterpret_cast<std::uint64_t>(&a.tss)), where);
+}
+
+Status Cpu::setup_vcpu(Machine& machine, bool fork) noexcept {
+  const unsigned id = vcpu.id();
+  guest::VcpuArea& a = *area;
+  const arch::CpuNode where{id % (arch::kMaxCpuNodeCpu + 1), 0};
 
   // CPUID: what KVM supports, with this vCPU's APIC ID (SDM vol. 2A, CPUID
   // leaf 01H EBX[31:24] and leaves 0BH/1FH EDX).
@@ -669,6 +788,15 @@ Status Cpu::setup(Machine& machine) noexcept {
               arch::cr4::kOSXSAVE | (f.fsgsbase ? arch::cr4::kFSGSBASE : 0) | (f.pku ? arch::cr4::kPKE : 0) |
               (f.pcid ? arch::cr4::kPCIDE : 0);  // address-space tags for dunk/paging.h
   sregs.efer = arch::efer::kSCE | arch::efer::kLME | arch::efer::kLMA | (f.nx ? arch::efer::kNXE : 0);
+  if (fork) {
+    // Where the parent's vCPU was: on its tables (the program's own, or a
+    // clone it activated), inside dunk's SYSCALL entry after SWAPGS (GS's
+    // base is the area), with the program's FS and its LDT.
+    sregs.cr3 = fork_sregs.cr3;
+    sregs.fs = fork_sregs.fs;
+    sregs.gs = fork_sregs.gs;
+    sregs.ldt = fork_sregs.ldt;
+  }
   DUNK_TRY(vcpu.set_sregs(sregs));
 
   const kvm_msr_entry msrs[] = {
@@ -676,7 +804,7 @@ Status Cpu::setup(Machine& machine) noexcept {
       {arch::msr::kLstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_syscall_entry)},
       {arch::msr::kCstar, 0, reinterpret_cast<std::uint64_t>(&guest::dunk_compat_syscall_entry)},
       {arch::msr::kSfmask, 0, arch::kSyscallFlagMask},
-      {arch::msr::kKernelGsBase, 0, reinterpret_cast<std::uint64_t>(&a)},
+      {arch::msr::kKernelGsBase, 0, fork ? fork_segments.gs_base : reinterpret_cast<std::uint64_t>(&a)},
       {arch::msr::kTscAux, 0, arch::encode_cpunode_limit(where)},
       {arch::msr::kPat, 0, arch::kPatPowerOn},
   };

@@ -72,6 +72,17 @@ class Machine {
   // the parent's descriptors open and out of the program's reach; any other
   // child closes its copies.
   void forget_after_fork(bool shares_fd_table) noexcept;
+  // In a fork child following the fork (EnterOptions::follow_fork), in
+  // place of forget_after_fork and create: the child's own VM, built from
+  // its copy of the parent's (dunk's arena as fork copied it: the page
+  // tables with the program's edits and clones, the GPA assignments, the
+  // IDT, the LDT mirror, the vCPU area of `forking`, the thread that
+  // forked). Only KVM's objects are new: the VM, the memory slots the
+  // copied tables need (Mirror::adopt_after_fork), and one vCPU, set up
+  // for `forking`'s area, which the child's thread takes. The parent's
+  // other vCPUs are dropped. Monitor rules (it runs before the child's
+  // first instruction, on the copy of `forking`'s monitor stack).
+  Status adopt_after_fork(Cpu& forking, bool shares_fd_table) noexcept;
   // Whether the process is exiting and has closed (or is closing) its VM's
   // descriptors (close_fds_before_exit): KVM calls may fail from now on.
   bool exiting() const noexcept { return exiting_.load(std::memory_order_seq_cst); }
@@ -141,6 +152,22 @@ class Machine {
   Lock& signal_lock() noexcept { return signal_lock_; }
   // Serialises the CPUID set-up of new vCPUs (Cpu::setup).
   Lock& cpuid_lock() noexcept { return cpuid_lock_; }
+  // Held while vCPUs are handed out or made (acquire_cpu). A thread that
+  // forks holds it, then the mirror's and the arena's locks, across the
+  // fork (MachineThreads::start_process): a child following the fork finds
+  // the copy of dunk's state that no other thread was changing.
+  Lock& cpus_lock() noexcept { return cpus_lock_; }
+  // The vCPU of the thread forking now (under cpus_lock()), for the child:
+  // its thread's TLS may be another thread's (a thread made without
+  // CLONE_SETTLS), so the child cannot ask current_cpu().
+  void set_forking(Cpu* cpu) noexcept { forking_ = cpu; }
+  Cpu* forking() const noexcept { return forking_; }
+  // Whether this is a fork child following the fork whose VM is not built
+  // yet: its copy of the machine is still its parent's (made by another
+  // process, a fork in progress). Async-signal-safe.
+  bool fork_child_before_its_vm() const noexcept {
+    return forking_ != nullptr && follow_fork_ && owner_pid_ != sys::call(SYS_getpid);
+  }
 
   // The program break, tracked across brk calls (see the brk handler).
   std::atomic<std::uint64_t> brk{0};
@@ -160,6 +187,17 @@ class Machine {
   Status build_idt() noexcept;
   Status build_fpu_init_image() noexcept;
   Status setup_stats() noexcept;
+  // The parts of create() that set up a new VM's KVM objects.
+  Status create_vm() noexcept;
+  // Closes (or, sharing the descriptor table, forgets) the parent's VM and
+  // vCPU descriptors in a fork child, keeping the KVM device's, the mirror's
+  // probe and the ones dunk exec passed down; `forking`'s run page stays
+  // mapped for the child's vCPU to replace.
+  void drop_parent_descriptors(const Cpu& forking, bool shares_fd_table) noexcept;
+  // What forget_after_fork and adopt_after_fork both do first in a fork
+  // child: its copies of dunk's locks freed, no VM (yet), not exiting, the
+  // parent's debugger and its breakpoints gone.
+  void start_over_in_fork_child(bool shares_fd_table) noexcept;
 
   Lock create_lock_;
   Lock signal_lock_;
@@ -176,9 +214,11 @@ class Machine {
   arch::CpuFeatures features_{};
   std::uint64_t xcr0_ = 0;
   std::size_t xsave_size_ = 0;
+  bool xsave2_ = false;  // KVM_CAP_XSAVE2
   std::size_t vcpu_mmap_size_ = 0;
   arch::IdtGate* idt_ = nullptr;
   Stats* stats_ = nullptr;
+  bool stats_shared_ = false;  // stats_ is the --stats file's block
   std::byte* fpu_init_ = nullptr;
   Result<Cpu*> create_cpu() noexcept;
 
@@ -210,6 +250,7 @@ class Machine {
   Lock cpus_lock_;
   Cpu* cpus_[kMaxCpus] = {};
   std::atomic<unsigned> cpu_count_{0};  // written under cpus_lock_; read by signal handlers
+  Cpu* forking_ = nullptr;              // written under cpus_lock_
 };
 
 // Per-thread state. Lives in the arena; never freed while the process runs
@@ -230,6 +271,20 @@ class Cpu {
   // The program's FS and GS at its last fork (selectors included, which the
   // host thread does not hold in VM mode): what a fork child resumes with.
   UserSegments fork_segments{};
+  // The vCPU's special registers at that fork: a child following the fork
+  // resumes its copy of this vCPU's state (CR3, FS, GS, the LDT) on a vCPU
+  // of its own.
+  kvm_sregs fork_sregs{};
+  // The next entry resumes a fork child where its parent's vCPU stopped for
+  // the fork, inside dunk's SYSCALL entry with the area as the parent left
+  // it (Machine::adopt_after_fork), rather than starting afresh.
+  bool resumes_fork = false;
+  // The program's signal mask, which a fork child has blocked every signal
+  // in place of while it builds its VM: given back once the vCPU is the
+  // thread's (Monitor::run), so that a signal sent meanwhile reaches the
+  // program in VM mode, as any other, and not dunk's code on the host.
+  std::uint64_t fork_sigmask = 0;
+  bool unmask_at_entry = false;
 
   // Sets the state the next entry resumes: `frame`, FS and GS, and the FPU
   // image `fpu` (xsave_size bytes; null: `xsave` holds it already).
@@ -281,8 +336,16 @@ class Cpu {
   explicit Cpu(kvm::Vcpu v) noexcept : vcpu(std::move(v)) {}
 
   // Loads the general state every entry needs (segments, control registers,
-  // MSRs); called once at creation.
+  // MSRs); called once at creation: init_area, then setup_vcpu.
   Status setup(Machine& machine) noexcept;
+  // The area's descriptor tables and stacks for a new vCPU.
+  Status init_area() noexcept;
+  // The vCPU's side: CPUID, segments, control registers, MSRs, XCR0, TSC,
+  // the local APIC. With `fork` (a fork child's vCPU on its copy of the
+  // parent's area), CR3, FS, GS and the LDT are the parent vCPU's
+  // (fork_sregs) and KERNEL_GS_BASE holds the program's GS base, as they
+  // were when the parent's vCPU stopped in dunk's SYSCALL entry.
+  Status setup_vcpu(Machine& machine, bool fork = false) noexcept;
 
   // The local APIC's state right after setup (x2APIC mode, software-enabled,
   // nothing pending); null when the VM has no interrupts. A vCPU reused by a

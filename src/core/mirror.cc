@@ -89,10 +89,36 @@ Status Mirror::init(MemorySlots& slots, Arena& arena, const MirrorConfig& config
     eager_.store(true, std::memory_order_release);
   }
 
+  return renew_probe();
+}
+
+Status Mirror::renew_probe() noexcept {
   long fd = sys::call(SYS_memfd_create, reinterpret_cast<long>("dunk-probe"), MFD_CLOEXEC);
   if (sys::failed(fd)) return errno_error("memfd_create(dunk-probe) failed", fd);
   probe_fd_ = move_out_of_program_range(static_cast<int>(fd));
   return {};
+}
+
+Status Mirror::adopt_after_fork(MemorySlots& slots) noexcept {
+  lock_.reset_after_fork();
+  slots_ = &slots;
+  reserve_only_ = false;
+  if (!gpa_) return Error{"the mirror to adopt after fork was never set up", EINVAL};
+  const bool keep_all = eager_.load(std::memory_order_relaxed);
+  Status status;
+  gpa_->for_each_assignment([&](const ChunkAssignment& chunk) {
+    if (!status) return;
+    if (keep_all || gpa_->pinned(chunk.host)) {
+      status = install(chunk);
+      return;
+    }
+    // Leaves present in the copy would lead the child's vCPU to a
+    // guest-physical address without a slot: out of service until touched.
+    status = hide_chunk(chunk);
+    if (status) gpa_->release(chunk.host);
+  });
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  return status;
 }
 
 Result<arch::TablePage> Mirror::allocate() noexcept {
@@ -163,15 +189,20 @@ Status Mirror::make_resident(Hva address, FaultResolution* counts) noexcept {
   return {};
 }
 
-Status Mirror::evict(const ChunkAssignment& victim) noexcept {
-  // Out of service in every tree first: from here a walk through any of
-  // them faults, and the fault makes the chunk resident again. The
-  // program's own entries are not in a chunk that can be evicted (the
+Status Mirror::hide_chunk(const ChunkAssignment& chunk) noexcept {
+  // The program's own entries are not in a chunk that can be evicted (the
   // privileged API makes the mirror assign eagerly), but are kept anyway.
   const arch::EditOptions keep{.keep_software = static_cast<int>(Owner::kUser)};
   for (std::optional<arch::PageTable>& tree : trees_) {
-    if (tree) DUNK_TRY(tree->hide(identity_gva(victim.host), victim.size, static_cast<std::uint8_t>(Owner::kHost), keep));
+    if (tree) DUNK_TRY(tree->hide(identity_gva(chunk.host), chunk.size, static_cast<std::uint8_t>(Owner::kHost), keep));
   }
+  return {};
+}
+
+Status Mirror::evict(const ChunkAssignment& victim) noexcept {
+  // Out of service in every tree first: from here a walk through any of
+  // them faults, and the fault makes the chunk resident again.
+  DUNK_TRY(hide_chunk(victim));
   // Deleting the slot is the TLB shootdown. KVM must guarantee that no vCPU
   // reaches a deleted slot's memory once this returns (the caller may unmap
   // it), so it drops its nested page tables and flushes every vCPU's TLB —

@@ -100,6 +100,18 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // reads, which must never fault) are resident for good.
   Status init(MemorySlots& slots, Arena& arena, const MirrorConfig& config) noexcept;
 
+  // In a fork child following the fork, on its copy of the parent's mirror
+  // (fork copied dunk's arena: every tree, the program's own entries and
+  // clones among them, and the GPA assignments): makes it the mirror of the
+  // child's new VM, whose memory slots are `slots`. The chunks that must
+  // stay where they are get their slots again at the same guest-physical
+  // addresses — the pinned ones (dunk's arena and image, Dune's identity
+  // chunks) and, when the program uses the privileged paging API (it may
+  // hold guest-physical addresses), every one; the others are hidden again
+  // and come back on first touch, as in a new VM. The child has one thread:
+  // a lock some thread of the parent held is stale.
+  Status adopt_after_fork(MemorySlots& slots) noexcept;
+
   Gpa root() const noexcept { return Gpa(root_gpa_); }
   arch::PageTable& page_table() noexcept { return *trees_[0]; }
 
@@ -217,6 +229,10 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   arch::PageTableEntry* table_of(Gpa gpa) noexcept { return table_at(gpa); }
 
   int probe_fd() const noexcept { return probe_fd_; }
+  // A probe descriptor of this process's own, in place of the one it has
+  // (a fork child sharing its parent's descriptor table must neither use
+  // nor close at its exit the parent's).
+  Status renew_probe() noexcept;
   std::uint32_t chunks_assigned() const noexcept { return gpa_ ? gpa_->assigned() : 0; }
   std::uint32_t chunk_capacity() const noexcept { return gpa_ ? gpa_->capacity() : 0; }
   std::uint64_t chunks_reclaimed() const noexcept { return chunks_reclaimed_; }
@@ -256,6 +272,8 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   Result<ChunkAssignment> take_chunk(Hva address, bool* created, FaultResolution* counts) noexcept;
   Status install(const ChunkAssignment& chunk) noexcept;
   Status evict(const ChunkAssignment& victim) noexcept;
+  // Hides a chunk's leaves in every tree (the program's own entries kept).
+  Status hide_chunk(const ChunkAssignment& chunk) noexcept;
   // Whether the CPU used `chunk` (an accessed bit in the entries that cover
   // it in any tree) since the last call; clears what it reads.
   bool chunk_accessed(Hva chunk) noexcept;

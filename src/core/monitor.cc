@@ -91,8 +91,33 @@ Status Monitor::load_entry_state() noexcept {
   return {};
 }
 
+Status Monitor::load_fork_child_state() noexcept {
+  guest::VcpuArea& area = *cpu_.area;
+  // The area is as the parent's vCPU left it when it exited for the fork
+  // (Machine::adopt_after_fork): its trap state — a program handler in
+  // progress, a ring-3 run waiting in it — stays, and the SYSCALL entry
+  // returns through its frame, which now says what the child's fork returns
+  // (RAX 0, its own stack if it has one). The vCPU's special registers are
+  // the parent's already (Cpu::setup_vcpu); the general ones are those of
+  // the entry code right after its exit: its stack is the frame, and
+  // interrupts are off (SFMASK).
+  *reinterpret_cast<TrapFrame*>(area.syscall_frame) = cpu_.entry_frame;
+  std::atomic_ref<std::uint64_t>(area.tlb_generation)
+      .store(std::atomic_ref<std::uint64_t>(guest::dunk_tlb_generation).load(std::memory_order_acquire),
+             std::memory_order_release);
+  arch::xsave::Image(cpu_.xsave).normalize_for(machine_.xcr0());
+  DUNK_TRY(cpu_.vcpu.set_xsave(cpu_.xsave));
+  kvm_regs regs{};
+  regs.rip = reinterpret_cast<std::uint64_t>(&guest::dunk_syscall_entry_resume);
+  regs.rsp = area.syscall_frame;
+  regs.rflags = arch::rflags::kFixed1;
+  DUNK_TRY(cpu_.vcpu.set_regs(regs));
+  cpu_.resumes_fork = false;  // a later enter() of this thread starts afresh
+  return {};
+}
+
 void Monitor::run() noexcept {
-  if (Status s = load_entry_state(); !s) {
+  if (Status s = cpu_.resumes_fork ? load_fork_child_state() : load_entry_state(); !s) {
     if (cpu_.entering_fork_child) {
       char line[256];
       TextBuffer text(line, sizeof line);
@@ -107,6 +132,11 @@ void Monitor::run() noexcept {
   }
   if (DebugLink* link = machine_.debugger()) cpu_.debug.reset(link->hold_new.load(std::memory_order_seq_cst) != 0);
   cpu_.in_guest = true;
+  if (cpu_.unmask_at_entry) {
+    // From here dunk's host handler queues what arrives for the guest.
+    cpu_.unmask_at_entry = false;
+    sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&cpu_.fork_sigmask), 0, 8);
+  }
   Stats& stats = machine_.stats();
   kvm_run& run_page = *cpu_.vcpu.run_page();
   for (;;) {

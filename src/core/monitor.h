@@ -37,6 +37,11 @@ class Monitor {
  private:
   // monitor.cc
   Status load_entry_state() noexcept;
+  // For a fork child that kept its copy of its parent's state
+  // (Cpu::resumes_fork): the vCPU continues where the parent's stopped for
+  // the fork, inside dunk's SYSCALL entry, whose frame gets the child's
+  // registers.
+  Status load_fork_child_state() noexcept;
   void handle(const Exit& exit) noexcept;
   void serve_syscall(TrapFrame& frame) noexcept;
   void trace(const Exit& exit) noexcept;

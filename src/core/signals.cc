@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <atomic>
 #include <cstring>
 
 #include "base/syscall.h"
@@ -58,6 +59,7 @@ void CpuSignals::reset() noexcept {
   deferred.store(0, std::memory_order_relaxed);
   altstack = abi::kNoSignalStack;
   stepping = false;
+  arrived = 0;
 }
 
 int signal_number(const PendingSignal& p) noexcept {
@@ -171,19 +173,51 @@ namespace {
 // A forwarded system call not made yet (between its stub's look at
 // CpuSignals::arrived and its SYSCALL or INT), or one the kernel has rewound
 // for a restart, when a signal interrupted it: it is the guest's to restart
-// after its handler. The stub returns as if the call had said so.
+// after its handler. The stub returns as if the call had said so. The
+// clone-family stubs are alike (a clone the kernel rewinds has made no
+// child: it restarts with -ERESTARTNOINTR for a signal that came meanwhile).
 void restart_forwarded_call_in_guest(abi::Ucontext& uc) noexcept {
-  const auto at = [&](const char* check, const char* insn) {
-    return uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(check) &&
-           uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(insn);
+  struct Stub {
+    const char* check;  // the look at CpuSignals::arrived
+    const char* insn;   // SYSCALL or INT, not made yet or rewound
+    const char* done;   // where the stub goes on with the result in RAX
   };
-  if (at(dunk_forward_syscall_check, dunk_forward_syscall_insn)) {
-    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_forward_syscall_done);
-    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
-  } else if (at(dunk_int80_check, dunk_int80_insn)) {
-    uc.mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_int80_done);
-    uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+  static constexpr Stub kStubs[] = {
+      {dunk_forward_syscall_check, dunk_forward_syscall_insn, dunk_forward_syscall_done},
+      {dunk_int80_check, dunk_int80_insn, dunk_int80_done},
+      {dunk_clone_native_check, dunk_clone_native_insn, dunk_clone_native_done},
+      {dunk_clone_thread_check, dunk_clone_thread_insn, dunk_clone_thread_done},
+  };
+  for (const Stub& stub : kStubs) {
+    if (uc.mcontext.rip >= reinterpret_cast<std::uint64_t>(stub.check) &&
+        uc.mcontext.rip <= reinterpret_cast<std::uint64_t>(stub.insn)) {
+      uc.mcontext.rip = reinterpret_cast<std::uint64_t>(stub.done);
+      uc.mcontext.rax = static_cast<std::uint64_t>(kRestartGuestSyscall);
+      return;
+    }
   }
+}
+
+// See take_signals_deferred_in_fork_child.
+std::atomic<std::uint64_t> deferred_in_fork_child{0};
+
+// A signal that reaches a fork child following the fork before its fixup
+// has blocked every signal: one pending when the kernel first returned to
+// the child. Its VM does not exist yet, nor has it a vCPU of its own: the
+// program's handler would run on the host, on dunk's stack with dunk's
+// registers. Instead the signal is sent again to this thread as it came
+// (rt_tgsigqueueinfo to itself may carry any siginfo) and stays blocked
+// when this handler returns, until the child gives the program its mask
+// back in VM mode (Monitor::run).
+bool defer_in_fork_child(int sig, const void* info, abi::Ucontext& uc) noexcept {
+  if (!Machine::instance().fork_child_before_its_vm()) return false;
+  if (sys::call(SYS_rt_tgsigqueueinfo, sys::call(SYS_getpid), sys::call(SYS_gettid), sig,
+                reinterpret_cast<long>(info)) != 0) {
+    return false;
+  }
+  uc.sigmask |= abi::sigbit(sig);
+  deferred_in_fork_child.fetch_or(abi::sigbit(sig), std::memory_order_relaxed);
+  return true;
 }
 
 // The calling thread's Cpu, also for a thread made without TLS of its own
@@ -233,6 +267,7 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
     back_to_vm_with(*cpu, sig, info, *uc, action);
   }
   if (cpu != nullptr) cpu->refaulting = false;
+  if (cpu == nullptr && defer_in_fork_child(sig, info, *uc)) return;
   if (cpu == nullptr || !cpu->in_guest) {
     // A thread outside VM mode: the program's handler, right here, with the
     // mask the kernel would have given it.
@@ -272,6 +307,10 @@ extern "C" void dunk_host_signal_handler(int sig, void* info, void* context) {
   }
   // Make the next KVM_RUN return at once if the monitor is about to enter.
   cpu->vcpu.run_page()->immediate_exit = 1;
+}
+
+std::uint64_t take_signals_deferred_in_fork_child() noexcept {
+  return deferred_in_fork_child.exchange(0, std::memory_order_relaxed);
 }
 
 }  // namespace dunk::core

@@ -90,7 +90,10 @@ struct CpuSignals {
   }
   // Whether anything waits for delivery, queued or deferred.
   bool pending() const noexcept { return !empty() || deferred.load(std::memory_order_relaxed) != 0; }
-  // For a thread starting on this Cpu: nothing pending, no alternate stack.
+  // For a thread starting on this Cpu (a new thread, or a fork child on
+  // its copy of the forking thread's): nothing pending, nothing arrived
+  // (a copy may hold a signal the parent's handler queued), no alternate
+  // stack.
   void reset() noexcept;
 };
 
@@ -113,6 +116,13 @@ void reserve_signal_for_debugger(int sig) noexcept;
 // rt_sigaction(2) without libc.
 long raw_sigaction(int sig, const abi::Sigaction* action, abi::Sigaction* old) noexcept;
 
+// Signals that reached a fork child following the fork before it had
+// blocked them to build its VM (Machine::fork_child_before_its_vm): sent
+// again to its thread and kept blocked; the child's fixup takes their bits
+// out of the program's mask, which it gives back in VM mode. Read and
+// cleared once.
+std::uint64_t take_signals_deferred_in_fork_child() noexcept;
+
 extern "C" {
 // The host handler and its restorer (signals.cc, context_switch.S).
 void dunk_host_signal_handler(int sig, void* info, void* ucontext);
@@ -132,6 +142,13 @@ long dunk_int80(const void* call, const volatile std::uint32_t* signal_arrived);
 extern const char dunk_int80_check[];
 extern const char dunk_int80_insn[];
 extern const char dunk_int80_done[];
+// And for the clone-family calls the monitor makes itself (core/thread_start.h).
+extern const char dunk_clone_native_check[];
+extern const char dunk_clone_native_insn[];
+extern const char dunk_clone_native_done[];
+extern const char dunk_clone_thread_check[];
+extern const char dunk_clone_thread_insn[];
+extern const char dunk_clone_thread_done[];
 }
 
 // What dunk_forward_syscall returns when the call is the guest's to restart

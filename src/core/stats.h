@@ -5,7 +5,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "core/exit.h"
 
@@ -37,6 +39,11 @@ struct Stats {
   std::atomic<std::uint64_t> chunks_reclaimed;
 
   void add(std::atomic<std::uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+  // Every count back to 0 (a fork child's copy of its parent's private block).
+  void clear_counts() noexcept {
+    auto* first = reinterpret_cast<std::byte*>(&processes);
+    std::memset(first, 0, sizeof(Stats) - static_cast<std::size_t>(first - reinterpret_cast<std::byte*>(this)));
+  }
   void count_exit(ExitKind kind) noexcept { add(exits[static_cast<unsigned>(kind)]); }
   void count_syscall(std::uint64_t nr) noexcept {
     if (nr < kSyscalls) add(syscalls[nr]);

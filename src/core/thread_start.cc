@@ -56,7 +56,7 @@ long MachineThreads::start_thread(const Syscall& call, const CloneRequest& reque
                   .args = {static_cast<long>(call.arg(0)), static_cast<long>(monitor_top), static_cast<long>(call.arg(2)),
                            static_cast<long>(call.arg(3)), static_cast<long>(call.arg(4))},
                   .frame = nullptr, .xsave = nullptr, .xsave_size = 0, .ready = nullptr, .child_fixup = nullptr,
-                  .clone_flags = request.flags};
+                  .clone_flags = request.flags, .signal_arrived = &cpu_.signals.arrived};
   // clone3: a copy of the program's block with the monitor's stack in it.
   // Room for later versions of struct clone_args than this one's (the
   // kernel checks that what it does not know is zero).
@@ -93,6 +93,7 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
   auto user_gs = registers.user_gs_base();
   if (!cpu_.vcpu.get_sregs(sregs) || !user_gs) return -EAGAIN;
   cpu_.fork_segments = vcpu_user_segments(sregs, *user_gs);
+  cpu_.fork_sregs = sregs;
   volatile std::uint32_t ready = 0;
   const bool shares_memory = (request.flags & CLONE_VM) != 0;
   const bool parent_waits_for_exec = (request.flags & CLONE_VFORK) != 0;
@@ -106,8 +107,31 @@ long MachineThreads::start_process(const Syscall& call, const CloneRequest& requ
       .ready = (shares_memory && !parent_waits_for_exec) ? &ready : nullptr,
       .child_fixup = shares_memory ? nullptr : &dunk_fork_child_fixup,
       .clone_flags = request.flags,
+      // A signal that came first is delivered first: the child would copy
+      // the mask of a handler that has not run (the host handler sets it on
+      // the thread), where natively its parent's handler has run and
+      // restored the program's (or the kernel restarts the fork after it).
+      .signal_arrived = &cpu_.signals.arrived,
   };
+  // A child with memory of its own copies dunk's state with it, which a
+  // child following the fork keeps (Machine::adopt_after_fork): no other
+  // thread may be changing it meanwhile — making a vCPU, editing the page
+  // tables or the GPA assignments, allocating. The order is the one other
+  // paths nest these locks in (a vCPU's making allocates; the mirror
+  // allocates tables).
+  if (!shares_memory) {
+    machine_.cpus_lock().lock();
+    machine_.mirror().lock().lock();
+    machine_.arena().lock().lock();
+    machine_.set_forking(&cpu_);
+  }
   const long ret = dunk_clone_native(&clone);
+  if (!shares_memory) {
+    machine_.set_forking(nullptr);
+    machine_.arena().lock().unlock();
+    machine_.mirror().lock().unlock();
+    machine_.cpus_lock().unlock();
+  }
   if (ret > 0 && clone.ready != nullptr) {
     // The child copies `child` and the XSAVE image off this stack first.
     while (ready == 0) sys::call(SYS_futex, reinterpret_cast<long>(&ready), FUTEX_WAIT_PRIVATE, 0, 0);

@@ -30,6 +30,9 @@ struct CloneCall {
   volatile std::uint32_t* ready;
   void (*child_fixup)(const TrapFrame* frame, const void* xsave, std::uint64_t clone_flags);
   std::uint64_t clone_flags;  // passed to child_fixup
+  // The calling thread's CpuSignals::arrived: set, the call is not made and
+  // the stub returns kRestartGuestSyscall, as dunk_forward_syscall does.
+  const volatile std::uint32_t* signal_arrived;
 };
 static_assert(offsetof(CloneCall, nr) == CALL_NR);
 static_assert(offsetof(CloneCall, args) == CALL_ARGS);
@@ -39,6 +42,7 @@ static_assert(offsetof(CloneCall, xsave_size) == CALL_XSAVE_SIZE);
 static_assert(offsetof(CloneCall, ready) == CALL_READY);
 static_assert(offsetof(CloneCall, child_fixup) == CALL_CHILD_FIXUP);
 static_assert(offsetof(CloneCall, clone_flags) == CALL_CLONE_FLAGS);
+static_assert(offsetof(CloneCall, signal_arrived) == CALL_SIGNAL_ARRIVED);
 
 extern "C" {
 long dunk_capture_and_switch(TrapFrame* frame, void* xsave, void* stack_top, void (*run)(void*), void* arg);

@@ -256,6 +256,7 @@ enum class Port : std::uint16_t {
 // Entry points defined in the .S files.
 extern "C" {
 void dunk_syscall_entry();          // LSTAR
+void dunk_syscall_entry_resume();   // the instruction after its exit to the monitor
 void dunk_compat_syscall_entry();   // CSTAR
 extern const std::uint64_t dunk_idt_stubs[256];  // address of each vector's stub
 }

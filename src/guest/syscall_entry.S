@@ -49,6 +49,10 @@ dunk_syscall_entry:
   incq %gs:AREA_HOST_ENTRIES
   movq $1, %gs:AREA_IN_HOST
   outb %al, $DUNK_PORT_SYSCALL
+  // Where a fork child following the fork resumes, on a vCPU of its own
+  // whose state is its parent's at this point (Monitor::load_fork_child_state).
+  .globl dunk_syscall_entry_resume
+dunk_syscall_entry_resume:
   movq $0, %gs:AREA_IN_HOST
   // Store, then load: pairs with the full barrier of the shootdown's
   // generation increment (flush_tlb_all_cpus), so that either it sees this

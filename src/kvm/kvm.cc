@@ -130,14 +130,14 @@ Status Vm::set_identity_map_addr(std::uint64_t gpa) noexcept {
                "ioctl(KVM_SET_IDENTITY_MAP_ADDR) failed");
 }
 
-Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size, void* at) noexcept {
+Result<Vcpu> Vm::create_vcpu(unsigned id, std::size_t mmap_size, void* at, int xsave2) noexcept {
   long fd = ioctl_raw(this->fd(), KVM_CREATE_VCPU, static_cast<long>(id));
   if (sys::failed(fd)) return errno_error("ioctl(KVM_CREATE_VCPU) failed", fd);
   UniqueFd owned = placed(fd, placer_);
   DUNK_ASSIGN_OR_RETURN(Mapping run, Mapping::map(at, mmap_size, PROT_READ | PROT_WRITE,
                                                   MAP_SHARED | (at != nullptr ? MAP_FIXED : 0), owned.get(), 0));
   Vcpu vcpu(std::move(owned), std::move(run), id, at != nullptr);
-  vcpu.xsave2_ = check_extension(KVM_CAP_XSAVE2) > 0;
+  vcpu.xsave2_ = xsave2 >= 0 ? xsave2 > 0 : check_extension(KVM_CAP_XSAVE2) > 0;
   return vcpu;
 }
 

@@ -105,7 +105,9 @@ class Vm {
   // the caller reserved for it) or, with nullptr, wherever the kernel
   // chooses. A placed run page is replaced by inaccessible memory when the
   // vCPU goes, so the caller's reservation stays whole.
-  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size, void* at = nullptr) noexcept;
+  // `xsave2`: whether KVM has KVM_CAP_XSAVE2, when the caller knows (else
+  // asked).
+  Result<Vcpu> create_vcpu(unsigned id, std::size_t mmap_size, void* at = nullptr, int xsave2 = -1) noexcept;
 
  private:
   Vm(UniqueFd fd, FdPlacer placer) noexcept : fd_(std::move(fd)), placer_(placer) {}
@@ -116,6 +118,16 @@ class Vm {
 class Vcpu {
  public:
   int fd() const noexcept { return fd_.get(); }
+  // Forgets the descriptor without closing it (see System::abandon_fd); the
+  // run page still goes with the object.
+  void abandon_fd() noexcept { fd_.release(); }
+  // Forgets the descriptor and the run page alike, neither closed nor
+  // unmapped: for a caller that maps a new vCPU's run page over this one's
+  // (Vm::create_vcpu at the same address).
+  void abandon() noexcept {
+    fd_.release();
+    run_.release();
+  }
   unsigned id() const noexcept { return id_; }
   kvm_run* run_page() const noexcept { return run_.as<kvm_run>(); }
 

@@ -26,7 +26,7 @@ namespace {
 
 std::atomic<bool> init_done{false};
 bool full_mode = false;
-// The process pgroot describes: a fork child gets a VM of its own.
+// The process pgroot describes: a fork child has a VM of its own.
 long vm_pid = 0;
 
 // 1 << MAXPHYADDR (CPUID 0x80000008 EAX[7:0]), as Dune's module reported.
@@ -93,7 +93,16 @@ int setup() noexcept {
 }  // namespace
 
 EnterOptions vm_options() noexcept {
-  return EnterOptions{.interrupts = true, .identity_physical = true, .user_mirror = full_mode, .small_pages = true};
+  // follow_fork: a child forked in VM mode continues in a VM that carries
+  // its parent's page tables (the program's edits and clones) and the
+  // handler or ring-3 run it forked from, as Dune's children had their
+  // parent's page tables in their copy of its memory; dune_enter there
+  // finds it in VM mode already.
+  return EnterOptions{.interrupts = true,
+                      .follow_fork = true,
+                      .identity_physical = true,
+                      .user_mirror = full_mode,
+                      .small_pages = true};
 }
 
 bool initialized() noexcept { return init_done.load(std::memory_order_acquire); }
@@ -101,7 +110,7 @@ bool initialized() noexcept { return init_done.load(std::memory_order_acquire); 
 void refresh_after_enter() noexcept {
   const long pid = sys::call(SYS_getpid);
   if (pid != vm_pid) {
-    forget_clones();
+    forget_lost_clones();
     vm_pid = pid;
   }
   pgroot = reinterpret_cast<ptent_t*>(page_table_at(AddressSpace::process().root()));

@@ -24,7 +24,7 @@ EnterOptions vm_options() noexcept;
 // Whether dune_init succeeded in this process (a fork child inherits it).
 bool initialized() noexcept;
 // Brings pgroot and the per-process state up to date with the VM this
-// process has now (a fork child builds its own).
+// process has now (a fork child's, which carries its parent's tables).
 void refresh_after_enter() noexcept;
 
 // ---- vm.cc -------------------------------------------------------------------
@@ -40,8 +40,10 @@ std::uint64_t* deciding_entry(const void* va) noexcept;
 // control is back in libdune.
 void note_handed_out(std::uint64_t* entry) noexcept;
 void settle_handed_out() noexcept;
-// Forgets the clones of the parent's VM (in a fork child).
-void forget_clones() noexcept;
+// Forgets the clones whose tables the process's VM no longer has: a fork
+// child keeps its parent's (Machine::adopt_after_fork), unless it had to
+// build a VM afresh.
+void forget_lost_clones() noexcept;
 
 // Dune's "holds something": not empty, dunk's owner tag aside (a marker
 // dunk leaves in an emptied entry carries the tag and nothing else).

@@ -20,6 +20,7 @@
 // only what it is on pgroot. Until the switch, dunk's handler touches
 // nothing but the frame, the vCPU's area and the run's stack.
 #include <asm/prctl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
@@ -185,11 +186,16 @@ Ring3Action on_event(TrapFrame& frame, void* cookie) noexcept {
 }
 
 // Whether a system call cannot be passed on from a handler of ring 3: a new
-// thread or process would start where the call was made, in the middle of
-// the handler. (glibc falls back from clone3 to clone, which a supervisor
-// emulates as Dune's sandbox does.)
-bool starts_a_task(std::uint64_t nr) noexcept {
-  return nr == SYS_clone || nr == SYS_clone3 || nr == SYS_fork || nr == SYS_vfork;
+// thread, or a child sharing the memory (vfork), would start where the call
+// was made, in the middle of the handler, on its stacks. A fork child has
+// its own copy of them, and of the VM state (the handler, the ring-3 run):
+// it returns from the call into its copy of the handler, whose return
+// resumes its ring 3 with the call's result, 0. (clone3 is refused whatever
+// its flags, which are in memory: glibc falls back to clone, which a
+// supervisor emulates as Dune's sandbox does.)
+bool starts_a_task(std::uint64_t nr, std::uint64_t clone_flags) noexcept {
+  if (nr == SYS_clone) return (clone_flags & CLONE_VM) != 0;
+  return nr == SYS_clone3 || nr == SYS_vfork;
 }
 
 }  // namespace
@@ -275,7 +281,7 @@ void dune_ret_from_user(int ret) {
 }
 
 void dune_passthrough_syscall(struct dune_tf* tf) {
-  if (self.in_handler && starts_a_task(tf->rax)) {
+  if (self.in_handler && starts_a_task(tf->rax, tf->rdi)) {
     tf->rax = static_cast<std::uint64_t>(-ENOSYS);
     return;
   }

@@ -138,8 +138,12 @@ AddressSpace* space_of_root(const ptent_t* root) noexcept {
   return nullptr;
 }
 
-void forget_clones() noexcept {
-  for (Clone& c : clones) c = Clone{};
+void forget_lost_clones() noexcept {
+  for (Clone& c : clones) {
+    if (c.space == nullptr) continue;
+    const std::uint64_t root = c.space->root();
+    if (root == 0 || page_table_at(root) != c.root) c = Clone{};
+  }
 }
 
 std::uint64_t* deciding_entry(const void* va) noexcept {

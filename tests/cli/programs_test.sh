@@ -92,4 +92,23 @@ test_tar() {
 	compare_native --setup make_tree sh -c 'tar --sort=name -cf archive.tar tree && tar -tvf archive.tar'
 }
 
+# Fork children that block on a shared futex, a parent that waits until
+# each shows state S in /proc/PID/stat and then wakes them (FUTEX_WAKE) or
+# requeues them (FUTEX_CMP_REQUEUE): every call must reach every child, as
+# natively, so no child may show S before it reaches its call (while dunk
+# builds its VM), and each child's S must be its futex wait. 24 children in
+# each of two rounds, all in VM mode.
+test_fork_sleepers() {
+	cc -O2 -o "$WORK/fork_sleepers" "$TESTS_DIR/../compat/processes/fork_sleepers.c" || fail "cannot build the program"
+	compare_native --processes 49 "$WORK/fork_sleepers" 24 2
+}
+
+# A page made MADV_DONTFORK is missing in a fork child, which under dunk
+# keeps its parent's page tables: its write there is the native SIGSEGV,
+# fatal without a handler, delivered to its handler with one.
+test_fork_dontfork() {
+	cc -O2 -o "$WORK/fork_dontfork" "$TESTS_DIR/../compat/processes/fork_dontfork.c" || fail "cannot build the program"
+	compare_native --processes 3 "$WORK/fork_dontfork"
+}
+
 main "$@"

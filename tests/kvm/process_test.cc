@@ -1,11 +1,13 @@
 // fork, vfork/posix_spawn, execve and threads from VM mode work: a fork
 // child continues outside VM mode, or, with EnterOptions::follow_fork (what
-// `dunk exec` uses), in a VM of its own.
+// `dunk exec` uses), in a VM of its own that carries the parent's page
+// tables.
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <spawn.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "dunk/dunk.h"
+#include "dunk/paging.h"
 #include "support.h"
 
 extern char** environ;
@@ -294,6 +297,108 @@ TEST(Process, ForkWhileOtherThreadsHoldDunksLocksDoesNotHangTheChild) {
   spawner.join();
   EXPECT_EQ(hung, 0);
   EXPECT_EQ(failed, 0);
+}
+
+// A fork child following the fork keeps what the program did to its page
+// tables through the privileged API (dunk/paging.h), whatever the host's
+// mappings say: an alias made with map(), a page made read-only with
+// protect(), a page unmapped with unmap(), and a clone, which maps the
+// alias too. Its writes go to its own copy of the memory.
+TEST(Process, ForkChildKeepsThePageTableEdits) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  constexpr std::size_t kPage = 4096;
+  AddressSpace& as = AddressSpace::process();
+  auto* data = static_cast<char*>(
+      mmap(nullptr, 3 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0));
+  ASSERT_NE(data, MAP_FAILED);
+  // The alias's addresses: reserved on the host, so that nothing else goes there.
+  auto* alias = static_cast<char*>(mmap(nullptr, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(alias, MAP_FAILED);
+  data[0] = 'a';
+  ASSERT_TRUE(as.map(alias, data, kPage, kRead | kWrite, PageSize::k4K));
+  ASSERT_TRUE(as.protect(data + kPage, kPage, kRead));
+  ASSERT_TRUE(as.unmap(data + 2 * kPage, kPage));
+  flush_tlb();
+  auto clone = as.clone(CloneMode::kCopy);
+  ASSERT_TRUE(clone);
+  ASSERT_EQ(alias[0], 'a');
+  const pid_t pid = fork();
+  if (pid == 0) {
+    int code = 0;
+    auto read_only = as.lookup(data + kPage);
+    auto in_clone = (*clone)->lookup(alias);
+    auto alias_page = as.lookup(alias);
+    if (!in_vm()) {
+      code = 10;
+    } else if (alias[0] != 'a') {
+      code = 11;
+    } else if (!read_only || (read_only->access & kWrite) != 0 || !read_only->program_owned) {
+      code = 12;
+    } else if (as.lookup(data + 2 * kPage)) {
+      code = 13;
+    } else if (!in_clone || !alias_page || in_clone->physical != alias_page->physical) {
+      code = 14;
+    } else {
+      alias[0] = 'b';  // the same frame as data[0], in the child's copy
+      if (data[0] != 'b') code = 15;
+    }
+    _exit(code);
+  }
+  ASSERT_GT(pid, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_EQ(data[0], 'a');
+  EXPECT_TRUE(in_vm());
+  leave();
+}
+
+// A signal sent to a fork child at once, while dunk builds its VM (or even
+// before the child has run at all): the child's handler runs in VM mode, in
+// ring 0, as every handler of a program in VM mode does, never on the host
+// in dunk's code.
+volatile sig_atomic_t child_handler_ran = 0;
+volatile sig_atomic_t child_handler_in_ring0 = 0;
+void note_where_the_handler_runs(int) {
+  child_handler_in_ring0 = test::in_guest_ring0() ? 1 : 0;
+  child_handler_ran = 1;
+}
+
+TEST(Process, SignalSentRightAfterForkReachesTheChildInVmMode) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  struct sigaction act {};
+  act.sa_handler = note_where_the_handler_runs;
+  ASSERT_EQ(sigaction(SIGUSR1, &act, nullptr), 0);
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  constexpr int kRounds = 20;
+  int on_host = 0, failed = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      // Until the handler has run (it may have before this line).
+      sigprocmask(SIG_BLOCK, &usr1, &old);
+      while (child_handler_ran == 0) sigsuspend(&old);
+      _exit(child_handler_in_ring0 != 0 && in_vm() ? 0 : 3);
+    }
+    ASSERT_GT(pid, 0);
+    kill(pid, SIGUSR1);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status)) {
+      ++failed;
+    } else if (WEXITSTATUS(status) == 3) {
+      ++on_host;
+    } else if (WEXITSTATUS(status) != 0) {
+      ++failed;
+    }
+  }
+  EXPECT_EQ(on_host, 0);
+  EXPECT_EQ(failed, 0);
+  signal(SIGUSR1, SIG_DFL);
+  leave();
 }
 
 TEST(Process, ThreadsCreatedInVmModeRunAndJoin) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -27,6 +28,7 @@ asm(R"(
   .globl r3_rdmsr, r3_invlpg, r3_swapgs, r3_sysret, r3_int80, r3_iret_to_ring0, r3_load_kernel_ds, r3_ltr
   .globl r3_iretq_insn, r3_mov_ds_insn, r3_ltr_insn
   .globl r3_read_at_rdi, r3_write_own_code, r3_syscall, r3_int3, r3_wrfsbase_then_syscall, r3_far_jump_at_rdi
+  .globl r3_fork_then_getpid
 r3_cli: cli
 r3_sti: sti
 r3_hlt: hlt
@@ -78,6 +80,16 @@ r3_wrfsbase_then_syscall:
   ret
 r3_far_jump_at_rdi:
   ljmpl *(%rdi)
+r3_fork_then_getpid:
+  movl $57, %eax                  # fork: R12 = its result
+  syscall
+  movq %rax, %r12
+  movl $39, %eax                  # getpid: the run's value
+  syscall
+  movq %rax, %rdi
+  movabsq $0x64756e6b02, %rax     # kRing3ExitSyscall
+  syscall
+  ud2
   .popsection
 )");
 
@@ -86,7 +98,8 @@ extern char __start_ring3_text[], __stop_ring3_text[];
 extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[], r3_lidt[], r3_mov_cr3[],
     r3_read_cr3[], r3_wrmsr[], r3_rdmsr[], r3_invlpg[], r3_swapgs[], r3_sysret[], r3_int80[], r3_iret_to_ring0[],
     r3_load_kernel_ds[], r3_ltr[], r3_read_at_rdi[], r3_write_own_code[], r3_syscall[], r3_int3[],
-    r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[], r3_far_jump_at_rdi[];
+    r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[], r3_far_jump_at_rdi[],
+    r3_fork_then_getpid[];
 }
 
 // A compiled function for ring 3: no calls, no TLS (no stack protector).
@@ -325,6 +338,44 @@ TEST(Ring3, SystemCallsGoToTheSupervisorsHandler) {
   EXPECT_EQ(static_cast<long>(leave_attempt->value), -EPERM);  // dunk's own calls are just numbers here
   EXPECT_TRUE(still_in_vm);
   EXPECT_EQ(calls, 5);
+}
+
+// A fork made inside the system-call handler of a ring-3 run (the handler
+// calls fork itself, as a sandbox serving ring 3's fork does): the child's
+// VM carries the run in progress and the page-table edits that opened the
+// code and stack to ring 3, so the handler returns in the child too, and
+// ring 3 goes on there. Both sides then ask getpid through the handler and
+// end their runs with the answer; the parent checks the child's status.
+TEST(Ring3, ForkInsideTheSyscallHandlerResumesRingThreeInTheChild) {
+  ASSERT_TRUE(enter(EnterOptions{.follow_fork = true}));
+  char* stack = prepare();
+  Ring3Options options;
+  options.on_syscall = [](TrapFrame& f, void*) noexcept {
+    if (f.rax == SYS_fork || f.rax == SYS_getpid) {
+      f.rax = static_cast<std::uint64_t>(syscall(static_cast<long>(f.rax)));
+      return Ring3Action::kResume;
+    }
+    return Ring3Action::kStop;
+  };
+  const pid_t parent = getpid();
+  auto exit = run_in_ring3(at(r3_fork_then_getpid, stack), options);
+  if (getpid() != parent) {
+    // The child, back from its ring 3: it ran there as itself, fork's
+    // answer 0, and is still in VM mode.
+    const bool ok = exit && exit->reason == Ring3Exit::kReturned && exit->frame.r12 == 0 &&
+                    exit->value == static_cast<std::uint64_t>(getpid()) && in_vm();
+    _exit(ok ? 0 : 1);
+  }
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->reason, Ring3Exit::kReturned);
+  EXPECT_EQ(exit->value, static_cast<std::uint64_t>(parent));
+  const auto child = static_cast<pid_t>(exit->frame.r12);
+  ASSERT_GT(child, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 TEST(Ring3, WithoutAHandlerASystemCallEndsTheRun) {

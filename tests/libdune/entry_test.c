@@ -83,10 +83,12 @@ static void threads_enter(void)
 
 static void fork_child_body(void)
 {
-	/* A fork child continues outside VM mode, as under Dune... */
-	if (in_ring0())
+	/* A fork child continues in VM mode, in a VM of its own that carries
+	 * its parent's page tables (fork_test.c), where Dune's child had them
+	 * in its copy of the memory and entered again; dune_enter, which
+	 * Dune's children call, finds it in VM mode. */
+	if (!in_ring0())
 		_exit(10);
-	/* ...and builds a VM of its own. */
 	if (dune_enter() != 0)
 		_exit(11);
 	if (!in_ring0())
@@ -102,7 +104,7 @@ static void fork_child_body(void)
 	_exit(69);
 }
 
-static void fork_children_enter_their_own_vm(void)
+static void fork_children_continue_in_a_vm_of_their_own(void)
 {
 	enter_or_fail();
 	int status = run_in_child(fork_child_body);
@@ -115,7 +117,7 @@ static const struct test_case tests[] = {
 	{"init_sets_the_globals_and_enter_moves_to_ring0", init_sets_the_globals_and_enter_moves_to_ring0},
 	{"enter_before_init_fails", enter_before_init_fails},
 	{"threads_enter", threads_enter},
-	{"fork_children_enter_their_own_vm", fork_children_enter_their_own_vm},
+	{"fork_children_continue_in_a_vm_of_their_own", fork_children_continue_in_a_vm_of_their_own},
 	{NULL, NULL},
 };
 
