@@ -45,6 +45,16 @@ run_cmd() {
 	ERR=$(<"$err_file")
 }
 
+# expect_report TEXT PREFIX: a line of TEXT is dunk sandbox's report PREFIX
+# followed by its tail, "[pid P tid T rip 0xR]".
+expect_report() {
+	local line
+	while IFS= read -r line; do
+		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
+	done <<<"$1"
+	fail "no report [$2...] in [$1]"
+}
+
 # expect_refused STATUS MESSAGE CMD...: CMD exits STATUS with one stderr line
 # starting "dunk: " that contains MESSAGE, and prints nothing on stdout.
 expect_refused() {

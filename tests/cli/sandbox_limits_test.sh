@@ -10,16 +10,6 @@ limits_program() {
 	echo "$(dirname "$DUNK")/tests/programs/sandbox_limits"
 }
 
-# expect_report TEXT PREFIX: a line of TEXT is PREFIX followed by the
-# report's tail, "[pid P tid T rip 0xR]".
-expect_report() {
-	local line
-	while IFS= read -r line; do
-		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
-	done <<<"$1"
-	fail "no report [$2...] in [$1]"
-}
-
 # same_as_native "PRLIMIT OPTIONS" "SANDBOX OPTIONS" ARGS...: the program
 # under prlimit and under dunk sandbox prints the same and ends the same.
 same_as_native() {

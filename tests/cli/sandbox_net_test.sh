@@ -37,16 +37,6 @@ socket_dir() {
 	echo "$dir"
 }
 
-# expect_report TEXT PREFIX: a line of TEXT is PREFIX followed by the
-# report's tail, "[pid P tid T rip 0xR]".
-expect_report() {
-	local line
-	while IFS= read -r line; do
-		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
-	done <<<"$1"
-	fail "no report [$2...] in [$1]"
-}
-
 test_unshare_net() {
 	run_cmd "$DUNK" sandbox --policy "$(allow_all)" --unshare-net -- "$(net_program)" sockets
 	expect_eq "exit status" 0 "$STATUS"

@@ -102,16 +102,6 @@ test_auxv() {
 	[[ $a =~ ^[0-9a-f]{32}$ && $a != "$b" ]] || fail "AT_RANDOM's bytes: [$a] then [$b]"
 }
 
-# expect_report TEXT PREFIX: a line of TEXT is PREFIX followed by the
-# report's tail, "[pid P tid T rip 0xR]".
-expect_report() {
-	local line
-	while IFS= read -r line; do
-		[[ $line == "$2"* && ${line#"$2"} =~ ^\[pid\ [0-9]+\ tid\ [0-9]+\ rip\ 0x[0-9a-f]+\]$ ]] && return 0
-	done <<<"$1"
-	fail "no report [$2...] in [$1]"
-}
-
 test_denied_call_is_reported_and_answered() {
 	local policy
 	policy=$(policy_file deny '{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
