@@ -49,20 +49,6 @@ class ProgramMemory final : public abi::Memory {
   const Region& region_;
 };
 
-// The copies, as the exit walk reads them.
-class CopiesMemory final : public abi::Memory {
- public:
-  explicit CopiesMemory(const Scratch& scratch) noexcept : scratch_(scratch) {}
-  std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override {
-    if (!scratch_.contains(address, size)) return 0;
-    std::memcpy(out, reinterpret_cast<const void*>(address), size);
-    return size;
-  }
-
- private:
-  const Scratch& scratch_;
-};
-
 }  // namespace
 
 bool is_dunk_fd(int fd) noexcept { return core::Machine::instance().dunk_fds().contains(fd) || sandbox_fds.contains(fd); }
@@ -77,6 +63,12 @@ void for_each_sandbox_fd(void (*each)(int, void*), void* cookie) noexcept {
 }
 
 // ---- Scratch ------------------------------------------------------------
+
+std::size_t CopiesMemory::read(std::uint64_t address, void* out, std::size_t size) noexcept {
+  if (!scratch_.contains(address, size)) return 0;
+  std::memcpy(out, reinterpret_cast<const void*>(address), size);
+  return size;
+}
 
 Scratch::~Scratch() {
   if (base_ != nullptr) sys::call(SYS_munmap, reinterpret_cast<long>(base_), kReserve);

@@ -63,6 +63,17 @@ class Scratch {
   std::size_t committed_ = 0;
 };
 
+// The call's copies and nothing else, as the kernel will read them: what
+// the exit walk and the network checks decode.
+class CopiesMemory final : public abi::Memory {
+ public:
+  explicit CopiesMemory(const Scratch& scratch) noexcept : scratch_(scratch) {}
+  std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override;
+
+ private:
+  const Scratch& scratch_;
+};
+
 // Whether a descriptor is dunk's (its KVM handles, the sandbox's log).
 bool is_dunk_fd(int fd) noexcept;
 // The sandbox's own descriptors (the log): kept out of the program's reach

@@ -314,20 +314,6 @@ NetVerdict NetworkPolicy::listen(const std::byte* p, std::size_t size) const noe
 
 namespace {
 
-// The call's copies, as the kernel will read them: nothing else.
-class CopiesOnly final : public abi::Memory {
- public:
-  explicit CopiesOnly(const Scratch& scratch) noexcept : scratch_(scratch) {}
-  std::size_t read(std::uint64_t address, void* out, std::size_t size) noexcept override {
-    if (!scratch_.contains(address, size)) return 0;
-    std::memcpy(out, reinterpret_cast<const void*>(address), size);
-    return size;
-  }
-
- private:
-  const Scratch& scratch_;
-};
-
 // Decides every socket address the kernel will read, in walk order; stops
 // at the first it refuses.
 class AddressVisitor final : public abi::Visitor {
@@ -388,7 +374,7 @@ long decide_network(ProgramThread& t, const abi::Call& call, const abi::Call& re
     case SYS_sendto:
     case SYS_sendmsg:
     case SYS_sendmmsg: {
-      CopiesOnly memory(t.scratch);
+      CopiesMemory memory(t.scratch);
       AddressVisitor visitor(*policy, t.scratch, nr);
       (void)abi::walk(rewritten, memory, visitor, abi::Phase::kEntry);
       v = visitor.verdict;
