@@ -14,6 +14,21 @@ PROGRAMS_DIR=$(cd "$TESTS_DIR/../programs" && pwd)
 PYTHON=${DUNK_TEST_PYTHON:-/usr/bin/python3}
 [[ -x $PYTHON ]] || PYTHON=$(command -v python3)
 
+# rounds VAR BOUNDED STRESS: how many rounds a race or a load runs. The test
+# tiers run BOUNDED (scripts/test stays within CI's time), the stress command
+# (scripts/stress, DUNK_TEST_STRESS=1) runs STRESS; VAR, when set to a
+# positive number, overrides both.
+rounds() {
+	local value=${!1:-}
+	if [[ $value =~ ^[1-9][0-9]*$ ]]; then
+		echo "$value"
+	elif [[ ${DUNK_TEST_STRESS:-} == 1 ]]; then
+		echo "$3"
+	else
+		echo "$2"
+	fi
+}
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1

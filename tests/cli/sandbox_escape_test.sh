@@ -7,6 +7,11 @@
 # attempt) or a program killed for it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# Rounds of each toctou_* race: 5,000 in the test tiers, 200,000 in the
+# stress run (scripts/stress); the escape program reads the variable.
+DUNK_ESCAPE_RACE_ROUNDS=$(rounds DUNK_ESCAPE_RACE_ROUNDS 5000 200000)
+export DUNK_ESCAPE_RACE_ROUNDS
+
 # CASE  EXPECTED  REPORT
 #   EXPECTED: held (the program saw the attempt fail and goes on: exit 0), or
 #             kill:SIG (ring 3 faulted and the program died of SIG, as natively)

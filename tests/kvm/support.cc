@@ -8,6 +8,8 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <string_view>
 
 #include "dunk/dunk.h"
 
@@ -85,6 +87,12 @@ ChildResult run_in_child(const std::function<int()>& body) {
     result.signal = WTERMSIG(status);
   }
   return result;
+}
+
+int rounds(const char* env, int bounded, int stress) {
+  if (const char* value = std::getenv(env); value != nullptr && std::atoi(value) > 0) return std::atoi(value);
+  const char* all = std::getenv("DUNK_TEST_STRESS");
+  return all != nullptr && std::string_view(all) == "1" ? stress : bounded;
 }
 
 }  // namespace dunk::test

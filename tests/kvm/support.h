@@ -38,4 +38,10 @@ struct ChildResult {
 // waits and reports the status as waitpid saw it, with the child's output.
 ChildResult run_in_child(const std::function<int()>& body);
 
+// How many rounds a loop that hunts for a race or a leak runs. The test
+// tiers run `bounded` (scripts/test must stay within CI's time); the stress
+// command (scripts/stress, DUNK_TEST_STRESS=1) runs `stress`; the variable
+// named `env`, when set to a positive number, overrides both.
+int rounds(const char* env, int bounded, int stress);
+
 }  // namespace dunk::test
