@@ -65,6 +65,14 @@ struct Ring3Options {
   // always runs with the caller's.
   std::optional<std::uint64_t> fs_base = std::nullopt;
   std::optional<std::uint64_t> gs_base = std::nullopt;
+  // Whether a signal for this thread may interrupt the run. A host signal's
+  // handler runs in ring 0; while ring 3 runs (or a handler of the run
+  // that resumes it) the signal waits, for as long as ring 3 makes no call
+  // and takes no fault: without this, a ring-3 loop keeps it waiting for
+  // good. With it, the run stops (Ring3Exit::kInterrupted, the frame where
+  // ring 3 was) and the signal's handler runs at the caller's next system
+  // call or signal_point(); run_in_ring3(exit->frame, ...) goes on.
+  bool interruptible = false;
 };
 
 struct Ring3Exit {
@@ -72,6 +80,7 @@ struct Ring3Exit {
     kReturned,  // the function returned (value), or ring 3 called ring3_exit
     kSyscall,   // a system call ended the run (frame.rax: its number)
     kFault,     // an exception ended the run (frame.vector, error_code, cr2)
+    kInterrupted,  // a signal came for the thread (Ring3Options::interruptible)
   };
   Reason reason = kReturned;
   std::uint64_t value = 0;
@@ -97,6 +106,12 @@ Result<Ring3Exit> run_in_ring3(std::uint64_t (*fn)(std::uint64_t), std::uint64_t
 // Runs ring 3 from a full register state (rip, rsp and the general
 // registers; CS, SS and RFLAGS' privileged bits are dunk's to set).
 Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& options = {}) noexcept;
+
+// Lets a signal that waits for this thread (one that interrupted a ring-3
+// run, say) reach its handler now, in the caller's context: one call to the
+// monitor, which delivers on its way back. Nothing outside VM mode, where
+// the kernel delivers signals itself.
+void signal_point() noexcept;
 
 // Performs the system call a ring-3 frame asks for on the host (from its
 // handler, possibly after changing the arguments); returns the result.

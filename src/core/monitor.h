@@ -93,6 +93,10 @@ class Monitor {
   void deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind) noexcept;
   void deliver_signals(TrapFrame& frame, const PendingSignal* synchronous) noexcept;
   void stop_stepping() noexcept;
+  // A signal waits while ring 3 runs or a handler of its run does: a run
+  // that allows it (Ring3Options::interruptible) is asked to stop, by an
+  // NMI when ring 3 runs, by the area's request alone when a handler does.
+  void interrupt_ring3_run() noexcept;
   // Whether KVM is in the middle of delivering an exception or interrupt.
   bool event_in_delivery() noexcept;
   // An exception as the signal Linux would send, to the program's handler.

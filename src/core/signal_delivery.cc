@@ -47,11 +47,27 @@ void Monitor::deliver_pending() noexcept {
     // is the program's trap or interrupt handler (dunk/traps.h,
     // dunk/interrupts.h), which runs on a trap stack with interrupts off and
     // must return through dunk's dispatch: the signal waits until it has.
-    if ((resume_frame_->cs & 3) != 0 || in_program_trap_handler()) return;
+    if ((resume_frame_->cs & 3) != 0 || in_program_trap_handler()) {
+      interrupt_ring3_run();
+      return;
+    }
     deliver_signals(*resume_frame_, nullptr);
     return;
   }
   deliver_at_vcpu(nullptr, 0);
+}
+
+void Monitor::interrupt_ring3_run() noexcept {
+  guest::VcpuArea& area = *cpu_.area;
+  if (area.ring3_interruptible == 0 || area.user_context == 0 || area.interrupt_ring3 != 0) return;
+  area.interrupt_ring3 = 1;
+  // In a handler of the run, the dispatcher sees the request when the
+  // handler would resume ring 3 (dispatch.cc). In ring 3 itself only an
+  // event makes it stop: the NMI (idt_stubs.S), taken before ring 3's next
+  // instruction. Ring 3 runs with NMIs unblocked: every way into it is an
+  // IRETQ.
+  if (area.dispatching != 0) return;
+  if (Status s = cpu_.vcpu.inject_nmi(); !s) fatal("cannot interrupt ring 3 for a signal: KVM_NMI failed");
 }
 
 bool Monitor::event_in_delivery() noexcept {
@@ -74,6 +90,7 @@ void Monitor::deliver_at_vcpu(const PendingSignal* synchronous, unsigned rewind)
     // Ring 3 or a trap handler (see deliver_pending): wait for the next exit
     // from ring 0 outside a handler.
     if (cpu_.signals.stepping) stop_stepping();
+    interrupt_ring3_run();
     return;
   }
   if (synchronous == nullptr && (in_dunk_code(r.rip) || event_in_delivery())) {

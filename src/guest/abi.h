@@ -30,6 +30,9 @@
 
 // The "vector" a system-call frame carries, outside the IDT's 0-255.
 #define DUNK_VECTOR_SYSCALL 0x100
+// The "vector" of a ring-3 frame interrupted for a signal (the monitor's
+// NMI, AREA_INTERRUPT_RING3): the run stops, Ring3Exit::kInterrupted.
+#define DUNK_VECTOR_INTERRUPTED 0x101
 // Vectors from here to 255 are interrupts (dunk/interrupts.h); below are
 // the CPU's exceptions (SDM vol. 3A §6.2, "Exception and Interrupt Vectors").
 #define DUNK_FIRST_INTERRUPT_VECTOR 32
@@ -70,7 +73,12 @@
 // the host, so that a cleaner can tell "in the host all along" from "came
 // back and went again".
 #define AREA_HOST_ENTRIES 0xa0
-#define AREA_FIELDS_END 0xa8
+// Interrupting a ring-3 run for a signal (Ring3Options::interruptible):
+// whether the run in progress allows it, and the monitor's request (made
+// with an NMI, taken by the IDT's NMI stub; see idt_stubs.S).
+#define AREA_RING3_INTERRUPTIBLE 0xa8
+#define AREA_INTERRUPT_RING3 0xb0
+#define AREA_FIELDS_END 0xb8
 #define AREA_TSS 0x1080
 #define AREA_TSS_IST1 (AREA_TSS + 0x24)
 
@@ -193,6 +201,8 @@ struct alignas(4096) VcpuArea {
   std::uint64_t in_host;
   std::uint64_t tlb_generation;
   std::uint64_t host_entries;
+  std::uint64_t ring3_interruptible;
+  std::uint64_t interrupt_ring3;
   std::uint8_t page0_rest[0x1000 - AREA_FIELDS_END];
   // -- page 1: descriptor tables --
   arch::SegmentDescriptor gdt[arch::gdt::kEntries];
@@ -227,6 +237,8 @@ static_assert(offsetof(VcpuArea, root) == AREA_ROOT);
 static_assert(offsetof(VcpuArea, in_host) == AREA_IN_HOST);
 static_assert(offsetof(VcpuArea, tlb_generation) == AREA_TLB_GENERATION);
 static_assert(offsetof(VcpuArea, host_entries) == AREA_HOST_ENTRIES);
+static_assert(offsetof(VcpuArea, ring3_interruptible) == AREA_RING3_INTERRUPTIBLE);
+static_assert(offsetof(VcpuArea, interrupt_ring3) == AREA_INTERRUPT_RING3);
 static_assert(offsetof(VcpuArea, page0_rest) == AREA_FIELDS_END);
 static_assert(offsetof(VcpuArea, tss) == AREA_TSS);
 static_assert(offsetof(VcpuArea, tss) + offsetof(Tss64, ist) == AREA_TSS_IST1);

@@ -104,7 +104,16 @@ extern "C" int dunk_guest_trap(TrapFrame* frame) noexcept {
     // handler resumes ring 3 or ends the run (dunk_user_exit, no return).
     VcpuArea* area = area_of_frame(frame);
     auto* context = reinterpret_cast<UserContext*>(area->user_context);
-    if (context->on_event(*context, *frame) == UserVerdict::kStop) {
+    UserVerdict verdict = context->on_event(*context, *frame);
+    if (verdict == UserVerdict::kResume && area->interrupt_ring3 != 0) {
+      // A signal came for this thread while the handler ran: back in ring 3
+      // it would wait as long as ring 3 runs without an exit. The run stops
+      // instead, interrupted, where the handler would have resumed it (the
+      // monitor's NMI stops it the same way when ring 3 is running).
+      frame->vector = DUNK_VECTOR_INTERRUPTED;
+      verdict = context->on_event(*context, *frame);
+    }
+    if (verdict == UserVerdict::kStop) {
       context->frame = *frame;
       dunk_user_exit(context, 0);
     }

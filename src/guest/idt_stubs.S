@@ -31,7 +31,9 @@ dunk_idt_stub_base:
   pushq $0
   .endif
   pushq $vector
-  .if DUNK_VECTOR_IS_FATAL(vector) != 0
+  .if vector == 2
+  jmp dunk_nmi_common
+  .elseif DUNK_VECTOR_IS_FATAL(vector) != 0
   jmp dunk_fatal_common
   .else
   jmp dunk_exception_common
@@ -77,6 +79,35 @@ dunk_exception_common:
   addq $16, %rsp                   // vector, error code
   iretq
   .size dunk_exception_common, . - dunk_exception_common
+
+// NMI, on IST2. dunk's guests get none from hardware; the monitor injects
+// one to interrupt a ring-3 run that allows it (Ring3Options::interruptible)
+// when a signal arrives for the thread: ring 3 runs without exits, and the
+// signal's handler runs in ring 0. With the area's request set, an NMI that
+// finds ring 3 becomes a ring-3 event of vector DUNK_VECTOR_INTERRUPTED on
+// the common path (on this stack: the area is found by masking RSP all the
+// same, and nothing else uses IST2 but fatal events), whose dispatcher
+// stops the run (dispatch.cc). One that finds ring 0 came after the run's
+// end, which has seen to the request: it is dropped. Without a request an
+// NMI is fatal, as before. NMIs stay blocked until the next IRET: a run
+// resumes with IRETQ, and a stopped one is entered again with IRETQ.
+  .p2align 4
+  .type dunk_nmi_common, @function
+dunk_nmi_common:
+  pushq %rax
+  movq %rsp, %rax
+  andq $DUNK_AREA_MASK, %rax
+  cmpq $0, AREA_INTERRUPT_RING3(%rax)
+  popq %rax                        // (POP leaves the flags alone)
+  je dunk_fatal_common
+  testb $3, 24(%rsp)               // CS, above the vector, error code and RIP
+  jz 1f
+  movq $DUNK_VECTOR_INTERRUPTED, (%rsp)
+  jmp dunk_exception_common
+1:
+  addq $16, %rsp                   // vector, error code
+  iretq
+  .size dunk_nmi_common, . - dunk_nmi_common
 
   .p2align 4
   .type dunk_fatal_common, @function

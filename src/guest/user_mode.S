@@ -98,6 +98,10 @@ dunk_user_exit:
   movq $0, AREA_USER_MODE(%rsi)
   movq $0, AREA_USER_CONTEXT(%rsi)
   movq $0, AREA_DISPATCHING(%rsi)
+  // The run is over: so is any request to interrupt it (the signal behind
+  // it is delivered in ring 0 from now on, as for any ring-0 code).
+  movq $0, AREA_RING3_INTERRUPTIBLE(%rsi)
+  movq $0, AREA_INTERRUPT_RING3(%rsi)
   // Whatever ring 3 left in the FPU goes; the caller's control words come back.
   movl $-1, %eax
   movl $-1, %edx

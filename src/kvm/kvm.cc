@@ -156,6 +156,8 @@ Status Vcpu::get_events(kvm_vcpu_events& events) noexcept {
   return check(ioctl_raw(fd(), KVM_GET_VCPU_EVENTS, &events), "ioctl(KVM_GET_VCPU_EVENTS) failed");
 }
 
+Status Vcpu::inject_nmi() noexcept { return check(ioctl_raw(fd(), KVM_NMI, nullptr), "ioctl(KVM_NMI) failed"); }
+
 Status Vcpu::get_regs(kvm_regs& regs) noexcept {
   return check(ioctl_raw(fd(), KVM_GET_REGS, &regs), "ioctl(KVM_GET_REGS) failed");
 }

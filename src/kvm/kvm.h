@@ -160,6 +160,9 @@ class Vcpu {
   // first starts waiting for INIT/SIPI, and one that executed HLT waits for
   // an interrupt; KVM_MP_STATE_RUNNABLE makes it run.
   Status set_mp_state(std::uint32_t state) noexcept;
+  // KVM_NMI: an NMI for the guest, taken at its next instruction boundary
+  // where NMIs are not blocked (with or without an in-kernel local APIC).
+  Status inject_nmi() noexcept;
   Status get_mp_state(std::uint32_t& state) noexcept;
   // The in-kernel local APIC's registers (KVM_GET_LAPIC/KVM_SET_LAPIC).
   Status get_lapic(kvm_lapic_state& state) noexcept;

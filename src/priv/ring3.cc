@@ -43,6 +43,10 @@ guest::UserVerdict on_event(guest::UserContext& context, TrapFrame& frame) noexc
   auto verdict = [](Ring3Action a) {
     return a == Ring3Action::kResume ? guest::UserVerdict::kResume : guest::UserVerdict::kStop;
   };
+  if (frame.vector == DUNK_VECTOR_INTERRUPTED) {
+    state.reason = Ring3Exit::kInterrupted;
+    return stop(context, state);
+  }
   if (frame.vector == DUNK_VECTOR_SYSCALL) {
     if (frame.rax == DUNK_SYSCALL_USER_EXIT) {
       state.reason = Ring3Exit::kReturned;
@@ -128,6 +132,8 @@ Result<Ring3Exit> run_in_ring3(const TrapFrame& start, const Ring3Options& optio
   context.frame.rflags = (start.rflags & kRing3Flags) | arch::rflags::kIF | arch::rflags::kFixed1;
   context.on_event = on_event;
   context.cookie = &state;
+  area->interrupt_ring3 = 0;
+  area->ring3_interruptible = options.interruptible ? 1 : 0;
   guest::dunk_user_enter(&context);
   Ring3Exit exit;
   exit.reason = state.reason;
@@ -175,6 +181,15 @@ Status set_ring3_fs_base(std::uint64_t base) noexcept {
   DUNK_ASSIGN_OR_RETURN(guest::VcpuArea * area, run_area());
   area->user_fs = base;
   return {};
+}
+
+void signal_point() noexcept {
+  if (!in_vm()) return;
+  // The monitor answers this call itself; on the way back it delivers
+  // what waits for the thread.
+  long ret;
+  asm volatile("syscall" : "=a"(ret) : "a"(DUNK_SYSCALL_PING) : "rcx", "r11", "memory");
+  (void)ret;
 }
 
 long forward_syscall(const TrapFrame& f) noexcept {

@@ -480,6 +480,9 @@ bool canonical_user(std::uint64_t address) noexcept { return address < kUserTop;
     options.fpu_out = t.fpu;
     options.fs_base = t.fs_base;
     options.gs_base = t.gs_base;
+    // A signal for the program stops ring 3 wherever it is (a loop that
+    // makes no call included), as the kernel's would interrupt it.
+    options.interruptible = true;
     auto exit = run_in_ring3(t.frame, options);
     if (!exit) {
       char why[160];
@@ -503,6 +506,11 @@ bool canonical_user(std::uint64_t address) noexcept { return address < kUserTop;
       }
       case Ring3Exit::kFault:
         serve_fault(t);
+        break;
+      case Ring3Exit::kInterrupted:
+        // The host handler queues the signal for the program here; the
+        // program's handler frame is built just below.
+        signal_point();
         break;
     }
     deliver_signals(t);

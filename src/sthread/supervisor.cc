@@ -595,7 +595,9 @@ Ring3Action on_fault(TrapFrame& f, void* cookie) noexcept {
   return Ring3Action::kStop;
 }
 
-void run_sthread(Sthread& st, char* bounce) noexcept {
+// `fpu`: the worker's buffer for ring 3's FPU state across interruptions
+// (ring3_fpu_size() bytes, page-aligned).
+void run_sthread(Sthread& st, char* bounce, void* fpu) noexcept {
   Supervisor& s = supervisor();
   Run run;
   run.sthread = &st;
@@ -609,13 +611,29 @@ void run_sthread(Sthread& st, char* bounce) noexcept {
   TrapFrame start{};
   start_frame(start, *st.compartment, reinterpret_cast<std::uint64_t>(st.fn), reinterpret_cast<std::uint64_t>(st.arg),
               0, sthread_ring3_return);
-  Status active = st.compartment->view->activate();
-  auto exit = active ? run_in_ring3(start, options) : Result<Ring3Exit>(active.error());
-  (void)AddressSpace::process().activate();
-  if (!exit) {
-    st.report.end = STHREAD_FAULTED;
-    st.report.vector = -1;
-    report_line(st, exit.error().what);
+  // A signal for the process stops the sthread wherever it is (a ring-3
+  // loop included); its handler runs on this worker in the process's view,
+  // then the sthread (or the callgate it is in: run.current) goes on where
+  // it was, with its FPU state. Without a buffer for that state the signal
+  // waits for the sthread's next call, as before.
+  options.interruptible = fpu != nullptr;
+  options.fpu_out = fpu;
+  for (;;) {
+    Status active = run.current->view->activate();
+    auto exit = active ? run_in_ring3(start, options) : Result<Ring3Exit>(active.error());
+    (void)AddressSpace::process().activate();
+    if (!exit) {
+      st.report.end = STHREAD_FAULTED;
+      st.report.vector = -1;
+      report_line(st, exit.error().what);
+      return;
+    }
+    if (exit->reason != Ring3Exit::kInterrupted) return;  // the handlers saw to the rest
+    signal_point();
+    start = exit->frame;
+    options.fs_base = exit->fs_base;
+    options.gs_base = exit->gs_base;
+    options.fpu = fpu;
   }
 }
 
@@ -625,6 +643,7 @@ struct Worker {
   std::atomic<std::uint32_t> go{0};
   Worker* next_idle = nullptr;
   char* bounce = nullptr;
+  void* fpu = nullptr;  // made in VM mode, where its size is known
 };
 
 Worker* g_idle_workers = nullptr;
@@ -655,7 +674,8 @@ void* worker_main(void* arg) noexcept {
     Sthread& st = s.sthreads[id];
     st.state.store(static_cast<std::uint32_t>(State::kRunning), std::memory_order_relaxed);
     if (in_vm()) {
-      run_sthread(st, self->bounce);
+      if (self->fpu == nullptr) self->fpu = map_anonymous(ring3_fpu_size());
+      run_sthread(st, self->bounce, self->fpu);
     } else {
       st.report.end = STHREAD_FAULTED;
       st.report.vector = -1;

@@ -195,6 +195,26 @@ test_timer_handlers_wake_blocking_reads() {
 	expect_contains "the reports" "logged read(" "$(head -c 2000000 "$WORK/calls.log")"
 }
 
+# Signals for a program that loops without a system call
+# (tests/programs/sandbox_spin_signals.c): ring 3 makes no exit there, so
+# the signal must stop ring 3 to reach the program's handler. A timer's
+# signal, another thread's, and 200 timer signals interrupting a loop that
+# keeps its state in x87, SSE and general registers. Before ring-3 runs
+# could be interrupted the first loop never ended.
+test_signals_interrupt_loops_without_calls() {
+	local program want
+	program="$(dirname "$DUNK")/tests/programs/sandbox_spin_signals"
+	want=$("$program" 200)
+	expect_lines "natively" 3 "$want"
+	expect_contains "natively" "registers intact" "$want"
+	run_cmd timeout 300 "$DUNK" sandbox --policy "$(allow_all)" -- "$program" 200
+	expect_eq "status" 0 "$STATUS"
+	expect_eq "stdout" "$want" "$OUT"
+	run_cmd timeout 300 "$DUNK" sandbox -- "$program" 200
+	expect_eq "status (default policy)" 0 "$STATUS"
+	expect_eq "stdout (default policy)" "$want" "$OUT"
+}
+
 # --rlimit-fsize (MiB) and --rlimit-cpu (seconds), as nsjail spells them:
 # the program meets them as it would natively.
 test_rlimits() {

@@ -3,13 +3,17 @@
 // on), and every escape attempt faults to ring 0 and changes nothing.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <thread>
 
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -28,7 +32,7 @@ asm(R"(
   .globl r3_rdmsr, r3_invlpg, r3_swapgs, r3_sysret, r3_int80, r3_iret_to_ring0, r3_load_kernel_ds, r3_ltr
   .globl r3_iretq_insn, r3_mov_ds_insn, r3_ltr_insn
   .globl r3_read_at_rdi, r3_write_own_code, r3_syscall, r3_int3, r3_wrfsbase_then_syscall, r3_far_jump_at_rdi
-  .globl r3_fork_then_getpid
+  .globl r3_fork_then_getpid, r3_spin_until_flag
 r3_cli: cli
 r3_sti: sti
 r3_hlt: hlt
@@ -90,6 +94,30 @@ r3_fork_then_getpid:
   movabsq $0x64756e6b02, %rax     # kRing3ExitSyscall
   syscall
   ud2
+# Spins until the byte at RDI is nonzero, counting in RCX, with a value in
+# XMM5 and one in R12 that must survive whatever stops the loop on the way;
+# ends the run with the count, or 0 if either value was lost.
+r3_spin_until_flag:
+  movabsq $0x1122334455667788, %rax
+  movq %rax, %xmm5
+  movq %rax, %r12
+  xorl %ecx, %ecx
+1:
+  incq %rcx
+  cmpb $0, (%rdi)
+  je 1b
+  movq %xmm5, %rsi
+  movabsq $0x1122334455667788, %rax
+  xorl %edi, %edi
+  cmpq %rax, %rsi
+  jne 2f
+  cmpq %rax, %r12
+  jne 2f
+  movq %rcx, %rdi
+2:
+  movabsq $0x64756e6b02, %rax     # kRing3ExitSyscall
+  syscall
+  ud2
   .popsection
 )");
 
@@ -99,7 +127,7 @@ extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[]
     r3_read_cr3[], r3_wrmsr[], r3_rdmsr[], r3_invlpg[], r3_swapgs[], r3_sysret[], r3_int80[], r3_iret_to_ring0[],
     r3_load_kernel_ds[], r3_ltr[], r3_read_at_rdi[], r3_write_own_code[], r3_syscall[], r3_int3[],
     r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[], r3_far_jump_at_rdi[],
-    r3_fork_then_getpid[];
+    r3_fork_then_getpid[], r3_spin_until_flag[];
 }
 
 // A compiled function for ring 3: no calls, no TLS (no stack protector).
@@ -429,6 +457,126 @@ TEST(Ring3, OwnFsBaseDoesNotLeakIntoTheSupervisor) {
   EXPECT_EQ(count, 1);
   EXPECT_EQ(exit->value, 0xdead000u);  // ring 3 kept its own FS base across the call
   EXPECT_EQ(fs_after, fs_expected);    // and the supervisor has its own back
+}
+
+// Ring3Options::interruptible: a signal for the thread stops a ring-3 run
+// that makes no call, and its handler runs in ring 0 at the caller's next
+// system call (here signal_point()); the run goes on from the frame.
+std::atomic<int> usr1_count{0};
+std::atomic<bool> usr1_in_guest{false};
+
+void count_usr1(int) {
+  usr1_in_guest = test::in_guest_ring0();
+  usr1_count.fetch_add(1);
+}
+
+void install_usr1_counter() {
+  usr1_count = 0;
+  struct sigaction sa {};
+  sa.sa_handler = count_usr1;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+}
+
+// A 64-byte aligned buffer for ring 3's FPU state (whole pages).
+void* fpu_buffer() {
+  const std::size_t size = (ring3_fpu_size() + kPage - 1) & ~(kPage - 1);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  EXPECT_NE(p, MAP_FAILED);
+  return p;
+}
+
+void usr1_after(pid_t tid, int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  syscall(SYS_tgkill, getpid(), tid, SIGUSR1);
+}
+
+TEST(Ring3, ASignalStopsALoopInARunThatAllowsItAndTheRunGoesOn) {
+  install_usr1_counter();
+  char* stack = prepare();
+  void* fpu = fpu_buffer();
+  auto* flag = reinterpret_cast<volatile char*>(stack);  // ring-3 memory
+  *flag = 0;
+  Ring3Options options;
+  options.interruptible = true;
+  options.fpu_out = fpu;
+  TrapFrame start = at(r3_spin_until_flag, stack);
+  start.rdi = reinterpret_cast<std::uint64_t>(flag);
+  std::thread sender(usr1_after, static_cast<pid_t>(syscall(SYS_gettid)), 50);
+  auto exit = run_in_ring3(start, options);
+  signal_point();
+  const int handled = usr1_count.load();
+  sender.join();
+  ASSERT_TRUE(exit);
+  *flag = 1;
+  options.fpu = fpu;
+  auto resumed = run_in_ring3(exit->frame, options);
+  leave();
+  EXPECT_EQ(exit->reason, Ring3Exit::kInterrupted);
+  EXPECT_EQ(exit->frame.cs & 3, 3u);
+  const auto loop = reinterpret_cast<std::uint64_t>(r3_spin_until_flag);
+  EXPECT_GE(exit->frame.rip, loop);
+  EXPECT_LT(exit->frame.rip, loop + 64) << "stopped inside the loop";
+  EXPECT_EQ(handled, 1) << "the handler ran at signal_point()";
+  EXPECT_TRUE(usr1_in_guest.load()) << "in VM mode, in ring 0";
+  ASSERT_TRUE(resumed);
+  EXPECT_EQ(resumed->reason, Ring3Exit::kReturned);
+  EXPECT_GT(resumed->value, exit->frame.rcx) << "the loop went on from its count; XMM5 and R12 kept (0: lost)";
+}
+
+// The default: the signal waits while ring 3 runs; the run is not stopped
+// for it (libdune's and other callers' runs end only by their own events).
+TEST(Ring3, WithoutInterruptibleASignalDoesNotStopTheRun) {
+  install_usr1_counter();
+  char* stack = prepare();
+  auto* flag = reinterpret_cast<volatile char*>(stack);
+  *flag = 0;
+  TrapFrame start = at(r3_spin_until_flag, stack);
+  start.rdi = reinterpret_cast<std::uint64_t>(flag);
+  const auto tid = static_cast<pid_t>(syscall(SYS_gettid));
+  std::thread sender([tid, flag] {
+    usr1_after(tid, 50);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    *flag = 1;
+  });
+  auto exit = run_in_ring3(start);
+  sender.join();
+  signal_point();
+  const int handled = usr1_count.load();
+  leave();
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->reason, Ring3Exit::kReturned);
+  EXPECT_GT(exit->value, 0u);
+  EXPECT_EQ(handled, 1);
+}
+
+// A signal that comes while a handler of the run serves ring 3's call (here
+// the handler sends it, through a forwarded tgkill) stops the run where the
+// handler would have resumed it: after the call, with its answer in RAX.
+TEST(Ring3, ASignalDuringAHandlerStopsTheRunWhereItWouldResume) {
+  install_usr1_counter();
+  char* stack = prepare();
+  Ring3Options options;
+  options.interruptible = true;
+  options.on_syscall = [](TrapFrame& f, void*) noexcept {
+    syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), SIGUSR1);
+    f.rax = 4242;
+    return Ring3Action::kResume;
+  };
+  TrapFrame start = at(r3_syscall, stack);
+  start.rax = SYS_getpid;
+  auto exit = run_in_ring3(start, options);
+  signal_point();
+  const int handled = usr1_count.load();
+  ASSERT_TRUE(exit);
+  auto resumed = run_in_ring3(exit->frame, options);
+  leave();
+  EXPECT_EQ(exit->reason, Ring3Exit::kInterrupted);
+  EXPECT_EQ(exit->frame.rip, reinterpret_cast<std::uint64_t>(r3_syscall) + 2);  // after the SYSCALL
+  EXPECT_EQ(exit->frame.rax, 4242u);
+  EXPECT_EQ(handled, 1);
+  ASSERT_TRUE(resumed);
+  EXPECT_EQ(resumed->reason, Ring3Exit::kReturned);
+  EXPECT_EQ(resumed->value, 4242u);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -552,6 +553,73 @@ TEST(Sthread, SthreadsFromSeveralThreadsRunConcurrently) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_GE(st::stats().workers, 1u);
+}
+
+// --- Signals while an sthread loops --------------------------------------------
+
+// The loop's shared state, in a tag: the sthread reads `go` (granted
+// read-only) and never makes a call while it waits; the process's SIGUSR1
+// handler, on the worker the sthread runs on, sets it.
+struct SpinShared {
+  volatile int go;
+  int report_fd;  // where the sthread writes its worker's thread id
+};
+SpinShared* g_spin = nullptr;
+std::atomic<int> g_usr1_handled{0};
+
+void set_go(int) {
+  g_usr1_handled.fetch_add(1);
+  g_spin->go = 1;
+}
+
+void* spin_until_go(void* arg) {
+  auto* shared = static_cast<SpinShared*>(arg);
+  const long tid = raw_syscall(SYS_gettid, 0, 0, 0);
+  raw_syscall(SYS_write, shared->report_fd, reinterpret_cast<long>(&tid), sizeof tid);
+  // XMM and general registers that must outlive the interruption.
+  double x = 1.0;
+  unsigned long loops = 0;
+  while (shared->go == 0) {
+    ++loops;
+    x += 0.5;
+  }
+  return reinterpret_cast<void*>(x == 1.0 + 0.5 * static_cast<double>(loops) ? loops : 0);
+}
+
+TEST(Sthread, ASignalReachesItsHandlerWhileAnSthreadLoopsInRingThree) {
+  init_or_fail();
+  Pipe p;
+  const tag_t t = tag_new();
+  auto* shared = static_cast<SpinShared*>(smalloc(t, sizeof(SpinShared)));
+  ASSERT_NE(shared, nullptr);
+  shared->go = 0;
+  shared->report_fd = p.w;
+  g_spin = shared;
+  struct sigaction sa {};
+  sa.sa_handler = set_go;
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, nullptr), 0);
+  sc_t sc = empty_context();
+  sc_mem_add(&sc, t, PROT_READ);
+  sc_fd_add(&sc, p.w, PROT_WRITE);
+  sc_sys_add(&sc, SYS_gettid);
+  auto id = st::create(sc, spin_until_go, shared);
+  ASSERT_TRUE(id) << id.error().what;
+  long tid = 0;
+  for (int i = 0; i < 10000 && tid == 0; ++i) {
+    if (read(p.r, &tid, sizeof tid) != sizeof tid) {
+      tid = 0;
+      usleep(1000);
+    }
+  }
+  ASSERT_GT(tid, 0) << "the sthread never said which worker it runs on";
+  usleep(20000);  // well into the loop
+  ASSERT_EQ(syscall(SYS_tgkill, getpid(), tid, SIGUSR1), 0);
+  auto end = st::join(*id);
+  ASSERT_TRUE(end) << end.error().what;
+  EXPECT_EQ(end->end, STHREAD_RETURNED);
+  EXPECT_GT(end->value, 0u) << "0: the loop's floating-point state was lost";
+  EXPECT_EQ(g_usr1_handled.load(), 1);
+  signal(SIGUSR1, SIG_DFL);
 }
 
 // --- What ring 3 reaches ------------------------------------------------------
