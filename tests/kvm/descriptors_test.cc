@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 #include <thread>
@@ -145,6 +146,9 @@ TEST(Descriptors, EveryCallTreatsThemAsClosed) {
   test::enter_or_fail();
   const std::vector<int> own = kvm_descriptors_in_table();
   ASSERT_GE(own.size(), 4u);
+  // A pidfd of this very process: pidfd_getfd looks numbers up in its table.
+  const int self = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+  ASSERT_GE(self, 0) << std::strerror(errno);
   for (int fd : own) {
     SCOPED_TRACE("descriptor " + std::to_string(fd));
     char byte;
@@ -188,7 +192,14 @@ TEST(Descriptors, EveryCallTreatsThemAsClosed) {
     pollfd entry{fd, POLLIN, 0};
     EXPECT_EQ(poll(&entry, 1, 0), 1);
     EXPECT_EQ(entry.revents, POLLNVAL);
+    errno = 0;
+    EXPECT_EQ(syscall(SYS_pidfd_getfd, self, fd, 0), -1);
+    EXPECT_EQ(errno, EBADF);
+    errno = 0;
+    EXPECT_EQ(syscall(SYS_kcmp, getpid(), getpid(), 0 /* KCMP_FILE */, fd, 0), -1);
+    EXPECT_EQ(errno, EBADF);
   }
+  close(self);
   // Nor do listings of /proc/self/fdinfo show them.
   for (const auto& [fd, target] : listed_descriptors("/proc/self/fdinfo")) {
     EXPECT_FALSE(std::find(own.begin(), own.end(), fd) != own.end()) << fd;

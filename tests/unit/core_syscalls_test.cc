@@ -365,6 +365,43 @@ TEST(DescriptorSyscalls, DescriptorsInsideStructures) {
   EXPECT_TRUE(g.host.forwarded.empty());
 }
 
+// A table of another process is looked up by number there: dunk's numbers
+// are this process's only. pidfd_getfd with a pidfd of this process and
+// kcmp naming it would reach dunk's descriptors: EBADF, as natively for a
+// number this process never opened (under dunk exec, before: a KVM VM or
+// vCPU descriptor came back).
+TEST(DescriptorSyscalls, OwnTableByPidfdOrPidIsClosedToo) {
+  FakeGuest g;
+  g.dunk_fds.add(1024);
+  long pidfd_owner = 4242;  // the process's own pid (FakeGuest's)
+  g.host.answer = [&](const HostCall& c) -> long {
+    if (c.nr == SYS_openat) {
+      EXPECT_STREQ(reinterpret_cast<const char*>(c.args[1]), "/proc/self/fdinfo/7");
+      return 99;
+    }
+    if (c.nr == SYS_read && c.args[0] == 99) {
+      const std::string info = "pos:\t0\nflags:\t02000002\nmnt_id:\t15\nino:\t1057\nPid:\t" +
+                               std::to_string(pidfd_owner) + "\nNSpid:\t" + std::to_string(pidfd_owner) + "\n";
+      std::memcpy(reinterpret_cast<char*>(c.args[1]), info.data(), info.size());
+      return static_cast<long>(info.size());
+    }
+    return 0;
+  };
+  EXPECT_EQ(g.run(call(SYS_pidfd_getfd, 7, 1024, 0)), Outcome::result(-EBADF));
+  EXPECT_EQ(g.run(call(SYS_kcmp, 4242, 4242, 0 /*KCMP_FILE*/, 1024, 3)), Outcome::result(-EBADF));
+  EXPECT_EQ(g.run(call(SYS_kcmp, 1, 4242, 0 /*KCMP_FILE*/, 3, 1024)), Outcome::result(-EBADF));
+  EXPECT_TRUE(g.host.forwarded.empty());
+  // Another process's table: its number 1024 is its own business.
+  g.run(call(SYS_kcmp, 4242, 1, 0 /*KCMP_FILE*/, 3, 1024));
+  pidfd_owner = 1;
+  g.run(call(SYS_pidfd_getfd, 7, 1024, 0));
+  // A number that is not dunk's: no lookup of the pidfd at all.
+  const std::size_t lookups = g.host.calls_of(SYS_openat).size();
+  g.run(call(SYS_pidfd_getfd, 7, 5, 0));
+  EXPECT_EQ(g.host.calls_of(SYS_openat).size(), lookups);
+  EXPECT_EQ(g.host.forwarded.size(), 3u);
+}
+
 TEST(DescriptorSyscalls, PollReportsDunksDescriptorsInvalid) {
   FakeGuest g;
   g.dunk_fds.add(1024);

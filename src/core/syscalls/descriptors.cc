@@ -121,6 +121,42 @@ std::string_view probe_path(GuestMemory& memory, std::uint64_t address, char (&b
   return std::string_view(buffer, std::strlen(buffer));
 }
 
+// The process a pidfd refers to: the "Pid:" line of its fdinfo (0 when it
+// cannot be read: not a pidfd, say, which the kernel will refuse itself).
+long pid_of_pidfd(SyscallContext& ctx, int pidfd) noexcept {
+  char path[48];
+  TextBuffer name(path, sizeof path);
+  name.append("/proc/self/fdinfo/").dec(pidfd);
+  const long fd = ctx.host.call(SYS_openat, kAtFdcwd, reinterpret_cast<long>(name.c_str()), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  char info[512];
+  const long got = ctx.host.call(SYS_read, fd, reinterpret_cast<long>(info), sizeof info - 1);
+  ctx.host.call(SYS_close, fd);
+  if (got <= 0) return 0;
+  info[got] = '\0';
+  const char* line = std::strstr(info, "\nPid:");
+  if (line == nullptr) return 0;
+  long pid = 0;
+  for (const char* c = line + 5; *c == ' ' || *c == '\t' || (*c >= '0' && *c <= '9'); ++c) {
+    if (*c >= '0' && *c <= '9') pid = pid * 10 + (*c - '0');
+  }
+  return pid;
+}
+
+// Whether the table a remote descriptor number is looked up in is this
+// process's own: pidfd_getfd with a pidfd of this process, kcmp with its
+// pid. Then a number of dunk's would reach dunk's descriptor.
+bool remote_table_is_own(SyscallContext& ctx, const Syscall& call, unsigned arg) noexcept {
+  switch (call.nr()) {
+    case SYS_pidfd_getfd:
+      return pid_of_pidfd(ctx, call.int_arg(0)) == ctx.process.pid;
+    case SYS_kcmp:  // kcmp(pid1, pid2, type, idx1, idx2): idx1 in pid1's table, idx2 in pid2's
+      return call.int_arg(arg == 3 ? 0 : 1) == ctx.process.pid;
+    default:
+      return false;
+  }
+}
+
 bool has_nested_descriptors(abi::Shape shape) noexcept {
   switch (shape) {
     case abi::Shape::kFdSet:
@@ -175,6 +211,11 @@ std::optional<Outcome> refuse_dunk_descriptors(SyscallContext& ctx, const Syscal
         // RESOLVE_IN_ROOT: always).
         if ((arg.flags & abi::kDirFdAlways) != 0) return Outcome::result(-EBADF);
         dunk_dirfd = true;
+        break;
+      case abi::Kind::kRemoteFd:
+        // In another process's table, where dunk's numbers mean nothing to
+        // this process; in its own (a pidfd of itself), EBADF as above.
+        if (fds.contains(value) && remote_table_is_own(ctx, call, i)) return Outcome::result(-EBADF);
         break;
       case abi::Kind::kPath:
         if (path_arg < 0) path_arg = static_cast<int>(i);
