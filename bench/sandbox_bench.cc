@@ -57,6 +57,7 @@ const char* way_name(Way w) {
 struct Run {
   dunk_sandbox_loop_result loop{};
   std::uint64_t host_calls = 0;
+  bool host_calls_counted = false;  // false without tracefs or perf events
   // dunk's way only, from `dunk sandbox --stats-json`: returns from KVM_RUN,
   // forwarded calls by name, and the report lines of the denials.
   std::uint64_t exits = 0;
@@ -206,6 +207,7 @@ bool run_in_child(const Setup& setup, Way way, long nr, long n, Run& run, std::s
   // The tracer has reaped its child already.
   if (pid > 0 && waitpid(pid, &status, 0) == pid) ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   run.host_calls = read_counter(counter) - calls_before;
+  run.host_calls_counted = counter.valid();
   if (!ok) why = fmt::format("the {} child failed (could not install its filter or supervisor)", way_name(way));
   return ok;
 }
@@ -241,6 +243,7 @@ bool run_in_dunk_sandbox(const Setup& setup, bool allowed, long n, Run& run, std
     return false;
   }
   run.host_calls = read_counter(counter) - calls_before;
+  run.host_calls_counted = counter.valid();
   if (std::sscanf(read_text(out).c_str(), "ns %lld return %ld errno %d mismatches %ld", &run.loop.ns,
                   &run.loop.first_return, &run.loop.first_errno, &run.loop.mismatches) != 4) {
     why = "dunk-sandbox-loop printed no result under dunk sandbox";
@@ -300,7 +303,8 @@ Result row(const Setup& setup, Way way, bool allowed, long n, Report& report) {
   r.ns_per_op = static_cast<double>(full.loop.ns) / static_cast<double>(n);
   // The whole run's host calls, N calls minus none: a process's start-up
   // varies by a few calls, which can make a difference of none negative.
-  r.host_syscalls_per_op = std::max(0.0, per_call(full.host_calls, empty.host_calls));
+  r.host_syscalls_per_op =
+      full.host_calls_counted ? std::max(0.0, per_call(full.host_calls, empty.host_calls)) : -1;
   r.answer = answer_text(full.loop);
   if (!answer_right(way, allowed, full.loop)) {
     report.failures.push_back(fmt::format("{} ({}): the calls were answered {} ({} of {} differently)", r.name, r.mode,
