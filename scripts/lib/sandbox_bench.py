@@ -277,8 +277,9 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set ylabel "time / native"
 set yrange [0:*]
+set offsets 0, 0, 1, 0
 set grid ytics
-set key top left
+set key top right
 set datafile separator "\\t"
 plot "{out}/programs.tsv" using 2:xtic(1) title "{WAYS[1]}" lc rgb "#3070c0", \\
      "" using 3 title "{WAYS[2]}" lc rgb "#80a8e0", \\
@@ -289,6 +290,7 @@ plot "{out}/programs.tsv" using 2:xtic(1) title "{WAYS[1]}" lc rgb "#3070c0", \\
 """)
     os.remove(f"{out}/programs.tsv")
     # The system-call rows: ns per call, log scale, each labelled with its ratio.
+    lowest = min(r["ns_per_op"] for r in doc["calls"] if r["ns_per_op"])
     with open(f"{out}/calls.tsv", "w") as f:
         for r in doc["calls"]:
             if r["ns_per_op"] is None:
@@ -302,6 +304,7 @@ set terminal pngcairo size 1100,560 noenhanced font ",10"
 set output "{out}/calls.png"
 set title "One system call under each way of enforcing the same policy (ns per call, log scale; label: ratio to native)\\n{doc['environment']}"
 set logscale y
+set yrange [{lowest / 3}:*]
 set ylabel "ns per call"
 set grid ytics
 set style fill solid 0.85 border -1
