@@ -24,6 +24,7 @@
 #include "bench/dirty_scale.h"
 #include "bench/privileged.h"
 #include "bench/probes.h"
+#include "bench/sandbox_bench.h"
 #include "base/unique_fd.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -37,15 +38,9 @@ std::uint64_t now_ns() {
   return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
-namespace {
-
-// Counts the system calls this thread makes, via the raw_syscalls:sys_enter
-// tracepoint (perf_event_open(2), PERF_TYPE_TRACEPOINT). Needs tracefs and
-// permission to use tracepoints; `why` says what was missing. With
-// `inherit`, the calls of the children the thread creates from now on count
-// too, each child's once it has exited; `filter` (a tracepoint filter such
-// as "id == 16") counts only the calls it matches.
-UniqueFd open_syscall_counter(std::string& why, bool inherit = false, const char* filter = nullptr) {
+// probes.h. The raw_syscalls:sys_enter tracepoint through perf_event_open(2)
+// (PERF_TYPE_TRACEPOINT): needs tracefs and permission to use tracepoints.
+UniqueFd open_syscall_counter(std::string& why, bool inherit, const char* filter) {
   const char* paths[] = {"/sys/kernel/tracing/events/raw_syscalls/sys_enter/id",
                          "/sys/kernel/debug/tracing/events/raw_syscalls/sys_enter/id"};
   long id = -1;
@@ -83,6 +78,8 @@ std::uint64_t read_counter(const UniqueFd& counter) {
   if (!counter.valid() || ::read(counter.get(), &n, sizeof n) != sizeof n) return 0;
   return n;
 }
+
+namespace {
 
 void getpid_op(std::uint64_t n) {
   for (std::uint64_t i = 0; i < n; ++i) syscall(SYS_getpid);
@@ -314,6 +311,9 @@ bool run(const Options& options, Report& report) {
     // A few rounds: each writes and finds 2,621 pages of 1 GiB.
     run_dirty_scale(std::max<std::uint64_t>(n / 25'000, 3), options, probes, report);
   }
+  // Opt-in (--only "sandbox"): dunk sandbox against seccomp-bpf and the
+  // supervisors, each in processes of its own.
+  run_sandbox_rows(n, options, report);
   return true;
 }
 
@@ -369,6 +369,7 @@ void print(const Report& report) {
       }
     }
     if (!r.note.empty()) fmt::print("{} ({}): {}\n", r.name, r.mode, r.note);
+    if (!r.answer.empty()) fmt::print("{} ({}): the calls returned {}\n", r.name, r.mode, r.answer);
   }
   fmt::print(
       "\nratio: time per operation over the operation's native way (or, with none, dunk's).\n"
@@ -390,6 +391,8 @@ bool write_json(const Report& report, const std::string& path) {
     count("kvm_exits_per_op", r.kvm_exits_per_op);
     count("host_syscalls_per_op", r.host_syscalls_per_op);
     if (!r.note.empty()) j["note"] = r.note;
+    if (!r.answer.empty()) j["answer"] = r.answer;
+    for (const auto& [key, value] : r.counts) j["counts"][key] = value;
     results.push_back(std::move(j));
   }
   nlohmann::json doc = {{"environment", report.environment}, {"results", std::move(results)}};

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dunk::bench {
@@ -32,6 +33,12 @@ struct Result {
   double kvm_exits_per_op = -1;        // all VM exits KVM saw ("exits" stat)
   double host_syscalls_per_op = -1;    // raw_syscalls:sys_enter of the thread
   std::string note;
+  // What the measured calls returned ("ok", "-1 EACCES"), where a row
+  // checks it (the sandbox rows); empty elsewhere.
+  std::string answer;
+  // Exact totals over the measured loop minus an empty one, by name (JSON
+  // "counts"), where a row has more than the per-operation columns.
+  std::vector<std::pair<std::string, double>> counts;
 };
 
 struct Report {

@@ -37,4 +37,13 @@ struct Probes {
   }
 };
 
+// Counts the system calls this thread makes (raw_syscalls:sys_enter, via
+// perf_event_open); with `inherit`, those of the threads and processes it
+// starts from now on too (each child's once it has exited); `filter` (a
+// tracepoint filter such as "id == 16") counts only the calls it matches.
+// Invalid, with `why`, when tracefs or perf events are unavailable.
+UniqueFd open_syscall_counter(std::string& why, bool inherit = false, const char* filter = nullptr);
+// The counter's value; 0 for an invalid counter.
+std::uint64_t read_counter(const UniqueFd& counter);
+
 }  // namespace dunk::bench

@@ -2,6 +2,8 @@
 #
 #   bin/dunk -> ../libexec/dunk/dunk      the command line; `dunk exec` finds
 #   libexec/dunk/libdunk-preload.so       its preload library next to itself
+#   libexec/dunk/dunk-sandbox-loop        and `dunk bench --only sandbox` its
+#                                         program for dunk sandbox
 #   lib/libdunk.so, lib/libdunk.a         dunk (C++: include/dunk/)
 #   lib/libdune.so, lib/libdune.a         Dune's libdune on dunk (C)
 #   lib/libsthread.so                     Wedge's sthreads on dunk (C and C++;
@@ -22,7 +24,7 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS dunk dunk_preload
+install(TARGETS dunk dunk_preload dunk_sandbox_loop
         RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/dunk
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/dunk)
 install(CODE "
