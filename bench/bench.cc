@@ -24,6 +24,7 @@
 #include "bench/dirty_scale.h"
 #include "bench/privileged.h"
 #include "bench/probes.h"
+#include "bench/sthread_rows.h"
 #include "base/unique_fd.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -314,6 +315,8 @@ bool run(const Options& options, Report& report) {
     // A few rounds: each writes and finds 2,621 pages of 1 GiB.
     run_dirty_scale(std::max<std::uint64_t>(n / 25'000, 3), options, probes, report);
   }
+  // sthreads, by their own program (libsthread.so): only when asked for.
+  if (sthread_rows_wanted(options)) run_sthread_rows(options, report);
   return true;
 }
 
