@@ -25,6 +25,8 @@
 // emulation read the ratios and the counts, not the times.
 //
 //   dunk-sthread-bench [--json FILE] [--only TEXT] [--quiet] [N [CALLS]]
+#include <dirent.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -33,12 +35,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -48,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/exit.h"
 #include "core/machine.h"
 #include "core/stats.h"
 #include "dunk/paging.h"
@@ -86,10 +91,11 @@ struct Row {
   const char* mode = "";
   std::uint64_t n = 0;
   double ns_per_op = -1;    // < 0: not measured (note says why)
-  double exits_per_op = -1; // < 0: not counted (natively)
+  double exits_per_op = -1; // < 0: not counted
   double cow_per_op = -1;
   double reset_per_op = -1;
   const char* note = "";
+  const char* exit_kinds = "";  // the exits of the whole measurement by kind
 };
 
 struct Args {
@@ -103,6 +109,9 @@ struct Args {
 
 Args g_args;
 std::vector<Row> g_rows;
+std::deque<std::string> g_notes;  // notes made at run time, kept for the rows
+
+const char* keep_note(std::string note) { return g_notes.emplace_back(std::move(note)).c_str(); }
 
 std::string count(double v) {
   char b[32];
@@ -118,29 +127,50 @@ void add(const Row& r) {
               r.ns_per_op < 0 ? "n/a" : std::to_string(static_cast<std::uint64_t>(r.ns_per_op + 0.5)).c_str(),
               count(r.exits_per_op).c_str(), count(r.cow_per_op).c_str(), count(r.reset_per_op).c_str());
   if (r.note[0] != '\0') std::printf("    %s\n", r.note);
+  if (r.exit_kinds[0] != '\0') std::printf("    exits: %s\n", r.exit_kinds);
 }
 
 // A window of VM-mode counters: exits on every vCPU, the supervisor's
 // copies on write and resets, time.
+using Kinds = std::array<std::uint64_t, dunk::core::Stats::kExitKinds>;
+
 struct Window {
   std::uint64_t exits, t;
   st::Stats s;
-  static Window now() { return Window{::exits(), now_ns(), st::stats()}; }
+  Kinds kinds;  // exits by kind
+  static Window now() {
+    Kinds kinds{};
+    auto& m = dunk::core::Machine::instance();
+    for (unsigned i = 0; i < kinds.size() && m.created(); ++i) kinds[i] = m.stats().exits[i].load();
+    return Window{::exits(), now_ns(), st::stats(), kinds};
+  }
 };
+
+// "syscall 40, interrupted 1": what the exits of a window were.
+const char* kinds_text(const Kinds& a, const Kinds& b) {
+  std::string text;
+  for (unsigned i = 0; i < a.size(); ++i) {
+    if (b[i] == a[i]) continue;
+    if (!text.empty()) text += ", ";
+    text += dunk::core::exit_kind_name(static_cast<dunk::core::ExitKind>(i));
+    text += ' ' + std::to_string(b[i] - a[i]);
+  }
+  return keep_note(text);
+}
 
 Row vm_row(const char* name, const char* mode, std::uint64_t n, const Window& a, const Window& b, double per = 1) {
   const double dn = static_cast<double>(n) * per;
-  return Row{name,
-             mode,
-             n,
-             static_cast<double>(b.t - a.t) / dn,
-             static_cast<double>(b.exits - a.exits) / dn,
-             static_cast<double>(b.s.cow_copies - a.s.cow_copies) / dn,
-             static_cast<double>(b.s.pages_reset - a.s.pages_reset) / dn};
+  Row r{name,
+        mode,
+        n,
+        static_cast<double>(b.t - a.t) / dn,
+        static_cast<double>(b.exits - a.exits) / dn,
+        static_cast<double>(b.s.cow_copies - a.s.cow_copies) / dn,
+        static_cast<double>(b.s.pages_reset - a.s.pages_reset) / dn};
+  r.exit_kinds = kinds_text(a.kinds, b.kinds);
+  return r;
 }
 
-// `pages`: the supervisor's copies on write and resets mean something
-// (an sthread row).
 // Batches of `rounds` operations (each `per` of the unit): the counts over
 // all of them, the time of the fastest (under emulation on a loaded host a
 // batch now and then takes several times as long).
@@ -159,19 +189,29 @@ Row best_of(const char* name, const char* mode, std::uint64_t rounds, double per
     total_end.exits += b.exits - a.exits;
     total_end.s.cow_copies += b.s.cow_copies - a.s.cow_copies;
     total_end.s.pages_reset += b.s.pages_reset - a.s.pages_reset;
+    for (unsigned k = 0; k < total_end.kinds.size(); ++k) total_end.kinds[k] += b.kinds[k] - a.kinds[k];
   }
   Row r = vm_row(name, mode, rounds * kBatches, total_start, total_end, per);
   r.ns_per_op = static_cast<double>(best) / (static_cast<double>(rounds) * per);
   return r;
 }
 
+// `pages`: the supervisor's copies on write and resets mean something
+// (an sthread row).
 Row measure_vm(const char* name, const char* mode, std::uint64_t n, const std::function<void()>& op,
                bool pages = true) {
   op();  // warm: workers started, compartments made
   const Window a = Window::now();
   for (std::uint64_t i = 0; i < n; ++i) op();
-  Row r = vm_row(name, mode, n, a, Window::now());
-  if (!pages) r.cow_per_op = r.reset_per_op = -1;
+  const Window b = Window::now();
+  Row r = vm_row(name, mode, n, a, b);
+  if (!pages) {
+    r.cow_per_op = r.reset_per_op = -1;
+  } else {
+    // A worker started during the loop (none was idle at a hand-off) adds
+    // the exits of a new thread.
+    r.note = keep_note(std::to_string(b.s.workers - a.s.workers) + " worker threads started during the loop");
+  }
   return r;
 }
 
@@ -181,6 +221,7 @@ Row measure_native(const char* name, const char* mode, std::uint64_t n, const st
   for (std::uint64_t i = 0; i < n; ++i) op();
   Row r{name, mode, n};
   r.ns_per_op = static_cast<double>(now_ns() - t0) / static_cast<double>(n);
+  r.exits_per_op = 0;  // a process that never entered VM mode
   return r;
 }
 
@@ -320,6 +361,38 @@ struct Handshake {
   unsigned pages = 0;
 };
 
+// How many threads of the process besides the caller are running or
+// runnable (state R in /proc/self/task/TID/stat).
+unsigned running_threads() {
+  DIR* dir = opendir("/proc/self/task");
+  if (dir == nullptr) return 0;
+  const std::string self = std::to_string(gettid());
+  unsigned running = 0;
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_name[0] == '.' || self == e->d_name) continue;
+    char path[300], buf[512];
+    std::snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    const ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    const char* end = std::strrchr(buf, ')');  // the state follows the name
+    running += end != nullptr && end[1] == ' ' && end[2] == 'R';
+  }
+  closedir(dir);
+  return running;
+}
+
+// Waits (a second at most) until at most `busy` other threads run: a worker
+// still on its way to sleep after the last sthread would make its system
+// calls (exits) inside the next measurement. A sleeping worker stays
+// asleep until an sthread is queued.
+void quiesce(unsigned busy) {
+  for (int i = 0; i < 1000 && running_threads() > busy; ++i) usleep(1000);
+}
+
 void wait_for(const std::atomic<std::uint32_t>& flag) {
   while (flag.load(std::memory_order_acquire) == 0) asm volatile("pause");
 }
@@ -362,6 +435,7 @@ std::pair<Window, Window> gate_loop(tag_t tag, Handshake* h, std::uint64_t round
   auto id = st::create(sc, gate_caller, h);
   if (!id) die("sthread_create failed");
   wait_for(h->started);
+  quiesce(1);  // the worker that runs the sthread, spinning
   const Window a = Window::now();
   h->go.store(1, std::memory_order_release);
   wait_for(h->done);
@@ -437,6 +511,7 @@ Row ring0_switch_row(const Spaces& s, Way way, unsigned pages, std::uint64_t rou
   };
   loop(1);
   Row r = best_of(switch_name(pages), mode, rounds, 2, [&] {
+    quiesce(0);
     const Window a = Window::now();
     loop(rounds);
     return std::pair{a, Window::now()};
@@ -500,6 +575,7 @@ bool write_json(const std::string& path) {
                         {"cow_per_op", value(r.cow_per_op)},
                         {"reset_per_op", value(r.reset_per_op)}};
     if (r.note[0] != '\0') j["note"] = r.note;
+    if (r.exit_kinds[0] != '\0') j["exits_by_kind"] = r.exit_kinds;
     rows.push_back(std::move(j));
   }
   nlohmann::json doc = {{"pcid", dunk::pcid_enabled()}, {"results", std::move(rows)}};

@@ -82,6 +82,9 @@ Result to_result(const nlohmann::json& row) {
     r.note = fmt::format("{:.2f} pages copied on write and {:.2f} reset per operation{}{}", cow, reset,
                          r.note.empty() ? "" : "; ", r.note);
   }
+  if (const std::string kinds = row.value("exits_by_kind", ""); !kinds.empty()) {
+    r.note += fmt::format("{}exits: {}", r.note.empty() ? "" : "; ", kinds);
+  }
   return r;
 }
 
