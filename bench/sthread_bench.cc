@@ -319,13 +319,15 @@ Row futex_row(std::uint64_t n) {
 
 // 2 × 256 pages, mapped before sthread_init (so in the snapshot every
 // compartment reads), each a 4 KiB page: compartment A reads the first N,
-// compartment B the N from page 256.
+// compartment B the next N. Next to each other, not 256 pages apart: a
+// direct-mapped TLB of 256 entries (QEMU's, at its smallest) would give A's
+// page i and B's page i one entry, and every read would miss.
 char* g_pages = nullptr;
 
 void touch(const char* base, unsigned pages) {
   for (unsigned i = 0; i < pages; ++i) (void)*static_cast<const volatile char*>(base + i * kPage);
 }
-const char* pages_of(int compartment) { return g_pages + (compartment == 0 ? 0 : kMaxSwitchPages * kPage); }
+const char* pages_of(int compartment, unsigned pages) { return g_pages + (compartment == 0 ? 0 : pages * kPage); }
 
 const char* switch_name(unsigned pages) {
   static const char* const names[] = {"sthread switch, 1 page", "sthread switch, 4 pages", "sthread switch, 16 pages",
@@ -398,7 +400,8 @@ void wait_for(const std::atomic<std::uint32_t>& flag) {
 }
 
 void* gate_touch(void*, void* arg) {
-  touch(pages_of(1), static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(arg)));
+  const auto pages = static_cast<unsigned>(reinterpret_cast<std::uintptr_t>(arg));
+  touch(pages_of(1, pages), pages);
   return arg;
 }
 cg_t g_gate_touch = gate_touch;
@@ -413,7 +416,7 @@ void* gate_caller(void* arg) {
   void* const gate_arg = reinterpret_cast<void*>(static_cast<std::uintptr_t>(pages));
   std::uint64_t wrong = 0;
   for (std::uint64_t i = 0; i < h->rounds; ++i) {
-    touch(pages_of(0), pages);
+    touch(pages_of(0, pages), pages);
     wrong += cgate(g_gate_touch, nullptr, gate_arg) != gate_arg;
   }
   h->done.store(1, std::memory_order_release);
@@ -503,9 +506,9 @@ Row ring0_switch_row(const Spaces& s, Way way, unsigned pages, std::uint64_t rou
   auto loop = [&](std::uint64_t k) {
     for (std::uint64_t i = 0; i < k; ++i) {
       switch_to(s.a, s.cr3_a);
-      touch(pages_of(0), pages);
+      touch(pages_of(0, pages), pages);
       switch_to(s.b, s.cr3_b);
-      touch(pages_of(1), pages);
+      touch(pages_of(1, pages), pages);
     }
     if (way != Way::kNoSwitch) (void)dunk::AddressSpace::process().activate();
   };
