@@ -12,15 +12,18 @@ Command add_bench(CLI::App& dunk) {
 the other: system calls, page faults, page walks, trap delivery, Appel and
 Li's appel1/appel2, system-call interception (dunk's ring 3 against ptrace,
 seccomp and Syscall User Dispatch) and dirty-page tracking (dirty bits
-against mprotect, soft-dirty and userfaultfd, over 64 pages; over 1 GiB with --only "dirty tracking 1 GiB", the scan alone over 64 MiB to 64 GiB with --only "dirty scan"). With --only sthread (or any part of an sthread row's name:
-"sthread create+join", "sthread callgate round trip", "sthread switch, N pages"),
-also sthreads (docs/STHREADS.md): creation against fork and pthreads, a callgate
-against a pipe and a futex, and compartment switches by pages touched, measured
-by dunk-sthread-bench from dunk's directory ($DUNK_STHREAD_BENCH names another);
-tens of seconds under emulation, so not in the default run. Besides the time per operation it counts exactly, per operation,
+against mprotect, soft-dirty and userfaultfd, over 64 pages; over 1 GiB with --only "dirty tracking 1 GiB", the scan alone over 64 MiB to 64 GiB with --only "dirty scan"). Besides the time per operation it counts exactly, per operation,
 the VM exits that reached dunk, the exits KVM saw and the host system calls
 of the thread. In an emulated machine (the nested test VM) read the ratios
 and the counts, not the times.
+
+sthreads (docs/STHREADS.md) only with --only sthread, or any part of their
+rows' names ("sthread create+join", "sthread callgate round trip", "sthread
+switch, N pages"): creation against fork and pthreads, a callgate round trip
+against a pipe and a futex, compartment switches by pages touched (with and
+without PCID), measured by dunk-sthread-bench from dunk's directory
+($DUNK_STHREAD_BENCH names another). They take tens of seconds under
+emulation, so the default run leaves them out.
 
 Exit status: 0, or 1 when VM mode is unavailable, FILE cannot be written, or
 a measurement got a wrong answer (a dirty-tracking way that did not find
