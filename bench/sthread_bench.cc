@@ -192,6 +192,7 @@ Row best_of(const char* name, const char* mode, std::uint64_t rounds, double per
     for (unsigned k = 0; k < total_end.kinds.size(); ++k) total_end.kinds[k] += b.kinds[k] - a.kinds[k];
   }
   Row r = vm_row(name, mode, rounds * kBatches, total_start, total_end, per);
+  r.n = static_cast<std::uint64_t>(static_cast<double>(rounds * kBatches) * per);  // operations, not rounds
   r.ns_per_op = static_cast<double>(best) / (static_cast<double>(rounds) * per);
   return r;
 }
