@@ -25,6 +25,7 @@
 #include "bench/privileged.h"
 #include "bench/probes.h"
 #include "bench/sandbox_bench.h"
+#include "bench/sthread_rows.h"
 #include "base/unique_fd.h"
 #include "core/machine.h"
 #include "dunk/dunk.h"
@@ -314,6 +315,8 @@ bool run(const Options& options, Report& report) {
   // Opt-in (--only "sandbox"): dunk sandbox against seccomp-bpf and the
   // supervisors, each in processes of its own.
   run_sandbox_rows(n, options, report);
+  // sthreads, by their own program (libsthread.so): only when asked for.
+  if (sthread_rows_wanted(options)) run_sthread_rows(options, report);
   return true;
 }
 

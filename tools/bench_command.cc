@@ -20,9 +20,18 @@ the VM exits that reached dunk, the exits KVM saw and the host system calls
 of the thread. In an emulated machine (the nested test VM) read the ratios
 and the counts, not the times.
 
+sthreads (docs/STHREADS.md) only with --only sthread, or any part of their
+rows' names ("sthread create+join", "sthread callgate round trip", "sthread
+switch, N pages"): creation against fork and pthreads, a callgate round trip
+against a pipe and a futex, compartment switches by pages touched (with and
+without PCID), measured by dunk-sthread-bench from dunk's directory
+($DUNK_STHREAD_BENCH names another). They take tens of seconds under
+emulation, so the default run leaves them out.
+
 Exit status: 0, or 1 when VM mode is unavailable, FILE cannot be written, or
 a measurement got a wrong answer (a dirty-tracking way that did not find
-exactly the pages written, a sandbox way that answered a call wrongly).)");
+exactly the pages written, a sandbox way that answered a call wrongly) or
+dunk-sthread-bench could not run.)");
   app->add_option("--iterations", options->iterations, "Operations per measurement")
       ->check(CLI::Range(std::uint64_t{1000}, std::uint64_t{1'000'000'000}));
   app->add_option("--json", options->json_path, "Write the results as JSON into FILE")->type_name("FILE");
