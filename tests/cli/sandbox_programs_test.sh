@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Real programs under `dunk sandbox` (kvm tier): sqlite3, git, a coreutils
+# pipeline, a forking shell script and gcc compiling and linking, each under
+# the built-in default policy and under the Docker-format profile
+# tests/compat/sandbox/docker_profile.json, give what they give natively:
+# exit status, stdout, stderr and files, byte for byte, with no report from
+# dunk but glibc's clone3 probes. The bounded part of `scripts/compat
+# sandbox` (docs/compat/sandbox.md), with the same workloads.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+WORKLOADS=$(cd "$TESTS_DIR/../compat/sandbox" && pwd)
+PROFILE=$WORKLOADS/docker_profile.json
+# Docker's capability set for a default container, for every run (native
+# too): the profile's capability conditions then read as for such a
+# container (no CAP_SYS_ADMIN: clone3 is answered ENOSYS, clone without
+# namespace flags only).
+DOCKER_CAPS=-all,+chown,+dac_override,+fsetid,+fowner,+mknod,+net_raw,+setgid,+setuid,+setfcap,+setpcap,+net_bind_service,+sys_chroot,+kill,+audit_write
+
+# glibc makes a thread with clone3 first and falls back to clone on ENOSYS,
+# which both policies answer: the one report a working program gets.
+drop_clone3_probes() {
+	grep -v '^dunk sandbox: denied clone3(0x[0-9a-f]*, 88) -> -1 ENOSYS by syscalls\[[0-9]*\]: clone3: SCMP_ACT_ERRNO(38) \[pid [0-9]* tid [0-9]* rip 0x[0-9a-f]*\]$' "$1" || true
+}
+
+# parity POLICY SETUP VOLATILE CMD...: CMD natively and under `dunk sandbox`
+# (POLICY "default" or "docker"), each in a fresh directory prepared by
+# SETUP DIR, with Docker's capability set and a clean environment: the same
+# exit status, stdout, stderr (clone3 probes aside) and files (VOLATILE, a
+# file that records inode numbers and times, only present in both); and
+# the run went through the supervisor.
+parity() {
+	local policy=$1 setup=$2 volatile=$3
+	shift 3
+	local -a opts=(--stats-json="$WORK/stats.json")
+	[[ $policy == docker ]] && opts+=(--policy "$PROFILE")
+	rm -rf "$WORK/native" "$WORK/sandbox" "$WORK/stats.json"
+	local mode dir start
+	for mode in native sandbox; do
+		dir=$WORK/$mode
+		mkdir "$dir"
+		"$setup" "$dir"
+		local -a prefix=(setpriv --bounding-set "$DOCKER_CAPS" --inh-caps -all --)
+		[[ $mode == sandbox ]] && prefix+=("$DUNK" sandbox "${opts[@]}" --)
+		start=$EPOCHREALTIME
+		(cd "$dir" && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$dir" TMPDIR="$dir" \
+			"${prefix[@]}" "$@") >"$WORK/$mode.stdout" 2>"$WORK/$mode.stderr" </dev/null &&
+			echo 0 >"$WORK/$mode.status" || echo $? >"$WORK/$mode.status"
+		awk -v what="$policy: $*" -v mode="$mode" -v start="$start" -v end="$EPOCHREALTIME" \
+			'BEGIN { printf "%s: %-7s %7.2f s\n", what, mode, end - start }'
+	done
+	same_files "exit status of $*" "$WORK/native.status" "$WORK/sandbox.status"
+	same_files "stdout of $*" "$WORK/native.stdout" "$WORK/sandbox.stdout"
+	drop_clone3_probes "$WORK/sandbox.stderr" >"$WORK/sandbox.stderr.kept"
+	same_files "stderr of $* (clone3 probes aside)" "$WORK/native.stderr" "$WORK/sandbox.stderr.kept"
+	if [[ -n $volatile ]]; then
+		[[ -f $WORK/native/$volatile && -f $WORK/sandbox/$volatile ]] || fail "$volatile is missing"
+		rm "$WORK/native/$volatile" "$WORK/sandbox/$volatile"
+	fi
+	same_trees "$WORK/native" "$WORK/sandbox"
+	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 1" "totals.syscalls >= 1" ||
+		fail "$* did not run under the sandbox's supervisor"
+}
+
+no_setup() { :; }
+sql_setup() { cp "$WORKLOADS/workload.sql" "$1/"; }
+
+# Three C files and a header: the driver runs cc1 and as for each, then
+# collect2 and ld; the program it made runs too.
+c_setup() {
+	cat >"$1/util.h" <<-'EOF'
+		unsigned long fold(const char *s);
+		int primes_below(int n);
+	EOF
+	cat >"$1/fold.c" <<-'EOF'
+		#include "util.h"
+		unsigned long fold(const char *s) {
+		  unsigned long h = 5381;
+		  while (*s) h = h * 33 + (unsigned char)*s++;
+		  return h;
+		}
+	EOF
+	cat >"$1/primes.c" <<-'EOF'
+		#include "util.h"
+		int primes_below(int n) {
+		  int count = 0;
+		  for (int i = 2; i < n; ++i) {
+		    int prime = 1;
+		    for (int d = 2; d * d <= i && prime; ++d) prime = i % d != 0;
+		    count += prime;
+		  }
+		  return count;
+		}
+	EOF
+	cat >"$1/main.c" <<-'EOF'
+		#include <stdio.h>
+		#include "util.h"
+		int main(int argc, char **argv) {
+		  for (int i = 0; i < argc; ++i) printf("%s: %lu\n", i ? argv[i] : "argv[0]", i ? fold(argv[i]) : 0UL);
+		  printf("primes below 10000: %d\n", primes_below(10000));
+		  return 3;
+		}
+	EOF
+}
+
+GCC_SCRIPT='gcc -O2 -Wall -Werror -c fold.c primes.c && gcc -O2 -Wall -Werror -o prog main.c fold.o primes.o && ./prog ring three'
+
+test_sqlite3_default() { parity default sql_setup "" sqlite3 test.db ".read workload.sql"; }
+test_sqlite3_docker_profile() { parity docker sql_setup "" sqlite3 test.db ".read workload.sql"; }
+test_git_default() { parity default no_setup repo/.git/index sh "$WORKLOADS/git.sh"; }
+test_git_docker_profile() { parity docker no_setup repo/.git/index sh "$WORKLOADS/git.sh"; }
+test_coreutils_pipeline_default() { parity default no_setup "" bash "$WORKLOADS/pipeline.sh"; }
+test_coreutils_pipeline_docker_profile() { parity docker no_setup "" bash "$WORKLOADS/pipeline.sh"; }
+test_forking_shell_default() { parity default no_setup "" sh "$WORKLOADS/forking.sh"; }
+test_forking_shell_docker_profile() { parity docker no_setup "" sh "$WORKLOADS/forking.sh"; }
+test_gcc_default() { parity default c_setup "" sh -c "$GCC_SCRIPT"; }
+test_gcc_docker_profile() { parity docker c_setup "" sh -c "$GCC_SCRIPT"; }
+
+main "$@"
