@@ -22,43 +22,46 @@ drop_clone3_probes() {
 	grep -v '^dunk sandbox: denied clone3(0x[0-9a-f]*, 88) -> -1 ENOSYS by syscalls\[[0-9]*\]: clone3: SCMP_ACT_ERRNO(38) \[pid [0-9]* tid [0-9]* rip 0x[0-9a-f]*\]$' "$1" || true
 }
 
-# parity POLICY SETUP VOLATILE CMD...: CMD natively and under `dunk sandbox`
-# (POLICY "default" or "docker"), each in a fresh directory prepared by
-# SETUP DIR, with Docker's capability set and a clean environment: the same
-# exit status, stdout, stderr (clone3 probes aside) and files (VOLATILE, a
-# file that records inode numbers and times, only present in both); and
-# the run went through the supervisor.
+# parity SETUP VOLATILE CMD...: CMD natively, under `dunk sandbox` with the
+# built-in default policy and under it with the Docker-format profile, each
+# in a fresh directory prepared by SETUP DIR, with Docker's capability set
+# and a clean environment: the same exit status, stdout, stderr (clone3
+# probes aside) and files (VOLATILE, a file that records inode numbers and
+# times, only present in both); and each sandboxed run went through the
+# supervisor.
 parity() {
-	local policy=$1 setup=$2 volatile=$3
-	shift 3
-	local -a opts=(--stats-json="$WORK/stats.json")
-	[[ $policy == docker ]] && opts+=(--policy "$PROFILE")
-	rm -rf "$WORK/native" "$WORK/sandbox" "$WORK/stats.json"
+	local setup=$1 volatile=$2
+	shift 2
 	local mode dir start
-	for mode in native sandbox; do
+	for mode in native default docker; do
 		dir=$WORK/$mode
 		mkdir "$dir"
 		"$setup" "$dir"
 		local -a prefix=(setpriv --bounding-set "$DOCKER_CAPS" --inh-caps -all --)
-		[[ $mode == sandbox ]] && prefix+=("$DUNK" sandbox "${opts[@]}" --)
+		case $mode in
+		default) prefix+=("$DUNK" sandbox --stats-json="$WORK/$mode.stats.json" --) ;;
+		docker) prefix+=("$DUNK" sandbox --policy "$PROFILE" --stats-json="$WORK/$mode.stats.json" --) ;;
+		esac
 		start=$EPOCHREALTIME
 		(cd "$dir" && exec env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 HOME="$dir" TMPDIR="$dir" \
 			"${prefix[@]}" "$@") >"$WORK/$mode.stdout" 2>"$WORK/$mode.stderr" </dev/null &&
 			echo 0 >"$WORK/$mode.status" || echo $? >"$WORK/$mode.status"
-		awk -v what="$policy: $*" -v mode="$mode" -v start="$start" -v end="$EPOCHREALTIME" \
+		awk -v what="$*" -v mode="$mode" -v start="$start" -v end="$EPOCHREALTIME" \
 			'BEGIN { printf "%s: %-7s %7.2f s\n", what, mode, end - start }'
+		if [[ -n $volatile ]]; then
+			[[ -f $dir/$volatile ]] || fail "$mode: $volatile is missing"
+			rm "$dir/$volatile"
+		fi
 	done
-	same_files "exit status of $*" "$WORK/native.status" "$WORK/sandbox.status"
-	same_files "stdout of $*" "$WORK/native.stdout" "$WORK/sandbox.stdout"
-	drop_clone3_probes "$WORK/sandbox.stderr" >"$WORK/sandbox.stderr.kept"
-	same_files "stderr of $* (clone3 probes aside)" "$WORK/native.stderr" "$WORK/sandbox.stderr.kept"
-	if [[ -n $volatile ]]; then
-		[[ -f $WORK/native/$volatile && -f $WORK/sandbox/$volatile ]] || fail "$volatile is missing"
-		rm "$WORK/native/$volatile" "$WORK/sandbox/$volatile"
-	fi
-	same_trees "$WORK/native" "$WORK/sandbox"
-	"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/stats.json" "processes >= 1" "totals.syscalls >= 1" ||
-		fail "$* did not run under the sandbox's supervisor"
+	for mode in default docker; do
+		same_files "$mode: exit status of $*" "$WORK/native.status" "$WORK/$mode.status"
+		same_files "$mode: stdout of $*" "$WORK/native.stdout" "$WORK/$mode.stdout"
+		drop_clone3_probes "$WORK/$mode.stderr" >"$WORK/$mode.stderr.kept"
+		same_files "$mode: stderr of $* (clone3 probes aside)" "$WORK/native.stderr" "$WORK/$mode.stderr.kept"
+		same_trees "$WORK/native" "$WORK/$mode"
+		"$PYTHON" "$TESTS_DIR/stats_check.py" "$WORK/$mode.stats.json" "processes >= 1" "totals.syscalls >= 1" ||
+			fail "$mode: $* did not run under the sandbox's supervisor"
+	done
 }
 
 no_setup() { :; }
@@ -104,15 +107,10 @@ c_setup() {
 
 GCC_SCRIPT='gcc -O2 -Wall -Werror -c fold.c primes.c && gcc -O2 -Wall -Werror -o prog main.c fold.o primes.o && ./prog ring three'
 
-test_sqlite3_default() { parity default sql_setup "" sqlite3 test.db ".read workload.sql"; }
-test_sqlite3_docker_profile() { parity docker sql_setup "" sqlite3 test.db ".read workload.sql"; }
-test_git_default() { parity default no_setup repo/.git/index sh "$WORKLOADS/git.sh"; }
-test_git_docker_profile() { parity docker no_setup repo/.git/index sh "$WORKLOADS/git.sh"; }
-test_coreutils_pipeline_default() { parity default no_setup "" bash "$WORKLOADS/pipeline.sh"; }
-test_coreutils_pipeline_docker_profile() { parity docker no_setup "" bash "$WORKLOADS/pipeline.sh"; }
-test_forking_shell_default() { parity default no_setup "" sh "$WORKLOADS/forking.sh"; }
-test_forking_shell_docker_profile() { parity docker no_setup "" sh "$WORKLOADS/forking.sh"; }
-test_gcc_default() { parity default c_setup "" sh -c "$GCC_SCRIPT"; }
-test_gcc_docker_profile() { parity docker c_setup "" sh -c "$GCC_SCRIPT"; }
+test_sqlite3() { parity sql_setup "" sqlite3 test.db ".read workload.sql"; }
+test_git() { parity no_setup repo/.git/index sh "$WORKLOADS/git.sh"; }
+test_coreutils_pipeline() { parity no_setup "" bash "$WORKLOADS/pipeline.sh"; }
+test_forking_shell() { parity no_setup "" sh "$WORKLOADS/forking.sh"; }
+test_gcc() { parity c_setup "" sh -c "$GCC_SCRIPT"; }
 
 main "$@"
