@@ -135,8 +135,9 @@ def dmesg_lines():
         return None
 
 
-def run(argv, log_path, timeout, cwd, env):
-    """Runs argv in a session of its own, output into log_path. A command
+def run(argv, log_path, timeout, cwd, env, stderr_path=None):
+    """Runs argv in a session of its own, output into log_path (stderr into
+    stderr_path instead, when given). A command
     still running after `timeout` seconds is recorded as hung (what each of
     its processes and threads was doing), sent SIGTERM, then SIGKILL.
     Processes of its session or group left after it ended are recorded and
@@ -144,8 +145,9 @@ def run(argv, log_path, timeout, cwd, env):
     t0 = time.monotonic()
     hung = []
     timed_out = False
-    with open(log_path, "wb") as out:
-        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+    with open(log_path, "wb") as out, open(stderr_path or os.devnull, "wb") as err:
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=err if stderr_path else subprocess.STDOUT,
                              cwd=cwd, env=env, start_new_session=True)
         try:
             rc = p.wait(timeout=timeout)

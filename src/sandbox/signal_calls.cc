@@ -7,7 +7,8 @@
 // (user selectors, no IOPL, a canonical RIP, an FPU image XRSTOR accepts).
 // SIG_DFL and SIG_IGN go to the host as they are: default actions are the
 // kernel's own. Masks are the host thread's: rt_sigprocmask, sigsuspend,
-// signalfd are plain forwarded calls.
+// signalfd are plain forwarded calls (the signals a sigsuspend's mask let
+// in are delivered whatever mask it put back: deliver_signals).
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -243,20 +244,32 @@ void sys_rt_sigreturn(ProgramThread& t, const abi::Call&) noexcept {
 
 void deliver_signals(ProgramThread& t) noexcept {
   SignalQueue& q = t.signals;
+  // What the frames pushed by this loop blocked.
+  std::uint64_t blocked_by_frames = 0;
   while (!q.empty()) {
     const std::uint32_t head = q.head.load(std::memory_order_relaxed);
     const ProgramSignal p = q.slots[head % SignalQueue::kSize];
     q.head.store(head + 1, std::memory_order_release);
     const int sig = signal_of(p.info);
     // A handler taken before an earlier frame's mask blocked the signal:
-    // back to the kernel, which delivers it once it is unblocked.
+    // back to the kernel, which delivers it once it is unblocked. A signal
+    // taken inside sigsuspend & co. was unblocked by the call's mask, which
+    // the kernel has replaced by the thread's own when the call returned:
+    // natively its handler runs before the thread's mask comes back (the
+    // frame carries that mask), so only this loop's frames hold it back.
+    // Sent back instead, it would stay pending, blocked, and sigsuspend
+    // would return EINTR for ever without the handler (dash's `wait`).
     std::uint64_t mask = 0;
     sys::call(SYS_rt_sigprocmask, SIG_BLOCK, 0, reinterpret_cast<long>(&mask), 8);
+    const bool under_call_mask = static_cast<std::int32_t>(q.taken_under_call_mask - head) > 0;
+    if (under_call_mask) mask = blocked_by_frames;
     if ((mask & abi::sigbit(sig)) != 0) {
       sys::call(SYS_rt_tgsigqueueinfo, sys::call(SYS_getpid), t.tid, sig, reinterpret_cast<long>(p.info));
       continue;
     }
     if (!abi::is_handler(p.action.handler)) continue;
+    const std::uint64_t self = (p.action.flags & abi::kSaNodefer) != 0 ? 0 : abi::sigbit(sig);
+    blocked_by_frames |= (p.action.mask | self) & ~abi::kUnblockable;
     if (!push_frame(t, p.info, p.action, 0, 0, 0)) {
       if (sig == SIGSEGV) die_by_signal(SIGSEGV, "the program's SIGSEGV frame could not be written");
       force_signal(t, SIGSEGV, SI_KERNEL, 0, 0, 0);

@@ -98,6 +98,13 @@ bool opens_files(int nr) noexcept {
   return nr == SYS_open || nr == SYS_openat || nr == SYS_openat2 || nr == SYS_open_by_handle_at;
 }
 
+// Calls that wait under a mask of the caller's choosing and put the
+// thread's own mask back before they return.
+bool waits_under_its_own_mask(int nr) noexcept {
+  return nr == SYS_rt_sigsuspend || nr == SYS_ppoll || nr == SYS_pselect6 || nr == SYS_epoll_pwait ||
+         nr == SYS_epoll_pwait2;
+}
+
 }  // namespace
 
 Sandbox& sandbox() noexcept {
@@ -344,8 +351,11 @@ long forward_with_copies(ProgramThread& t, const abi::Call& call, Perform perfor
   long ret = perform != nullptr ? perform(t, call, rewritten, context)
                                 : dunk_sandbox_forward(&rewritten, &t.signals.head, &t.signals.tail);
   if (ret == kRestartForSignal) return ret;
-  ret = copies.leave(rewritten, ret);
   const int nr = abi::kernel_number(call.number);
+  if (waits_under_its_own_mask(nr)) {
+    t.signals.taken_under_call_mask = t.signals.tail.load(std::memory_order_acquire);
+  }
+  ret = copies.leave(rewritten, ret);
   if (opens_files(nr) && ret >= 0 && is_process_memory_file(ret)) {
     sys::call(SYS_close, ret);
     refuse(t, call, -EACCES, "/proc/PID/mem reaches every address of a process, the supervisor's included");

@@ -50,6 +50,11 @@ struct SignalQueue {
   static constexpr unsigned kSize = 64;
   ProgramSignal slots[kSize];
   std::atomic<std::uint32_t> head{0}, tail{0};
+  // The slots before this count were taken during a call with a temporary
+  // mask (sigsuspend, ppoll, pselect6, epoll_pwait): the kernel decided
+  // them under that mask, and the mask it put back when the call returned
+  // must not hold them back (signal_calls.cc, deliver_signals).
+  std::uint32_t taken_under_call_mask = 0;
   bool empty() const noexcept { return head.load(std::memory_order_acquire) == tail.load(std::memory_order_acquire); }
 };
 

@@ -215,6 +215,23 @@ test_signals_interrupt_loops_without_calls() {
 	expect_eq "stdout (default policy)" "$want" "$OUT"
 }
 
+# A signal that a call's temporary mask lets in (sigsuspend, ppoll,
+# pselect6: tests/programs/sandbox_probe.c, masks) runs its handler before
+# the call returns EINTR, and the thread's own mask comes back afterwards,
+# as natively. Before the fix the supervisor sent SIGCHLD back to the
+# kernel, blocked again by the mask the call had put back, and sigsuspend
+# returned EINTR for ever without the handler: dash's `wait` for a running
+# child never returned (the probe's alarm ends such a run after 60 s).
+test_signals_under_a_calls_mask() {
+	local kind
+	for kind in pie static; do
+		compare_sandbox default "$(probe "$kind")" masks
+		expect_contains "$kind probe" "sigsuspend: handler ran 1 time(s) after 1 call(s)" "$(<"$WORK/sandbox.stdout")"
+	done
+	compare_sandbox "$(allow_all)" /bin/sh -c '(sleep 0.5; echo child) & wait; echo "waited: $?"; /bin/false & wait $!; echo "$?"'
+	expect_eq "sh's wait" "$(printf 'child\nwaited: 0\n1')" "$(<"$WORK/sandbox.stdout")"
+}
+
 # --rlimit-fsize (MiB) and --rlimit-cpu (seconds), as nsjail spells them:
 # the program meets them as it would natively.
 test_rlimits() {

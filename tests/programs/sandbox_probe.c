@@ -10,6 +10,8 @@
  *   sandbox_probe pointers       system calls aimed at dunk's memory
  *   sandbox_probe touch          a ring-3 load and store of dunk's memory
  *   sandbox_probe insn NAME      one privileged instruction (cli, hlt, ...)
+ *   sandbox_probe masks          SIGCHLD, blocked, taken inside sigsuspend, ppoll
+ *                                and pselect6 whose temporary masks unblock it
  */
 #define _GNU_SOURCE
 #include <elf.h>
@@ -23,6 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/select.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -232,6 +236,49 @@ static int insn(const char *name) {
   return 0;
 }
 
+static volatile sig_atomic_t children_ended;
+static void on_chld(int sig) {
+  (void)sig;
+  children_ended = children_ended + 1;
+}
+
+/* Each call waits with SIGCHLD blocked outside it and unblocked by its
+ * temporary mask, as a shell's `wait` does (dash: sigsuspend): natively the
+ * handler runs before the call returns EINTR, and the saved mask comes back
+ * afterwards. The alarm ends a run that never sees the handler. */
+static int masks(void) {
+  struct sigaction sa = {0};
+  sa.sa_handler = on_chld;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigset_t chld, during;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL);
+  sigprocmask(SIG_BLOCK, NULL, &during);
+  sigdelset(&during, SIGCHLD);
+  alarm(60);
+  static const char *const kCalls[] = {"sigsuspend", "ppoll", "pselect6"};
+  for (int i = 0; i < 3; ++i) {
+    const int before = children_ended;
+    const pid_t child = fork();
+    if (child < 0) return perror("fork"), 1;
+    if (child == 0) _exit(0);
+    int ret = 0, rounds = 0;
+    while (children_ended == before && rounds++ < 1000) {
+      if (i == 0) ret = sigsuspend(&during);
+      else if (i == 1) ret = ppoll(NULL, 0, NULL, &during);
+      else ret = pselect(0, NULL, NULL, NULL, NULL, &during);
+    }
+    const int err = errno;
+    sigset_t after;
+    sigprocmask(SIG_BLOCK, NULL, &after);
+    waitpid(child, NULL, 0);
+    printf("%s: handler ran %d time(s) after %d call(s), ret %d (%s), SIGCHLD blocked after: %s\n", kCalls[i],
+           children_ended - before, rounds, ret, strerror(err), sigismember(&after, SIGCHLD) ? "yes" : "no");
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc < 2) return fprintf(stderr, "usage: %s MODE ...\n", argv[0]), 2;
@@ -243,6 +290,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "pointers") == 0) return pointers();
   if (strcmp(mode, "touch") == 0) return touch();
   if (strcmp(mode, "insn") == 0 && argc == 3) return insn(argv[2]);
+  if (strcmp(mode, "masks") == 0) return masks();
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }

@@ -283,6 +283,44 @@ TEST(SandboxParse, DockerProfileFormatWithCapabilitiesAndANewKernel) {
   EXPECT_EQ(action_of(p, "io_uring_setup"), Action::kErrno);
 }
 
+// The Docker-format profile of the sandbox's parity table
+// (tests/compat/sandbox/docker_profile.json, docs/compat/sandbox.md), read
+// as for a default container: Docker's capability set (CapEff 0xa80425fb:
+// CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP,
+// NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP).
+TEST(SandboxParse, TheParityTablesDockerProfile) {
+  constexpr std::uint64_t kDockerCaps = 0xa80425fb;
+  std::ifstream in(std::string(DUNK_UNIT_DATA) + "/../../compat/sandbox/docker_profile.json");
+  std::ostringstream text;
+  text << in.rdbuf();
+  ASSERT_FALSE(text.str().empty());
+  Policy p = load_ok(text.str(), opts(kDockerCaps, {6, 1}));
+  EXPECT_EQ(p.default_err(), 1);
+  EXPECT_EQ(action_of(p, "read"), Action::kAllow);
+  EXPECT_EQ(action_of(p, "clone", {0x3d0f00}), Action::kAllow);     // a thread
+  EXPECT_EQ(action_of(p, "clone", {0x10000000}), Action::kErrno);  // CLONE_NEWUSER
+  EXPECT_EQ(p.decide(nr("clone3"), {}).err, 38);
+  EXPECT_EQ(action_of(p, "mount"), Action::kErrno);
+  EXPECT_EQ(action_of(p, "unshare"), Action::kErrno);
+  EXPECT_EQ(action_of(p, "socket", {2}), Action::kAllow);
+  EXPECT_EQ(action_of(p, "socket", {40}), Action::kErrno);  // AF_VSOCK
+  EXPECT_EQ(action_of(p, "personality", {0x400000}), Action::kErrno);  // READ_IMPLIES_EXEC
+  EXPECT_EQ(action_of(p, "personality", {0xffffffff}), Action::kAllow);
+  EXPECT_EQ(action_of(p, "chroot"), Action::kAllow);  // CAP_SYS_CHROOT is Docker's
+  EXPECT_EQ(action_of(p, "reboot"), Action::kErrno);
+  EXPECT_EQ(action_of(p, "ptrace"), Action::kAllow);  // minKernel 4.8
+  EXPECT_EQ(action_of(p, "arch_prctl"), Action::kAllow);
+  EXPECT_EQ(action_of(p, "io_uring_setup"), Action::kErrno);
+  ASSERT_FALSE(p.notes().empty());
+  EXPECT_EQ(p.notes()[0].find("syscalls[1]: not x86-64 calls, ignored: "), 0u) << p.notes()[0];
+  // An older kernel, and a caller who holds CAP_SYS_ADMIN.
+  EXPECT_EQ(action_of(load_ok(text.str(), opts(kDockerCaps, {4, 4})), "ptrace"), Action::kErrno);
+  Policy admin = load_ok(text.str(), opts(kDockerCaps | kCapSysAdmin, {6, 1}));
+  EXPECT_EQ(action_of(admin, "clone3"), Action::kAllow);
+  EXPECT_EQ(action_of(admin, "mount"), Action::kAllow);
+  EXPECT_EQ(action_of(admin, "clone", {0x10000000}), Action::kAllow);
+}
+
 TEST(SandboxParse, NullListsReadAsAbsent) {
   Policy p = load_ok(R"({"defaultAction": "SCMP_ACT_ALLOW", "archMap": [{"architecture": "SCMP_ARCH_X86_64",
       "subArchitectures": null}], "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "args": null,
