@@ -7,9 +7,9 @@
 # attempt) or a program killed for it.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# Rounds of each toctou_* race: 5,000 in the test tiers, 200,000 in the
+# Rounds of each toctou_* race: 5,000 in the test tiers, 1,000,000 in the
 # stress run (scripts/stress); the escape program reads the variable.
-DUNK_ESCAPE_RACE_ROUNDS=$(rounds DUNK_ESCAPE_RACE_ROUNDS 5000 200000)
+DUNK_ESCAPE_RACE_ROUNDS=$(rounds DUNK_ESCAPE_RACE_ROUNDS 5000 1000000)
 export DUNK_ESCAPE_RACE_ROUNDS
 
 # CASE  EXPECTED  REPORT

@@ -5,12 +5,12 @@
 # (tests/programs/sandbox_fs.c); real programs inside a view.
 #
 # The races run 400 rounds each in the test tiers (about a minute in the
-# nested test VM, where a round is a few emulated VM exits), 20,000 in the
+# nested test VM, where a round is a few emulated VM exits), 1,000,000 in the
 # stress run (scripts/stress); with hardware KVM a million take minutes:
 #   DUNK_FS_RACE_ROUNDS=1000000 ctest --test-dir build -R cli_sandbox_fs_races --output-on-failure
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ROUNDS=$(rounds DUNK_FS_RACE_ROUNDS 400 20000)
+ROUNDS=$(rounds DUNK_FS_RACE_ROUNDS 400 1000000)
 
 # WORK/in, ro, in2, race are bound; WORK/outside and WORK/file are not.
 make_tree() {
