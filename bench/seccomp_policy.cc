@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "sandbox/compile.h"
+#include "sandbox/libseccomp_values.h"
 #include "sandbox/policy.h"
 
 namespace dunk::bench {
@@ -23,32 +24,8 @@ namespace {
 
 using sandbox::Action;
 using sandbox::Compare;
-
-std::uint32_t libseccomp_action(Action a, std::uint16_t err) {
-  switch (a) {
-    case Action::kKillProcess: return SCMP_ACT_KILL_PROCESS;
-    case Action::kKillThread: return SCMP_ACT_KILL_THREAD;
-    case Action::kTrap: return SCMP_ACT_TRAP;
-    case Action::kErrno: return SCMP_ACT_ERRNO(err);
-    case Action::kTrace: return SCMP_ACT_TRACE(err);
-    case Action::kLog: return SCMP_ACT_LOG;
-    case Action::kAllow: return SCMP_ACT_ALLOW;
-  }
-  return SCMP_ACT_KILL_PROCESS;
-}
-
-scmp_compare libseccomp_compare(Compare c) {
-  switch (c) {
-    case Compare::kNe: return SCMP_CMP_NE;
-    case Compare::kLt: return SCMP_CMP_LT;
-    case Compare::kLe: return SCMP_CMP_LE;
-    case Compare::kEq: return SCMP_CMP_EQ;
-    case Compare::kGe: return SCMP_CMP_GE;
-    case Compare::kGt: return SCMP_CMP_GT;
-    case Compare::kMaskedEq: return SCMP_CMP_MASKED_EQ;
-  }
-  return _SCMP_CMP_MIN;
-}
+using sandbox::libseccomp_action;
+using sandbox::libseccomp_compare;
 
 // The exported program of `ctx`, read back through a memfd.
 std::vector<sock_filter> export_bpf(scmp_filter_ctx ctx, std::string& why) {

@@ -23,6 +23,7 @@
 
 #include "cbpf.h"
 #include "sandbox/compile.h"
+#include "sandbox/libseccomp_values.h"
 #include "sandbox/policy.h"
 
 namespace dunk::sandbox {
@@ -50,32 +51,6 @@ std::uint32_t seccomp_return(Action a, std::uint16_t err) {
     case Action::kAllow: return SECCOMP_RET_ALLOW;
   }
   return 0xdeadbeef;
-}
-
-std::uint32_t libseccomp_action(Action a, std::uint16_t err) {
-  switch (a) {
-    case Action::kKillProcess: return SCMP_ACT_KILL_PROCESS;
-    case Action::kKillThread: return SCMP_ACT_KILL_THREAD;
-    case Action::kTrap: return SCMP_ACT_TRAP;
-    case Action::kErrno: return SCMP_ACT_ERRNO(err);
-    case Action::kTrace: return SCMP_ACT_TRACE(err);
-    case Action::kLog: return SCMP_ACT_LOG;
-    case Action::kAllow: return SCMP_ACT_ALLOW;
-  }
-  return 0;
-}
-
-scmp_compare libseccomp_compare(Compare c) {
-  switch (c) {
-    case Compare::kNe: return SCMP_CMP_NE;
-    case Compare::kLt: return SCMP_CMP_LT;
-    case Compare::kLe: return SCMP_CMP_LE;
-    case Compare::kEq: return SCMP_CMP_EQ;
-    case Compare::kGe: return SCMP_CMP_GE;
-    case Compare::kGt: return SCMP_CMP_GT;
-    case Compare::kMaskedEq: return SCMP_CMP_MASKED_EQ;
-  }
-  return _SCMP_CMP_MIN;
 }
 
 // libseccomp's BPF for the rules, built as runc builds it; or why
