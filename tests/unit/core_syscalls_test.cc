@@ -718,6 +718,49 @@ struct ReturnFrame {
   }
 };
 
+// A host signal that came while the monitor served rt_sigreturn (after the
+// handler's last instruction) was queued with the handler's mask as the one
+// its own handler interrupts; its frame is built on the restored state, so
+// that mask must be the restored one, and the host mask what the queued
+// handlers' actions make of it. Before: the SIGUSR1 handler's mask came back
+// when the SIGALRM handler returned (Signals.SimultaneousSignalsLeaveThe...).
+TEST(SignalSyscalls, RtSigreturnChainsSignalsThatArrivedMeanwhileFromTheRestoredMask) {
+  FakeGuest g;
+  ReturnFrame r(g);
+  r.frame.uc.mcontext.rip = 0x400123;
+  r.frame.uc.sigmask = abi::sigbit(SIGHUP);  // the interrupted code's mask
+  r.place();
+  const std::uint64_t usr1_handler_mask = abi::sigbit(SIGHUP) | abi::sigbit(SIGUSR1);
+  g.host.thread_mask = usr1_handler_mask | abi::sigbit(SIGALRM) | abi::sigbit(SIGUSR2);
+  auto queue = [&](int sig, std::uint64_t mask_before, std::uint64_t sa_mask) {
+    PendingSignal& p = g.signals.queue[g.signals.tail.load() % CpuSignals::kQueue];
+    p = PendingSignal{};
+    const std::int32_t signo = sig;
+    std::memcpy(p.info + offsetof(siginfo_t, si_signo), &signo, 4);
+    p.action = abi::Sigaction{0x401000, abi::kSaRestorer | abi::kSaSiginfo, 0x402000, sa_mask};
+    p.mask_before = mask_before;
+    g.signals.tail.fetch_add(1);
+  };
+  // As the host handlers left them: each took the mask in force then.
+  queue(SIGALRM, usr1_handler_mask, 0);
+  queue(SIGTERM, usr1_handler_mask | abi::sigbit(SIGALRM), abi::sigbit(SIGUSR2));
+  EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::result(0));
+  EXPECT_EQ(g.frame.rip, 0x400123u);
+  const std::uint64_t restored = abi::sigbit(SIGHUP);
+  EXPECT_EQ(g.signals.queue[0].mask_before, restored);
+  EXPECT_EQ(g.signals.queue[1].mask_before, restored | abi::sigbit(SIGALRM));
+  EXPECT_EQ(g.host.thread_mask,
+            restored | abi::sigbit(SIGALRM) | abi::sigbit(SIGTERM) | abi::sigbit(SIGUSR2));
+  // Nothing arrived: the mask is the frame's.
+  FakeGuest quiet;
+  ReturnFrame q(quiet);
+  q.frame.uc.sigmask = abi::sigbit(SIGHUP);
+  q.place();
+  quiet.host.thread_mask = usr1_handler_mask;
+  EXPECT_EQ(quiet.run(call(SYS_rt_sigreturn)), Outcome::result(0));
+  EXPECT_EQ(quiet.host.thread_mask, restored);
+}
+
 TEST(SignalSyscalls, RtSigreturnRestoresRegistersMaskFpuAndAltstack) {
   FakeGuest g;
   ReturnFrame r(g);
