@@ -94,6 +94,16 @@ class PageRef {
 enum class CloneMode {
   kCopy,             // every table copied: edits of one tree never show in the other
   kShareLeafTables,  // 4 KiB-page tables shared: an edit of a 4 KiB page shows in both
+  // Every table shared until an edit through this API (map, unmap, protect,
+  // release, EntryEdit::slot) changes it in one of the spaces: that space
+  // gets its own copy of the tables on the edit's way first, so edits never
+  // show in the other, as with kCopy; the monitor's (host mappings) reach
+  // both. A clone costs one table; each edit copies at most the tables on
+  // its way that are still shared. A/D bits of shared tables are shared
+  // (walk()'s test_and_clean of such an entry cleans it for both), and a
+  // store the program makes through a raw pointer (not EntryEdit) into a
+  // shared table shows in both.
+  kCopyOnWrite,
 };
 
 class AddressSpace {
@@ -128,11 +138,18 @@ class AddressSpace {
   // A new address space with the same mappings (and the same program-owned
   // entries), kept current by the monitor like this one.
   Result<AddressSpace*> clone(CloneMode mode) const noexcept;
-  // Frees a clone (not process(), not one a vCPU runs on).
+  // Frees a clone (not process(), not one a vCPU runs on), and the page
+  // tables only it links.
   Status destroy() noexcept;
+  // The page-table pages (4 KiB each) this space alone links, its root
+  // included: what destroy() gives back. Tables shared with other spaces
+  // (kCopyOnWrite, kShareLeafTables) are not counted.
+  std::size_t own_tables() const noexcept;
 
   // Makes the calling vCPU run on this address space (MOV to CR3; with PCID
-  // the TLB entries of other address spaces are kept). VM mode only.
+  // the TLB entries of other address spaces are kept). VM mode only. With
+  // more spaces than the CPU's 4095 PCIDs, spaces share PCIDs (id mod
+  // 4095): safe, since loading a space flushes its PCID's entries.
   Status activate() noexcept;
   // The root table's guest-physical address, what CR3 holds.
   std::uint64_t root() const noexcept;
@@ -221,5 +238,9 @@ void flush_tlb() noexcept;
 // Whether the CPU tags TLB entries with address-space IDs (CR4.PCIDE), so
 // that activate() keeps other spaces' entries.
 bool pcid_enabled() noexcept;
+
+// The page-table pages of every address space, in use now (shared ones
+// once): what the tables cost. 0 before the process enters VM mode.
+std::size_t page_tables_in_use() noexcept;
 
 }  // namespace dunk

@@ -32,6 +32,11 @@ struct CreateOptions {
   // Run on a compartment a joined sthread left (reset from dirty bits) when
   // there is one; false: a new one, destroyed at join.
   bool recycle = true;
+  // A new compartment's page tables: shared with the template's until the
+  // compartment changes them (its stack, tags, copies on write: each copies
+  // only the tables on its way), or, with copy_tables, a full copy of the
+  // template's (as before sharing; for comparison).
+  bool copy_tables = false;
 };
 
 Result<sthread_t> create(const sc_t& sc, stcb_t fn, void* arg, const CreateOptions& options = {}) noexcept;
@@ -57,6 +62,9 @@ struct Stats {
   std::uint64_t calls_refused = 0;
   std::uint64_t callgates = 0;        // callgate invocations
   std::uint64_t workers = 0;          // worker threads started
+  std::uint64_t compartments = 0;     // compartments that exist now (running, joined-to-be, pooled)
+  std::uint64_t compartment_tables = 0;  // page-table pages the compartments alone link, summed
+  std::uint64_t page_tables = 0;      // page-table pages in use, every address space (dunk::page_tables_in_use)
 };
 Stats stats() noexcept;
 

@@ -104,7 +104,7 @@ void note_kernel_write(Hva start, std::uint64_t length) noexcept {
   Machine* machine = machine_if_created();
   if (machine == nullptr || length == 0) return;
   Mirror& mirror = machine->mirror();
-  for (unsigned id = 0; id < Mirror::kMaxTrees; ++id) {
+  for (unsigned id = 0; id < mirror.tree_end(); ++id) {
     if (arch::PageTable* tree = mirror.tree_as_is(id)) (void)tree->mark_written(identity_gva(start), length);
   }
 }
@@ -270,7 +270,7 @@ void DirtyPass::scan(Hva start, std::uint64_t size, arch::LeafVisitor visit) noe
   const arch::DirtyScanOptions options{.clean = clean_, .prune = prune_};
   for (const Range& piece : pieces) {
     if (piece.start >= piece.end) continue;
-    for (unsigned id = 0; id < Mirror::kMaxTrees; ++id) {
+    for (unsigned id = 0; id < mirror_->tree_end(); ++id) {
       arch::PageTable* tree = mirror_->tree_as_is(id);
       if (tree == nullptr) continue;
       tree->scan_dirty(Gva(piece.start), piece.end - piece.start, options, visit, &counts_);

@@ -70,6 +70,12 @@ Status Mirror::init(MemorySlots& slots, Arena& arena, const MirrorConfig& config
   gpa_->pin(arena.base());
   arena_gpa_ = gpa_->translate(arena.base())->value();
 
+  // What links each table (sharing between trees), before the first table.
+  constexpr std::uint64_t kArenaPages = Arena::kSize / Arena::kPage;
+  DUNK_ASSIGN_OR_RETURN(std::byte* links, arena.allocate(kArenaPages * sizeof(std::uint32_t)));
+  DUNK_ASSIGN_OR_RETURN(std::byte* unlinked, arena.allocate(kArenaPages));
+  table_links_ = reinterpret_cast<std::uint32_t*>(links);
+  table_unlinked_live_ = reinterpret_cast<std::uint8_t*>(unlinked);
   DUNK_ASSIGN_OR_RETURN(arch::PageTable table, arch::PageTable::create(*this, config.paging));
   table.set_keep_empty_tables(true);  // see release() below
   root_gpa_ = table.root().value();
@@ -127,14 +133,42 @@ Result<arch::TablePage> Mirror::allocate() noexcept {
   // Tables are reachable from the guest too (the whole arena is mapped), so
   // the program can edit its page tables with plain stores.
   Gpa gpa(arena_gpa_ + (hva_of(page) - arena_->base()));
+  const std::uint64_t index = (hva_of(page) - arena_->base()) / Arena::kPage;
+  table_links_[index] = 1;
+  table_unlinked_live_[index] = 0;
   return arch::TablePage{reinterpret_cast<arch::PageTableEntry*>(page), gpa};
 }
 
-void Mirror::release(arch::TablePage) noexcept {
+void Mirror::release(arch::TablePage page) noexcept {
   // Another vCPU may still hold the table in its paging-structure caches
   // until its TLB is flushed; reusing it now could make that vCPU walk
-  // garbage. Empty tables stay linked (set_keep_empty_tables), so a table
-  // is released only when a large page replaces it: rare, and not recycled.
+  // garbage. So only the tables of a destroyed tree are reused (no vCPU
+  // runs on it, see destroy_tree), and of those only the ones no live tree
+  // ever stopped linking. Others — a table a large page replaced in a live
+  // tree (empty tables stay linked: set_keep_empty_tables), or one a live
+  // tree unshared — are dropped for good.
+  const auto index = arena_page(page.gpa);
+  if (destroying_ && index && table_unlinked_live_[*index] == 0) {
+    arena_->free_page(reinterpret_cast<std::byte*>(page.entries));
+    ++tables_freed_;
+    return;
+  }
+  ++tables_dropped_;
+}
+
+std::optional<std::uint64_t> Mirror::arena_page(Gpa gpa) const noexcept {
+  if (gpa.value() < arena_gpa_ || gpa.value() - arena_gpa_ >= Arena::kSize) return std::nullopt;
+  return (gpa.value() - arena_gpa_) / Arena::kPage;
+}
+
+std::uint32_t* Mirror::links(Gpa gpa) noexcept {
+  const auto index = arena_page(gpa);
+  return index && table_links_ != nullptr ? &table_links_[*index] : nullptr;
+}
+
+void Mirror::unlinked(arch::TablePage page) noexcept {
+  if (destroying_) return;  // the tree that let go is gone, and no vCPU ran on it
+  if (const auto index = arena_page(page.gpa)) table_unlinked_live_[*index] = 1;
 }
 
 arch::PageTableEntry* Mirror::table_at(Gpa gpa) noexcept {
@@ -183,7 +217,7 @@ Status Mirror::make_resident(Hva address, FaultResolution* counts) noexcept {
   }
   // What was mapped while the chunk had no GPA space (or lost it) comes
   // into service; not present before, so no TLB holds it.
-  for (std::optional<arch::PageTable>& tree : trees_) {
+  for (std::optional<arch::PageTable>& tree : live_trees()) {
     if (tree) tree->reveal(identity_gva(chunk.host), chunk.size, chunk.guest, static_cast<std::uint8_t>(Owner::kHost));
   }
   return {};
@@ -193,7 +227,7 @@ Status Mirror::hide_chunk(const ChunkAssignment& chunk) noexcept {
   // The program's own entries are not in a chunk that can be evicted (the
   // privileged API makes the mirror assign eagerly), but are kept anyway.
   const arch::EditOptions keep{.keep_software = static_cast<int>(Owner::kUser)};
-  for (std::optional<arch::PageTable>& tree : trees_) {
+  for (std::optional<arch::PageTable>& tree : live_trees()) {
     if (tree) DUNK_TRY(tree->hide(identity_gva(chunk.host), chunk.size, static_cast<std::uint8_t>(Owner::kHost), keep));
   }
   return {};
@@ -230,7 +264,7 @@ bool Mirror::chunk_accessed(Hva chunk) noexcept {
   const std::uint64_t step = arch::level_span(level);
   const unsigned index = arch::kPagingLevels - level;  // path() lists the top level first
   bool accessed = false;
-  for (std::optional<arch::PageTable>& tree : trees_) {
+  for (std::optional<arch::PageTable>& tree : live_trees()) {
     if (!tree) continue;
     for (std::uint64_t va = chunk.value(); va < chunk.value() + gpa_->chunk_size(); va += step) {
       arch::PageTableEntry* path[arch::kPagingLevels];
@@ -289,7 +323,7 @@ Status Mirror::assign_eagerly_locked() noexcept {
   // Every chunk with hidden leaves, in any tree, becomes resident. A chunk
   // that finds no GPA space stays hidden; its accesses fault and fail.
   // (Revealing changes leaves only, never the tables the walk follows.)
-  for (std::optional<arch::PageTable>& tree : trees_) {
+  for (std::optional<arch::PageTable>& tree : live_trees()) {
     if (!tree) continue;
     std::optional<Hva> last;
     tree->for_each_hidden_leaf(Gva(0), kUserSpaceEnd, [&](Gva page, arch::PageSize, arch::PageTableEntry& e) {
@@ -333,7 +367,7 @@ Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
     const UserRange* range = owner == Owner::kHost ? user_range_at(piece) : nullptr;
     const Hva piece_end = std::min(end, range != nullptr ? range->end : next_user_start(piece));
     const int piece_prot = range != nullptr ? (prot & range->max_prot) : prot;
-    for (std::optional<arch::PageTable>& tree : trees_) {
+    for (std::optional<arch::PageTable>& tree : live_trees()) {
       if (tree) DUNK_TRY(set_tree(*tree, piece, piece_end, piece_prot, owner, range != nullptr));
     }
     piece = piece_end;
@@ -539,7 +573,7 @@ arch::PageTable* Mirror::tree(unsigned id) noexcept {
 
 std::optional<unsigned> Mirror::tree_of_root(Gpa root) noexcept {
   if (root.value() == 0) return 0u;
-  for (unsigned id = 0; id < kMaxTrees; ++id) {
+  for (unsigned id = 0; id < tree_end_; ++id) {
     if (trees_[id] && trees_[id]->root() == root) return id;
   }
   return std::nullopt;
@@ -554,6 +588,10 @@ Status Mirror::stock_tables(std::uint64_t size) noexcept {
 }
 
 namespace {
+// The program's edits are its tree's alone: tables the tree shares with
+// another (copy-on-write clones) are copied before they change.
+constexpr arch::EditOptions kThisTreeOnly{.unshare = true};
+
 // The lock, and tables from the arena's reserve only, for an edit made by
 // guest code (see Arena::take_free_page).
 class UserEdit {
@@ -571,18 +609,20 @@ class UserEdit {
 };
 }  // namespace
 
-Result<unsigned> Mirror::clone_tree(unsigned from, bool share_leaf_tables) noexcept {
+Result<unsigned> Mirror::clone_tree(unsigned from, arch::CloneKind kind) noexcept {
   assign_eagerly();
-  // A copy needs at most as many tables as the mirror ever allocated.
-  DUNK_TRY(arena_->stock_pages(tables_allocated_ + 16));
+  // A copy needs at most as many tables as are in use; a copy-on-write
+  // clone, its root.
+  DUNK_TRY(arena_->stock_pages(kind == arch::CloneKind::kCopyOnWrite ? 16 : tables_in_use() + 16));
   UserEdit edit(lock_, reserve_only_, user_edits_);
   if (tree(from) == nullptr) return Error{"no such address space to clone", EINVAL};
   unsigned id = 1;
   while (id < kMaxTrees && trees_[id]) ++id;
-  if (id == kMaxTrees) return Error{"too many address spaces (dunk keeps at most 64 current)", ENOSPC};
-  DUNK_ASSIGN_OR_RETURN(arch::PageTable copy, trees_[from]->clone(share_leaf_tables));
+  if (id == kMaxTrees) return Error{"too many address spaces (dunk keeps at most 4096 current)", ENOSPC};
+  DUNK_ASSIGN_OR_RETURN(arch::PageTable copy, trees_[from]->clone(kind));
   copy.set_keep_empty_tables(true);
   trees_[id].emplace(std::move(copy));
+  tree_end_ = std::max(tree_end_, id + 1);
   return id;
 }
 
@@ -590,9 +630,17 @@ Status Mirror::destroy_tree(unsigned id) noexcept {
   LockGuard hold(lock_);
   if (id == 0) return Error{"the process's own address space cannot be freed", EINVAL};
   if (tree(id) == nullptr) return Error{"no such address space", EINVAL};
+  destroying_ = true;
   trees_[id]->destroy();
+  destroying_ = false;
   trees_[id].reset();
+  while (tree_end_ > 1 && !trees_[tree_end_ - 1]) --tree_end_;
   return {};
+}
+
+std::uint64_t Mirror::own_tables(unsigned id) noexcept {
+  LockGuard hold(lock_);
+  return id < tree_end_ && trees_[id] ? trees_[id]->own_tables() : 0;
 }
 
 Status Mirror::check_user_range(unsigned id, Gva va, std::uint64_t size) noexcept {
@@ -636,7 +684,7 @@ Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arc
       const Hva piece = memory + done;
       const std::uint64_t n = std::min(size - done, piece.align_down(chunk) + chunk - piece);
       DUNK_TRY(make_resident(piece));
-      DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest));
+      DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest, kThisTreeOnly));
       done += n;
     }
     return {};
@@ -647,7 +695,8 @@ Status Mirror::user_unmap(unsigned id, Gva va, std::uint64_t size) noexcept {
   assign_eagerly();
   return user_edit(0, [&]() -> Status {
     DUNK_TRY(check_user_range(id, va, size));
-    return trees_[id]->unmap(va, size, arch::PageTableEntry::marker(static_cast<std::uint8_t>(Owner::kUser)));
+    return trees_[id]->unmap(va, size, arch::PageTableEntry::marker(static_cast<std::uint8_t>(Owner::kUser)),
+                             kThisTreeOnly);
   });
 }
 
@@ -657,8 +706,8 @@ Status Mirror::user_protect(unsigned id, Gva va, std::uint64_t size, arch::PageA
   attrs.software = static_cast<std::uint8_t>(Owner::kUser);
   return user_edit(0, [&]() -> Status {
     DUNK_TRY(check_user_range(id, va, size));
-    if (!present) return trees_[id]->hide(va, size, static_cast<std::uint8_t>(Owner::kUser));
-    return trees_[id]->protect(va, size, attrs);
+    if (!present) return trees_[id]->hide(va, size, static_cast<std::uint8_t>(Owner::kUser), kThisTreeOnly);
+    return trees_[id]->protect(va, size, attrs, kThisTreeOnly);
   });
 }
 
@@ -672,7 +721,8 @@ Status Mirror::split_host_pages(Hva start, std::uint64_t size) noexcept {
   for (std::uint64_t done = 0; done < size; done += kPiece) {
     const Hva piece = start + done;
     const std::uint64_t n = std::min(size - done, kPiece);
-    for (unsigned id = 0; id < kMaxTrees; ++id) {
+    for (unsigned id = 0; id < tree_end_; ++id) {
+      if (!trees_[id]) continue;
       DUNK_TRY(stock_tables(n));
       UserEdit edit(lock_, reserve_only_, user_edits_);
       if (trees_[id]) DUNK_TRY(split_in_tree(*trees_[id], piece, n));
@@ -699,7 +749,8 @@ void Mirror::end_raw_edit() noexcept {
 
 Result<arch::EntryRef> Mirror::raw_slot(unsigned id, Gva va, unsigned level, bool create) noexcept {
   DUNK_TRY(check_user_range(id, va.align_down(kPage), kPage));
-  return trees_[id]->slot(va, level, create);
+  // The program stores into the slot: this tree's alone.
+  return trees_[id]->slot(va, level, create, /*unshare=*/true);
 }
 
 void Mirror::raw_store(arch::PageTableEntry* entry, arch::PageTableEntry value) noexcept {
@@ -733,7 +784,7 @@ Status Mirror::user_release(unsigned id, Gva va, std::uint64_t size) noexcept {
   assign_eagerly();
   return user_edit(size, [&]() -> Status {
     DUNK_TRY(check_user_range(id, va, size));
-    DUNK_TRY(trees_[id]->unmap(va, size));
+    DUNK_TRY(trees_[id]->unmap(va, size, arch::PageTableEntry(), kThisTreeOnly));
     // Mirrored from the host again (in every tree; the others' kUser entries stay).
     return sync_locked(identity_hva(va), identity_hva(va) + size);
   });

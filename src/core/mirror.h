@@ -171,7 +171,12 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // ---- The privileged API's side (src/priv/paging.cc) ----
   // Every tree the monitor keeps current: tree 0 is the process's (root());
   // the others are the program's clones of it. Hold lock() while using one.
-  static constexpr unsigned kMaxTrees = 64;
+  // Trees may share tables (copy-on-write clones): the monitor's edits
+  // write through shared tables (what every tree must see), the program's
+  // (user_map, ..., raw_slot) copy what they change first.
+  static constexpr unsigned kMaxTrees = 4096;
+  // One past the highest tree id in use so far: loops over trees stop there.
+  unsigned tree_end() const noexcept { return tree_end_; }
   Lock& lock() noexcept { return lock_; }
   // For edits made outside the calls below (raw entry writes, ptedit.h):
   // from now on the monitor's edits keep kUser entries.
@@ -187,8 +192,16 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // The tree whose root table is at `root` (Gpa(0): the process's).
   std::optional<unsigned> tree_of_root(Gpa root) noexcept;
   // These take the lock themselves.
-  Result<unsigned> clone_tree(unsigned from, bool share_leaf_tables) noexcept;
+  Result<unsigned> clone_tree(unsigned from, arch::CloneKind kind) noexcept;
+  // Frees the tables the tree alone links, for reuse by any tree: no vCPU
+  // runs on it (a vCPU that ran on it before flushed those tables' entries
+  // when it loaded CR3 with another root or PCID, and flushes the PCID
+  // again before using it). A table another tree stopped linking while it
+  // was live (an unsharing edit) is not reused (a vCPU of that tree may
+  // hold it in its paging-structure caches until its next flush).
   Status destroy_tree(unsigned id) noexcept;
+  // The tables tree `id` alone links (arch::PageTable::own_tables).
+  std::uint64_t own_tables(unsigned id) noexcept;
   // The program's edits (entries marked kUser). `memory` is the host
   // memory that backs `va` (its GPA chunk is assigned on demand).
   Status user_map(unsigned tree, Gva va, Hva memory, std::uint64_t size, arch::PageAttributes attrs,
@@ -237,13 +250,24 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint32_t chunk_capacity() const noexcept { return gpa_ ? gpa_->capacity() : 0; }
   std::uint64_t chunks_reclaimed() const noexcept { return chunks_reclaimed_; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
+  // Tables given back for reuse (destroyed trees) and dropped for good
+  // (unlinked by an edit of a live tree, or linked by one before); the
+  // tables in use are the allocated minus these.
+  std::uint64_t tables_freed() const noexcept { return tables_freed_; }
+  std::uint64_t tables_dropped() const noexcept { return tables_dropped_; }
+  std::uint64_t tables_in_use() const noexcept { return tables_allocated_ - tables_freed_ - tables_dropped_; }
 
  private:
   // arch::TableMemory
   Result<arch::TablePage> allocate() noexcept override;
   void release(arch::TablePage page) noexcept override;
   arch::PageTableEntry* table_at(Gpa gpa) noexcept override;
-
+  std::uint32_t* links(Gpa gpa) noexcept override;
+  void unlinked(arch::TablePage page) noexcept override;
+  // The index of the arena page at `gpa` (nullopt outside the arena).
+  std::optional<std::uint64_t> arena_page(Gpa gpa) const noexcept;
+  // The slots of trees_ that may hold a tree.
+  std::span<std::optional<arch::PageTable>> live_trees() noexcept { return {trees_, tree_end_}; }
   Status set_locked(Hva start, Hva end, int prot, Owner owner) noexcept;
   Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept;
   const UserRange* user_range_at(Hva address) const noexcept;
@@ -290,6 +314,17 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   MirrorConfig config_;
   std::optional<GpaSpace> gpa_;
   std::optional<arch::PageTable> trees_[kMaxTrees];
+  unsigned tree_end_ = 1;
+  // Per arena page (page tables live there): the entries that link it
+  // (arch::TableMemory::links), and whether a live tree stopped linking
+  // it (then it is never reused). In the arena, so a fork child's copy of
+  // the mirror has them.
+  std::uint32_t* table_links_ = nullptr;
+  std::uint8_t* table_unlinked_live_ = nullptr;
+  // destroy_tree at work: released tables may be reused.
+  bool destroying_ = false;
+  std::uint64_t tables_freed_ = 0;
+  std::uint64_t tables_dropped_ = 0;
   // Set once the program has made an edit: from then on the monitor's
   // edits keep kUser entries (which costs them a walk of existing tables).
   bool user_edits_ = false;

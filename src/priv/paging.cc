@@ -181,8 +181,21 @@ std::size_t AddressSpace::walk_impl(const void* va, std::size_t size,
 Result<AddressSpace*> AddressSpace::clone(CloneMode mode) const noexcept {
   core::Mirror* m = mirror();
   if (m == nullptr) return kNoMachine;
-  DUNK_ASSIGN_OR_RETURN(unsigned id, m->clone_tree(id_, mode == CloneMode::kShareLeafTables));
+  const arch::CloneKind kind = mode == CloneMode::kShareLeafTables ? arch::CloneKind::kShareLeafTables
+                               : mode == CloneMode::kCopyOnWrite    ? arch::CloneKind::kCopyOnWrite
+                                                                    : arch::CloneKind::kCopy;
+  DUNK_ASSIGN_OR_RETURN(unsigned id, m->clone_tree(id_, kind));
   return &AddressSpaces::get(id);
+}
+
+std::size_t AddressSpace::own_tables() const noexcept {
+  core::Mirror* m = mirror();
+  return m != nullptr ? m->own_tables(id_) : 0;
+}
+
+std::size_t page_tables_in_use() noexcept {
+  core::Mirror* m = mirror();
+  return m != nullptr ? m->tables_in_use() : 0;
 }
 
 Status AddressSpace::destroy() noexcept {
@@ -207,7 +220,10 @@ Status AddressSpace::activate() noexcept {
   // space was inactive cannot leave a stale one (SDM vol. 3A §4.10.4.1,
   // "Operations that Invalidate TLBs and Paging-Structure Caches": MOV to
   // CR3). Entries of other spaces stay.
-  const arch::Cr3 cr3 = arch::Cr3::make(Gpa(r), pcid_enabled() ? static_cast<std::uint16_t>(id_ + 1) : 0);
+  // PCIDs 1..4095, recycled past 4095 spaces: two spaces with one PCID
+  // never mix entries, as each load flushes the PCID's.
+  const arch::Cr3 cr3 =
+      arch::Cr3::make(Gpa(r), pcid_enabled() ? static_cast<std::uint16_t>(1 + id_ % 4095) : 0);
   core::current_cpu()->area->root = r;
   asm volatile("movq %0, %%cr3" : : "r"(cr3.raw()) : "memory");
   return {};

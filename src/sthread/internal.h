@@ -89,6 +89,9 @@ struct Compartment {
   Compartment* gates[STHREAD_MAX_CGATE]{};
   Compartment* next_free = nullptr;
   bool recycled = false;
+  // Every compartment that exists, linked (stats walk it).
+  Compartment* next_all = nullptr;
+  Compartment* prev_all = nullptr;
 };
 
 // One system-call refusal or fault, for the report.
@@ -148,7 +151,7 @@ struct Tag {
 
 struct Counters {
   std::atomic<std::uint64_t> fresh{0}, recycled{0}, cow{0}, reset{0}, checked{0}, refused{0}, gates{0},
-      workers{0};
+      workers{0}, destroyed{0};
 };
 
 // The supervisor.
@@ -164,6 +167,7 @@ struct Supervisor {
   Policy contexts[kMaxContexts];
   unsigned ncontexts = 0;
   Compartment* free_compartments = nullptr;
+  Compartment* all_compartments = nullptr;
   // Pages for copies on write.
   char** free_pages = nullptr;
   std::size_t nfree_pages = 0;

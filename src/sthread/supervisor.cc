@@ -262,7 +262,31 @@ Status apply_policy(Compartment& c, const Policy& p) noexcept {
   return {};
 }
 
-Result<Compartment*> fresh_compartment() noexcept {
+void link_compartment(Compartment* c) noexcept {
+  Supervisor& s = supervisor();
+  LockGuard guard(s.lock);
+  c->next_all = s.all_compartments;
+  if (c->next_all != nullptr) c->next_all->prev_all = c;
+  s.all_compartments = c;
+}
+
+void unlink_compartment(Compartment* c) noexcept {
+  Supervisor& s = supervisor();
+  LockGuard guard(s.lock);
+  if (c->prev_all != nullptr) {
+    c->prev_all->next_all = c->next_all;
+  } else if (s.all_compartments == c) {
+    s.all_compartments = c->next_all;
+  }
+  if (c->next_all != nullptr) c->next_all->prev_all = c->prev_all;
+}
+
+// A compartment's view shares the template's page tables (copy on write of
+// tables: CloneMode::kCopyOnWrite): its own stack, tags and copies on write
+// copy the few tables on their way; the rest — the image, libraries, every
+// supervisor-only mapping — stays the template's, kept current by dunk's
+// monitor for all of them at once. `copy_tables`: a full copy instead.
+Result<Compartment*> fresh_compartment(bool copy_tables) noexcept {
   Supervisor& s = supervisor();
   void* memory = map_anonymous(sizeof(Compartment));
   if (memory == nullptr) return Error{"sthread: mmap for a compartment", ENOMEM};
@@ -274,7 +298,8 @@ Result<Compartment*> fresh_compartment() noexcept {
     ::munmap(memory, sizeof(Compartment));
     return e;
   };
-  auto view = page_table_edit([&] { return s.tmpl->clone(CloneMode::kCopy); });
+  auto view = page_table_edit(
+      [&] { return s.tmpl->clone(copy_tables ? CloneMode::kCopy : CloneMode::kCopyOnWrite); });
   if (!view) return fail(view.error());
   c->view = *view;
   c->stack = map_anonymous(kStackSize);
@@ -286,6 +311,7 @@ Result<Compartment*> fresh_compartment() noexcept {
     return fail(st.error());
   }
   s.counters.fresh.fetch_add(1, std::memory_order_relaxed);
+  link_compartment(c);
   return c;
 }
 
@@ -330,6 +356,8 @@ void reset_compartment(Compartment& c) noexcept {
 }
 
 void destroy_compartment(Compartment* c) noexcept {
+  unlink_compartment(c);
+  supervisor().counters.destroyed.fetch_add(1, std::memory_order_relaxed);
   tag_revoke_all(*c);
   for (Compartment* gate : c->gates) {
     if (gate != nullptr) destroy_compartment(gate);
@@ -342,7 +370,7 @@ void destroy_compartment(Compartment* c) noexcept {
   ::munmap(c, sizeof(Compartment));
 }
 
-Result<Compartment*> get_compartment(bool recycle) noexcept {
+Result<Compartment*> get_compartment(bool recycle, bool copy_tables = false) noexcept {
   Supervisor& s = supervisor();
   if (recycle) {
     LockGuard guard(s.lock);
@@ -354,7 +382,7 @@ Result<Compartment*> get_compartment(bool recycle) noexcept {
       return c;
     }
   }
-  auto c = fresh_compartment();
+  auto c = fresh_compartment(copy_tables);
   if (c) (*c)->recycled = false;
   return c;
 }
@@ -868,7 +896,7 @@ Result<sthread_t> create(const sc_t& sc, stcb_t fn, void* arg, const CreateOptio
     st.state.store(static_cast<std::uint32_t>(State::kFree), std::memory_order_release);
     return e;
   };
-  auto compartment = get_compartment(options.recycle);
+  auto compartment = get_compartment(options.recycle, options.copy_tables);
   if (!compartment) return release_slot(compartment.error());
   Compartment* c = *compartment;
   const Policy policy = policy_of(sc);
@@ -935,6 +963,15 @@ Stats stats() noexcept {
   s.calls_refused = c.refused.load();
   s.callgates = c.gates.load();
   s.workers = c.workers.load();
+  s.compartments = c.fresh.load() - c.destroyed.load();
+  {
+    Supervisor& sup = supervisor();
+    LockGuard guard(sup.lock);
+    for (const Compartment* k = sup.all_compartments; k != nullptr; k = k->next_all) {
+      s.compartment_tables += k->view->own_tables();
+    }
+  }
+  s.page_tables = page_tables_in_use();
   return s;
 }
 

@@ -60,8 +60,11 @@ std::size_t check_tree(FakeTableMemory& mem, Gpa table_gpa, unsigned level, std:
     }
     if (e.is_leaf(level)) continue;
     // Intermediate entries: P|W|U, XD clear, nothing else but the accessed
-    // bit (the CPU's, or a split of a page that had been used).
-    EXPECT_EQ(e.raw() & ~PageTableEntry::kAddressMask4K & ~PageTableEntry().set_accessed(true).raw(), 0x7u);
+    // bit (the CPU's, or a split of a page that had been used) and the mark
+    // of a table shared for edits (kBorrowedTable).
+    EXPECT_EQ(e.raw() & ~PageTableEntry::kAddressMask4K & ~PageTableEntry().set_accessed(true).raw() &
+                  ~PageTableEntry().set_software(kBorrowedTable).raw(),
+              0x7u);
     n += check_tree(mem, e.table_address(), level - 1, seen);
   }
   return n;
@@ -833,6 +836,166 @@ TEST(PageTable, CloneSharingLeafTablesSeesLeafEditsAndFreesOnlyItsOwn) {
   EXPECT_EQ(mem.live(), before);
   EXPECT_EQ(mem.bad_releases, 0);
   expect_consistent(mem, *pt);
+}
+
+// --- copy-on-write clones ------------------------------------------------------
+
+// Walks every tree given and checks the link counts: each live table is
+// linked exactly as often as the memory says (roots once), every link leads
+// to a live table, and every live table is reachable.
+void expect_links_consistent(FakeTableMemory& mem, const std::vector<const PageTable*>& trees) {
+  std::map<std::uint64_t, std::uint32_t> seen;
+  std::vector<std::pair<std::uint64_t, unsigned>> todo;
+  for (const PageTable* t : trees) {
+    ++seen[t->root().value()];
+    todo.push_back({t->root().value(), kPagingLevels});
+  }
+  std::set<std::uint64_t> walked;
+  while (!todo.empty()) {
+    auto [gpa, level] = todo.back();
+    todo.pop_back();
+    ASSERT_TRUE(mem.is_live(Gpa(gpa))) << "dangling link to " << std::hex << gpa;
+    if (!walked.insert(gpa).second || level == 1) continue;
+    const PageTableEntry* t = mem.table_at(Gpa(gpa));
+    for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+      const PageTableEntry e = t[i];
+      if (!e.present() || e.is_leaf(level)) continue;
+      ++seen[e.table_address().value()];
+      todo.push_back({e.table_address().value(), level - 1});
+    }
+  }
+  EXPECT_EQ(walked.size(), mem.live()) << "unreachable tables";
+  for (const auto& [gpa, n] : seen) EXPECT_EQ(*mem.links(Gpa(gpa)), n) << std::hex << gpa;
+  EXPECT_EQ(mem.bad_releases, 0);
+}
+
+constexpr EditOptions kUnshare{.unshare = true};
+
+TEST(PageTable, CopyOnWriteCloneCostsOneTableAndSeesTheSameLeaves) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), 4 * M2 + 3 * K4, kRw, PageSize::k4K));
+  ASSERT_TRUE(pt->map(Gva(7 * G1), Gpa(G1), 2 * M2, kRx, PageSize::k4K));
+  const std::size_t before = mem.live();
+  auto copy = pt->clone(CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(copy);
+  EXPECT_EQ(mem.live(), before + 1);
+  EXPECT_EQ(copy->own_tables(), 1u);
+  EXPECT_EQ(pt->own_tables(), 1u);  // its root: everything else is shared now
+  EXPECT_EQ(leaves(*copy, Gva(0), 8 * G1), leaves(*pt, Gva(0), 8 * G1));
+  expect_links_consistent(mem, {&*pt, &*copy});
+}
+
+TEST(PageTable, AnUnsharingEditCopiesOnlyTheTablesOnItsWayAndStaysInItsTree) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), 4 * M2, kRw, PageSize::k4K));  // PML4, PDPT, PD, 2 PTs... 4 PTs
+  const std::size_t before = mem.live();
+  auto copy = pt->clone(CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(copy);
+  // One page of the copy: its PDPT, PD and the one PT on the way are copied.
+  ASSERT_TRUE(copy->protect(Gva(M2 + 5 * K4), K4, kRx, kUnshare));
+  EXPECT_EQ(mem.live(), before + 1 + 3);
+  EXPECT_EQ(copy->own_tables(), 4u);
+  EXPECT_TRUE(copy->lookup(Gva(M2 + 5 * K4))->attrs.executable);
+  EXPECT_FALSE(pt->lookup(Gva(M2 + 5 * K4))->attrs.executable);
+  EXPECT_FALSE(copy->lookup(Gva(M2 + 6 * K4))->attrs.executable);
+  // Again in the same table: nothing more to copy.
+  ASSERT_TRUE(copy->unmap(Gva(M2 + 6 * K4), K4, PageTableEntry(), kUnshare));
+  EXPECT_EQ(mem.live(), before + 4);
+  EXPECT_FALSE(copy->lookup(Gva(M2 + 6 * K4)));
+  EXPECT_TRUE(pt->lookup(Gva(M2 + 6 * K4)));
+  // The source's own edit of a page table both still link copies that one;
+  // its PDPT and PD are its own again (the copy has its own).
+  ASSERT_TRUE(pt->unmap(Gva(3 * M2), K4, PageTableEntry(), kUnshare));
+  EXPECT_EQ(mem.live(), before + 5);
+  EXPECT_FALSE(pt->lookup(Gva(3 * M2)));
+  EXPECT_TRUE(copy->lookup(Gva(3 * M2)));
+  // A new mapping in the copy, where nothing was: its own tables only.
+  ASSERT_TRUE(copy->map(Gva(5 * G1), Gpa(0), K4, kRw, PageSize::k4K, kUnshare));
+  EXPECT_FALSE(pt->lookup(Gva(5 * G1)));
+  expect_links_consistent(mem, {&*pt, &*copy});
+  copy->destroy();
+  expect_links_consistent(mem, {&*pt});
+  pt->destroy();
+  EXPECT_EQ(mem.live(), 0u);
+  EXPECT_EQ(mem.bad_releases, 0);
+}
+
+TEST(PageTable, AnEditWithoutUnshareReachesEveryTreeThatSharesTheTable) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), 2 * M2, kRw, PageSize::k4K));
+  auto copy = pt->clone(CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(copy);
+  // The monitor's kind of edit: through the shared tables, seen by both.
+  ASSERT_TRUE(pt->protect(Gva(K4), K4, kRx));
+  EXPECT_TRUE(copy->lookup(Gva(K4))->attrs.executable);
+  // A split of a large page in a shared table (a new table linked there)
+  // shows in both, and both trees' walks find the same table.
+  ASSERT_TRUE(pt->map(Gva(G1), Gpa(G1), M2, kRw, PageSize::k2M));
+  ASSERT_TRUE(copy->protect(Gva(G1 + 8 * K4), K4, kRx));
+  EXPECT_EQ(pt->lookup(Gva(G1 + 8 * K4))->size, PageSize::k4K);
+  EXPECT_TRUE(pt->lookup(Gva(G1 + 8 * K4))->attrs.executable);
+  expect_links_consistent(mem, {&*pt, &*copy});
+  // Either tree may go first.
+  pt->destroy();
+  expect_links_consistent(mem, {&*copy});
+  EXPECT_TRUE(copy->lookup(Gva(G1 + 8 * K4)));
+  copy->destroy();
+  EXPECT_EQ(mem.live(), 0u);
+  EXPECT_EQ(mem.bad_releases, 0);
+}
+
+TEST(PageTable, ManyCopyOnWriteClonesGiveEveryTableBack) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), 8 * M2, kRw, PageSize::k4K));
+  const std::size_t before = mem.live();
+  std::vector<PageTable> clones;
+  for (int i = 0; i < 200; ++i) {
+    auto c = (i % 2 == 0 ? *pt : clones.back()).clone(CloneKind::kCopyOnWrite);  // clones of clones too
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(c->map(Gva((i % 8) * M2 + (i % 512) * K4), Gpa(G1), K4, kRx, PageSize::k4K, kUnshare));
+    clones.push_back(std::move(*c));
+  }
+  // Per clone: a root, a PDPT, a PD, a PT at most.
+  EXPECT_LE(mem.live(), before + 200 * 4);
+  for (int i = 0; i < 200; ++i) {
+    const std::uint64_t va = (i % 8) * M2 + (i % 512) * K4;
+    EXPECT_TRUE(clones[i].lookup(Gva(va))->attrs.executable) << i;
+    EXPECT_FALSE(pt->lookup(Gva(va))->attrs.executable) << i;
+  }
+  std::vector<const PageTable*> all{&*pt};
+  for (const PageTable& c : clones) all.push_back(&c);
+  expect_links_consistent(mem, all);
+  for (int i = 199; i >= 0; i -= 2) clones[i].destroy();
+  for (int i = 0; i < 200; i += 2) clones[i].destroy();
+  EXPECT_EQ(mem.live(), before);
+  expect_links_consistent(mem, {&*pt});
+}
+
+TEST(PageTable, AnUnsharingSlotCopiesItsWay) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), M2, kRw, PageSize::k4K));
+  auto copy = pt->clone(CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(copy);
+  auto shared = copy->slot(Gva(3 * K4), 1, false);
+  ASSERT_TRUE(shared);
+  auto own = copy->slot(Gva(3 * K4), 1, false, /*unshare=*/true);
+  ASSERT_TRUE(own);
+  EXPECT_NE(own->entry, shared->entry);
+  EXPECT_EQ(pt->slot(Gva(3 * K4), 1, false)->entry, shared->entry);
+  store_entry(own->entry, PageTableEntry());
+  EXPECT_FALSE(copy->lookup(Gva(3 * K4)));
+  EXPECT_TRUE(pt->lookup(Gva(3 * K4)));
+  expect_links_consistent(mem, {&*pt, &*copy});
 }
 
 TEST(PageTable, FindReportsTheDecidingEntryAndItsLevel) {

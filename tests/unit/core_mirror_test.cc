@@ -259,6 +259,64 @@ TEST_F(MirrorTest, ThePrivilegedApiSeesEveryMappedPagePresent) {
   munmap(ro, 2 * kPage);
 }
 
+// ---- Trees that share tables -----------------------------------------------
+
+TEST_F(MirrorTest, CopyOnWriteClonesCostTheTablesTheirEditsChangeAndGiveThemBack) {
+  init(39);
+  auto* mem = static_cast<char*>(mmap(reinterpret_cast<void*>(kBase), 16 * kPage, kRw,
+                                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0));
+  ASSERT_EQ(mem, reinterpret_cast<char*>(kBase));
+  ASSERT_TRUE(mirror.set(Hva(kBase), Hva(kBase + 16 * kPage), kRw));
+  ASSERT_NE(mirror.tree(0), nullptr);  // the privileged API's first step, done once
+  const arch::PageAttributes user{.writable = true, .user = true};
+  const std::uint64_t in_use = mirror.tables_in_use();
+  const std::uint64_t dropped = mirror.tables_dropped();
+  std::set<std::uint64_t> roots;
+  for (int i = 0; i < 1000; ++i) {
+    const Gva page(kBase + (i % 16) * kPage);
+    auto id = mirror.clone_tree(0, arch::CloneKind::kCopyOnWrite);
+    ASSERT_TRUE(id);
+    ASSERT_EQ(mirror.tables_in_use(), in_use + 1) << i;  // its root
+    ASSERT_TRUE(mirror.user_map(*id, page, identity_hva(page), kPage, user, arch::PageSize::k4K));
+    ASSERT_EQ(mirror.tables_in_use(), in_use + 4) << i;  // and its PDPT, PD and PT on the way
+    ASSERT_EQ(mirror.own_tables(*id), 4u);
+    ASSERT_TRUE(mirror.tree(*id)->lookup(page)->attrs.user);
+    ASSERT_FALSE(mirror.tree(0)->lookup(page)->attrs.user);
+    roots.insert(mirror.tree(*id)->root().value());
+    ASSERT_TRUE(mirror.destroy_tree(*id));
+    ASSERT_EQ(mirror.tables_in_use(), in_use) << i;
+  }
+  EXPECT_EQ(mirror.tables_dropped(), dropped);
+  EXPECT_LE(roots.size(), 8u) << "a destroyed tree's tables are used again";
+
+  // A full copy gives back all it has.
+  auto copy = mirror.clone_tree(0, arch::CloneKind::kCopy);
+  ASSERT_TRUE(copy);
+  const std::uint64_t own = mirror.own_tables(*copy);
+  EXPECT_EQ(mirror.tables_in_use(), in_use + own);
+  std::uint64_t freed = mirror.tables_freed();
+  ASSERT_TRUE(mirror.destroy_tree(*copy));
+  EXPECT_EQ(mirror.tables_freed() - freed, own);
+  EXPECT_EQ(mirror.tables_in_use(), in_use);
+
+  // Tables a live tree stopped linking are not reused: the process's edit
+  // copies the three on its way, and leaves the old ones to the clone.
+  auto clone = mirror.clone_tree(0, arch::CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(clone);
+  ASSERT_TRUE(mirror.user_map(0, Gva(kBase), Hva(kBase), kPage, user, arch::PageSize::k4K));
+  EXPECT_TRUE(mirror.tree(0)->lookup(Gva(kBase))->attrs.user);
+  EXPECT_FALSE(mirror.tree(*clone)->lookup(Gva(kBase))->attrs.user);
+  // The monitor's edits reach both: the host unmaps a page.
+  ASSERT_TRUE(mirror.set(Hva(kBase + 5 * kPage), Hva(kBase + 6 * kPage), PROT_NONE));
+  EXPECT_FALSE(mirror.tree(0)->lookup(Gva(kBase + 5 * kPage)));
+  EXPECT_FALSE(mirror.tree(*clone)->lookup(Gva(kBase + 5 * kPage)));
+  freed = mirror.tables_freed();
+  ASSERT_TRUE(mirror.destroy_tree(*clone));
+  EXPECT_EQ(mirror.tables_dropped() - dropped, 3u);
+  EXPECT_EQ(mirror.tables_freed() - freed, 1u);  // its root
+  munmap(mem, 16 * kPage);
+}
+
 // ---- Reclaim and dirty tracking -------------------------------------------
 
 // The dirty leaves of [start, start + size) in the process's tree, as a pass

@@ -31,6 +31,7 @@ class FakeTableMemory final : public TableMemory {
     const Gpa gpa(next_gpa_);
     next_gpa_ += 4096;
     live_[gpa.value()] = p;
+    links_[gpa.value()] = 1;
     ++allocations;
     return TablePage{static_cast<PageTableEntry*>(p), gpa};
   }
@@ -41,10 +42,18 @@ class FakeTableMemory final : public TableMemory {
       ++bad_releases;
       return;
     }
+    if (links_[page.gpa.value()] != 0) ++bad_releases;  // released while still linked
     std::free(it->second);
     live_.erase(it);
+    links_.erase(page.gpa.value());
     ++releases;
   }
+
+  std::uint32_t* links(Gpa gpa) noexcept override {
+    auto it = links_.find(gpa.value());
+    return it == links_.end() ? nullptr : &it->second;
+  }
+  void unlinked(TablePage) noexcept override { ++unlinks; }
 
   PageTableEntry* table_at(Gpa gpa) noexcept override {
     auto it = live_.find(gpa.value());
@@ -59,11 +68,13 @@ class FakeTableMemory final : public TableMemory {
   int allocations = 0;
   int releases = 0;
   int bad_releases = 0;
+  int unlinks = 0;  // links dropped to tables that others still link
 
  private:
   std::uint64_t next_gpa_;
   int remaining_ = -1;
   std::map<std::uint64_t, void*> live_;
+  std::map<std::uint64_t, std::uint32_t> links_;
 };
 
 }  // namespace dunk::arch

@@ -99,7 +99,7 @@ PageTable& PageTable::operator=(PageTable&& other) noexcept {
 
 void PageTable::destroy() noexcept {
   if (root_.entries == nullptr) return;
-  release_tree(std::exchange(root_, TablePage{}), kPagingLevels);
+  drop_table(std::exchange(root_, TablePage{}).gpa, kPagingLevels);
 }
 
 // --- table memory -----------------------------------------------------------
@@ -108,27 +108,67 @@ Result<TablePage> PageTable::allocate_table() const noexcept {
   DUNK_ASSIGN_OR_RETURN(TablePage page, memory_->allocate());
   const std::uint64_t limit = std::uint64_t{1} << features_.phys_bits;
   if (!page.gpa.is_aligned(kTableBytes) || page.gpa.value() >= limit) {
+    if (std::uint32_t* n = memory_->links(page.gpa)) *n = 0;
     memory_->release(page);
     return Error{"page table: table memory returned a GPA beyond MAXPHYADDR or unaligned", ERANGE};
   }
   return page;
 }
 
-// `old` was an entry at `level` and has just been overwritten.
-void PageTable::release_subtree(PageTableEntry old, unsigned level) const noexcept {
-  if (!old.present() || old.is_leaf(level) || old.software() == kBorrowedTable) return;
-  const Gpa gpa = old.table_address();
-  PageTableEntry* entries = memory_->table_at(gpa);
-  if (entries != nullptr) release_tree(TablePage{entries, gpa}, level - 1);
+void PageTable::add_link(PageTableEntry link, unsigned level) const noexcept {
+  if (!link.present() || link.is_leaf(level)) return;
+  if (std::uint32_t* n = memory_->links(link.table_address())) ++*n;
 }
 
-// Releases `table` (a level-`level` table) and every table below it. Nothing
-// links to any of them any more, so the order does not matter.
+void PageTable::release_subtree(PageTableEntry old, unsigned level) const noexcept {
+  if (!old.present() || old.is_leaf(level)) return;
+  drop_table(old.table_address(), level - 1);
+}
+
+// One link fewer to the level-`level` table at `gpa`.
+void PageTable::drop_table(Gpa gpa, unsigned level) const noexcept {
+  PageTableEntry* entries = memory_->table_at(gpa);
+  if (entries == nullptr) return;
+  std::uint32_t* n = memory_->links(gpa);
+  if (n != nullptr && *n > 1) {
+    --*n;
+    memory_->unlinked(TablePage{entries, gpa});
+    return;
+  }
+  release_tree(TablePage{entries, gpa}, level);
+}
+
+// Releases `table` (a level-`level` table nothing links any more) and drops
+// its links to the tables below. The order does not matter.
 void PageTable::release_tree(TablePage table, unsigned level) const noexcept {
   if (level > 1) {
     for (unsigned i = 0; i < kEntriesPerTable; ++i) release_subtree(load_entry(&table.entries[i]), level);
   }
+  if (std::uint32_t* n = memory_->links(table.gpa)) *n = 0;
   memory_->release(table);
+}
+
+Result<PageTableEntry*> PageTable::own_table(PageTableEntry* e, PageTableEntry old, unsigned level) noexcept {
+  const Gpa gpa = old.table_address();
+  PageTableEntry* child = memory_->table_at(gpa);
+  if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+  std::uint32_t* n = memory_->links(gpa);
+  if (old.software() == kBorrowedTable || n == nullptr || *n <= 1) return child;
+  // Shared: a copy of this tree's own, its links to the tables below
+  // counted (they are linked from both copies now).
+  DUNK_ASSIGN_OR_RETURN(TablePage copy, allocate_table());
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    const PageTableEntry v = load_entry(&child[i]);
+    copy.entries[i] = v;
+    if (level > 2) add_link(v, level - 1);
+  }
+  // The link keeps its own bits (accessed, taken), now to the copy.
+  PageTableEntry current = old;
+  while (!exchange_entry(e, current, PageTableEntry(current).set_table_address(copy.gpa))) {
+  }
+  --*n;
+  memory_->unlinked(TablePage{child, gpa});
+  return copy.entries;
 }
 
 // --- editing ----------------------------------------------------------------
@@ -275,9 +315,13 @@ Status PageTable::edit_entry(PageTableEntry* e, unsigned level, std::uint64_t ba
 Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
                              std::uint64_t end, const Edit& edit) noexcept {
   if (!old.present() || old.is_leaf(level)) return edit_detached(e, old, level, va, end, edit);
-  const Gpa child_gpa = old.table_address();
-  PageTableEntry* child = memory_->table_at(child_gpa);
+  PageTableEntry* child = memory_->table_at(old.table_address());
   if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
+  if (edit.options.unshare) {
+    DUNK_ASSIGN_OR_RETURN(child, own_table(e, old, level));
+    old = load_entry(e);
+  }
+  const Gpa child_gpa = old.table_address();
   if (edit.options.new_leaves_dirty && !old.accessed()) {
     // Before the edit below: a scan that finds the new leaves must not have
     // pruned this table meanwhile.
@@ -290,7 +334,7 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
   if (edit.kind == Edit::Kind::kUnmap && !keep_empty_tables_ && old.software() != kBorrowedTable &&
       table_empty(child)) {
     store_entry(e, PageTableEntry());
-    release_tree(TablePage{child, child_gpa}, level - 1);
+    drop_table(child_gpa, level - 1);
   }
   return {};
 }
@@ -421,7 +465,7 @@ unsigned PageTable::path(Gva va, PageTableEntry* out[kPagingLevels]) const noexc
   }
 }
 
-Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create) noexcept {
+Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create, bool unshare) noexcept {
   if (root_.entries == nullptr) return Error{"page table: no tree", EINVAL};
   if (!is_canonical(va) || level < 1 || level >= kPagingLevels) {
     return Error{"page table: a slot needs a canonical address and a leaf level (1-3)", EINVAL};
@@ -432,6 +476,10 @@ Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create) noexcept {
     const PageTableEntry v = load_entry(e);
     if (l == level || v.maps_page(l)) return EntryRef{e, l};
     if (v.present()) {
+      if (unshare) {
+        DUNK_ASSIGN_OR_RETURN(table, own_table(e, v, l));
+        continue;
+      }
       table = memory_->table_at(v.table_address());
       if (table == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
       continue;
@@ -446,12 +494,12 @@ Result<EntryRef> PageTable::slot(Gva va, unsigned level, bool create) noexcept {
   }
 }
 
-Result<PageTable> PageTable::clone(bool share_leaf_tables) const noexcept {
+Result<PageTable> PageTable::clone(CloneKind kind) const noexcept {
   if (root_.entries == nullptr) return Error{"page table: no tree to clone", EINVAL};
   DUNK_ASSIGN_OR_RETURN(TablePage root, allocate_table());
   PageTable copy(*memory_, features_, root);
   copy.keep_empty_tables_ = keep_empty_tables_;
-  Status status = clone_table(root_.entries, root.entries, kPagingLevels, share_leaf_tables);
+  Status status = clone_table(root_.entries, root.entries, kPagingLevels, kind);
   if (!status) {
     copy.destroy();
     return status.error();
@@ -462,25 +510,58 @@ Result<PageTable> PageTable::clone(bool share_leaf_tables) const noexcept {
 // Fills `to` (a fresh level-`level` table) from `from`. On failure `to`
 // holds what was copied so far, all of it releasable.
 Status PageTable::clone_table(const PageTableEntry* from, PageTableEntry* to, unsigned level,
-                              bool share) const noexcept {
+                              CloneKind kind) const noexcept {
   for (unsigned i = 0; i < kEntriesPerTable; ++i) {
     const PageTableEntry v = load_entry(&from[i]);
     if (!v.present() || v.is_leaf(level)) {
       to[i] = v;
       continue;
     }
-    const PageTableEntry* child = memory_->table_at(v.table_address());
+    PageTableEntry* child = memory_->table_at(v.table_address());
     if (child == nullptr) return Error{"page table: entry links a table the memory did not allocate", EFAULT};
-    if (share && level == 2) {
-      to[i] = PageTableEntry(v).set_software(kBorrowedTable);
+    if (kind == CloneKind::kCopyOnWrite) {
+      // Linked from both roots; the first unsharing edit below copies it.
+      to[i] = v;
+      add_link(v, level);
+      continue;
+    }
+    if (kind == CloneKind::kShareLeafTables && level == 2) {
+      // Shared for edits: both trees' links say so (no unsharing edit
+      // copies it), and the table is counted for both.
+      PageTableEntry* source = const_cast<PageTableEntry*>(&from[i]);
+      PageTableEntry current = v;
+      while (current.software() != kBorrowedTable &&
+             !exchange_entry(source, current, PageTableEntry(current).set_software(kBorrowedTable))) {
+      }
+      to[i] = PageTableEntry(current).set_software(kBorrowedTable);
+      add_link(v, level);
       continue;
     }
     DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
-    Status status = clone_table(child, fresh.entries, level - 1, share);
+    Status status = clone_table(child, fresh.entries, level - 1, kind);
     to[i] = PageTableEntry::table(fresh.gpa);
     DUNK_TRY(status);
   }
   return {};
+}
+
+std::uint64_t PageTable::own_tables() const noexcept {
+  if (root_.entries == nullptr) return 0;
+  return count_own(root_.entries, kPagingLevels);
+}
+
+std::uint64_t PageTable::count_own(const PageTableEntry* table, unsigned level) const noexcept {
+  std::uint64_t n = 1;
+  if (level == 1) return n;
+  for (unsigned i = 0; i < kEntriesPerTable; ++i) {
+    const PageTableEntry v = load_entry(&table[i]);
+    if (!v.present() || v.is_leaf(level)) continue;
+    const std::uint32_t* links = memory_->links(v.table_address());
+    const PageTableEntry* child = memory_->table_at(v.table_address());
+    if (child == nullptr || (links != nullptr && *links > 1)) continue;
+    n += count_own(child, level - 1);
+  }
+  return n;
 }
 
 void PageTable::for_each_leaf(Gva va, std::uint64_t size, LeafVisitor visit) const noexcept {

@@ -7,7 +7,8 @@
 // too, so a test can model a machine the host is not.
 //
 // Concurrency: edits (map/unmap/protect/destroy) must be serialised by the
-// caller; the CPU may walk the tree at any time. Every entry changes with one
+// caller — across every tree that shares tables with this one (one lock for
+// all of them, as dunk's mirror has); the CPU may walk the tree at any time. Every entry changes with one
 // 64-bit store; a new or split subtable is filled completely before the
 // single store that links it; a table is released only after the store that
 // unlinks it. Flushing TLBs is the caller's business (and TableMemory's, when
@@ -16,6 +17,15 @@
 // Failure: an edit that fails part-way (allocation failure) has applied
 // itself to a prefix of the range; the tree is valid, no table is linked
 // half-filled, and no table leaks.
+//
+// Sharing. A table may be linked by several entries — of one tree's copy of
+// a table and another's, after a copy-on-write clone (CloneKind) — and
+// TableMemory counts the entries that link each table. An edit marked
+// EditOptions::unshare (an edit of this tree alone) copies every table it
+// would change that is linked more than once, links the copy in its place
+// and edits the copy: the other trees keep the table as it was. An edit
+// without it writes through shared tables: what every tree that links them
+// must see. A table goes back to the memory when its last link goes.
 #pragma once
 
 #include <cstdint>
@@ -39,11 +49,21 @@ class TableMemory {
  public:
   // A zero-filled, 4 KiB aligned table.
   virtual Result<TablePage> allocate() noexcept = 0;
-  // A table no longer referenced by the tree; the implementation may defer
+  // A table no longer linked by any entry; the implementation may defer
   // its reuse until TLBs are flushed.
   virtual void release(TablePage page) noexcept = 0;
   // Host pointer of a table this memory allocated; nullptr if it did not.
   virtual PageTableEntry* table_at(Gpa gpa) noexcept = 0;
+  // The number of entries that link the table at `gpa` (allocate() makes it
+  // 1: the entry, or the tree, the table is made for); the trees change it
+  // as they share and unshare tables, under their edit lock. nullptr for a
+  // table this memory did not allocate.
+  virtual std::uint32_t* links(Gpa gpa) noexcept = 0;
+  // One entry that linked `page` no longer does, and others still do: a
+  // tree that was using it (and may have it in a TLB's paging-structure
+  // caches until that TLB is flushed) stopped. An implementation that
+  // recycles released tables may want to know.
+  virtual void unlinked(TablePage page) noexcept = 0;
 
  protected:
   ~TableMemory() = default;
@@ -92,6 +112,18 @@ struct EditOptions {
   // scan that prunes subtrees by their accessed bit (scan_dirty) must reach
   // it. A leaf re-made over the same frame keeps its own bits either way.
   bool new_leaves_dirty = false;
+  // The edit is this tree's alone: a table on its way that other entries
+  // link too (a copy-on-write clone's, CloneKind::kCopyOnWrite) is copied,
+  // and the copy edited, so that no other tree sees the change. Tables
+  // linked with kBorrowedTable are shared for edits and never copied.
+  bool unshare = false;
+};
+
+// What PageTable::clone shares with the tree it copies.
+enum class CloneKind {
+  kCopy,             // every table copied
+  kShareLeafTables,  // the 4 KiB-page tables linked by both trees (kBorrowedTable): edits of them show in both
+  kCopyOnWrite,      // every table but the root linked by both trees until an unsharing edit changes it
 };
 
 // How scan_dirty() treats what it reads.
@@ -173,11 +205,22 @@ class PageTable {
   // straddle the range's edges stay hidden. Returns how many it revealed.
   std::uint64_t reveal(Gva va, std::uint64_t size, Gpa pa, std::uint8_t software) noexcept;
 
-  // A copy of this tree: new tables, the same entries. With
-  // `share_leaf_tables`, the 4 KiB-page tables themselves are shared, linked
-  // with kBorrowedTable: an edit of a 4 KiB leaf shows in both trees, and
-  // destroy() of the copy leaves them to this tree.
-  Result<PageTable> clone(bool share_leaf_tables) const noexcept;
+  // A copy of this tree: the same entries. kCopy: new tables throughout.
+  // kShareLeafTables: the 4 KiB-page tables themselves are shared, linked
+  // with kBorrowedTable in both trees: an edit of a 4 KiB leaf shows in
+  // both. kCopyOnWrite: a new root whose entries link this tree's tables,
+  // which both trees share until an edit with EditOptions::unshare changes
+  // one (then that tree gets its own copy of the tables on the edit's way).
+  // In every kind, destroy() of either tree leaves the tables the other
+  // still links.
+  Result<PageTable> clone(CloneKind kind) const noexcept;
+  Result<PageTable> clone(bool share_leaf_tables) const noexcept {
+    return clone(share_leaf_tables ? CloneKind::kShareLeafTables : CloneKind::kCopy);
+  }
+  // The tables that this tree alone links, root included: what destroy()
+  // gives back. A table linked more than once, and everything below it, is
+  // not counted.
+  std::uint64_t own_tables() const noexcept;
 
   // The entry that decides `va` (nullopt: no tree, or non-canonical).
   std::optional<EntryRef> find(Gva va) const noexcept;
@@ -191,8 +234,10 @@ class PageTable {
   // libdune). A page of a larger size that maps `va` on the way, present or
   // hidden, is returned instead (its level says so), not split. A missing
   // table on the way is created with `create` (empty, or holding the marker
-  // the entry above held: a marker covers its part), else ENOENT.
-  Result<EntryRef> slot(Gva va, unsigned level, bool create) noexcept;
+  // the entry above held: a marker covers its part), else ENOENT. With
+  // `unshare`, shared tables on the way are copied first (as for an edit
+  // with EditOptions::unshare): the caller will store into the slot.
+  Result<EntryRef> slot(Gva va, unsigned level, bool create, bool unshare = false) noexcept;
 
   // The translation of `va`. Writable/user/executable are the effective
   // rights: the AND over every level (SDM §4.6 "Access Rights").
@@ -254,10 +299,20 @@ class PageTable {
                        std::uint64_t end, const Edit& edit) noexcept;
   bool can_map_leaf(unsigned level, std::uint64_t base, const Edit& edit) const noexcept;
   void protect_leaf(PageTableEntry* e, unsigned level, const Edit& edit) noexcept;
-  Status clone_table(const PageTableEntry* from, PageTableEntry* to, unsigned level, bool share) const noexcept;
+  Status clone_table(const PageTableEntry* from, PageTableEntry* to, unsigned level, CloneKind kind) const noexcept;
+  // The table that entry `e` (holding `old`, a link at `level`) links,
+  // made this tree's own first when other entries link it too.
+  Result<PageTableEntry*> own_table(PageTableEntry* e, PageTableEntry old, unsigned level) noexcept;
+  std::uint64_t count_own(const PageTableEntry* table, unsigned level) const noexcept;
 
   Result<TablePage> allocate_table() const noexcept;
+  // One more entry links the table that `link` (an entry at `level`) links.
+  void add_link(PageTableEntry link, unsigned level) const noexcept;
+  // `old` was an entry at `level` and has just been overwritten: one link
+  // fewer to the table it linked, which goes (with what it alone links)
+  // when that was the last.
   void release_subtree(PageTableEntry old, unsigned level) const noexcept;
+  void drop_table(Gpa gpa, unsigned level) const noexcept;
   void release_tree(TablePage table, unsigned level) const noexcept;
   void visit_leaves(Gva va, std::uint64_t size, bool hidden, LeafVisitor& visit) const noexcept;
   void walk(const PageTableEntry* table, unsigned level, std::uint64_t va, std::uint64_t end, bool hidden,

@@ -236,8 +236,11 @@ constexpr PageTableEntry PageTableEntry::leaf(Gpa pa, PageSize size, const PageA
   return e;
 }
 
-// The software bits (11:9) of an entry that links a table another tree owns
-// (a clone sharing its source's page tables): the tree never releases it.
+// The software bits (11:9) of an entry that links a table shared for edits
+// (PageTable::clone with CloneKind::kShareLeafTables marks both trees'
+// links): an edit through either tree shows in both, and no edit copies
+// the table to unshare it. Counted like any link (TableMemory::links): the
+// table goes when the last tree that links it lets go.
 inline constexpr std::uint8_t kBorrowedTable = 7;
 
 // Entries of live tables are read and written only through these: the CPU
