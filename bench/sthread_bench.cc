@@ -96,6 +96,7 @@ struct Row {
   double reset_per_op = -1;
   const char* note = "";
   const char* exit_kinds = "";  // the exits of the whole measurement by kind
+  double tables_per_op = -1;    // page-table pages per compartment (the table-pages rows)
 };
 
 struct Args {
@@ -239,10 +240,10 @@ constexpr const char* kCreate = "sthread create+join";
 
 void* nothing(void*) { return nullptr; }
 
-void sthread_once(bool recycle) {
+void sthread_once(bool recycle, bool copy_tables = false) {
   sc_t sc;
   sc_init(&sc);
-  auto id = st::create(sc, nothing, nullptr, st::CreateOptions{.recycle = recycle});
+  auto id = st::create(sc, nothing, nullptr, st::CreateOptions{.recycle = recycle, .copy_tables = copy_tables});
   if (!id || !st::join(*id)) die("sthread create/join failed");
 }
 
@@ -264,6 +265,51 @@ void fork_once() {
 // --- Round trips, natively ------------------------------------------------------
 
 constexpr const char* kRoundTrip = "sthread callgate round trip";
+constexpr const char* kTables = "sthread table pages";
+
+// --- Page tables per compartment --------------------------------------------------
+
+void* count_done(void* arg) {
+  static_cast<std::atomic<std::uint64_t>*>(arg)->fetch_add(1);
+  return nullptr;
+}
+
+// `live` compartments at once (sthreads that have returned, not joined):
+// the page-table pages each links alone and the page tables in use per
+// compartment, with the template's tables shared or copied; creation time
+// and exits per sthread as the create rows count them.
+Row tables_row(std::uint64_t live, bool copy_tables) {
+  const tag_t tag = tag_new();
+  auto* done = new (smalloc(tag, sizeof(std::atomic<std::uint64_t>))) std::atomic<std::uint64_t>(0);
+  sc_t sc;
+  sc_init(&sc);
+  sc_mem_add(&sc, tag, PROT_READ | PROT_WRITE);
+  std::vector<sthread_t> ids;
+  ids.reserve(live);
+  const Window a = Window::now();
+  for (std::uint64_t i = 0; i < live; ++i) {
+    auto id = st::create(sc, count_done, done, st::CreateOptions{.recycle = false, .copy_tables = copy_tables});
+    if (!id) die("sthread_create failed");
+    ids.push_back(*id);
+    // One at a time, so that the pool stays small.
+    while (done->load() < i + 1) sched_yield();
+  }
+  const Window b = Window::now();
+  Row r = vm_row(kTables, copy_tables ? "dunk sthread, full copy" : "dunk sthread, shared", live, a, b);
+  r.tables_per_op = static_cast<double>(b.s.compartment_tables - a.s.compartment_tables) / static_cast<double>(live);
+  const double in_use = static_cast<double>(b.s.page_tables - a.s.page_tables) / static_cast<double>(live);
+  char note[200];
+  std::snprintf(note, sizeof note,
+                "%llu live compartments: %.2f table pages each of their own, %.2f pages of tables in use each "
+                "(%.1f KiB); time and exits: create only",
+                static_cast<unsigned long long>(live), r.tables_per_op, in_use, in_use * 4);
+  r.note = keep_note(note);
+  for (sthread_t id : ids) {
+    if (!st::join(id)) die("sthread_join failed");
+  }
+  tag_delete(tag);
+  return r;
+}
 
 Row pipe_row(std::uint64_t n) {
   int to_child[2], to_parent[2];
@@ -587,6 +633,7 @@ bool write_json(const std::string& path) {
                         {"reset_per_op", value(r.reset_per_op)}};
     if (r.note[0] != '\0') j["note"] = r.note;
     if (r.exit_kinds[0] != '\0') j["exits_by_kind"] = r.exit_kinds;
+    if (r.tables_per_op >= 0) j["table_pages_per_op"] = r.tables_per_op;
     rows.push_back(std::move(j));
   }
   nlohmann::json doc = {{"pcid", dunk::pcid_enabled()}, {"results", std::move(rows)}};
@@ -674,6 +721,7 @@ int main(int argc, char** argv) {
     thread_vm.note = "a thread created in VM mode, which starts on a vCPU of its own";
     add(thread_vm);
     add(measure_vm(kCreate, "dunk sthread, fresh", n, [] { sthread_once(false); }));
+    add(measure_vm(kCreate, "dunk sthread, fresh, tables copied", n, [] { sthread_once(false, true); }));
     add(measure_vm(kCreate, "dunk sthread, recycled", n, [] { sthread_once(true); }));
   }
   // The hand-shake's flags, in a tag the measured sthreads are granted.
@@ -681,6 +729,10 @@ int main(int argc, char** argv) {
   auto* h = static_cast<Handshake*>(smalloc(tag, sizeof(Handshake)));
   if (h == nullptr) die("tag_new/smalloc failed");
   if (g_args.wants(kRoundTrip)) add(callgate_row(tag, h, calls));
+  if (g_args.wants(kTables)) {
+    add(tables_row(n, false));
+    add(tables_row(n, true));
+  }
   switch_rows(tag, h, std::max<std::uint64_t>(calls / 20, 10));
   if (!g_args.json.empty() && !write_json(g_args.json)) die("cannot write the JSON file");
   return 0;

@@ -29,6 +29,7 @@ namespace {
 constexpr const char* kOperations[] = {
     "sthread create+join",      "sthread callgate round trip", "sthread switch, 1 page",  "sthread switch, 4 pages",
     "sthread switch, 16 pages", "sthread switch, 64 pages",    "sthread switch, 256 pages",
+    "sthread table pages",
 };
 
 // $DUNK_STHREAD_BENCH, or dunk-sthread-bench beside the dunk executable,
@@ -81,6 +82,9 @@ Result to_result(const nlohmann::json& row) {
   if (cow >= 0 && reset >= 0) {
     r.note = fmt::format("{:.2f} pages copied on write and {:.2f} reset per operation{}{}", cow, reset,
                          r.note.empty() ? "" : "; ", r.note);
+  }
+  if (const double tables = count_of(row, "table_pages_per_op"); tables >= 0) {
+    r.note = fmt::format("{:.2f} page-table pages per compartment{}{}", tables, r.note.empty() ? "" : "; ", r.note);
   }
   if (const std::string kinds = row.value("exits_by_kind", ""); !kinds.empty()) {
     r.note += fmt::format("{}exits: {}", r.note.empty() ? "" : "; ", kinds);

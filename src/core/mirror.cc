@@ -146,9 +146,10 @@ void Mirror::release(arch::TablePage page) noexcept {
   // runs on it, see destroy_tree), and of those only the ones no live tree
   // ever stopped linking. Others — a table a large page replaced in a live
   // tree (empty tables stay linked: set_keep_empty_tables), or one a live
-  // tree unshared — are dropped for good.
+  // tree unshared — are dropped for good, and so is every table once the
+  // program stores entries itself (it may have linked one we do not count).
   const auto index = arena_page(page.gpa);
-  if (destroying_ && index && table_unlinked_live_[*index] == 0) {
+  if (destroying_ && !raw_stores_ && index && table_unlinked_live_[*index] == 0) {
     arena_->free_page(reinterpret_cast<std::byte*>(page.entries));
     ++tables_freed_;
     return;
@@ -739,6 +740,7 @@ Status Mirror::begin_raw_edit(std::uint64_t size) noexcept {
   lock_.lock();
   reserve_only_ = true;
   user_edits_ = true;
+  raw_stores_ = true;
   return {};
 }
 

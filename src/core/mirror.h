@@ -183,6 +183,7 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   void note_user_edits() noexcept {
     assign_eagerly();
     user_edits_ = true;
+    raw_stores_ = true;
   }
   arch::PageTable* tree(unsigned id) noexcept;
   // The same for dunk's own readers of the tables (dirty tracking, the
@@ -198,7 +199,10 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // when it loaded CR3 with another root or PCID, and flushes the PCID
   // again before using it). A table another tree stopped linking while it
   // was live (an unsharing edit) is not reused (a vCPU of that tree may
-  // hold it in its paging-structure caches until its next flush).
+  // hold it in its paging-structure caches until its next flush), nor is
+  // any once the program stores entries itself (EntryEdit, ptedit.h): a
+  // link it stored is not counted, and the table it links might be reused
+  // under it.
   Status destroy_tree(unsigned id) noexcept;
   // The tables tree `id` alone links (arch::PageTable::own_tables).
   std::uint64_t own_tables(unsigned id) noexcept;
@@ -323,6 +327,8 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint8_t* table_unlinked_live_ = nullptr;
   // destroy_tree at work: released tables may be reused.
   bool destroying_ = false;
+  // The program stored entries itself (raw edits): no table is reused.
+  bool raw_stores_ = false;
   std::uint64_t tables_freed_ = 0;
   std::uint64_t tables_dropped_ = 0;
   // Set once the program has made an edit: from then on the monitor's

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -346,6 +347,123 @@ TEST(Paging, CloneSharingLeafTablesSharesFourKilobyteEntries) {
   EXPECT_EQ(seen->access & kWrite, 0u);  // the clone's edit, seen from the process
   EXPECT_TRUE((*clone)->destroy());
   EXPECT_TRUE(AddressSpace::process().lookup(p));  // the shared table survived
+  leave();
+}
+
+TEST(Paging, CopyOnWriteClonesShareTablesUntilAnEditChangesThemAndKeepEditsApart) {
+  test::enter_or_fail();
+  char* p = map_pages(4);
+  char* other = map_pages(1);
+  std::memcpy(p + kPage, "process", 8);
+  std::memcpy(other, "alias", 6);
+  ASSERT_TRUE(guest_physical(other));  // the privileged API's first use: every mapping present from now on
+  const std::size_t in_use = page_tables_in_use();
+  auto a = AddressSpace::process().clone(CloneMode::kCopyOnWrite);
+  auto b = AddressSpace::process().clone(CloneMode::kCopyOnWrite);
+  ASSERT_TRUE(a);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(page_tables_in_use(), in_use + 2);  // a root each
+  EXPECT_EQ((*a)->own_tables(), 1u);
+  // An edit in a: the tables on its way become a's, no more.
+  ASSERT_TRUE((*a)->map(p + kPage, other, kPage, kRead | kWrite));
+  ASSERT_TRUE((*a)->protect(p, kPage, kRead));
+  EXPECT_EQ((*a)->own_tables(), 4u);  // root, PDPT, PD, PT
+  EXPECT_EQ(page_tables_in_use(), in_use + 5);
+  // Seen in a, not in b nor in the process.
+  EXPECT_EQ((*a)->lookup(p + kPage)->physical, *guest_physical(other));
+  EXPECT_EQ((*b)->lookup(p + kPage)->physical, *guest_physical(p + kPage));
+  EXPECT_EQ(AddressSpace::process().lookup(p + kPage)->physical, *guest_physical(p + kPage));
+  EXPECT_EQ((*a)->lookup(p)->access & kWrite, 0u);
+  EXPECT_NE((*b)->lookup(p)->access & kWrite, 0u);
+  EXPECT_NE(AddressSpace::process().lookup(p)->access & kWrite, 0u);
+  // The CPU agrees: a reads the alias, b the process's page.
+  char in_a[8] = {}, in_b[8] = {};
+  ASSERT_TRUE((*a)->activate());
+  std::memcpy(in_a, p + kPage, sizeof in_a);
+  ASSERT_TRUE((*b)->activate());
+  std::memcpy(in_b, p + kPage, sizeof in_b);
+  ASSERT_TRUE(AddressSpace::process().activate());
+  EXPECT_STREQ(in_a, "alias");
+  EXPECT_STREQ(in_b, "process");
+  // The process's own edit copies its way too and stays its own.
+  ASSERT_TRUE(AddressSpace::process().protect(p + 2 * kPage, kPage, kRead));
+  EXPECT_NE((*a)->lookup(p + 2 * kPage)->access & kWrite, 0u);
+  EXPECT_NE((*b)->lookup(p + 2 * kPage)->access & kWrite, 0u);
+  ASSERT_TRUE(AddressSpace::process().release(p + 2 * kPage, kPage));
+  // The monitor's edits reach every space: memory mapped now, and a page
+  // unmapped from the host.
+  char* fresh = map_pages(8);
+  fresh[3 * kPage] = 'f';
+  ASSERT_TRUE(munmap(p + 3 * kPage, kPage) == 0);
+  for (AddressSpace* s : {*a, *b}) {
+    EXPECT_TRUE(s->lookup(fresh + 3 * kPage));
+    EXPECT_FALSE(s->lookup(p + 3 * kPage));
+  }
+  ASSERT_TRUE((*b)->activate());
+  const bool fresh_ok = fresh[3 * kPage] == 'f';
+  ASSERT_TRUE(AddressSpace::process().activate());
+  EXPECT_TRUE(fresh_ok);
+  // Destroyed, they give their tables back: the process has its own again.
+  ASSERT_TRUE((*a)->destroy());
+  ASSERT_TRUE((*b)->destroy());
+  // What stays: the process's own copies of the tables on its edit's way,
+  // and what the new mapping needed.
+  EXPECT_LE(page_tables_in_use(), in_use + 8);
+  leave();
+}
+
+TEST(Paging, AThousandCopyOnWriteClonesComeAndGoWithoutLeakingTables) {
+  test::enter_or_fail();
+  char* p = map_pages(16);
+  char* other = map_pages(1);
+  ASSERT_TRUE(guest_physical(other));
+  // One round first: tables the process itself needs from now on.
+  for (int round = 0; round < 2; ++round) {
+    const std::size_t in_use = page_tables_in_use();
+    for (int i = 0; i < 1000; ++i) {
+      auto c = AddressSpace::process().clone(CloneMode::kCopyOnWrite);
+      ASSERT_TRUE(c) << i << ": " << c.error().what;
+      ASSERT_TRUE((*c)->map(p + (i % 16) * kPage, other, kPage, kRead | kUser));
+      ASSERT_EQ((*c)->own_tables(), 4u) << i;
+      ASSERT_TRUE((*c)->destroy());
+    }
+    if (round == 1) {
+      EXPECT_EQ(page_tables_in_use(), in_use);
+    }
+  }
+  leave();
+}
+
+TEST(Paging, ThousandsOfCopyOnWriteClonesLiveAtOnceEachWithItsOwnEdit) {
+  test::enter_or_fail();
+  constexpr int kClones = 2000;
+  char* p = map_pages(64);
+  char* other = map_pages(1);
+  ASSERT_TRUE(guest_physical(other));
+  std::vector<AddressSpace*> clones;
+  clones.reserve(kClones);
+  const std::size_t in_use = page_tables_in_use();
+  for (int i = 0; i < kClones; ++i) {
+    auto c = AddressSpace::process().clone(CloneMode::kCopyOnWrite);
+    ASSERT_TRUE(c) << i << ": " << c.error().what;
+    ASSERT_TRUE((*c)->map(p + (i % 64) * kPage, other, kPage, kRead | kUser));
+    clones.push_back(*c);
+  }
+  // Four tables each (its root and its way to the page it changed), where
+  // a full copy of the process's tables would cost every table it has.
+  const std::size_t per_clone = (page_tables_in_use() - in_use) / kClones;
+  EXPECT_LE(per_clone, 4u);
+  std::printf("%d copy-on-write clones live: %zu page-table pages each (the process's own: %zu)\n", kClones,
+              per_clone, AddressSpace::process().own_tables());
+  for (int i = 0; i < kClones; ++i) {
+    auto mine = clones[i]->lookup(p + (i % 64) * kPage);
+    auto next = clones[i]->lookup(p + ((i + 1) % 64) * kPage);
+    ASSERT_TRUE(mine && next);
+    EXPECT_EQ(mine->physical, *guest_physical(other)) << i;
+    EXPECT_EQ(next->physical, *guest_physical(p + ((i + 1) % 64) * kPage)) << i;
+  }
+  for (AddressSpace* c : clones) ASSERT_TRUE(c->destroy());
+  EXPECT_LE(page_tables_in_use(), in_use + 8);  // 8000 were theirs
   leave();
 }
 

@@ -14,7 +14,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -707,6 +709,121 @@ TEST(Sthread, FreshCompartmentsWhenAskedAndCountedExactly) {
   const st::Stats after = st::stats();
   EXPECT_EQ(after.created_fresh - before.created_fresh, 3u);
   EXPECT_EQ(after.created_recycled - before.created_recycled, 0u);
+}
+
+// --- Page tables shared with the template ------------------------------------
+
+// Reads the global, writes its own copy, counts itself done in a granted
+// tag, returns what it read.
+void* write_global_and_count(void* arg) {
+  const int seen = g_counter;
+  g_counter = 500;
+  static_cast<std::atomic<int>*>(arg)->fetch_add(1);
+  return reinterpret_cast<void*>(static_cast<long>(seen));
+}
+
+std::atomic<int>* counter_in_tag(sc_t& sc) {
+  const tag_t t = tag_new();
+  void* memory = smalloc(t, sizeof(std::atomic<int>));
+  sc_mem_add(&sc, t, PROT_READ | PROT_WRITE);
+  return new (memory) std::atomic<int>(0);
+}
+
+void wait_for(const std::atomic<int>& n, int value) {
+  while (n.load() < value) usleep(100);
+}
+
+TEST(Sthread, ACompartmentCopiesOnlyTheTablesItChangesAndItsWritesStayItsOwn) {
+  init_or_fail();
+  sc_t sc = empty_context();
+  std::atomic<int>* done = counter_in_tag(sc);
+  // Two live compartments at once (neither joined yet), then one with a
+  // full copy of the template's tables, as before sharing.
+  auto a = st::create(sc, write_global_and_count, done, st::CreateOptions{.recycle = false});
+  ASSERT_TRUE(a);
+  wait_for(*done, 1);
+  auto b = st::create(sc, write_global_and_count, done, st::CreateOptions{.recycle = false});
+  ASSERT_TRUE(b);
+  wait_for(*done, 2);
+  auto full = st::create(sc, write_global_and_count, done, st::CreateOptions{.recycle = false, .copy_tables = true});
+  ASSERT_TRUE(full);
+  wait_for(*done, 3);
+  auto va = st::view_of(*a), vb = st::view_of(*b), vf = st::view_of(*full);
+  ASSERT_TRUE(va && vb && vf);
+  const std::size_t shared_tables = (*va)->own_tables(), copied_tables = (*vf)->own_tables();
+  std::printf("page-table pages of a compartment: %zu shared with the template, %zu as a full copy\n", shared_tables,
+              copied_tables);
+  // Its root and the ways to its stack, its tag and the page it wrote.
+  EXPECT_LE(shared_tables, 12u);
+  EXPECT_GT(copied_tables, 2 * shared_tables);
+  // Each wrote its own copy of the global: three pages, none the process's.
+  const auto pa = (*va)->lookup(&g_counter), pb = (*vb)->lookup(&g_counter), pf = (*vf)->lookup(&g_counter);
+  ASSERT_TRUE(pa && pb && pf);
+  EXPECT_NE(pa->physical, pb->physical);
+  EXPECT_NE(pa->physical, pf->physical);
+  EXPECT_NE(pa->physical, *dunk::guest_physical(&g_counter));
+  EXPECT_NE(pa->access & dunk::kWrite, 0u);
+  EXPECT_EQ(g_counter, 1);
+  // Each saw the snapshot's value, not the other's write.
+  for (auto id : {*a, *b, *full}) {
+    auto end = st::join(id);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->end, STHREAD_RETURNED);
+    EXPECT_EQ(end->value, 1u);
+  }
+}
+
+TEST(Sthread, AThousandFreshCreateJoinCyclesGiveTheirTablesBack) {
+  init_or_fail();
+  sc_t sc = empty_context();
+  std::atomic<int>* done = counter_in_tag(sc);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(run(sc, write_global_and_count, done, /*recycle=*/false).value, 1u);
+  const st::Stats before = st::stats();
+  constexpr int kCycles = 1000;
+  int wrong = 0;
+  for (int i = 0; i < kCycles; ++i) {
+    if (run(sc, write_global_and_count, done, /*recycle=*/false).value != 1u) ++wrong;
+  }
+  const st::Stats after = st::stats();
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(after.created_fresh - before.created_fresh, static_cast<std::uint64_t>(kCycles));
+  EXPECT_EQ(after.compartments, 0u);
+  // Each cycle made and gave back a compartment's tables: what stays is
+  // what the process itself came to need meanwhile (workers' memory).
+  EXPECT_LE(after.page_tables, before.page_tables + 32)
+      << before.page_tables << " tables in use before, " << after.page_tables << " after";
+}
+
+TEST(Sthread, AThousandLiveCompartmentsCostAFewTablePagesEach) {
+  init_or_fail();
+  sc_t sc = empty_context();
+  std::atomic<int>* done = counter_in_tag(sc);
+  const st::Stats before = st::stats();
+  constexpr int kLive = 1000;
+  std::vector<sthread_t> ids;
+  ids.reserve(kLive);
+  for (int i = 0; i < kLive; ++i) {
+    auto id = st::create(sc, write_global_and_count, done, st::CreateOptions{.recycle = false});
+    ASSERT_TRUE(id) << i << ": " << id.error().what;
+    ids.push_back(*id);
+    wait_for(*done, i + 1);  // one at a time: the pool stays small
+  }
+  const st::Stats live = st::stats();
+  EXPECT_EQ(live.compartments, static_cast<std::uint64_t>(kLive));
+  const double own = static_cast<double>(live.compartment_tables) / kLive;
+  const double in_use = static_cast<double>(live.page_tables - before.page_tables) / kLive;
+  std::printf("%d live compartments: %.2f page-table pages each (own), %.2f each in use; %llu workers\n", kLive, own,
+              in_use, static_cast<unsigned long long>(live.workers));
+  EXPECT_LE(own, 12.0);
+  EXPECT_LE(in_use, 12.0);
+  for (sthread_t id : ids) {
+    auto end = st::join(id);
+    ASSERT_TRUE(end);
+    EXPECT_EQ(end->value, 1u);
+  }
+  const st::Stats after = st::stats();
+  EXPECT_EQ(after.compartments, 0u);
+  EXPECT_LE(after.page_tables, before.page_tables + 32);  // a leak would be thousands
 }
 
 }  // namespace
