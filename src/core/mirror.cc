@@ -368,8 +368,11 @@ Status Mirror::set_locked(Hva start, Hva end, int prot, Owner owner) noexcept {
     const UserRange* range = owner == Owner::kHost ? user_range_at(piece) : nullptr;
     const Hva piece_end = std::min(end, range != nullptr ? range->end : next_user_start(piece));
     const int piece_prot = range != nullptr ? (prot & range->max_prot) : prot;
+    // One edit, tree after tree: a table it makes in one tree is linked by
+    // the next where their entries held the same (arch::NewTables).
+    arch::NewTables made;
     for (std::optional<arch::PageTable>& tree : live_trees()) {
-      if (tree) DUNK_TRY(set_tree(*tree, piece, piece_end, piece_prot, owner, range != nullptr));
+      if (tree) DUNK_TRY(set_tree(*tree, piece, piece_end, piece_prot, owner, range != nullptr, &made));
     }
     piece = piece_end;
   }
@@ -414,21 +417,25 @@ Status Mirror::set_user_ranges(std::span<const UserRange> ranges, bool resync) n
   return {};
 }
 
-Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept {
+Status Mirror::set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user,
+                        arch::NewTables* made) noexcept {
   start = start.align_down(kPage);
   end = end.align_up(kPage);
   if (end.value() > kUserSpaceEnd) end = Hva(kUserSpaceEnd);
   if (start >= end) return {};
   // New memory starts dirty (dirty tracking, core/dirty.h).
   const arch::EditOptions keep{.keep_software = user_edits_ ? static_cast<int>(Owner::kUser) : -1,
-                               .new_leaves_dirty = true};
+                               .new_leaves_dirty = true,
+                               .new_tables = made};
   if (prot == PROT_NONE) return tree.unmap(identity_gva(start), end - start, arch::PageTableEntry(), keep);
 
   const std::uint64_t chunk = gpa_->chunk_size();
   for (Hva piece = start; piece < end;) {
     const Hva base = piece.align_down(chunk);
     const Hva piece_end = std::min(end, base + chunk);
-    if (eager_.load(std::memory_order_relaxed)) DUNK_TRY(make_resident(piece));
+    // (A chunk resident already has nothing hidden to bring into service:
+    // make_resident's walk of the chunk in every tree is for a new one.)
+    if (eager_.load(std::memory_order_relaxed) && !gpa_->translate(piece)) DUNK_TRY(make_resident(piece));
     const arch::PageAttributes attrs = attributes_for(prot, owner, user, config_.user_mirror);
     if (std::optional<Gpa> gpa = gpa_->translate(piece)) {
       DUNK_TRY(tree.map(identity_gva(piece), *gpa, piece_end - piece, attrs, config_.largest, keep));
@@ -684,7 +691,9 @@ Status Mirror::user_map(unsigned id, Gva va, Hva memory, std::uint64_t size, arc
     for (std::uint64_t done = 0; done < size;) {
       const Hva piece = memory + done;
       const std::uint64_t n = std::min(size - done, piece.align_down(chunk) + chunk - piece);
-      DUNK_TRY(make_resident(piece));
+      // Resident already: nothing to reveal (make_resident walks the chunk in
+      // every tree, thousands with sthreads' compartments).
+      if (!gpa_->translate(piece)) DUNK_TRY(make_resident(piece));
       DUNK_TRY(trees_[id]->map(va + done, *gpa_->translate(piece), n, attrs, largest, kThisTreeOnly));
       done += n;
     }

@@ -273,7 +273,8 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   // The slots of trees_ that may hold a tree.
   std::span<std::optional<arch::PageTable>> live_trees() noexcept { return {trees_, tree_end_}; }
   Status set_locked(Hva start, Hva end, int prot, Owner owner) noexcept;
-  Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user) noexcept;
+  Status set_tree(arch::PageTable& tree, Hva start, Hva end, int prot, Owner owner, bool user,
+                  arch::NewTables* made = nullptr) noexcept;
   const UserRange* user_range_at(Hva address) const noexcept;
   Hva next_user_start(Hva address) const noexcept;
   // The rights a present leaf gives `address` (what the CPU would allow).

@@ -3,8 +3,10 @@
 # from dunk-sthread-bench into dunk's report (table and JSON), and the counts
 # that are exact are what docs/STHREADS.md says: a callgate round trip and a
 # compartment switch make no VM exit, a callgate resets one page per call, a
-# recycled sthread resets one page and copies none, the with-PCID rows are
-# measured exactly where the CPU has PCID and otherwise say why not.
+# recycled sthread resets one page and copies none, a compartment shares the
+# template's page tables (a few table pages of its own, a full copy many
+# times more), the with-PCID rows are measured exactly where the CPU has
+# PCID and otherwise say why not.
 #   bench_test.sh DUNK
 set -uo pipefail
 dunk=$1
@@ -51,6 +53,20 @@ assert pages(recycled) == (0, 1), recycled  # its stack's top page, written at t
 # worker already awake, a contended lock); far below a fresh compartment's.
 assert 1 <= recycled["userspace_exits_per_op"] <= 6, recycled
 assert fresh["userspace_exits_per_op"] >= recycled["userspace_exits_per_op"] + 4, (fresh, recycled)
+
+# A fresh compartment with the template's tables copied whole, as before
+# they were shared (for the ratio), and the tables a live compartment costs.
+measured(rows[(create, "dunk sthread, fresh, tables copied")])
+def table_pages(r):
+    m = re.match(r"([0-9.]+) page-table pages per compartment", r.get("note", ""))
+    assert m, r
+    return float(m.group(1))
+tables = "sthread table pages"
+shared, full = rows[(tables, "dunk sthread, shared")], rows[(tables, "dunk sthread, full copy")]
+measured(shared)
+measured(full)
+assert 1 <= table_pages(shared) <= 12, shared  # its root and its ways to its stack and what it wrote
+assert table_pages(full) >= 3 * table_pages(shared), (shared, full)
 
 trip = "sthread callgate round trip"
 for mode in ("native pipe (process)", "native futex (thread)", "dunk callgate"):

@@ -979,6 +979,42 @@ TEST(PageTable, ManyCopyOnWriteClonesGiveEveryTableBack) {
   expect_links_consistent(mem, {&*pt});
 }
 
+TEST(PageTable, OneEditAppliedTreeAfterTreeLinksTheTablesItMadeWhereTheTreesAgree) {
+  FakeTableMemory mem;
+  auto pt = PageTable::create(mem, kFull);
+  ASSERT_TRUE(pt);
+  ASSERT_TRUE(pt->map(Gva(0), Gpa(0), M2, kRw, PageSize::k4K));
+  auto a = pt->clone(CloneKind::kCopyOnWrite);
+  auto b = pt->clone(CloneKind::kCopyOnWrite);
+  ASSERT_TRUE(a && b);
+  // Each clone's own page directory (an edit of its own in the first 2 MiB).
+  ASSERT_TRUE(a->protect(Gva(K4), K4, kRx, kUnshare));
+  ASSERT_TRUE(b->protect(Gva(2 * K4), K4, kRx, kUnshare));
+  const std::size_t before = mem.live();
+  // The monitor's kind of edit, new memory at 4 MiB, tree after tree: one
+  // page table for the three page directories that have none there.
+  NewTables made;
+  const EditOptions options{.new_tables = &made};
+  for (PageTable* t : {&*pt, &*a, &*b}) ASSERT_TRUE(t->map(Gva(2 * M2), Gpa(G1), 3 * K4, kRw, PageSize::k4K, options));
+  EXPECT_EQ(mem.live(), before + 1);
+  for (PageTable* t : {&*pt, &*a, &*b}) EXPECT_EQ(t->lookup(Gva(2 * M2 + K4))->pa.value(), G1 + K4);
+  expect_links_consistent(mem, {&*pt, &*a, &*b});
+  // Where a tree held something else, it gets a table of its own.
+  ASSERT_TRUE(b->map(Gva(3 * M2), Gpa(0), M2, kRw, PageSize::k2M, kUnshare));
+  NewTables again;
+  const EditOptions options2{.new_tables = &again};
+  for (PageTable* t : {&*pt, &*a, &*b}) ASSERT_TRUE(t->protect(Gva(3 * M2), K4, kRx, options2));
+  EXPECT_EQ(b->lookup(Gva(3 * M2))->size, PageSize::k4K);  // its 2 MiB page split
+  EXPECT_TRUE(b->lookup(Gva(3 * M2))->attrs.executable);
+  EXPECT_FALSE(a->lookup(Gva(3 * M2)));
+  expect_links_consistent(mem, {&*pt, &*a, &*b});
+  a->destroy();
+  b->destroy();
+  pt->destroy();
+  EXPECT_EQ(mem.live(), 0u);
+  EXPECT_EQ(mem.bad_releases, 0);
+}
+
 TEST(PageTable, AnUnsharingSlotCopiesItsWay) {
   FakeTableMemory mem;
   auto pt = PageTable::create(mem, kFull);

@@ -344,6 +344,22 @@ Status PageTable::edit_below(PageTableEntry* e, PageTableEntry old, unsigned lev
 // nothing was linked and the detached tables go back to the memory.
 Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned level, std::uint64_t va,
                                 std::uint64_t end, const Edit& edit) noexcept {
+  const std::uint64_t base = va & ~(level_span(level) - 1);
+  // The same edit made this table in another tree where the entry held
+  // what this one holds: the same table would come out. Link that one.
+  if (NewTables* made = edit.options.new_tables) {
+    for (unsigned i = 0; i < made->n; ++i) {
+      const NewTables::Made& m = made->made[i];
+      if (m.level != level || m.base != base || m.old != old.raw()) continue;
+      std::uint32_t* n = memory_->links(m.table);
+      PageTableEntry* shared = memory_->table_at(m.table);
+      if (n == nullptr || *n == 0 || shared == nullptr) break;
+      PageTableEntry current = old;
+      if (!exchange_entry(e, current, m.link)) break;  // changed meanwhile: build one of its own
+      ++*n;
+      return {};
+    }
+  }
   DUNK_ASSIGN_OR_RETURN(TablePage fresh, allocate_table());
   if (old.maps_page(level)) {
     // Even when the edit rewrites every piece: a piece mapped again over
@@ -376,6 +392,9 @@ Status PageTable::edit_detached(PageTableEntry* e, PageTableEntry old, unsigned 
       }
     }
     link.set_accessed(true);
+  }
+  if (NewTables* made = edit.options.new_tables; made != nullptr && made->n < NewTables::kMax) {
+    made->made[made->n++] = NewTables::Made{level, base, old.raw(), fresh.gpa, link};
   }
   return {};
 }

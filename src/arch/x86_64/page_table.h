@@ -94,6 +94,26 @@ class LeafVisitor {
   void (*call_)(void*, Gva, PageSize, PageTableEntry&);
 };
 
+// The tables one edit made in one tree, for the other trees the same edit
+// is applied to next (EditOptions::new_tables), as dunk's monitor applies
+// each of its edits to every tree. Where another tree's entry holds exactly
+// what this tree's held, the edit would build the same table there: that
+// tree links this one instead (counted), so that private upper tables of
+// many trees (copy-on-write clones) do not each get a copy of every table
+// new memory needs. Valid for one edit only.
+struct NewTables {
+  static constexpr unsigned kMax = 32;
+  struct Made {
+    unsigned level;        // of the entry that links the table
+    std::uint64_t base;    // the linear address the entry covers from
+    std::uint64_t old;     // what the entry held before
+    Gpa table;
+    PageTableEntry link;   // what it holds now
+  };
+  Made made[kMax];
+  unsigned n = 0;
+};
+
 // How an edit treats what is already there, beyond its range.
 struct EditOptions {
   // Entries whose software bits (11:9) hold this value are left as they are:
@@ -117,6 +137,8 @@ struct EditOptions {
   // and the copy edited, so that no other tree sees the change. Tables
   // linked with kBorrowedTable are shared for edits and never copied.
   bool unshare = false;
+  // Tables this edit made in trees it was applied to before: see NewTables.
+  NewTables* new_tables = nullptr;
 };
 
 // What PageTable::clone shares with the tree it copies.
