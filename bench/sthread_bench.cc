@@ -301,7 +301,7 @@ Row tables_row(std::uint64_t live, bool copy_tables) {
   char note[200];
   std::snprintf(note, sizeof note,
                 "%llu live compartments: %.2f table pages each of their own, %.2f pages of tables in use each "
-                "(%.1f KiB); time and exits: create only",
+                "(%.1f KiB); time and exits: a creation and the wait (sched_yield) until its sthread has run",
                 static_cast<unsigned long long>(live), r.tables_per_op, in_use, in_use * 4);
   r.note = keep_note(note);
   for (sthread_t id : ids) {
