@@ -278,6 +278,17 @@ void* count_done(void* arg) {
 // the page-table pages each links alone and the page tables in use per
 // compartment, with the template's tables shared or copied; creation time
 // and exits per sthread as the create rows count them.
+// The process's resident memory (/proc/self/statm), in bytes.
+std::uint64_t resident_bytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  unsigned long long size = 0, resident = 0;
+  if (f != nullptr) {
+    if (std::fscanf(f, "%llu %llu", &size, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+}
+
 Row tables_row(std::uint64_t live, bool copy_tables) {
   const tag_t tag = tag_new();
   auto* done = new (smalloc(tag, sizeof(std::atomic<std::uint64_t>))) std::atomic<std::uint64_t>(0);
@@ -286,6 +297,7 @@ Row tables_row(std::uint64_t live, bool copy_tables) {
   sc_mem_add(&sc, tag, PROT_READ | PROT_WRITE);
   std::vector<sthread_t> ids;
   ids.reserve(live);
+  const std::uint64_t resident_before = resident_bytes();
   const Window a = Window::now();
   for (std::uint64_t i = 0; i < live; ++i) {
     auto id = st::create(sc, count_done, done, st::CreateOptions{.recycle = false, .copy_tables = copy_tables});
@@ -295,14 +307,16 @@ Row tables_row(std::uint64_t live, bool copy_tables) {
     while (done->load() < i + 1) sched_yield();
   }
   const Window b = Window::now();
+  const double resident = static_cast<double>(resident_bytes() - resident_before) / static_cast<double>(live);
   Row r = vm_row(kTables, copy_tables ? "dunk sthread, full copy" : "dunk sthread, shared", live, a, b);
   r.tables_per_op = static_cast<double>(b.s.compartment_tables - a.s.compartment_tables) / static_cast<double>(live);
   const double in_use = static_cast<double>(b.s.page_tables - a.s.page_tables) / static_cast<double>(live);
-  char note[200];
+  char note[300];
   std::snprintf(note, sizeof note,
                 "%llu live compartments: %.2f table pages each of their own, %.2f pages of tables in use each "
-                "(%.1f KiB); time and exits: a creation and the wait (sched_yield) until its sthread has run",
-                static_cast<unsigned long long>(live), r.tables_per_op, in_use, in_use * 4);
+                "(%.1f KiB), %.1f KiB of the process's resident memory each (tables, stack, bookkeeping); time and "
+                "exits: a creation and the wait (sched_yield) until its sthread has run",
+                static_cast<unsigned long long>(live), r.tables_per_op, in_use, in_use * 4, resident / 1024);
   r.note = keep_note(note);
   for (sthread_t id : ids) {
     if (!st::join(id)) die("sthread_join failed");
@@ -720,6 +734,13 @@ int main(int argc, char** argv) {
     Row thread_vm = measure_vm(kCreate, "dunk pthread", n, pthread_create_join, false);
     thread_vm.note = "a thread created in VM mode, which starts on a vCPU of its own";
     add(thread_vm);
+    // Warm first (both kinds): the first sthread rows after the pthread
+    // rows ran up to 2x slower in the nested test VM, whichever kind came
+    // first.
+    for (std::uint64_t i = 0; i < n / 4 + 5; ++i) {
+      sthread_once(false);
+      sthread_once(false, true);
+    }
     add(measure_vm(kCreate, "dunk sthread, fresh", n, [] { sthread_once(false); }));
     add(measure_vm(kCreate, "dunk sthread, fresh, tables copied", n, [] { sthread_once(false, true); }));
     add(measure_vm(kCreate, "dunk sthread, recycled", n, [] { sthread_once(true); }));

@@ -239,8 +239,10 @@ void flush_tlb() noexcept;
 // that activate() keeps other spaces' entries.
 bool pcid_enabled() noexcept;
 
-// The page-table pages of every address space, in use now (shared ones
-// once): what the tables cost. 0 before the process enters VM mode.
+// The page-table pages dunk holds for every address space (shared ones
+// once), and those it will never reuse (dunk/paging.h's edits of a live
+// space can leave some): what the tables cost. 0 before the process enters
+// VM mode.
 std::size_t page_tables_in_use() noexcept;
 
 }  // namespace dunk

@@ -255,11 +255,12 @@ class Mirror final : public AddressSpaceMirror, private arch::TableMemory {
   std::uint64_t chunks_reclaimed() const noexcept { return chunks_reclaimed_; }
   std::uint64_t tables_allocated() const noexcept { return tables_allocated_; }
   // Tables given back for reuse (destroyed trees) and dropped for good
-  // (unlinked by an edit of a live tree, or linked by one before); the
-  // tables in use are the allocated minus these.
+  // (unlinked by an edit of a live tree, or linked by one before: never
+  // reused, so their memory stays spent). The tables in use — linked by a
+  // tree, or dropped — are the allocated minus the freed.
   std::uint64_t tables_freed() const noexcept { return tables_freed_; }
   std::uint64_t tables_dropped() const noexcept { return tables_dropped_; }
-  std::uint64_t tables_in_use() const noexcept { return tables_allocated_ - tables_freed_ - tables_dropped_; }
+  std::uint64_t tables_in_use() const noexcept { return tables_allocated_ - tables_freed_; }
 
  private:
   // arch::TableMemory
