@@ -111,12 +111,16 @@ except OSError as e:
 test_unshare_net_loopback() {
 	local a d
 	read -r a d <<<"$(free_ports)"
-	run_cmd "$DUNK" sandbox --unshare-net -- "$(net_program)" interfaces
-	expect_eq "interfaces in the namespace" "$(printf '/proc/net/dev: lo\nif_nameindex: lo\nlo: up')" "$OUT"
-	expect_eq "stderr" "" "$ERR"
-	# The host's interfaces, for contrast: more than lo.
+	# An address on the host's lo (TEST-NET-1, RFC 5737), for the namespace
+	# to be told from the host's network (the nested test VM's has only lo).
+	ip address add 192.0.2.77/32 dev lo || fail "cannot add 192.0.2.77 to the host's lo"
+	trap 'ip address del 192.0.2.77/32 dev lo; rm -rf "$WORK"' EXIT
 	run_cmd "$(net_program)" interfaces
-	expect_eq "lo up on the host" "lo: up" "$(tail -n 1 <<<"$OUT")"
+	expect_contains "the host's lo" "IPv4 addresses: lo 127.0.0.1 lo 192.0.2.77" "$OUT"
+	run_cmd "$DUNK" sandbox --unshare-net -- "$(net_program)" interfaces
+	expect_eq "interfaces in the namespace" \
+		"$(printf '/proc/net/dev: lo\nif_nameindex: lo\nlo: up\nIPv4 addresses: lo 127.0.0.1')" "$OUT"
+	expect_eq "stderr" "" "$ERR"
 	run_cmd "$DUNK" sandbox --unshare-net -- "$(net_program)" loopback "$a"
 	expect_eq "exit status" 0 "$STATUS"
 	expect_eq "serving and connecting over the namespace's lo" "$(
@@ -193,12 +197,17 @@ test_without_a_namespace() {
 			"$(head -n 1 <<<"$ERR")"
 		expect_report "$ERR" "dunk sandbox: denied socket(AF_INET, SOCK_STREAM, 0) -> -1 EACCES by --unshare-net: an AF_INET socket "
 		expect_lines "the line and the reports" 9 "$ERR"
+		# The host's network, without IP sockets or netlink.
+		local native
+		native=$(as_unprivileged "$(net_program)" interfaces)
 		run_cmd as_unprivileged "$DUNK" sandbox --unshare-net -- "$(net_program)" interfaces
-		expect_contains "lo is the host's" "lo: up" "$OUT"
+		expect_eq "the host's interfaces, read from /proc" "$(head -n 1 <<<"$native")" "$(head -n 1 <<<"$OUT")"
+		expect_contains "no IP socket to ask lo's flags" "lo: EACCES" "$OUT"
 	else
 		expect_contains "sockets in a user namespace's network namespace" "AF_INET stream: ok" "$OUT"
 		run_cmd as_unprivileged "$DUNK" sandbox --unshare-net -- "$(net_program)" interfaces
-		expect_eq "interfaces in the namespace" "$(printf '/proc/net/dev: lo\nif_nameindex: lo\nlo: up')" "$OUT"
+		expect_eq "interfaces in the namespace" \
+			"$(printf '/proc/net/dev: lo\nif_nameindex: lo\nlo: up\nIPv4 addresses: lo 127.0.0.1')" "$OUT"
 		run_cmd as_unprivileged "$DUNK" sandbox --unshare-net -- /bin/sh -c 'id -u; grep ^CapEff /proc/self/status'
 		expect_eq "the program's user and capabilities" "$(printf '65534\nCapEff:\t0000000000000000')" "$OUT"
 	fi

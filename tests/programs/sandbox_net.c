@@ -13,7 +13,8 @@
  *                    UDP), then a fork child connects to the parent's
  *                    listener: what --unshare-net's namespace must allow
  *   interfaces       the interfaces the process sees (/proc/net/dev,
- *                    if_nameindex) and whether lo is up
+ *                    if_nameindex), whether lo is up, and the IPv4
+ *                    addresses of its interfaces (getifaddrs)
  *   race A D ROUNDS  a sibling thread flips the sockaddr between 127.0.0.1:A
  *                    and :D while this one connects ROUNDS times: where the
  *                    connections went, and how many reached D's listener
@@ -31,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/un.h>
@@ -276,6 +278,21 @@ static int interfaces(void) {
   } else {
     printf("lo: %s\n", result(0));
   }
+  if (fd >= 0) close(fd);
+  struct ifaddrs *addresses = NULL;
+  if (getifaddrs(&addresses) != 0) {
+    printf("IPv4 addresses: %s\n", result(0));
+    return 0;
+  }
+  names[0] = '\0';
+  for (struct ifaddrs *a = addresses; a != NULL; a = a->ifa_next) {
+    if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof text);
+    strcat(strcat(strcat(strcat(names, names[0] ? " " : ""), a->ifa_name), " "), text);
+  }
+  printf("IPv4 addresses: %s\n", names);
+  freeifaddrs(addresses);
   return 0;
 }
 
