@@ -498,18 +498,9 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
       view ? resolve_in_view(*view, options.command[0], status, why) : resolve(options.command[0], status, why);
   if (path.empty()) return fail(status, why);
 
-  // The tree's cgroup: made (and its limits written) before anything runs.
-  sandbox::TreeCgroup cgroup;
-  if (cgroup_limits.any()) {
-    if (std::string refused = cgroup.create(cgroup_limits); !refused.empty()) {
-      return fail(kExitCannotRun, "sandbox: --cgroup-*: cgroup v2: " + refused);
-    }
-  }
-
   Child child;
   child.options.policy = &enforced;
   child.network = &network;
-  if (cgroup.active()) child.cgroup = &cgroup;
   child.options.on_violation = *on_violation;
   child.options.log_format = options.log_format == "json" ? sandbox::LogFormat::kJson : sandbox::LogFormat::kText;
   child.options.path = path;
@@ -552,6 +543,15 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     child.chdir = options.chdir;
   }
 
+  // The tree's cgroup: made (and its limits written) before anything runs,
+  // after the last refusal that could leave it behind.
+  sandbox::TreeCgroup cgroup;
+  if (cgroup_limits.any()) {
+    if (std::string refused = cgroup.create(cgroup_limits); !refused.empty()) {
+      return fail(kExitCannotRun, "sandbox: --cgroup-*: cgroup v2: " + refused);
+    }
+    child.cgroup = &cgroup;
+  }
   TimeLimitState limit_state{false, cgroup.active() ? &cgroup : nullptr};
   const bool& timed_out = limit_state.fired;
   const TimeLimit time_limit{seconds, &kill_sandbox_tree, &limit_state};
