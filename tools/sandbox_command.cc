@@ -81,8 +81,8 @@ Command add_sandbox(CLI::App& dunk) {
                   "kills (128+9, with a reason line)")
       ->type_name("BYTES");
   app->add_option("--cgroup-pids-max,--cgroup_pids_max", options->cgroup_pids_max,
-                  "Processes and threads of the whole tree (cgroup v2 pids.max): one more fork or thread fails "
-                  "with EAGAIN")
+                  "Processes and threads of the whole tree (cgroup v2 pids.max; each sandboxed process counts 2, "
+                  "its VM's KVM thread with it): one more fork or thread fails with EAGAIN")
       ->type_name("N");
   app->add_option("--cgroup-cpu-ms-per-sec,--cgroup_cpu_ms_per_sec", options->cgroup_cpu_ms_per_sec,
                   "CPU time of the whole tree per second of wall clock (cgroup v2 cpu.max)")
@@ -92,7 +92,7 @@ Command add_sandbox(CLI::App& dunk) {
                 "none can be made, no network by decision (AF_UNIX only), said on stderr");
   app->add_option("--allow-connect", options->allow_connect,
                   "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
-                  "others fail with EPERM, reported")
+                  "others fail with EPERM, reported (with --unshare-net: the namespace's own addresses)")
       ->allow_extra_args(false)  // one value each time, as nsjail's and bubblewrap's repeatable options
       ->type_name("ADDR[/PREFIX]:PORT");
   app->add_option("--allow-bind", options->allow_bind,
