@@ -146,8 +146,9 @@ std::string TreeCgroup::create(const CgroupLimits& limits) {
     return "cannot read /proc/self/cgroup and /proc/self/mountinfo: " + errno_text(errno);
   }
   std::string why;
-  const std::string parent = cgroup_directory(proc_cgroup, mountinfo, why);
-  if (parent.empty()) return why;
+  parent_ = cgroup_directory(proc_cgroup, mountinfo, why);
+  if (parent_.empty()) return why;
+  const std::string& parent = parent_;
   if (access((parent + "/cgroup.procs").c_str(), W_OK) != 0) {
     return "dunk's cgroup " + parent + " is not writable: " + errno_text(errno);
   }
@@ -160,25 +161,53 @@ std::string TreeCgroup::create(const CgroupLimits& limits) {
       !read_text(parent + "/cgroup.subtree_control", enabled)) {
     return "cannot read the controllers of " + parent + ": " + errno_text(errno);
   }
+  // Below the root (which the kernel lets hold processes and give
+  // controllers at once: it alone has no cgroup.type), dunk's cgroup may
+  // not do both: dunk moves itself into a child first, where it is alone.
+  if (access((parent + "/cgroup.type").c_str(), F_OK) == 0) {
+    std::string procs;
+    if (!read_text(parent + "/cgroup.procs", procs)) {
+      return "cannot read the processes of " + parent + ": " + errno_text(errno);
+    }
+    std::size_t others = 0;
+    const std::string self = std::to_string(getpid());
+    for_each_line(procs, [&](std::string_view pid) { others += !pid.empty() && pid != self; });
+    if (others != 0) {
+      return "dunk's cgroup " + parent + " holds " + std::to_string(others) + " process" +
+             (others == 1 ? "" : "es") +
+             " besides dunk: the kernel lets only the root cgroup, or one without processes, give controllers to "
+             "its children (run dunk in a cgroup of its own, e.g. systemd-run --user --scope -p Delegate=yes)";
+    }
+    const std::string supervisor = parent + "/dunk-supervisor." + self;
+    if (mkdir(supervisor.c_str(), 0755) != 0) return "cannot make the cgroup " + supervisor + ": " + errno_text(errno);
+    supervisor_ = supervisor;
+    if (const int e = write_text(supervisor + "/cgroup.procs", "0"); e != 0) {
+      undo();
+      return "cannot move dunk into the cgroup " + supervisor + ": " + errno_text(e);
+    }
+  }
   for (const char* controller : wanted) {
     if (has_word(enabled, controller)) continue;
     if (!has_word(available, controller)) {
       while (!available.empty() && available.back() == '\n') available.pop_back();
+      undo();
       return std::string("the ") + controller + " controller is not available in " + parent +
              " (its cgroup.controllers: \"" + available + "\")";
     }
     if (const int err = write_text(parent + "/cgroup.subtree_control", std::string("+") + controller); err != 0) {
-      std::string text = std::string("cannot give the ") + controller + " controller to the children of " + parent +
-                         ": " + errno_text(err);
-      if (err == EBUSY) {
-        text += "; the kernel allows it only in the root cgroup or in one that holds no process, and dunk runs in "
-                "this one";
-      }
-      return text;
+      undo();
+      return std::string("cannot give the ") + controller + " controller to the children of " + parent + ": " +
+             errno_text(err);
     }
+    if (!supervisor_.empty()) enabled_.push_back(controller);
   }
   const std::string path = parent + "/dunk-sandbox." + std::to_string(getpid());
-  if (mkdir(path.c_str(), 0755) != 0) return "cannot make the cgroup " + path + ": " + errno_text(errno);
+  if (mkdir(path.c_str(), 0755) != 0) {
+    const int e = errno;
+    undo();
+    return "cannot make the cgroup " + path + ": " + errno_text(e);
+  }
+  path_ = path;
   auto set = [&](const char* file, const std::string& value) -> std::string {
     if (const int err = write_text(path + "/" + file, value); err != 0) {
       return std::string("cannot set ") + file + " of " + path + " to " + value + ": " + errno_text(err);
@@ -195,12 +224,23 @@ std::string TreeCgroup::create(const CgroupLimits& limits) {
   if (why.empty() && limits.cpu_ms_per_sec != 0) {
     why = set("cpu.max", std::to_string(limits.cpu_ms_per_sec * 1000) + " 1000000");
   }
-  if (!why.empty()) {
-    rmdir(path.c_str());
-    return why;
+  if (!why.empty()) undo();
+  return why;
+}
+
+void TreeCgroup::undo() noexcept {
+  if (!path_.empty()) rmdir(path_.c_str());
+  path_.clear();
+  if (supervisor_.empty()) return;
+  // The controllers dunk gave, taken back, so that dunk may live in its
+  // cgroup again; then back there, and its own child removed.
+  for (auto c = enabled_.rbegin(); c != enabled_.rend(); ++c) {
+    write_text(parent_ + "/cgroup.subtree_control", "-" + *c);
   }
-  path_ = path;
-  return {};
+  enabled_.clear();
+  write_text(parent_ + "/cgroup.procs", "0");
+  rmdir(supervisor_.c_str());
+  supervisor_.clear();
 }
 
 int TreeCgroup::enter() const noexcept { return write_text(path_ + "/cgroup.procs", "0"); }
@@ -219,6 +259,13 @@ std::string TreeCgroup::finish(TreeCounts& counts) {
   std::string why;
   if (rmdir(path_.c_str()) != 0) why = "cannot remove the cgroup " + path_ + ": " + errno_text(errno);
   path_.clear();
+  if (!supervisor_.empty()) {
+    const std::string supervisor = supervisor_;
+    undo();
+    if (why.empty() && access(supervisor.c_str(), F_OK) == 0) {
+      why = "cannot remove the cgroup " + supervisor + " dunk moved itself into";
+    }
+  }
   return why;
 }
 

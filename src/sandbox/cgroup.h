@@ -17,14 +17,18 @@
 //                          cgroup removed; also after --time-limit
 //
 // The kernel lets a cgroup give controllers to its children only when it is
-// the root or holds no process. dunk's own cgroup holds dunk: so the limits
-// work where dunk runs in the root cgroup (of the host, of a VM, of a
-// container's cgroup namespace), or where the controllers are on already.
+// the root (the one without cgroup.type) or holds no process, and dunk's
+// own cgroup holds dunk. Where it holds dunk alone (a scope of its own: `systemd-run --user --scope -p
+// Delegate=yes dunk sandbox ...`), dunk moves itself into a child of it,
+// DIR/dunk-supervisor.PID, as nsjail does, and at the end takes back the
+// controllers it gave, moves back and removes that child too. Where other
+// processes share dunk's cgroup, the options are refused with the reason.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace dunk::sandbox {
 
@@ -64,7 +68,13 @@ class TreeCgroup {
   std::string finish(TreeCounts& counts);
 
  private:
-  std::string path_;
+  // Undoes what create did so far.
+  void undo() noexcept;
+
+  std::string path_;        // DIR/dunk-sandbox.PID
+  std::string parent_;      // DIR, dunk's own cgroup
+  std::string supervisor_;  // DIR/dunk-supervisor.PID where dunk moved itself, or empty
+  std::vector<std::string> enabled_;  // controllers dunk gave DIR's children after moving
 };
 
 }  // namespace dunk::sandbox

@@ -278,6 +278,57 @@ test_cgroup_removed_at_the_time_limit() {
 	expect_no_cgroup_left "the orphan"
 }
 
+# dunk alone in a cgroup that is not the root (a scope of its own, as
+# systemd-run --scope makes): it moves itself into a child, limits the tree,
+# and at the end takes back the controllers, moves back and removes both
+# children; with another process in that cgroup, refused (125) and nothing
+# left.
+test_cgroup_in_a_cgroup_of_its_own() {
+	with_cgroup2
+	local own
+	own=$(own_cgroup)/dunk-test-own.$$
+	# Its controllers, as systemd's Delegate=yes gives a scope's.
+	local c
+	for c in memory pids cpu; do
+		echo "+$c" >"$(own_cgroup)/cgroup.subtree_control" || fail "cannot enable $c in $(own_cgroup)"
+	done
+	mkdir "$own" || fail "cannot make $own"
+	# The shell moves itself in and becomes dunk: dunk is alone there.
+	local -a alone=(sh -c 'dir=$1; shift; echo 0 >"$dir/cgroup.procs" && exec "$@"' sh "$own")
+	run_cmd "${alone[@]}" "$DUNK" sandbox --cgroup-pids-max 8 -- "$(limits_program)" chain
+	echo "$OUT"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "the chain in a cgroup of dunk's own" "forks: 3, then EAGAIN" "$OUT"
+	expect_eq "stderr" "dunk: sandbox: 1 fork or thread of the tree refused (EAGAIN) at --cgroup-pids-max 8" "$ERR"
+	expect_eq "cgroups left in dunk's cgroup" "" "$(find "$own" -mindepth 1 -maxdepth 1 -type d)"
+	expect_eq "controllers left on for its children" "" "$(<"$own/cgroup.subtree_control")"
+	run_cmd "${alone[@]}" "$DUNK" sandbox --cgroup-mem-max $((1 << 30)) --cgroup-pids-max 64 \
+		--cgroup-cpu-ms-per-sec 500 -- "$(limits_program)" cgroup "$(cgroup2_mount)"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_contains "the values" "$(printf 'memory.max: 1073741824\npids.max: 64\ncpu.max: 500000 1000000')" "$OUT"
+	expect_eq "cgroups left in dunk's cgroup" "" "$(find "$own" -mindepth 1 -maxdepth 1 -type d)"
+	# Another process in that cgroup: the kernel cannot give controllers.
+	sh -c 'echo 0 >"$1/cgroup.procs" && exec sleep 300' sh "$own" &
+	local other=$!
+	local i
+	for i in $(seq 100); do
+		grep -qx "$other" "$own/cgroup.procs" && break
+		sleep 0.1
+	done
+	run_cmd "${alone[@]}" "$DUNK" sandbox --cgroup-pids-max 8 -- /bin/touch "$WORK/ran"
+	kill "$other"
+	wait "$other" 2>/dev/null || true
+	expect_eq "exit status beside another process" 125 "$STATUS"
+	expect_eq "the reason" "dunk: sandbox: --cgroup-*: cgroup v2: dunk's cgroup $own holds 1 process besides dunk: the kernel lets only the root cgroup, or one without processes, give controllers to its children (run dunk in a cgroup of its own, e.g. systemd-run --user --scope -p Delegate=yes)" "$ERR"
+	[[ ! -e $WORK/ran ]] || fail "the program ran"
+	expect_eq "cgroups left in dunk's cgroup" "" "$(find "$own" -mindepth 1 -maxdepth 1 -type d)"
+	for i in $(seq 100); do
+		rmdir "$own" 2>/dev/null && break
+		sleep 0.1
+	done
+	[[ ! -e $own ]] || fail "cannot remove $own"
+}
+
 test_bad_values_refused_before_running() {
 	local -a cases=(
 		"--rlimit-as abc|--rlimit-as: 'abc' is not a number"
