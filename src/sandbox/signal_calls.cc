@@ -161,16 +161,15 @@ long install_host_action(int sig, const abi::Sigaction& program) noexcept {
   if (sig == kStopSignal && !abi::is_handler(program.handler)) {
     // The supervisor's whatever the program's action (supervisor.h).
     host.handler = reinterpret_cast<std::uint64_t>(&dunk_sandbox_signal);
-    host.flags = abi::kSaRestart | abi::kSaNodefer | abi::kSaSiginfo | abi::kSaRestorer;
+    host.flags = abi::kSaRestart | abi::kSaSiginfo | abi::kSaRestorer;
     host.restorer = reinterpret_cast<std::uint64_t>(&dunk_sandbox_restorer);
   } else if (abi::is_handler(program.handler)) {
     host.handler = reinterpret_cast<std::uint64_t>(&dunk_sandbox_signal);
     host.flags = (program.flags & kHostFlags) | abi::kSaSiginfo | abi::kSaRestorer;
     // kStopSignal's host action must outlive a SA_RESETHAND, which the
-    // handler applies to the table.
-    // Nor may its handler block it on the host: the program's frame gets
-    // the program's mask.
-    if (sig == kStopSignal) host.flags = (host.flags & ~abi::kSaResethand) | abi::kSaNodefer;
+    // handler applies to the table; SA_NODEFER is the program frame's
+    // business (deliver_signals), the host handler is not nested.
+    if (sig == kStopSignal) host.flags &= ~(abi::kSaResethand | abi::kSaNodefer);
     host.restorer = reinterpret_cast<std::uint64_t>(&dunk_sandbox_restorer);
     host.mask = program.mask;
   } else {
