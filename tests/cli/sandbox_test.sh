@@ -234,8 +234,12 @@ test_execve_from_several_threads() {
 	done
 	compare_sandbox "$(allow_all)" timeout 120 "$program" "$program" from-thread
 	expect_eq "from another thread" "after from-thread: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0" "$(<"$WORK/sandbox.stdout")"
-	compare_sandbox "$(allow_all)" timeout 120 "$program" "$program" race
-	expect_eq "four at once" "after race: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0" "$(<"$WORK/sandbox.stdout")"
+	# Four at once, again and again (scripts/stress: 1,000 rounds).
+	local round
+	for ((round = 0; round < $(rounds DUNK_EXEC_RACE_ROUNDS 3 1000); round++)); do
+		compare_sandbox "$(allow_all)" timeout 120 "$program" "$program" race
+		expect_eq "four at once" "after race: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0" "$(<"$WORK/sandbox.stdout")"
+	done
 
 	local after="after blocked: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0"
 	expect_eq "natively" "$after" "$("$program" "$program" blocked)"
