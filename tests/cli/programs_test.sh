@@ -120,4 +120,14 @@ test_altstack_flip() {
 	compare_native "$WORK/altstack_flip" "$(rounds DUNK_TEST_ROUNDS 3000 30000)"
 }
 
+# SIGUSR1 sent again and again to a thread whose handler SA_NODEFER lets
+# nest (up to three deep), and to one whose handler blocks it: each signal
+# handled once, the thread's x87 and XMM state intact across the handlers,
+# each handler starting from the initial floating-point state
+# (tests/compat/signals/nodefer_storm.c).
+test_nodefer_storm() {
+	cc -O2 -pthread -o "$WORK/nodefer_storm" "$TESTS_DIR/../compat/signals/nodefer_storm.c" || fail "cannot build the program"
+	compare_native sh -c '"$0" nodefer "$1" && "$0" defer "$1"' "$WORK/nodefer_storm" "$(rounds DUNK_TEST_ROUNDS 500 20000)"
+}
+
 main "$@"
