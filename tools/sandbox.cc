@@ -25,6 +25,7 @@
 #include "base/fd_placement.h"
 #include "base/unique_fd.h"
 #include "sandbox/call_log.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/fs_view.h"
 #include "sandbox/host_layer.h"
 #include "sandbox/limits.h"
@@ -119,6 +120,8 @@ struct Limit {
 
 struct Child {
   sandbox::SandboxOptions options;
+  sandbox::NetworkPolicy* network = nullptr;  // --unshare-net: told whether the namespace was made
+  const sandbox::TreeCgroup* cgroup = nullptr;  // the --cgroup-* limits' cgroup, or none
   std::string stats_path;
   std::vector<Limit> limits;
   int close_fd = -1;  // dunk's, not the program's (--learn's file)
@@ -249,14 +252,46 @@ void kill_descendants() {
   }
 }
 
-void kill_sandbox_tree(pid_t, void* fired) {
-  *static_cast<bool*>(fired) = true;
+struct TimeLimitState {
+  bool fired = false;
+  const sandbox::TreeCgroup* cgroup = nullptr;
+};
+
+void kill_sandbox_tree(pid_t, void* cookie) {
+  auto& state = *static_cast<TimeLimitState*>(cookie);
+  state.fired = true;
+  if (state.cgroup != nullptr) state.cgroup->kill_all();
   kill_descendants();
 }
 
 int sandbox_child(void* arg) {
   auto& child = *static_cast<Child*>(arg);
   if (child.close_fd >= 0) close(child.close_fd);
+  // First, so that every process and thread of the sandbox counts.
+  if (child.cgroup != nullptr) {
+    if (const int err = child.cgroup->enter(); err != 0) {
+      return fail(kExitCannotRun, fmt::format("sandbox: cannot move into the cgroup {}: {}", child.cgroup->path(),
+                                              std::strerror(err)));
+    }
+  }
+  // --unshare-net: a network namespace of the program's own, inherited by
+  // the whole tree, made before VM mode is entered.
+  if (child.network != nullptr && child.network->unshare()) {
+    const sandbox::NetNamespace ns = sandbox::make_network_namespace();
+    if (ns.made && !ns.why.empty()) {
+      return fail(kExitCannotRun, "sandbox: --unshare-net: the program's network namespace: " + ns.why);
+    }
+    if (ns.made) {
+      child.network->set_namespace();
+    } else {
+      // Never a silent change of meaning: the program has no network
+      // either way, but no loopback of its own either.
+      fmt::print(stderr,
+                 "dunk: sandbox: --unshare-net: no network namespace can be made here ({}); no network by "
+                 "decision instead: AF_UNIX sockets only, no loopback, no abstract AF_UNIX names\n",
+                 ns.why);
+    }
+  }
   // In the sandbox's process before the program's first instruction; the
   // program's own setrlimit may only lower them (the hard limits).
   for (const Limit& l : child.limits) {
@@ -371,6 +406,26 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     }
     limit_settings.max_threads = static_cast<std::int64_t>(n);
   }
+  sandbox::CgroupLimits cgroup_limits;
+  {
+    struct {
+      const char* option;
+      const std::string& text;
+      std::uint64_t max;
+      std::uint64_t& out;
+    } const counts[] = {
+        {"--cgroup-mem-max", options.cgroup_mem_max, std::uint64_t{1} << 62, cgroup_limits.memory_max},
+        {"--cgroup-pids-max", options.cgroup_pids_max, std::uint64_t{1} << 22, cgroup_limits.pids_max},
+        {"--cgroup-cpu-ms-per-sec", options.cgroup_cpu_ms_per_sec, std::uint64_t{1} << 20,
+         cgroup_limits.cpu_ms_per_sec},
+    };
+    for (const auto& c : counts) {
+      if (c.text.empty()) continue;
+      if (std::string why = parse_count(c.option, c.text, c.max, c.out); !why.empty()) {
+        return fail(kExitCannotRun, "sandbox: " + why);
+      }
+    }
+  }
   sandbox::NetworkPolicy network;
   if (options.unshare_net) network.set_unshare();
   for (const std::string& rule : options.allow_connect) {
@@ -445,6 +500,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
 
   Child child;
   child.options.policy = &enforced;
+  child.network = &network;
   child.options.on_violation = *on_violation;
   child.options.log_format = options.log_format == "json" ? sandbox::LogFormat::kJson : sandbox::LogFormat::kText;
   child.options.path = path;
@@ -487,17 +543,35 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     child.chdir = options.chdir;
   }
 
-  bool timed_out = false;
-  const TimeLimit time_limit{seconds, &kill_sandbox_tree, &timed_out};
+  // The tree's cgroup: made (and its limits written) before anything runs,
+  // after the last refusal that could leave it behind.
+  sandbox::TreeCgroup cgroup;
+  if (cgroup_limits.any()) {
+    if (std::string refused = cgroup.create(cgroup_limits); !refused.empty()) {
+      return fail(kExitCannotRun, "sandbox: --cgroup-*: cgroup v2: " + refused);
+    }
+    child.cgroup = &cgroup;
+  }
+  TimeLimitState limit_state{false, cgroup.active() ? &cgroup : nullptr};
+  const bool& timed_out = limit_state.fired;
+  const TimeLimit time_limit{seconds, &kill_sandbox_tree, &limit_state};
   // Orphans of the sandbox come back to dunk, which must find them all
-  // when the time is up.
-  if (seconds != 0) prctl(PR_SET_CHILD_SUBREAPER, 1);
+  // when the time is up (or, under a cgroup, when the program ends).
+  const bool ends_with_program = seconds != 0 || cgroup.active();
+  if (ends_with_program) prctl(PR_SET_CHILD_SUBREAPER, 1);
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
   if (view) view->remove_skeleton();
+  // What the program left running would outlive the time limit, or keep
+  // the cgroup alive: the sandbox ends with its program.
+  if (ends_with_program && !timed_out) {
+    cgroup.kill_all();
+    kill_descendants();
+  }
+  sandbox::TreeCounts tree;
+  if (cgroup.active()) {
+    if (std::string left = cgroup.finish(tree); !left.empty()) fail(0, "sandbox: " + left);
+  }
   if (!wait_status) return fail(kExitCannotRun, fmt::format("cannot start the sandbox: {}", wait_status.error().what));
-  // What the program left running would outlive the time limit: the
-  // sandbox ends with its program.
-  if (seconds != 0 && !timed_out) kill_descendants();
   if (stats) report_stats(options, *stats, *wait_status);
   if (learned != nullptr) {
     const std::string reference =
@@ -514,6 +588,21 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   if (timed_out) {
     fmt::print(stderr, "dunk: {}: killed at the time limit ({} s, --time-limit)\n", options.command[0], seconds);
     return kExitTimeLimit;
+  }
+  if (tree.pids_refused != 0) {
+    fmt::print(stderr, "dunk: sandbox: {} fork{} or thread{} of the tree refused (EAGAIN) at --cgroup-pids-max {}\n",
+               tree.pids_refused, tree.pids_refused == 1 ? "" : "s", tree.pids_refused == 1 ? "" : "s",
+               cgroup_limits.pids_max);
+  }
+  const bool killed_by_oom = WIFSIGNALED(*wait_status) && WTERMSIG(*wait_status) == SIGKILL && tree.oom_kills != 0;
+  if (killed_by_oom) {
+    fmt::print(stderr, "dunk: {}: killed by the OOM killer at the tree's memory limit (--cgroup-mem-max {} bytes)\n",
+               options.command[0], cgroup_limits.memory_max);
+    end_like(*wait_status);
+  }
+  if (tree.oom_kills != 0) {
+    fmt::print(stderr, "dunk: sandbox: the OOM killer killed {} process{} of the tree at --cgroup-mem-max {} bytes\n",
+               tree.oom_kills, tree.oom_kills == 1 ? "" : "es", cgroup_limits.memory_max);
   }
   if (WIFSIGNALED(*wait_status)) {
     const int sig = WTERMSIG(*wait_status);

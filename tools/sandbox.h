@@ -27,7 +27,11 @@ struct SandboxCommandOptions {
   std::array<std::string, 6> rlimits;
   std::string time_limit;   // --time-limit SECONDS (wall clock); empty or 0: none
   std::string max_threads;  // --max-threads N; empty: no limit
-  bool unshare_net = false;                // no network (sandbox/network.h)
+  // --cgroup-mem-max BYTES, --cgroup-pids-max N, --cgroup-cpu-ms-per-sec MS
+  // (nsjail's): limits on the whole tree, in a cgroup v2 (sandbox/cgroup.h).
+  // Empty or 0: none.
+  std::string cgroup_mem_max, cgroup_pids_max, cgroup_cpu_ms_per_sec;
+  bool unshare_net = false;                // a network namespace of its own (sandbox/network.h)
   std::vector<std::string> allow_connect;  // ADDR[/PREFIX]:PORT, repeatable
   std::vector<std::string> allow_bind;     // PORT, repeatable
   // --learn FILE: run allowing every call, then write the policy the run

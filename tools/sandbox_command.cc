@@ -21,8 +21,14 @@ See docs/SANDBOX.md and docs/POLICY.md.
 Policy: an OCI runtime-spec seccomp object or a Docker seccomp profile;
 without --policy, dunk's built-in default (--print-default-policy).
 
+Limits: --rlimit-* hold per process; --cgroup-* hold for the whole tree
+(a cgroup v2 dunk makes, and removes at the end; 125 before anything runs
+if cgroup v2 is not mounted or not writable). Under a cgroup, what PROG
+leaves running is killed when it ends.
+
 Exit status: PROG's; 128+N when signal N killed it (159, SIGSYS, when a
-policy violation did); 124 when --time-limit ended it; 125 when the sandbox
+policy violation did; 137, with a reason line, when the OOM killer did at
+--cgroup-mem-max); 124 when --time-limit ended it; 125 when the sandbox
 could not be set up, 126 when PROG cannot be executed, 127 when it is not
 found.)";
 
@@ -69,12 +75,24 @@ Command add_sandbox(CLI::App& dunk) {
   app->add_option("--max-threads", options->max_threads,
                   "Threads a process may run besides its first: one more fails with EAGAIN, reported")
       ->type_name("N");
+  // nsjail's cgroup options (its spelling as well): limits on the whole tree.
+  app->add_option("--cgroup-mem-max,--cgroup_mem_max", options->cgroup_mem_max,
+                  "Memory of the whole sandboxed tree (cgroup v2 memory.max, no swap): past it the OOM killer "
+                  "kills (128+9, with a reason line)")
+      ->type_name("BYTES");
+  app->add_option("--cgroup-pids-max,--cgroup_pids_max", options->cgroup_pids_max,
+                  "Processes and threads of the whole tree (cgroup v2 pids.max; each sandboxed process counts 2, "
+                  "its VM's KVM thread with it): one more fork or thread fails with EAGAIN")
+      ->type_name("N");
+  app->add_option("--cgroup-cpu-ms-per-sec,--cgroup_cpu_ms_per_sec", options->cgroup_cpu_ms_per_sec,
+                  "CPU time of the whole tree per second of wall clock (cgroup v2 cpu.max)")
+      ->type_name("MS");
   app->add_flag("--unshare-net", options->unshare_net,
-                "No network: sockets of AF_UNIX only (plus what --allow-connect/--allow-bind name), no abstract "
-                "AF_UNIX names");
+                "A network namespace of PROG's own, only lo up (unprivileged: inside a user namespace); where "
+                "none can be made, no network by decision (AF_UNIX only), said on stderr");
   app->add_option("--allow-connect", options->allow_connect,
                   "Connections and datagrams only to these (repeatable; IPv6 as [ADDR]/PREFIX:PORT, PORT * for any); "
-                  "others fail with EPERM, reported")
+                  "others fail with EPERM, reported (with --unshare-net: the namespace's own addresses)")
       ->allow_extra_args(false)  // one value each time, as nsjail's and bubblewrap's repeatable options
       ->type_name("ADDR[/PREFIX]:PORT");
   app->add_option("--allow-bind", options->allow_bind,

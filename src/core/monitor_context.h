@@ -36,23 +36,28 @@ class KvmVcpuRegisters final : public VcpuRegisters {
 class ProcessMemory final : public GuestMemory {
  public:
   // This process's memory, its pid asked once (a monitor is made anew in a
-  // fork child).
-  ProcessMemory() noexcept : pid_(sys::call(SYS_getpid)) {}
+  // fork child), copied through the calling thread's tid: the kernel finds
+  // the memory of the task it is given, and once the process's first
+  // thread has exited (a program whose main thread called pthread_exit)
+  // the pid names a zombie without memory, and every copy through it
+  // failed. Used on the thread that made it.
+  ProcessMemory() noexcept : pid_(sys::call(SYS_getpid)), tid_(sys::call(SYS_gettid)) {}
   long pid() const noexcept { return pid_; }
 
   bool read(void* to, std::uint64_t from, std::size_t size) noexcept override {
-    return copy_from_guest(pid_, to, from, size);
+    return copy_from_guest(tid_, to, from, size);
   }
   bool write(std::uint64_t to, const void* from, std::size_t size) noexcept override {
     // The copy goes through the host's page tables: the guest's dirty bits
     // learn of it here (core/dirty.h).
-    const bool written = copy_to_guest(pid_, to, from, size);
+    const bool written = copy_to_guest(tid_, to, from, size);
     if (written) note_kernel_write(Hva(to), size);
     return written;
   }
 
  private:
   long pid_;
+  long tid_;
 };
 
 // The host kernel, called directly (the monitor rules: no libc).

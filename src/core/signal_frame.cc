@@ -102,8 +102,14 @@ bool push_signal_frame(GuestMemory& memory, TrapFrame& f, const PendingSignal& p
   sc = to_sigcontext(f);
   // The program runs at CPL 0 on dunk's selectors; its frames show the
   // user selectors it would have natively (rt_sigreturn maps them back).
+  // At CPL 0 its SS may also be the null selector: in 64-bit mode an
+  // interrupt or exception that comes from ring 3 loads it (a ring-3 run of
+  // the privileged API that an event ended leaves it so until the next
+  // system call), and ring-0 code may load it itself. Natively SS is always
+  // the user data segment; a null one in the frame would make the frame's
+  // own rt_sigreturn a bad frame (UC_STRICT_RESTORE_SS).
   if (f.cs == DUNK_KERNEL_CS) sc.cs = DUNK_USER_CS;
-  if (f.ss == DUNK_KERNEL_DS) sc.ss = DUNK_USER_DS;
+  if (f.ss == DUNK_KERNEL_DS || (f.cs == DUNK_KERNEL_CS && (f.ss & ~std::uint64_t{3}) == 0)) sc.ss = DUNK_USER_DS;
   sc.err = p.error_code, sc.trapno = p.trapno, sc.cr2 = p.cr2;
   sc.oldmask = p.mask_before;
   sc.fpstate = at.fpstate;

@@ -64,7 +64,8 @@ inline void write_stderr(const char* text) noexcept {
 
 // Copies between the monitor and guest-supplied pointers without faulting
 // the monitor: the kernel checks the guest's address (EFAULT when bad).
-// `pid`: this process's (process_vm_readv/writev on itself).
+// `pid`: a live thread of this process (process_vm_readv/writev on
+// itself), best the caller's own: the first thread may have exited.
 inline bool copy_from_guest(long pid, void* dst, std::uint64_t src, std::size_t size) noexcept {
   struct iovec_raw {
     std::uint64_t base, len;

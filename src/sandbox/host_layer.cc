@@ -126,6 +126,10 @@ constexpr int kDunkCalls[] = {
     // the cheap call that lets the monitor deliver them (getppid), the
     // signal that ends the process as the program's did.
     SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_sigaltstack, SYS_getppid, SYS_tgkill, SYS_kill,
+    // An execve stopping the other threads: the signal that asks each to
+    // park (with a cookie in its siginfo), their masks and their ends read
+    // from /proc/self/task (thread_stop.cc).
+    SYS_rt_tgsigqueueinfo,
     // Reports and statistics.
     SYS_write, SYS_writev,
     // Descriptors: dunk's placed out of the program's range (fcntl,

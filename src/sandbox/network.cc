@@ -1,9 +1,17 @@
 #include "sandbox/network.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/netlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -234,14 +242,27 @@ NetVerdict NetworkPolicy::socket(std::int64_t domain_arg, std::int64_t type_arg,
   const int type = static_cast<int>(type_arg) & 0xf;  // without SOCK_NONBLOCK, SOCK_CLOEXEC
   if (domain == AF_UNIX) return {};
   const char* name = family_name(domain);
+  const bool rules = !connect_.empty() || !bind_.empty();
   if (domain == AF_INET || domain == AF_INET6) {
-    if (connect_.empty() && bind_.empty()) return deny(EACCES, "--unshare-net: an %s socket", name);
+    // In the namespace without rules nothing is decided by address: the
+    // namespace holds only lo.
+    if (namespace_ && !rules) return {};
+    if (!rules) return deny(EACCES, "--unshare-net: an %s socket", name);
     if ((type == SOCK_STREAM && (protocol == 0 || protocol == IPPROTO_TCP)) ||
         (type == SOCK_DGRAM && (protocol == 0 || protocol == IPPROTO_UDP))) {
       return {};
     }
     return deny(EACCES, "%s: an %s socket of type %d, protocol %d (only TCP and UDP ones)", option(), name, type,
                 protocol);
+  }
+  if (namespace_) {
+    // The namespace's own interfaces and routes (glibc's getifaddrs and
+    // if_nameindex ask them this way).
+    if (domain == AF_NETLINK && protocol == NETLINK_ROUTE) return {};
+    const char* only = "only AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK's NETLINK_ROUTE in the namespace";
+    if (domain == AF_NETLINK) return deny(EACCES, "%s: an AF_NETLINK socket of protocol %d (%s)", option(), protocol, only);
+    if (name != nullptr) return deny(EACCES, "%s: an %s socket (%s)", option(), name, only);
+    return deny(EACCES, "%s: a socket of family %d (%s)", option(), domain, only);
   }
   if (name != nullptr) return deny(EACCES, "%s: an %s socket (only AF_UNIX, AF_INET and AF_INET6)", option(), name);
   return deny(EACCES, "%s: a socket of family %d (only AF_UNIX, AF_INET and AF_INET6)", option(), domain);
@@ -251,10 +272,14 @@ NetVerdict NetworkPolicy::destination(const std::byte* p, std::size_t size, bool
   if (size < kFamilySize) return deny(EINVAL, "%s: an address too short to name its family", option());
   int family = load16(p);
   if (family == AF_UNIX) {
-    if (unix_path(p, size)) return {};
+    // An abstract name belongs to the network namespace: in the program's
+    // own, only the sandbox listens there.
+    if (unix_path(p, size) || namespace_) return {};
     return deny(EPERM, "%s: an abstract AF_UNIX name (the network namespace's: host services listen there)",
                 option());
   }
+  if (namespace_ && family == AF_NETLINK) return {};  // only NETLINK_ROUTE sockets exist (socket())
+  if (namespace_ && connect_.empty()) return {};     // only lo is there
   if (family == AF_UNSPEC) {
     // connect: dissolves the association. A UDP send reads it as AF_INET.
     if (!sending) return {};
@@ -280,9 +305,10 @@ NetVerdict NetworkPolicy::bind(const std::byte* p, std::size_t size) const noexc
   if (size < kFamilySize) return deny(EINVAL, "%s: an address too short to name its family", option());
   int family = load16(p);
   if (family == AF_UNIX) {
-    if (unix_path(p, size)) return {};
+    if (unix_path(p, size) || namespace_) return {};
     return deny(EACCES, "%s: an abstract AF_UNIX name (the network namespace's)", option());
   }
+  if (namespace_ && (family == AF_NETLINK || bind_.empty())) return {};
   if (family == AF_UNSPEC) family = AF_INET;  // inet_bind's compatibility
   if (family != AF_INET && family != AF_INET6) {
     const char* name = family_name(family);
@@ -299,7 +325,7 @@ NetVerdict NetworkPolicy::bind(const std::byte* p, std::size_t size) const noexc
 }
 
 NetVerdict NetworkPolicy::listen(const std::byte* p, std::size_t size) const noexcept {
-  if (size < kFamilySize) return {};
+  if (size < kFamilySize || (namespace_ && bind_.empty())) return {};
   const int family = load16(p);
   if (family != AF_INET && family != AF_INET6) return {};
   Address address;
@@ -308,6 +334,102 @@ NetVerdict NetworkPolicy::listen(const std::byte* p, std::size_t size) const noe
   if (port != 0 && port_bindable(port)) return {};
   if (port == 0) return deny(EACCES, "--allow-bind: listening on an unbound socket (an ephemeral port)");
   return deny(EACCES, "--allow-bind: listening on port %u, not one", port);
+}
+
+// ---- The namespace -------------------------------------------------------------
+
+namespace {
+
+std::string errno_text(int err) {
+  const char* name = abi::errno_name(err);
+  return name != nullptr ? name : std::to_string(err);
+}
+
+// Writes all of `text` to `path`; 0 or the errno.
+int write_file(const char* path, const std::string& text) noexcept {
+  const int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const ssize_t n = write(fd, text.data(), text.size());
+  const int err = n == static_cast<ssize_t>(text.size()) ? 0 : n < 0 ? errno : EIO;
+  close(fd);
+  return err;
+}
+
+// `lo` up (SIOCSIFFLAGS): the one interface a new namespace has, down.
+int loopback_up() noexcept {
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  ifreq request{};
+  std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+  int err = 0;
+  if (ioctl(fd, SIOCGIFFLAGS, &request) != 0) {
+    err = errno;
+  } else {
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP | IFF_RUNNING);
+    if (ioctl(fd, SIOCSIFFLAGS, &request) != 0) err = errno;
+  }
+  close(fd);
+  return err;
+}
+
+// Every capability the new user namespace gave the process, dropped: the
+// effective, permitted and inheritable sets, the ambient set and the
+// bounding set.
+int drop_capabilities() noexcept {
+  for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; ++cap) {
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return errno;
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+  if (syscall(SYS_capset, &header, data) != 0) return errno;
+  return 0;
+}
+
+}  // namespace
+
+NetNamespace make_network_namespace() {
+  NetNamespace result;
+  if (unshare(CLONE_NEWNET) == 0) {
+    // In the namespace now, whatever follows (made, with `why` if lo
+    // stays down).
+    result.made = true;
+    if (const int err = loopback_up(); err != 0) result.why = "bringing lo up: " + errno_text(err);
+    return result;
+  }
+  const int privileged = errno;
+  // Unprivileged: a user namespace of dunk's own, the caller's ids mapped
+  // to themselves, so the program still runs as the user it was.
+  const uid_t uid = geteuid();
+  const gid_t gid = getegid();
+  if (unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
+    const int unprivileged = errno;
+    result.why = "unshare(CLONE_NEWNET): " + errno_text(privileged) +
+                 ", unshare(CLONE_NEWUSER | CLONE_NEWNET): " + errno_text(unprivileged);
+    return result;
+  }
+  result.made = true;
+  result.user_namespace = true;
+  int err = write_file("/proc/self/setgroups", "deny");
+  const char* step = "/proc/self/setgroups";
+  if (err == 0) {
+    step = "/proc/self/uid_map";
+    err = write_file(step, std::to_string(uid) + " " + std::to_string(uid) + " 1\n");
+  }
+  if (err == 0) {
+    step = "/proc/self/gid_map";
+    err = write_file(step, std::to_string(gid) + " " + std::to_string(gid) + " 1\n");
+  }
+  if (err == 0) {
+    step = "bringing lo up";
+    err = loopback_up();
+  }
+  if (err == 0) {
+    step = "dropping the user namespace's capabilities";
+    err = drop_capabilities();
+  }
+  if (err != 0) result.why = std::string(step) + ": " + errno_text(err);
+  return result;
 }
 
 // ---- The runtime -------------------------------------------------------------

@@ -34,9 +34,24 @@
 // A refused call is reported like a policy denial, its rule being the
 // option's ("--allow-connect: 127.0.0.1 port 81 matches no rule").
 //
-// Not a network namespace: unprivileged user namespaces are often
-// unavailable (the nested test VM refuses them), and a private namespace
-// would also hide the host's loopback listeners that --allow-connect names.
+// --unshare-net's network namespace (make_network_namespace, called by the
+// sandbox's process before it enters VM mode, so that the whole sandboxed
+// tree inherits it): a namespace of the program's own with only `lo`, up.
+// There the decisions above change (set_namespace):
+//   socket               AF_UNIX, AF_INET, AF_INET6 (any type while no
+//                        --allow-* option is given; TCP and UDP when one is)
+//                        and AF_NETLINK's NETLINK_ROUTE (the namespace's own
+//                        interfaces and routes); every other family (vsock,
+//                        which no network namespace confines, packet, ...)
+//                        is refused (EACCES)
+//   connect, send*       free unless --allow-connect is given (then as
+//                        above); abstract AF_UNIX names and netlink
+//                        addresses are the namespace's own: allowed
+//   bind, listen         free unless --allow-bind is given (then as above)
+// The host's loopback listeners are not reachable from the namespace: a
+// rule of --allow-connect can only name the namespace's own addresses.
+// Where no namespace can be made (no CAP_SYS_ADMIN, no user namespaces),
+// the decisions above hold unchanged and dunk says so on stderr.
 #pragma once
 
 #include <array>
@@ -72,6 +87,10 @@ class NetworkPolicy {
 
   // The command line; each returns why the value is refused, or "".
   void set_unshare() noexcept { unshare_ = true; }
+  bool unshare() const noexcept { return unshare_; }
+  // The program runs in a network namespace of its own (--unshare-net).
+  void set_namespace() noexcept { namespace_ = true; }
+  bool in_namespace() const noexcept { return namespace_; }
   std::string add_connect(std::string_view text);
   std::string add_bind(std::string_view text);
 
@@ -93,9 +112,29 @@ class NetworkPolicy {
   const char* option() const noexcept;
 
   bool unshare_ = false;
+  bool namespace_ = false;
   std::vector<ConnectRule> connect_;
   std::vector<std::uint16_t> bind_;
 };
+
+// ---- The namespace -------------------------------------------------------------
+
+// What make_network_namespace did.
+struct NetNamespace {
+  bool made = false;            // the process is in a new network namespace
+  bool user_namespace = false;  // made inside a user namespace of dunk's (unprivileged)
+  std::string why;              // !made: the kernel's answers; made: a step that
+                                // failed after it (lo down, capabilities kept)
+};
+
+// Moves the calling process (single-threaded) into a new network namespace
+// and brings its `lo` up: unshare(CLONE_NEWNET) where dunk may (root,
+// CAP_SYS_ADMIN), else unshare(CLONE_NEWUSER | CLONE_NEWNET) with the
+// caller's own uid and gid mapped (setgroups denied) and every capability
+// the user namespace gave dropped again before returning, so that the
+// program has no more power than before. On failure the process is where
+// it was.
+NetNamespace make_network_namespace();
 
 // ---- The runtime -------------------------------------------------------------
 

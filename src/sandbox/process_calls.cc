@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -176,6 +178,7 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   s.region.lock().reset_after_fork();
   s.limits.reset_after_fork();
   s.threads.store(1);
+  reset_thread_stop_after_fork(t);
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
   s.reporter.reset_after_fork(static_cast<long>(s.pid));
   t.tid = sys::call(SYS_gettid);
@@ -211,6 +214,7 @@ void sys_exit(ProgramThread& t, const abi::Call& call) noexcept {
   Sandbox& s = sandbox();
   const long status = static_cast<long>(call.args[0] & 0xff);
   clear_child_tid(t);
+  unregister_thread(t);
   if (s.threads.fetch_sub(1) == 1) {
     // The last thread: the process ends with its status.
     s.reporter.flush();
@@ -398,25 +402,28 @@ void close_on_exec() noexcept {
   for (int fd : doomed) sys::call(SYS_close, fd);
 }
 
-}  // namespace
+// The signals queued for `t` and not delivered, sent to host thread `tid`
+// instead: after an execve they meet the new program's dispositions (a
+// handler's signal now has its default action), as natively a signal
+// pending across execve does.
+void send_queued_signals(ProgramThread& t, long tid) noexcept {
+  SignalQueue& q = t.signals;
+  while (!q.empty()) {
+    const std::uint32_t head = q.head.load(std::memory_order_relaxed);
+    std::int32_t sig;
+    std::memcpy(&sig, q.slots[head % SignalQueue::kSize].info + offsetof(siginfo_t, si_signo), sizeof sig);
+    q.head.store(head + 1, std::memory_order_release);
+    sys::call(SYS_tgkill, static_cast<long>(sandbox().pid), tid, sig);
+  }
+  q.taken_under_call_mask = q.tail.load(std::memory_order_relaxed);
+}
 
-void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
+// The point of no return of execve, on the thread that goes on as the
+// process's only one: the old image goes, the new one comes into the same
+// region, the same process (pid, descriptors, mask, ignored signals).
+void replace_image(ProgramThread& t, const ExecRequest& request) noexcept {
   Sandbox& s = sandbox();
-  ExecRequest request;
-  if (long err = read_exec_request(t, call, request); err != 0) return answer(t, err);
-  if (s.threads.load() > 1) {
-    return refuse(t, call, -ENOSYS, "execve from a program with several threads is not served yet");
-  }
-  // What fails before the point of no return fails the call, as natively:
-  // the file must be there and executable.
-  if (long fd = open_executable(request.path, request.fd); sys::failed(fd)) {
-    return answer(t, fd);
-  } else {
-    sys::call(SYS_close, fd);
-  }
   s.reporter.flush();
-  // The point of no return: the old image goes, the new one comes into the
-  // same region, the same process (pid, descriptors, mask, ignored signals).
   {
     LockGuard hold(s.region.lock());
     s.region.clear();
@@ -451,6 +458,87 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   t.frame.rip = program.entry;
   t.frame.rsp = program.stack_pointer;
   t.frame.rflags = 0x202;
+  take_monitor_signals();
+  send_queued_signals(t, t.tid);
+}
+
+// An execve handed to the process's first thread by the thread that made
+// it, with that thread's signal mask.
+struct Handover {
+  ExecRequest request;
+  std::uint64_t mask = 0;
+};
+
+void run_handed_over(ProgramThread& t, void* context) noexcept {
+  auto* handover = static_cast<Handover*>(context);
+  wait_for_ended_threads(t);
+  const ExecRequest request = std::move(handover->request);
+  const std::uint64_t mask = handover->mask;
+  delete handover;
+  replace_image(t, request);
+  // Signals sent here while the thread was parked (the caller's queued
+  // ones among them) now meet the new dispositions.
+  restore_signal_mask(mask);
+}
+
+ProgramThread* first_thread_parked() noexcept {
+  ThreadStop& x = sandbox().stop;
+  LockGuard hold(x.lock);
+  for (ProgramThread* p : x.threads) {
+    if (p->main) return p;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
+  Sandbox& s = sandbox();
+  ExecRequest request;
+  if (long err = read_exec_request(t, call, request); err != 0) return answer(t, err);
+  // What fails before the point of no return fails the call, as natively:
+  // the file must be there and executable.
+  if (long fd = open_executable(request.path, request.fd); sys::failed(fd)) {
+    return answer(t, fd);
+  } else {
+    sys::call(SYS_close, fd);
+  }
+  if (s.threads.load() > 1) {
+    // The other threads end first (thread_stop.cc).
+    long blocker = 0;
+    switch (stop_other_threads(t, blocker)) {
+      case StopOutcome::kBusy:
+        // Another thread's execve goes first: this thread parks, and makes
+        // its call again if that one fails.
+        t.frame.rip -= 2;
+        return;
+      case StopOutcome::kBlocked: {
+        char why[200];
+        std::snprintf(why, sizeof why,
+                      "thread %ld blocks signal %d, with which the supervisor stops the other threads of an execve",
+                      blocker, kStopSignal);
+        return refuse(t, call, -EAGAIN, why);
+      }
+      case StopOutcome::kStopped:
+        break;
+    }
+    if (ProgramThread* first = t.main ? nullptr : first_thread_parked(); first != nullptr) {
+      // The new program runs on the first thread, whose tid is the pid;
+      // this one ends, its undelivered signals sent there (blocked until
+      // the new dispositions are in place).
+      auto* handover = new (std::nothrow) Handover{std::move(request), block_signals_for_handover()};
+      if (handover == nullptr) die_by_signal(SIGKILL, "out of memory at an execve's point of no return");
+      take_monitor_signals();
+      send_queued_signals(t, first->tid);
+      end_other_threads(t, first, &run_handed_over, handover);
+      __builtin_unreachable();
+    }
+    // The first thread has ended (its host thread is gone): the new
+    // program runs here, with this thread's tid.
+    end_other_threads(t, nullptr, nullptr, nullptr);
+    wait_for_ended_threads(t);
+  }
+  replace_image(t, request);
 }
 
 }  // namespace dunk::sandbox

@@ -65,7 +65,8 @@ void reset_dispositions() noexcept {
     if (sys::call(SYS_rt_sigaction, sig, 0, reinterpret_cast<long>(&current), 8) != 0) continue;
     const abi::Sigaction program{current.handler == abi::kSigIgn ? abi::kSigIgn : abi::kSigDfl, 0, 0, 0};
     s.actions.set(sig, program);
-    if (abi::is_handler(current.handler)) install_host_action(sig, program);
+    // kStopSignal's host action is the supervisor's from the start.
+    if (abi::is_handler(current.handler) || sig == kStopSignal) install_host_action(sig, program);
   }
 }
 
@@ -125,6 +126,7 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   t->main = true;
   set_current_thread(t);
   s.threads.store(1);
+  register_thread(*t);
 
   LoadedProgram program;
   LoadFailure why;

@@ -116,6 +116,26 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
   Sandbox& s = sandbox();
   const abi::Sigaction action = s.actions.get(sig);
   const std::uint64_t rip = uc->mcontext.rip;
+  if (sig == kStopSignal && is_stop_kick(*info)) {
+    // Another thread's execve asks this one to park (thread_stop.cc): a
+    // forwarded call it interrupted is made again if the thread goes on,
+    // whatever the restart rules of the program's own action for the
+    // signal (an EINTR here is this signal's).
+    const bool interrupted = rip == reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done) &&
+                             static_cast<long>(uc->mcontext.rax) == -EINTR;
+    if (interrupted || (rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
+                        rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn))) {
+      uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done);
+      uc->mcontext.rax = static_cast<std::uint64_t>(kRestartForSignal);
+    }
+    return;
+  }
+  if (sig == kStopSignal && !abi::is_handler(action.handler)) {
+    // The program's own: its action applied here, since the host's is
+    // always the supervisor's handler.
+    if (action.handler == abi::kSigIgn) return;
+    die_by_signal(sig, nullptr);
+  }
   if (rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
       rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn)) {
     // The program's call is about to be made, or was interrupted and the
@@ -138,9 +158,18 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
 long install_host_action(int sig, const abi::Sigaction& program) noexcept {
   if (sig == SIGKILL || sig == SIGSTOP) return 0;
   abi::Sigaction host{};
-  if (abi::is_handler(program.handler)) {
+  if (sig == kStopSignal && !abi::is_handler(program.handler)) {
+    // The supervisor's whatever the program's action (supervisor.h).
+    host.handler = reinterpret_cast<std::uint64_t>(&dunk_sandbox_signal);
+    host.flags = abi::kSaRestart | abi::kSaSiginfo | abi::kSaRestorer;
+    host.restorer = reinterpret_cast<std::uint64_t>(&dunk_sandbox_restorer);
+  } else if (abi::is_handler(program.handler)) {
     host.handler = reinterpret_cast<std::uint64_t>(&dunk_sandbox_signal);
     host.flags = (program.flags & kHostFlags) | abi::kSaSiginfo | abi::kSaRestorer;
+    // kStopSignal's host action must outlive a SA_RESETHAND, which the
+    // handler applies to the table; SA_NODEFER is the program frame's
+    // business (deliver_signals), the host handler is not nested.
+    if (sig == kStopSignal) host.flags &= ~(abi::kSaResethand | abi::kSaNodefer);
     host.restorer = reinterpret_cast<std::uint64_t>(&dunk_sandbox_restorer);
     host.mask = program.mask;
   } else {

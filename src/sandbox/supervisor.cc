@@ -255,6 +255,8 @@ void deny(ProgramThread& t, const abi::Call& call, const Decision& d, Action act
   }
 }
 
+}  // namespace
+
 // Signals the monitor took for this vCPU while ring 3 ran wait for an exit
 // from ring 0 outside a handler: one cheap call makes it deliver them (to
 // the supervisor's handler, which queues them for ring 3).
@@ -262,6 +264,8 @@ void take_monitor_signals() noexcept {
   const core::Cpu* cpu = core::current_cpu();
   if (cpu != nullptr && cpu->signals.pending()) sys::call(SYS_getppid);
 }
+
+namespace {
 
 void serve_call(ProgramThread& t) noexcept {
   TrapFrame& f = t.frame;
@@ -480,6 +484,8 @@ bool canonical_user(std::uint64_t address) noexcept { return address < kUserTop;
 
 [[noreturn]] void run_thread(ProgramThread& t) noexcept {
   for (;;) {
+    // Another thread's execve may be stopping the others (thread_stop.cc).
+    park_if_stopping(t);
     if (!canonical_user(t.frame.rip)) {
       // What IRET would do with it natively: #GP, SIGSEGV at the return.
       force_signal(t, SIGSEGV, SI_KERNEL, 0, 13, 0);
@@ -541,6 +547,7 @@ void* thread_main(void* arg) {
   ProgramThread* t = start->thread;
   t->tid = sys::call(SYS_gettid);
   set_current_thread(t);
+  register_thread(*t);
   start->tid.store(t->tid, std::memory_order_release);
   start->tid.notify_one();
   // The parent writes CLONE_PARENT_SETTID before the child's first

@@ -15,6 +15,8 @@
 // allocate and take locks; the program shares none of its libc.
 #pragma once
 
+#include <signal.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -72,6 +74,10 @@ struct ProgramThread {
   std::uint64_t robust_list_size = 0;
   long tid = 0;
   bool main = false;           // the process's first thread
+  // Parked at the top of its loop while another thread's execve stops the
+  // others (ThreadStop).
+  std::atomic<bool> parked{false};
+  std::atomic<bool> parking{false};  // on its way there: its mask is the park's
   // The last ring-3 page fault taken for a stale TLB entry (retried once).
   std::uint64_t last_fault_rip = 0, last_fault_address = 0;
   SignalQueue signals;
@@ -102,6 +108,32 @@ class CopiesInUse {
 ProgramThread* current_thread() noexcept;
 void set_current_thread(ProgramThread* t) noexcept;
 
+// The signal that stops program threads for an execve (thread_stop.cc):
+// glibc's SIGCANCEL, which glibc never lets a program block. Its host
+// disposition is always the supervisor's; the program's action for it is
+// kept in the table and applied by the supervisor's handler.
+inline constexpr int kStopSignal = 32;
+
+// Every program thread, and an execve's request that the others park
+// (thread_stop.cc).
+struct ThreadStop {
+  enum class Verdict : std::uint8_t { kGoOn, kEnd };
+  Lock lock;  // guards what follows but the atomics
+  std::vector<ProgramThread*> threads;  // every live program thread
+  std::atomic<bool> requested{false};   // an execve asks the others to park
+  ProgramThread* owner = nullptr;       // the thread whose execve asks
+  std::uint64_t cookie = 0;             // marks the supervisor's kStopSignal (si_value)
+  std::atomic<std::uint32_t> parked_word{0};   // bumped when a thread parks
+  std::atomic<std::uint32_t> verdict_word{0};  // bumped when the verdict is given
+  Verdict verdict = Verdict::kGoOn;
+  // kEnd: the thread that performs the execve when it is not the owner (the
+  // process's first thread), what it runs, and the threads that end.
+  ProgramThread* successor = nullptr;
+  void (*task)(ProgramThread&, void*) = nullptr;
+  void* task_context = nullptr;
+  std::vector<long> ending;
+};
+
 // What the whole sandboxed process shares.
 struct Sandbox {
   const Policy* policy = nullptr;
@@ -127,6 +159,7 @@ struct Sandbox {
   Limits limits;  // --rlimit-*, --max-threads; the program's RLIMIT_AS (limits.h)
   const NetworkPolicy* network = nullptr;  // --unshare-net, --allow-* (network.h); null: none
   CallLog* learn = nullptr;                // --learn: every call noted (call_log.h); null: none
+  ThreadStop stop;
 };
 
 Sandbox& sandbox() noexcept;
@@ -202,6 +235,40 @@ extern "C" const char dunk_sandbox_forward_check[], dunk_sandbox_forward_insn[],
 // What a forwarded call returns when a signal interrupted it that the
 // program must see before the call runs again (see signals.cc).
 inline constexpr long kRestartForSignal = -512;
+
+// ---- Stopping the other threads for execve (thread_stop.cc) ------------------
+
+void register_thread(ProgramThread& t) noexcept;
+void unregister_thread(ProgramThread& t) noexcept;
+// In a fork child: `t` is the only thread, nothing is being stopped.
+void reset_thread_stop_after_fork(ProgramThread& t) noexcept;
+// At the top of every thread's loop: parks while another thread's execve
+// stops the others, then goes on, ends the thread, or runs the execve
+// handed over to it.
+void park_if_stopping(ProgramThread& t) noexcept;
+// Whether a kStopSignal is the supervisor's (not the program's own).
+bool is_stop_kick(const siginfo_t& info) noexcept;
+enum class StopOutcome {
+  kStopped,  // every other thread is parked
+  kBusy,     // another thread's execve is stopping the others
+  kBlocked,  // thread `blocker` blocks kStopSignal: everything goes on again
+};
+StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept;
+void let_threads_go_on(ProgramThread& t) noexcept;
+// The point of no return: every parked thread but `successor` ends. With a
+// successor, it runs task(*successor, context) and the caller ends too.
+void end_other_threads(ProgramThread& t, ProgramThread* successor, void (*task)(ProgramThread&, void*),
+                       void* context) noexcept;
+// By the thread that performs the execve: returns once the ended threads
+// are gone; `t` is then the process's only thread.
+void wait_for_ended_threads(ProgramThread& t) noexcept;
+std::uint64_t current_signal_mask() noexcept;
+// Blocks every signal; returns the old mask.
+std::uint64_t block_signals_for_handover() noexcept;
+void restore_signal_mask(std::uint64_t mask) noexcept;
+// Signals the monitor took for this vCPU, handed to the supervisor's
+// handler now (supervisor.cc).
+void take_monitor_signals() noexcept;
 
 // ---- Signals (signal_calls.cc) ----------------------------------------------
 

@@ -120,4 +120,26 @@ test_altstack_flip() {
 	compare_native "$WORK/altstack_flip" "$(rounds DUNK_TEST_ROUNDS 3000 30000)"
 }
 
+# SIGUSR1 sent again and again to a thread whose handler SA_NODEFER lets
+# nest (up to three deep), and to one whose handler blocks it: each signal
+# handled once, the thread's x87 and XMM state intact across the handlers,
+# each handler starting from the initial floating-point state
+# (tests/compat/signals/nodefer_storm.c).
+test_nodefer_storm() {
+	cc -O2 -pthread -o "$WORK/nodefer_storm" "$TESTS_DIR/../compat/signals/nodefer_storm.c" || fail "cannot build the program"
+	compare_native sh -c '"$0" nodefer "$1" && "$0" defer "$1"' "$WORK/nodefer_storm" "$(rounds DUNK_TEST_ROUNDS 500 20000)"
+}
+
+# The first thread ends with pthread_exit and another goes on: dunk's
+# copies of the program's memory (signal frames, the calls' arguments)
+# went through the pid, which then names a zombie, and every one failed
+# (the first signal killed the process with SIGSEGV;
+# tests/compat/threads/main_exits.c).
+test_main_thread_exits_first() {
+	cc -O2 -pthread -o "$WORK/main_exits" "$TESTS_DIR/../compat/threads/main_exits.c" || fail "cannot build the program"
+	compare_native "$WORK/main_exits" 200
+	expect_eq "the worker's status" 3 "$(<"$WORK/vm.status")"
+	expect_eq "its output" "$(printf 'main: leaving\nworker: 200 rounds, 0 errors, 200 signals handled, floating point kept')" "$(<"$WORK/vm.stdout")"
+}
+
 main "$@"

@@ -162,6 +162,9 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))')"
 	export SOCKET_DIR=$dir
 	strict_rerun --allow-connect "127.0.0.1:$a" --allow-bind "$a" --allow-bind "$d" -- "$net" rules "$a" "$d"
 	strict_rerun --unshare-net -- "$net" sockets
+	# In --unshare-net's namespace: loopback serving, netlink's interfaces.
+	strict_rerun --unshare-net -- "$net" loopback "$a"
+	strict_rerun --unshare-net -- "$net" interfaces
 	strict_rerun --rlimit-as 64 -- "$limits" as
 	strict_rerun --rlimit-nofile 20 -- "$limits" threads 3
 	strict_rerun --rlimit-as 512 --rlimit-nofile 64 --rlimit-cpu 100 -- "$limits" raise nofile

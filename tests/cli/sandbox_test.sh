@@ -215,6 +215,49 @@ test_signals_interrupt_loops_without_calls() {
 	expect_eq "stdout (default policy)" "$want" "$OUT"
 }
 
+# execve from a process with several threads
+# (tests/programs/sandbox_exec_threads.c): the other threads end wherever
+# they are (a loop without calls, read() on a pipe, a condition variable,
+# nanosleep), the new program runs as the only thread with the pid as its
+# tid and the calling thread's mask, from the first thread or another,
+# with several threads calling it at once, and with the first thread gone;
+# natively and under the sandbox the same output. A thread that blocks
+# signal 32 (the one the supervisor stops threads with) in a blocking call
+# makes execve fail with EAGAIN, reported, and the next one succeed.
+# pthread_cancel (glibc's SIGCANCEL, signal 32 too) and signal 32's default
+# action are the program's as natively.
+test_execve_from_several_threads() {
+	local program mode
+	program="$(dirname "$DUNK")/tests/programs/sandbox_exec_threads"
+	for mode in from-thread from-main race leader-gone cancel; do
+		compare_sandbox default timeout 120 "$program" "$program" "$mode"
+	done
+	compare_sandbox "$(allow_all)" timeout 120 "$program" "$program" from-thread
+	expect_eq "from another thread" "after from-thread: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0" "$(<"$WORK/sandbox.stdout")"
+	# Four at once, again and again (scripts/stress: 1,000 rounds).
+	local round
+	for ((round = 0; round < $(rounds DUNK_EXEC_RACE_ROUNDS 3 1000); round++)); do
+		compare_sandbox "$(allow_all)" timeout 120 "$program" "$program" race
+		expect_eq "four at once" "after race: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0" "$(<"$WORK/sandbox.stdout")"
+	done
+
+	local after="after blocked: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0"
+	expect_eq "natively" "$after" "$("$program" "$program" blocked)"
+	run_cmd timeout 120 "$DUNK" sandbox --policy "$(allow_all)" -- "$program" "$program" blocked
+	expect_eq "status" 0 "$STATUS"
+	expect_eq "stdout" "$(printf 'execve with a thread blocking signal 32: Resource temporarily unavailable\n%s' "$after")" "$OUT"
+	expect_contains "the report" "refused execve(" "$ERR"
+	expect_contains "the report" "-> -1 EAGAIN: thread " "$ERR"
+	expect_contains "the report" "blocks signal 32, with which the supervisor stops the other threads of an execve" "$ERR"
+
+	run_cmd "$program" "$program" sig32
+	expect_eq "signal 32 natively" 160 "$STATUS"
+	local native=$OUT
+	run_cmd timeout 120 "$DUNK" sandbox --policy "$(allow_all)" -- "$program" "$program" sig32
+	expect_eq "signal 32's default action" 160 "$STATUS"
+	expect_eq "stdout before signal 32" "$native" "$OUT"
+}
+
 # A signal that a call's temporary mask lets in (sigsuspend, ppoll,
 # pselect6: tests/programs/sandbox_probe.c, masks) runs its handler before
 # the call returns EINTR, and the thread's own mask comes back afterwards,

@@ -7,11 +7,13 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -121,6 +123,35 @@ r3_spin_until_flag:
   .popsection
 )");
 
+// Ring-0 code for the test of a signal on a null SS: spins until the int
+// at RDI is nonzero, making no system call, on the null selector in SS if
+// ESI is nonzero (CPL 0 may load it in 64-bit mode), and returns the SS the
+// loop started on. The SS it was called with comes back at the end.
+asm(R"(
+  .pushsection .text
+  .globl spin_on_stack_segment
+  .type spin_on_stack_segment, @function
+spin_on_stack_segment:
+  movw %ss, %r8w
+  testl %esi, %esi
+  jz 1f
+  xorl %eax, %eax
+  movw %ax, %ss
+1:
+  movw %ss, %ax
+  movzwl %ax, %eax
+2:
+  cmpl $0, (%rdi)
+  jne 3f
+  pause
+  jmp 2b
+3:
+  movw %r8w, %ss
+  ret
+  .size spin_on_stack_segment, . - spin_on_stack_segment
+  .popsection
+)");
+
 extern "C" {
 extern char __start_ring3_text[], __stop_ring3_text[];
 extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[], r3_lidt[], r3_mov_cr3[],
@@ -128,6 +159,7 @@ extern char r3_cli[], r3_sti[], r3_hlt[], r3_out_dunk_port[], r3_in[], r3_lgdt[]
     r3_load_kernel_ds[], r3_ltr[], r3_read_at_rdi[], r3_write_own_code[], r3_syscall[], r3_int3[],
     r3_wrfsbase_then_syscall[], r3_iretq_insn[], r3_mov_ds_insn[], r3_ltr_insn[], r3_far_jump_at_rdi[],
     r3_fork_then_getpid[], r3_spin_until_flag[];
+std::uint32_t spin_on_stack_segment(volatile int* flag, int load_null);
 }
 
 // A compiled function for ring 3: no calls, no TLS (no stack protector).
@@ -577,6 +609,75 @@ TEST(Ring3, ASignalDuringAHandlerStopsTheRunWhereItWouldResume) {
   ASSERT_TRUE(resumed);
   EXPECT_EQ(resumed->reason, Ring3Exit::kReturned);
   EXPECT_EQ(resumed->value, 4242u);
+}
+
+// A run that an event of ring 3 ended (here #BP) leaves the caller in ring 0
+// on the null SS the event loaded (64-bit mode, a change of privilege) until
+// its next system call; ring-0 code may also load the null selector itself.
+// A signal whose handler interrupts such code (a loop without calls: the
+// monitor builds the frame from the vCPU's registers) gets a frame that says
+// the user data segment, as every native frame does, and its rt_sigreturn
+// goes back to the loop. Before, the frame said 0, its return was a bad
+// frame (the #GP of a null SS under UC_STRICT_RESTORE_SS) and SIGSEGV
+// killed the process: dunk sandbox's supervisor, whose signal 32 nested
+// under SA_NODEFER in that window, died so.
+volatile int null_ss_handled = 0;
+std::atomic<std::uint64_t> null_ss_frame_ss{~std::uint64_t{0}};
+
+void record_frame_ss(int, siginfo_t*, void* context) {
+  const auto* uc = static_cast<const ucontext_t*>(context);
+  null_ss_frame_ss = (static_cast<std::uint64_t>(uc->uc_mcontext.gregs[REG_CSGSFS]) >> 48) & 0xffff;
+  null_ss_handled = 1;
+}
+
+TEST(Ring3, AHandlerThatInterruptedRingZeroOnANullStackSegmentReturns) {
+  test::ChildResult r = test::run_in_child([] {
+    char* stack = prepare();
+    struct sigaction sa {};
+    sa.sa_sigaction = record_frame_ss;
+    sa.sa_flags = SA_SIGINFO;
+    if (sigaction(SIGUSR1, &sa, nullptr) != 0) return 10;
+    const auto tid = static_cast<pid_t>(syscall(SYS_gettid));
+    int failures = 0;
+    for (const bool after_ring3 : {true, false}) {
+      null_ss_handled = 0;
+      null_ss_frame_ss = ~std::uint64_t{0};
+      std::atomic<bool> armed{false};
+      // Made before the run: from the run's end to the handler's return
+      // the caller makes no system call.
+      std::thread sender([&armed, tid] {
+        while (!armed.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        usr1_after(tid, 20);
+      });
+      std::uint32_t loop_ss = 0xffff;
+      if (after_ring3) {
+        auto exit = run_in_ring3(at(r3_int3, stack));
+        armed = true;
+        loop_ss = spin_on_stack_segment(&null_ss_handled, 0);
+        if (!exit || exit->reason != Ring3Exit::kFault) {
+          std::printf("the ring-3 run did not end with its #BP\n");
+          ++failures;
+        }
+      } else {
+        armed = true;
+        loop_ss = spin_on_stack_segment(&null_ss_handled, 1);
+      }
+      sender.join();
+      const char* how = after_ring3 ? "after a ring-3 run ended by #BP" : "with the null selector loaded";
+      if ((loop_ss & ~3u) != 0) {
+        std::printf("%s: the loop ran on SS %#x, not the null selector\n", how, loop_ss);
+        ++failures;
+      }
+      if (null_ss_frame_ss.load() != DUNK_USER_DS) {
+        std::printf("%s: the frame said SS %#llx\n", how, static_cast<unsigned long long>(null_ss_frame_ss.load()));
+        ++failures;
+      }
+    }
+    leave();
+    return failures;
+  });
+  EXPECT_TRUE(r.exited) << "killed by signal " << r.signal << "\n" << r.output;
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 }  // namespace

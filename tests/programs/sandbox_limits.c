@@ -14,6 +14,13 @@
  *                   (their pids in PIDFILE)
  *   orphan [PIDFILE] the same tree, but this process exits at once, leaving
  *                   the grandchild behind
+ *   chain           a fork bomb across processes: each process forks the
+ *                   next and waits for it, until a fork fails (64 at most);
+ *                   how many forks worked, and the failure's errno
+ *   hog MIB         allocates and touches MIB MiB, 8 MiB at a time
+ *   cgroup DIR      its cgroup's limits (DIR: where cgroup2 is mounted),
+ *                   then spins until cpu.stat counts a throttled period
+ *                   (at most 60 s)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -28,6 +35,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <time.h>
 
 #define MiB (1024UL * 1024UL)
 
@@ -209,6 +217,112 @@ static int sleep_tree(const char *pidfile, int leave) {
   for (;;) pause();
 }
 
+/* Each process of the chain: fork the next, wait for it; the one whose fork
+ * fails writes its depth and errno to the pipe all share. */
+static int chain(void) {
+  int out[2];
+  if (pipe(out) != 0) return 1;
+  int depth = 0, err = 0;
+  for (;;) {
+    if (depth == 64) break;
+    pid_t child = fork();
+    if (child < 0) {
+      err = errno;
+      break;
+    }
+    if (child == 0) {
+      ++depth;
+      continue;
+    }
+    int status = 0;
+    waitpid(child, &status, 0);
+    if (depth != 0) _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+    close(out[1]);
+    int got[2] = {-1, 0};
+    if (read(out[0], got, sizeof got) != sizeof got) {
+      printf("chain: no report\n");
+      return 1;
+    }
+    errno = got[1];
+    printf("forks: %d, then %s\n", got[0], got[1] != 0 ? outcome(0) : "no failure");
+    return 0;
+  }
+  int report[2] = {depth, err};
+  if (write(out[1], report, sizeof report) != sizeof report) _exit(1);
+  if (depth == 0) {
+    errno = err;
+    printf("forks: 0, then %s\n", outcome(0));
+    return 0;
+  }
+  _exit(0);
+}
+
+static int hog(unsigned long mib) {
+  unsigned long done = 0;
+  while (done < mib) {
+    char *p = malloc(8 * MiB);
+    if (p == NULL) {
+      printf("malloc after %lu MiB: %s\n", done, outcome(0));
+      return 1;
+    }
+    memset(p, 1, 8 * MiB);
+    done += 8;
+  }
+  printf("touched %lu MiB\n", done);
+  return 0;
+}
+
+static void print_file(const char *dir, const char *name) {
+  char path[1024], text[256] = "";
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "r");
+  if (f == NULL || fgets(text, sizeof text, f) == NULL) {
+    printf("%s: %s\n", name, outcome(0));
+  } else {
+    text[strcspn(text, "\n")] = '\0';
+    printf("%s: %s\n", name, text);
+  }
+  if (f != NULL) fclose(f);
+}
+
+static unsigned long throttled(const char *dir) {
+  char path[1024], key[64];
+  unsigned long value = 0, found = 0;
+  snprintf(path, sizeof path, "%s/cpu.stat", dir);
+  FILE *f = fopen(path, "r");
+  while (f != NULL && fscanf(f, "%63s %lu", key, &value) == 2) {
+    if (strcmp(key, "nr_throttled") == 0) found = value;
+  }
+  if (f != NULL) fclose(f);
+  return found;
+}
+
+static int own_cgroup(const char *mount) {
+  char line[1024] = "", dir[2048];
+  FILE *f = fopen("/proc/self/cgroup", "r");
+  while (f != NULL && fgets(line, sizeof line, f) != NULL && strncmp(line, "0::", 3) != 0) {
+  }
+  if (f != NULL) fclose(f);
+  if (strncmp(line, "0::", 3) != 0) {
+    printf("no cgroup v2\n");
+    return 1;
+  }
+  line[strcspn(line, "\n")] = '\0';
+  snprintf(dir, sizeof dir, "%s%s", mount, line + 3);
+  const char *slash = strrchr(line + 3, '/');
+  printf("cgroup: %.*s\n", (int)strcspn(slash + 1, "."), slash + 1);
+  print_file(dir, "memory.max");
+  print_file(dir, "pids.max");
+  print_file(dir, "cpu.max");
+  time_t start = time(NULL);
+  while (throttled(dir) == 0 && time(NULL) - start < 60) {
+    for (volatile int i = 0; i < 1000000; ++i) {
+    }
+  }
+  printf("throttled: %s\n", throttled(dir) != 0 ? "yes" : "no");
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *mode = argc > 1 ? argv[1] : "";
@@ -220,6 +334,9 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "threads") == 0 && argc > 2) return threads(atoi(argv[2]));
   if (strcmp(mode, "sleep") == 0) return sleep_tree(argc > 2 ? argv[2] : NULL, 0);
   if (strcmp(mode, "orphan") == 0) return sleep_tree(argc > 2 ? argv[2] : NULL, 1);
-  fprintf(stderr, "usage: %s as|nofile|stack|nproc|raise RESOURCE|threads N|sleep|orphan [PIDFILE]\n", argv[0]);
+  if (strcmp(mode, "chain") == 0) return chain();
+  if (strcmp(mode, "hog") == 0 && argc > 2) return hog(strtoul(argv[2], NULL, 10));
+  if (strcmp(mode, "cgroup") == 0 && argc > 2) return own_cgroup(argv[2]);
+  fprintf(stderr, "usage: %s as|nofile|stack|nproc|raise RESOURCE|threads N|sleep|orphan [PIDFILE]|chain|hog MIB|cgroup DIR\n", argv[0]);
   return 2;
 }

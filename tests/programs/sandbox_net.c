@@ -9,6 +9,12 @@
  *                    IPv6, UDP, sendmsg, sendmmsg, AF_UNSPEC, AF_UNIX; the
  *                    socket file goes in $SOCKET_DIR, default /tmp)
  *   fetch PORT       connects to 127.0.0.1:PORT and prints the line it reads
+ *   loopback PORT    serves on 127.0.0.1:PORT and connects to itself (TCP,
+ *                    UDP), then a fork child connects to the parent's
+ *                    listener: what --unshare-net's namespace must allow
+ *   interfaces       the interfaces the process sees (/proc/net/dev,
+ *                    if_nameindex), whether lo is up, and the IPv4
+ *                    addresses of its interfaces (getifaddrs)
  *   race A D ROUNDS  a sibling thread flips the sockaddr between 127.0.0.1:A
  *                    and :D while this one connects ROUNDS times: where the
  *                    connections went, and how many reached D's listener
@@ -26,7 +32,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static const char *result(int ok) {
@@ -67,6 +77,7 @@ static int sockets(void) {
   try_socket("AF_INET SCTP", AF_INET, SOCK_STREAM, IPPROTO_SCTP);
   try_socket("AF_NETLINK", AF_NETLINK, SOCK_RAW, 0);
   try_socket("AF_PACKET", AF_PACKET, SOCK_DGRAM, 0);
+  try_socket("AF_VSOCK", AF_VSOCK, SOCK_STREAM, 0);
   return 0;
 }
 
@@ -190,6 +201,101 @@ static int fetch(unsigned port) {
   return 0;
 }
 
+/* "ping" from the client to the server, "pong" back. */
+static int exchange(int client, int server) {
+  char buf[8] = {0};
+  return write(client, "ping", 4) == 4 && read(server, buf, 4) == 4 && memcmp(buf, "ping", 4) == 0 &&
+         write(server, "pong", 4) == 4 && read(client, buf, 4) == 4 && memcmp(buf, "pong", 4) == 0;
+}
+
+static int loopback(unsigned port) {
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = v4(port);
+  int ok = l >= 0 && bind(l, (struct sockaddr *)&a, sizeof a) == 0;
+  show("bind 127.0.0.1:PORT", ok);
+  ok = ok && listen(l, 4) == 0;
+  show("listen", ok);
+  if (!ok) return 1;
+  int c = connect_to(AF_INET, &a, sizeof a);
+  show("connect to itself", c >= 0);
+  int s = c >= 0 ? accept(l, NULL, NULL) : -1;
+  show("accept", s >= 0);
+  show("data both ways", s >= 0 && exchange(c, s));
+  if (s >= 0) close(s);
+  if (c >= 0) close(c);
+  /* UDP to itself. */
+  int u = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in ua = v4(0);
+  socklen_t size = sizeof ua;
+  ok = u >= 0 && bind(u, (struct sockaddr *)&ua, sizeof ua) == 0 && getsockname(u, (struct sockaddr *)&ua, &size) == 0;
+  char buf[8] = {0};
+  ok = ok && sendto(u, "dgram", 5, 0, (struct sockaddr *)&ua, sizeof ua) == 5 && recv(u, buf, sizeof buf, 0) == 5 &&
+       memcmp(buf, "dgram", 5) == 0;
+  show("UDP to itself", ok);
+  if (u >= 0) close(u);
+  /* A fork child reaches the parent's listener: the tree shares the namespace. */
+  fflush(stdout);
+  pid_t child = fork();
+  if (child == 0) {
+    int cc = connect_to(AF_INET, &a, sizeof a);
+    char b[8] = {0};
+    _exit(cc >= 0 && write(cc, "ping", 4) == 4 && read(cc, b, 4) == 4 && memcmp(b, "pong", 4) == 0 ? 0 : 1);
+  }
+  s = child > 0 ? accept(l, NULL, NULL) : -1;
+  ok = s >= 0 && read(s, buf, 4) == 4 && memcmp(buf, "ping", 4) == 0 && write(s, "pong", 4) == 4;
+  int status = 0;
+  ok = child > 0 && waitpid(child, &status, 0) == child && ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  show("a fork child connects to the parent", ok);
+  close(l);
+  return 0;
+}
+
+static int interfaces(void) {
+  FILE *f = fopen("/proc/net/dev", "r");
+  char line[512], names[512] = "";
+  for (int n = 0; f != NULL && fgets(line, sizeof line, f) != NULL; ++n) {
+    char *colon = strchr(line, ':');
+    if (n < 2 || colon == NULL) continue;
+    *colon = '\0';
+    char *name = line;
+    while (*name == ' ') ++name;
+    strcat(strcat(names, names[0] ? " " : ""), name);
+  }
+  if (f != NULL) fclose(f);
+  printf("/proc/net/dev: %s\n", f != NULL ? names : result(0));
+  struct if_nameindex *all = if_nameindex();
+  names[0] = '\0';
+  for (struct if_nameindex *i = all; i != NULL && i->if_index != 0; ++i) {
+    strcat(strcat(names, names[0] ? " " : ""), i->if_name);
+  }
+  printf("if_nameindex: %s\n", all != NULL ? names : result(0));
+  if (all != NULL) if_freenameindex(all);
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct ifreq r = {0};
+  strcpy(r.ifr_name, "lo");
+  if (fd >= 0 && ioctl(fd, SIOCGIFFLAGS, &r) == 0) {
+    printf("lo: %s\n", (r.ifr_flags & IFF_UP) ? "up" : "down");
+  } else {
+    printf("lo: %s\n", result(0));
+  }
+  if (fd >= 0) close(fd);
+  struct ifaddrs *addresses = NULL;
+  if (getifaddrs(&addresses) != 0) {
+    printf("IPv4 addresses: %s\n", result(0));
+    return 0;
+  }
+  names[0] = '\0';
+  for (struct ifaddrs *a = addresses; a != NULL; a = a->ifa_next) {
+    if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)a->ifa_addr)->sin_addr, text, sizeof text);
+    strcat(strcat(strcat(strcat(names, names[0] ? " " : ""), a->ifa_name), " "), text);
+  }
+  printf("IPv4 addresses: %s\n", names);
+  freeifaddrs(addresses);
+  return 0;
+}
+
 /* The race: the sibling flips one field, the port, as the connect happens. */
 static struct sockaddr_in race_address;
 static atomic_int stop_flipping, flipping;
@@ -259,7 +365,9 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "sockets") == 0) return sockets();
   if (strcmp(mode, "rules") == 0 && argc > 3) return rules((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]));
   if (strcmp(mode, "fetch") == 0 && argc > 2) return fetch((unsigned)atoi(argv[2]));
+  if (strcmp(mode, "loopback") == 0 && argc > 2) return loopback((unsigned)atoi(argv[2]));
+  if (strcmp(mode, "interfaces") == 0) return interfaces();
   if (strcmp(mode, "race") == 0 && argc > 4) return race((unsigned)atoi(argv[2]), (unsigned)atoi(argv[3]), atoi(argv[4]));
-  fprintf(stderr, "usage: %s sockets | rules A D | fetch PORT | race A D ROUNDS\n", argv[0]);
+  fprintf(stderr, "usage: %s sockets | rules A D | fetch PORT | loopback PORT | interfaces | race A D ROUNDS\n", argv[0]);
   return 2;
 }

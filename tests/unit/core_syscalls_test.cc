@@ -17,6 +17,7 @@
 
 #include "arch/x86_64/xsave.h"
 #include "core/ldt_mirror.h"
+#include "core/signal_frame.h"
 #include "core/syscalls/handlers.h"
 #include "fake_guest.h"
 
@@ -824,6 +825,39 @@ TEST(SignalSyscalls, FramesShowUserSelectorsAndRtSigreturnChecksThem) {
   // A bad SS: replaced (force_valid_ss) unless UC_STRICT_RESTORE_SS.
   EXPECT_EQ(returning(0x33, 0x33, 0), Outcome::result(5));
   EXPECT_EQ(returning(0x33, 0x33, abi::kUcStrictRestoreSs), Outcome::signal(5, ForcedSignal{SIGSEGV, SI_KERNEL, 13, 0x30}));
+}
+
+// At CPL 0 the program's SS may be the null selector: an interrupt or
+// exception from ring 3 loads it in 64-bit mode, and a ring-3 run of the
+// privileged API that one ended leaves it so until the next system call
+// (dunk sandbox's supervisor, signal 32 nested under SA_NODEFER). A frame
+// built there says the user data segment, as every native frame does, and
+// its own rt_sigreturn accepts it. Before, the frame said 0 and its return
+// was the #GP of a null SS under UC_STRICT_RESTORE_SS: SIGSEGV.
+TEST(SignalSyscalls, AFrameBuiltOnANullStackSegmentReturns) {
+  for (const std::uint64_t ss : {std::uint64_t{0}, std::uint64_t{DUNK_KERNEL_DS}}) {
+    FakeGuest g;
+    const std::uint64_t stack = g.memory.add(64 * 1024);
+    g.frame.cs = DUNK_KERNEL_CS;
+    g.frame.ss = ss;
+    g.frame.rsp = stack + 64 * 1024 - 256;
+    g.frame.rip = 0x400500;
+    g.frame.rax = 77;
+    const TrapFrame before = g.frame;
+    PendingSignal p{};
+    const std::int32_t signo = SIGUSR1;
+    std::memcpy(p.info + offsetof(siginfo_t, si_signo), &signo, 4);
+    p.action = abi::Sigaction{0x401000, abi::kSaRestorer | abi::kSaSiginfo | abi::kSaNodefer, 0x402000, 0};
+    ASSERT_TRUE(push_signal_frame(g.memory, g.frame, p, g.initial_fpu, g.process.fpu, g.signals.altstack));
+    EXPECT_EQ(g.memory.object_at<abi::RtSigframe>(g.frame.rsp).uc.mcontext.ss, DUNK_USER_DS) << "SS " << ss;
+    // The handler's RET pops the return address; its restorer calls
+    // rt_sigreturn.
+    g.frame.rsp += 8;
+    g.frame.rip = 0x402002;
+    EXPECT_EQ(g.run(call(SYS_rt_sigreturn)), Outcome::result(77)) << "SS " << ss;
+    EXPECT_EQ(g.frame.rip, before.rip);
+    EXPECT_EQ(g.frame.rsp, before.rsp);
+  }
 }
 
 TEST(SignalSyscalls, AnXsaveImageTheCpuRefusesRestoresRegistersAndResetsTheFpu) {

@@ -2,13 +2,21 @@
 // --allow-bind's parsing, and each decision on socket addresses as the
 // kernel lays them out.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/netlink.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "sandbox/network.h"
@@ -189,6 +197,170 @@ TEST(SandboxNetwork, BindAndListenOnlyOnNamedPorts) {
   EXPECT_EQ(p.listen(bytes(path), sizeof path).err, 0);
   // No --allow-connect: every IPv4/IPv6 destination is refused.
   EXPECT_EQ(connect_errno(p, v4("127.0.0.1", 8080)), EPERM);
+}
+
+// In the program's own network namespace: IP sockets and addresses are the
+// namespace's, free while no rule is given; abstract AF_UNIX names are the
+// namespace's own; vsock (which no network namespace confines) and packet
+// sockets stay refused.
+TEST(SandboxNetwork, InTheNamespace) {
+  NetworkPolicy p;
+  p.set_unshare();
+  p.set_namespace();
+  EXPECT_EQ(p.socket(AF_INET, SOCK_STREAM, 0).err, 0);
+  EXPECT_EQ(p.socket(AF_INET6, SOCK_DGRAM, 0).err, 0);
+  EXPECT_EQ(p.socket(AF_INET, SOCK_RAW, IPPROTO_ICMP).err, 0);
+  EXPECT_EQ(p.socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE).err, 0);
+  EXPECT_EQ(p.socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT).err, EACCES);
+  EXPECT_EQ(p.socket(AF_VSOCK, SOCK_STREAM, 0).err, EACCES);
+  EXPECT_STREQ(p.socket(AF_VSOCK, SOCK_STREAM, 0).rule,
+               "--unshare-net: an AF_VSOCK socket (only AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK's NETLINK_ROUTE in "
+               "the namespace)");
+  EXPECT_EQ(p.socket(AF_PACKET, SOCK_DGRAM, 0).err, EACCES);
+  EXPECT_EQ(connect_errno(p, v4("127.0.0.1", 80)), 0);
+  EXPECT_EQ(connect_errno(p, v4("10.1.2.3", 80), 0, true), 0);  // the kernel: ENETUNREACH
+  EXPECT_EQ(p.bind(bytes(v4("127.0.0.1", 22)), sizeof(sockaddr_in)).err, 0);
+  EXPECT_EQ(p.listen(bytes(v4("127.0.0.1", 22)), sizeof(sockaddr_in)).err, 0);
+  sockaddr_un abstract{};
+  abstract.sun_family = AF_UNIX;
+  std::memcpy(abstract.sun_path, "\0x11-display", 12);
+  const std::size_t size = offsetof(sockaddr_un, sun_path) + 12;
+  EXPECT_EQ(connect_errno(p, abstract, size), 0);
+  EXPECT_EQ(p.bind(bytes(abstract), size).err, 0);
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  EXPECT_EQ(connect_errno(p, kernel, 0, true), 0);
+  EXPECT_EQ(p.bind(bytes(kernel), sizeof kernel).err, 0);
+}
+
+// Rules in the namespace restrict it further, each its own calls.
+TEST(SandboxNetwork, RulesInTheNamespace) {
+  NetworkPolicy binds = with({}, {"8080"});
+  binds.set_unshare();
+  binds.set_namespace();
+  EXPECT_EQ(binds.bind(bytes(v4("127.0.0.1", 22)), sizeof(sockaddr_in)).err, EACCES);
+  EXPECT_EQ(binds.bind(bytes(v4("127.0.0.1", 8080)), sizeof(sockaddr_in)).err, 0);
+  EXPECT_EQ(binds.listen(bytes(v4("127.0.0.1", 0)), sizeof(sockaddr_in)).err, EACCES);
+  EXPECT_EQ(connect_errno(binds, v4("127.0.0.1", 22)), 0);  // no --allow-connect: free inside
+  EXPECT_EQ(binds.socket(AF_INET, SOCK_RAW, IPPROTO_ICMP).err, EACCES);  // rules: TCP and UDP only
+  NetworkPolicy connects = with({"127.0.0.1:80"});
+  connects.set_unshare();
+  connects.set_namespace();
+  EXPECT_EQ(connect_errno(connects, v4("127.0.0.1", 81)), EPERM);
+  EXPECT_EQ(connect_errno(connects, v4("127.0.0.1", 80)), 0);
+  EXPECT_EQ(connects.bind(bytes(v4("127.0.0.1", 22)), sizeof(sockaddr_in)).err, 0);  // no --allow-bind
+}
+
+// The interfaces /proc/self/net/dev lists.
+std::string interfaces() {
+  std::ifstream dev("/proc/self/net/dev");
+  std::string line, names;
+  for (int n = 0; std::getline(dev, line); ++n) {
+    const std::size_t colon = line.find(':');
+    if (n < 2 || colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    name.erase(0, name.find_first_not_of(' '));
+    names += (names.empty() ? "" : " ") + name;
+  }
+  return names;
+}
+
+// A loopback TCP connection to itself, over 127.0.0.1.
+bool loopback_works() {
+  const int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = v4("127.0.0.1", 0);
+  socklen_t size = sizeof a;
+  bool ok = bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && listen(l, 1) == 0 &&
+            getsockname(l, reinterpret_cast<sockaddr*>(&a), &size) == 0;
+  const int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ok = ok && connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  const int s = ok ? accept(l, nullptr, nullptr) : -1;
+  char byte = 0;
+  ok = ok && s >= 0 && write(c, "x", 1) == 1 && read(s, &byte, 1) == 1 && byte == 'x';
+  close(l);
+  close(c);
+  if (s >= 0) close(s);
+  return ok;
+}
+
+std::string status_field(const char* field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with(field)) return line.substr(line.find_first_not_of(" \t", std::strlen(field)));
+  }
+  return {};
+}
+
+// What a child that made the namespace saw, as "made userns why|interfaces|
+// loopback|uid|CapEff", or the reason it did not make one.
+std::string in_a_child(uid_t user) {
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(out[0]);
+    if (user != 0 && (setresgid(user, user, user) != 0 || setresuid(user, user, user) != 0)) _exit(3);
+    // As after an execve by that user (a change of ids makes the process
+    // undumpable, and its /proc/self files root's).
+    prctl(PR_SET_DUMPABLE, 1);
+    const NetNamespace ns = make_network_namespace();
+    std::ostringstream text;
+    text << ns.made << " " << ns.user_namespace << " [" << ns.why << "]";
+    if (ns.made) {
+      text << "|" << interfaces() << "|" << loopback_works() << "|" << getuid() << "|" << status_field("CapEff:");
+    }
+    const std::string s = text.str();
+    _exit(write(out[1], s.data(), s.size()) == static_cast<ssize_t>(s.size()) ? 0 : 4);
+  }
+  close(out[1]);
+  std::string text;
+  char buffer[512];
+  for (ssize_t n; (n = read(out[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<std::size_t>(n));
+  close(out[0]);
+  int status = 0;
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  return text;
+}
+
+// Whether `user` may make a user namespace here (the kernel asked directly).
+bool user_namespaces_for(uid_t user) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    if (setresgid(user, user, user) != 0 || setresuid(user, user, user) != 0) _exit(3);
+    _exit(unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0 ? 0 : 1);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+// As root (the unit tier runs as root): a plain network namespace, only lo,
+// up, a loopback connection works; the capabilities are root's.
+TEST(SandboxNetworkNamespace, AsRootOnlyLoopbackUp) {
+  ASSERT_EQ(geteuid(), 0u) << "the unit tier runs as root";
+  const std::string seen = in_a_child(0);
+  EXPECT_EQ(seen.substr(0, seen.find("|")), "1 0 []") << seen;
+  EXPECT_NE(seen.find("|lo|1|0|"), std::string::npos) << seen;
+  // The test itself is still in the host's namespace.
+  EXPECT_NE(interfaces(), "");
+}
+
+// As nobody: a network namespace inside a user namespace, with nobody
+// still nobody and no capability left; or, where the kernel refuses nobody
+// a user namespace, no namespace and both refusals named.
+TEST(SandboxNetworkNamespace, UnprivilegedInAUserNamespaceOrNone) {
+  ASSERT_EQ(geteuid(), 0u) << "the unit tier runs as root";
+  constexpr uid_t kNobody = 65534;
+  const std::string seen = in_a_child(kNobody);
+  if (user_namespaces_for(kNobody)) {
+    EXPECT_EQ(seen, "1 1 []|lo|1|65534|0000000000000000");
+  } else {
+    EXPECT_EQ(seen.substr(0, 4), "0 0 ") << seen;
+    EXPECT_NE(seen.find("unshare(CLONE_NEWNET): EPERM, unshare(CLONE_NEWUSER | CLONE_NEWNET): "), std::string::npos)
+        << seen;
+  }
 }
 
 }  // namespace
