@@ -29,6 +29,19 @@ rounds() {
 	fi
 }
 
+# as_unprivileged CMD...: CMD as nobody when the test runs as root (with a
+# KVM handle it inherits: DUNK_KVM_FD), as it is otherwise: RLIMIT_NPROC
+# binds only a user without CAP_SYS_RESOURCE, and a namespace or a cgroup
+# is what an unprivileged user may make.
+as_unprivileged() {
+	if (($(id -u) == 0)); then
+		exec 9<>/dev/kvm
+		DUNK_KVM_FD=9 setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
+	else
+		"$@"
+	fi
+}
+
 fail() {
 	echo "FAIL: $*" >&2
 	exit 1

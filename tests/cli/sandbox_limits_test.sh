@@ -62,17 +62,6 @@ test_rlimit_stack() {
 	expect_contains "the limit the program sees" "RLIMIT_STACK (MiB): soft 1 hard 1" "$OUT"
 }
 
-# RLIMIT_NPROC binds only a user without CAP_SYS_RESOURCE: as root, the
-# test runs dunk as nobody, with a KVM handle it inherits (DUNK_KVM_FD).
-as_unprivileged() {
-	if (($(id -u) == 0)); then
-		exec 9<>/dev/kvm
-		DUNK_KVM_FD=9 setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
-	else
-		"$@"
-	fi
-}
-
 test_rlimit_nproc() {
 	cd "$WORK"
 	run_cmd as_unprivileged "$DUNK" sandbox --rlimit-nproc 6 -- "$(limits_program)" nproc

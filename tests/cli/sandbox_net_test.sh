@@ -58,17 +58,6 @@ decision_mode_sockets() {
 	EOF
 }
 
-# RLIMIT_NPROC's test does the same: as root, dunk runs as nobody with a
-# KVM handle it inherits (DUNK_KVM_FD).
-as_unprivileged() {
-	if (($(id -u) == 0)); then
-		exec 9<>/dev/kvm
-		DUNK_KVM_FD=9 setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"
-	else
-		"$@"
-	fi
-}
-
 test_unshare_net() {
 	(($(id -u) == 0)) || fail "run as root (the nested test VM's user): the namespace needs CAP_SYS_ADMIN there"
 	run_cmd "$DUNK" sandbox --policy "$(allow_all)" --unshare-net -- "$(net_program)" sockets
