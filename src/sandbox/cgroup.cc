@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "abi/names.h"
+#include "sandbox/text_files.h"
 
 namespace dunk::sandbox {
 namespace {
@@ -16,30 +17,6 @@ namespace {
 std::string errno_text(int err) {
   const char* name = abi::errno_name(err);
   return std::string(name != nullptr ? name : std::to_string(err)) + " (" + std::strerror(err) + ")";
-}
-
-// The whole of a small file; false with errno.
-bool read_text(const std::string& path, std::string& text) {
-  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  text.clear();
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(fd, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<std::size_t>(n));
-  const int err = errno;
-  close(fd);
-  errno = err;
-  return n == 0;
-}
-
-// One write of `text` (a cgroup file takes one value per write); 0 or the errno.
-int write_text(const std::string& path, const std::string& text) noexcept {
-  const int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  const ssize_t n = write(fd, text.data(), text.size());
-  const int err = n == static_cast<ssize_t>(text.size()) ? 0 : n < 0 ? errno : EIO;
-  close(fd);
-  return err;
 }
 
 std::vector<std::string_view> words(std::string_view line) {

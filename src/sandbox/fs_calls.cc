@@ -813,7 +813,7 @@ long perform(ProgramThread& t, const abi::Call& call, const abi::Call& copied, v
 void answer(ProgramThread& t, long ret) noexcept {
   if (ret == kRestartForSignal) {
     // As serve_call does: the SYSCALL runs again after the handler.
-    t.frame.rip -= 2;
+    t.frame.rip -= kSyscallInsnLength;
     return;
   }
   t.frame.rax = static_cast<std::uint64_t>(ret);

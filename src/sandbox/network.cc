@@ -1,7 +1,6 @@
 #include "sandbox/network.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/netlink.h>
 #include <net/if.h>
@@ -21,6 +20,7 @@
 #include "abi/names.h"
 #include "base/syscall.h"
 #include "sandbox/supervisor.h"
+#include "sandbox/text_files.h"
 
 namespace dunk::sandbox {
 namespace {
@@ -345,16 +345,6 @@ std::string errno_text(int err) {
   return name != nullptr ? name : std::to_string(err);
 }
 
-// Writes all of `text` to `path`; 0 or the errno.
-int write_file(const char* path, const std::string& text) noexcept {
-  const int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
-  const ssize_t n = write(fd, text.data(), text.size());
-  const int err = n == static_cast<ssize_t>(text.size()) ? 0 : n < 0 ? errno : EIO;
-  close(fd);
-  return err;
-}
-
 // `lo` up (SIOCSIFFLAGS): the one interface a new namespace has, down.
 int loopback_up() noexcept {
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -410,15 +400,15 @@ NetNamespace make_network_namespace() {
   }
   result.made = true;
   result.user_namespace = true;
-  int err = write_file("/proc/self/setgroups", "deny");
+  int err = write_text("/proc/self/setgroups", "deny");
   const char* step = "/proc/self/setgroups";
   if (err == 0) {
     step = "/proc/self/uid_map";
-    err = write_file(step, std::to_string(uid) + " " + std::to_string(uid) + " 1\n");
+    err = write_text(step, std::to_string(uid) + " " + std::to_string(uid) + " 1\n");
   }
   if (err == 0) {
     step = "/proc/self/gid_map";
-    err = write_file(step, std::to_string(gid) + " " + std::to_string(gid) + " 1\n");
+    err = write_text(step, std::to_string(gid) + " " + std::to_string(gid) + " 1\n");
   }
   if (err == 0) {
     step = "bringing lo up";

@@ -18,7 +18,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -410,8 +409,7 @@ void send_queued_signals(ProgramThread& t, long tid) noexcept {
   SignalQueue& q = t.signals;
   while (!q.empty()) {
     const std::uint32_t head = q.head.load(std::memory_order_relaxed);
-    std::int32_t sig;
-    std::memcpy(&sig, q.slots[head % SignalQueue::kSize].info + offsetof(siginfo_t, si_signo), sizeof sig);
+    const int sig = signal_of(q.slots[head % SignalQueue::kSize].info);
     q.head.store(head + 1, std::memory_order_release);
     sys::call(SYS_tgkill, static_cast<long>(sandbox().pid), tid, sig);
   }
@@ -478,7 +476,7 @@ void run_handed_over(ProgramThread& t, void* context) noexcept {
   replace_image(t, request);
   // Signals sent here while the thread was parked (the caller's queued
   // ones among them) now meet the new dispositions.
-  restore_signal_mask(mask);
+  set_signal_mask(mask);
 }
 
 ProgramThread* first_thread_parked() noexcept {
@@ -510,7 +508,7 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
       case StopOutcome::kBusy:
         // Another thread's execve goes first: this thread parks, and makes
         // its call again if that one fails.
-        t.frame.rip -= 2;
+        t.frame.rip -= kSyscallInsnLength;
         return;
       case StopOutcome::kBlocked: {
         char why[200];
@@ -526,7 +524,7 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
       // The new program runs on the first thread, whose tid is the pid;
       // this one ends, its undelivered signals sent there (blocked until
       // the new dispositions are in place).
-      auto* handover = new (std::nothrow) Handover{std::move(request), block_signals_for_handover()};
+      auto* handover = new (std::nothrow) Handover{std::move(request), block_signals(kAllSignals)};
       if (handover == nullptr) die_by_signal(SIGKILL, "out of memory at an execve's point of no return");
       take_monitor_signals();
       send_queued_signals(t, first->tid);

@@ -54,23 +54,6 @@ core::FpuFormat fpu_format() noexcept {
   return core::FpuFormat{s.fpu_size, s.xcr0, core::Machine::instance().fpu_init_image()};
 }
 
-std::uint64_t block_signals(std::uint64_t add) noexcept {
-  std::uint64_t old = 0;
-  sys::call(SYS_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&add), reinterpret_cast<long>(&old), 8);
-  return old;
-}
-
-void set_mask(std::uint64_t mask) noexcept {
-  mask &= ~abi::kUnblockable;
-  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
-}
-
-int signal_of(const std::uint8_t* info) noexcept {
-  std::int32_t sig;
-  std::memcpy(&sig, info + offsetof(siginfo_t, si_signo), sizeof sig);
-  return sig;
-}
-
 // Builds the program's frame for one signal on its ring-3 stack, with its
 // handler's mask applied; false when the frame cannot be written.
 bool push_frame(ProgramThread& t, const std::uint8_t* info, const abi::Sigaction& action, std::uint64_t trapno,
@@ -88,7 +71,7 @@ bool push_frame(ProgramThread& t, const std::uint8_t* info, const abi::Sigaction
   const std::byte* image = t.fpu_live ? t.fpu : format.initial;
   ProgramWriter memory;
   if (!core::push_signal_frame(memory, t.frame, p, image, format, t.altstack)) {
-    set_mask(p.mask_before);
+    set_signal_mask(p.mask_before);
     return false;
   }
   // The handler starts with the FPU's initial state, as natively.
@@ -107,6 +90,23 @@ void fill_siginfo(std::uint8_t (&info)[abi::kSiginfoSize], int sig, int code, st
 
 }  // namespace
 
+std::uint64_t block_signals(std::uint64_t add) noexcept {
+  std::uint64_t old = 0;
+  sys::call(SYS_rt_sigprocmask, SIG_BLOCK, reinterpret_cast<long>(&add), reinterpret_cast<long>(&old), 8);
+  return old;
+}
+
+void set_signal_mask(std::uint64_t mask) noexcept {
+  mask &= ~abi::kUnblockable;
+  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
+}
+
+int signal_of(const std::uint8_t* info) noexcept {
+  std::int32_t sig;
+  std::memcpy(&sig, info + offsetof(siginfo_t, si_signo), sizeof sig);
+  return sig;
+}
+
 // The supervisor's handler for every signal the program handles. Runs in
 // guest ring 0 on the supervisor's stack, delivered by the monitor.
 extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
@@ -116,6 +116,10 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
   Sandbox& s = sandbox();
   const abi::Sigaction action = s.actions.get(sig);
   const std::uint64_t rip = uc->mcontext.rip;
+  // The program's call is about to be made, or was interrupted and the
+  // kernel would run it again.
+  const bool call_to_make = rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
+                            rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn);
   if (sig == kStopSignal && is_stop_kick(*info)) {
     // Another thread's execve asks this one to park (thread_stop.cc): a
     // forwarded call it interrupted is made again if the thread goes on,
@@ -123,8 +127,7 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
     // signal (an EINTR here is this signal's).
     const bool interrupted = rip == reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done) &&
                              static_cast<long>(uc->mcontext.rax) == -EINTR;
-    if (interrupted || (rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
-                        rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn))) {
+    if (interrupted || call_to_make) {
       uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done);
       uc->mcontext.rax = static_cast<std::uint64_t>(kRestartForSignal);
     }
@@ -136,12 +139,10 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
     if (action.handler == abi::kSigIgn) return;
     die_by_signal(sig, nullptr);
   }
-  if (rip >= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_check) &&
-      rip <= reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_insn)) {
-    // The program's call is about to be made, or was interrupted and the
-    // kernel would run it again: the program's handler must run first, so
-    // the call returns without running, and the loop points ring 3 at its
-    // SYSCALL again under the handler's frame (forward.S).
+  if (call_to_make) {
+    // The program's handler must run first, so the call returns without
+    // running, and the loop points ring 3 at its SYSCALL again under the
+    // handler's frame (forward.S).
     uc->mcontext.rip = reinterpret_cast<std::uint64_t>(dunk_sandbox_forward_done);
     uc->mcontext.rax = static_cast<std::uint64_t>(kRestartForSignal);
   }
@@ -238,7 +239,7 @@ void sys_rt_sigreturn(ProgramThread& t, const abi::Call&) noexcept {
     return force_signal(t, SIGSEGV, SI_KERNEL, 0, 0, 0);
   }
   const abi::Sigcontext& sc = frame.uc.mcontext;
-  set_mask(frame.uc.sigmask);
+  set_signal_mask(frame.uc.sigmask);
   core::restore_from_sigcontext(sc, t.frame);
   const auto cs = static_cast<std::uint16_t>(sc.cs | 3), ss = static_cast<std::uint16_t>(sc.ss | 3);
   constexpr std::uint64_t kGeneralProtection = 13;

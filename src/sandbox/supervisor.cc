@@ -33,7 +33,6 @@ namespace {
 
 thread_local ProgramThread* tls_thread = nullptr;
 
-constexpr std::size_t kSyscallInsnLength = 2;
 // The highest canonical user address + 1 (47 bits).
 constexpr std::uint64_t kUserTop = std::uint64_t{1} << 47;
 constexpr std::size_t kSupervisorStack = 1 << 20;

@@ -232,6 +232,8 @@ void answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept;
 extern "C" long dunk_sandbox_forward(const abi::Call* call, const std::atomic<std::uint32_t>* head,
                                      const std::atomic<std::uint32_t>* tail);
 extern "C" const char dunk_sandbox_forward_check[], dunk_sandbox_forward_insn[], dunk_sandbox_forward_done[];
+// The length of SYSCALL: ring 3 goes back by it to make a call again.
+inline constexpr std::size_t kSyscallInsnLength = 2;
 // What a forwarded call returns when a signal interrupted it that the
 // program must see before the call runs again (see signals.cc).
 inline constexpr long kRestartForSignal = -512;
@@ -262,16 +264,20 @@ void end_other_threads(ProgramThread& t, ProgramThread* successor, void (*task)(
 // By the thread that performs the execve: returns once the ended threads
 // are gone; `t` is then the process's only thread.
 void wait_for_ended_threads(ProgramThread& t) noexcept;
-std::uint64_t current_signal_mask() noexcept;
-// Blocks every signal; returns the old mask.
-std::uint64_t block_signals_for_handover() noexcept;
-void restore_signal_mask(std::uint64_t mask) noexcept;
 // Signals the monitor took for this vCPU, handed to the supervisor's
 // handler now (supervisor.cc).
 void take_monitor_signals() noexcept;
 
 // ---- Signals (signal_calls.cc) ----------------------------------------------
 
+// The host thread's mask (the program thread's): block_signals adds `add`
+// and returns the mask before; set_signal_mask sets it (SIGKILL and SIGSTOP
+// aside). kAllSignals: every signal that can be blocked.
+inline constexpr std::uint64_t kAllSignals = ~abi::kUnblockable;
+std::uint64_t block_signals(std::uint64_t add) noexcept;
+void set_signal_mask(std::uint64_t mask) noexcept;
+// A siginfo's signal number.
+int signal_of(const std::uint8_t* info) noexcept;
 // Installs the host handler for `sig` that matches the program's action.
 long install_host_action(int sig, const abi::Sigaction& program) noexcept;
 // Delivers the signals the host handler took for `t`: a frame each, on its

@@ -30,6 +30,7 @@
 
 #include "base/syscall.h"
 #include "sandbox/supervisor.h"
+#include "sandbox/text_files.h"
 
 namespace dunk::sandbox {
 namespace {
@@ -43,17 +44,6 @@ constexpr long kKickIntervalNs = 10'000'000;
 // program's mask.
 constexpr unsigned kLooksAtABlock = 20;
 
-std::uint64_t block_all_signals() noexcept {
-  std::uint64_t all = ~abi::kUnblockable, old = 0;
-  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&old), 8);
-  return old;
-}
-
-void set_signal_mask(std::uint64_t mask) noexcept {
-  mask &= ~abi::kUnblockable;
-  sys::call(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&mask), 0, 8);
-}
-
 void futex_wait(const std::atomic<std::uint32_t>& word, std::uint32_t seen, long timeout_ns) noexcept {
   timespec timeout{0, timeout_ns};
   sys::call(SYS_futex, reinterpret_cast<long>(&word), FUTEX_WAIT_PRIVATE, seen,
@@ -64,31 +54,15 @@ void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept {
   sys::call(SYS_futex, reinterpret_cast<long>(&word), FUTEX_WAKE_PRIVATE, INT32_MAX);
 }
 
-// The line "NAME:\t<hex>" of /proc/self/task/TID/status, or false when the
-// thread is gone.
-bool task_status_mask(long tid, const char* name, std::uint64_t& mask) noexcept {
-  char path[64];
-  std::snprintf(path, sizeof path, "/proc/self/task/%ld/status", tid);
-  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_RDONLY | O_CLOEXEC);
-  if (sys::failed(fd)) return false;
-  char text[4096];
-  long size = 0;
-  for (long n; size < static_cast<long>(sizeof text) - 1; size += n) {
-    n = sys::call(SYS_read, fd, reinterpret_cast<long>(text + size), static_cast<long>(sizeof text) - 1 - size);
-    if (n <= 0) break;
-  }
-  sys::call(SYS_close, fd);
-  text[size] = '\0';
-  const std::size_t length = std::strlen(name);
-  for (const char* line = text; line != nullptr && *line != '\0';) {
-    if (std::strncmp(line, name, length) == 0 && line[length] == ':') {
-      mask = std::strtoull(line + length + 1, nullptr, 16);
-      return true;
-    }
-    line = std::strchr(line, '\n');
-    if (line != nullptr) ++line;
-  }
-  return false;
+// The signals thread `tid` blocks (SigBlk in /proc/self/task/TID/status),
+// or false when the thread is gone.
+bool blocked_signals(long tid, std::uint64_t& mask) {
+  std::string text;
+  if (!read_text("/proc/self/task/" + std::to_string(tid) + "/status", text)) return false;
+  const std::size_t at = text.find("\nSigBlk:");
+  if (at == std::string::npos) return false;
+  mask = std::strtoull(text.c_str() + at + std::strlen("\nSigBlk:"), nullptr, 16);
+  return true;
 }
 
 bool task_alive(long tid) noexcept {
@@ -112,11 +86,7 @@ void kick(const ThreadStop& x, long tid) noexcept {
 
 // Ends the calling program thread (parked, or handing its execve over).
 [[noreturn]] void end_thread(ProgramThread& t) noexcept {
-  ThreadStop& x = sandbox().stop;
-  {
-    LockGuard hold(x.lock);
-    std::erase(x.threads, &t);
-  }
+  unregister_thread(t);
   release_thread_slot();
   set_current_thread(nullptr);
   if (t.main) sys::call(SYS_exit, 0);  // the first thread's host thread is not a pthread of dunk's
@@ -168,7 +138,7 @@ void park_if_stopping(ProgramThread& t) noexcept {
   // is parked the process's signals go to the threads that go on. The
   // owner does not take the mask it sees meanwhile for the program's.
   t.parking.store(true, std::memory_order_release);
-  const std::uint64_t mask = block_all_signals();
+  const std::uint64_t mask = block_signals(kAllSignals);
   take_monitor_signals();
   std::uint32_t generation = 0;
   {
@@ -247,7 +217,7 @@ StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
     for (const Waiting& w : waiting) {
       if (w.parking) continue;  // its mask is the park's
       std::uint64_t blocked = 0;
-      if (task_status_mask(w.tid, "SigBlk", blocked) && (blocked & abi::sigbit(kStopSignal)) != 0) {
+      if (blocked_signals(w.tid, blocked) && (blocked & abi::sigbit(kStopSignal)) != 0) {
         if (!someone_blocks) {
           someone_blocks = true;
           looks = w.tid == blocking ? looks + 1 : 1;
@@ -315,15 +285,5 @@ void wait_for_ended_threads(ProgramThread& t) noexcept {
   x.owner = nullptr;
   x.requested.store(false, std::memory_order_release);
 }
-
-std::uint64_t current_signal_mask() noexcept {
-  std::uint64_t mask = 0;
-  sys::call(SYS_rt_sigprocmask, SIG_BLOCK, 0, reinterpret_cast<long>(&mask), 8);
-  return mask;
-}
-
-std::uint64_t block_signals_for_handover() noexcept { return block_all_signals(); }
-
-void restore_signal_mask(std::uint64_t mask) noexcept { set_signal_mask(mask); }
 
 }  // namespace dunk::sandbox
