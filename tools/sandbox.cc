@@ -360,10 +360,20 @@ std::string kvm_device() {
 }
 
 // Removes the view's skeleton directory however dunk leaves.
+// The command line's forms are the view's kinds, in the same order.
+using Form = SandboxCommandOptions::Form;
+using Kind = sandbox::BindSpec::Kind;
+static_assert(static_cast<int>(Form::kBind) == static_cast<int>(Kind::kBind) &&
+              static_cast<int>(Form::kTmpfs) == static_cast<int>(Kind::kTmpfs) &&
+              static_cast<int>(Form::kDir) == static_cast<int>(Kind::kDir) &&
+              static_cast<int>(Form::kSymlink) == static_cast<int>(Kind::kSymlink) &&
+              static_cast<int>(Form::kDev) == static_cast<int>(Kind::kDev) &&
+              static_cast<int>(Form::kProc) == static_cast<int>(Kind::kProc));
+
 struct ViewCleanup {
   sandbox::FsView* view = nullptr;
   ~ViewCleanup() {
-    if (view != nullptr) view->remove_skeleton();
+    if (view != nullptr) view->remove_own_trees();
   }
 };
 
@@ -468,7 +478,9 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   int landlock = 0;
   if (!options.binds.empty()) {
     std::vector<sandbox::BindSpec> specs;
-    for (const auto& b : options.binds) specs.push_back({b.option, b.source, b.destination, b.writable});
+    for (const auto& b : options.binds) {
+      specs.push_back({b.option, b.source, b.destination, b.writable, static_cast<sandbox::BindSpec::Kind>(b.form)});
+    }
     std::string why;
     view = sandbox::FsView::build(specs, why);
     if (!view) return fail(kExitCannotRun, "sandbox: " + why);
@@ -560,7 +572,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   const bool ends_with_program = seconds != 0 || cgroup.active();
   if (ends_with_program) prctl(PR_SET_CHILD_SUBREAPER, 1);
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
-  if (view) view->remove_skeleton();
+  if (view) view->remove_own_trees();
   // What the program left running would outlive the time limit, or keep
   // the cgroup alive: the sandbox ends with its program.
   if (ends_with_program && !timed_out) {

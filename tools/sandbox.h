@@ -42,11 +42,15 @@ struct SandboxCommandOptions {
   // --ro-bind/--bind/--dev-bind SRC [DST], in command-line order (a later
   // bind of the same destination wins); --chdir DIR, the directory in the
   // view the program starts in (default: dunk's own, if the view has it).
+  // Also --tmpfs DST, --dir DST, --symlink TEXT DST, --dev DST and --proc
+  // DST, in the same order (sandbox::BindSpec::Kind, in that order too).
+  enum class Form : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc };
   struct Bind {
     std::string option;
-    std::string source;
+    std::string source;       // --symlink: the link's text
     std::string destination;  // empty: the same as source
     bool writable = false;
+    Form form = Form::kBind;
   };
   std::vector<Bind> binds;
   std::string chdir;

@@ -120,6 +120,37 @@ Command add_sandbox(CLI::App& dunk) {
        "(put -- before PROG when DST is left out)");
   bind("--bind", true, "The same, read-write");
   bind("--dev-bind", true, "The same as --bind (device nodes are usable under every bind)");
+  // bubblewrap's other forms, in the same order as the binds.
+  auto form = [app, options](const char* name, SandboxCommandOptions::Form kind, int values, const char* type,
+                             const char* help) {
+    app->add_option_function<std::vector<std::string>>(
+           name,
+           [options, name, kind, values](const std::vector<std::string>& given) {
+             SandboxCommandOptions::Bind b{name, values == 2 ? given[0] : std::string(), given.back(), false, kind};
+             if (options->bind_error.empty()) {
+               if (static_cast<int>(given.size()) != values) {
+                 options->bind_error = std::string(name) + " " + given[0] + ": needs both TEXT and DST";
+               } else if (given.back().empty()) {
+                 options->bind_error = std::string(name) + ": an empty DST";
+               }
+             }
+             options->binds.push_back(std::move(b));
+           },
+           help)
+        ->expected(1, values)
+        ->allow_extra_args(false)
+        ->trigger_on_parse()
+        ->type_name(type);
+  };
+  using Kind = SandboxCommandOptions::Form;
+  form("--tmpfs", Kind::kTmpfs, 1, "DST",
+       "An empty directory at DST that PROG may write (dunk's own, under $TMPDIR; removed with its contents at the end)");
+  form("--dir", Kind::kDir, 1, "DST",
+       "A directory at DST: made in a writable bind's tree if not there, else an empty one as --tmpfs");
+  form("--symlink", Kind::kSymlink, 2, "TEXT DST", "A symlink at DST with the text TEXT");
+  form("--dev", Kind::kDev, 1, "DST",
+       "A /dev at DST: null, zero, full, random, urandom, tty, stdin/stdout/stderr/fd links, pts, shm (writable)");
+  form("--proc", Kind::kProc, 1, "DST", "The host's /proc at DST, read-only");
   app->add_option("--chdir", options->chdir, "Start PROG in DIR of the view (default: dunk's directory, else /)")
       ->type_name("DIR");
   app->add_option("--learn", options->learn_path,

@@ -353,6 +353,36 @@ long open_in_mount(const FsView::Mount& m, const std::string& rel, std::uint64_t
   return open_beneath(m, rel, flags & ~std::uint64_t{O_CREAT | O_EXCL}, 0, resolve);
 }
 
+// An open of /proc/self/fd/N whose object has no path in the view (a pipe,
+// a socket, a file inherited from outside; FsView::ResolveOptions::
+// descriptors): the kernel reopens N's object through that link, for no
+// more than N was opened for — the program could read or write it through
+// N anyway, and gets nothing else. Under numbers_lock, so that no sibling
+// thread puts another file under N between the check and the reopen.
+long reopen_descriptor(ProgramThread& t, const abi::Call& call, FsView& v, int n, std::uint64_t flags,
+                       std::uint64_t mode) noexcept {
+  if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return -EEXIST;
+  LockGuard hold(v.numbers_lock());
+  const long held = sys::call(SYS_fcntl, n, F_GETFL);
+  if (held < 0) return -ENOENT;  // closed meanwhile: the link is gone
+  if ((flags & O_PATH) == 0) {
+    const std::uint64_t wanted = flags & O_ACCMODE;
+    const bool reads = wanted != O_WRONLY, writes = wanted != O_RDONLY || (flags & (O_TRUNC | kTmpfile)) != 0;
+    const bool path_only = (held & O_PATH) != 0;
+    const bool can_read = !path_only && (held & O_ACCMODE) != O_WRONLY;
+    const bool can_write = !path_only && (held & O_ACCMODE) != O_RDONLY;
+    if ((reads && !can_read) || (writes && !can_write)) {
+      return refused(t, call, -EACCES,
+                     "reopening a descriptor whose object is outside the file-system view for more than it was "
+                     "opened for");
+    }
+  }
+  char link[64];
+  proc_link(link, n);
+  return forward(abi::Call{SYS_openat, {static_cast<std::uint64_t>(AT_FDCWD), reinterpret_cast<std::uint64_t>(link),
+                                        flags & ~std::uint64_t{O_CREAT | O_EXCL}, mode}});
+}
+
 long perform_open(ProgramThread& t, const abi::Call& call, const abi::Call& copied, Context& c) noexcept {
   const OpenRequest r = open_request(c.what.nr, copied);
   if (r.path == nullptr) return -EFAULT;
@@ -364,6 +394,8 @@ long perform_open(ProgramThread& t, const abi::Call& call, const abi::Call& copi
   options.no_symlinks = (r.resolve & RESOLVE_NO_SYMLINKS) != 0;
   options.beneath = (r.resolve & RESOLVE_BENEATH) != 0;
   options.in_root = (r.resolve & RESOLVE_IN_ROOT) != 0;
+  options.no_magic_links = (r.resolve & RESOLVE_NO_MAGICLINKS) != 0;
+  options.descriptors = true;
   std::string start;
   if (const long err = start_of(t, call, c.view, r.dirfd, r.path, options.beneath || options.in_root, start); err != 0) {
     return err;
@@ -396,6 +428,7 @@ long perform_open(ProgramThread& t, const abi::Call& call, const abi::Call& copi
     if (const long err = c.view.resolve(start, path, options, resolved); err != 0) {
       return refused(t, call, err, resolved.why);
     }
+    if (resolved.descriptor >= 0) return reopen_descriptor(t, call, c.view, resolved.descriptor, r.flags, r.mode);
     const auto& m = c.view.mounts()[static_cast<std::size_t>(resolved.mount)];
     const long ret = open_in_mount(m, resolved.rel, r.flags, r.mode, extra);
     if (ret != -ELOOP || (resolved.exists && S_ISLNK(resolved.st.st_mode))) return ret;
@@ -448,9 +481,12 @@ long perform_object(ProgramThread& t, const abi::Call& call, const abi::Call& co
   LockGuard hold(c.view.numbers_lock());
   FsView::ResolveOptions options;
   options.follow_last = follows(c.what, copied);
+  const bool changes = writes(c.what, copied, arg.path);
+  // stat and friends of /proc/self/fd/N look at N's object, wherever it is.
+  options.descriptors = c.what.op == Op::kObject && !changes;
   FsView::Resolved r;
   if (const long err = c.view.resolve(start, path, options, r); err != 0) return refused(t, call, err, r.why);
-  if (writes(c.what, copied, arg.path) && !c.view.mounts()[static_cast<std::size_t>(r.mount)].writable) return -EROFS;
+  if (changes && !c.view.mounts()[static_cast<std::size_t>(r.mount)].writable) return -EROFS;
   if (c.what.op == Op::kReadlink) {
     if (!S_ISLNK(r.st.st_mode)) return -EINVAL;
     abi::Call f{SYS_readlinkat, {static_cast<std::uint64_t>(r.object), reinterpret_cast<std::uint64_t>(""),

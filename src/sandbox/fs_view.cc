@@ -9,14 +9,18 @@
 // symlink is followed by dunk: its text replaces it, an absolute one
 // starting again at the view's "/". ".." is the view path's parent (the
 // view's tree, as a chroot's), so it never leaves a mount for the host
-// directory above it. Magic links (/proc/PID/fd/N, cwd, root, exe, ...)
-// are refused as RESOLVE_NO_MAGICLINKS refuses them: what they lead to is
-// not a path in the view.
+// directory above it. Magic links (/proc/PID/cwd, root, exe, ...) are
+// refused as RESOLVE_NO_MAGICLINKS refuses them: what they lead to is not
+// a path in the view. The exception is the program's own descriptors'
+// /proc/self/fd/N: followed to the view path of N's object when it has
+// one, else (a pipe, a file from outside) N itself, for the calls that
+// can use it (ResolveOptions::descriptors).
 //
 // This runs in ring 0 as ordinary code of dunk's (it may allocate and lock)
 // and, for build(), in dunk before the sandbox exists.
 #include "sandbox/fs_view.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
@@ -31,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "base/fd_placement.h"
@@ -153,6 +158,7 @@ FsView::Resolved& FsView::Resolved::operator=(Resolved&& other) noexcept {
     st = other.st;
     object = std::exchange(other.object, -1);
     owned = std::exchange(other.owned, false);
+    descriptor = std::exchange(other.descriptor, -1);
     why = other.why;
   }
   return *this;
@@ -164,26 +170,67 @@ FsView::Resolved::~Resolved() {
 
 // ---- Building --------------------------------------------------------------------
 
-std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& binds, std::string& why) {
+std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::string& why) {
   std::unique_ptr<FsView> v(new FsView());
-  for (const BindSpec& b : binds) {
-    const std::string& given = b.destination.empty() ? b.source : b.destination;
-    const std::string name = b.option + " " + b.source + (b.destination.empty() ? "" : " " + b.destination);
+  // A view that cannot be made leaves nothing of dunk's behind.
+  struct Undo {
+    FsView* view;
+    ~Undo() {
+      if (view != nullptr) view->remove_own_trees();
+    }
+  } undo{v.get()};
+  // --dir and --symlink inside a bind's tree: made there once the view stands.
+  std::vector<std::pair<const BindSpec*, std::string>> in_binds;
+  for (const BindSpec& b : specs) {
+    using Kind = BindSpec::Kind;
+    const bool sourced = b.kind == Kind::kBind || b.kind == Kind::kSymlink;
+    const std::string& given = b.kind == Kind::kBind && b.destination.empty() ? b.source : b.destination;
+    const std::string name = b.option + (sourced ? " " + b.source : "") +
+                             (b.kind == Kind::kBind && b.destination.empty() ? "" : " " + b.destination);
     const std::string dst = canonical_destination(given);
     if (dst.empty()) {
       why = name + ": the destination must be an absolute path without '..'";
       return nullptr;
     }
+    const bool in_a_bind = std::any_of(v->mounts_.begin(), v->mounts_.end(),
+                                       [&](const Mount& m) { return beneath(dst, m.destination); });
+    switch (b.kind) {
+      case Kind::kTmpfs:
+        if (!v->add_own_directory(dst, name, true, why)) return nullptr;
+        continue;
+      case Kind::kDev:
+        if (!v->add_dev(dst, name, why)) return nullptr;
+        continue;
+      case Kind::kDir:
+        if (in_a_bind) {
+          in_binds.emplace_back(&b, dst);
+        } else if (!v->add_own_directory(dst, name, true, why)) {
+          return nullptr;
+        }
+        continue;
+      case Kind::kSymlink:
+        if (in_a_bind) {
+          in_binds.emplace_back(&b, dst);
+        } else {
+          v->skeleton_links_.emplace_back(dst, b.source);
+        }
+        continue;
+      case Kind::kBind:
+      case Kind::kProc:
+        break;
+    }
     // As bubblewrap opens a source: symlinks followed, any kind of file.
-    const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(b.source.c_str()), O_PATH | O_CLOEXEC);
+    const std::string& source = b.kind == Kind::kProc ? std::string("/proc") : b.source;
+    const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(source.c_str()), O_PATH | O_CLOEXEC);
     if (sys::failed(fd)) {
-      why = name + ": cannot open the source: " + std::strerror(static_cast<int>(-fd));
+      why = name + ": cannot open the source" + (b.kind == Kind::kProc ? " /proc" : "") + ": " +
+            std::strerror(static_cast<int>(-fd));
       return nullptr;
     }
     Mount m;
     m.fd = move_out_of_program_range(static_cast<int>(fd));
     m.destination = dst;
-    m.writable = b.writable;
+    m.writable = b.writable && b.kind == Kind::kBind;
     m.spec = name;
     struct stat st {};
     if (fstat_fd(m.fd, st) != 0 || (m.host = host_path_of(m.fd)).empty() || m.host[0] != '/') {
@@ -210,6 +257,12 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& binds, std::s
     return nullptr;
   }
   if (!sys::failed(probe)) sys::call(SYS_close, probe);
+  for (const auto& [b, dst] : in_binds) {
+    if (!v->make_in_binds(*b, dst, b->option + (b->kind == BindSpec::Kind::kSymlink ? " " + b->source : "") + " " +
+                                       b->destination, why)) {
+      return nullptr;
+    }
+  }
   // Every destination must hang in the view: its parent a directory there
   // (inside another bind, or the skeleton's).
   for (const Mount& m : v->mounts_) {
@@ -222,54 +275,192 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& binds, std::s
       return nullptr;
     }
   }
+  undo.view = nullptr;
   return v;
+}
+
+// dunk's directory for the skeleton and the directories --tmpfs, --dir and
+// --dev make: $TMPDIR/dunk-view.XXXXXX, removed when the sandbox ends.
+bool FsView::own_directory_root(std::string& why) {
+  if (!own_root_.empty()) return true;
+  const char* tmp = std::getenv("TMPDIR");
+  std::string templ = std::string(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp") + "/dunk-view.XXXXXX";
+  if (mkdtemp(templ.data()) == nullptr) {
+    why = "cannot make the view's directory under " + templ + ": " + std::strerror(errno);
+    return false;
+  }
+  own_root_ = templ;
+  // mkdtemp makes it 0700; what is in it reads like any directory.
+  chmod(own_root_.c_str(), 0755);
+  return true;
+}
+
+// A directory of dunk's at `destination`: empty, and writable by the
+// program when `writable` (--tmpfs; a bubblewrap tmpfs is writable too).
+bool FsView::add_own_directory(const std::string& destination, const std::string& spec, bool writable,
+                               std::string& why) {
+  if (!own_directory_root(why)) return false;
+  const std::string host = own_root_ + "/" + std::to_string(++own_count_);
+  if (mkdir(host.c_str(), 0755) != 0) {
+    why = spec + ": cannot make " + host + ": " + std::strerror(errno);
+    return false;
+  }
+  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(host.c_str()), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (sys::failed(fd)) {
+    why = spec + ": cannot open " + host + ": " + std::strerror(static_cast<int>(-fd));
+    return false;
+  }
+  Mount m;
+  m.fd = move_out_of_program_range(static_cast<int>(fd));
+  m.destination = destination;
+  m.host = host_path_of(m.fd);
+  m.writable = writable;
+  m.own = true;
+  m.spec = spec;
+  mounts_.push_back(std::move(m));
+  return true;
+}
+
+// bubblewrap's --dev: a read-only directory of dunk's holding the host's
+// harmless device nodes (each bound, usable for writing), the symlinks
+// programs expect, an empty pts and a writable shm.
+bool FsView::add_dev(const std::string& destination, const std::string& spec, std::string& why) {
+  if (!add_own_directory(destination, spec, false, why)) return false;
+  const std::string dir = mounts_.back().host;
+  auto fail = [&](const std::string& what) {
+    why = spec + ": cannot make " + dir + "/" + what + ": " + std::strerror(errno);
+    return false;
+  };
+  for (const char* node : {"null", "zero", "full", "random", "urandom", "tty"}) {
+    const std::string source = std::string("/dev/") + node;
+    struct stat st {};
+    if (stat(source.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) continue;  // the host has none: neither has the view
+    const int placeholder = open((dir + "/" + node).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (placeholder < 0) return fail(node);
+    close(placeholder);
+    const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(source.c_str()), O_PATH | O_CLOEXEC);
+    if (sys::failed(fd)) {
+      why = spec + ": cannot open " + source + ": " + std::strerror(static_cast<int>(-fd));
+      return false;
+    }
+    Mount m;
+    m.fd = move_out_of_program_range(static_cast<int>(fd));
+    m.destination = join(destination, node);
+    m.host = source;
+    m.writable = true;
+    m.directory = false;
+    m.spec = spec;
+    mounts_.push_back(std::move(m));
+  }
+  constexpr std::pair<const char*, const char*> kLinks[] = {
+      {"stdin", "/proc/self/fd/0"}, {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+      {"fd", "/proc/self/fd"},      {"core", "/proc/kcore"},       {"ptmx", "pts/ptmx"},
+  };
+  for (const auto& [name, text] : kLinks) {
+    if (symlink(text, (dir + "/" + name).c_str()) != 0) return fail(name);
+  }
+  if (mkdir((dir + "/pts").c_str(), 0755) != 0) return fail("pts");
+  if (mkdir((dir + "/shm").c_str(), 0755) != 0) return fail("shm");
+  return add_own_directory(join(destination, "shm"), spec, true, why);
+}
+
+// --dir or --symlink whose destination lies in a bind's tree: made there,
+// on the host, as bubblewrap does, when the bind is writable; accepted as
+// it is when already there (a directory; a symlink with the same text).
+bool FsView::make_in_binds(const BindSpec& b, const std::string& destination, const std::string& spec,
+                           std::string& why) {
+  const std::string parent_path = parent_of(destination);
+  const std::string name = destination.substr(destination.rfind('/') + 1);
+  Resolved parent;
+  if (destination == "/" || resolve("/", parent_path, ResolveOptions{}, parent) != 0 || !S_ISDIR(parent.st.st_mode)) {
+    why = spec + ": the destination's parent " + parent_path + " is not a directory in the view";
+    return false;
+  }
+  const Mount& m = mounts_[static_cast<std::size_t>(parent.mount)];
+  const bool link = b.kind == BindSpec::Kind::kSymlink;
+  struct stat st {};
+  if (sys::call(SYS_newfstatat, parent.object, reinterpret_cast<long>(name.c_str()), reinterpret_cast<long>(&st),
+                AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!link && S_ISDIR(st.st_mode)) return true;
+    if (link && S_ISLNK(st.st_mode)) {
+      char text[PATH_MAX];
+      const long n = sys::call(SYS_readlinkat, parent.object, reinterpret_cast<long>(name.c_str()),
+                               reinterpret_cast<long>(text), sizeof text);
+      if (n >= 0 && std::string_view(text, static_cast<std::size_t>(n)) == b.source) return true;
+    }
+    why = spec + ": " + destination + " is already there in " + m.spec + (link ? ", not as this symlink" : ", not as a directory");
+    return false;
+  }
+  if (!m.writable) {
+    why = spec + ": " + destination + " would be made in " + (m.skeleton ? "the view's own tree" : m.spec) +
+          ", which is read-only";
+    return false;
+  }
+  const long err = link ? sys::call(SYS_symlinkat, reinterpret_cast<long>(b.source.c_str()), parent.object,
+                                    reinterpret_cast<long>(name.c_str()))
+                        : sys::call(SYS_mkdirat, parent.object, reinterpret_cast<long>(name.c_str()), 0755);
+  if (err != 0) {
+    why = spec + ": cannot make " + destination + " in " + m.spec + ": " + std::strerror(static_cast<int>(-err));
+    return false;
+  }
+  return true;
 }
 
 // The skeleton: a directory of dunk's for the view's "/" holding the path
 // to every destination that no other bind provides — directories, and an
 // empty file where a file is bound — so that listing "/" (or /home when
 // only /home/u/work is bound) shows what is there, as a bubblewrap
-// sandbox's tmpfs root does. Read-only in the view.
+// sandbox's tmpfs root does, and --symlink's links. Read-only in the view.
 bool FsView::make_skeleton(std::string& why) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string templ = std::string(tmp != nullptr && tmp[0] == '/' ? tmp : "/tmp") + "/dunk-view.XXXXXX";
-  if (mkdtemp(templ.data()) == nullptr) {
-    why = "cannot make the view's root directory under " + templ + ": " + std::strerror(errno);
+  if (!own_directory_root(why)) return false;
+  skeleton_ = own_root_ + "/root";
+  if (mkdir(skeleton_.c_str(), 0755) != 0) {
+    why = "cannot make the view's root directory " + skeleton_ + ": " + std::strerror(errno);
     return false;
   }
-  skeleton_ = templ;
-  // mkdtemp makes it 0700; the view's "/" reads like any root.
-  chmod(skeleton_.c_str(), 0755);
-  auto covered = [&](const std::string& node, const Mount& self) {
-    return std::any_of(mounts_.begin(), mounts_.end(), [&](const Mount& other) {
-      if (&other == &self) return false;
-      return other.destination != node && beneath(node, other.destination);
-    });
-  };
-  for (const Mount& m : mounts_) {
+  // The path to `destination` in the skeleton, up to where another mount
+  // provides it; `last` makes its final component. False: `why` is set.
+  auto make_path = [&](const std::string& destination, const Mount* self, auto&& last) {
     std::string node;
     std::vector<std::string_view> parts;
-    each_component(m.destination, [&](std::string_view c) { parts.push_back(c); });
+    each_component(destination, [&](std::string_view c) { parts.push_back(c); });
     for (std::size_t i = 0; i < parts.size(); ++i) {
       node += '/';
       node += parts[i];
-      if (covered(node, m)) break;
+      const bool covered = std::any_of(mounts_.begin(), mounts_.end(), [&](const Mount& other) {
+        return &other != self && other.destination != node && beneath(node, other.destination);
+      });
+      if (covered) return true;
       const std::string host = skeleton_ + node;
+      const bool final = i + 1 == parts.size();
       struct stat st {};
-      if (stat(host.c_str(), &st) == 0) continue;
-      const bool placeholder_file = i + 1 == parts.size() && !m.directory;
-      bool made = false;
-      if (placeholder_file) {
-        const int fd = open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-        made = fd >= 0 && close(fd) == 0;
-      } else {
-        made = mkdir(host.c_str(), 0755) == 0;
+      if (lstat(host.c_str(), &st) == 0) {
+        if (!final || self != nullptr) continue;
+        why = "cannot make " + host + " for the view: it is there already";  // a --symlink onto another destination
+        return false;
       }
-      if (!made) {
+      if (!(final ? last(host) : mkdir(host.c_str(), 0755) == 0)) {
         why = "cannot make " + host + " for the view: " + std::strerror(errno);
         return false;
       }
-      skeleton_entries_.push_back(host);
+    }
+    return true;
+  };
+  for (const Mount& m : mounts_) {
+    const bool made = make_path(m.destination, &m, [&](const std::string& host) {
+      if (m.directory) return mkdir(host.c_str(), 0755) == 0;
+      const int fd = open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+      return fd >= 0 && close(fd) == 0;
+    });
+    if (!made) return false;
+  }
+  for (const auto& [destination, text] : skeleton_links_) {
+    const bool made = make_path(destination, nullptr, [&text](const std::string& host) {
+      return symlink(text.c_str(), host.c_str()) == 0;
+    });
+    if (!made) {
+      why = "--symlink " + text + " " + destination + ": " + why;
+      return false;
     }
   }
   const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(skeleton_.c_str()), O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -287,13 +478,47 @@ bool FsView::make_skeleton(std::string& why) {
   return true;
 }
 
-void FsView::remove_skeleton() noexcept {
-  if (skeleton_.empty()) return;
-  for (auto it = skeleton_entries_.rbegin(); it != skeleton_entries_.rend(); ++it) {
-    if (rmdir(it->c_str()) != 0) unlink(it->c_str());
+namespace {
+
+// Removes `name` in `dirfd` and everything beneath it, never following a
+// symlink: a directory is opened with O_NOFOLLOW and emptied through its
+// own descriptor, so nothing a program left (or swaps in meanwhile) leads
+// the removal elsewhere.
+bool remove_tree_at(int dirfd, const char* name, int depth) noexcept {
+  if (sys::call(SYS_unlinkat, dirfd, reinterpret_cast<long>(name), 0) == 0) return true;
+  if (depth > 256) return false;
+  const long fd = sys::call(SYS_openat, dirfd, reinterpret_cast<long>(name),
+                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sys::failed(fd)) return false;
+  // A directory the program made unwritable is emptied all the same (it is
+  // dunk's own tree, owned by the user dunk runs as).
+  sys::call(SYS_fchmod, fd, 0700);
+  alignas(8) char buffer[4096];
+  for (bool removed = true; removed;) {
+    // The entries removed shift the directory's offsets: each pass reads
+    // it from the start, until a pass removes nothing.
+    removed = false;
+    sys::call(SYS_lseek, fd, 0, SEEK_SET);
+    for (long n; (n = sys::call(SYS_getdents64, fd, reinterpret_cast<long>(buffer), sizeof buffer)) > 0;) {
+      for (long at = 0; at < n;) {
+        const auto* entry = reinterpret_cast<const struct dirent64*>(buffer + at);
+        at += entry->d_reclen;
+        const std::string_view entry_name(entry->d_name);
+        if (entry_name == "." || entry_name == "..") continue;
+        removed = remove_tree_at(static_cast<int>(fd), entry->d_name, depth + 1) || removed;
+      }
+    }
   }
-  rmdir(skeleton_.c_str());
-  skeleton_entries_.clear();
+  sys::call(SYS_close, fd);
+  return sys::call(SYS_unlinkat, dirfd, reinterpret_cast<long>(name), AT_REMOVEDIR) == 0;
+}
+
+}  // namespace
+
+void FsView::remove_own_trees() noexcept {
+  if (own_root_.empty()) return;
+  remove_tree_at(AT_FDCWD, own_root_.c_str(), 0);
+  own_root_.clear();
   skeleton_.clear();
 }
 
@@ -452,8 +677,35 @@ long FsView::walk(const std::string& start, std::string_view path, const Resolve
         // Only procfs's root holds symlinks that are not magic.
         Lookup dir;
         if (lookup(cur, dir) != 0 || dir.st.st_ino != kProcRootIno || !is_proc(dir.fd)) {
-          out.why = "a magic link of /proc (it leads to no path in the file-system view)";
-          return -ELOOP;
+          // Magic. /proc/self/fd/N of the program's own descriptor N leads
+          // to N's object: to its path in the view when it has one (then
+          // on as a symlink to that path), else, as the last component and
+          // for a call that can use it, to N itself. Nothing else.
+          // openat2 follows no magic link under these flags.
+          if (options.beneath || options.in_root || options.no_magic_links) return -ELOOP;
+          std::string target;
+          int descriptor = -1;
+          const long followed = dir.fd >= 0 ? follow_descriptor_link(dir.fd, c, target, descriptor) : -ELOOP;
+          if (followed == -ENOENT) return followed;  // N is not open: as natively
+          if (followed == 0 && target.empty() && last && options.descriptors) {
+            out.view.clear();
+            out.mount = -1;
+            out.exists = true;
+            out.object = descriptor;
+            out.owned = false;
+            out.descriptor = descriptor;
+            if (const long st = fstat_fd(descriptor, out.st); st != 0) return st;
+            return 0;
+          }
+          if (followed != 0 || target.empty()) {
+            out.why = followed == 0 ? "a descriptor's object that has no path in the file-system view"
+                               : "a magic link of /proc (it leads to no path in the file-system view)";
+            return -ELOOP;
+          }
+          if (++links > kMaxLinks) return -ELOOP;
+          cur = root;
+          push_front(target);
+          continue;
         }
       }
       if (++links > kMaxLinks) return -ELOOP;
@@ -526,33 +778,34 @@ long FsView::locate(int dirfd, std::string& view_path) noexcept {
         return 0;
       }
     }
-    const long err = locate_host(AT_FDCWD, "/proc/self/cwd", view_path);
+    const long err = locate_host(AT_FDCWD, "/proc/self/cwd", true, view_path);
     if (err == 0) set_cwd(view_path);
     return err;
   }
   if (dirfd < 0) return -EBADF;
   char link[64];
   std::snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-  return locate_host(dirfd, link, view_path);
+  return locate_host(dirfd, link, true, view_path);
 }
 
-// The directory's host path (its /proc link), mapped back through each
-// mount whose source holds it — the most specific first, writable before
-// read-only — and accepted when the view path leads to the same directory.
-long FsView::locate_host(int dirfd, const char* link, std::string& view_path) noexcept {
+// The object's host path (its /proc link), mapped back through each mount
+// whose source holds it — the most specific first, writable before
+// read-only — and accepted when the view path leads to the same object.
+// `directory`: it must be a directory (else -ENOTDIR).
+long FsView::locate_host(int fd, const char* link, bool directory, std::string& view_path) noexcept {
   struct stat dir {};
-  const long st = dirfd == AT_FDCWD
+  const long st = fd == AT_FDCWD
                       ? sys::call(SYS_newfstatat, AT_FDCWD, reinterpret_cast<long>("."), reinterpret_cast<long>(&dir), 0)
-                      : fstat_fd(dirfd, dir);
+                      : fstat_fd(fd, dir);
   if (st != 0) return st;
-  if (!S_ISDIR(dir.st_mode)) return -ENOTDIR;
+  if (directory && !S_ISDIR(dir.st_mode)) return -ENOTDIR;
   char buffer[PATH_MAX];
   const long n = sys::call(SYS_readlink, reinterpret_cast<long>(link), reinterpret_cast<long>(buffer), sizeof buffer - 1);
   if (n <= 0 || buffer[0] != '/') return -EACCES;
   const std::string host(buffer, static_cast<std::size_t>(n));
   std::vector<std::size_t> order;
   for (std::size_t i = 0; i < mounts_.size(); ++i) {
-    if (mounts_[i].directory && beneath(host, mounts_[i].host)) order.push_back(i);
+    if ((mounts_[i].directory || mounts_[i].host == host) && beneath(host, mounts_[i].host)) order.push_back(i);
   }
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
     const Mount &x = mounts_[a], &y = mounts_[b];
@@ -572,6 +825,31 @@ long FsView::locate_host(int dirfd, const char* link, std::string& view_path) no
     }
   }
   return -EACCES;
+}
+
+// `name` in the /proc directory `dirfd`: when that is the fd directory of
+// the calling thread's own process (/proc/PID/fd, /proc/PID/task/TID/fd
+// with TID the caller) and `name` one of the program's descriptors, sets
+// `descriptor` and `view_path` to the view path of its object (empty when
+// it has none). -ENOENT: no descriptor of that number is open; -ELOOP:
+// anything else (another process's, dunk's own descriptor, not fd/).
+long FsView::follow_descriptor_link(int dirfd, std::string_view name, std::string& view_path,
+                                    int& descriptor) noexcept {
+  if (name.empty() || name.size() > 9 || !std::all_of(name.begin(), name.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    return -ELOOP;
+  }
+  const std::string dir = host_path_of(dirfd);
+  const std::string pid = std::to_string(sys::call(SYS_getpid));
+  const std::string tid = std::to_string(sys::call(SYS_gettid));
+  if (dir != "/proc/" + pid + "/fd" && dir != "/proc/" + pid + "/task/" + tid + "/fd") return -ELOOP;
+  const int n = std::atoi(std::string(name).c_str());
+  if (is_dunk_fd(n)) return -ELOOP;
+  if (sys::call(SYS_fcntl, n, F_GETFD) < 0) return -ENOENT;
+  descriptor = n;
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%d", n);
+  if (locate_host(n, link, false, view_path) != 0) view_path.clear();
+  return 0;
 }
 
 // ---- The sandbox's start --------------------------------------------------------------------

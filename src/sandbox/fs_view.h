@@ -1,6 +1,6 @@
 // The sandbox's file-system view: bubblewrap's --ro-bind, --bind and
-// --dev-bind without a mount namespace (docs/SANDBOX.md, "The file-system
-// view").
+// --dev-bind (and --tmpfs, --dir, --symlink, --dev, --proc) without a mount
+// namespace (docs/SANDBOX.md, "The file-system view").
 //
 //   FsView::build(binds)      in dunk, before the sandbox starts: every SRC
 //                             opened (O_PATH, pinned for the sandbox's
@@ -11,7 +11,8 @@
 //                             the path, as copied, resolved by dunk in the
 //                             view — component by component, symlinks
 //                             followed inside the view, ".." stopping at its
-//                             root, magic links refused — to a mount and a
+//                             root, magic links refused but the program's
+//                             own /proc/self/fd/N — to a mount and a
 //                             path beneath it; the kernel then gets that path
 //                             from the mount's pinned descriptor with
 //                             openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
@@ -31,6 +32,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "abi/walk.h"
@@ -40,12 +42,27 @@ namespace dunk::sandbox {
 
 struct ProgramThread;
 
-// One --ro-bind/--bind/--dev-bind SRC [DST] of the command line.
+// One option of the command line that shapes the view, in command-line
+// order (bubblewrap's spellings):
+//   kBind     --ro-bind/--bind/--dev-bind SRC [DST]: SRC's tree at DST
+//   kTmpfs    --tmpfs DST: an empty directory the program may write, dunk's
+//             own, removed with everything in it when the sandbox ends
+//   kDir      --dir DST: in a bind's tree, made there (on the host) if it is
+//             not there and the bind is writable; elsewhere, as --tmpfs
+//   kSymlink  --symlink TEXT DST: a symlink in the view's own tree, or in a
+//             writable bind's (one with the same text may be there already)
+//   kDev      --dev DST: null, zero, full, random, urandom and tty bound
+//             from the host, stdin/stdout/stderr/fd symlinks into
+//             /proc/self/fd, empty pts, and shm as --tmpfs
+//   kProc     --proc DST: the host's /proc, read-only
+// (tools/sandbox.h's SandboxCommandOptions::Form names them in this order.)
 struct BindSpec {
+  enum class Kind : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc };
   std::string option;       // its spelling, for messages
-  std::string source;       // relative to dunk's working directory
-  std::string destination;  // in the view; empty: the same as source
+  std::string source;       // kBind: relative to dunk's working directory; kSymlink: the text
+  std::string destination;  // in the view; empty: the same as source (kBind)
   bool writable = false;
+  Kind kind = Kind::kBind;
 };
 
 class FsView {
@@ -58,6 +75,7 @@ class FsView {
     bool writable = false;
     bool directory = true;
     bool skeleton = false;    // dunk's tree for "/" and the destinations' ancestors
+    bool own = false;         // a directory dunk made (--tmpfs, --dir, --dev)
     std::string spec;         // the option as given ("--bind SRC DST"), for messages
   };
 
@@ -72,8 +90,10 @@ class FsView {
   const std::vector<Mount>& mounts() const noexcept { return mounts_; }
   // The skeleton's directory on the host (empty when "/" is bound).
   const std::string& skeleton_path() const noexcept { return skeleton_; }
-  // In dunk after the sandbox ended: removes the skeleton.
-  void remove_skeleton() noexcept;
+  // In dunk after the sandbox ended: removes the skeleton and the
+  // directories of --tmpfs, --dir and --dev, with whatever the program left
+  // in them (never following a symlink).
+  void remove_own_trees() noexcept;
 
   // ---- In the sandbox's process -------------------------------------------
 
@@ -89,6 +109,12 @@ class FsView {
     bool no_symlinks = false;  // RESOLVE_NO_SYMLINKS: no symlink at all
     bool beneath = false;      // RESOLVE_BENEATH from the start directory
     bool in_root = false;      // RESOLVE_IN_ROOT: the start directory is "/"
+    bool no_magic_links = false;  // RESOLVE_NO_MAGICLINKS: not even /proc/self/fd/N
+    // A final /proc/self/fd/N whose object has no path in the view (a pipe,
+    // a socket, a file inherited from outside): resolved to the program's
+    // descriptor N (Resolved::descriptor) instead of refused. For the calls
+    // that can use it: opens (no more access than N has) and stat.
+    bool descriptors = false;
   };
   struct Resolved {
     std::string view;      // the canonical view path
@@ -99,6 +125,9 @@ class FsView {
     int object = -1;       // O_PATH | O_NOFOLLOW of it (owned: close it), or
                            // the mount's fd (not owned) when rel is empty
     bool owned = false;
+    // With ResolveOptions::descriptors: the program's descriptor the path
+    // leads to (then `mount` is -1, `object` is it, and `view` is empty).
+    int descriptor = -1;
     // Why the resolution was refused where a native lookup would have gone
     // on (a magic link), for the report; null otherwise.
     const char* why = nullptr;
@@ -139,11 +168,20 @@ class FsView {
   long walk(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
   long fast(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
   bool make_skeleton(std::string& why);
-  long locate_host(int dirfd, const char* link, std::string& view) noexcept;
+  bool add_own_directory(const std::string& destination, const std::string& spec, bool writable, std::string& why);
+  bool add_dev(const std::string& destination, const std::string& spec, std::string& why);
+  bool make_in_binds(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
+  bool own_directory_root(std::string& why);
+  long locate_host(int fd, const char* link, bool directory, std::string& view) noexcept;
+  long follow_descriptor_link(int dirfd, std::string_view name, std::string& view, int& descriptor) noexcept;
 
   std::vector<Mount> mounts_;
   std::string skeleton_;
-  std::vector<std::string> skeleton_entries_;  // made in this order
+  // --symlink's in the skeleton: destination, text.
+  std::vector<std::pair<std::string, std::string>> skeleton_links_;
+  // dunk's directory for the skeleton and the --tmpfs/--dir/--dev trees.
+  std::string own_root_;
+  int own_count_ = 0;
   Lock cwd_lock_;
   std::string cwd_;  // the working directory's view path; empty: unknown
   Lock numbers_lock_;

@@ -73,6 +73,8 @@ view() {
 PATH_CASES="read_inside read_ro unbound_path host_path_outside dotdot_from_bind dotdot_above_root dotdot_of_root
 dotdot_from_dirfd symlink_absolute_escape symlink_relative_escape symlink_inside symlink_loop lstat_symlink readlink
 proc_self_fd proc_self_fd_inside proc_self_root proc_thread_self_root proc_self_cwd proc_pid_cwd proc_self_ordinary
+proc_self_fd_pipe proc_self_fd_pipe_write proc_self_fd_stat_pipe proc_self_fd_closed dev_fd_unbound proc_self_fd_ro_write
+proc_self_fd_ro_read proc_self_fd_held_read proc_self_fd_held_write proc_self_fd_held_chmod proc_self_fd_dunks
 ro_open_write ro_open_trunc ro_creat ro_creat_existing_readonly ro_creat_excl_existing ro_mkdir ro_unlink ro_rmdir
 ro_rename ro_link ro_symlink ro_chmod ro_truncate ro_utimes ro_access_write ro_access_read ro_via_symlink root_mkdir
 mount_point_rmdir rw_create rw_mkdir rw_rename rw_symlink rw_link rw_chmod rw_unlink rename_across_binds
@@ -100,9 +102,11 @@ test_paths() {
 	outside_sockets
 	view
 	VIEW+=(--bind "$SOCKETS/in" /sockets)
-	# fd 3: a directory outside the view, inherited.
+	# fd 3: a directory outside the view, inherited; fd 4: a file outside
+	# the view, given to the program for reading.
+	echo "held outside" >"$WORK/held"
 	DUNK_FS_SOCKETS=$SOCKETS run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- \
-		/programs/sandbox_fs paths "$WORK/outside" 3<"$WORK/outside"
+		/programs/sandbox_fs paths "$WORK/outside" 3<"$WORK/outside" 4<"$WORK/held"
 	echo "$OUT"
 	echo "--- stderr"
 	echo "$ERR"
@@ -114,6 +118,8 @@ test_paths() {
 	expect_eq "the read-only tree" "file sub" "$(cd "$WORK/ro" && echo *)"
 	expect_eq "the read-only file" read-only "$(<"$WORK/ro/file")"
 	expect_eq "outside" "file secret" "$(cd "$WORK/outside" && echo *)"
+	expect_eq "the file held for reading" "held outside" "$(<"$WORK/held")"
+	expect_eq "its mode" 644 "$(stat -c %a "$WORK/held")"
 	[[ -S $SOCKETS/in/srv ]] || fail "the program's socket is not in SOCKETS/in"
 	# What bubblewrap would follow and the view refuses is reported: the
 	# magic links, the handle, chroot, the inherited directory.
@@ -124,6 +130,8 @@ test_paths() {
 		grep -F "dunk sandbox: $report" <<<"$ERR" >/dev/null || fail "no report [$report...]"
 	done
 	grep -F 'a magic link of /proc' <<<"$ERR" >/dev/null || fail "the magic-link reports do not say why"
+	grep -F 'refused openat(AT_FDCWD, "/proc/self/fd/4", O_RDWR' <<<"$ERR" | grep -F 'for more than it was opened for' \
+		>/dev/null || fail "the reopening of fd 4 for writing is not reported with its reason"
 	grep -F 'a directory outside the file-system view' <<<"$ERR" >/dev/null ||
 		fail "the inherited directory's report does not say why"
 }
@@ -171,6 +179,75 @@ print(os.getcwd(), hashlib.sha256(open("file", "rb").read()).hexdigest(), sqlite
 	run_cmd "$DUNK" sandbox --ro-bind /usr/bin /usr/bin -- /usr/bin/true
 	expect_eq "a dynamic program without /lib64" 127 "$STATUS"
 	expect_contains "the reason" "ld-linux-x86-64.so.2 (the program's interpreter): No such file or directory" "$ERR"
+}
+
+# bubblewrap's usual command line (its demo's: /usr bound, the rest made
+# with --symlink, --dir, --tmpfs, --dev and --proc) runs as it is: a shell
+# writes in /tmp, /run and /dev/shm (and /var/tmp, a symlink to /tmp),
+# reads a pipe through /dev/stdin and process substitution (/dev/fd/N),
+# sees bubblewrap's /dev; "/" stays read-only. What dunk made for the view
+# is gone afterwards.
+test_bubblewrap_forms() {
+	local tmpdir="$WORK/tmpdir" script
+	mkdir -p "$tmpdir"
+	script='echo one >/tmp/a && cat /tmp/a
+echo two >/var/tmp/b && cat /tmp/b
+echo three >/run/c && cat /run/c
+echo four >/dev/shm/d && cat /dev/shm/d
+ls /; ls /dev; ls /dev/pts /var
+echo piped | cat /dev/stdin
+cat <(echo substituted)
+diff <(echo same) <(echo same) && echo no difference
+echo x >/dev/null && head -c 3 /dev/zero | od -An -tx1
+readlink /dev/stdout /var/tmp /lib
+touch /y 2>/dev/null || echo "/ is read-only"
+mkdir /tmp/d && cd /tmp/d && pwd'
+	TMPDIR=$tmpdir run_cmd "$DUNK" sandbox --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
+		--symlink usr/bin /bin --dir /tmp --dir /var --symlink ../tmp /var/tmp --tmpfs /run --proc /proc --dev /dev \
+		--chdir / -- /bin/bash -c "$script"
+	echo "$ERR"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "output" "one
+two
+three
+four
+bin
+dev
+lib
+lib64
+proc
+run
+tmp
+usr
+var
+core
+fd
+full
+null
+ptmx
+pts
+random
+shm
+stderr
+stdin
+stdout
+tty
+urandom
+zero
+/dev/pts:
+
+/var:
+tmp
+piped
+substituted
+no difference
+ 00 00 00
+/proc/self/fd/1
+../tmp
+usr/lib
+/ is read-only
+/tmp/d" "$OUT"
+	expect_eq "what dunk made for the view, afterwards" "" "$(ls -A "$tmpdir")"
 }
 
 # A call the view serves itself that blocks (a sendto by path to a full

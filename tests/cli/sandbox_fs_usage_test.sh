@@ -26,6 +26,30 @@ test_bad_binds() {
 	[[ ! -e $ran ]] || fail "a program ran with a bad bind"
 }
 
+# bubblewrap's --tmpfs, --dir and --symlink that cannot be made: refused
+# before anything runs, nothing made on the host.
+test_bad_forms() {
+	mkdir -p "$WORK/ro" "$WORK/rw"
+	ln -s elsewhere "$WORK/rw/link"
+	local ran=$WORK/ran
+	mkdir "$WORK/tmpdir"
+	TMPDIR=$WORK/tmpdir no_kvm expect_refused 125 \
+		"dunk: sandbox: --dir /ro/new: /ro/new would be made in --ro-bind $WORK/ro /ro, which is read-only" \
+		"$DUNK" sandbox --tmpfs /tmp --dev /dev --ro-bind "$WORK/ro" /ro --dir /ro/new -- /bin/touch "$ran"
+	[[ ! -e $WORK/ro/new ]] || fail "--dir made a directory in a read-only bind"
+	expect_eq "what dunk made for the refused view, afterwards" "" "$(ls -A "$WORK/tmpdir")"
+	no_kvm expect_refused 125 "dunk: sandbox: --symlink text /rw/link: /rw/link is already there in --bind $WORK/rw /rw, not as this symlink" \
+		"$DUNK" sandbox --bind "$WORK/rw" /rw --symlink text /rw/link -- /bin/touch "$ran"
+	expect_eq "the symlink already there" elsewhere "$(readlink "$WORK/rw/link")"
+	no_kvm expect_refused 125 "dunk: sandbox: --symlink only-one: needs both TEXT and DST" \
+		"$DUNK" sandbox --symlink only-one -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --tmpfs tmp: the destination must be an absolute path without '..'" \
+		"$DUNK" sandbox --tmpfs tmp -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --dev /none/dev: the destination's parent /none is not a directory in the view" \
+		"$DUNK" sandbox --ro-bind /usr / --dev /none/dev -- /bin/touch "$ran"
+	[[ ! -e $ran ]] || fail "a program ran with a bad form"
+}
+
 # PROG is found in the view, not on the host.
 test_program_in_the_view() {
 	no_kvm expect_refused 127 "dunk: touch: command not found" "$DUNK" sandbox --ro-bind "$WORK" /w -- touch x

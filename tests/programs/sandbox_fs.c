@@ -19,6 +19,7 @@
 //   sandbox_fs call mkdir|read|write PATH
 //                                   one call (tests/cli/sandbox_host_layer_test.sh)
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -131,10 +132,14 @@ static void case_symlinks(void) {
 static void case_magic_links(void) {
   char path[4096];
   int dir = open("/work", O_RDONLY | O_DIRECTORY);
+  // /proc/self/fd/N of a directory in the view is that directory in the
+  // view: ".." climbs the view, never the host.
   snprintf(path, sizeof path, "/proc/self/fd/%d/../../../../..%s/secret", dir, outside);
-  expect_unreadable("proc_self_fd", path, ELOOP);
+  expect_unreadable("proc_self_fd", path, ENOENT);
   snprintf(path, sizeof path, "/proc/self/fd/%d/file", dir);
-  expect_unreadable("proc_self_fd_inside", path, ELOOP);
+  char text[64];
+  int n = read_file(path, text, sizeof text);
+  report("proc_self_fd_inside", n > 0 && strcmp(text, "inside\n") == 0, "/proc/self/fd/N/file is /work/file");
   snprintf(path, sizeof path, "/proc/self/root%s/secret", outside);
   expect_unreadable("proc_self_root", path, ELOOP);
   snprintf(path, sizeof path, "/proc/thread-self/root%s/secret", outside);
@@ -150,6 +155,67 @@ static void case_magic_links(void) {
   report("proc_self_ordinary", read_file("/proc/self/comm", buf, sizeof buf) > 0,
          "/proc/self (an ordinary symlink) is followed");
   close(dir);
+}
+
+// Reopening descriptors through /proc/self/fd/N (what `cat /dev/stdin`
+// and a shell's <(...) do): a pipe, for what the descriptor was opened
+// for; a file of the view, as its path in the view (so /ro stays
+// read-only); fd 4, a file outside the view the program was given, for
+// reading as it holds it and not for writing; dunk's own descriptors (the
+// sources', listed in /proc/self/fd) not at all.
+static void case_descriptor_links(void) {
+  char path[64], text[64];
+  int p[2];
+  if (pipe(p) != 0 || write(p[1], "piped\n", 6) != 6) {
+    report("proc_self_fd_pipe", 0, "pipe() failed");
+    return;
+  }
+  snprintf(path, sizeof path, "/proc/self/fd/%d", p[0]);
+  int n = read_file(path, text, sizeof text);
+  report("proc_self_fd_pipe", n == 6 && strcmp(text, "piped\n") == 0, "a pipe's read end reopened and read");
+  expect_errno("proc_self_fd_pipe_write", open(path, O_WRONLY), EACCES, "open(a pipe's read end, O_WRONLY)");
+  struct stat st;
+  report("proc_self_fd_stat_pipe", stat(path, &st) == 0 && S_ISFIFO(st.st_mode), "stat(/proc/self/fd/N) of a pipe");
+  close(p[0]);
+  close(p[1]);
+  expect_errno("proc_self_fd_closed", open(path, O_RDONLY), ENOENT, "open(/proc/self/fd/N) of a closed N");
+
+  int ro = open("/ro/file", O_RDONLY);
+  snprintf(path, sizeof path, "/dev/fd/%d", ro);  // /dev is not bound: no /dev/fd
+  expect_errno("dev_fd_unbound", open(path, O_RDONLY), ENOENT, "open(/dev/fd/N) without /dev");
+  snprintf(path, sizeof path, "/proc/self/fd/%d", ro);
+  expect_errno("proc_self_fd_ro_write", open(path, O_WRONLY), EROFS, "open(/proc/self/fd/N of /ro/file, O_WRONLY)");
+  n = read_file(path, text, sizeof text);
+  report("proc_self_fd_ro_read", n > 0 && strcmp(text, "read-only\n") == 0, "/ro/file reopened for reading");
+  close(ro);
+
+  n = read_file("/proc/self/fd/4", text, sizeof text);
+  report("proc_self_fd_held_read", n > 0 && strcmp(text, "held outside\n") == 0,
+         "fd 4 (a file outside the view, given to the program) reopened for reading");
+  expect_errno("proc_self_fd_held_write", open("/proc/self/fd/4", O_RDWR), EACCES,
+               "open(/proc/self/fd/4, O_RDWR) of a file held only for reading");
+  expect_errno("proc_self_fd_held_chmod", chmod("/proc/self/fd/4", 0666), ELOOP, "chmod(/proc/self/fd/4)");
+
+  // dunk's descriptors: listed, refused to the program's calls, and not
+  // reachable through their links either.
+  int tried = 0, opened = 0;
+  DIR* fds = opendir("/proc/self/fd");
+  struct dirent* e;
+  while (fds != NULL && (e = readdir(fds)) != NULL) {
+    int fd = atoi(e->d_name);
+    if (e->d_name[0] == '.' || fd == dirfd(fds) || fcntl(fd, F_GETFD) >= 0) continue;  // the program's own
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    tried++;
+    int got = open(path, O_RDONLY);
+    int got_path = open(path, O_PATH);
+    opened += got >= 0 || got_path >= 0;
+    if (got >= 0) close(got);
+    if (got_path >= 0) close(got_path);
+  }
+  if (fds != NULL) closedir(fds);
+  char what[128];
+  snprintf(what, sizeof what, "%d of dunk's descriptors tried, %d opened", tried, opened);
+  report("proc_self_fd_dunks", tried > 0 && opened == 0, what);
 }
 
 static void case_read_only(void) {
@@ -330,7 +396,7 @@ struct path_case {
 };
 static const struct path_case path_cases[] = {
     {"inside", case_inside},         {"outside", case_outside},   {"symlinks", case_symlinks},
-    {"magic_links", case_magic_links}, {"read_only", case_read_only}, {"read_write", case_read_write},
+    {"magic_links", case_magic_links}, {"descriptor_links", case_descriptor_links}, {"read_only", case_read_only}, {"read_write", case_read_write},
     {"cwd", case_cwd},               {"openat2", case_openat2},   {"refused", case_refused},
     {"inherited_dirfd", case_inherited_dirfd}, {"unix_sockets", case_unix_sockets},
 };

@@ -45,7 +45,7 @@ class ViewTest : public ::testing::Test {
     link("in/loop", "loop");
   }
   void TearDown() override {
-    if (view_) view_->remove_skeleton();
+    if (view_) view_->remove_own_trees();
     view_.reset();
     ASSERT_EQ(std::system(("rm -rf " + root_).c_str()), 0);
   }
@@ -144,7 +144,7 @@ TEST_F(ViewTest, MountsAndTheSkeleton) {
   EXPECT_EQ(resolve("/etc/file"), "/etc/file");  // a bound file
   EXPECT_EQ(resolve("/etc/file/x"), "errno " + std::to_string(ENOTDIR));
   const std::string skeleton = v.skeleton_path();
-  v.remove_skeleton();
+  v.remove_own_trees();
   EXPECT_NE(stat(skeleton.c_str(), &st), 0);
 }
 
@@ -161,6 +161,113 @@ TEST_F(ViewTest, DescriptorsAreLocated) {
   close(sub);
   close(outside);
   close(file);
+}
+
+// /proc/self/fd/N (and /proc/thread-self/fd/N) of the caller's own
+// descriptor leads to N's object: on to its path in the view when it has
+// one, else to N itself for the calls that ask for descriptors; never to
+// a directory outside the view, another process's descriptor, or a closed
+// number.
+TEST_F(ViewTest, DescriptorLinksLeadToTheirObjectsInTheView) {
+  build({{"--ro-bind", "/proc", "/proc", false}});
+  const int sub = open((root_ + "/in/sub").c_str(), O_RDONLY | O_DIRECTORY);
+  const int ro = open((root_ + "/ro/file").c_str(), O_RDONLY);
+  const int outside_dir = open((root_ + "/outside").c_str(), O_RDONLY | O_DIRECTORY);
+  const int secret = open((root_ + "/outside/secret").c_str(), O_RDONLY);
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const std::string fd = "/proc/self/fd/";
+  EXPECT_EQ(resolve(fd + std::to_string(sub)), "/work/sub");
+  EXPECT_EQ(resolve(fd + std::to_string(sub) + "/../file"), "/work/file");  // ".." of the view's /work/sub
+  EXPECT_EQ(resolve(fd + std::to_string(sub) + "/../../../../.." + root_ + "/outside/secret"),
+            "errno " + std::to_string(ENOENT));
+  EXPECT_EQ(resolve(fd + std::to_string(ro)), "/ro/file");
+  EXPECT_EQ(resolve("/proc/thread-self/fd/" + std::to_string(ro)), "/ro/file");
+  // Objects without a path in the view: refused, or N itself when asked.
+  const std::string eloop = "errno " + std::to_string(ELOOP);
+  EXPECT_EQ(resolve(fd + std::to_string(outside_dir) + "/secret"), eloop);
+  EXPECT_EQ(resolve(fd + std::to_string(outside_dir) + "/secret", {.descriptors = true}), eloop);
+  EXPECT_EQ(resolve(fd + std::to_string(secret)), eloop);
+  for (const int n : {secret, pipe_fds[0], pipe_fds[1]}) {
+    FsView::Resolved r;
+    ASSERT_EQ(view_->resolve("/", fd + std::to_string(n), {.descriptors = true}, r), 0) << n;
+    EXPECT_EQ(r.descriptor, n);
+    EXPECT_EQ(r.object, n);
+    EXPECT_EQ(r.mount, -1);
+    EXPECT_FALSE(r.owned);
+  }
+  // openat2's flags follow no magic link; a closed number is not there.
+  EXPECT_EQ(resolve(fd + std::to_string(ro), {.no_magic_links = true}), eloop);
+  EXPECT_EQ(resolve(fd + std::to_string(ro), {.in_root = true}), eloop);
+  EXPECT_EQ(resolve(fd + "999", {.descriptors = true}), "errno " + std::to_string(ENOENT));
+  // Another process's descriptors (init's) are not followed.
+  EXPECT_EQ(resolve("/proc/1/fd/0", {.descriptors = true}), eloop);
+  for (const int n : {sub, ro, outside_dir, secret, pipe_fds[0], pipe_fds[1]}) close(n);
+}
+
+// bubblewrap's --tmpfs, --dir, --symlink and --dev, as the view makes them.
+TEST_F(ViewTest, BubblewrapsOtherForms) {
+  using Kind = BindSpec::Kind;
+  FsView& v = build({{"--tmpfs", "", "/tmp", false, Kind::kTmpfs},
+                     {"--dir", "", "/var/cache", false, Kind::kDir},
+                     {"--dir", "", "/work/made", false, Kind::kDir},
+                     {"--symlink", "work/file", "/f", false, Kind::kSymlink},
+                     {"--symlink", "../ro/file", "/work/up", false, Kind::kSymlink},  // there already
+                     {"--ro-bind", "/proc", "/proc", false, Kind::kProc},
+                     {"--dev", "", "/dev", false, Kind::kDev}});
+  std::string rel;
+  const FsView::Mount& tmp = v.mounts()[static_cast<std::size_t>(v.mount_of("/tmp/x", rel))];
+  EXPECT_EQ(tmp.destination, "/tmp");
+  EXPECT_TRUE(tmp.writable);
+  EXPECT_TRUE(tmp.own);
+  EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/var/cache", rel))].writable);
+  EXPECT_FALSE(v.mounts()[static_cast<std::size_t>(v.mount_of("/var", rel))].writable);  // the skeleton
+  struct stat st {};
+  EXPECT_EQ(stat((root_ + "/in/made").c_str(), &st), 0);  // made in the writable bind, on the host
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(resolve("/f"), "/work/file");
+  EXPECT_EQ(resolve("/f", {.follow_last = false}), "/f");
+  EXPECT_EQ(resolve("/dev/null"), "/dev/null");
+  EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev/null", rel))].writable);
+  EXPECT_FALSE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev", rel))].writable);
+  EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev/shm/x", rel))].writable);
+  EXPECT_EQ(resolve("/dev/pts"), "/dev/pts");
+  const int file = open((root_ + "/in/file").c_str(), O_RDONLY);
+  EXPECT_EQ(resolve("/dev/fd/" + std::to_string(file)), "/work/file");  // /dev/fd -> /proc/self/fd
+  close(file);
+  FsView::Resolved stdin_link;
+  ASSERT_EQ(view_->resolve("/", "/dev/stdin", {.follow_last = false}, stdin_link), 0);
+  EXPECT_TRUE(S_ISLNK(stdin_link.st.st_mode));
+  // What the program leaves in --tmpfs goes at the end; a symlink there to
+  // a host tree is removed, not followed.
+  const std::string tmp_host = tmp.host;
+  std::ofstream(tmp_host + "/left") << "x";
+  ASSERT_EQ(mkdir((tmp_host + "/d").c_str(), 0500), 0);
+  ASSERT_EQ(symlink((root_ + "/outside").c_str(), (tmp_host + "/to_outside").c_str()), 0);
+  const std::string own = tmp_host.substr(0, tmp_host.rfind('/'));
+  v.remove_own_trees();
+  EXPECT_NE(stat(own.c_str(), &st), 0);
+  EXPECT_EQ(stat((root_ + "/outside/secret").c_str(), &st), 0);
+}
+
+TEST_F(ViewTest, BubblewrapsFormsThatCannotBeMadeAreRefused) {
+  using Kind = BindSpec::Kind;
+  std::string why;
+  const BindSpec work{"--bind", root_ + "/in", "/work", true}, ro{"--ro-bind", root_ + "/ro", "/ro", false};
+  EXPECT_EQ(FsView::build({work, ro, {"--dir", "", "/ro/new", false, Kind::kDir}}, why), nullptr);
+  EXPECT_EQ(why, "--dir /ro/new: /ro/new would be made in --ro-bind " + root_ + "/ro /ro, which is read-only");
+  EXPECT_EQ(FsView::build({work, ro, {"--symlink", "elsewhere", "/work/up", false, Kind::kSymlink}}, why), nullptr);
+  EXPECT_EQ(why, "--symlink elsewhere /work/up: /work/up is already there in --bind " + root_ +
+                     "/in /work, not as this symlink");
+  EXPECT_EQ(FsView::build({work, {"--symlink", "x", "/work", false, Kind::kSymlink}}, why), nullptr);
+  EXPECT_EQ(FsView::build({work, {"--tmpfs", "", "tmp", false, Kind::kTmpfs}}, why), nullptr);
+  EXPECT_EQ(why, "--tmpfs tmp: the destination must be an absolute path without '..'");
+  EXPECT_EQ(FsView::build({work, {"--symlink", "a", "/l", false, Kind::kSymlink}, {"--tmpfs", "", "/l/x", false, Kind::kTmpfs}},
+                          why),
+            nullptr);
+  EXPECT_FALSE(why.empty());
+  struct stat st {};
+  EXPECT_NE(lstat((root_ + "/ro/new").c_str(), &st), 0);
 }
 
 TEST_F(ViewTest, BadBindsAreRefused) {
