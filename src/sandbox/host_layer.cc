@@ -2,20 +2,24 @@
 // and the system calls the host filter lets through.
 #include "sandbox/host_layer.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <iterator>
 
 #include "base/syscall.h"
 #include "abi/syscalls.h"
 #include "base/unique_fd.h"
+#include "sandbox/copies.h"
 #include "sandbox/supervisor.h"
 
 namespace dunk::sandbox {
@@ -47,6 +51,41 @@ long add_rule(int ruleset, int fd, Access allowed) noexcept {
   return sys::call(SYS_landlock_add_rule, ruleset, LANDLOCK_RULE_PATH_BENEATH, reinterpret_cast<long>(&attr), 0);
 }
 
+// The files (not directories) the program holds when it starts — its
+// stdin redirected from a file, its stdout to one, a terminal — each for
+// what its descriptor was opened for: the view lets the program reopen
+// them through /proc/self/fd/N (`cat /dev/stdin`) for that much, and the
+// host kernel must agree. A directory is left out: a rule on it would
+// reach its whole tree, which the view does not.
+long add_held_files(int ruleset, Access handled) noexcept {
+  const long list = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"),
+                              O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (sys::failed(list)) return list;
+  UniqueFd listing(static_cast<int>(list));
+  alignas(8) char buffer[4096];
+  for (long n; (n = sys::call(SYS_getdents64, listing.get(), reinterpret_cast<long>(buffer), sizeof buffer)) > 0;) {
+    for (long at = 0; at < n;) {
+      const auto* entry = reinterpret_cast<const struct dirent64*>(buffer + at);
+      at += entry->d_reclen;
+      if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+      const int fd = std::atoi(entry->d_name);
+      if (fd == listing.get() || is_dunk_fd(fd)) continue;
+      struct stat st {};
+      if (sys::call(SYS_newfstatat, fd, reinterpret_cast<long>(""), reinterpret_cast<long>(&st), AT_EMPTY_PATH) != 0 ||
+          !(S_ISREG(st.st_mode) || S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        continue;
+      }
+      const long flags = sys::call(SYS_fcntl, fd, F_GETFL);
+      if (flags < 0 || (flags & O_PATH) != 0) continue;
+      Access allowed = 0;
+      if ((flags & O_ACCMODE) != O_WRONLY) allowed |= LANDLOCK_ACCESS_FS_READ_FILE;
+      if ((flags & O_ACCMODE) != O_RDONLY) allowed |= LANDLOCK_ACCESS_FS_WRITE_FILE | kTruncate;
+      if (const long err = add_rule(ruleset, fd, allowed & handled); err != 0) return err;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int landlock_abi() noexcept {
@@ -69,6 +108,9 @@ Status apply_landlock(const FsView& view, const std::string& extra_file) noexcep
     if (const long err = add_rule(hold.get(), m.fd, allowed & handled); err != 0) {
       return errno_error("landlock_add_rule(a bind) failed", err);
     }
+  }
+  if (const long err = add_held_files(hold.get(), handled); err != 0) {
+    return errno_error("landlock_add_rule(a file the program holds) failed", err);
   }
   // dunk's own: listing /proc/self/fd (execve's close-on-exec) and reading
   // /proc/self/maps (a fork child's address-space mirror reads its own).

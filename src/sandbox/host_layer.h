@@ -31,9 +31,11 @@ namespace dunk::sandbox {
 // built, or not enabled at boot).
 int landlock_abi() noexcept;
 
-// Confines the calling thread (and what it starts) to `view`'s trees, and
-// to `extra_file` (read and write; empty: none) — dunk's own statistics
-// file, which every process of the sandbox opens. Call with one thread.
+// Confines the calling thread (and what it starts) to `view`'s trees, to
+// the files the program holds at its start (each for what its descriptor
+// allows: reopened through /proc/self/fd/N), and to `extra_file` (read and
+// write; empty: none) — dunk's own statistics file, which every process of
+// the sandbox opens. Call with one thread.
 Status apply_landlock(const FsView& view, const std::string& extra_file) noexcept;
 
 // ---- seccomp -------------------------------------------------------------------

@@ -190,7 +190,8 @@ print(os.getcwd(), hashlib.sha256(open("file", "rb").read()).hexdigest(), sqlite
 test_bubblewrap_forms() {
 	local tmpdir="$WORK/tmpdir" script
 	mkdir -p "$tmpdir"
-	script='echo one >/tmp/a && cat /tmp/a
+	script='cat /dev/stdin
+echo one >/tmp/a && cat /tmp/a
 echo two >/var/tmp/b && cat /tmp/b
 echo three >/run/c && cat /run/c
 echo four >/dev/shm/d && cat /dev/shm/d
@@ -201,13 +202,18 @@ diff <(echo same) <(echo same) && echo no difference
 echo x >/dev/null && head -c 3 /dev/zero | od -An -tx1
 readlink /dev/stdout /var/tmp /lib
 touch /y 2>/dev/null || echo "/ is read-only"
-mkdir /tmp/d && cd /tmp/d && pwd'
+mkdir /tmp/d && cd /tmp/d && pwd
+echo appended through /dev/stdout >>/dev/stdout'
+	# Its stdin and stdout are files outside the view (run_cmd's output
+	# file): reopened through /dev/stdin and /dev/stdout as natively.
+	echo "a file outside the view" >"$WORK/input"
 	TMPDIR=$tmpdir run_cmd "$DUNK" sandbox --ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 \
 		--symlink usr/bin /bin --dir /tmp --dir /var --symlink ../tmp /var/tmp --tmpfs /run --proc /proc --dev /dev \
-		--chdir / -- /bin/bash -c "$script"
+		--chdir / -- /bin/bash -c "$script" <"$WORK/input"
 	echo "$ERR"
 	expect_eq "exit status" 0 "$STATUS"
-	expect_eq "output" "one
+	expect_eq "output" "a file outside the view
+one
 two
 three
 four
@@ -246,7 +252,8 @@ no difference
 ../tmp
 usr/lib
 / is read-only
-/tmp/d" "$OUT"
+/tmp/d
+appended through /dev/stdout" "$OUT"
 	expect_eq "what dunk made for the view, afterwards" "" "$(ls -A "$tmpdir")"
 }
 
