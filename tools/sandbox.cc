@@ -126,6 +126,7 @@ struct Child {
   std::vector<Limit> limits;
   int close_fd = -1;  // dunk's, not the program's (--learn's file)
   int kvm_fd = -1;    // inherited by the sandbox (a view's Landlock rules leave /dev/kvm out)
+  bool new_session = false;  // --new-session
   std::string chdir;  // without a view: the directory to start in
 };
 
@@ -267,6 +268,9 @@ void kill_sandbox_tree(pid_t, void* cookie) {
 int sandbox_child(void* arg) {
   auto& child = *static_cast<Child*>(arg);
   if (child.close_fd >= 0) close(child.close_fd);
+  if (child.new_session && setsid() < 0) {
+    return fail(kExitCannotRun, fmt::format("sandbox: --new-session: setsid failed: {}", std::strerror(errno)));
+  }
   // First, so that every process and thread of the sandbox counts.
   if (child.cgroup != nullptr) {
     if (const int err = child.cgroup->enter(); err != 0) {
@@ -313,14 +317,40 @@ int sandbox_child(void* arg) {
   return fail(failure.status, failure.message);
 }
 
-std::vector<std::string> program_environment(bool drop_stats) {
+std::vector<std::string> program_environment(bool drop_stats, const std::vector<std::vector<std::string>>& changes) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view entry(*e);
     if (drop_stats && entry.starts_with("DUNK_STATS=")) continue;
     env.emplace_back(entry);
   }
+  // --clearenv, --setenv, --unsetenv, in their order.
+  for (const std::vector<std::string>& change : changes) {
+    if (change.size() == 2 && change[0].empty()) {
+      env.clear();
+      continue;
+    }
+    const std::string prefix = change[0] + "=";
+    std::erase_if(env, [&](const std::string& entry) { return entry.starts_with(prefix); });
+    if (change.size() == 2) env.push_back(prefix + change[1]);
+  }
   return env;
+}
+
+// All that can be read from descriptor `text` (a decimal number, as
+// bubblewrap's --file FD), or why not.
+std::string read_descriptor(const std::string& text, std::string& data) {
+  char* end = nullptr;
+  const long fd = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || fd < 0 || fd > INT_MAX) return "not a descriptor number";
+  char buffer[65536];
+  for (;;) {
+    const ssize_t n = read(static_cast<int>(fd), buffer, sizeof buffer);
+    if (n == 0) return {};
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fmt::format("cannot read descriptor {}: {}", fd, std::strerror(errno));
+    data.append(buffer, static_cast<std::size_t>(n));
+  }
 }
 
 void report_stats(const SandboxCommandOptions& options, const StatsFile& stats, int status) {
@@ -390,6 +420,7 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     return 0;
   }
   if (options.command.empty()) return fail(kExitCannotRun, "sandbox: no program given");
+  if (!options.unsupported.empty()) return fail(kExitCannotRun, "sandbox: " + options.unsupported);
   const auto on_violation = parse_on_violation(options.on_violation);
   if (!on_violation) {
     return fail(kExitCannotRun, fmt::format("sandbox: --on-violation takes kill, errno or log, not '{}'", options.on_violation));
@@ -473,13 +504,29 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
 
   // The view: every SRC opened and checked before anything runs.
   if (!options.bind_error.empty()) return fail(kExitCannotRun, "sandbox: " + options.bind_error);
+  if (options.pending_perms >= 0) {
+    return fail(kExitCannotRun, fmt::format("sandbox: --perms {:o}: no --tmpfs, --dir, --file, --bind-data or "
+                                            "--ro-bind-data after it",
+                                            options.pending_perms));
+  }
   std::unique_ptr<sandbox::FsView> view;
   ViewCleanup cleanup;
   int landlock = 0;
   if (!options.binds.empty()) {
     std::vector<sandbox::BindSpec> specs;
     for (const auto& b : options.binds) {
-      specs.push_back({b.option, b.source, b.destination, b.writable, static_cast<sandbox::BindSpec::Kind>(b.form)});
+      sandbox::BindSpec& spec = specs.emplace_back(sandbox::BindSpec{.option = b.option,
+                                                                     .source = b.source,
+                                                                     .destination = b.destination,
+                                                                     .writable = b.writable,
+                                                                     .kind = static_cast<sandbox::BindSpec::Kind>(b.form),
+                                                                     .optional = b.optional,
+                                                                     .perms = b.perms});
+      if (b.form == Form::kData) {
+        if (std::string err = read_descriptor(b.source, spec.data); !err.empty()) {
+          return fail(kExitCannotRun, fmt::format("sandbox: {} {} {}: {}", b.option, b.source, b.destination, err));
+        }
+      }
     }
     std::string why;
     view = sandbox::FsView::build(specs, why);
@@ -530,7 +577,8 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     stats.emplace(std::move(created).value());
     child.stats_path = stats->path();
   }
-  child.options.envp = program_environment(stats.has_value());
+  child.options.envp = program_environment(stats.has_value(), options.environment);
+  child.new_session = options.new_session;
   child.options.host_filter = std::move(host_filter);
   child.limits = std::move(limits);
   child.options.limits = limit_settings;
@@ -572,13 +620,14 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   const bool ends_with_program = seconds != 0 || cgroup.active();
   if (ends_with_program) prctl(PR_SET_CHILD_SUBREAPER, 1);
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
-  if (view) view->remove_own_trees();
   // What the program left running would outlive the time limit, or keep
   // the cgroup alive: the sandbox ends with its program.
   if (ends_with_program && !timed_out) {
     cgroup.kill_all();
     kill_descendants();
   }
+  // Then what dunk made for the view goes (--tmpfs, --dir, --dev, the skeleton).
+  if (view) view->remove_own_trees();
   sandbox::TreeCounts tree;
   if (cgroup.active()) {
     if (std::string left = cgroup.finish(tree); !left.empty()) fail(0, "sandbox: " + left);

@@ -42,20 +42,33 @@ struct SandboxCommandOptions {
   // --ro-bind/--bind/--dev-bind SRC [DST], in command-line order (a later
   // bind of the same destination wins); --chdir DIR, the directory in the
   // view the program starts in (default: dunk's own, if the view has it).
-  // Also --tmpfs DST, --dir DST, --symlink TEXT DST, --dev DST and --proc
-  // DST, in the same order (sandbox::BindSpec::Kind, in that order too).
-  enum class Form : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc };
+  // Also --*-bind-try, --tmpfs DST, --dir DST, --symlink TEXT DST, --dev
+  // DST, --proc DST, --file/--bind-data/--ro-bind-data FD DST and
+  // --remount-ro DST, in the same order (sandbox::BindSpec::Kind, in that
+  // order too), and --perms OCTAL for the next form that makes something.
+  enum class Form : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc, kData, kRemountRo };
   struct Bind {
     std::string option;
-    std::string source;       // --symlink: the link's text
+    std::string source;       // --symlink: the link's text; --file and co: the FD
     std::string destination;  // empty: the same as source
     bool writable = false;
     Form form = Form::kBind;
+    bool optional = false;  // --*-bind-try
+    int perms = -1;         // --perms before it; -1: none
   };
   std::vector<Bind> binds;
   std::string chdir;
   // A bind's SRC and DST as CLI11 hands them over, or why they are wrong.
   std::string bind_error;
+  int pending_perms = -1;  // --perms given, not yet used by a form
+
+  // The program's environment (bubblewrap's --clearenv, --setenv VAR VALUE,
+  // --unsetenv VAR, in command-line order: {"", ""} clears, {VAR, VALUE}
+  // sets, {VAR} unsets) and --new-session (setsid before it starts).
+  std::vector<std::vector<std::string>> environment;
+  bool new_session = false;
+  // A bubblewrap option dunk knows and does not offer, with the reason.
+  std::string unsupported;
 };
 
 // The --rlimit-* options, in SandboxCommandOptions::rlimits' order.

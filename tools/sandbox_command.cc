@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -100,12 +101,25 @@ Command add_sandbox(CLI::App& dunk) {
       ->allow_extra_args(false)
       ->type_name("PORT");
   // File system: the view (src/sandbox/fs_view.h).
-  auto bind = [app, options](const char* name, bool writable, const char* help) {
+  // --perms OCTAL applies to the next form that makes something, and only to it.
+  auto take_perms = [options](const char* name, bool makes, int& perms) {
+    if (options->pending_perms < 0) return;
+    if (makes) {
+      perms = options->pending_perms;
+    } else if (options->bind_error.empty()) {
+      options->bind_error = std::string("--perms must come right before --tmpfs, --dir, --file, --bind-data or "
+                                        "--ro-bind-data, not before ") + name;
+    }
+    options->pending_perms = -1;
+  };
+  auto bind = [app, options, take_perms](const char* name, bool writable, const char* help, bool optional = false) {
     app->add_option_function<std::vector<std::string>>(
            name,
-           [options, name, writable](const std::vector<std::string>& values) {
+           [options, name, writable, optional, take_perms](const std::vector<std::string>& values) {
              SandboxCommandOptions::Bind b{name, values.empty() ? std::string() : values[0],
                                            values.size() > 1 ? values[1] : std::string(), writable};
+             b.optional = optional;
+             take_perms(name, false, b.perms);
              if (b.source.empty() && options->bind_error.empty()) options->bind_error = std::string(name) + ": an empty SRC";
              options->binds.push_back(std::move(b));
            },
@@ -120,16 +134,22 @@ Command add_sandbox(CLI::App& dunk) {
        "(put -- before PROG when DST is left out)");
   bind("--bind", true, "The same, read-write");
   bind("--dev-bind", true, "The same as --bind (device nodes are usable under every bind)");
+  bind("--ro-bind-try", false, "As --ro-bind, but a SRC that does not exist is left out", true);
+  bind("--bind-try", true, "As --bind, but a SRC that does not exist is left out", true);
+  bind("--dev-bind-try", true, "As --dev-bind, but a SRC that does not exist is left out", true);
   // bubblewrap's other forms, in the same order as the binds.
-  auto form = [app, options](const char* name, SandboxCommandOptions::Form kind, int values, const char* type,
-                             const char* help) {
+  auto form = [app, options, take_perms](const char* name, SandboxCommandOptions::Form kind, int values, const char* type,
+                                         const char* help, bool writable = false) {
     app->add_option_function<std::vector<std::string>>(
            name,
-           [options, name, kind, values](const std::vector<std::string>& given) {
-             SandboxCommandOptions::Bind b{name, values == 2 ? given[0] : std::string(), given.back(), false, kind};
+           [options, name, kind, values, writable, take_perms](const std::vector<std::string>& given) {
+             using F = SandboxCommandOptions::Form;
+             SandboxCommandOptions::Bind b{name, values == 2 ? given[0] : std::string(), given.back(), writable, kind};
+             take_perms(name, kind == F::kTmpfs || kind == F::kDir || kind == F::kData, b.perms);
              if (options->bind_error.empty()) {
                if (static_cast<int>(given.size()) != values) {
-                 options->bind_error = std::string(name) + " " + given[0] + ": needs both TEXT and DST";
+                 options->bind_error = std::string(name) + " " + given[0] + ": needs both " +
+                                       (kind == F::kData ? "FD" : "TEXT") + " and DST";
                } else if (given.back().empty()) {
                  options->bind_error = std::string(name) + ": an empty DST";
                }
@@ -151,6 +171,107 @@ Command add_sandbox(CLI::App& dunk) {
   form("--dev", Kind::kDev, 1, "DST",
        "A /dev at DST: null, zero, full, random, urandom, tty, stdin/stdout/stderr/fd links, pts, shm (writable)");
   form("--proc", Kind::kProc, 1, "DST", "The host's /proc at DST, read-only");
+  form("--file", Kind::kData, 2, "FD DST", "A file at DST PROG may write, holding what dunk read from FD", true);
+  form("--bind-data", Kind::kData, 2, "FD DST", "The same as --file", true);
+  form("--ro-bind-data", Kind::kData, 2, "FD DST", "As --file, read-only");
+  form("--remount-ro", Kind::kRemountRo, 1, "DST", "The bind at DST (given before) becomes read-only");
+  app->add_option_function<std::string>(
+         "--perms",
+         [options](const std::string& text) {
+           char* end = nullptr;
+           const long mode = std::strtol(text.c_str(), &end, 8);
+           if (text.empty() || *end != '\0' || mode < 0 || mode > 07777) {
+             if (options->bind_error.empty()) options->bind_error = "--perms " + text + ": not an octal mode";
+             return;
+           }
+           if (options->pending_perms >= 0 && options->bind_error.empty()) {
+             options->bind_error = "--perms " + text + ": the --perms before it was not used";
+           }
+           options->pending_perms = static_cast<int>(mode);
+         },
+         "The mode of what the next --tmpfs, --dir, --file, --bind-data or --ro-bind-data makes")
+      ->allow_extra_args(false)
+      ->trigger_on_parse()
+      ->type_name("OCTAL");
+  // The program's environment and session, as bubblewrap's options.
+  app->add_flag_callback(
+         "--clearenv", [options] { options->environment.push_back({"", ""}); },
+         "Start PROG with an empty environment (then --setenv)")
+      ->trigger_on_parse();
+  app->add_option_function<std::vector<std::string>>(
+         "--setenv", [options](const std::vector<std::string>& v) { options->environment.push_back(v); },
+         "Set VAR to VALUE in PROG's environment")
+      ->expected(2)
+      ->allow_extra_args(false)
+      ->trigger_on_parse()
+      ->type_name("VAR VALUE");
+  app->add_option_function<std::string>(
+         "--unsetenv", [options](const std::string& var) { options->environment.push_back({var}); },
+         "Remove VAR from PROG's environment")
+      ->allow_extra_args(false)
+      ->trigger_on_parse()
+      ->type_name("VAR");
+  app->add_flag("--new-session", options->new_session,
+                "Start PROG in a session of its own (no controlling terminal)");
+  // bubblewrap's options for what dunk does not have: refused with the reason.
+  struct Unsupported {
+    const char* name;
+    int values;
+    const char* why;
+  };
+  static constexpr Unsupported kUnsupported[] = {
+      {"--unshare-all", 0, "dunk makes no namespaces but the network's (--unshare-net)"},
+      {"--share-net", 0, "dunk makes no namespaces but the network's (--unshare-net)"},
+      {"--unshare-user", 0, "dunk makes a user namespace only for --unshare-net"},
+      {"--unshare-user-try", 0, "dunk makes a user namespace only for --unshare-net"},
+      {"--unshare-ipc", 0, "dunk has no IPC namespace: System V IPC and POSIX message queues are the host's"},
+      {"--unshare-pid", 0, "dunk has no PID namespace: the program sees the host's processes"},
+      {"--unshare-uts", 0, "dunk has no UTS namespace: the host name is the host's"},
+      {"--unshare-cgroup", 0, "dunk has no cgroup namespace (--cgroup-* limit the tree in a cgroup of its own)"},
+      {"--unshare-cgroup-try", 0, "dunk has no cgroup namespace (--cgroup-* limit the tree in a cgroup of its own)"},
+      {"--die-with-parent", 0, "dunk cannot end the program's whole tree when it dies itself (use --time-limit)"},
+      {"--as-pid-1", 0, "dunk has no PID namespace"},
+      {"--disable-userns", 0, "the policy decides clone and unshare (docs/POLICY.md)"},
+      {"--assert-userns-disabled", 0, "the policy decides clone and unshare (docs/POLICY.md)"},
+      {"--uid", 1, "dunk has no user namespace for the program"},
+      {"--gid", 1, "dunk has no user namespace for the program"},
+      {"--hostname", 1, "dunk has no UTS namespace"},
+      {"--userns", 1, "dunk joins no namespace"},
+      {"--userns2", 1, "dunk joins no namespace"},
+      {"--pidns", 1, "dunk joins no namespace"},
+      {"--cap-add", 1, "the program's capabilities are dunk's; the policy decides what it may call"},
+      {"--cap-drop", 1, "the program's capabilities are dunk's; the policy decides what it may call"},
+      {"--seccomp", 1, "dunk's policy is a JSON seccomp profile (--policy FILE), not a BPF program"},
+      {"--add-seccomp-fd", 1, "dunk's policy is a JSON seccomp profile (--policy FILE), not a BPF program"},
+      {"--mqueue", 1, "dunk has no IPC namespace"},
+      {"--bind-fd", 2, "a bind's source is a path"},
+      {"--ro-bind-fd", 2, "a bind's source is a path"},
+      {"--chmod", 2, "dunk changes no file on the host but what --dir and --symlink make"},
+      {"--size", 1, "--tmpfs is a directory under $TMPDIR, not a tmpfs of a size"},
+      {"--args", 1, "give the options on the command line"},
+      {"--exec-label", 1, "dunk sets no security labels"},
+      {"--file-label", 1, "dunk sets no security labels"},
+      {"--lock-file", 1, "not offered"},
+      {"--sync-fd", 1, "not offered"},
+      {"--block-fd", 1, "not offered"},
+      {"--userns-block-fd", 1, "not offered"},
+      {"--info-fd", 1, "not offered"},
+      {"--json-status-fd", 1, "not offered"},
+  };
+  for (const Unsupported& u : kUnsupported) {
+    auto note = [options, &u](const std::string& = {}) {
+      if (options->unsupported.empty()) options->unsupported = std::string(u.name) + ": " + u.why;
+    };
+    if (u.values == 0) {
+      app->add_flag_callback(u.name, [note] { note(); }, "(bubblewrap's; refused with the reason)")->group("");
+    } else {
+      app->add_option_function<std::vector<std::string>>(u.name, [note](const std::vector<std::string>&) { note(); },
+                                                          "(bubblewrap's; refused with the reason)")
+          ->expected(u.values)
+          ->allow_extra_args(false)
+          ->group("");
+    }
+  }
   app->add_option("--chdir", options->chdir, "Start PROG in DIR of the view (default: dunk's directory, else /)")
       ->type_name("DIR");
   app->add_option("--learn", options->learn_path,

@@ -183,7 +183,7 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
   std::vector<std::pair<const BindSpec*, std::string>> in_binds;
   for (const BindSpec& b : specs) {
     using Kind = BindSpec::Kind;
-    const bool sourced = b.kind == Kind::kBind || b.kind == Kind::kSymlink;
+    const bool sourced = b.kind == Kind::kBind || b.kind == Kind::kSymlink || b.kind == Kind::kData;
     const std::string& given = b.kind == Kind::kBind && b.destination.empty() ? b.source : b.destination;
     const std::string name = b.option + (sourced ? " " + b.source : "") +
                              (b.kind == Kind::kBind && b.destination.empty() ? "" : " " + b.destination);
@@ -196,15 +196,29 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
                                        [&](const Mount& m) { return beneath(dst, m.destination); });
     switch (b.kind) {
       case Kind::kTmpfs:
-        if (!v->add_own_directory(dst, name, true, why)) return nullptr;
+        if (!v->add_own_directory(dst, name, true, why, b.perms)) return nullptr;
         continue;
+      case Kind::kData:
+        if (!v->add_own_file(b, dst, name, why)) return nullptr;
+        continue;
+      case Kind::kRemountRo: {
+        // The bind that DST shows (the last of its destination), as
+        // bubblewrap remounts the mount at DST.
+        auto it = std::find_if(v->mounts_.rbegin(), v->mounts_.rend(), [&](const Mount& m) { return m.destination == dst; });
+        if (it == v->mounts_.rend()) {
+          why = name + ": no bind before it has " + dst + " as its destination";
+          return nullptr;
+        }
+        it->writable = false;
+        continue;
+      }
       case Kind::kDev:
         if (!v->add_dev(dst, name, why)) return nullptr;
         continue;
       case Kind::kDir:
         if (in_a_bind) {
           in_binds.emplace_back(&b, dst);
-        } else if (!v->add_own_directory(dst, name, true, why)) {
+        } else if (!v->add_own_directory(dst, name, true, why, b.perms)) {
           return nullptr;
         }
         continue;
@@ -222,6 +236,7 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
     // As bubblewrap opens a source: symlinks followed, any kind of file.
     const std::string& source = b.kind == Kind::kProc ? std::string("/proc") : b.source;
     const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(source.c_str()), O_PATH | O_CLOEXEC);
+    if (fd == -ENOENT && b.optional) continue;  // --*-bind-try: left out, as bubblewrap does
     if (sys::failed(fd)) {
       why = name + ": cannot open the source" + (b.kind == Kind::kProc ? " /proc" : "") + ": " +
             std::strerror(static_cast<int>(-fd));
@@ -298,10 +313,11 @@ bool FsView::own_directory_root(std::string& why) {
 // A directory of dunk's at `destination`: empty, and writable by the
 // program when `writable` (--tmpfs; a bubblewrap tmpfs is writable too).
 bool FsView::add_own_directory(const std::string& destination, const std::string& spec, bool writable,
-                               std::string& why) {
+                               std::string& why, int perms) {
   if (!own_directory_root(why)) return false;
   const std::string host = own_root_ + "/" + std::to_string(++own_count_);
-  if (mkdir(host.c_str(), 0755) != 0) {
+  // The mode as given (--perms), whatever dunk's umask.
+  if (mkdir(host.c_str(), 0700) != 0 || chmod(host.c_str(), perms >= 0 ? static_cast<mode_t>(perms) : 0755) != 0) {
     why = spec + ": cannot make " + host + ": " + std::strerror(errno);
     return false;
   }
@@ -315,6 +331,44 @@ bool FsView::add_own_directory(const std::string& destination, const std::string
   m.destination = destination;
   m.host = host_path_of(m.fd);
   m.writable = writable;
+  m.own = true;
+  m.spec = spec;
+  mounts_.push_back(std::move(m));
+  return true;
+}
+
+// --file, --bind-data, --ro-bind-data: a file of dunk's holding the data
+// read from FD, bound at `destination` (read-write but for --ro-bind-data;
+// mode 0644, or --perms).
+bool FsView::add_own_file(const BindSpec& b, const std::string& destination, const std::string& spec,
+                          std::string& why) {
+  if (!own_directory_root(why)) return false;
+  const std::string host = own_root_ + "/" + std::to_string(++own_count_);
+  const int out = open(host.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  bool written = out >= 0;
+  for (std::size_t at = 0; written && at < b.data.size();) {
+    const ssize_t n = write(out, b.data.data() + at, b.data.size() - at);
+    written = n > 0;
+    at += written ? static_cast<std::size_t>(n) : 0;
+  }
+  written = written && fchmod(out, b.perms >= 0 ? static_cast<mode_t>(b.perms) : 0644) == 0;
+  const int err = errno;
+  if (out >= 0) close(out);
+  if (!written) {
+    why = spec + ": cannot write " + host + ": " + std::strerror(err);
+    return false;
+  }
+  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(host.c_str()), O_PATH | O_CLOEXEC);
+  if (sys::failed(fd)) {
+    why = spec + ": cannot open " + host + ": " + std::strerror(static_cast<int>(-fd));
+    return false;
+  }
+  Mount m;
+  m.fd = move_out_of_program_range(static_cast<int>(fd));
+  m.destination = destination;
+  m.host = host_path_of(m.fd);
+  m.writable = b.writable;
+  m.directory = false;
   m.own = true;
   m.spec = spec;
   mounts_.push_back(std::move(m));
@@ -398,7 +452,8 @@ bool FsView::make_in_binds(const BindSpec& b, const std::string& destination, co
   }
   const long err = link ? sys::call(SYS_symlinkat, reinterpret_cast<long>(b.source.c_str()), parent.object,
                                     reinterpret_cast<long>(name.c_str()))
-                        : sys::call(SYS_mkdirat, parent.object, reinterpret_cast<long>(name.c_str()), 0755);
+                        : sys::call(SYS_mkdirat, parent.object, reinterpret_cast<long>(name.c_str()),
+                                    b.perms >= 0 ? b.perms : 0755);
   if (err != 0) {
     why = spec + ": cannot make " + destination + " in " + m.spec + ": " + std::strerror(static_cast<int>(-err));
     return false;

@@ -55,14 +55,20 @@ struct ProgramThread;
 //             from the host, stdin/stdout/stderr/fd symlinks into
 //             /proc/self/fd, empty pts, and shm as --tmpfs
 //   kProc     --proc DST: the host's /proc, read-only
+//   kData     --file/--bind-data/--ro-bind-data FD DST: a file of dunk's
+//             holding `data` (what was read from FD), bound at DST
+//   kRemountRo  --remount-ro DST: the bind at DST becomes read-only
 // (tools/sandbox.h's SandboxCommandOptions::Form names them in this order.)
 struct BindSpec {
-  enum class Kind : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc };
-  std::string option;       // its spelling, for messages
-  std::string source;       // kBind: relative to dunk's working directory; kSymlink: the text
-  std::string destination;  // in the view; empty: the same as source (kBind)
+  enum class Kind : std::uint8_t { kBind, kTmpfs, kDir, kSymlink, kDev, kProc, kData, kRemountRo };
+  std::string option{};       // its spelling, for messages
+  std::string source{};       // kBind: relative to dunk's working directory; kSymlink: the text; kData: the FD
+  std::string destination{};  // in the view; empty: the same as source (kBind)
   bool writable = false;
   Kind kind = Kind::kBind;
+  bool optional = false;    // kBind (--*-bind-try): a source that does not exist is left out
+  int perms = -1;           // --perms before kTmpfs, kDir, kData: the mode; -1: the default
+  std::string data{};         // kData: the file's contents
 };
 
 class FsView {
@@ -168,7 +174,9 @@ class FsView {
   long walk(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
   long fast(const std::string& start, std::string_view path, const ResolveOptions& options, Resolved& out) noexcept;
   bool make_skeleton(std::string& why);
-  bool add_own_directory(const std::string& destination, const std::string& spec, bool writable, std::string& why);
+  bool add_own_directory(const std::string& destination, const std::string& spec, bool writable, std::string& why,
+                         int perms = -1);
+  bool add_own_file(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
   bool add_dev(const std::string& destination, const std::string& spec, std::string& why);
   bool make_in_binds(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
   bool own_directory_root(std::string& why);

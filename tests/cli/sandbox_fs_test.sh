@@ -257,6 +257,43 @@ appended through /dev/stdout" "$OUT"
 	expect_eq "what dunk made for the view, afterwards" "" "$(ls -A "$tmpdir")"
 }
 
+# The rest of bubblewrap's file-system and environment options: --*-try
+# (a missing source left out), --file and --ro-bind-data from descriptors
+# with --perms, --remount-ro, --perms on --tmpfs, --clearenv/--setenv/
+# --unsetenv, --new-session.
+test_bubblewrap_more_forms() {
+	mkdir -p "$WORK/rw"
+	echo "was here" >"$WORK/rw/old"
+	local script='cat /etc/passwd; stat -c "%a %s" /etc/passwd /etc/group; stat -c %a /tmp
+echo x >/etc/passwd && cat /etc/passwd
+echo y >/etc/group 2>/dev/null || echo "/etc/group is read-only"
+ls /opt; cat /rw/old; touch /rw/new 2>/dev/null || echo "/rw is read-only"
+env | grep -v ^PWD= | sort
+[ "$(cut -d" " -f6 /proc/$$/stat)" = "$$" ] && echo "a session of its own"'
+	TMPDIR=$WORK run_cmd env KEEP=kept DROP=dropped "$DUNK" sandbox --ro-bind /usr /usr --symlink usr/lib /lib \
+		--symlink usr/lib64 /lib64 --symlink usr/bin /bin --proc /proc --dev /dev \
+		--ro-bind-try /nonexistent /missing --ro-bind-try "$WORK/rw" /opt --bind "$WORK/rw" /rw --remount-ro /rw \
+		--perms 0600 --file 3 /etc/passwd --ro-bind-data 4 /etc/group --perms 1777 --tmpfs /tmp \
+		--clearenv --setenv KEEP "$(printf 'a b')" --setenv PATH /bin --setenv GONE soon --unsetenv GONE --new-session \
+		-- /bin/sh -c "$script" 3<<<"root:x:0:0::/:/bin/sh" 4<<<"root:x:0:"
+	echo "$ERR"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "output" "root:x:0:0::/:/bin/sh
+600 22
+644 10
+1777
+x
+/etc/group is read-only
+old
+was here
+/rw is read-only
+KEEP=a b
+PATH=/bin
+a session of its own" "$OUT"
+	[[ ! -e $WORK/rw/new ]] || fail "--remount-ro left /rw writable"
+	expect_eq "what dunk made for the view, afterwards" "" "$(ls -d "$WORK"/dunk-view.* 2>/dev/null)"
+}
+
 # A call the view serves itself that blocks (a sendto by path to a full
 # AF_UNIX datagram socket) and a timer's handler that alone unblocks it
 # (tests/programs/sandbox_timer_wakes.c): a signal that comes while the

@@ -47,7 +47,37 @@ test_bad_forms() {
 		"$DUNK" sandbox --tmpfs tmp -- /bin/touch "$ran"
 	no_kvm expect_refused 125 "dunk: sandbox: --dev /none/dev: the destination's parent /none is not a directory in the view" \
 		"$DUNK" sandbox --ro-bind /usr / --dev /none/dev -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --perms must come right before --tmpfs, --dir, --file, --bind-data or --ro-bind-data, not before --ro-bind" \
+		"$DUNK" sandbox --perms 0700 --ro-bind /usr /usr -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --perms 700: no --tmpfs, --dir, --file, --bind-data or --ro-bind-data after it" \
+		"$DUNK" sandbox --perms 0700 -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --perms 0800: not an octal mode" \
+		"$DUNK" sandbox --perms 0800 --tmpfs /tmp -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --remount-ro /usr/lib: no bind before it has /usr/lib as its destination" \
+		"$DUNK" sandbox --ro-bind /usr /usr --remount-ro /usr/lib -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --file 9 /etc/x: cannot read descriptor 9: Bad file descriptor" \
+		"$DUNK" sandbox --file 9 /etc/x -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --file /etc/x: needs both FD and DST" \
+		"$DUNK" sandbox --file /etc/x -- /bin/touch "$ran"
 	[[ ! -e $ran ]] || fail "a program ran with a bad form"
+}
+
+# bubblewrap's options for what dunk has not (namespaces, capabilities, a
+# BPF seccomp program, ...): refused before anything runs, with the reason,
+# never taken for PROG or silently ignored.
+test_bubblewrap_options_dunk_has_not() {
+	local ran=$WORK/ran
+	no_kvm expect_refused 125 "dunk: sandbox: --unshare-pid: dunk has no PID namespace: the program sees the host's processes" \
+		"$DUNK" sandbox --unshare-pid -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --unshare-all: dunk makes no namespaces but the network's (--unshare-net)" \
+		"$DUNK" sandbox --ro-bind /usr /usr --unshare-all --share-net -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --hostname: dunk has no UTS namespace" \
+		"$DUNK" sandbox --hostname box -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --seccomp: dunk's policy is a JSON seccomp profile (--policy FILE), not a BPF program" \
+		"$DUNK" sandbox --seccomp 3 -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --die-with-parent: dunk cannot end the program's whole tree when it dies itself (use --time-limit)" \
+		"$DUNK" sandbox --die-with-parent -- /bin/touch "$ran"
+	[[ ! -e $ran ]] || fail "a program ran with an option dunk has not"
 }
 
 # PROG is found in the view, not on the host.

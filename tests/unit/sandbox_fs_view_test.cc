@@ -250,6 +250,38 @@ TEST_F(ViewTest, BubblewrapsOtherForms) {
   EXPECT_EQ(stat((root_ + "/outside/secret").c_str(), &st), 0);
 }
 
+// --*-bind-try, --file/--ro-bind-data with --perms, --remount-ro.
+TEST_F(ViewTest, BubblewrapsDataTryAndRemountForms) {
+  using Kind = BindSpec::Kind;
+  FsView& v = build({{.option = "--ro-bind-try", .source = root_ + "/missing", .destination = "/missing", .optional = true},
+                     {.option = "--bind-try", .source = root_ + "/in/sub", .destination = "/sub", .writable = true,
+                      .optional = true},
+                     {.option = "--remount-ro", .destination = "/sub", .kind = Kind::kRemountRo},
+                     {.option = "--file", .source = "3", .destination = "/work/data", .writable = true,
+                      .kind = Kind::kData, .perms = 0600, .data = "contents\n"},
+                     {.option = "--tmpfs", .destination = "/t", .kind = Kind::kTmpfs, .perms = 01777}});
+  EXPECT_EQ(resolve("/missing"), "errno " + std::to_string(ENOENT));
+  std::string rel;
+  const FsView::Mount& sub = v.mounts()[static_cast<std::size_t>(v.mount_of("/sub", rel))];
+  EXPECT_EQ(sub.destination, "/sub");
+  EXPECT_FALSE(sub.writable);  // --remount-ro
+  const FsView::Mount& data = v.mounts()[static_cast<std::size_t>(v.mount_of("/work/data", rel))];
+  EXPECT_EQ(data.destination, "/work/data");
+  EXPECT_TRUE(data.writable);
+  EXPECT_FALSE(data.directory);
+  struct stat st {};
+  ASSERT_EQ(stat(data.host.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_EQ(st.st_size, 9);
+  EXPECT_NE(stat((root_ + "/in/data").c_str(), &st), 0);  // nothing made in the bind's tree
+  const FsView::Mount& t = v.mounts()[static_cast<std::size_t>(v.mount_of("/t", rel))];
+  ASSERT_EQ(stat(t.host.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u);
+  std::string why;
+  EXPECT_EQ(FsView::build({{.option = "--ro-bind", .source = root_ + "/missing", .destination = "/m"}}, why), nullptr);
+  EXPECT_NE(why.find("cannot open the source"), std::string::npos) << why;
+}
+
 TEST_F(ViewTest, BubblewrapsFormsThatCannotBeMadeAreRefused) {
   using Kind = BindSpec::Kind;
   std::string why;
