@@ -617,7 +617,9 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
   const TimeLimit time_limit{seconds, &kill_sandbox_tree, &limit_state};
   // Orphans of the sandbox come back to dunk, which must find them all
   // when the time is up (or, under a cgroup, when the program ends).
-  const bool ends_with_program = seconds != 0 || cgroup.active();
+  // So too when dunk made directories for the view that the program
+  // writes in (--tmpfs, --dir, --dev's shm): they go when it ends.
+  const bool ends_with_program = seconds != 0 || cgroup.active() || (view && view->has_own_trees());
   if (ends_with_program) prctl(PR_SET_CHILD_SUBREAPER, 1);
   Result<int> wait_status = run_function_child(sandbox_child, &child, seconds != 0 ? &time_limit : nullptr);
   // What the program left running would outlive the time limit, or keep
@@ -627,7 +629,9 @@ int run_sandbox_command(const SandboxCommandOptions& options) {
     kill_descendants();
   }
   // Then what dunk made for the view goes (--tmpfs, --dir, --dev, the skeleton).
-  if (view) view->remove_own_trees();
+  if (view && !view->remove_own_trees()) {
+    fmt::print(stderr, "dunk: sandbox: cannot remove all of {}, which dunk made for the view\n", view->own_path());
+  }
   sandbox::TreeCounts tree;
   if (cgroup.active()) {
     if (std::string left = cgroup.finish(tree); !left.empty()) fail(0, "sandbox: " + left);

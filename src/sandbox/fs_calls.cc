@@ -363,7 +363,7 @@ long reopen_descriptor(ProgramThread& t, const abi::Call& call, FsView& v, int n
                        std::uint64_t mode) noexcept {
   if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL)) return -EEXIST;
   LockGuard hold(v.numbers_lock());
-  const long held = sys::call(SYS_fcntl, n, F_GETFL);
+  const long held = is_dunk_fd(n) ? -EBADF : sys::call(SYS_fcntl, n, F_GETFL);
   if (held < 0) return -ENOENT;  // closed meanwhile: the link is gone
   if ((flags & O_PATH) == 0) {
     const std::uint64_t wanted = flags & O_ACCMODE;
@@ -377,8 +377,9 @@ long reopen_descriptor(ProgramThread& t, const abi::Call& call, FsView& v, int n
                      "opened for");
     }
   }
+  // The calling thread's own table, which the checks above looked at.
   char link[64];
-  proc_link(link, n);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%d", n);
   return forward(abi::Call{SYS_openat, {static_cast<std::uint64_t>(AT_FDCWD), reinterpret_cast<std::uint64_t>(link),
                                         flags & ~std::uint64_t{O_CREAT | O_EXCL}, mode}});
 }
@@ -482,11 +483,17 @@ long perform_object(ProgramThread& t, const abi::Call& call, const abi::Call& co
   FsView::ResolveOptions options;
   options.follow_last = follows(c.what, copied);
   const bool changes = writes(c.what, copied, arg.path);
-  // stat and friends of /proc/self/fd/N look at N's object, wherever it is.
-  options.descriptors = c.what.op == Op::kObject && !changes;
+  // stat, access and friends of /proc/self/fd/N look at N's object,
+  // wherever it is; nothing changes it by that way.
+  options.descriptors = c.what.op == Op::kObject && !c.what.writes;
   FsView::Resolved r;
   if (const long err = c.view.resolve(start, path, options, r); err != 0) return refused(t, call, err, r.why);
-  if (changes && !c.view.mounts()[static_cast<std::size_t>(r.mount)].writable) return -EROFS;
+  if (r.descriptor < 0 && changes) {
+    const FsView::Mount& m = c.view.mounts()[static_cast<std::size_t>(r.mount)];
+    if (!m.writable) return -EROFS;
+    // --dev's nodes are the host's: written to, never changed themselves.
+    if (m.device && r.rel.empty() && c.what.writes) return -EPERM;
+  }
   if (c.what.op == Op::kReadlink) {
     if (!S_ISLNK(r.st.st_mode)) return -EINVAL;
     abi::Call f{SYS_readlinkat, {static_cast<std::uint64_t>(r.object), reinterpret_cast<std::uint64_t>(""),

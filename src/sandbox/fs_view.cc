@@ -223,6 +223,10 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
         }
         continue;
       case Kind::kSymlink:
+        if (dst == "/") {
+          why = name + ": the view's / cannot be a symlink";
+          return nullptr;
+        }
         if (in_a_bind) {
           in_binds.emplace_back(&b, dst);
         } else {
@@ -278,6 +282,9 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
       return nullptr;
     }
   }
+  // A bind beneath a directory of dunk's (--tmpfs /a --bind X /a/b) shows
+  // in its listing, as in the skeleton.
+  if (!v->make_placeholders(why)) return nullptr;
   // Every destination must hang in the view: its parent a directory there
   // (inside another bind, or the skeleton's).
   for (const Mount& m : v->mounts_) {
@@ -294,6 +301,45 @@ std::unique_ptr<FsView> FsView::build(const std::vector<BindSpec>& specs, std::s
   return v;
 }
 
+// The path to each destination inside a directory of dunk's that holds it
+// (not the skeleton, which makes its own): directories, and an empty file
+// where a file is bound.
+bool FsView::make_placeholders(std::string& why) {
+  for (const Mount& m : mounts_) {
+    if (m.skeleton || m.destination == "/") continue;
+    std::string rel;
+    const int holder = mount_of(parent_of(m.destination), rel);
+    const Mount& h = mounts_[static_cast<std::size_t>(holder)];
+    if (!h.own || !h.directory || h.destination == m.destination) continue;
+    std::string node = h.host;
+    const std::string below = m.destination.substr(h.destination == "/" ? 1 : h.destination.size() + 1);
+    std::vector<std::string_view> parts;
+    each_component(below, [&](std::string_view c) { parts.push_back(c); });
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      node += '/';
+      node += parts[i];
+      struct stat st {};
+      if (lstat(node.c_str(), &st) == 0) continue;
+      bool made = false;
+      if (i + 1 == parts.size() && !m.directory) {
+        const int fd = open(node.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+        made = fd >= 0 && close(fd) == 0;
+      } else {
+        made = mkdir(node.c_str(), 0755) == 0;
+      }
+      if (!made) {
+        why = m.spec + ": cannot make " + node + " for the view: " + std::strerror(errno);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+bool FsView::has_own_trees() const noexcept {
+  return std::any_of(mounts_.begin(), mounts_.end(), [](const Mount& m) { return m.own && m.writable; });
+}
+
 // dunk's directory for the skeleton and the directories --tmpfs, --dir and
 // --dev make: $TMPDIR/dunk-view.XXXXXX, removed when the sandbox ends.
 bool FsView::own_directory_root(std::string& why) {
@@ -304,9 +350,9 @@ bool FsView::own_directory_root(std::string& why) {
     why = "cannot make the view's directory under " + templ + ": " + std::strerror(errno);
     return false;
   }
+  // mkdtemp's 0700 stays: what the program writes in --tmpfs is no other
+  // user's business (the program reaches it through pinned descriptors).
   own_root_ = templ;
-  // mkdtemp makes it 0700; what is in it reads like any directory.
-  chmod(own_root_.c_str(), 0755);
   return true;
 }
 
@@ -403,6 +449,7 @@ bool FsView::add_dev(const std::string& destination, const std::string& spec, st
     m.host = source;
     m.writable = true;
     m.directory = false;
+    m.device = true;
     m.spec = spec;
     mounts_.push_back(std::move(m));
   }
@@ -442,10 +489,11 @@ bool FsView::make_in_binds(const BindSpec& b, const std::string& destination, co
                                reinterpret_cast<long>(text), sizeof text);
       if (n >= 0 && std::string_view(text, static_cast<std::size_t>(n)) == b.source) return true;
     }
-    why = spec + ": " + destination + " is already there in " + m.spec + (link ? ", not as this symlink" : ", not as a directory");
+    why = spec + ": " + destination + " is already there in " + (m.skeleton ? "the view's own tree" : m.spec) +
+          (link ? ", not as this symlink" : ", not as a directory");
     return false;
   }
-  if (!m.writable) {
+  if (!m.writable && !m.own) {  // dunk's own (--dev's directory) takes them, as bubblewrap's /dev tmpfs
     why = spec + ": " + destination + " would be made in " + (m.skeleton ? "the view's own tree" : m.spec) +
           ", which is read-only";
     return false;
@@ -536,20 +584,36 @@ bool FsView::make_skeleton(std::string& why) {
 namespace {
 
 // Removes `name` in `dirfd` and everything beneath it, never following a
-// symlink: a directory is opened with O_NOFOLLOW and emptied through its
-// own descriptor, so nothing a program left (or swaps in meanwhile) leads
-// the removal elsewhere.
-bool remove_tree_at(int dirfd, const char* name, int depth) noexcept {
+// symlink: a directory is opened with O_NOFOLLOW (O_PATH first, so that one
+// the program made unreadable can be made readable through that very
+// descriptor) and emptied through its own descriptor, so nothing a program
+// left, or swaps in meanwhile, leads the removal elsewhere. A tree deeper
+// than kDepth is moved up into `top` (dunk's own directory) piece by piece
+// and removed from there; the passes over a directory are bounded, so a
+// process still writing there cannot keep dunk at it.
+constexpr int kDepth = 64;
+constexpr int kPasses = 64;
+
+bool remove_tree_at(int dirfd, const char* name, int depth, int top, unsigned& moved) noexcept {
   if (sys::call(SYS_unlinkat, dirfd, reinterpret_cast<long>(name), 0) == 0) return true;
-  if (depth > 256) return false;
-  const long fd = sys::call(SYS_openat, dirfd, reinterpret_cast<long>(name),
-                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (depth >= kDepth) {
+    char to[32];
+    std::snprintf(to, sizeof to, ".deep.%u", moved++);
+    return sys::call(SYS_renameat, dirfd, reinterpret_cast<long>(name), top, reinterpret_cast<long>(to)) == 0;
+  }
+  const long path = sys::call(SYS_openat, dirfd, reinterpret_cast<long>(name), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sys::failed(path)) return false;
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/self/fd/%ld", path);
+  // dunk's own tree, owned by the user dunk runs as: a mode the program set
+  // (000, 0300) does not keep it from being emptied.
+  sys::call(SYS_chmod, reinterpret_cast<long>(link), 0700);
+  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(link), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  sys::call(SYS_close, path);
   if (sys::failed(fd)) return false;
-  // A directory the program made unwritable is emptied all the same (it is
-  // dunk's own tree, owned by the user dunk runs as).
-  sys::call(SYS_fchmod, fd, 0700);
   alignas(8) char buffer[4096];
-  for (bool removed = true; removed;) {
+  bool removed = true;
+  for (int pass = 0; removed && pass < kPasses; ++pass) {
     // The entries removed shift the directory's offsets: each pass reads
     // it from the start, until a pass removes nothing.
     removed = false;
@@ -560,7 +624,7 @@ bool remove_tree_at(int dirfd, const char* name, int depth) noexcept {
         at += entry->d_reclen;
         const std::string_view entry_name(entry->d_name);
         if (entry_name == "." || entry_name == "..") continue;
-        removed = remove_tree_at(static_cast<int>(fd), entry->d_name, depth + 1) || removed;
+        removed = remove_tree_at(static_cast<int>(fd), entry->d_name, depth + 1, top, moved) || removed;
       }
     }
   }
@@ -570,11 +634,23 @@ bool remove_tree_at(int dirfd, const char* name, int depth) noexcept {
 
 }  // namespace
 
-void FsView::remove_own_trees() noexcept {
-  if (own_root_.empty()) return;
-  remove_tree_at(AT_FDCWD, own_root_.c_str(), 0);
+bool FsView::remove_own_trees() noexcept {
+  if (own_root_.empty()) return true;
+  const long top = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(own_root_.c_str()),
+                             O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  unsigned moved = 0;
+  bool gone = false;
+  // What was moved up from deep trees is removed by the next round.
+  for (int round = 0; !gone && round < kPasses && !sys::failed(top); ++round) {
+    const unsigned before = moved;
+    gone = remove_tree_at(AT_FDCWD, own_root_.c_str(), 0, static_cast<int>(top), moved);
+    if (!gone && moved == before) break;
+  }
+  if (!sys::failed(top)) sys::call(SYS_close, top);
+  if (!gone) return false;
   own_root_.clear();
   skeleton_.clear();
+  return true;
 }
 
 FsView::~FsView() {
@@ -750,6 +826,7 @@ long FsView::walk(const std::string& start, std::string_view path, const Resolve
             out.owned = false;
             out.descriptor = descriptor;
             if (const long st = fstat_fd(descriptor, out.st); st != 0) return st;
+            if (trailing_slash && !S_ISDIR(out.st.st_mode)) return -ENOTDIR;
             return 0;
           }
           if (followed != 0 || target.empty()) {

@@ -81,7 +81,11 @@ class FsView {
     bool writable = false;
     bool directory = true;
     bool skeleton = false;    // dunk's tree for "/" and the destinations' ancestors
-    bool own = false;         // a directory dunk made (--tmpfs, --dir, --dev)
+    bool own = false;         // a directory or file dunk made (--tmpfs, --dir, --dev, --file)
+    // A host device node of --dev's: opened for writing, never changed
+    // itself (chmod, chown, utimes, xattrs: EPERM), as in bubblewrap's /dev,
+    // where the host's root is not root.
+    bool device = false;
     std::string spec;         // the option as given ("--bind SRC DST"), for messages
   };
 
@@ -98,8 +102,13 @@ class FsView {
   const std::string& skeleton_path() const noexcept { return skeleton_; }
   // In dunk after the sandbox ended: removes the skeleton and the
   // directories of --tmpfs, --dir and --dev, with whatever the program left
-  // in them (never following a symlink).
-  void remove_own_trees() noexcept;
+  // in them (never following a symlink). False: something was left (its
+  // path is own_path()).
+  bool remove_own_trees() noexcept;
+  const std::string& own_path() const noexcept { return own_root_; }
+  // Whether the view has directories of dunk's that the program may write
+  // (then what it leaves running must end before they go).
+  bool has_own_trees() const noexcept;
 
   // ---- In the sandbox's process -------------------------------------------
 
@@ -180,6 +189,7 @@ class FsView {
   bool add_dev(const std::string& destination, const std::string& spec, std::string& why);
   bool make_in_binds(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
   bool own_directory_root(std::string& why);
+  bool make_placeholders(std::string& why);
   long locate_host(int fd, const char* link, bool directory, std::string& view) noexcept;
   long follow_descriptor_link(int dirfd, std::string_view name, std::string& view, int& descriptor) noexcept;
 

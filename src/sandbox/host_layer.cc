@@ -80,7 +80,9 @@ long add_held_files(int ruleset, Access handled) noexcept {
       Access allowed = 0;
       if ((flags & O_ACCMODE) != O_WRONLY) allowed |= LANDLOCK_ACCESS_FS_READ_FILE;
       if ((flags & O_ACCMODE) != O_RDONLY) allowed |= LANDLOCK_ACCESS_FS_WRITE_FILE | kTruncate;
-      if (const long err = add_rule(ruleset, fd, allowed & handled); err != 0) return err;
+      // A file of an internal mount (a memfd) takes no rule (EBADFD):
+      // Landlock does not govern it, and the view reopens it as a descriptor.
+      if (const long err = add_rule(ruleset, fd, allowed & handled); err != 0 && err != -EBADFD) return err;
     }
   }
   return 0;

@@ -203,6 +203,8 @@ echo x >/dev/null && head -c 3 /dev/zero | od -An -tx1
 readlink /dev/stdout /var/tmp /lib
 touch /y 2>/dev/null || echo "/ is read-only"
 mkdir /tmp/d && cd /tmp/d && pwd
+test -w /dev/stdout && echo "/dev/stdout is writable"
+chmod 600 /dev/null || echo "chmod /dev/null refused"
 echo appended through /dev/stdout >>/dev/stdout'
 	# Its stdin and stdout are files outside the view (run_cmd's output
 	# file): reopened through /dev/stdin and /dev/stdout as natively.
@@ -253,8 +255,43 @@ no difference
 usr/lib
 / is read-only
 /tmp/d
+/dev/stdout is writable
+chmod /dev/null refused
 appended through /dev/stdout" "$OUT"
+	expect_contains "chmod's message" "chmod: changing permissions of '/dev/null': Operation not permitted" "$ERR"
+	expect_eq "the host's /dev/null" "666" "$(stat -c %a /dev/null)"
 	expect_eq "what dunk made for the view, afterwards" "" "$(ls -A "$tmpdir")"
+}
+
+# What dunk made for the view goes when the sandbox ends, whatever the
+# program did to it: a background writer the program left in /tmp is ended
+# first (dunk does not spin behind it), a directory of mode 000, a tree 300
+# deep; run as an unprivileged user, for whom mode 000 means something. A
+# memfd as stdin (no Landlock rule can name it) does not keep the sandbox
+# from starting.
+test_own_trees_are_removed() {
+	local tmpdir="$WORK/tmpdir"
+	mkdir -p "$tmpdir"
+	chmod 0777 "$tmpdir"
+	local view=(--ro-bind /usr /usr --symlink usr/lib /lib --symlink usr/lib64 /lib64 --symlink usr/bin /bin --tmpfs /tmp)
+	TMPDIR=$tmpdir run_cmd timeout 300 "$DUNK" sandbox "${view[@]}" -- /bin/sh -c \
+		'(while :; do echo x >/tmp/f.$$; rm -f /tmp/f.$$; done) & echo started'
+	expect_eq "exit status with a writer left running" 0 "$STATUS"
+	expect_eq "output" started "$OUT"
+	expect_eq "what dunk made, afterwards" "" "$(ls -A "$tmpdir")"
+	TMPDIR=$tmpdir run_cmd as_unprivileged timeout 300 "$DUNK" sandbox "${view[@]}" -- /bin/sh -c \
+		'mkdir /tmp/closed /tmp/wx && touch /tmp/closed/f && chmod 0 /tmp/closed && chmod 0300 /tmp/wx &&
+		 mkdir -p /tmp/deep/$(printf "d/%.0s" $(seq 300)) && echo made'
+	expect_eq "exit status as nobody" 0 "$STATUS"
+	expect_eq "output as nobody" made "$OUT"
+	expect_eq "what dunk made, afterwards (as nobody)" "" "$(ls -A "$tmpdir")"
+	run_cmd "$PYTHON" -c 'import os, subprocess, sys
+fd = os.memfd_create("stdin")
+os.write(fd, b"from a memfd\n")
+os.lseek(fd, 0, 0)
+sys.exit(subprocess.run(sys.argv[1:], stdin=fd).returncode)' "$DUNK" sandbox "${view[@]}" -- /bin/cat
+	expect_eq "exit status with a memfd as stdin" 0 "$STATUS"
+	expect_eq "output with a memfd as stdin" "from a memfd" "$OUT"
 }
 
 # The rest of bubblewrap's file-system and environment options: --*-try

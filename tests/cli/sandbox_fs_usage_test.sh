@@ -43,6 +43,8 @@ test_bad_forms() {
 	expect_eq "the symlink already there" elsewhere "$(readlink "$WORK/rw/link")"
 	no_kvm expect_refused 125 "dunk: sandbox: --symlink only-one: needs both TEXT and DST" \
 		"$DUNK" sandbox --symlink only-one -- /bin/touch "$ran"
+	no_kvm expect_refused 125 "dunk: sandbox: --symlink usr /: the view's / cannot be a symlink" \
+		"$DUNK" sandbox --symlink usr / -- /bin/touch "$ran"
 	no_kvm expect_refused 125 "dunk: sandbox: --tmpfs tmp: the destination must be an absolute path without '..'" \
 		"$DUNK" sandbox --tmpfs tmp -- /bin/touch "$ran"
 	no_kvm expect_refused 125 "dunk: sandbox: --dev /none/dev: the destination's parent /none is not a directory in the view" \

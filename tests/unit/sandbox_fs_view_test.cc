@@ -200,6 +200,7 @@ TEST_F(ViewTest, DescriptorLinksLeadToTheirObjectsInTheView) {
   EXPECT_EQ(resolve(fd + std::to_string(ro), {.no_magic_links = true}), eloop);
   EXPECT_EQ(resolve(fd + std::to_string(ro), {.in_root = true}), eloop);
   EXPECT_EQ(resolve(fd + "999", {.descriptors = true}), "errno " + std::to_string(ENOENT));
+  EXPECT_EQ(resolve(fd + std::to_string(pipe_fds[0]) + "/", {.descriptors = true}), "errno " + std::to_string(ENOTDIR));
   // Another process's descriptors (init's) are not followed.
   EXPECT_EQ(resolve("/proc/1/fd/0", {.descriptors = true}), eloop);
   for (const int n : {sub, ro, outside_dir, secret, pipe_fds[0], pipe_fds[1]}) close(n);
@@ -214,7 +215,9 @@ TEST_F(ViewTest, BubblewrapsOtherForms) {
                      {"--symlink", "work/file", "/f", false, Kind::kSymlink},
                      {"--symlink", "../ro/file", "/work/up", false, Kind::kSymlink},  // there already
                      {"--ro-bind", "/proc", "/proc", false, Kind::kProc},
-                     {"--dev", "", "/dev", false, Kind::kDev}});
+                     {"--dev", "", "/dev", false, Kind::kDev},
+                     {"--bind", root_ + "/in/sub", "/tmp/a/sub", true},
+                     {"--dir", "", "/dev/mqueue", false, Kind::kDir}});
   std::string rel;
   const FsView::Mount& tmp = v.mounts()[static_cast<std::size_t>(v.mount_of("/tmp/x", rel))];
   EXPECT_EQ(tmp.destination, "/tmp");
@@ -232,6 +235,12 @@ TEST_F(ViewTest, BubblewrapsOtherForms) {
   EXPECT_FALSE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev", rel))].writable);
   EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev/shm/x", rel))].writable);
   EXPECT_EQ(resolve("/dev/pts"), "/dev/pts");
+  EXPECT_EQ(resolve("/dev/mqueue"), "/dev/mqueue");  // made in --dev's own directory
+  EXPECT_TRUE(v.mounts()[static_cast<std::size_t>(v.mount_of("/dev/null", rel))].device);
+  // A bind beneath --tmpfs shows in its listing.
+  EXPECT_EQ(stat((tmp.host + "/a/sub").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(resolve("/tmp/a/sub"), "/tmp/a/sub");
   const int file = open((root_ + "/in/file").c_str(), O_RDONLY);
   EXPECT_EQ(resolve("/dev/fd/" + std::to_string(file)), "/work/file");  // /dev/fd -> /proc/self/fd
   close(file);
