@@ -367,7 +367,14 @@ bool FsView::add_own_directory(const std::string& destination, const std::string
     why = spec + ": cannot make " + host + ": " + std::strerror(errno);
     return false;
   }
-  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(host.c_str()), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return add_own_mount(host, destination, spec, writable, true, why);
+}
+
+// What dunk made at `host`, pinned (O_PATH) and bound at `destination`.
+bool FsView::add_own_mount(const std::string& host, const std::string& destination, const std::string& spec,
+                           bool writable, bool directory, std::string& why) {
+  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(host.c_str()),
+                            O_PATH | O_NOFOLLOW | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
   if (sys::failed(fd)) {
     why = spec + ": cannot open " + host + ": " + std::strerror(static_cast<int>(-fd));
     return false;
@@ -377,6 +384,7 @@ bool FsView::add_own_directory(const std::string& destination, const std::string
   m.destination = destination;
   m.host = host_path_of(m.fd);
   m.writable = writable;
+  m.directory = directory;
   m.own = true;
   m.spec = spec;
   mounts_.push_back(std::move(m));
@@ -404,21 +412,7 @@ bool FsView::add_own_file(const BindSpec& b, const std::string& destination, con
     why = spec + ": cannot write " + host + ": " + std::strerror(err);
     return false;
   }
-  const long fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(host.c_str()), O_PATH | O_CLOEXEC);
-  if (sys::failed(fd)) {
-    why = spec + ": cannot open " + host + ": " + std::strerror(static_cast<int>(-fd));
-    return false;
-  }
-  Mount m;
-  m.fd = move_out_of_program_range(static_cast<int>(fd));
-  m.destination = destination;
-  m.host = host_path_of(m.fd);
-  m.writable = b.writable;
-  m.directory = false;
-  m.own = true;
-  m.spec = spec;
-  mounts_.push_back(std::move(m));
-  return true;
+  return add_own_mount(host, destination, spec, b.writable, false, why);
 }
 
 // bubblewrap's --dev: a read-only directory of dunk's holding the host's

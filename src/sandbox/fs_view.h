@@ -186,6 +186,8 @@ class FsView {
   bool add_own_directory(const std::string& destination, const std::string& spec, bool writable, std::string& why,
                          int perms = -1);
   bool add_own_file(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
+  bool add_own_mount(const std::string& host, const std::string& destination, const std::string& spec, bool writable,
+                     bool directory, std::string& why);
   bool add_dev(const std::string& destination, const std::string& spec, std::string& why);
   bool make_in_binds(const BindSpec& b, const std::string& destination, const std::string& spec, std::string& why);
   bool own_directory_root(std::string& why);
