@@ -202,6 +202,9 @@ constexpr int kDunkCalls[] = {
     SYS_shmat, SYS_shmdt,
     // A fork child's first call in VM mode; restarted calls.
     SYS_restart_syscall,
+    // A fork child the table of the sandbox's processes could not take,
+    // killed and reaped before the program hears of it (members.h).
+    SYS_wait4,
 };
 
 // What the file-system view adds: its lookups (openat2 from the pinned

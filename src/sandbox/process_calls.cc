@@ -28,6 +28,7 @@
 #include "base/syscall.h"
 #include "core/machine.h"
 #include "sandbox/fs_view.h"
+#include "sandbox/members.h"
 #include "sandbox/supervisor.h"
 
 namespace dunk::sandbox {
@@ -166,6 +167,13 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
     s.signal_lock.unlock();
     s.region.lock().unlock();
     if (pid < 0) return answer(t, -errno);
+    // A member of the sandbox before the program hears of it (members.h):
+    // one the table cannot take does not run.
+    if (Members* m = members(); m != nullptr && !m->add(pid)) {
+      sys::call(SYS_kill, pid, SIGKILL);
+      sys::call(SYS_wait4, pid, 0, __WALL, 0);
+      return refuse(t, call, -EAGAIN, "the table of the sandbox's processes is full");
+    }
     if ((r.flags & CLONE_PARENT_SETTID) != 0) {
       const std::int32_t value = pid;
       (void)write_program(r.parent_tid, &value, sizeof value);

@@ -16,6 +16,7 @@
 #include "dunk/ring3.h"
 #include "sandbox/fs_view.h"
 #include "sandbox/host_layer.h"
+#include "sandbox/members.h"
 #include "sandbox/supervisor.h"
 #include "sandbox/test_switches.h"
 #include "sandbox/user_access.h"
@@ -103,6 +104,13 @@ StartFailure run_sandbox(const SandboxOptions& options) {
   s.fpu_size = ring3_fpu_size();
   s.xcr0 = core::Machine::instance().xcr0();
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
+  // The sandbox's processes (members.h): this one first, its fork children
+  // as they come. Its signals reach no other process.
+  Members* table = Members::create();
+  if (table == nullptr || !table->add(static_cast<pid_t>(s.pid))) {
+    return StartFailure{125, "cannot map the table of the sandbox's processes"};
+  }
+  set_members(table);
   reset_dispositions();
   if (options.view != nullptr) {
     // The program starts inside its view, confined to it in the host

@@ -25,6 +25,7 @@
 #include "dunk/dunk.h"
 #include "dunk/ring3.h"
 #include "sandbox/fs_view.h"
+#include "sandbox/members.h"
 #include "sandbox/test_switches.h"
 #include "sandbox/user_access.h"
 
@@ -296,6 +297,8 @@ void serve_call(ProgramThread& t) noexcept {
   if (injects_terminal_input(nr, call.args[1])) {
     return refuse(t, call, -EPERM, "it would push input into a terminal outside the sandbox");
   }
+  // Signals stay among the sandbox's processes (members.h).
+  if (confine_signal(t, call)) return;
   // Paths, the working directory and descriptor numbers under a
   // file-system view (fs_view.h).
   if (serve_in_view(t, call)) return;

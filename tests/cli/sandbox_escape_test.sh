@@ -221,6 +221,45 @@ test_toctou_iovec() {
 	fi
 }
 
+# Signals stay among the sandbox's processes, whatever the policy (the
+# default allows kill and friends): a process outside and dunk's own
+# waiting process cannot be signalled or given a pidfd, and survive; the
+# sandbox's children are reached by each way; kill(-1) and kill(0) reach
+# only the sandbox's processes (tests/programs/sandbox_signal_scope.py).
+test_signals_stay_in_the_sandbox() {
+	sleep 600 >/dev/null 2>&1 &
+	local outside=$!
+	# Expanded now: the function's variables are gone when the script exits.
+	trap "kill $outside 2>/dev/null; rm -rf '$WORK'" EXIT
+	run_cmd "$DUNK" sandbox -- "$PYTHON" "$TESTS_DIR/../programs/sandbox_signal_scope.py" "$outside"
+	echo "$ERR"
+	expect_eq "exit status" 0 "$STATUS"
+	local refused="" who
+	for who in outside dunk; do
+		refused+="kill $who: No such process
+kill -0 $who: No such process
+tkill $who: No such process
+tgkill $who: No such process
+rt_sigqueueinfo $who: No such process
+pidfd_open $who: No such process
+"
+	done
+	expect_eq "output" "${refused}kill a child: done
+child ended by signal 15
+tgkill a child: done
+child ended by signal 15
+rt_sigqueueinfo a child: done
+child ended by signal 15
+pidfd_send_signal a child: done
+child ended by signal 15
+kill -1: done
+child ended by signal 15
+kill 0: done
+child ended by signal 10 ; the caller's handler ran" "$OUT"
+	kill -0 "$outside" || fail "the process outside the sandbox was killed"
+	expect_contains "the report" "a process outside the sandbox" "$ERR"
+}
+
 # The denied call of a thread names the thread, not the process.
 test_thread_denial_names_the_thread() {
 	run_case thread_denied_call held "denied getppid() -> -1 EACCES"
