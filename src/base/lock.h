@@ -28,6 +28,12 @@ class Lock {
     }
   }
 
+  // Takes the lock if it is free; false (and nothing taken) otherwise.
+  bool try_lock() noexcept {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, 1, std::memory_order_acquire);
+  }
+
   void unlock() noexcept {
     if (state_.exchange(0, std::memory_order_release) == 2) {
       sys::call(SYS_futex, reinterpret_cast<long>(&state_), FUTEX_WAKE_PRIVATE, 1);

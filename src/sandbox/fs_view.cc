@@ -995,9 +995,29 @@ long FsView::start(const std::string& cwd) noexcept {
   return 0;
 }
 
+long open_exec_object(long object) noexcept {
+  // Linux refuses to open anything but a regular file for exec (EACCES,
+  // may_open): a FIFO opened for reading would block here for ever, out
+  // of reach of the signal that stops threads (thread_stop.cc).
+  struct stat st {};
+  if (const long err = sys::call(SYS_fstat, object, reinterpret_cast<long>(&st)); err != 0) return err;
+  if (!S_ISREG(st.st_mode)) return -EACCES;
+  char link[64];
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%ld", object);
+  return sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(link), O_RDONLY | O_CLOEXEC);
+}
+
+long open_path_for_exec(const char* path) noexcept {
+  const long object = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path), O_PATH | O_CLOEXEC);
+  if (sys::failed(object)) return object;
+  const long fd = open_exec_object(object);
+  sys::call(SYS_close, object);
+  return fd;
+}
+
 long open_for_exec(const std::string& path) noexcept {
   FsView* v = view();
-  if (v == nullptr) return sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(path.c_str()), O_RDONLY | O_CLOEXEC);
+  if (v == nullptr) return open_path_for_exec(path.c_str());
   std::string cwd;
   if (path.empty()) return -ENOENT;
   if (path[0] != '/') {
@@ -1005,12 +1025,10 @@ long open_for_exec(const std::string& path) noexcept {
   }
   FsView::Resolved r;
   if (const long err = v->resolve(cwd, path, FsView::ResolveOptions{}, r); err != 0) return err;
-  if (S_ISDIR(r.st.st_mode)) return -EACCES;
   // The object the lookup pinned, opened for reading through its /proc
-  // link: what was checked is what gets loaded.
-  char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", r.object);
-  return sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(link), O_RDONLY | O_CLOEXEC);
+  // link once it is known to be a regular file: what was checked is what
+  // gets loaded.
+  return open_exec_object(r.object);
 }
 
 }  // namespace dunk::sandbox

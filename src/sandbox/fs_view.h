@@ -225,7 +225,14 @@ bool served_by_view(int nr) noexcept;
 
 // The loader's open of a program or interpreter: `path` through the view
 // (relative to the working directory) when there is one, else as it is.
-// The descriptor (O_RDONLY | O_CLOEXEC), or -errno.
+// The descriptor (O_RDONLY | O_CLOEXEC), or -errno (EACCES for anything
+// but a regular file).
 long open_for_exec(const std::string& path) noexcept;
+// `object` (any descriptor, O_PATH ones too) opened for reading through its
+// /proc link when it is a regular file; anything else is EACCES, as Linux
+// answers an exec of a FIFO, socket, device or directory, without opening
+// it (a FIFO's open would block). `path` opened O_PATH, then the same.
+long open_exec_object(long object) noexcept;
+long open_path_for_exec(const char* path) noexcept;
 
 }  // namespace dunk::sandbox

@@ -356,8 +356,8 @@ long open_executable(const std::string& path, int program_fd) noexcept {
   std::string link;
   long fd;
   if (program_fd >= 0) {
-    link = "/proc/self/fd/" + std::to_string(program_fd);
-    fd = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>(link.c_str()), O_RDONLY | O_CLOEXEC);
+    link = "/proc/thread-self/fd/" + std::to_string(program_fd);
+    fd = open_path_for_exec(link.c_str());
   } else {
     fd = open_for_exec(path);
   }

@@ -227,9 +227,11 @@ void sys_exit(ProgramThread& t, const abi::Call& call) noexcept {
     s.reporter.flush();
     sys::call(SYS_exit_group, status);
   }
-  if (t.main) {
-    // The process's first thread: its host thread ends; glibc's bookkeeping
-    // of it does not matter any more.
+  if (t.host_leader) {
+    // The host process's first thread: its host thread ends; glibc's
+    // bookkeeping of it does not matter any more. (The thread a new program
+    // runs on after an execve is the program's first thread, t.main, and
+    // may be a pthread of dunk's: it ends below, its stack freed.)
     set_current_thread(nullptr);
     sys::call(SYS_exit, status);
   }
@@ -523,6 +525,21 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
         std::snprintf(why, sizeof why,
                       "thread %ld blocks signal %d, with which the supervisor stops the other threads of an execve",
                       blocker, kStopSignal);
+        return refuse(t, call, -EAGAIN, why);
+      }
+      case StopOutcome::kNoQueue: {
+        char why[200];
+        std::snprintf(why, sizeof why,
+                      "signal %d, with which the supervisor stops the other threads of an execve, cannot be queued "
+                      "to thread %ld (the signal queue limit, RLIMIT_SIGPENDING)",
+                      kStopSignal, blocker);
+        return refuse(t, call, -EAGAIN, why);
+      }
+      case StopOutcome::kTimedOut: {
+        char why[200];
+        std::snprintf(why, sizeof why,
+                      "thread %ld did not stop for the execve within %ld s (no thread stopped meanwhile)", blocker,
+                      kStopPatienceNs / 1'000'000'000);
         return refuse(t, call, -EAGAIN, why);
       }
       case StopOutcome::kStopped:

@@ -1,6 +1,8 @@
 #include "sandbox/report.h"
 
+#include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -105,6 +107,21 @@ void Reporter::add(const ReportLine& r) noexcept {
 void Reporter::flush() noexcept {
   LockGuard hold(lock_);
   flush_locked();
+}
+
+bool Reporter::flush_if_free(int attempts) noexcept {
+  for (int i = 0; i < attempts; ++i) {
+    if (lock_.try_lock()) {
+      flush_locked();
+      lock_.unlock();
+      return true;
+    }
+    // 1 ms on a futex word nobody wakes (futex is among dunk's host calls).
+    const std::uint32_t never = 0;
+    const timespec pause{0, 1'000'000};
+    sys::call(SYS_futex, reinterpret_cast<long>(&never), FUTEX_WAIT_PRIVATE, 0, reinterpret_cast<long>(&pause));
+  }
+  return false;
 }
 
 void Reporter::flush_locked() noexcept {

@@ -52,6 +52,11 @@ class Reporter {
   void add(const ReportLine& line) noexcept;
   // Writes what is buffered.
   void flush() noexcept;
+  // The same where the caller may have interrupted a holder of the lock (a
+  // signal handler): waits for it a bounded time (the attempts, 1 ms
+  // apart), and leaves the buffer unwritten when it stays held. Whether
+  // it wrote.
+  bool flush_if_free(int attempts) noexcept;
   bool empty() const noexcept { return used_ == 0; }
   // After fork: the child has one thread, its own copy of the buffer and
   // its own id.

@@ -137,7 +137,10 @@ extern "C" void dunk_sandbox_signal(int sig, siginfo_t* info, void* context) {
     // The program's own: its action applied here, since the host's is
     // always the supervisor's handler.
     if (action.handler == abi::kSigIgn) return;
-    die_by_signal(sig, nullptr);
+    // This thread may have been interrupted in the reporter's (not
+    // reentrant) lock: no report line, and the buffer written only if the
+    // lock is free or soon is.
+    die_by_signal_in_handler(sig);
   }
   if (call_to_make) {
     // The program's handler must run first, so the call returns without
@@ -374,16 +377,9 @@ void serve_fault(ProgramThread& t) noexcept {
   force_signal(t, signal->sig, signal->code, signal->address, vector, f.error_code);
 }
 
-[[noreturn]] void die_by_signal(int sig, const char* why) noexcept {
-  Sandbox& s = sandbox();
-  ProgramThread* t = current_thread();
-  ReportLine line;
-  line.event = "killed";
-  line.detail = why;
-  line.tid = t != nullptr ? t->tid : 0;
-  line.rip = t != nullptr ? t->frame.rip : 0;
-  if (why != nullptr) s.reporter.add(line);
-  s.reporter.flush();
+namespace {
+
+[[noreturn]] void die_now(int sig) noexcept {
   // No core dump of the supervisor's state in the program's name. prlimit64,
   // not setrlimit: the host filter lets dunk's own prlimit64 through
   // whatever the policy says (host_layer.cc), and setrlimit only when the
@@ -398,6 +394,26 @@ void serve_fault(ProgramThread& t) noexcept {
   // A signal whose default action does not end the process.
   sys::call(SYS_exit_group, 128 + sig);
   __builtin_unreachable();
+}
+
+}  // namespace
+
+[[noreturn]] void die_by_signal(int sig, const char* why) noexcept {
+  Sandbox& s = sandbox();
+  ProgramThread* t = current_thread();
+  ReportLine line;
+  line.event = "killed";
+  line.detail = why;
+  line.tid = t != nullptr ? t->tid : 0;
+  line.rip = t != nullptr ? t->frame.rip : 0;
+  if (why != nullptr) s.reporter.add(line);
+  s.reporter.flush();
+  die_now(sig);
+}
+
+[[noreturn]] void die_by_signal_in_handler(int sig) noexcept {
+  sandbox().reporter.flush_if_free(100);
+  die_now(sig);
 }
 
 }  // namespace dunk::sandbox

@@ -73,10 +73,15 @@ struct ProgramThread {
   std::uint64_t robust_list = 0;      // set_robust_list (kept, never walked)
   std::uint64_t robust_list_size = 0;
   long tid = 0;
-  bool main = false;           // the process's first thread
-  // Parked at the top of its loop while another thread's execve stops the
-  // others (ThreadStop).
-  std::atomic<bool> parked{false};
+  bool main = false;           // the process's first thread (the one an execve runs on)
+  // The host process's first thread, not a pthread of dunk's: its exit is
+  // a raw exit (no pthread stack or ProgramThread of dunk's to free). Set
+  // by register_thread on the thread itself; a fork child keeps it.
+  bool host_leader = false;
+  // The stop (ThreadStop::generation) the thread is parked in at the top
+  // of its loop while another thread's execve stops the others; 0: none.
+  // Guarded by ThreadStop::lock.
+  std::uint32_t parked_in = 0;
   std::atomic<bool> parking{false};  // on its way there: its mask is the park's
   // The last ring-3 page fault taken for a stale TLB entry (retried once).
   std::uint64_t last_fault_rip = 0, last_fault_address = 0;
@@ -122,7 +127,12 @@ struct ThreadStop {
   std::vector<ProgramThread*> threads;  // every live program thread
   std::atomic<bool> requested{false};   // an execve asks the others to park
   ProgramThread* owner = nullptr;       // the thread whose execve asks
-  std::uint64_t cookie = 0;             // marks the supervisor's kStopSignal (si_value)
+  std::uint32_t generation = 0;         // bumped by every stop (never 0 once one began)
+  // What marks the supervisor's kStopSignal (si_value): a fresh random
+  // value per stop, the last kCookies kept, since a kick may still be
+  // pending (blocked) in a thread when the next stop begins.
+  static constexpr std::size_t kCookies = 8;
+  std::atomic<std::uint64_t> cookies[kCookies] = {};
   std::atomic<std::uint32_t> parked_word{0};   // bumped when a thread parks
   std::atomic<std::uint32_t> verdict_word{0};  // bumped when the verdict is given
   Verdict verdict = Verdict::kGoOn;
@@ -254,7 +264,13 @@ enum class StopOutcome {
   kStopped,  // every other thread is parked
   kBusy,     // another thread's execve is stopping the others
   kBlocked,  // thread `blocker` blocks kStopSignal: everything goes on again
+  kNoQueue,  // kStopSignal could not be queued to thread `blocker` (EAGAIN:
+             // RLIMIT_SIGPENDING): everything goes on again
+  kTimedOut, // thread `blocker` did not park and no thread did for
+             // kStopPatienceNs: everything goes on again
 };
+// How long a stop waits without any thread parking before it gives up.
+inline constexpr long kStopPatienceNs = 5'000'000'000;
 StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept;
 void let_threads_go_on(ProgramThread& t) noexcept;
 // The point of no return: every parked thread but `successor` ends. With a
@@ -292,6 +308,10 @@ void force_signal(ProgramThread& t, int sig, int code, std::uint64_t address, st
                   std::uint64_t error, const std::uint8_t* info = nullptr) noexcept;
 // The process dies by `sig` (its default action), after a report line.
 [[noreturn]] void die_by_signal(int sig, const char* why) noexcept;
+// The same from the supervisor's signal handler, which may have interrupted
+// this very thread in the reporter: no report line, and what is buffered
+// written only if the reporter's lock is free within about 100 ms.
+[[noreturn]] void die_by_signal_in_handler(int sig) noexcept;
 
 // ---- Memory of the program ----------------------------------------------------
 

@@ -15,7 +15,15 @@
 // A thread that blocks kStopSignal in its host mask cannot be stopped
 // (glibc never blocks SIGCANCEL: only a raw rt_sigprocmask can): the owner
 // sees it in /proc/self/task/TID/status, lets every thread go again and
-// the execve fails with EAGAIN, reported.
+// the execve fails with EAGAIN, reported. So it does when kStopSignal
+// cannot be queued (rt_tgsigqueueinfo's EAGAIN: RLIMIT_SIGPENDING, which
+// the program may set to 0), and when no thread has parked for
+// kStopPatienceNs: a stop never waits for ever.
+//
+// Each stop has a generation: a thread notes the one it parks in, and the
+// owner counts only the threads parked in its own, so that a thread still
+// on its way back from the last stop (let go with EAGAIN) is not taken for
+// parked. Each stop marks its kicks with a fresh cookie.
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -72,16 +80,35 @@ bool task_alive(long tid) noexcept {
   return sys::call(SYS_newfstatat, AT_FDCWD, reinterpret_cast<long>(path), reinterpret_cast<long>(&st), 0) == 0;
 }
 
+std::uint64_t now_ns() noexcept {
+  timespec ts{};
+  sys::call(SYS_clock_gettime, CLOCK_MONOTONIC, reinterpret_cast<long>(&ts));
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// A fresh cookie, never 0.
+std::uint64_t new_cookie(const ThreadStop& x) noexcept {
+  std::uint64_t cookie = 0;
+  while (cookie == 0) {
+    if (sys::call(SYS_getrandom, reinterpret_cast<long>(&cookie), sizeof cookie, 0) != sizeof cookie) {
+      cookie = (now_ns() * 0x9e3779b97f4a7c15u) ^ reinterpret_cast<std::uint64_t>(&x);
+    }
+  }
+  return cookie;
+}
+
 // kStopSignal to thread `tid`, marked with the stop's cookie (si_value) so
 // that the supervisor's handler tells it from the program's own signal.
-void kick(const ThreadStop& x, long tid) noexcept {
+// 0, or the call's -errno (-EAGAIN: the signal queue is full).
+long kick(std::uint64_t cookie, long tid) noexcept {
   siginfo_t info{};
   info.si_signo = kStopSignal;
   info.si_code = SI_DETHREAD;
   info.si_pid = static_cast<pid_t>(sandbox().pid);
   info.si_uid = static_cast<uid_t>(sys::call(SYS_getuid));
-  info.si_value.sival_ptr = reinterpret_cast<void*>(x.cookie);
-  sys::call(SYS_rt_tgsigqueueinfo, static_cast<long>(sandbox().pid), tid, kStopSignal, reinterpret_cast<long>(&info));
+  info.si_value.sival_ptr = reinterpret_cast<void*>(cookie);
+  return sys::call(SYS_rt_tgsigqueueinfo, static_cast<long>(sandbox().pid), tid, kStopSignal,
+                   reinterpret_cast<long>(&info));
 }
 
 // Ends the calling program thread (parked, or handing its execve over).
@@ -89,7 +116,7 @@ void kick(const ThreadStop& x, long tid) noexcept {
   unregister_thread(t);
   release_thread_slot();
   set_current_thread(nullptr);
-  if (t.main) sys::call(SYS_exit, 0);  // the first thread's host thread is not a pthread of dunk's
+  if (t.host_leader) sys::call(SYS_exit, 0);  // not a pthread of dunk's
   delete &t;
   pthread_exit(nullptr);
 }
@@ -104,6 +131,8 @@ void announce(ThreadStop& x) noexcept {
 
 void register_thread(ProgramThread& t) noexcept {
   ThreadStop& x = sandbox().stop;
+  // Called on the host thread that runs `t`.
+  t.host_leader = sys::call(SYS_gettid) == sys::call(SYS_getpid);
   LockGuard hold(x.lock);
   x.threads.push_back(&t);
 }
@@ -121,14 +150,22 @@ void reset_thread_stop_after_fork(ProgramThread& t) noexcept {
   x.threads.push_back(&t);
   x.requested.store(false, std::memory_order_relaxed);
   x.owner = nullptr;
-  t.parked.store(false, std::memory_order_relaxed);
+  t.parked_in = 0;
+  t.parking.store(false, std::memory_order_relaxed);
 }
 
 bool is_stop_kick(const siginfo_t& info) noexcept {
   const ThreadStop& x = sandbox().stop;
-  return info.si_signo == kStopSignal && info.si_code == SI_DETHREAD && x.cookie != 0 &&
-         static_cast<std::uint64_t>(info.si_pid) == sandbox().pid &&
-         reinterpret_cast<std::uint64_t>(info.si_value.sival_ptr) == x.cookie;
+  if (info.si_signo != kStopSignal || info.si_code != SI_DETHREAD ||
+      static_cast<std::uint64_t>(info.si_pid) != sandbox().pid) {
+    return false;
+  }
+  const auto value = reinterpret_cast<std::uint64_t>(info.si_value.sival_ptr);
+  if (value == 0) return false;
+  for (const auto& cookie : x.cookies) {
+    if (cookie.load(std::memory_order_acquire) == value) return true;
+  }
+  return false;
 }
 
 void park_if_stopping(ProgramThread& t) noexcept {
@@ -140,7 +177,7 @@ void park_if_stopping(ProgramThread& t) noexcept {
   t.parking.store(true, std::memory_order_release);
   const std::uint64_t mask = block_signals(kAllSignals);
   take_monitor_signals();
-  std::uint32_t generation = 0;
+  std::uint32_t seen = 0;
   {
     LockGuard hold(x.lock);
     if (!x.requested.load(std::memory_order_relaxed) || x.owner == &t || !t.signals.empty()) {
@@ -148,24 +185,38 @@ void park_if_stopping(ProgramThread& t) noexcept {
       t.parking.store(false, std::memory_order_release);
       return;
     }
-    generation = x.verdict_word.load(std::memory_order_relaxed);
-    t.parked.store(true, std::memory_order_release);
+    seen = x.verdict_word.load(std::memory_order_relaxed);
+    t.parked_in = x.generation;
     x.parked_word.fetch_add(1, std::memory_order_release);
   }
   futex_wake_all(x.parked_word);
-  while (x.verdict_word.load(std::memory_order_acquire) == generation) futex_wait(x.verdict_word, generation, 0);
-  t.parked.store(false, std::memory_order_relaxed);
-  switch (x.verdict) {
+  while (x.verdict_word.load(std::memory_order_acquire) == seen) futex_wait(x.verdict_word, seen, 0);
+  // The verdict of the stop this thread parked in, read under the lock: a
+  // kEnd stays until every thread it ends is gone, and a later stop cannot
+  // give one before this thread parks in it.
+  ThreadStop::Verdict verdict;
+  ProgramThread* successor;
+  void (*task)(ProgramThread&, void*);
+  void* task_context;
+  {
+    LockGuard hold(x.lock);
+    t.parked_in = 0;
+    verdict = x.verdict;
+    successor = x.successor;
+    task = x.task;
+    task_context = x.task_context;
+  }
+  switch (verdict) {
     case ThreadStop::Verdict::kGoOn:
       set_signal_mask(mask);
       t.parking.store(false, std::memory_order_release);
       return;
     case ThreadStop::Verdict::kEnd:
-      if (x.successor == &t) {
+      if (successor == &t) {
         // The execve handed over: it runs here, on the first thread, with
         // the calling thread's mask (set by the task).
         t.parking.store(false, std::memory_order_release);
-        x.task(t, x.task_context);
+        task(t, task_context);
         return;
       }
       end_thread(t);
@@ -175,16 +226,14 @@ void park_if_stopping(ProgramThread& t) noexcept {
 StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
   Sandbox& s = sandbox();
   ThreadStop& x = s.stop;
+  const std::uint64_t cookie = new_cookie(x);
+  std::uint32_t generation = 0;
   {
     LockGuard hold(x.lock);
     if (x.requested.load(std::memory_order_relaxed)) return StopOutcome::kBusy;
-    if (x.cookie == 0) {
-      while (x.cookie == 0) {
-        if (sys::call(SYS_getrandom, reinterpret_cast<long>(&x.cookie), sizeof x.cookie, 0) != sizeof x.cookie) {
-          x.cookie = static_cast<std::uint64_t>(std::time(nullptr)) ^ reinterpret_cast<std::uint64_t>(&x);
-        }
-      }
-    }
+    if (++x.generation == 0) ++x.generation;
+    generation = x.generation;
+    x.cookies[generation % ThreadStop::kCookies].store(cookie, std::memory_order_release);
     x.owner = &t;
     x.requested.store(true, std::memory_order_release);
   }
@@ -198,6 +247,9 @@ StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
   // created, a signal being queued), the program's mask is what stays.
   long blocking = 0;
   unsigned looks = 0;
+  // Progress: a thread parked (or went) since the last look.
+  std::size_t fewest_waiting = SIZE_MAX;
+  std::uint64_t last_progress = now_ns();
   for (;;) {
     const std::uint32_t seen = x.parked_word.load(std::memory_order_acquire);
     waiting.clear();
@@ -205,7 +257,7 @@ StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
     {
       LockGuard hold(x.lock);
       for (const ProgramThread* p : x.threads) {
-        if (p != &t && !p->parked.load(std::memory_order_acquire)) {
+        if (p != &t && p->parked_in != generation) {
           waiting.push_back(Waiting{p->tid, p->parking.load(std::memory_order_acquire)});
         }
       }
@@ -213,6 +265,15 @@ StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
       all_parked = waiting.empty() && static_cast<int>(x.threads.size()) == s.threads.load();
     }
     if (all_parked) return StopOutcome::kStopped;
+    const std::uint64_t now = now_ns();
+    if (waiting.size() < fewest_waiting) {
+      fewest_waiting = waiting.size();
+      last_progress = now;
+    } else if (now - last_progress >= static_cast<std::uint64_t>(kStopPatienceNs)) {
+      blocker = waiting.empty() ? 0 : waiting.front().tid;
+      let_threads_go_on(t);
+      return StopOutcome::kTimedOut;
+    }
     bool someone_blocks = false;
     for (const Waiting& w : waiting) {
       if (w.parking) continue;  // its mask is the park's
@@ -230,7 +291,13 @@ StopOutcome stop_other_threads(ProgramThread& t, long& blocker) noexcept {
         }
         continue;
       }
-      kick(x, w.tid);
+      if (kick(cookie, w.tid) == -EAGAIN) {
+        // The signal cannot be queued (RLIMIT_SIGPENDING): this stop can
+        // never end.
+        blocker = w.tid;
+        let_threads_go_on(t);
+        return StopOutcome::kNoQueue;
+      }
     }
     if (!someone_blocks) looks = 0;
     futex_wait(x.parked_word, seen, kKickIntervalNs);

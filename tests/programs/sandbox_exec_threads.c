@@ -21,9 +21,29 @@
 //     cancel        pthread_cancel of a thread blocked in read() (glibc's
 //                   SIGCANCEL, the signal the sandbox stops threads with)
 //     sig32         signal 32 sent to the process with its default action
+//     sigpending    RLIMIT_SIGPENDING's soft limit at 0 while a thread
+//                   spins and another waits in read(): natively execve
+//                   succeeds; under the sandbox, whose signal 32 cannot be
+//                   queued then, it fails with EAGAIN, reported; then the
+//                   limit comes back and execve goes through
+//     fifo DIR      execve and execveat(AT_EMPTY_PATH) of a FIFO made in
+//                   DIR: EACCES at once, as natively (no open of the FIFO
+//                   that blocks for ever)
+//     sig32-reporting  20 children, each killed by signal 32 (default
+//                   action) sent to a thread that makes getppid in a loop
+//                   (denied and reported under the test's policy): each
+//                   dies by 32, none hangs (the parent kills one that is
+//                   still there after 20 s and says so)
+//     chain         16 rounds: a thread calls execve once the process's
+//                   first thread (the last round's execve caller) has
+//                   ended with pthread_exit; the host memory (VmSize)
+//                   must not grow by the round (a host thread's stack)
+//                   over the last 12
 //   sandbox_exec_threads SELF after PID MODE   (the new program)
+//   sandbox_exec_threads SELF chain LEFT TOTAL VMSIZE_KB   (chain's rounds)
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,7 +51,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -187,8 +210,150 @@ static void* cancelled(void* arg) {
   return NULL;
 }
 
+// The process's VmSize, as a fork child of it finds its own: under the
+// sandbox the child is a copy of the host process, and there /proc/self is
+// the child's first thread (in the process itself it names a first thread
+// that may have ended, which the sandbox's /proc guard refuses).
+static long vm_size_kb(void) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  fflush(stdout);
+  const pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    long kb = -1;
+    FILE* f = fopen("/proc/self/status", "r");
+    if (f != NULL) {
+      char line[256];
+      while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "VmSize:", 7) == 0) kb = atol(line + 7);
+      }
+      fclose(f);
+    }
+    (void)!write(fds[1], &kb, sizeof kb);
+    _exit(0);
+  }
+  close(fds[1]);
+  long kb = -1;
+  if (read(fds[0], &kb, sizeof kb) != sizeof kb) kb = -1;
+  close(fds[0]);
+  waitpid(pid, NULL, 0);
+  return kb;
+}
+
+static atomic_int main_leaving;
+static char chain_args[3][32];
+
+static void* chain_execer(void* arg) {
+  (void)arg;
+  while (!atomic_load(&main_leaving)) sched_yield();
+  // The first thread is gone well before this (pthread_exit right after
+  // the flag).
+  struct timespec t = {0, 100 * 1000 * 1000};
+  nanosleep(&t, NULL);
+  char* args[] = {(char*)self, (char*)self, "chain", chain_args[0], chain_args[1], chain_args[2], NULL};
+  execv(self, args);
+  printf("execv failed: %s\n", strerror(errno));
+  fflush(stdout);
+  _exit(1);
+}
+
+// One round of chain: LEFT rounds to go of TOTAL, VmSize as measured after
+// the first four (what the host's allocator sets up for new threads, its
+// arenas and stack cache, comes in those), -1 before.
+static int chain(int left, int total, long first_kb) {
+  const int warm_up = 4;
+  if (left == total - warm_up) first_kb = vm_size_kb();
+  if (left == 0) {
+    const long now_kb = vm_size_kb();
+    if (now_kb < 0 || first_kb < 0) {
+      printf("chain: no VmSize\n");
+      return 1;
+    }
+    const long growth = now_kb - first_kb;
+    const int rounds = total - warm_up;
+    // A leaked host thread stack is 1 MiB (and more with its arena).
+    printf("chain of %d rounds: VmSize grew less than 256 KiB a round over the last %d %d\n", total, rounds,
+           growth < rounds * 256L);
+    if (growth >= rounds * 256L) fprintf(stderr, "VmSize grew by %ld KiB over %d rounds\n", growth, rounds);
+    return 0;
+  }
+  snprintf(chain_args[0], sizeof chain_args[0], "%d", left - 1);
+  snprintf(chain_args[1], sizeof chain_args[1], "%d", total);
+  snprintf(chain_args[2], sizeof chain_args[2], "%ld", first_kb);
+  start(chain_execer);
+  atomic_store(&main_leaving, 1);
+  pthread_exit(NULL);
+}
+
+static atomic_long reporting_tid;
+
+static void* reporting(void* arg) {
+  (void)arg;
+  atomic_store(&reporting_tid, syscall(SYS_gettid));
+  for (;;) syscall(SYS_getppid);
+  return NULL;
+}
+
+static int sig32_reporting(void) {
+  const int children = 20;
+  int by_32 = 0;
+  for (int i = 0; i < children; ++i) {
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid < 0) return 2;
+    if (pid == 0) {
+      start(reporting);
+      while (atomic_load(&reporting_tid) == 0) sched_yield();
+      // A few milliseconds into the loop, differently each child.
+      struct timespec t = {0, (1 + (i * 7) % 20) * 1000 * 1000};
+      nanosleep(&t, NULL);
+      syscall(SYS_tgkill, getpid(), atomic_load(&reporting_tid), 32);
+      for (;;) pause();
+    }
+    int status = 0;
+    int waited = 0;
+    for (; waited < 2000; ++waited) {  // 20 s
+      if (waitpid(pid, &status, WNOHANG) == pid) break;
+      struct timespec t = {0, 10 * 1000 * 1000};
+      nanosleep(&t, NULL);
+    }
+    if (waited == 2000) {
+      printf("child %d still there 20 s after signal 32\n", i);
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      continue;
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == 32) ++by_32;
+  }
+  printf("children killed by signal 32: %d of %d\n", by_32, children);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc >= 5 && strcmp(argv[2], "after") == 0) return after(argv[3], argv[4]);
+  if (argc == 6 && strcmp(argv[2], "chain") == 0) {
+    self = argv[1];
+    return chain(atoi(argv[3]), atoi(argv[4]), atol(argv[5]));
+  }
+  if (argc == 4 && strcmp(argv[2], "fifo") == 0) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/fifo-for-exec", argv[3]);
+    if (mkfifo(path, 0755) != 0) {
+      perror("mkfifo");
+      return 2;
+    }
+    char* args[] = {path, NULL};
+    execv(path, args);
+    printf("execve of a FIFO: %s\n", strerror(errno));
+    const int fd = open(path, O_PATH | O_CLOEXEC);
+    if (fd < 0) return 2;
+    char* env[] = {NULL};
+    syscall(SYS_execveat, fd, "", args, env, AT_EMPTY_PATH);
+    printf("execveat of a FIFO's descriptor: %s\n", strerror(errno));
+    unlink(path);
+    return 0;
+  }
   if (argc != 3) {
     fprintf(stderr, "usage: %s SELF MODE\n", argv[0]);
     return 2;
@@ -265,6 +430,33 @@ int main(int argc, char** argv) {
     printf("still here\n");
     return 0;
   }
+  if (strcmp(mode, "sigpending") == 0) {
+    struct rlimit old, zero;
+    if (getrlimit(RLIMIT_SIGPENDING, &old) != 0) return 2;
+    zero.rlim_cur = 0;
+    zero.rlim_max = old.rlim_max;
+    start(spinner);
+    start(reader);
+    wait_ready(2);
+    if (setrlimit(RLIMIT_SIGPENDING, &zero) != 0) {
+      perror("setrlimit");
+      return 2;
+    }
+    char* args[] = {(char*)self, (char*)self, "after", pid_text, (char*)mode, NULL};
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
+    fflush(stdout);
+    execv(self, args);
+    // Natively execve does not come back; here it may, once.
+    printf("execve with no room in the signal queue: %s\n", strerror(errno));
+    fflush(stdout);
+    if (setrlimit(RLIMIT_SIGPENDING, &old) != 0) return 2;
+    do_exec();
+  }
+  if (strcmp(mode, "sig32-reporting") == 0) return sig32_reporting();
+  if (strcmp(mode, "chain") == 0) return chain(16, 16, -1);
   fprintf(stderr, "unknown mode %s\n", mode);
   return 2;
 }
