@@ -221,7 +221,7 @@ int dirfd_at(const abi::Call& copied, int arg) noexcept {
   return arg < 0 ? AT_FDCWD : static_cast<int>(static_cast<std::uint32_t>(copied.args[arg]));
 }
 
-void proc_link(char (&out)[64], int fd) noexcept { std::snprintf(out, sizeof out, "/proc/self/fd/%d", fd); }
+void proc_link(char (&out)[64], int fd) noexcept { std::snprintf(out, sizeof out, "/proc/thread-self/fd/%d", fd); }
 
 // One host call of the view's; kRestartForSignal without making it when a
 // signal for the program is queued (forward.S), as for any forwarded call.
@@ -773,7 +773,7 @@ long perform_socket(ProgramThread& t, const abi::Call& call, const abi::Call& co
     }
   }
   if (pinned->fd() < 0) return -EMFILE;
-  const int n = std::snprintf(mine.sun_path, sizeof mine.sun_path, "/proc/self/fd/%d%s", pinned->fd(), name.c_str());
+  const int n = std::snprintf(mine.sun_path, sizeof mine.sun_path, "/proc/thread-self/fd/%d%s", pinned->fd(), name.c_str());
   if (n < 0 || static_cast<std::size_t>(n) >= sizeof mine.sun_path) return -ENAMETOOLONG;
   const auto length = static_cast<std::uint64_t>(offsetof(sockaddr_un, sun_path) + static_cast<std::size_t>(n) + 1);
   abi::Call f = copied;

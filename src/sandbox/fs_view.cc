@@ -132,7 +132,7 @@ std::string canonical_destination(std::string_view dst) {
 
 std::string host_path_of(int fd) {
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%d", fd);
   char path[PATH_MAX];
   const long n = sys::call(SYS_readlink, reinterpret_cast<long>(link), reinterpret_cast<long>(path), sizeof path - 1);
   if (n <= 0) return {};
@@ -598,7 +598,7 @@ bool remove_tree_at(int dirfd, const char* name, int depth, int top, unsigned& m
   const long path = sys::call(SYS_openat, dirfd, reinterpret_cast<long>(name), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (sys::failed(path)) return false;
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%ld", path);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%ld", path);
   // dunk's own tree, owned by the user dunk runs as: a mode the program set
   // (000, 0300) does not keep it from being emptied.
   sys::call(SYS_chmod, reinterpret_cast<long>(link), 0700);
@@ -904,13 +904,13 @@ long FsView::locate(int dirfd, std::string& view_path) noexcept {
         return 0;
       }
     }
-    const long err = locate_host(AT_FDCWD, "/proc/self/cwd", true, view_path);
+    const long err = locate_host(AT_FDCWD, "/proc/thread-self/cwd", true, view_path);
     if (err == 0) set_cwd(view_path);
     return err;
   }
   if (dirfd < 0) return -EBADF;
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%d", dirfd);
   return locate_host(dirfd, link, true, view_path);
 }
 
@@ -973,7 +973,7 @@ long FsView::follow_descriptor_link(int dirfd, std::string_view name, std::strin
   if (sys::call(SYS_fcntl, n, F_GETFD) < 0) return -ENOENT;
   descriptor = n;
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%d", n);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%d", n);
   if (locate_host(n, link, false, view_path) != 0) view_path.clear();
   return 0;
 }

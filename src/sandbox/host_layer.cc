@@ -58,7 +58,7 @@ long add_rule(int ruleset, int fd, Access allowed) noexcept {
 // host kernel must agree. A directory is left out: a rule on it would
 // reach its whole tree, which the view does not.
 long add_held_files(int ruleset, Access handled) noexcept {
-  const long list = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"),
+  const long list = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/thread-self/fd"),
                               O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (sys::failed(list)) return list;
   UniqueFd listing(static_cast<int>(list));

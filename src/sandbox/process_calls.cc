@@ -368,7 +368,7 @@ long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) 
     // any path (the descriptor was checked against dunk's by the walk).
     if (name.empty()) {
       if ((flags & AT_EMPTY_PATH) == 0) return -ENOENT;
-      name = "/proc/self/fd/" + std::to_string(dirfd);
+      name = "/proc/thread-self/fd/" + std::to_string(dirfd);
       // A view resolves paths, and refuses /proc's magic links: the
       // descriptor is opened as the program's own.
       if (view() != nullptr) r.fd = dirfd;
@@ -378,7 +378,7 @@ long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) 
         if (const long err = v->locate(dirfd, dir); err != 0) return err;
         name = (dir == "/" ? std::string() : dir) + "/" + name;
       } else {
-        name = "/proc/self/fd/" + std::to_string(dirfd) + "/" + name;
+        name = "/proc/thread-self/fd/" + std::to_string(dirfd) + "/" + name;
       }
     }
   }
@@ -391,7 +391,7 @@ long read_exec_request(ProgramThread& t, const abi::Call& call, ExecRequest& r) 
 
 // What execve closes: the descriptors marked close-on-exec (but dunk's).
 void close_on_exec() noexcept {
-  const long dir = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const long dir = sys::call(SYS_openat, AT_FDCWD, reinterpret_cast<long>("/proc/thread-self/fd"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (sys::failed(dir)) return;
   std::vector<int> doomed;
   alignas(8) char buffer[4096];

@@ -75,7 +75,7 @@ bool is_process_memory_file(long fd) noexcept {
   struct statfs fs {};
   if (sys::call(SYS_fstatfs, fd, reinterpret_cast<long>(&fs)) != 0 || fs.f_type != PROC_SUPER_MAGIC) return false;
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/self/fd/%ld", fd);
+  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%ld", fd);
   char path[256];
   const long n = sys::call(SYS_readlink, reinterpret_cast<long>(link), reinterpret_cast<long>(path), sizeof path - 1);
   if (n <= 0) return true;  // a /proc file that cannot be named: refuse it too

@@ -267,6 +267,22 @@ chmod /dev/null refused" "$OUT"
 	expect_eq "what dunk made for the view, afterwards" "" "$(ls -A "$tmpdir")"
 }
 
+# The view once the process's first thread has ended (tests/programs/
+# sandbox_fs.c first_thread_gone): /proc/self/fd of a process whose first
+# thread is a zombie names nothing, so the supervisor names its own
+# descriptors through /proc/thread-self.
+test_first_thread_gone() {
+	make_tree
+	view
+	run_cmd "$DUNK" sandbox --policy "$(allow_all)" "${VIEW[@]}" -- /programs/sandbox_fs first_thread_gone
+	echo "$ERR"
+	expect_eq "exit status" 0 "$STATUS"
+	expect_eq "output" "gone_open: ok (open(/work/file))
+gone_openat: ok (openat(/work, file))
+gone_proc_status: ok (/proc/self/status read)
+gone_reopen_pipe: ok (a pipe reopened through /proc/thread-self/fd/N)" "$OUT"
+}
+
 # What dunk made for the view goes when the sandbox ends, whatever the
 # program did to it: a background writer the program left in /tmp is ended
 # first (dunk does not spin behind it), a directory of mode 000, a tree 300

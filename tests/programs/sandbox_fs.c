@@ -506,8 +506,42 @@ static int single_call(const char* what, const char* path) {
   return 0;
 }
 
+// The view's calls once the process's first thread has ended (main called
+// pthread_exit and another thread goes on): opens through the view, a
+// directory descriptor, /proc/self/status, a pipe reopened through
+// /proc/thread-self/fd/N (the supervisor names its own descriptors through
+// /proc/thread-self, which the first thread's end does not take away).
+static void* first_thread_gone_worker(void* unused) {
+  (void)unused;
+  char buf[256], path[64];
+  usleep(100000);  // the first thread has gone by now
+  int n = read_file("/work/file", buf, sizeof buf);
+  report("gone_open", n > 0 && strcmp(buf, "inside\n") == 0, "open(/work/file)");
+  int dir = open("/work", O_RDONLY | O_DIRECTORY);
+  int fd = dir >= 0 ? openat(dir, "file", O_RDONLY) : -1;
+  report("gone_openat", fd >= 0, "openat(/work, file)");
+  n = read_file("/proc/self/status", buf, sizeof buf);
+  report("gone_proc_status", n > 0 && strncmp(buf, "Name:", 5) == 0, "/proc/self/status read");
+  int p[2];
+  if (pipe(p) == 0 && write(p[1], "piped\n", 6) == 6) {
+    // (/proc/self/fd is the first thread's, gone: natively too, only the
+    // thread's own names the table.)
+    snprintf(path, sizeof path, "/proc/thread-self/fd/%d", p[0]);
+    n = read_file(path, buf, sizeof buf);
+    report("gone_reopen_pipe", n == 6, "a pipe reopened through /proc/thread-self/fd/N");
+  }
+  exit(failures == 0 ? 0 : 1);
+}
+
+static int first_thread_gone(void) {
+  pthread_t worker;
+  if (pthread_create(&worker, NULL, first_thread_gone_worker, NULL) != 0) return 2;
+  pthread_exit(NULL);
+}
+
 int main(int argc, char** argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
+  if (argc == 2 && strcmp(argv[1], "first_thread_gone") == 0) return first_thread_gone();
   if (argc == 4 && strcmp(argv[1], "call") == 0) return single_call(argv[2], argv[3]);
   if (argc < 3) {
     fprintf(stderr, "usage: %s paths|races|one CASE ... OUTSIDE [ROUNDS]\n", argv[0]);
