@@ -500,6 +500,23 @@ ProgramThread* first_thread_parked() noexcept {
 
 }  // namespace
 
+// An execve whose stop of the other threads ended without them: EAGAIN,
+// reported with why.
+void refuse_stop(ProgramThread& t, const abi::Call& call, StopOutcome outcome, long blocker) noexcept {
+  char why[200];
+  const char* stops = "with which the supervisor stops the other threads of an execve";
+  if (outcome == StopOutcome::kBlocked) {
+    std::snprintf(why, sizeof why, "thread %ld blocks signal %d, %s", blocker, kStopSignal, stops);
+  } else if (outcome == StopOutcome::kNoQueue) {
+    std::snprintf(why, sizeof why, "signal %d, %s, cannot be queued to thread %ld (the signal queue limit, "
+                  "RLIMIT_SIGPENDING)", kStopSignal, stops, blocker);
+  } else {
+    std::snprintf(why, sizeof why, "thread %ld did not stop for the execve within %ld s (no thread stopped meanwhile)",
+                  blocker, kStopPatienceNs / 1'000'000'000);
+  }
+  refuse(t, call, -EAGAIN, why);
+}
+
 void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   Sandbox& s = sandbox();
   ExecRequest request;
@@ -514,34 +531,16 @@ void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   if (s.threads.load() > 1) {
     // The other threads end first (thread_stop.cc).
     long blocker = 0;
-    switch (stop_other_threads(t, blocker)) {
+    switch (const StopOutcome outcome = stop_other_threads(t, blocker)) {
       case StopOutcome::kBusy:
         // Another thread's execve goes first: this thread parks, and makes
         // its call again if that one fails.
         t.frame.rip -= kSyscallInsnLength;
         return;
-      case StopOutcome::kBlocked: {
-        char why[200];
-        std::snprintf(why, sizeof why,
-                      "thread %ld blocks signal %d, with which the supervisor stops the other threads of an execve",
-                      blocker, kStopSignal);
-        return refuse(t, call, -EAGAIN, why);
-      }
-      case StopOutcome::kNoQueue: {
-        char why[200];
-        std::snprintf(why, sizeof why,
-                      "signal %d, with which the supervisor stops the other threads of an execve, cannot be queued "
-                      "to thread %ld (the signal queue limit, RLIMIT_SIGPENDING)",
-                      kStopSignal, blocker);
-        return refuse(t, call, -EAGAIN, why);
-      }
-      case StopOutcome::kTimedOut: {
-        char why[200];
-        std::snprintf(why, sizeof why,
-                      "thread %ld did not stop for the execve within %ld s (no thread stopped meanwhile)", blocker,
-                      kStopPatienceNs / 1'000'000'000);
-        return refuse(t, call, -EAGAIN, why);
-      }
+      case StopOutcome::kBlocked:
+      case StopOutcome::kNoQueue:
+      case StopOutcome::kTimedOut:
+        return refuse_stop(t, call, outcome, blocker);
       case StopOutcome::kStopped:
         break;
     }

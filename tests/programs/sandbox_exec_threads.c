@@ -92,8 +92,9 @@ static int after(const char* old_pid, const char* old_mode) {
   return 0;
 }
 
-static void do_exec(void) {
-  // The caller's mask goes over to the new program; another thread's not.
+// The execve of "after" with SIGUSR2 blocked (the caller's mask goes over
+// to the new program; another thread's not); it returns only if it failed.
+static void exec_after(void) {
   sigset_t block;
   sigemptyset(&block);
   sigaddset(&block, SIGUSR2);
@@ -101,9 +102,21 @@ static void do_exec(void) {
   char* argv[] = {(char*)self, (char*)self, "after", pid_text, (char*)mode, NULL};
   fflush(stdout);
   execv(self, argv);
+}
+
+static void do_exec(void) {
+  exec_after();
   printf("execv failed: %s\n", strerror(errno));
   fflush(stdout);
   _exit(1);
+}
+
+// An execve the sandbox may refuse once (natively it does not come back):
+// says why, then goes on.
+static void exec_once_more(const char* with) {
+  exec_after();
+  printf("execve with %s: %s\n", with, strerror(errno));
+  fflush(stdout);
 }
 
 static void* spinner(void* arg) {
@@ -390,16 +403,7 @@ int main(int argc, char** argv) {
     if (pthread_create(&blocker, NULL, blocking_thread, NULL) != 0) return 2;
     start(spinner);
     wait_ready(2);
-    char* args[] = {(char*)self, (char*)self, "after", pid_text, (char*)mode, NULL};
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &block, NULL);
-    fflush(stdout);
-    execv(self, args);
-    // Natively execve does not come back; here it may, once.
-    printf("execve with a thread blocking signal 32: %s\n", strerror(errno));
-    fflush(stdout);
+    exec_once_more("a thread blocking signal 32");
     // The blocking thread unblocks it (a mask is per thread); then the
     // execve goes through.
     pthread_kill(blocker, SIGUSR1);
@@ -442,16 +446,7 @@ int main(int argc, char** argv) {
       perror("setrlimit");
       return 2;
     }
-    char* args[] = {(char*)self, (char*)self, "after", pid_text, (char*)mode, NULL};
-    sigset_t block;
-    sigemptyset(&block);
-    sigaddset(&block, SIGUSR2);
-    pthread_sigmask(SIG_BLOCK, &block, NULL);
-    fflush(stdout);
-    execv(self, args);
-    // Natively execve does not come back; here it may, once.
-    printf("execve with no room in the signal queue: %s\n", strerror(errno));
-    fflush(stdout);
+    exec_once_more("no room in the signal queue");
     if (setrlimit(RLIMIT_SIGPENDING, &old) != 0) return 2;
     do_exec();
   }
