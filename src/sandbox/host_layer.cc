@@ -202,6 +202,8 @@ constexpr int kDunkCalls[] = {
     SYS_shmat, SYS_shmdt,
     // A fork child's first call in VM mode; restarted calls.
     SYS_restart_syscall,
+    // The old program's POSIX timers, deleted at an execve.
+    SYS_timer_delete,
     // A fork child the table of the sandbox's processes could not take,
     // killed and reaped before the program hears of it (members.h).
     SYS_wait4,
@@ -226,9 +228,11 @@ bool may_allow(const Policy& policy, int nr) noexcept {
 // The calls the supervisor serves itself never reach the kernel as the
 // program made them (execve loads in ring 0, clone starts dunk's threads,
 // ptrace is refused, ...): the policy allowing them lets none through.
-// prctl, modify_ldt and close_range are served by passing some on.
+// prctl, modify_ldt and close_range are served by passing some on;
+// timer_create and timer_delete are passed on (their ids kept).
 bool served_by_supervisor(int nr) noexcept {
-  return emulated(nr) != nullptr && nr != SYS_prctl && nr != SYS_modify_ldt && nr != SYS_close_range;
+  return emulated(nr) != nullptr && nr != SYS_prctl && nr != SYS_modify_ldt && nr != SYS_close_range &&
+         nr != SYS_timer_create && nr != SYS_timer_delete;
 }
 
 }  // namespace

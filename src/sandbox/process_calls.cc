@@ -184,6 +184,8 @@ void fork_process(ProgramThread& t, const abi::Call& call, const CloneRequest& r
   s.signal_lock.reset_after_fork();
   s.region.lock().reset_after_fork();
   s.limits.reset_after_fork();
+  s.timers_lock.reset_after_fork();
+  s.timers.clear();  // timers are the parent's alone
   s.threads.store(1);
   reset_thread_stop_after_fork(t);
   s.pid = static_cast<std::uint64_t>(sys::call(SYS_getpid));
@@ -433,6 +435,12 @@ void replace_image(ProgramThread& t, const ExecRequest& request) noexcept {
   Sandbox& s = sandbox();
   s.reporter.flush();
   {
+    // The old program's timers would signal the new one (Linux deletes them).
+    LockGuard hold(s.timers_lock);
+    for (const int id : s.timers) sys::call(SYS_timer_delete, id);
+    s.timers.clear();
+  }
+  {
     LockGuard hold(s.region.lock());
     s.region.clear();
     s.shm.clear();
@@ -500,6 +508,37 @@ ProgramThread* first_thread_parked() noexcept {
 
 }  // namespace
 
+void sys_timer_create(ProgramThread& t, const abi::Call& call) noexcept {
+  const long ret = forward_with_copies(t, call);
+  if (ret == kRestartForSignal) {
+    t.frame.rip -= kSyscallInsnLength;
+    return;
+  }
+  std::int32_t id = 0;
+  if (ret == 0 && read_program(&id, call.args[2], sizeof id)) {
+    Sandbox& s = sandbox();
+    LockGuard hold(s.timers_lock);
+    s.timers.push_back(id);
+  }
+  answer(t, ret);
+}
+
+void sys_timer_delete(ProgramThread& t, const abi::Call& call) noexcept {
+  const long ret = forward_with_copies(t, call);
+  if (ret == kRestartForSignal) {
+    t.frame.rip -= kSyscallInsnLength;
+    return;
+  }
+  if (ret == 0) {
+    Sandbox& s = sandbox();
+    LockGuard hold(s.timers_lock);
+    std::erase(s.timers, static_cast<int>(call.args[0]));
+  }
+  answer(t, ret);
+}
+
+namespace {
+
 // An execve whose stop of the other threads ended without them: EAGAIN,
 // reported with why.
 void refuse_stop(ProgramThread& t, const abi::Call& call, StopOutcome outcome, long blocker) noexcept {
@@ -516,6 +555,8 @@ void refuse_stop(ProgramThread& t, const abi::Call& call, StopOutcome outcome, l
   }
   refuse(t, call, -EAGAIN, why);
 }
+
+}  // namespace
 
 void sys_execve(ProgramThread& t, const abi::Call& call) noexcept {
   Sandbox& s = sandbox();

@@ -438,6 +438,8 @@ constexpr Row kRows[] = {
     {SYS_exit_group, &sys_exit_group},
     {SYS_execve, &sys_execve},
     {SYS_execveat, &sys_execve},
+    {SYS_timer_create, &sys_timer_create},
+    {SYS_timer_delete, &sys_timer_delete},
     {SYS_arch_prctl, &sys_arch_prctl},
     {SYS_set_tid_address, &sys_set_tid_address},
     {SYS_set_robust_list, &sys_set_robust_list},

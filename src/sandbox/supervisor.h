@@ -170,6 +170,10 @@ struct Sandbox {
   const NetworkPolicy* network = nullptr;  // --unshare-net, --allow-* (network.h); null: none
   CallLog* learn = nullptr;                // --learn: every call noted (call_log.h); null: none
   ThreadStop stop;
+  // The program's POSIX timers (timer_create's ids): an execve deletes
+  // them, as Linux's does; a fork child has none.
+  Lock timers_lock;
+  std::vector<int> timers;
 };
 
 Sandbox& sandbox() noexcept;
@@ -206,6 +210,9 @@ void sys_set_tid_address(ProgramThread& t, const abi::Call& call) noexcept;
 void sys_set_robust_list(ProgramThread& t, const abi::Call& call) noexcept;
 void sys_get_robust_list(ProgramThread& t, const abi::Call& call) noexcept;
 void sys_execve(ProgramThread& t, const abi::Call& call) noexcept;
+// timer_create and timer_delete, forwarded, their ids kept (Sandbox::timers).
+void sys_timer_create(ProgramThread& t, const abi::Call& call) noexcept;
+void sys_timer_delete(ProgramThread& t, const abi::Call& call) noexcept;
 void sys_close_range(ProgramThread& t, const abi::Call& call) noexcept;
 // Signals (signal_calls.cc).
 void sys_rt_sigaction(ProgramThread& t, const abi::Call& call) noexcept;

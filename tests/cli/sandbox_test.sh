@@ -282,6 +282,16 @@ test_execve_with_a_full_signal_queue() {
 # execve and execveat(AT_EMPTY_PATH) of a FIFO fail with EACCES at once, as
 # natively, with and without a file-system view. Before the fix dunk opened
 # the FIFO for reading to load it and blocked there for ever.
+# An execve deletes the old program's POSIX timers, as Linux's does: a
+# periodic SIGALRM timer does not kill the new program.
+test_execve_deletes_timers() {
+	local program
+	program="$(dirname "$DUNK")/tests/programs/sandbox_exec_threads"
+	compare_sandbox default timeout 30 "$program" "$program" timer
+	expect_eq "output" "after timer: same pid 1, tid is pid 1, tasks 1, SIGUSR2 blocked 1, SIGUSR1 blocked 0
+no timer's signal after the execve" "$(<"$WORK/sandbox.stdout")"
+}
+
 test_execve_of_a_fifo() {
 	local program expected dir
 	program="$(dirname "$DUNK")/tests/programs/sandbox_exec_threads"

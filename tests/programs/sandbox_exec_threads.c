@@ -89,6 +89,12 @@ static int after(const char* old_pid, const char* old_mode) {
   // are not compared there.
   if (strcmp(old_mode, "leader-gone") != 0) printf(", tid is pid %d, tasks %d", tid == pid, count_tasks());
   printf(", SIGUSR2 blocked %d, SIGUSR1 blocked %d\n", sigismember(&mask, SIGUSR2), sigismember(&mask, SIGUSR1));
+  if (strcmp(old_mode, "timer") == 0) {
+    // The old program's periodic SIGALRM timer is gone with it.
+    fflush(stdout);
+    usleep(400000);
+    printf("no timer's signal after the execve\n");
+  }
   return 0;
 }
 
@@ -448,6 +454,17 @@ int main(int argc, char** argv) {
     }
     exec_once_more("no room in the signal queue");
     if (setrlimit(RLIMIT_SIGPENDING, &old) != 0) return 2;
+    do_exec();
+  }
+  if (strcmp(mode, "timer") == 0) {
+    // A POSIX timer firing every 50 ms with SIGALRM's default action.
+    timer_t id;
+    struct sigevent event;
+    memset(&event, 0, sizeof event);
+    event.sigev_notify = SIGEV_SIGNAL;
+    event.sigev_signo = SIGALRM;
+    const struct itimerspec every = {{0, 50000000}, {0, 50000000}};
+    if (timer_create(CLOCK_MONOTONIC, &event, &id) != 0 || timer_settime(id, 0, &every, NULL) != 0) return 2;
     do_exec();
   }
   if (strcmp(mode, "sig32-reporting") == 0) return sig32_reporting();
