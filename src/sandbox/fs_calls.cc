@@ -377,9 +377,9 @@ long reopen_descriptor(ProgramThread& t, const abi::Call& call, FsView& v, int n
                      "opened for");
     }
   }
-  // The calling thread's own table, which the checks above looked at.
+  // The calling thread's own table (proc_link's), which the checks above looked at.
   char link[64];
-  std::snprintf(link, sizeof link, "/proc/thread-self/fd/%d", n);
+  proc_link(link, n);
   return forward(abi::Call{SYS_openat, {static_cast<std::uint64_t>(AT_FDCWD), reinterpret_cast<std::uint64_t>(link),
                                         flags & ~std::uint64_t{O_CREAT | O_EXCL}, mode}});
 }

@@ -183,7 +183,8 @@ void sys_prlimit(ProgramThread& t, const abi::Call& call) noexcept {
     if (new_address != 0 && limited) {
       return refuse(t, call, -EPERM, "changes a limit dunk set, of another process");
     }
-    return answer_forwarded(t, call);
+    answer_forwarded(t, call);
+    return;
   }
   if (refuse_outside(t, call, new_address, sizeof(rlimit)) || refuse_outside(t, call, old_address, sizeof(rlimit))) {
     return;

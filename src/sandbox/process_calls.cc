@@ -267,7 +267,8 @@ void sys_arch_prctl(ProgramThread& t, const abi::Call& call) noexcept {
     case ARCH_SET_CPUID:
       return answer(t, -ENODEV);  // no CPUID faulting for ring 3
     default:
-      return answer_forwarded(t, call);
+      answer_forwarded(t, call);
+      return;
   }
 }
 
@@ -509,32 +510,20 @@ ProgramThread* first_thread_parked() noexcept {
 }  // namespace
 
 void sys_timer_create(ProgramThread& t, const abi::Call& call) noexcept {
-  const long ret = forward_with_copies(t, call);
-  if (ret == kRestartForSignal) {
-    t.frame.rip -= kSyscallInsnLength;
-    return;
-  }
   std::int32_t id = 0;
-  if (ret == 0 && read_program(&id, call.args[2], sizeof id)) {
+  if (answer_forwarded(t, call) == 0 && read_program(&id, call.args[2], sizeof id)) {
     Sandbox& s = sandbox();
     LockGuard hold(s.timers_lock);
     s.timers.push_back(id);
   }
-  answer(t, ret);
 }
 
 void sys_timer_delete(ProgramThread& t, const abi::Call& call) noexcept {
-  const long ret = forward_with_copies(t, call);
-  if (ret == kRestartForSignal) {
-    t.frame.rip -= kSyscallInsnLength;
-    return;
-  }
-  if (ret == 0) {
+  if (answer_forwarded(t, call) == 0) {
     Sandbox& s = sandbox();
     LockGuard hold(s.timers_lock);
     std::erase(s.timers, static_cast<int>(call.args[0]));
   }
-  answer(t, ret);
 }
 
 namespace {

@@ -312,15 +312,16 @@ void serve_call(ProgramThread& t) noexcept {
 
 }  // namespace
 
-void answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept {
+long answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept {
   const long ret = forward_with_copies(t, call);
   if (ret == kRestartForSignal) {
     // A signal for the program came first: its handler runs, then the
     // SYSCALL runs again (RAX still holds the number).
     t.frame.rip -= kSyscallInsnLength;
-    return;
+    return ret;
   }
   answer(t, ret);
+  return ret;
 }
 
 long forward_with_copies(ProgramThread& t, const abi::Call& call) noexcept {

@@ -243,7 +243,8 @@ using Perform = long (*)(ProgramThread& t, const abi::Call& call, const abi::Cal
 long forward_with_copies(ProgramThread& t, const abi::Call& call, Perform perform, void* context) noexcept;
 // forward_with_copies, and its result to ring 3, or ring 3 back at its
 // SYSCALL when a signal's handler must run first (kRestartForSignal).
-void answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept;
+// Returns that result, for a handler that keeps something of it.
+long answer_forwarded(ProgramThread& t, const abi::Call& call) noexcept;
 // Performs a call on the host as it is, unless a signal for the program
 // is queued (head != tail: kRestartForSignal, forward.S).
 extern "C" long dunk_sandbox_forward(const abi::Call* call, const std::atomic<std::uint32_t>* head,
